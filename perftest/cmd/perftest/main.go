@@ -1,0 +1,23 @@
+// Command perftest is not implemented yet; it exits 2 so that scripts notice.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "perftest",
+		Usage: "not implemented yet",
+		Action: func(*cli.Context) error {
+			return cli.Exit("perftest: not implemented yet", 2)
+		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+}
