@@ -1,23 +1,20 @@
-// Command perftest is not implemented yet; it exits 2 so that scripts notice.
+// Command perftest is a throughput and latency tester for AMQP 0.9.1 brokers,
+// compatible with RabbitMQ PerfTest's flags and output. See package
+// github.com/amqp-go/amqp-go/perftest/bench.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/amqp-go/amqp-go/perftest/bench"
 )
 
 func main() {
-	app := &cli.App{
-		Name:  "perftest",
-		Usage: "not implemented yet",
-		Action: func(*cli.Context) error {
-			return cli.Exit("perftest: not implemented yet", 2)
-		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := bench.Main(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }

@@ -1,0 +1,205 @@
+package bench
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// producer publishes from one goroutine on its own connection and channel.
+type producer struct {
+	r    *runner
+	idx  int
+	tag  uint32
+	key  string
+	conn *amqp.Connection
+	ch   *amqp.Channel
+
+	sent, confirmed, nacked, returned atomic.Int64
+
+	// Confirm window: a token is put in sem before each publish and taken
+	// out for each confirm. sendTimes[(deliveryTag-1) % window] holds the
+	// publish time for confirm latency.
+	sem       chan struct{}
+	sendTimes []int64
+	lat       *latencyRecorder
+	confirms  chan amqp.Confirmation
+	confDone  chan struct{}
+
+	finished atomic.Bool
+	done     chan struct{}
+}
+
+func (p *producer) isDone() bool { return p.finished.Load() }
+
+func (r *runner) newProducer(i int) (*producer, error) {
+	c := &r.cfg
+	conn, err := r.dial(fmt.Sprintf("producer-%d", i))
+	if err != nil {
+		return nil, err
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	p := &producer{
+		r: r, idx: i, tag: producerTag(r.runTag, i), key: r.topo.producerKeys[i],
+		conn: conn, ch: ch, done: make(chan struct{}), confDone: make(chan struct{}),
+		lat: newLatencyRecorder(),
+	}
+	if c.Confirm >= 0 {
+		if err := ch.Confirm(false); err != nil {
+			_ = conn.Close()
+			return nil, err
+		}
+		buf := 1 << 16
+		if c.Confirm > 0 {
+			p.sem = make(chan struct{}, c.Confirm)
+			p.sendTimes = make([]int64, c.Confirm)
+			buf = max(buf, c.Confirm)
+		}
+		p.confirms = ch.NotifyPublish(make(chan amqp.Confirmation, buf))
+		go p.listenConfirms()
+	} else {
+		close(p.confDone)
+	}
+	if c.Mandatory {
+		returns := ch.NotifyReturn(make(chan amqp.Return, 1024))
+		go func() {
+			for range returns {
+				p.returned.Add(1)
+			}
+		}()
+	}
+	r.watch(fmt.Sprintf("producer #%d", i), conn, ch)
+	return p, nil
+}
+
+// listenConfirms counts confirms, records confirm latency and frees window
+// slots. amqp091-go delivers confirmations in delivery-tag order.
+func (p *producer) listenConfirms() {
+	defer close(p.confDone)
+	w := uint64(len(p.sendTimes))
+	for cf := range p.confirms {
+		if cf.Ack {
+			p.confirmed.Add(1)
+		} else {
+			p.nacked.Add(1)
+		}
+		if w > 0 && cf.DeliveryTag > 0 {
+			sent := p.sendTimes[(cf.DeliveryTag-1)%w]
+			p.lat.record((time.Now().UnixNano() - sent) / int64(time.Microsecond))
+		}
+		if p.sem != nil {
+			select {
+			case <-p.sem:
+			default:
+			}
+		}
+	}
+}
+
+// acquire takes a confirm window slot, waiting at most the confirm timeout.
+func (p *producer) acquire(timer **time.Timer) error {
+	select {
+	case p.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	to := p.r.cfg.ConfirmTimeout
+	if *timer == nil {
+		*timer = time.NewTimer(to)
+	} else {
+		(*timer).Reset(to)
+	}
+	select {
+	case p.sem <- struct{}{}:
+		(*timer).Stop()
+		return nil
+	case <-p.r.stopCh:
+		(*timer).Stop()
+		return errStopped
+	case <-(*timer).C:
+		return fmt.Errorf("producer #%d: no publisher confirm within %v (%d outstanding)",
+			p.idx, to, cap(p.sem))
+	}
+}
+
+var errStopped = fmt.Errorf("stopped")
+
+func (p *producer) run(start time.Time) {
+	defer close(p.done)
+	defer p.finished.Store(true)
+	c := &p.r.cfg
+	body := make([]byte, c.Size)
+	msg := amqp.Publishing{Body: body, DeliveryMode: amqp.Transient}
+	if c.Persistent {
+		msg.DeliveryMode = amqp.Persistent
+	}
+	limit := uint64(c.ProducerMessages)
+	var interval float64
+	if c.Rate > 0 {
+		interval = float64(time.Second) / c.Rate
+	}
+	var timer *time.Timer
+	var seq uint64
+	for ; limit == 0 || seq < limit; seq++ {
+		if p.r.stopping() {
+			break
+		}
+		if interval > 0 {
+			due := start.Add(time.Duration(float64(seq) * interval))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-p.r.stopCh:
+				}
+				if p.r.stopping() {
+					break
+				}
+			}
+		}
+		if p.sem != nil {
+			if err := p.acquire(&timer); err != nil {
+				if err != errStopped {
+					p.r.fail(err)
+				}
+				break
+			}
+		}
+		now := time.Now().UnixNano()
+		if p.sendTimes != nil {
+			p.sendTimes[seq%uint64(len(p.sendTimes))] = now
+		}
+		EncodeHeader(body, seq, p.tag, now)
+		if err := p.ch.Publish(c.Exchange, p.key, c.Mandatory, false, msg); err != nil {
+			if !p.r.stopping() {
+				p.r.fail(fmt.Errorf("producer #%d: publish: %w", p.idx, err))
+			}
+			break
+		}
+		p.sent.Add(1)
+	}
+	if c.Confirm >= 0 {
+		p.waitConfirms()
+	}
+}
+
+// waitConfirms waits until every published message is confirmed or nacked,
+// at most the confirm timeout; what is left is reported as unconfirmed.
+func (p *producer) waitConfirms() {
+	deadline := time.Now().Add(p.r.cfg.ConfirmTimeout)
+	for p.confirmed.Load()+p.nacked.Load() < p.sent.Load() {
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-p.confDone: // channel closed
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}

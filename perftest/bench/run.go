@@ -1,0 +1,549 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Stop reasons, as PerfTest prints them.
+const (
+	ReasonTimeLimit    = "Reached time limit"
+	ReasonMessageLimit = "Producer(s) and consumer(s) reached message limit"
+	ReasonSignal       = "Signal"
+	ReasonError        = "Error"
+)
+
+const maxRecordedErrors = 10
+
+type runner struct {
+	cfg    Config
+	out    io.Writer
+	topo   *topology
+	runTag uint16
+
+	stopCh   chan struct{}
+	stopOnce sync.Once
+	fatalCh  chan struct{}
+
+	errMu     sync.Mutex
+	errs      []string
+	fatalOnce sync.Once
+
+	setup           *amqp.Connection
+	createdExchange bool
+	declared        []string // non-exclusive queues perftest declared
+
+	producers []*producer
+	consumers []*consumer
+	trackers  map[string]*QueueTracker
+	serverQ   map[string]bool // server-named queues
+}
+
+// Run executes one perftest run: it declares the topology, starts the
+// consumers and then the producers, prints a report line every interval to
+// out, stops on the time limit, the message limits, cancellation of ctx
+// (SIGINT/SIGTERM) or the first protocol error, cleans up and prints the
+// summary. The Result is returned even when err is not nil, unless the run
+// could not start. err reports protocol errors, unconfirmed messages and
+// (for count-bounded runs) lost messages.
+func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	topo, err := planTopology(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &runner{
+		cfg:      cfg,
+		out:      out,
+		topo:     topo,
+		runTag:   uint16(rand.Uint32()),
+		stopCh:   make(chan struct{}),
+		fatalCh:  make(chan struct{}),
+		trackers: map[string]*QueueTracker{},
+		serverQ:  map[string]bool{},
+	}
+	defer r.closeAll()
+	if err := r.declare(); err != nil {
+		return nil, err
+	}
+	for i := range cfg.Consumers {
+		fmt.Fprintf(out, "id: %s, starting consumer #%d\n", cfg.ID, i)
+		c, err := r.newConsumer(i)
+		if err != nil {
+			r.stop()
+			r.cleanup()
+			return nil, fmt.Errorf("consumer #%d: %w", i, err)
+		}
+		fmt.Fprintf(out, "id: %s, starting consumer #%d, channel #0\n", cfg.ID, i)
+		r.consumers = append(r.consumers, c)
+	}
+	for i := range cfg.Producers {
+		fmt.Fprintf(out, "id: %s, starting producer #%d\n", cfg.ID, i)
+		p, err := r.newProducer(i)
+		if err != nil {
+			r.stop()
+			r.cleanup()
+			return nil, fmt.Errorf("producer #%d: %w", i, err)
+		}
+		fmt.Fprintf(out, "id: %s, starting producer #%d, channel #0\n", cfg.ID, i)
+		r.producers = append(r.producers, p)
+	}
+
+	start := time.Now()
+	for _, c := range r.consumers {
+		go c.run()
+	}
+	for _, p := range r.producers {
+		go p.run(start)
+	}
+	rep := r.reporter()
+	repDone := make(chan struct{})
+	repStop := make(chan struct{})
+	go r.report(rep, start, repStop, repDone)
+
+	reason, complete := r.control(ctx)
+	r.stop()
+	stopped := time.Now()
+	// Close the producers' connections before anything is deleted: closing
+	// waits for the broker to process everything published before.
+	for _, p := range r.producers {
+		<-p.done
+		_ = p.conn.Close()
+	}
+	for _, c := range r.consumers {
+		<-c.done
+		_ = c.conn.Close()
+	}
+	close(repStop)
+	<-repDone
+	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
+
+	res := r.result(stopped.Sub(start), reason, complete)
+	r.cleanup()
+	fmt.Fprint(out, rep.Summary(res))
+	var errs []error
+	for _, e := range r.errors() {
+		errs = append(errs, errors.New(e))
+	}
+	if res.Unconfirmed > 0 {
+		errs = append(errs, fmt.Errorf("%d messages unconfirmed at the end of the run", res.Unconfirmed))
+	}
+	if res.LossChecked && res.Lost > 0 {
+		errs = append(errs, fmt.Errorf("%d messages lost", res.Lost))
+	}
+	res.Errors = nil
+	for _, e := range errs {
+		res.Errors = append(res.Errors, e.Error())
+	}
+	return res, errors.Join(errs...)
+}
+
+// fail records an error and ends the run.
+func (r *runner) fail(err error) {
+	r.errMu.Lock()
+	if len(r.errs) < maxRecordedErrors {
+		r.errs = append(r.errs, err.Error())
+	}
+	r.errMu.Unlock()
+	r.fatalOnce.Do(func() { close(r.fatalCh) })
+}
+
+func (r *runner) errors() []string {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	return append([]string(nil), r.errs...)
+}
+
+func (r *runner) stop() { r.stopOnce.Do(func() { close(r.stopCh) }) }
+
+func (r *runner) stopping() bool {
+	select {
+	case <-r.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+func (r *runner) dial(name string) (*amqp.Connection, error) {
+	hb := r.cfg.Heartbeat
+	if hb <= 0 {
+		hb = 10 * time.Second
+	}
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(fmt.Sprintf("perftest-%s-%s", r.cfg.ID, name))
+	conn, err := amqp.DialConfig(r.cfg.URI, amqp.Config{Heartbeat: hb, Locale: "en_US", Properties: props})
+	if err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// watch turns a server-initiated connection or channel close into a run error.
+func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel) {
+	cc := conn.NotifyClose(make(chan *amqp.Error, 1))
+	var chc chan *amqp.Error
+	if ch != nil {
+		chc = ch.NotifyClose(make(chan *amqp.Error, 1))
+	}
+	go func() {
+		for cc != nil || chc != nil {
+			select {
+			case e, ok := <-cc:
+				if !ok {
+					cc = nil
+					continue
+				}
+				if e != nil {
+					r.fail(fmt.Errorf("%s: connection closed by server: %v", what, e))
+				}
+			case e, ok := <-chc:
+				if !ok {
+					chc = nil
+					continue
+				}
+				if e != nil {
+					r.fail(fmt.Errorf("%s: channel closed by server: %v", what, e))
+				}
+			}
+		}
+	}()
+}
+
+// declare opens the setup connection and declares the exchange and the named
+// queues, unless --predeclared.
+func (r *runner) declare() error {
+	conn, err := r.dial("setup")
+	if err != nil {
+		return err
+	}
+	r.setup = conn
+	if r.cfg.Predeclared {
+		return r.addNamedTrackers()
+	}
+	c := &r.cfg
+	if !isDefaultExchange(c.Exchange) {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		if err := ch.ExchangeDeclarePassive(c.Exchange, c.ExchangeType, false, false, false, false, nil); err != nil {
+			if !isNotFound(err) {
+				return fmt.Errorf("checking exchange %q: %w", c.Exchange, err)
+			}
+			if ch, err = conn.Channel(); err != nil {
+				return err
+			}
+			if err := ch.ExchangeDeclare(c.Exchange, c.ExchangeType, false, false, false, false, nil); err != nil {
+				return fmt.Errorf("declaring exchange %q: %w", c.Exchange, err)
+			}
+			r.createdExchange = true
+		}
+		_ = ch.Close()
+	}
+	if len(r.topo.named) > 0 {
+		ch, err := conn.Channel()
+		if err != nil {
+			return err
+		}
+		for _, q := range r.topo.named {
+			if _, err := ch.QueueDeclare(q, c.Persistent, c.AutoDelete, c.Exclusive, false, c.QueueArgs); err != nil {
+				return fmt.Errorf("declaring queue %q: %w", q, err)
+			}
+			r.declared = append(r.declared, q)
+			if !isDefaultExchange(c.Exchange) {
+				if err := ch.QueueBind(q, r.topo.bindKey[q], c.Exchange, false, nil); err != nil {
+					return fmt.Errorf("binding queue %q: %w", q, err)
+				}
+			}
+		}
+		_ = ch.Close()
+	}
+	return r.addNamedTrackers()
+}
+
+func (r *runner) addNamedTrackers() error {
+	for _, q := range r.topo.consumerQueues {
+		if q != "" && r.trackers[q] == nil {
+			r.trackers[q] = NewQueueTracker(q, r.cfg.Producers)
+		}
+	}
+	return nil
+}
+
+// cleanup deletes the queues and the exchange perftest declared, unless
+// --predeclared or --auto-delete false (PerfTest leaves such queues in
+// place, e.g. to be consumed by a later run).
+func (r *runner) cleanup() {
+	if r.setup == nil || r.setup.IsClosed() || r.cfg.Predeclared {
+		return
+	}
+	var ch *amqp.Channel
+	channel := func() *amqp.Channel {
+		if ch == nil || ch.IsClosed() {
+			ch, _ = r.setup.Channel()
+		}
+		return ch
+	}
+	if r.cfg.AutoDelete {
+		for _, q := range r.declared {
+			if c := channel(); c != nil {
+				_, _ = c.QueueDelete(q, false, false, false)
+			}
+		}
+	}
+	if r.createdExchange {
+		if c := channel(); c != nil {
+			_ = c.ExchangeDelete(r.cfg.Exchange, true, false)
+		}
+	}
+	if ch != nil && !ch.IsClosed() {
+		_ = ch.Close()
+	}
+}
+
+func (r *runner) closeAll() {
+	for _, p := range r.producers {
+		_ = p.conn.Close()
+	}
+	for _, c := range r.consumers {
+		_ = c.conn.Close()
+	}
+	if r.setup != nil {
+		_ = r.setup.Close()
+	}
+}
+
+// control waits for the end of the run and returns why it ended and whether
+// the message limits were reached (which enables the loss check).
+func (r *runner) control(ctx context.Context) (string, bool) {
+	c := &r.cfg
+	var timeLimit <-chan time.Time
+	if c.Time > 0 {
+		t := time.NewTimer(c.Time)
+		defer t.Stop()
+		timeLimit = t.C
+	}
+	pBounded := c.ProducerMessages > 0 && c.Producers > 0
+	cBounded := c.ConsumerMessages > 0 && c.Consumers > 0
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ReasonSignal, false
+		case <-r.fatalCh:
+			return ReasonError, false
+		case <-timeLimit:
+			return ReasonTimeLimit, false
+		case <-tick.C:
+		}
+		if !pBounded && !cBounded {
+			continue
+		}
+		if pBounded && !allDone(r.producers) {
+			continue
+		}
+		if cBounded && !allDone(r.consumers) {
+			continue
+		}
+		if !pBounded || cBounded || c.Consumers == 0 {
+			return ReasonMessageLimit, true
+		}
+		break
+	}
+	// Producers are done and consumers are unbounded: wait until the
+	// consumers have received everything that was routed to them.
+	expected := r.expectedReceived()
+	idle := max(2*time.Second, 2*c.Interval)
+	deadline := time.NewTimer(c.DrainTimeout)
+	defer deadline.Stop()
+	last, lastChange := r.received(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ReasonSignal, false
+		case <-r.fatalCh:
+			return ReasonError, false
+		case <-timeLimit:
+			return ReasonTimeLimit, false
+		case <-deadline.C:
+			return ReasonMessageLimit, true
+		case <-tick.C:
+		}
+		n := r.received()
+		if n >= expected {
+			return ReasonMessageLimit, true
+		}
+		if n != last {
+			last, lastChange = n, time.Now()
+		} else if time.Since(lastChange) > idle {
+			return ReasonMessageLimit, true
+		}
+	}
+}
+
+type doner interface{ isDone() bool }
+
+func allDone[T doner](xs []T) bool {
+	for _, x := range xs {
+		if !x.isDone() {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *runner) received() int64 {
+	var n int64
+	for _, c := range r.consumers {
+		n += c.received.Load()
+	}
+	return n
+}
+
+// delivered returns how many messages of producer p should have reached a
+// queue: published minus nacked minus returned.
+func (p *producer) delivered() int64 {
+	return max(0, p.sent.Load()-p.nacked.Load()-p.returned.Load())
+}
+
+// expectedReceived returns how many deliveries the consumers should get in
+// total once every routed message has arrived.
+func (r *runner) expectedReceived() int64 {
+	var n int64
+	for q := range r.trackers {
+		for i, p := range r.producers {
+			if r.topo.routes(&r.cfg, i, q, r.serverQ[q]) {
+				n += p.delivered()
+			}
+		}
+	}
+	return n
+}
+
+// reporter returns the formatter for this run.
+func (r *runner) reporter() *Reporter {
+	return &Reporter{
+		ID:             r.cfg.ID,
+		Published:      r.cfg.Producers > 0,
+		Received:       r.cfg.Consumers > 0,
+		Returned:       r.cfg.Mandatory,
+		Confirmed:      r.cfg.Confirm >= 0,
+		ConfirmLatency: r.cfg.Confirm > 0,
+	}
+}
+
+type totals struct{ sent, returned, confirmed, nacked, received int64 }
+
+func (r *runner) totals() totals {
+	var t totals
+	for _, p := range r.producers {
+		t.sent += p.sent.Load()
+		t.returned += p.returned.Load()
+		t.confirmed += p.confirmed.Load()
+		t.nacked += p.nacked.Load()
+	}
+	t.received = r.received()
+	return t
+}
+
+// report prints one line per interval until stop is closed.
+func (r *runner) report(rep *Reporter, start time.Time, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(r.cfg.Interval)
+	defer tick.Stop()
+	cons, conf := newHist(), newHist()
+	prev, prevAt := totals{}, start
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			cur := r.totals()
+			secs := now.Sub(prevAt).Seconds()
+			rate := func(a, b int64) float64 { return float64(a-b) / secs }
+			cons.Reset()
+			conf.Reset()
+			for _, c := range r.consumers {
+				c.lat.drainInterval(cons)
+			}
+			for _, p := range r.producers {
+				if p.lat != nil {
+					p.lat.drainInterval(conf)
+				}
+			}
+			fmt.Fprintln(r.out, rep.Line(now.Sub(start), Rates{
+				Sent:      rate(cur.sent, prev.sent),
+				Returned:  rate(cur.returned, prev.returned),
+				Confirmed: rate(cur.confirmed, prev.confirmed),
+				Nacked:    rate(cur.nacked, prev.nacked),
+				Received:  rate(cur.received, prev.received),
+			}, LatencyOf(cons), LatencyOf(conf)))
+			prev, prevAt = cur, now
+		}
+	}
+}
+
+// result computes the final numbers once every producer and consumer has
+// stopped.
+func (r *runner) result(elapsed time.Duration, reason string, complete bool) *Result {
+	t := r.totals()
+	res := &Result{
+		ID:         r.cfg.ID,
+		Sent:       t.sent,
+		Confirmed:  t.confirmed,
+		Nacked:     t.nacked,
+		Returned:   t.returned,
+		Received:   t.received,
+		DurationS:  elapsed.Seconds(),
+		StopReason: reason,
+	}
+	if s := elapsed.Seconds(); s > 0 {
+		res.SendRate = float64(t.sent) / s
+		res.ReceiveRate = float64(t.received) / s
+	}
+	h := newHist()
+	for _, c := range r.consumers {
+		c.lat.mergeTotal(h)
+		res.OutOfOrder += int64(c.order.OutOfOrder())
+	}
+	res.LatencyUS = LatencyOf(h)
+	if r.cfg.Confirm > 0 && len(r.producers) > 0 {
+		h := newHist()
+		for _, p := range r.producers {
+			p.lat.mergeTotal(h)
+		}
+		l := LatencyOf(h)
+		res.ConfirmLatencyUS = &l
+	}
+	if r.cfg.Confirm >= 0 {
+		res.Unconfirmed = max(0, t.sent-t.confirmed-t.nacked)
+	}
+	for _, q := range r.trackers {
+		res.Duplicates += int64(q.Duplicates())
+	}
+	res.LossChecked = complete && !r.cfg.Predeclared && r.cfg.ProducerMessages > 0 &&
+		r.cfg.ConsumerMessages == 0 && len(r.consumers) > 0
+	if res.LossChecked {
+		for q, tr := range r.trackers {
+			for i, p := range r.producers {
+				if r.topo.routes(&r.cfg, i, q, r.serverQ[q]) {
+					sent := uint64(p.sent.Load())
+					got := int64(sent - tr.Missing(i, sent))
+					res.Lost += max(0, p.delivered()-got)
+				}
+			}
+		}
+	}
+	return res
+}
