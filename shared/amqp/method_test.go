@@ -7,7 +7,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 )
 
 // The method struct names the broker depends on; this fails to compile if
@@ -352,4 +351,3 @@ func TestConstants(t *testing.T) {
 	}
 }
 
-var _ = time.Second
