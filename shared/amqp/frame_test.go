@@ -267,14 +267,14 @@ func TestAppendBodyFrames(t *testing.T) {
 	}{
 		{0, 1},
 		{131072, 1},
-		{4096, 4},       // 4088-byte chunks: 4088*3=12264, remainder 3736
-		{16008, 1},      // exactly fits
-		{16007, 2},      // one byte over
-		{100, 4},        // below FrameMinSize: treated as 4096
-		{1 << 31, 1},    // large
-		{4096 + 8, 4},   // 4096-byte chunks: 16000/4096 = 3.9
-		{8000 + 8, 2},   // two equal halves
-		{5333 + 8, 4},   // 5333*3 = 15999, one byte left
+		{4096, 4},     // 4088-byte chunks: 4088*3=12264, remainder 3736
+		{16008, 1},    // exactly fits
+		{16007, 2},    // one byte over
+		{100, 4},      // below FrameMinSize: treated as 4096
+		{1 << 31, 1},  // large
+		{4096 + 8, 4}, // 4096-byte chunks: 16000/4096 = 3.9
+		{8000 + 8, 2}, // two equal halves
+		{5333 + 8, 4}, // 5333*3 = 15999, one byte left
 		{FrameMinSize, 4},
 	}
 	for _, tt := range tests {
@@ -388,4 +388,3 @@ func TestReadFrameDoesNotAllocate(t *testing.T) {
 		t.Errorf("%v allocations per run", allocs)
 	}
 }
-

@@ -350,4 +350,3 @@ func TestConstants(t *testing.T) {
 		t.Error("ProtocolHeader")
 	}
 }
-

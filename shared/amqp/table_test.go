@@ -22,7 +22,7 @@ func TestFieldValueWireTypes(t *testing.T) {
 	}{
 		{"bool true", "74 01", true},
 		{"bool false", "74 00", false},
-				{"int8", "62 FF", int8(-1)},
+		{"int8", "62 FF", int8(-1)},
 		{"uint8", "42 FF", uint8(255)},
 		{"int16", "73 FF FE", int16(-2)},
 		{"uint16", "75 FF FE", uint16(65534)},
