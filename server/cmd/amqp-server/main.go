@@ -1,12 +1,16 @@
-// Command amqp-server is the AMQP 0.9.1 broker (being built; see README).
+// Command amqp-server runs the AMQP-Go broker.
 package main
 
 import (
 	"fmt"
 	"os"
+
+	"github.com/amqp-go/amqp-go/server/cli"
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "amqp-server: not implemented yet")
-	os.Exit(2)
+	if err := cli.App().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "amqp-server:", err)
+		os.Exit(1)
+	}
 }

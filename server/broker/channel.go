@@ -1,0 +1,363 @@
+package broker
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// maxMessageSize caps a message body, as RabbitMQ's max_message_size does
+// (its default is 128 MiB); a header claiming more is refused before any
+// buffer is allocated.
+const maxMessageSize = 128 << 20
+
+// channel is one AMQP channel. Fields marked "reader" are touched only by the
+// connection's reader goroutine; deliveries from queue goroutines go through
+// mu; confirms from the store go through confirmMu.
+type channel struct {
+	id   uint16
+	conn *conn
+
+	// reader
+	closing       bool // channel.close sent, waiting for close-ok
+	publish       *amqp.BasicPublish
+	header        amqp.ContentHeader
+	props         []byte
+	body          []byte
+	bodySize      uint64
+	consumers     map[string]*consumer
+	prefetch      int32 // per-consumer prefetch for new consumers
+	lastQueue     string
+	tx            bool
+	txPublishes   []txPublish
+	txAcks        []txAck
+	confirm       bool
+	publishSeq    uint64
+	scratch       routeScratch
+	queueScratch  []*Queue
+	settleScratch []qentry
+
+	// mu guards deliveries: tags and the unacked list.
+	mu      sync.Mutex
+	nextTag uint64
+	unacked unackedList
+	closed  bool
+
+	globalLimit   atomic.Int32 // basic.qos global=true; 0: none
+	globalUnacked atomic.Int32
+	flowPaused    atomic.Bool
+
+	// confirmMu guards the publisher-confirm state below.
+	confirmMu     sync.Mutex
+	confirmLowest uint64          // lowest seq not yet resolved
+	confirmLater  map[uint64]bool // resolved out of order: true ack, false nack
+	confirmNacks  []uint64        // nacked seqs, ascending, not yet sent
+	confirmSent   uint64          // highest seq whose ack or nack was written
+	confirmQueued bool            // on the conn's list of channels to flush
+}
+
+type txPublish struct {
+	msg       *Message
+	x         *Exchange
+	mandatory bool
+}
+
+type txAck struct {
+	entries []unackedEntry
+	requeue bool // nack/reject with requeue
+	drop    bool // nack/reject without requeue
+}
+
+func newChannel(c *conn, id uint16) *channel {
+	return &channel{id: id, conn: c, consumers: map[string]*consumer{}, confirmLowest: 1}
+}
+
+// canDeliver reports whether queues may hand this channel messages now.
+func (ch *channel) canDeliver() bool {
+	if ch.flowPaused.Load() {
+		return false
+	}
+	return ch.conn.outputRoom()
+}
+
+// acquireGlobal takes up to n credits from the channel-wide prefetch window.
+func (ch *channel) acquireGlobal(n int32) int32 {
+	for {
+		limit := ch.globalLimit.Load()
+		cur := ch.globalUnacked.Load()
+		take := n
+		if limit > 0 {
+			if cur >= limit {
+				return 0
+			}
+			take = min(n, limit-cur)
+		}
+		if ch.globalUnacked.CompareAndSwap(cur, cur+take) {
+			return take
+		}
+	}
+}
+
+// deliver writes messages taken by q for consumer c. Called by q's dispatch
+// goroutine with credit already acquired.
+func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
+	ch.mu.Lock()
+	if ch.closed {
+		ch.mu.Unlock()
+		es := make([]qentry, len(ds))
+		for i, d := range ds {
+			es[i] = d.e
+		}
+		if c.noAck {
+			q.settle(es)
+		} else {
+			q.requeue(es)
+		}
+		return
+	}
+	cn := ch.conn
+	cn.outMu.Lock()
+	for _, d := range ds {
+		ch.nextTag++
+		tag := ch.nextTag
+		if !c.noAck {
+			ch.unacked.push(unackedEntry{tag: tag, q: q, e: d.e, c: c})
+		}
+		m := d.e.msg
+		cn.appendMethodLocked(ch.id, &amqp.BasicDeliver{
+			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered,
+			Exchange: m.Exchange, RoutingKey: m.RoutingKey,
+		})
+		cn.appendContentLocked(ch.id, m)
+	}
+	cn.outMu.Unlock()
+	ch.mu.Unlock()
+	if c.noAck {
+		es := ch.settleScratchFor(ds)
+		q.settle(es)
+	}
+	cn.kick()
+}
+
+// settleScratchFor converts deliveries to entries; only queue goroutines
+// delivering no-ack messages use it, so it allocates a fresh slice.
+func (ch *channel) settleScratchFor(ds []delivery) []qentry {
+	es := make([]qentry, len(ds))
+	for i, d := range ds {
+		es[i] = d.e
+	}
+	return es
+}
+
+// queueDeleted is called when c's queue is deleted under it.
+func (ch *channel) queueDeleted(c *consumer) {
+	ch.conn.consumerGone(ch, c)
+}
+
+// unackedEntry is a delivered, not yet settled message.
+type unackedEntry struct {
+	tag uint64
+	q   *Queue // nil marks an entry already taken
+	e   qentry
+	c   *consumer // nil for basic.get
+}
+
+// unackedList keeps unacked deliveries in tag order.
+type unackedList struct {
+	es    []unackedEntry
+	head  int
+	holes int
+}
+
+func (l *unackedList) push(e unackedEntry) { l.es = append(l.es, e) }
+
+func (l *unackedList) live() int { return len(l.es) - l.head - l.holes }
+
+// take removes the entry with tag, or with multiple every entry up to tag
+// (tag 0: all). ok is false if the tag is not outstanding.
+func (l *unackedList) take(tag uint64, multiple bool, out []unackedEntry) ([]unackedEntry, bool) {
+	if multiple && tag == 0 {
+		for _, e := range l.es[l.head:] {
+			if e.q != nil {
+				out = append(out, e)
+			}
+		}
+		l.es, l.head, l.holes = l.es[:0], 0, 0
+		return out, true
+	}
+	i := l.head + sort.Search(len(l.es)-l.head, func(i int) bool { return l.es[l.head+i].tag >= tag })
+	if i >= len(l.es) || l.es[i].tag != tag || l.es[i].q == nil {
+		return out, false
+	}
+	if !multiple {
+		out = append(out, l.es[i])
+		l.es[i].q = nil
+		l.es[i].e = qentry{}
+		l.holes++
+	} else {
+		for j := l.head; j <= i; j++ {
+			if l.es[j].q != nil {
+				out = append(out, l.es[j])
+			} else {
+				l.holes--
+			}
+			l.es[j] = unackedEntry{}
+		}
+		l.head = i + 1
+	}
+	l.compact()
+	return out, true
+}
+
+// restore puts back entries taken by a rolled-back transaction.
+func (l *unackedList) restore(es []unackedEntry) {
+	all := append(l.takeAll(nil), es...)
+	sort.Slice(all, func(i, j int) bool { return all[i].tag < all[j].tag })
+	l.es = all
+}
+
+// takeAll removes and returns every entry.
+func (l *unackedList) takeAll(out []unackedEntry) []unackedEntry {
+	out, _ = l.take(0, true, out)
+	return out
+}
+
+func (l *unackedList) compact() {
+	for l.head < len(l.es) && l.es[l.head].q == nil {
+		l.es[l.head] = unackedEntry{}
+		l.head++
+		l.holes--
+	}
+	if l.head == len(l.es) {
+		l.es, l.head, l.holes = l.es[:0], 0, 0
+		return
+	}
+	if l.head > 1024 && l.head > len(l.es)/2 || l.holes > 1024 && l.holes > l.live() {
+		n := 0
+		for _, e := range l.es[l.head:] {
+			if e.q != nil {
+				l.es[n] = e
+				n++
+			}
+		}
+		clear(l.es[n:])
+		l.es, l.head, l.holes = l.es[:n], 0, 0
+	}
+}
+
+// settle finishes taken entries: acked or dropped (requeue false) or
+// returned to their queues (requeue true), and gives credit back.
+func (ch *channel) settle(es []unackedEntry, requeue bool) {
+	if len(es) == 0 {
+		return
+	}
+	global := false
+	for _, e := range es {
+		if e.c != nil {
+			e.c.unacked.Add(-1)
+			global = true
+		}
+	}
+	if global {
+		ch.globalUnacked.Add(-int32(countConsumed(es)))
+	}
+	// Group runs of the same queue so each queue is locked once per run.
+	for i := 0; i < len(es); {
+		j := i + 1
+		for j < len(es) && es[j].q == es[i].q {
+			j++
+		}
+		batch := ch.settleScratch[:0]
+		for _, e := range es[i:j] {
+			batch = append(batch, e.e)
+		}
+		if requeue {
+			es[i].q.requeue(batch)
+		} else {
+			es[i].q.settle(batch)
+		}
+		clear(batch)
+		ch.settleScratch = batch[:0]
+		es[i].q.signal()
+		i = j
+	}
+	if ch.globalLimit.Load() > 0 {
+		for _, c := range ch.consumers {
+			c.q.signal()
+		}
+	}
+}
+
+func countConsumed(es []unackedEntry) int {
+	n := 0
+	for _, e := range es {
+		if e.c != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// confirmed resolves publish seq (ack if err is nil, nack otherwise). It may
+// be called from any goroutine.
+func (ch *channel) confirmed(seq uint64, err error) {
+	ch.confirmMu.Lock()
+	ack := err == nil
+	if seq == ch.confirmLowest {
+		if !ack {
+			ch.confirmNacks = append(ch.confirmNacks, seq)
+		}
+		ch.confirmLowest++
+		for {
+			a, ok := ch.confirmLater[ch.confirmLowest]
+			if !ok {
+				break
+			}
+			if !a {
+				ch.confirmNacks = append(ch.confirmNacks, ch.confirmLowest)
+			}
+			delete(ch.confirmLater, ch.confirmLowest)
+			ch.confirmLowest++
+		}
+	} else {
+		if ch.confirmLater == nil {
+			ch.confirmLater = map[uint64]bool{}
+		}
+		ch.confirmLater[seq] = ack
+	}
+	queue := !ch.confirmQueued && ch.confirmLowest-1 > ch.confirmSent
+	if queue {
+		ch.confirmQueued = true
+	}
+	ch.confirmMu.Unlock()
+	if queue {
+		ch.conn.queueConfirms(ch)
+	}
+}
+
+// appendConfirms writes the acks and nacks resolved since the last call:
+// one basic.ack multiple per contiguous run of acks, a basic.nack for each
+// nack. Called by the connection's writer.
+func (ch *channel) appendConfirms(dst []byte) []byte {
+	ch.confirmMu.Lock()
+	upTo := ch.confirmLowest - 1
+	from := ch.confirmSent
+	nacks := ch.confirmNacks
+	ch.confirmNacks = nil
+	ch.confirmSent = upTo
+	ch.confirmQueued = false
+	ch.confirmMu.Unlock()
+	for _, n := range nacks {
+		if n-1 > from {
+			dst = amqp.AppendMethodFrame(dst, ch.id, &amqp.BasicAck{DeliveryTag: n - 1, Multiple: true})
+		}
+		dst = amqp.AppendMethodFrame(dst, ch.id, &amqp.BasicNack{DeliveryTag: n})
+		from = n
+	}
+	if upTo > from {
+		dst = amqp.AppendMethodFrame(dst, ch.id, &amqp.BasicAck{DeliveryTag: upTo, Multiple: upTo-from > 1})
+	}
+	return dst
+}

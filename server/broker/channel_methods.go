@@ -1,0 +1,575 @@
+package broker
+
+import (
+	"errors"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// handleFrame handles one frame for this channel (reader goroutine).
+func (ch *channel) handleFrame(f amqp.Frame) error {
+	c := ch.conn
+	if ch.closing {
+		// After channel.close only close and close-ok count.
+		if f.Type != amqp.FrameMethod {
+			return nil
+		}
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			return nil
+		}
+		switch m.(type) {
+		case *amqp.ChannelCloseOk:
+			delete(c.channels, ch.id)
+		case *amqp.ChannelClose:
+			c.send(ch.id, &amqp.ChannelCloseOk{})
+			delete(c.channels, ch.id)
+		}
+		return nil
+	}
+	switch f.Type {
+	case amqp.FrameMethod:
+		if ch.publish != nil {
+			return protoErr(amqp.UnexpectedFrame, nil,
+				"expected content header for class 60, got non content header frame instead")
+		}
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			return decodeFailure(err)
+		}
+		return ch.handleMethod(m)
+	case amqp.FrameHeader:
+		if ch.publish == nil || ch.props != nil {
+			return protoErr(amqp.UnexpectedFrame, nil, "expected method frame, got non method frame instead")
+		}
+		h, err := amqp.ParseContentHeader(f.Payload)
+		if err != nil {
+			return protoErr(amqp.FrameErrorCode, nil, "cannot decode content header: %v", err)
+		}
+		if h.ClassID != amqp.ClassBasic {
+			return protoErr(amqp.UnexpectedFrame, nil, "content header for class %d does not match method class 60", h.ClassID)
+		}
+		if h.BodySize > maxMessageSize {
+			return protoErr(amqp.PreconditionFailed, ch.publish,
+				"message size %d is larger than configured max size %d", h.BodySize, maxMessageSize)
+		}
+		ch.props = append(make([]byte, 0, len(h.RawProperties)), h.RawProperties...)
+		ch.bodySize = h.BodySize
+		ch.body = make([]byte, 0, h.BodySize)
+		if h.BodySize == 0 {
+			return ch.contentDone()
+		}
+		return nil
+	case amqp.FrameBody:
+		if ch.publish == nil || ch.props == nil {
+			return protoErr(amqp.UnexpectedFrame, nil, "expected method frame, got non method frame instead")
+		}
+		if uint64(len(ch.body))+uint64(len(f.Payload)) > ch.bodySize {
+			return protoErr(amqp.FrameErrorCode, nil, "body frame exceeds declared body size %d", ch.bodySize)
+		}
+		ch.body = append(ch.body, f.Payload...)
+		if uint64(len(ch.body)) == ch.bodySize {
+			return ch.contentDone()
+		}
+		return nil
+	}
+	return protoErr(amqp.FrameErrorCode, nil, "unknown frame type %d", f.Type)
+}
+
+// handleMethod dispatches a channel-level method.
+func (ch *channel) handleMethod(m amqp.Method) error {
+	c := ch.conn
+	v := c.vhost
+	switch m := m.(type) {
+	case *amqp.ChannelOpen:
+		return protoErr(amqp.ChannelError, m, "second 'channel.open' seen")
+	case *amqp.ChannelClose:
+		ch.shutdown()
+		c.send(ch.id, &amqp.ChannelCloseOk{})
+		delete(c.channels, ch.id)
+	case *amqp.ChannelCloseOk:
+		// Nothing pending; tolerate.
+	case *amqp.ChannelFlow:
+		ch.flowPaused.Store(!m.Active)
+		if m.Active {
+			for _, cn := range ch.consumers {
+				cn.q.signal()
+			}
+		}
+		c.send(ch.id, &amqp.ChannelFlowOk{Active: m.Active})
+	case *amqp.ChannelFlowOk:
+
+	case *amqp.ExchangeDeclare:
+		if err := v.declareExchange(m); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeDeclareOk{})
+		}
+	case *amqp.ExchangeDelete:
+		err := v.deleteExchange(m)
+		var ae *amqpError
+		if errors.As(err, &ae) && ae.code == amqp.NotFound {
+			err = nil // RabbitMQ's delete is idempotent
+		}
+		if err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeDeleteOk{})
+		}
+	case *amqp.ExchangeBind:
+		if err := ch.bindExchanges(m, m.Source, m.Destination, m.RoutingKey, m.Arguments, true); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeBindOk{})
+		}
+	case *amqp.ExchangeUnbind:
+		if err := ch.bindExchanges(m, m.Source, m.Destination, m.RoutingKey, m.Arguments, false); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.ExchangeUnbindOk{})
+		}
+
+	case *amqp.QueueDeclare:
+		q, err := v.declareQueue(m, c)
+		if err != nil {
+			return err
+		}
+		ch.lastQueue = q.Name
+		if !m.NoWait {
+			msgs, consumers := q.counts()
+			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(msgs), ConsumerCount: uint32(consumers)})
+		}
+	case *amqp.QueueBind:
+		if err := ch.bindQueue(m, m.Queue, m.Exchange, m.RoutingKey, m.Arguments, true); err != nil {
+			return err
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueueBindOk{})
+		}
+	case *amqp.QueueUnbind:
+		if err := ch.bindQueue(m, m.Queue, m.Exchange, m.RoutingKey, m.Arguments, false); err != nil {
+			return err
+		}
+		c.send(ch.id, &amqp.QueueUnbindOk{})
+	case *amqp.QueuePurge:
+		q, err := ch.queueFor(m, m.Queue)
+		if err != nil {
+			return err
+		}
+		n := q.purge()
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
+		}
+	case *amqp.QueueDelete:
+		name := m.Queue
+		if name == "" {
+			name = ch.lastQueue
+		}
+		q := v.queue(name)
+		n := 0
+		if q != nil {
+			if err := q.checkOwner(c, m); err != nil {
+				return err
+			}
+			var err error
+			if n, err = v.deleteQueue(q, m); err != nil {
+				return err
+			}
+		}
+		if !m.NoWait {
+			c.send(ch.id, &amqp.QueueDeleteOk{MessageCount: uint32(n)})
+		}
+
+	case *amqp.BasicQos:
+		if m.PrefetchSize != 0 {
+			return protoErr(amqp.NotImplemented, m, "prefetch_size!=0 (%d)", m.PrefetchSize)
+		}
+		if m.Global {
+			ch.globalLimit.Store(int32(m.PrefetchCount))
+			for _, cn := range ch.consumers {
+				cn.q.signal()
+			}
+		} else {
+			ch.prefetch = int32(m.PrefetchCount)
+		}
+		c.send(ch.id, &amqp.BasicQosOk{})
+	case *amqp.BasicConsume:
+		return ch.consume(m)
+	case *amqp.BasicCancel:
+		ch.cancel(m.ConsumerTag)
+		if !m.NoWait {
+			c.send(ch.id, &amqp.BasicCancelOk{ConsumerTag: m.ConsumerTag})
+		}
+	case *amqp.BasicPublish:
+		if m.Immediate {
+			return protoErr(amqp.NotImplemented, m, "immediate=true")
+		}
+		x := v.exchange(m.Exchange)
+		if x == nil {
+			return errNoExchange(m, v.name, m.Exchange)
+		}
+		if x.Internal {
+			return protoErr(amqp.AccessRefused, m, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, v.name)
+		}
+		p := *m
+		ch.publish = &p
+		ch.props = nil
+	case *amqp.BasicGet:
+		return ch.get(m)
+	case *amqp.BasicAck:
+		return ch.ackOrNack(m, m.DeliveryTag, m.Multiple, false, false)
+	case *amqp.BasicNack:
+		return ch.ackOrNack(m, m.DeliveryTag, m.Multiple, true, m.Requeue)
+	case *amqp.BasicReject:
+		return ch.ackOrNack(m, m.DeliveryTag, false, true, m.Requeue)
+	case *amqp.BasicRecover:
+		ch.recover()
+		c.send(ch.id, &amqp.BasicRecoverOk{})
+	case *amqp.BasicRecoverAsync:
+		ch.recover()
+
+	case *amqp.TxSelect:
+		if ch.confirm {
+			return protoErr(amqp.PreconditionFailed, m, "cannot switch from confirm to tx mode")
+		}
+		ch.tx = true
+		c.send(ch.id, &amqp.TxSelectOk{})
+	case *amqp.TxCommit:
+		if !ch.tx {
+			return protoErr(amqp.PreconditionFailed, m, "channel is not transactional")
+		}
+		ch.commit()
+		c.send(ch.id, &amqp.TxCommitOk{})
+	case *amqp.TxRollback:
+		if !ch.tx {
+			return protoErr(amqp.PreconditionFailed, m, "channel is not transactional")
+		}
+		ch.rollback()
+		c.send(ch.id, &amqp.TxRollbackOk{})
+
+	case *amqp.ConfirmSelect:
+		if ch.tx {
+			return protoErr(amqp.PreconditionFailed, m, "cannot switch from tx to confirm mode")
+		}
+		ch.confirm = true
+		if !m.Nowait {
+			c.send(ch.id, &amqp.ConfirmSelectOk{})
+		}
+	default:
+		if m.ClassID() == amqp.ClassConnection {
+			return protoErr(amqp.CommandInvalid, m, "%s on channel %d", m.MethodName(), ch.id)
+		}
+		return protoErr(amqp.CommandInvalid, m, "unexpected method %s from client", m.MethodName())
+	}
+	return nil
+}
+
+// queueFor resolves a queue argument ("" is the last declared queue) and
+// checks exclusive ownership.
+func (ch *channel) queueFor(m amqp.Method, name string) (*Queue, error) {
+	if name == "" {
+		if ch.lastQueue == "" {
+			return nil, protoErr(amqp.NotFound, m, "no previously declared queue")
+		}
+		name = ch.lastQueue
+	}
+	q := ch.conn.vhost.queue(name)
+	if q == nil {
+		return nil, errNoQueue(m, ch.conn.vhost.name, name)
+	}
+	return q, q.checkOwner(ch.conn, m)
+}
+
+func (ch *channel) bindQueue(m amqp.Method, queue, exchange, key string, args amqp.Table, bind bool) error {
+	v := ch.conn.vhost
+	if queue == "" && key == "" {
+		key = ch.lastQueue // RabbitMQ's shortcut: empty key and queue mean the last queue's name
+	}
+	q, err := ch.queueFor(m, queue)
+	if err != nil {
+		return err
+	}
+	if exchange == "" || exchange == "amq.default" {
+		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	x := v.exchange(exchange)
+	if x == nil {
+		return errNoExchange(m, v.name, exchange)
+	}
+	b := &binding{key: key, args: args, q: q}
+	if !bind {
+		removed, left := x.unbind(b)
+		if removed && left == 0 && x.AutoDelete {
+			v.autoDeleteExchange(x)
+		}
+		return nil
+	}
+	if x.Kind == kindHeaders {
+		hm, err := compileHeadersMatch(args)
+		if err != nil {
+			return withMethod(err, m)
+		}
+		b.match = hm
+	}
+	x.bind(b)
+	return nil
+}
+
+func (ch *channel) bindExchanges(m amqp.Method, source, dest, key string, args amqp.Table, bind bool) error {
+	v := ch.conn.vhost
+	if source == "" || dest == "" || source == "amq.default" || dest == "amq.default" {
+		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	dx := v.exchange(dest)
+	if dx == nil {
+		return errNoExchange(m, v.name, dest)
+	}
+	sx := v.exchange(source)
+	if sx == nil {
+		return errNoExchange(m, v.name, source)
+	}
+	b := &binding{key: key, args: args, x: dx}
+	if !bind {
+		removed, left := sx.unbind(b)
+		if removed && left == 0 && sx.AutoDelete {
+			v.autoDeleteExchange(sx)
+		}
+		return nil
+	}
+	if sx.Kind == kindHeaders {
+		hm, err := compileHeadersMatch(args)
+		if err != nil {
+			return withMethod(err, m)
+		}
+		b.match = hm
+	}
+	sx.bind(b)
+	return nil
+}
+
+// withMethod attaches the failing method's ids to an exception.
+func withMethod(err error, m amqp.Method) error {
+	var ae *amqpError
+	if errors.As(err, &ae) {
+		ae.classID, ae.methodID = m.ClassID(), m.MethodID()
+	}
+	return err
+}
+
+func (ch *channel) consume(m *amqp.BasicConsume) error {
+	c := ch.conn
+	q, err := ch.queueFor(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	tag := m.ConsumerTag
+	if tag == "" {
+		tag = "amq.ctag-" + randomName()
+	}
+	if old, ok := ch.consumers[tag]; ok {
+		if !old.gone.Load() {
+			return protoErr(amqp.NotAllowed, m, "attempt to reuse consumer tag '%s'", tag)
+		}
+		delete(ch.consumers, tag)
+	}
+	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch}
+	// consume-ok must precede the first delivery, so the queue queues it
+	// once the consumer is accepted and before it can deliver.
+	var ok func()
+	if !m.NoWait {
+		ok = func() { c.send(ch.id, &amqp.BasicConsumeOk{ConsumerTag: tag}) }
+	}
+	if err := q.addConsumer(cn, m, ok); err != nil {
+		return err
+	}
+	ch.consumers[tag] = cn
+	c.addConsumerQueue(q)
+	return nil
+}
+
+// cancel ends consumer tag (unknown tags are ignored, as RabbitMQ does).
+func (ch *channel) cancel(tag string) {
+	cn, ok := ch.consumers[tag]
+	if !ok {
+		return
+	}
+	delete(ch.consumers, tag)
+	ch.conn.removeConsumerQueue(cn.q)
+	if cn.q.removeConsumer(cn) {
+		_, _ = cn.q.vhost.deleteQueue(cn.q, nil)
+	}
+}
+
+func (ch *channel) get(m *amqp.BasicGet) error {
+	q, err := ch.queueFor(m, m.Queue)
+	if err != nil {
+		return err
+	}
+	e, remaining, ok := q.get(m.NoAck)
+	if !ok {
+		ch.conn.send(ch.id, &amqp.BasicGetEmpty{})
+		return nil
+	}
+	ch.mu.Lock()
+	ch.nextTag++
+	tag := ch.nextTag
+	if !m.NoAck {
+		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
+	}
+	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered,
+		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg)
+	ch.mu.Unlock()
+	if m.NoAck {
+		q.settle([]qentry{e})
+	}
+	return nil
+}
+
+// ackOrNack handles basic.ack, basic.nack and basic.reject.
+func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requeue bool) error {
+	ch.mu.Lock()
+	es, ok := ch.unacked.take(tag, multiple, nil)
+	ch.mu.Unlock()
+	if !ok {
+		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	}
+	if ch.tx {
+		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
+		return nil
+	}
+	ch.settle(es, negative && requeue)
+	return nil
+}
+
+// recover requeues every unacked message on the channel (basic.recover;
+// RabbitMQ treats requeue=false like requeue=true).
+func (ch *channel) recover() {
+	ch.mu.Lock()
+	es := ch.unacked.takeAll(nil)
+	ch.mu.Unlock()
+	ch.settle(es, true)
+}
+
+// contentDone completes an assembled publish.
+func (ch *channel) contentDone() error {
+	c := ch.conn
+	p := ch.publish
+	msg := &Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Props: ch.props, Body: ch.body}
+	ch.publish, ch.props, ch.body = nil, nil, nil
+	flags := propFlags(msg.Props)
+	if flags&amqp.FlagDeliveryMode != 0 {
+		msg.Persistent = amqp.PeekDeliveryMode(msg.Props) == 2
+	}
+	if flags&amqp.FlagUserID != 0 {
+		props, err := msg.Properties()
+		if err == nil && props.UserID != c.user {
+			return protoErr(amqp.PreconditionFailed, p,
+				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
+		}
+	}
+	x := c.vhost.exchange(p.Exchange)
+	if x == nil {
+		return errNoExchange(p, c.vhost.name, p.Exchange)
+	}
+	if ch.tx {
+		ch.txPublishes = append(ch.txPublishes, txPublish{msg: msg, x: x, mandatory: p.Mandatory})
+		return nil
+	}
+	var seq uint64
+	if ch.confirm {
+		ch.publishSeq++
+		seq = ch.publishSeq
+	}
+	ch.route(msg, x, p.Mandatory, seq)
+	return nil
+}
+
+// route delivers msg into its queues; seq > 0 asks for a confirm.
+func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) {
+	c := ch.conn
+	qs := ch.queueScratch[:0]
+	if x.Name == "" {
+		if q := c.vhost.queue(msg.RoutingKey); q != nil {
+			qs = append(qs, q)
+		}
+	} else {
+		qs = routeMessage(x, msg, qs, &ch.scratch)
+	}
+	if len(qs) == 0 {
+		if mandatory {
+			c.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
+				Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg)
+		}
+		if seq > 0 {
+			ch.confirmed(seq, nil)
+		}
+		ch.queueScratch = qs
+		return
+	}
+	msg.refs.Store(int32(len(qs)))
+	var done func(error)
+	if seq > 0 {
+		done = func(err error) { ch.confirmed(seq, err) }
+	}
+	c.srv.store.Put(msg, qs, done)
+	for _, q := range qs {
+		q.push(msg)
+	}
+	clear(qs)
+	ch.queueScratch = qs[:0]
+}
+
+// commit applies a transaction: publishes first, then settlements, as
+// RabbitMQ does.
+func (ch *channel) commit() {
+	for _, p := range ch.txPublishes {
+		ch.route(p.msg, p.x, p.mandatory, 0)
+	}
+	ch.txPublishes = nil
+	for _, a := range ch.txAcks {
+		ch.settle(a.entries, a.requeue)
+	}
+	ch.txAcks = nil
+}
+
+// rollback discards buffered publishes and puts buffered settlements back
+// as unacked.
+func (ch *channel) rollback() {
+	ch.txPublishes = nil
+	var back []unackedEntry
+	for _, a := range ch.txAcks {
+		back = append(back, a.entries...)
+	}
+	ch.txAcks = nil
+	if len(back) > 0 {
+		ch.mu.Lock()
+		ch.unacked.restore(back)
+		ch.mu.Unlock()
+	}
+}
+
+// shutdown ends the channel: consumers are cancelled and unacked messages
+// return to their queues. Safe to call more than once.
+func (ch *channel) shutdown() {
+	ch.mu.Lock()
+	if ch.closed {
+		ch.mu.Unlock()
+		return
+	}
+	ch.closed = true
+	es := ch.unacked.takeAll(nil)
+	ch.mu.Unlock()
+	for tag := range ch.consumers {
+		ch.cancel(tag)
+	}
+	for _, a := range ch.txAcks {
+		es = append(es, a.entries...)
+	}
+	ch.txAcks, ch.txPublishes = nil, nil
+	ch.publish, ch.props, ch.body = nil, nil, nil
+	ch.settle(es, true)
+}

@@ -1,0 +1,517 @@
+package broker
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// Output back-pressure: past outputHigh bytes queued for the socket, queues
+// stop delivering to this connection until the writer drains it below
+// outputLow, so a slow consumer holds up only itself.
+const (
+	outputHigh = 4 << 20
+	outputLow  = 1 << 20
+)
+
+// conn is one client connection. It has exactly two goroutines: the reader
+// (serve), which owns the channel map and all protocol state, and the writer
+// (writeLoop), which owns the socket's write side.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	fr     *amqp.FrameReader
+	logger *slog.Logger
+
+	// reader-owned, settled during the handshake
+	user       string
+	vhost      *VHost
+	frameMax   uint32
+	channelMax uint16
+	heartbeat  time.Duration
+	capBlocked bool // client handles connection.blocked
+	capCancel  bool // client handles server-sent basic.cancel
+	channels   map[uint16]*channel
+	closing    bool // connection.close sent, waiting for close-ok
+	needKick   bool // output appended during this read batch
+
+	// outMu guards the output buffer and the confirm flush list.
+	outMu        sync.Mutex
+	out          []byte
+	spare        []byte
+	confirmChans []*channel
+	outClosed    bool
+	outBytes     atomic.Int64
+	throttled    atomic.Bool // a queue found no room; wake queues on drain
+	blocked      bool        // connection.blocked sent (guarded by outMu)
+
+	exclusiveMu sync.Mutex
+	exclusive   []*Queue
+
+	// consumerQueuesMu guards consumerQueues: the queue of each consumer,
+	// so the writer can wake them after back-pressure.
+	consumerQueuesMu sync.Mutex
+	consumerQueues   []*Queue
+
+	forced atomic.Bool // the server sent connection.close (shutdown)
+
+	wake chan struct{} // writer wake-up, capacity 1
+	done chan struct{} // closed by the reader when the connection ends
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{
+		srv: s, nc: nc,
+		fr:       amqp.NewFrameReader(nc, s.cfg.ReadBufferSize),
+		logger:   s.logger.With("peer", nc.RemoteAddr().String()),
+		frameMax: amqp.FrameMinSize, channels: map[uint16]*channel{},
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+}
+
+// kick wakes the writer.
+func (c *conn) kick() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// outputRoom reports whether queues may add deliveries to the output.
+func (c *conn) outputRoom() bool {
+	if c.outBytes.Load() < outputHigh {
+		return true
+	}
+	c.throttled.Store(true)
+	return false
+}
+
+func (c *conn) appendMethodLocked(ch uint16, m amqp.Method) {
+	n := len(c.out)
+	c.out = amqp.AppendMethodFrame(c.out, ch, m)
+	c.outBytes.Add(int64(len(c.out) - n))
+}
+
+func (c *conn) appendContentLocked(ch uint16, m *Message) {
+	n := len(c.out)
+	c.out = amqp.AppendHeaderFrame(c.out, ch, amqp.ClassBasic, uint64(len(m.Body)), m.Props)
+	c.out = amqp.AppendBodyFrames(c.out, ch, m.Body, c.frameMax)
+	c.outBytes.Add(int64(len(c.out) - n))
+}
+
+// send queues a method from the reader goroutine; the writer is woken at
+// the end of the read batch.
+func (c *conn) send(ch uint16, m amqp.Method) {
+	c.outMu.Lock()
+	c.appendMethodLocked(ch, m)
+	c.outMu.Unlock()
+	c.needKick = true
+}
+
+// sendContent queues a method with content from the reader goroutine.
+func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message) {
+	c.outMu.Lock()
+	c.appendMethodLocked(ch, m)
+	c.appendContentLocked(ch, msg)
+	c.outMu.Unlock()
+	c.needKick = true
+}
+
+// queueConfirms schedules ch's resolved confirms for the next write.
+func (c *conn) queueConfirms(ch *channel) {
+	c.outMu.Lock()
+	c.confirmChans = append(c.confirmChans, ch)
+	c.outMu.Unlock()
+	c.kick()
+}
+
+// writeLoop is the writer goroutine: it swaps out the output buffer, adds
+// pending confirms, and writes the whole batch with one syscall.
+func (c *conn) writeLoop() {
+	var hb <-chan time.Time
+	if c.heartbeat > 0 {
+		t := time.NewTicker(c.heartbeat / 2)
+		defer t.Stop()
+		hb = t.C
+	}
+	wrote := false
+	var confirms []*channel
+	for {
+		final := false
+		select {
+		case <-c.wake:
+		case <-hb:
+			if !wrote {
+				c.outMu.Lock()
+				c.out = amqp.AppendHeartbeatFrame(c.out)
+				c.outMu.Unlock()
+			}
+			wrote = false
+		case <-c.done:
+			final = true
+		}
+		c.outMu.Lock()
+		buf := c.out
+		c.out = c.spare[:0]
+		c.spare = nil
+		confirms = append(confirms[:0], c.confirmChans...)
+		clear(c.confirmChans)
+		c.confirmChans = c.confirmChans[:0]
+		c.outMu.Unlock()
+		queued := int64(len(buf))
+		for _, ch := range confirms {
+			buf = ch.appendConfirms(buf)
+		}
+		clear(confirms)
+		if len(buf) > 0 {
+			wrote = true
+			if _, err := c.nc.Write(buf); err != nil {
+				c.nc.Close() // the reader sees the error and tears down
+				final = true
+			}
+		}
+		c.outBytes.Add(-queued)
+		if cap(buf) > 8<<20 {
+			buf = nil // don't pin a burst's buffer forever
+		}
+		c.outMu.Lock()
+		c.spare = buf[:0]
+		if final {
+			c.outClosed = true
+		}
+		c.outMu.Unlock()
+		if c.throttled.Load() && c.outBytes.Load() < outputLow {
+			c.throttled.Store(false)
+			c.wakeConsumers()
+		}
+		if final {
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+// wakeConsumers signals the queue of every consumer on this connection.
+func (c *conn) wakeConsumers() {
+	c.srv.forConsumers(c, func(q *Queue) { q.signal() })
+}
+
+// serve runs the connection: handshake, then the frame loop, then teardown.
+func (c *conn) serve() {
+	defer c.srv.removeConn(c)
+	err := c.handshake()
+	if err == nil {
+		go c.writeLoop()
+		err = c.readLoop()
+		c.teardown()
+		close(c.done)
+	} else {
+		c.nc.Close()
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		c.logger.Debug("connection ended", "err", err)
+	}
+}
+
+// readLoop reads and handles frames until the connection ends.
+func (c *conn) readLoop() error {
+	var lastDeadline time.Time
+	for {
+		if c.heartbeat > 0 && !c.closing && !c.forced.Load() {
+			// Resetting the deadline per frame is cheap but not free; a
+			// coarse refresh keeps the two-heartbeat detection window.
+			if now := time.Now(); now.Sub(lastDeadline) > c.heartbeat/4 {
+				lastDeadline = now
+				_ = c.nc.SetReadDeadline(now.Add(2 * c.heartbeat))
+			}
+		}
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var fe *amqp.FrameError
+			if errors.As(err, &fe) {
+				c.closeWith(&amqpError{code: fe.Code, text: fe.Text, hard: true})
+				c.flushNow()
+				return err
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() && !c.closing {
+				c.logger.Info("missed heartbeats from client, timeout", "heartbeat", c.heartbeat)
+			}
+			return err
+		}
+		done, err := c.handleFrame(f)
+		if c.needKick && c.fr.Buffered() == 0 {
+			c.needKick = false
+			c.kick()
+		}
+		if err != nil || done {
+			c.flushNow()
+			return err
+		}
+	}
+}
+
+// flushNow wakes the writer and lets it drain before the reader tears down.
+func (c *conn) flushNow() { c.kick() }
+
+// handleFrame dispatches one frame; done reports the end of the connection.
+func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
+	if f.Type == amqp.FrameHeartbeat {
+		if f.Channel != 0 {
+			c.closeWith(protoErr(amqp.CommandInvalid, nil, "heartbeat frame on non-zero channel %d", f.Channel))
+		}
+		return false, nil
+	}
+	if f.Channel == 0 {
+		if f.Type != amqp.FrameMethod {
+			c.closeWith(protoErr(amqp.UnexpectedFrame, nil, "expected method frame, got non method frame instead"))
+			return false, nil
+		}
+		return c.handleConnectionMethod(f.Payload)
+	}
+	if c.closing {
+		return false, nil // only connection.close-ok matters now
+	}
+	ch := c.channels[f.Channel]
+	if ch == nil {
+		if f.Type != amqp.FrameMethod {
+			c.closeWith(protoErr(amqp.ChannelError, nil, "expected 'channel.open'"))
+			return false, nil
+		}
+		m, err := amqp.DecodeMethod(f.Payload)
+		if err != nil {
+			c.closeWith(decodeFailure(err))
+			return false, nil
+		}
+		open, ok := m.(*amqp.ChannelOpen)
+		if !ok {
+			c.closeWith(protoErr(amqp.ChannelError, m, "expected 'channel.open'"))
+			return false, nil
+		}
+		if c.channelMax != 0 && f.Channel > c.channelMax {
+			c.closeWith(protoErr(amqp.NotAllowed, m, "channel number %d exceeds negotiated channel_max %d", f.Channel, c.channelMax))
+			return false, nil
+		}
+		_ = open
+		ch = newChannel(c, f.Channel)
+		c.channels[f.Channel] = ch
+		c.send(f.Channel, &amqp.ChannelOpenOk{})
+		return false, nil
+	}
+	if err := ch.handleFrame(f); err != nil {
+		c.raise(ch, err)
+	}
+	return false, nil
+}
+
+// raise turns a handler error into a channel or connection exception.
+func (c *conn) raise(ch *channel, err error) {
+	var ae *amqpError
+	if !errors.As(err, &ae) {
+		ae = protoErr(amqp.InternalError, nil, "%v", err)
+	}
+	if ae.hard {
+		c.closeWith(ae)
+		return
+	}
+	c.logger.Info("channel exception", "channel", ch.id, "code", ae.code, "text", ae.text, "user", c.user, "vhost", c.vhostName())
+	ch.shutdown()
+	ch.closing = true
+	c.send(ch.id, &amqp.ChannelClose{ReplyCode: ae.code, ReplyText: ae.text, FailingClassID: ae.classID, FailingMethodID: ae.methodID})
+}
+
+func (c *conn) vhostName() string {
+	if c.vhost == nil {
+		return ""
+	}
+	return c.vhost.name
+}
+
+// decodeFailure maps a codec error to RabbitMQ's exception.
+func decodeFailure(err error) *amqpError {
+	var um *amqp.UnknownMethodError
+	if errors.As(err, &um) {
+		return &amqpError{code: amqp.CommandInvalid, hard: true, classID: um.ClassID, methodID: um.MethodID,
+			text: "COMMAND_INVALID - unknown method"}
+	}
+	var de *amqp.DecodeError
+	if errors.As(err, &de) {
+		return &amqpError{code: amqp.FrameErrorCode, hard: true, classID: de.ClassID, methodID: de.MethodID,
+			text: "FRAME_ERROR - cannot decode method: " + de.Reason}
+	}
+	return protoErr(amqp.SyntaxError, nil, "%v", err)
+}
+
+// closeWith starts a connection exception: send connection.close and ignore
+// everything but the close handshake from now on.
+func (c *conn) closeWith(e *amqpError) {
+	if c.closing {
+		return
+	}
+	c.logger.Info("connection exception", "code", e.code, "text", e.text, "user", c.user, "vhost", c.vhostName())
+	c.closing = true
+	for _, ch := range c.channels {
+		ch.shutdown()
+	}
+	c.send(0, &amqp.ConnectionClose{ReplyCode: e.code, ReplyText: e.text, FailingClassID: e.classID, FailingMethodID: e.methodID})
+	c.kick()
+	// The client has a bounded time to answer with close-ok.
+	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+}
+
+// handleConnectionMethod handles methods on channel 0 after the handshake.
+func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
+	m, err := amqp.DecodeMethod(payload)
+	if err != nil {
+		c.closeWith(decodeFailure(err))
+		return false, nil
+	}
+	switch m := m.(type) {
+	case *amqp.ConnectionClose:
+		c.send(0, &amqp.ConnectionCloseOk{})
+		return true, nil
+	case *amqp.ConnectionCloseOk:
+		if c.closing || c.forced.Load() {
+			return true, nil
+		}
+		c.closeWith(protoErr(amqp.CommandInvalid, m, "unexpected connection.close-ok"))
+	case *amqp.ConnectionBlocked, *amqp.ConnectionUnblocked:
+		// Clients may echo these; RabbitMQ ignores them.
+	case *amqp.ConnectionUpdateSecret:
+		if c.closing {
+			return false, nil
+		}
+		if !c.srv.authenticate(c.user, m.NewSecret) {
+			c.closeWith(protoErr(amqp.NotAllowed, m, "new secret does not authenticate user '%s'", c.user))
+			return false, nil
+		}
+		c.send(0, &amqp.ConnectionUpdateSecretOk{})
+	default:
+		if c.closing {
+			return false, nil
+		}
+		if m.ClassID() == amqp.ClassConnection {
+			c.closeWith(protoErr(amqp.CommandInvalid, m, "unexpected %s", m.MethodName()))
+		} else {
+			c.closeWith(protoErr(amqp.CommandInvalid, m, "%s on channel 0", m.MethodName()))
+		}
+	}
+	return false, nil
+}
+
+// teardown releases everything the connection held. Reader goroutine only.
+func (c *conn) teardown() {
+	for id, ch := range c.channels {
+		ch.shutdown()
+		delete(c.channels, id)
+	}
+	c.exclusiveMu.Lock()
+	qs := append([]*Queue(nil), c.exclusive...)
+	c.exclusive = nil
+	c.exclusiveMu.Unlock()
+	for _, q := range qs {
+		_, _ = q.vhost.deleteQueue(q, nil)
+	}
+}
+
+func (c *conn) addExclusive(q *Queue) {
+	c.exclusiveMu.Lock()
+	c.exclusive = append(c.exclusive, q)
+	c.exclusiveMu.Unlock()
+}
+
+func (c *conn) removeExclusive(q *Queue) {
+	c.exclusiveMu.Lock()
+	defer c.exclusiveMu.Unlock()
+	for i, x := range c.exclusive {
+		if x == q {
+			c.exclusive = append(c.exclusive[:i], c.exclusive[i+1:]...)
+			return
+		}
+	}
+}
+
+// consumerGone tells the client that the server cancelled consumer cn
+// (its queue was deleted). Called from whichever goroutine deleted the
+// queue; the consumer map itself is cleaned by the reader when it next
+// sees the tag, so only the notification is sent here.
+func (c *conn) consumerGone(ch *channel, cn *consumer) {
+	cn.gone.Store(true)
+	ch.mu.Lock()
+	closed := ch.closed
+	ch.mu.Unlock()
+	if closed || !c.capCancel {
+		return
+	}
+	c.outMu.Lock()
+	if !c.outClosed {
+		c.appendMethodLocked(ch.id, &amqp.BasicCancel{ConsumerTag: cn.tag, NoWait: true})
+	}
+	c.outMu.Unlock()
+	c.kick()
+}
+
+// setBlocked sends connection.blocked or unblocked if the client handles it.
+func (c *conn) setBlocked(reason string, on bool) {
+	if !c.capBlocked {
+		return
+	}
+	c.outMu.Lock()
+	if c.blocked != on && !c.outClosed {
+		c.blocked = on
+		if on {
+			c.appendMethodLocked(0, &amqp.ConnectionBlocked{Reason: reason})
+		} else {
+			c.appendMethodLocked(0, &amqp.ConnectionUnblocked{})
+		}
+	}
+	c.outMu.Unlock()
+	c.kick()
+}
+
+// writeDirect writes frames synchronously during the handshake, before the
+// writer goroutine exists.
+func writeDirect(w *bufio.Writer, frames []byte) error {
+	if _, err := w.Write(frames); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// forceClose starts closing the connection from outside the reader, with
+// 320 CONNECTION_FORCED, and bounds how long the reader waits for close-ok.
+func (c *conn) forceClose() {
+	c.forced.Store(true)
+	c.outMu.Lock()
+	if !c.outClosed {
+		c.appendMethodLocked(0, &amqp.ConnectionClose{ReplyCode: amqp.ConnectionForced,
+			ReplyText: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"})
+	}
+	c.outMu.Unlock()
+	c.kick()
+	_ = c.nc.SetReadDeadline(time.Now().Add(3 * time.Second))
+}
+
+func (c *conn) addConsumerQueue(q *Queue) {
+	c.consumerQueuesMu.Lock()
+	c.consumerQueues = append(c.consumerQueues, q)
+	c.consumerQueuesMu.Unlock()
+}
+
+func (c *conn) removeConsumerQueue(q *Queue) {
+	c.consumerQueuesMu.Lock()
+	defer c.consumerQueuesMu.Unlock()
+	for i, x := range c.consumerQueues {
+		if x == q {
+			c.consumerQueues = append(c.consumerQueues[:i], c.consumerQueues[i+1:]...)
+			return
+		}
+	}
+}

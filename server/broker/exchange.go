@@ -1,0 +1,360 @@
+package broker
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// Exchange types.
+const (
+	kindDirect  = "direct"
+	kindFanout  = "fanout"
+	kindTopic   = "topic"
+	kindHeaders = "headers"
+)
+
+// Exchange routes messages to queues and other exchanges.
+type Exchange struct {
+	Name       string
+	Kind       string
+	Durable    bool
+	AutoDelete bool
+	Internal   bool
+	Args       amqp.Table
+
+	// mu guards bindings, router and deleted. Routing takes it shared, so
+	// publishers on different connections don't serialise on one exchange.
+	mu       sync.RWMutex
+	bindings map[bindingKey]*binding
+	router   router
+	deleted  bool
+}
+
+// binding joins a source exchange to a queue or exchange destination.
+type binding struct {
+	key  string
+	args amqp.Table
+	q    *Queue    // exactly one of q and x is set
+	x    *Exchange //
+	// argsKey is args encoded, for identity and equality.
+	argsKey string
+	// match is the compiled headers-exchange matcher (headers only).
+	match *headersMatch
+}
+
+type bindingKey struct {
+	q    *Queue
+	x    *Exchange
+	key  string
+	args string
+}
+
+func (b *binding) id() bindingKey { return bindingKey{b.q, b.x, b.key, b.argsKey} }
+
+// router is an exchange type's routing table. Callers hold the exchange lock.
+type router interface {
+	add(b *binding)
+	remove(b *binding)
+	route(m *Message, props *lazyProps, out []*binding) []*binding
+}
+
+func validKind(kind string) bool {
+	switch kind {
+	case kindDirect, kindFanout, kindTopic, kindHeaders:
+		return true
+	}
+	return false
+}
+
+func newExchange(name, kind string, durable, autoDelete, internal bool, args amqp.Table) *Exchange {
+	x := &Exchange{Name: name, Kind: kind, Durable: durable, AutoDelete: autoDelete, Internal: internal, Args: args,
+		bindings: map[bindingKey]*binding{}}
+	switch kind {
+	case kindFanout:
+		x.router = &fanoutRouter{}
+	case kindTopic:
+		x.router = newTopicRouter()
+	case kindHeaders:
+		x.router = &headersRouter{}
+	default:
+		x.router = &directRouter{m: map[string][]*binding{}}
+	}
+	return x
+}
+
+// bind adds b; it reports false if an identical binding exists.
+func (x *Exchange) bind(b *binding) bool {
+	b.argsKey = string(amqp.AppendTable(nil, b.args))
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.bindings[b.id()]; ok {
+		return false
+	}
+	x.bindings[b.id()] = b
+	x.router.add(b)
+	return true
+}
+
+// unbind removes the binding equal to b; it reports whether one existed and
+// how many bindings remain.
+func (x *Exchange) unbind(b *binding) (bool, int) {
+	b.argsKey = string(amqp.AppendTable(nil, b.args))
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	old, ok := x.bindings[b.id()]
+	if !ok {
+		return false, len(x.bindings)
+	}
+	delete(x.bindings, b.id())
+	x.router.remove(old)
+	return true, len(x.bindings)
+}
+
+// unbindDest removes every binding to q or to dx, reporting how many bindings
+// remain and whether any were removed.
+func (x *Exchange) unbindDest(q *Queue, dx *Exchange) (removed bool, left int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for k, b := range x.bindings {
+		if (q != nil && b.q == q) || (dx != nil && b.x == dx) {
+			delete(x.bindings, k)
+			x.router.remove(b)
+			removed = true
+		}
+	}
+	return removed, len(x.bindings)
+}
+
+func (x *Exchange) bindingCount() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.bindings)
+}
+
+// lazyProps decodes a message's properties at most once per publish, and
+// only if a headers exchange asks.
+type lazyProps struct {
+	m       *Message
+	done    bool
+	headers amqp.Table
+}
+
+func (p *lazyProps) get() amqp.Table {
+	if !p.done {
+		p.done = true
+		if pr, err := p.m.Properties(); err == nil {
+			p.headers = pr.Headers
+		}
+	}
+	return p.headers
+}
+
+// route appends to out the queues m reaches from x, following
+// exchange-to-exchange bindings and visiting each exchange once.
+// scratch is reused between calls by the caller.
+func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) []*Queue {
+	scratch.reset()
+	props := lazyProps{m: m}
+	scratch.pending = append(scratch.pending, x)
+	scratch.seenX = append(scratch.seenX, x)
+	for len(scratch.pending) > 0 {
+		cur := scratch.pending[len(scratch.pending)-1]
+		scratch.pending = scratch.pending[:len(scratch.pending)-1]
+		cur.mu.RLock()
+		if cur.deleted {
+			cur.mu.RUnlock()
+			continue
+		}
+		scratch.bindings = cur.router.route(m, &props, scratch.bindings[:0])
+		cur.mu.RUnlock()
+		for _, b := range scratch.bindings {
+			if b.q != nil {
+				if !containsQueue(out, b.q) {
+					out = append(out, b.q)
+				}
+			} else if !containsExchange(scratch.seenX, b.x) {
+				scratch.seenX = append(scratch.seenX, b.x)
+				scratch.pending = append(scratch.pending, b.x)
+			}
+		}
+	}
+	return out
+}
+
+// routeScratch holds per-channel buffers so routing does not allocate.
+type routeScratch struct {
+	pending  []*Exchange
+	seenX    []*Exchange
+	bindings []*binding
+}
+
+func (s *routeScratch) reset() {
+	s.pending = s.pending[:0]
+	s.seenX = s.seenX[:0]
+	s.bindings = s.bindings[:0]
+}
+
+func containsQueue(qs []*Queue, q *Queue) bool {
+	for _, x := range qs {
+		if x == q {
+			return true
+		}
+	}
+	return false
+}
+
+func containsExchange(xs []*Exchange, x *Exchange) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// directRouter routes on exact routing-key equality.
+type directRouter struct{ m map[string][]*binding }
+
+func (r *directRouter) add(b *binding) { r.m[b.key] = append(r.m[b.key], b) }
+func (r *directRouter) remove(b *binding) {
+	r.m[b.key] = removeBinding(r.m[b.key], b)
+	if len(r.m[b.key]) == 0 {
+		delete(r.m, b.key)
+	}
+}
+func (r *directRouter) route(m *Message, _ *lazyProps, out []*binding) []*binding {
+	return append(out, r.m[m.RoutingKey]...)
+}
+
+// fanoutRouter routes to every binding.
+type fanoutRouter struct{ all []*binding }
+
+func (r *fanoutRouter) add(b *binding)    { r.all = append(r.all, b) }
+func (r *fanoutRouter) remove(b *binding) { r.all = removeBinding(r.all, b) }
+func (r *fanoutRouter) route(_ *Message, _ *lazyProps, out []*binding) []*binding {
+	return append(out, r.all...)
+}
+
+func removeBinding(bs []*binding, b *binding) []*binding {
+	for i, x := range bs {
+		if x == b {
+			copy(bs[i:], bs[i+1:])
+			bs[len(bs)-1] = nil
+			return bs[:len(bs)-1]
+		}
+	}
+	return bs
+}
+
+// topicRouter is a trie over dot-separated words, with '*' matching one word
+// and '#' matching zero or more.
+type topicRouter struct{ root *topicNode }
+
+type topicNode struct {
+	children map[string]*topicNode
+	star     *topicNode
+	hash     *topicNode
+	here     []*binding
+}
+
+func newTopicRouter() *topicRouter { return &topicRouter{root: &topicNode{}} }
+
+func (n *topicNode) child(word string) *topicNode {
+	switch word {
+	case "*":
+		if n.star == nil {
+			n.star = &topicNode{}
+		}
+		return n.star
+	case "#":
+		if n.hash == nil {
+			n.hash = &topicNode{}
+		}
+		return n.hash
+	}
+	if n.children == nil {
+		n.children = map[string]*topicNode{}
+	}
+	c := n.children[word]
+	if c == nil {
+		c = &topicNode{}
+		n.children[word] = c
+	}
+	return c
+}
+
+func (r *topicRouter) add(b *binding) {
+	n := r.root
+	for _, w := range strings.Split(b.key, ".") {
+		n = n.child(w)
+	}
+	n.here = append(n.here, b)
+}
+
+func (r *topicRouter) remove(b *binding) {
+	// Empty nodes are left in place: they cost a little memory and keep
+	// removal simple; a rebind reuses them.
+	n := r.root
+	for _, w := range strings.Split(b.key, ".") {
+		switch w {
+		case "*":
+			n = n.star
+		case "#":
+			n = n.hash
+		default:
+			n = n.children[w]
+		}
+		if n == nil {
+			return
+		}
+	}
+	n.here = removeBinding(n.here, b)
+}
+
+func (r *topicRouter) route(m *Message, _ *lazyProps, out []*binding) []*binding {
+	start := len(out)
+	out = r.root.match(m.RoutingKey, false, out)
+	// '#' can reach one binding along several paths.
+	for i := start + 1; i < len(out); i++ {
+		for j := start; j < i; j++ {
+			if out[j] == out[i] {
+				out = append(out[:i], out[i+1:]...)
+				i--
+				break
+			}
+		}
+	}
+	return out
+}
+
+// match matches the remaining key (done: no words left).
+func (n *topicNode) match(key string, done bool, out []*binding) []*binding {
+	if done {
+		out = append(out, n.here...)
+		if n.hash != nil {
+			out = n.hash.match("", true, out)
+		}
+		return out
+	}
+	word, rest, more := strings.Cut(key, ".")
+	if c := n.children[word]; c != nil {
+		out = c.match(rest, !more, out)
+	}
+	if n.star != nil {
+		out = n.star.match(rest, !more, out)
+	}
+	if n.hash != nil {
+		// '#' swallows zero words...
+		out = n.hash.match(key, false, out)
+		// ...or one or more.
+		k, d := key, false
+		for !d {
+			_, r, m := strings.Cut(k, ".")
+			k, d = r, !m
+			out = n.hash.match(k, d, out)
+		}
+	}
+	return out
+}

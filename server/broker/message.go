@@ -1,0 +1,43 @@
+package broker
+
+import (
+	"sync/atomic"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// Message is one published message. It is immutable once routed and shared,
+// by pointer, by every queue it reached: a message routed to N queues is
+// stored once.
+type Message struct {
+	Exchange   string
+	RoutingKey string
+	// Props holds the content-header properties exactly as the publisher
+	// sent them, so they are relayed byte for byte.
+	Props []byte
+	Body  []byte
+	// Persistent is delivery_mode 2.
+	Persistent bool
+
+	// refs counts the queues still holding the message; the store frees it
+	// when the last one lets go.
+	refs atomic.Int32
+	// storeID identifies the message in a durable store (0: memory only).
+	storeID uint64
+}
+
+// Properties decodes the message's properties. Routing that needs them
+// (headers exchanges) pays for the decode; the hot path does not.
+func (m *Message) Properties() (amqp.Properties, error) {
+	var p amqp.Properties
+	err := p.Decode(m.Props)
+	return p, err
+}
+
+// propFlags returns the property presence flags without decoding.
+func propFlags(raw []byte) uint16 {
+	if len(raw) < 2 {
+		return 0
+	}
+	return uint16(raw[0])<<8 | uint16(raw[1])
+}

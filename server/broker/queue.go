@@ -1,0 +1,386 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// Queue holds messages in order and hands them to its consumers.
+//
+// Ownership: the queue's dispatch goroutine (run) is the only one that moves
+// messages from ready to consumers. Publishers, acks and requeues touch the
+// queue under mu only long enough to change the deque; no lock is shared
+// between queues.
+type Queue struct {
+	Name       string
+	Durable    bool
+	Exclusive  bool
+	AutoDelete bool
+	Args       amqp.Table
+
+	vhost *VHost
+	owner *conn // the declaring connection of an exclusive queue
+	store MessageStore
+
+	// mu guards every field below.
+	mu                sync.Mutex
+	ready             entryDeque
+	unacked           int
+	consumers         []*consumer
+	rr                int
+	nextSeq           uint64
+	deleted           bool
+	hadConsumers      bool
+	exclusiveConsumer bool
+
+	wake chan struct{} // capacity 1: "there may be work"
+	done chan struct{} // closed when the queue is deleted
+}
+
+// qentry is one message's place in a queue.
+type qentry struct {
+	seq         uint64
+	msg         *Message
+	redelivered bool
+}
+
+func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn) *Queue {
+	q := &Queue{
+		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
+		vhost: v, owner: owner, store: v.server.store,
+		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	go q.run()
+	return q
+}
+
+// signal asks the dispatch goroutine to look for work.
+func (q *Queue) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push appends a routed message. The caller already counted q in m.refs.
+func (q *Queue) push(m *Message) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		q.store.Release(q, m)
+		return
+	}
+	q.nextSeq++
+	q.ready.pushBack(qentry{seq: q.nextSeq, msg: m})
+	wake := len(q.consumers) > 0
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+}
+
+// requeue returns unacked messages to their original places, flagged
+// redelivered.
+func (q *Queue) requeue(es []qentry) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		for _, e := range es {
+			q.store.Release(q, e.msg)
+		}
+		return
+	}
+	q.unacked -= len(es)
+	for _, e := range es {
+		e.redelivered = true
+		q.ready.insertOrdered(e)
+	}
+	wake := len(q.consumers) > 0
+	q.mu.Unlock()
+	if wake {
+		q.signal()
+	}
+}
+
+// settle forgets delivered messages that were acked or dropped.
+func (q *Queue) settle(es []qentry) {
+	q.mu.Lock()
+	if !q.deleted {
+		q.unacked -= len(es)
+	}
+	q.mu.Unlock()
+	for _, e := range es {
+		q.store.Release(q, e.msg)
+	}
+}
+
+// get takes the head message for basic.get; ok is false if the queue is
+// empty. remaining is the ready count after the take.
+func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted || q.ready.len() == 0 {
+		return qentry{}, 0, false
+	}
+	e = q.ready.popFront()
+	if !noAck {
+		q.unacked++
+	}
+	return e, q.ready.len(), true
+}
+
+// purge drops every ready message and returns how many.
+func (q *Queue) purge() int {
+	q.mu.Lock()
+	es := q.ready.drain()
+	q.mu.Unlock()
+	for _, e := range es {
+		q.store.Release(q, e.msg)
+	}
+	return len(es)
+}
+
+// counts returns the ready messages and the consumers.
+func (q *Queue) counts() (messages, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ready.len(), len(q.consumers)
+}
+
+// addConsumer attaches c; it fails with 403 if exclusivity forbids it.
+// accepted, if set, runs under the queue lock once c is accepted and before
+// any delivery to it.
+func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return errNoQueue(m, q.vhost.name, q.Name)
+	}
+	if q.exclusiveConsumer || (c.exclusive && len(q.consumers) > 0) {
+		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
+	}
+	if accepted != nil {
+		accepted()
+	}
+	q.consumers = append(q.consumers, c)
+	q.hadConsumers = true
+	q.exclusiveConsumer = c.exclusive
+	q.signal()
+	return nil
+}
+
+// removeConsumer detaches c and reports whether the queue should now be
+// auto-deleted.
+func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i, x := range q.consumers {
+		if x == c {
+			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
+			if c.exclusive {
+				q.exclusiveConsumer = false
+			}
+			break
+		}
+	}
+	return q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
+}
+
+// markDeleted stops the queue and returns its consumers (to be cancelled)
+// and the number of ready messages it held.
+func (q *Queue) markDeleted() ([]*consumer, int) {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return nil, 0
+	}
+	q.deleted = true
+	cs := q.consumers
+	q.consumers = nil
+	es := q.ready.drain()
+	q.mu.Unlock()
+	close(q.done)
+	for _, e := range es {
+		q.store.Release(q, e.msg)
+	}
+	return cs, len(es)
+}
+
+// run is the queue's dispatch goroutine.
+func (q *Queue) run() {
+	var batch []delivery
+	for {
+		select {
+		case <-q.done:
+			return
+		case <-q.wake:
+		}
+		batch = q.dispatch(batch)
+	}
+}
+
+// delivery pairs a taken message with the consumer it goes to.
+type delivery struct {
+	c *consumer
+	e qentry
+}
+
+// maxDispatchBatch bounds how many messages one lock hold hands out, so
+// publishers are not starved of the queue lock.
+const maxDispatchBatch = 128
+
+// dispatch hands ready messages to consumers with credit, round-robin, until
+// either runs out.
+func (q *Queue) dispatch(batch []delivery) []delivery {
+	for {
+		batch = batch[:0]
+		q.mu.Lock()
+		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted {
+			n := len(q.consumers)
+			var c *consumer
+			for i := 0; i < n; i++ {
+				cand := q.consumers[(q.rr+i)%n]
+				if cand.acquire(1) == 1 {
+					c = cand
+					q.rr = (q.rr + i + 1) % n
+					break
+				}
+			}
+			if c == nil {
+				break
+			}
+			e := q.ready.popFront()
+			if !c.noAck {
+				q.unacked++
+			}
+			batch = append(batch, delivery{c, e})
+		}
+		q.mu.Unlock()
+		if len(batch) == 0 {
+			return batch
+		}
+		// Hand over grouped by consumer, preserving order within each.
+		for i := 0; i < len(batch); {
+			j := i + 1
+			for j < len(batch) && batch[j].c == batch[i].c {
+				j++
+			}
+			batch[i].c.ch.deliver(batch[i].c, q, batch[i:j])
+			i = j
+		}
+		for i := range batch {
+			batch[i] = delivery{}
+		}
+	}
+}
+
+// consumer is a basic.consume subscription.
+type consumer struct {
+	tag       string
+	ch        *channel
+	q         *Queue
+	noAck     bool
+	exclusive bool
+	prefetch  int32 // per-consumer limit (basic.qos global=false); 0: none
+	unacked   atomic.Int32
+	gone      atomic.Bool // cancelled by the server (queue deleted)
+}
+
+// acquire takes up to n delivery credits from the consumer's and its
+// channel's prefetch windows. Only the queue's dispatch goroutine calls it,
+// so the consumer check-then-add cannot overshoot.
+func (c *consumer) acquire(n int32) int32 {
+	if !c.ch.canDeliver() {
+		return 0
+	}
+	if c.noAck {
+		return n
+	}
+	if c.prefetch > 0 {
+		avail := c.prefetch - c.unacked.Load()
+		if avail <= 0 {
+			return 0
+		}
+		n = min(n, avail)
+	}
+	n = c.ch.acquireGlobal(n)
+	c.unacked.Add(n)
+	return n
+}
+
+// entryDeque is a ring buffer of queue entries ordered by seq.
+type entryDeque struct {
+	buf  []qentry
+	head int
+	n    int
+}
+
+func (d *entryDeque) len() int { return d.n }
+
+func (d *entryDeque) grow() {
+	nb := make([]qentry, max(16, 2*len(d.buf)))
+	for i := 0; i < d.n; i++ {
+		nb[i] = d.buf[(d.head+i)%len(d.buf)]
+	}
+	d.buf, d.head = nb, 0
+}
+
+func (d *entryDeque) pushBack(e qentry) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	d.buf[(d.head+d.n)%len(d.buf)] = e
+	d.n++
+}
+
+func (d *entryDeque) at(i int) *qentry { return &d.buf[(d.head+i)%len(d.buf)] }
+
+func (d *entryDeque) popFront() qentry {
+	e := d.buf[d.head]
+	d.buf[d.head] = qentry{}
+	d.head = (d.head + 1) % len(d.buf)
+	d.n--
+	return e
+}
+
+// insertOrdered puts e back at the place its seq gives it; requeued
+// messages are nearly always older than everything ready, so this is
+// usually a push at the front.
+func (d *entryDeque) insertOrdered(e qentry) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	// Find the first index whose seq exceeds e.seq.
+	lo, hi := 0, d.n
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if d.at(mid).seq < e.seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
+		d.buf[d.head] = e
+		d.n++
+		return
+	}
+	d.n++
+	for i := d.n - 1; i > lo; i-- {
+		*d.at(i) = *d.at(i - 1)
+	}
+	*d.at(lo) = e
+}
+
+// drain removes and returns every entry.
+func (d *entryDeque) drain() []qentry {
+	out := make([]qentry, 0, d.n)
+	for d.n > 0 {
+		out = append(out, d.popFront())
+	}
+	*d = entryDeque{}
+	return out
+}

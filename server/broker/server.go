@@ -1,0 +1,268 @@
+// Package broker is the AMQP 0.9.1 broker: connections, channels,
+// exchanges, queues and the storage boundary they share.
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// Version is the broker's version, reported in server-properties.
+var Version = "0.1.0-dev"
+
+// Config is what the broker needs to run. Zero fields take the defaults
+// documented on each.
+type Config struct {
+	// Address is host:port to listen on (default ":5672").
+	Address string
+	// Heartbeat is the heartbeat interval proposed in connection.tune, in
+	// seconds (default 60; 0 disables).
+	Heartbeat uint16
+	// ChannelMax is the highest channel number offered (default 2047).
+	ChannelMax uint16
+	// FrameMax is the largest frame offered (default 131072).
+	FrameMax uint32
+	// ReadBufferSize is each connection's read buffer (default 64 KiB).
+	ReadBufferSize int
+	// Users maps user names to passwords (default guest/guest, which like
+	// RabbitMQ's may log in only from loopback).
+	Users map[string]string
+	// VHosts lists the virtual hosts (default "/"); every user may use every
+	// vhost until the security work adds permissions.
+	VHosts []string
+	// Store holds messages (default: memory).
+	Store MessageStore
+	// Logger receives the broker's logs (default: slog.Default()).
+	Logger *slog.Logger
+	// DisableHeartbeatDefault makes a zero Heartbeat mean "disabled" rather
+	// than "default".
+	DisableHeartbeatDefault bool
+}
+
+func (c *Config) setDefaults() {
+	if c.Address == "" {
+		c.Address = ":5672"
+	}
+	if c.Heartbeat == 0 && !c.DisableHeartbeatDefault {
+		c.Heartbeat = 60
+	}
+	if c.ChannelMax == 0 {
+		c.ChannelMax = 2047
+	}
+	if c.FrameMax == 0 {
+		c.FrameMax = 131072
+	}
+	if c.ReadBufferSize == 0 {
+		c.ReadBufferSize = 64 << 10
+	}
+	if c.Users == nil {
+		c.Users = map[string]string{"guest": "guest"}
+	}
+	if len(c.VHosts) == 0 {
+		c.VHosts = []string{"/"}
+	}
+	if c.Store == nil {
+		c.Store = NewMemoryStore()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is a running broker.
+type Server struct {
+	cfg    Config
+	store  MessageStore
+	logger *slog.Logger
+
+	ln net.Listener
+
+	// mu guards conns, vhosts, alarm and closed.
+	mu          sync.Mutex
+	conns       map[*conn]struct{}
+	vhosts      map[string]*VHost
+	alarmReason string
+	closed      bool
+	wg          sync.WaitGroup
+}
+
+// New builds a server from cfg; it does not listen yet.
+func New(cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, store: cfg.Store, logger: cfg.Logger,
+		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
+	for _, name := range cfg.VHosts {
+		s.vhosts[name] = newVHost(s, name)
+	}
+	return s
+}
+
+// Listen binds the configured address.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Address)
+	if err != nil {
+		return err
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr is the bound address (after Listen).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts connections until Close. It returns nil after Close.
+func (s *Server) Serve() error {
+	s.logger.Info("listening", "address", s.ln.Addr().String())
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return err
+		}
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		s.conns[c] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go c.serve()
+	}
+}
+
+// Close stops accepting, closes every connection with 320
+// CONNECTION_FORCED, waits for them to end, and closes the store.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for _, c := range conns {
+		c.forceClose()
+	}
+	waited := make(chan struct{})
+	go func() { s.wg.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		<-waited
+	}
+	return s.store.Close()
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+func (s *Server) vhost(name string) *VHost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vhosts[name]
+}
+
+func (s *Server) authenticate(user, pass string) bool {
+	p, ok := s.cfg.Users[user]
+	return ok && p == pass
+}
+
+// loopbackAllowed applies RabbitMQ's loopback_users default: guest may log
+// in only over loopback.
+func (s *Server) loopbackAllowed(user string, addr net.Addr) bool {
+	return user != "guest" || isLoopback(addr)
+}
+
+func (s *Server) permitted(user, vhost string) bool { return true }
+
+// serverProperties is connection.start's server-properties table.
+func (s *Server) serverProperties() amqp.Table {
+	return amqp.Table{
+		"product":      "AMQP-Go Server",
+		"version":      Version,
+		"platform":     "Go " + runtime.Version(),
+		"copyright":    "AMQP-Go Server authors",
+		"information":  "Licensed under the Apache License 2.0",
+		"cluster_name": "amqp-go",
+		"capabilities": amqp.Table{
+			"publisher_confirms":           true,
+			"exchange_exchange_bindings":   true,
+			"basic.nack":                   true,
+			"consumer_cancel_notify":       true,
+			"connection.blocked":           true,
+			"authentication_failure_close": true,
+			"per_consumer_qos":             true,
+		},
+	}
+}
+
+// SetAlarm raises (on) or clears a resource alarm: publishing connections
+// that understand connection.blocked are told so.
+func (s *Server) SetAlarm(reason string, on bool) {
+	s.mu.Lock()
+	if on {
+		s.alarmReason = reason
+	} else {
+		s.alarmReason = ""
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.setBlocked(reason, on)
+	}
+}
+
+func (s *Server) alarmState() (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.alarmReason, s.alarmReason != ""
+}
+
+// forConsumers calls f for the queue of every consumer on c's channels.
+func (s *Server) forConsumers(c *conn, f func(*Queue)) {
+	c.consumerQueuesMu.Lock()
+	qs := append([]*Queue(nil), c.consumerQueues...)
+	c.consumerQueuesMu.Unlock()
+	for _, q := range qs {
+		f(q)
+	}
+}

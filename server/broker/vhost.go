@@ -1,0 +1,333 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// VHost is a virtual host: a namespace of exchanges and queues.
+type VHost struct {
+	name   string
+	server *Server
+
+	// mu guards the name maps. Bindings live under each exchange's lock;
+	// the lock order is vhost.mu, then exchange.mu, then queue.mu.
+	mu        sync.RWMutex
+	exchanges map[string]*Exchange
+	queues    map[string]*Queue
+}
+
+func newVHost(s *Server, name string) *VHost {
+	v := &VHost{name: name, server: s, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}}
+	v.exchanges[""] = newExchange("", kindDirect, true, false, false, nil)
+	for _, x := range []struct{ name, kind string }{
+		{"amq.direct", kindDirect}, {"amq.fanout", kindFanout}, {"amq.topic", kindTopic},
+		{"amq.headers", kindHeaders}, {"amq.match", kindHeaders},
+	} {
+		v.exchanges[x.name] = newExchange(x.name, x.kind, true, false, false, nil)
+	}
+	return v
+}
+
+func (v *VHost) exchange(name string) *Exchange {
+	if name == "amq.default" {
+		name = ""
+	}
+	v.mu.RLock()
+	x := v.exchanges[name]
+	v.mu.RUnlock()
+	return x
+}
+
+func (v *VHost) queue(name string) *Queue {
+	v.mu.RLock()
+	q := v.queues[name]
+	v.mu.RUnlock()
+	return q
+}
+
+func reservedName(name string) bool { return strings.HasPrefix(name, "amq.") }
+
+// declareExchange creates x or checks that an existing one is equivalent.
+func (v *VHost) declareExchange(m *amqp.ExchangeDeclare) error {
+	if m.Exchange == "" || m.Exchange == "amq.default" {
+		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if m.Passive {
+		if v.exchange(m.Exchange) == nil {
+			return errNoExchange(m, v.name, m.Exchange)
+		}
+		return nil
+	}
+	if !validKind(m.Type) {
+		return protoErr(amqp.CommandInvalid, m, "unknown exchange type '%s'", m.Type)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if x := v.exchanges[m.Exchange]; x != nil {
+		return x.equivalent(m, v.name)
+	}
+	if reservedName(m.Exchange) {
+		return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
+	}
+	x := newExchange(m.Exchange, m.Type, m.Durable, m.AutoDelete, m.Internal, m.Arguments)
+	v.exchanges[m.Exchange] = x
+	return nil
+}
+
+func (x *Exchange) equivalent(m *amqp.ExchangeDeclare, vhost string) error {
+	diff := func(arg string, got, cur any) error {
+		return protoErr(amqp.PreconditionFailed, m,
+			"inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%v' but current is '%v'",
+			arg, x.Name, vhost, got, cur)
+	}
+	switch {
+	case m.Type != x.Kind:
+		return diff("type", m.Type, x.Kind)
+	case m.Durable != x.Durable:
+		return diff("durable", m.Durable, x.Durable)
+	case m.AutoDelete != x.AutoDelete:
+		return diff("auto_delete", m.AutoDelete, x.AutoDelete)
+	case m.Internal != x.Internal:
+		return diff("internal", m.Internal, x.Internal)
+	}
+	return nil
+}
+
+// deleteExchange removes x and every binding into and out of it.
+func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
+	if m.Exchange == "" || m.Exchange == "amq.default" {
+		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if reservedName(m.Exchange) {
+		return protoErr(amqp.AccessRefused, m, "deletion of system exchange '%s' in vhost '%s' not allowed", m.Exchange, v.name)
+	}
+	v.mu.Lock()
+	x := v.exchanges[m.Exchange]
+	if x == nil {
+		v.mu.Unlock()
+		return errNoExchange(m, v.name, m.Exchange)
+	}
+	if m.IfUnused && x.bindingCount() > 0 {
+		v.mu.Unlock()
+		return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
+	}
+	delete(v.exchanges, m.Exchange)
+	x.mu.Lock()
+	x.deleted = true
+	x.mu.Unlock()
+	var emptied []*Exchange
+	for _, src := range v.exchanges {
+		if removed, left := src.unbindDest(nil, x); removed && left == 0 && src.AutoDelete {
+			emptied = append(emptied, src)
+		}
+	}
+	v.mu.Unlock()
+	for _, src := range emptied {
+		v.autoDeleteExchange(src)
+	}
+	return nil
+}
+
+// autoDeleteExchange deletes an auto-delete exchange whose last binding went.
+func (v *VHost) autoDeleteExchange(x *Exchange) {
+	if x.bindingCount() > 0 {
+		return
+	}
+	_ = v.deleteExchange(&amqp.ExchangeDelete{Exchange: x.Name, IfUnused: true})
+}
+
+// declareQueue creates a queue or checks an existing one, returning it.
+func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
+	name := m.Queue
+	if m.Passive {
+		q := v.queue(name)
+		if q == nil {
+			return nil, errNoQueue(m, v.name, name)
+		}
+		if err := q.checkOwner(c, m); err != nil {
+			return nil, err
+		}
+		return q, nil
+	}
+	if name == "" {
+		name = "amq.gen-" + randomName()
+	} else if reservedName(name) {
+		return nil, protoErr(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if q := v.queues[name]; q != nil {
+		if err := q.checkOwner(c, m); err != nil {
+			return nil, err
+		}
+		return q, q.equivalent(m, v.name)
+	}
+	var owner *conn
+	if m.Exclusive {
+		owner = c
+	}
+	q := newQueue(v, name, m.Durable, m.Exclusive, m.AutoDelete, m.Arguments, owner)
+	v.queues[name] = q
+	if owner != nil {
+		c.addExclusive(q)
+	}
+	// Every queue is bound to the default exchange by its name; routing
+	// there is a map lookup, so no binding object is kept.
+	return q, nil
+}
+
+// checkOwner refuses access to another connection's exclusive queue.
+func (q *Queue) checkOwner(c *conn, m amqp.Method) error {
+	if q.Exclusive && q.owner != c {
+		return protoErr(amqp.ResourceLocked, m,
+			"cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+			q.Name, q.vhost.name)
+	}
+	return nil
+}
+
+// queueArgsChecked are the arguments whose values must match on redeclare.
+var queueArgsChecked = []string{
+	"x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
+	"x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator",
+}
+
+func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
+	diff := func(arg string, got, cur any) error {
+		return protoErr(amqp.PreconditionFailed, m,
+			"inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
+			arg, q.Name, vhost, got, cur)
+	}
+	switch {
+	case m.Durable != q.Durable:
+		return diff("durable", m.Durable, q.Durable)
+	case m.AutoDelete != q.AutoDelete:
+		return diff("auto_delete", m.AutoDelete, q.AutoDelete)
+	case m.Exclusive != q.Exclusive:
+		return diff("exclusive", m.Exclusive, q.Exclusive)
+	}
+	for _, k := range queueArgsChecked {
+		got, gok := m.Arguments[k]
+		cur, cok := q.Args[k]
+		if !gok && !cok {
+			continue
+		}
+		if gok != cok || !fieldEqual(got, cur) {
+			return protoErr(amqp.PreconditionFailed, m,
+				"inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
+				k, q.Name, vhost, argText(got, gok), argText(cur, cok))
+		}
+	}
+	return nil
+}
+
+// argText renders an argument as RabbitMQ's equivalence errors do.
+func argText(v any, ok bool) string {
+	if !ok {
+		return "none"
+	}
+	return fmt.Sprintf("the value '%v' of type '%s'", fieldText(v), fieldTypeName(v))
+}
+
+// fieldText renders a field value for error texts.
+func fieldText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	}
+	return fmt.Sprint(v)
+}
+
+// fieldTypeName is RabbitMQ's name for a field value's type.
+func fieldTypeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "longstr"
+	case []byte:
+		return "binary"
+	case bool:
+		return "bool"
+	case int8:
+		return "byte"
+	case uint8:
+		return "unsignedbyte"
+	case int16:
+		return "short"
+	case uint16:
+		return "unsignedshort"
+	case int32:
+		return "signedint"
+	case uint32:
+		return "unsignedint"
+	case int64, int:
+		return "long"
+	case float32:
+		return "float"
+	case float64:
+		return "double"
+	case amqp.Decimal:
+		return "decimal"
+	case amqp.Table:
+		return "table"
+	case []any:
+		return "array"
+	case nil:
+		return "void"
+	}
+	return "timestamp"
+}
+
+// deleteQueue removes q, its bindings and its consumers, returning how many
+// ready messages it dropped.
+func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
+	if m != nil && (m.IfUnused || m.IfEmpty) {
+		msgs, consumers := q.counts()
+		if m.IfUnused && consumers > 0 {
+			return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", q.Name, v.name)
+		}
+		if m.IfEmpty && msgs > 0 {
+			return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' not empty", q.Name, v.name)
+		}
+	}
+	v.mu.Lock()
+	if v.queues[q.Name] != q {
+		v.mu.Unlock()
+		return 0, nil
+	}
+	delete(v.queues, q.Name)
+	var emptied []*Exchange
+	for _, x := range v.exchanges {
+		if removed, left := x.unbindDest(q, nil); removed && left == 0 && x.AutoDelete {
+			emptied = append(emptied, x)
+		}
+	}
+	v.mu.Unlock()
+	consumers, n := q.markDeleted()
+	for _, c := range consumers {
+		c.ch.queueDeleted(c)
+	}
+	if q.owner != nil {
+		q.owner.removeExclusive(q)
+	}
+	for _, x := range emptied {
+		v.autoDeleteExchange(x)
+	}
+	return n, nil
+}
+
+// randomName returns 22 URL-safe random characters, as RabbitMQ's
+// server-named queues and consumer tags carry.
+func randomName() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
