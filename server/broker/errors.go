@@ -30,7 +30,7 @@ var replyNames = map[uint16]string{
 	amqp.NotFound:           "NOT_FOUND",
 	amqp.ResourceLocked:     "RESOURCE_LOCKED",
 	amqp.PreconditionFailed: "PRECONDITION_FAILED",
-	amqp.FrameErrorCode:         "FRAME_ERROR",
+	amqp.FrameErrorCode:     "FRAME_ERROR",
 	amqp.SyntaxError:        "SYNTAX_ERROR",
 	amqp.CommandInvalid:     "COMMAND_INVALID",
 	amqp.ChannelError:       "CHANNEL_ERROR",
