@@ -1,0 +1,102 @@
+// Package wal is the durable message log of the broker: persistent
+// messages routed to durable queues are appended to segment files, and
+// this log is the only copy (there is no second store of message bodies).
+//
+// # Directory layout
+//
+//	DIR/VERSION                    "amqp-go-wal 1\n"; checked by Open (ErrVersion)
+//	DIR/LOCK                       flock(2)ed exclusively by the owner (ErrLocked)
+//	DIR/00000000000000000001.wal   segment files, numbered from 1, never reused
+//
+// # Segment format
+//
+// All integers are little endian. A segment starts with a 32-byte header:
+//
+//	0  magic "AMQPWAL\x00"
+//	8  format version (uint32, 1)
+//	12 segment number (uint64)
+//	20 min next id (uint64): ids assigned after this segment was created
+//	   are >= this, so ids stay monotonic even when every message is gone
+//	28 CRC32C of bytes [0,28) (uint32)
+//
+// It is followed by records:
+//
+//	0  length (uint32): number of bytes that follow the CRC (2 + payload)
+//	4  CRC32C (Castagnoli) over type, version and payload (uint32)
+//	8  type (uint8): 1 message, 2 ack, 3 drop-queue
+//	9  version (uint8): 1
+//	10 payload
+//
+// A length below 2, above MaxRecordSize or beyond the end of the file is
+// corruption; such lengths are never allocated.
+//
+// Payloads (uvarint = unsigned LEB128 as encoding/binary; varint = zigzag):
+//
+//	message:    uvarint id, uvarint n, n x uvarint queue id,
+//	            uvarint len + exchange, uvarint len + routing key,
+//	            uvarint len + raw AMQP properties (flags word + list),
+//	            body (the rest of the record)
+//	ack:        uvarint queue, uvarint n, n x (varint id delta,
+//	            varint segment delta); deltas against the previous ref
+//	            (the first against 0)
+//	drop-queue: uvarint queue, uvarint before: every message of the queue
+//	            with an id below before is dead
+//
+// A message routed to N durable queues is written once, naming all N.
+// Message ids are assigned in append order, so file order is id order.
+//
+// # Group commit
+//
+// Append, Ack and DropQueue encode their record into the newest pending
+// batch under a mutex and return. One commit goroutine owns the files: it
+// takes the oldest batch (at most MaxBatchBytes, unless a single record is
+// bigger), writes it with one write, fdatasyncs once, and then fires the
+// batch's callbacks in order. A lone appender never waits for a timer:
+// when the goroutine is idle it writes at once; records arriving during a
+// write and fsync form the next batch, so batches grow with load. A failed
+// write or fsync fails that batch and every pending one, and the log stays
+// failed: later calls fail fast with an error wrapping ErrFailed.
+//
+// # Recovery
+//
+// Open scans all segments in order with large sequential reads and
+// rebuilds each queue's live entries: messages minus acks minus drops. A
+// bad record at the end of the LAST segment with no valid record after it
+// is a torn tail: it is truncated and reported in Recovered.TruncatedTail.
+// A bad record anywhere else is a *CorruptionError (file, offset, length);
+// nothing is truncated, the scan resynchronises at the next offset where a
+// record verifies, and the queues named by the bad record (if its header
+// could be read) are marked Corrupt. Open still succeeds. Every Open starts
+// a fresh active segment, so the log never appends behind damaged data.
+//
+// # Reclaim rule
+//
+// Every segment has a count of live references (a message routed to N
+// queues holds N; an ack or drop releases one per queue and message, after
+// the ack record is durable). A record that kills a message (ack or drop)
+// always lives in the same segment as the message or a later one. So a
+// segment is deleted only when
+//
+//   - it is the OLDEST remaining segment (segments are deleted in order),
+//   - it has no live references,
+//   - it is older than the segment being written, and
+//   - recovery found no corruption in it.
+//
+// Deleting the oldest segment can only drop acks and drops that refer to
+// messages in itself or in segments already deleted, so nothing can be
+// resurrected. After a full drain the next commit deletes everything but
+// the active segment, so disk use is within one segment of empty. A dead
+// segment behind a live one waits; the offline "recovery-tool compact"
+// rewrites sparse segments. Corrupt segments wait for "recovery-tool
+// repair".
+//
+// The online reference counts trust the caller: each (queue, message) is
+// acked at most once; acks for unknown queues or after DropQueue are
+// ignored. Recovery recomputes the counts exactly from the records.
+//
+// # Reading
+//
+// ReadMessage re-reads a record by Position and verifies its CRC; it waits
+// for the batch's write if the record is still pending. OpenReader gives
+// offline tools a read-only view that takes no lock and writes nothing.
+package wal

@@ -1,0 +1,337 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+)
+
+// RecordType identifies the kind of a log record.
+type RecordType uint8
+
+// Record types. See doc.go for their payloads.
+const (
+	RecordMessage   RecordType = 1
+	RecordAck       RecordType = 2
+	RecordDropQueue RecordType = 3
+)
+
+func (t RecordType) String() string {
+	switch t {
+	case RecordMessage:
+		return "message"
+	case RecordAck:
+		return "ack"
+	case RecordDropQueue:
+		return "drop-queue"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+const (
+	// RecordHeaderSize is the size of a record's length and CRC fields.
+	RecordHeaderSize = 8
+	// recordVersion is the only payload version this package writes.
+	recordVersion = 1
+	// MaxRecordSize caps one record (header included). Larger lengths found
+	// on disk are corruption and are never allocated.
+	MaxRecordSize = 256 << 20
+	// maxQueuesPerRecord bounds the queue list of one message record.
+	maxQueuesPerRecord = 1 << 16
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var errDecode = errors.New("wal: malformed record payload")
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+// messageRecordSize returns the encoded size of m, header included.
+func messageRecordSize(m *Message) int {
+	n := RecordHeaderSize + 2 + uvarintLen(m.ID) + uvarintLen(uint64(len(m.Queues)))
+	for _, q := range m.Queues {
+		n += uvarintLen(q)
+	}
+	n += uvarintLen(uint64(len(m.Exchange))) + len(m.Exchange)
+	n += uvarintLen(uint64(len(m.RoutingKey))) + len(m.RoutingKey)
+	n += uvarintLen(uint64(len(m.Properties))) + len(m.Properties)
+	return n + len(m.Body)
+}
+
+// beginRecord appends a record header placeholder plus type and version.
+func beginRecord(buf []byte, t RecordType) ([]byte, int) {
+	start := len(buf)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, byte(t), recordVersion)
+	return buf, start
+}
+
+// finishRecord fills in length and CRC of the record starting at start.
+func finishRecord(buf []byte, start int) []byte {
+	body := buf[start+RecordHeaderSize:]
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(body)))
+	binary.LittleEndian.PutUint32(buf[start+4:], crc32.Checksum(body, castagnoli))
+	return buf
+}
+
+// AppendMessageRecord appends the encoded message record of m (with m.ID as
+// set) to buf and returns the extended buffer.
+func AppendMessageRecord(buf []byte, m *Message) []byte {
+	buf, start := beginRecord(buf, RecordMessage)
+	buf = binary.AppendUvarint(buf, m.ID)
+	buf = binary.AppendUvarint(buf, uint64(len(m.Queues)))
+	for _, q := range m.Queues {
+		buf = binary.AppendUvarint(buf, q)
+	}
+	buf = binary.AppendUvarint(buf, uint64(len(m.Exchange)))
+	buf = append(buf, m.Exchange...)
+	buf = binary.AppendUvarint(buf, uint64(len(m.RoutingKey)))
+	buf = append(buf, m.RoutingKey...)
+	buf = binary.AppendUvarint(buf, uint64(len(m.Properties)))
+	buf = append(buf, m.Properties...)
+	buf = append(buf, m.Body...)
+	return finishRecord(buf, start)
+}
+
+// AppendAckRecord appends an ack record for queue q to buf.
+func AppendAckRecord(buf []byte, q uint64, refs []Ref) []byte {
+	buf, start := beginRecord(buf, RecordAck)
+	buf = binary.AppendUvarint(buf, q)
+	buf = binary.AppendUvarint(buf, uint64(len(refs)))
+	var pid, pseg uint64
+	for _, r := range refs {
+		buf = binary.AppendVarint(buf, int64(r.ID-pid))
+		buf = binary.AppendVarint(buf, int64(r.Segment-pseg))
+		pid, pseg = r.ID, r.Segment
+	}
+	return finishRecord(buf, start)
+}
+
+// AppendDropRecord appends a drop-queue record: every message of q with an
+// ID below before is dead.
+func AppendDropRecord(buf []byte, q, before uint64) []byte {
+	buf, start := beginRecord(buf, RecordDropQueue)
+	buf = binary.AppendUvarint(buf, q)
+	buf = binary.AppendUvarint(buf, before)
+	return finishRecord(buf, start)
+}
+
+func ackRecordSize(q uint64, refs []Ref) int {
+	n := RecordHeaderSize + 2 + uvarintLen(q) + uvarintLen(uint64(len(refs)))
+	var pid, pseg uint64
+	for _, r := range refs {
+		n += varintLen(int64(r.ID-pid)) + varintLen(int64(r.Segment-pseg))
+		pid, pseg = r.ID, r.Segment
+	}
+	return n
+}
+
+func varintLen(x int64) int {
+	ux := uint64(x) << 1
+	if x < 0 {
+		ux = ^ux
+	}
+	return uvarintLen(ux)
+}
+
+// payloadReader decodes varints from a payload without allocating.
+type payloadReader struct {
+	b   []byte
+	err bool
+}
+
+func (r *payloadReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *payloadReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *payloadReader) bytes() []byte {
+	n := r.uvarint()
+	if r.err || n > uint64(len(r.b)) {
+		r.err = true
+		r.b = nil
+		return nil
+	}
+	v := r.b[:n:n]
+	r.b = r.b[n:]
+	return v
+}
+
+// decodeMessageHead decodes id and queue ids of a message payload,
+// appending queues to qs (no other allocation). rest is what follows.
+func decodeMessageHead(p []byte, qs []uint64) (id uint64, queues []uint64, rest []byte, err error) {
+	r := payloadReader{b: p}
+	id = r.uvarint()
+	n := r.uvarint()
+	if r.err || n == 0 || n > maxQueuesPerRecord || n > uint64(len(r.b)) {
+		return 0, qs, nil, errDecode
+	}
+	for i := uint64(0); i < n; i++ {
+		qs = append(qs, r.uvarint())
+	}
+	if r.err {
+		return 0, qs, nil, errDecode
+	}
+	return id, qs, r.b, nil
+}
+
+// decodeMessage fully decodes a message payload into a new Message that
+// owns its memory.
+func decodeMessage(p []byte) (*Message, error) {
+	id, qs, rest, err := decodeMessageHead(p, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := payloadReader{b: rest}
+	ex := r.bytes()
+	rk := r.bytes()
+	props := r.bytes()
+	if r.err {
+		return nil, errDecode
+	}
+	// One allocation for properties and body together.
+	blob := make([]byte, len(props)+len(r.b))
+	copy(blob, props)
+	copy(blob[len(props):], r.b)
+	m := &Message{
+		ID:         id,
+		Queues:     qs,
+		Exchange:   string(ex),
+		RoutingKey: string(rk),
+		Properties: blob[:len(props):len(props)],
+		Body:       blob[len(props):],
+	}
+	if len(props) == 0 {
+		m.Properties = nil
+	}
+	return m, nil
+}
+
+// decodeAck calls fn for each ref of an ack payload.
+func decodeAck(p []byte, fn func(q uint64, r Ref)) (q uint64, n int, err error) {
+	r := payloadReader{b: p}
+	q = r.uvarint()
+	cnt := r.uvarint()
+	if r.err || cnt > uint64(len(r.b)) {
+		return 0, 0, errDecode
+	}
+	var id, seg uint64
+	for i := uint64(0); i < cnt; i++ {
+		id += uint64(r.varint())
+		seg += uint64(r.varint())
+		if r.err {
+			return q, 0, errDecode
+		}
+		if fn != nil {
+			fn(q, Ref{ID: id, Segment: seg})
+		}
+	}
+	if len(r.b) != 0 {
+		return q, 0, errDecode
+	}
+	return q, int(cnt), nil
+}
+
+// decodeDrop decodes a drop-queue payload.
+func decodeDrop(p []byte) (q, before uint64, err error) {
+	r := payloadReader{b: p}
+	q = r.uvarint()
+	before = r.uvarint()
+	if r.err || len(r.b) != 0 {
+		return 0, 0, errDecode
+	}
+	return q, before, nil
+}
+
+// Segment file header layout (little endian):
+//
+//	0  magic "AMQPWAL\x00"
+//	8  format version uint32
+//	12 segment number uint64
+//	20 min next id uint64
+//	28 crc32c of bytes [0,28) uint32
+const (
+	// SegmentHeaderSize is the size of a segment file's header.
+	SegmentHeaderSize = 32
+	segMagic          = "AMQPWAL\x00"
+	// FormatVersion is the on-disk format version (also in Dir/VERSION).
+	FormatVersion = 1
+)
+
+// SegmentHeader is the decoded header of a segment file.
+type SegmentHeader struct {
+	Number uint64 // segment number (also in the file name)
+	// MinNextID: every message id assigned after this segment was created
+	// is >= MinNextID; recovery never hands out a smaller id.
+	MinNextID uint64
+}
+
+// AppendSegmentHeader appends an encoded segment header to buf.
+func AppendSegmentHeader(buf []byte, h SegmentHeader) []byte {
+	start := len(buf)
+	buf = append(buf, segMagic...)
+	buf = binary.LittleEndian.AppendUint32(buf, FormatVersion)
+	buf = binary.LittleEndian.AppendUint64(buf, h.Number)
+	buf = binary.LittleEndian.AppendUint64(buf, h.MinNextID)
+	return binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
+}
+
+func decodeSegmentHeader(b []byte) (SegmentHeader, error) {
+	if len(b) < SegmentHeaderSize {
+		return SegmentHeader{}, errors.New("short segment header")
+	}
+	if string(b[:8]) != segMagic {
+		return SegmentHeader{}, errors.New("bad segment magic")
+	}
+	if crc32.Checksum(b[:28], castagnoli) != binary.LittleEndian.Uint32(b[28:]) {
+		return SegmentHeader{}, errors.New("segment header checksum mismatch")
+	}
+	if v := binary.LittleEndian.Uint32(b[8:]); v != FormatVersion {
+		return SegmentHeader{}, fmt.Errorf("unsupported segment format version %d", v)
+	}
+	return SegmentHeader{Number: binary.LittleEndian.Uint64(b[12:]), MinNextID: binary.LittleEndian.Uint64(b[20:])}, nil
+}
+
+// decodeMessageAlias decodes a message whose byte slices alias p.
+func decodeMessageAlias(p []byte) (*Message, error) {
+	id, qs, rest, err := decodeMessageHead(p, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := payloadReader{b: rest}
+	ex := r.bytes()
+	rk := r.bytes()
+	props := r.bytes()
+	if r.err {
+		return nil, errDecode
+	}
+	m := &Message{ID: id, Queues: qs, Exchange: string(ex), RoutingKey: string(rk), Properties: props, Body: r.b}
+	if len(props) == 0 {
+		m.Properties = nil
+	}
+	return m, nil
+}
