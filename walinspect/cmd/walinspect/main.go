@@ -1,23 +1,14 @@
-// Command walinspect is not implemented yet; it exits 2 so that scripts notice.
+// Command walinspect prints read-only views of an AMQP-Go WAL directory:
+// its segments, its records, and a checksum verification (exit 1 on
+// corruption). It takes no lock and never writes.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/urfave/cli/v2"
+	"github.com/amqp-go/amqp-go/walinspect/inspect"
 )
 
 func main() {
-	app := &cli.App{
-		Name:  "walinspect",
-		Usage: "not implemented yet",
-		Action: func(*cli.Context) error {
-			return cli.Exit("walinspect: not implemented yet", 2)
-		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
+	os.Exit(inspect.Run(os.Args, os.Stdout, os.Stderr))
 }

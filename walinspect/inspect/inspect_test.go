@@ -1,0 +1,194 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+	"github.com/amqp-go/amqp-go/shared/wal"
+)
+
+// buildStore writes 30 messages over several segments to queues 1 and 2,
+// acks the first 10 of queue 1 and drops queue 3; it returns the
+// positions of the messages.
+func buildStore(t *testing.T) (string, []wal.Position) {
+	t.Helper()
+	dir := t.TempDir()
+	l, _, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	props := (&amqp.Properties{Flags: amqp.FlagDeliveryMode | amqp.FlagContentType, DeliveryMode: 2, ContentType: "text/plain"}).Append(nil)
+	var poss []wal.Position
+	var refs []wal.Ref
+	for i := 0; i < 30; i++ {
+		m := &wal.Message{Queues: []uint64{1, 2}, Exchange: "ex", RoutingKey: "rk", Properties: props, Body: bytes.Repeat([]byte("b"), 200)}
+		p, err := l.Append(m, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		poss = append(poss, p)
+		if i < 10 {
+			refs = append(refs, wal.Ref{ID: m.ID, Segment: p.Segment})
+		}
+	}
+	if _, err := l.Append(&wal.Message{Queues: []uint64{3}, Body: []byte("x")}, nil); err != nil {
+		t.Fatal(err)
+	}
+	l.Ack(1, refs, nil)
+	l.DropQueue(3, nil)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return dir, poss
+}
+
+func run(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(append([]string{"walinspect"}, args...), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+func flipByte(t *testing.T, path string, off int64) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[off] ^= 0xff
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDumpSegments(t *testing.T) {
+	dir, _ := buildStore(t)
+	out, errs, code := run(t, "dump", "segments", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 3 || !strings.HasPrefix(lines[0], "00000000000000000001.wal size=") || !strings.Contains(lines[0], "checksum=ok") {
+		t.Fatalf("output:\n%s", out)
+	}
+	out, _, code = run(t, "dump", "segments", "--dir", dir, "--json")
+	var segs []SegmentSummary
+	if err := json.Unmarshal([]byte(out), &segs); err != nil || code != 0 {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	msgs, refs, live := 0, 0, 0
+	for _, s := range segs {
+		msgs += s.Messages
+		refs += s.Refs
+		live += s.Live
+		if s.Checksum != "ok" {
+			t.Fatalf("segment %+v", s)
+		}
+	}
+	if segs[0].FirstID != 1 || msgs != 31 || refs != 61 || live != 50 {
+		t.Fatalf("first=%d msgs=%d refs=%d live=%d", segs[0].FirstID, msgs, refs, live)
+	}
+}
+
+func TestDumpRecords(t *testing.T) {
+	dir, poss := buildStore(t)
+	out, errs, code := run(t, "dump", "records", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := fmt.Sprintf("%s@%d message size=", wal.SegmentFileName(poss[0].Segment), poss[0].Offset)
+	if !strings.Contains(out, want) || !strings.Contains(out, `delivery_mode=2 content_type="text/plain"`) ||
+		!strings.Contains(out, "ack size=") || !strings.Contains(out, "drop-queue size=") {
+		t.Fatalf("output lacks %q or ack/drop lines:\n%s", want, out)
+	}
+	out, _, _ = run(t, "dump", "records", "--dir", dir, "--json")
+	var types = map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r RecordInfo
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		types[r.Type]++
+		if r.Type == "message" && r.ID == 5 && (r.Properties == nil || r.Properties.DeliveryMode != 2 || r.BodySize != 200) {
+			t.Fatalf("record %+v", r)
+		}
+		if r.Type == "ack" && len(r.IDs) != 10 {
+			t.Fatalf("ack %+v", r)
+		}
+	}
+	if types["message"] != 31 || types["ack"] != 1 || types["drop-queue"] != 1 {
+		t.Fatalf("types %v", types)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	dir, poss := buildStore(t)
+	out, _, code := run(t, "verify", "--dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "OK:") {
+		t.Fatalf("clean verify exit %d:\n%s", code, out)
+	}
+	p := poss[3]
+	seg := filepath.Join(dir, wal.SegmentFileName(p.Segment))
+	flipByte(t, seg, p.Offset+40)
+	out, _, code = run(t, "verify", "--dir", dir)
+	want := fmt.Sprintf("CORRUPT %s@%d", filepath.Base(seg), p.Offset)
+	if code != ExitCorrupt || !strings.Contains(out, want) || !strings.Contains(out, "queues [1 2]") {
+		t.Fatalf("exit %d, want line %q:\n%s", code, want, out)
+	}
+	out, _, code = run(t, "verify", "--dir", dir, "--json")
+	var res VerifyResult
+	if err := json.Unmarshal([]byte(out), &res); err != nil || code != ExitCorrupt || !res.Corrupt || len(res.Problems) != 1 || res.Problems[0].Offset != p.Offset {
+		t.Fatalf("json %v exit %d: %s", err, code, out)
+	}
+	if _, _, code := run(t, "verify", "--dir", filepath.Join(dir, "missing")); code != ExitError {
+		t.Fatalf("missing dir exit %d", code)
+	}
+}
+
+func TestTornTailIsNotCorruption(t *testing.T) {
+	dir, _ := buildStore(t)
+	r, _ := wal.OpenReader(dir)
+	segs := r.Segments()
+	last := segs[len(segs)-1].Path
+	f, err := os.OpenFile(last, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{200, 0, 0, 0, 1, 2, 3})
+	f.Close()
+	out, _, code := run(t, "verify", "--dir", dir)
+	if code != 0 || !strings.Contains(out, "TORN TAIL") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	out, _, _ = run(t, "dump", "segments", "--dir", dir)
+	if !strings.Contains(out, "checksum=torn-tail") {
+		t.Fatalf("segments:\n%s", out)
+	}
+}
+
+// TestBinary builds the real binary once and runs it.
+func TestBinary(t *testing.T) {
+	dir, poss := buildStore(t)
+	bin := filepath.Join(t.TempDir(), "walinspect")
+	build := exec.Command("go", "build", "-o", bin, "github.com/amqp-go/amqp-go/walinspect/cmd/walinspect")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "verify", "--dir", dir).CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "OK:") {
+		t.Fatalf("verify: %v\n%s", err, out)
+	}
+	flipByte(t, filepath.Join(dir, wal.SegmentFileName(poss[0].Segment)), poss[0].Offset+20)
+	cmd := exec.Command(bin, "verify", "--dir", dir)
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "CORRUPT") {
+		t.Fatalf("verify of corrupt store: %v\n%s", err, out)
+	}
+}
