@@ -397,11 +397,7 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 		if c.closing {
 			return false, nil
 		}
-		if m.ClassID() == amqp.ClassConnection {
-			c.closeWith(protoErr(amqp.CommandInvalid, m, "unexpected %s", m.MethodName()))
-		} else {
-			c.closeWith(protoErr(amqp.CommandInvalid, m, "%s on channel 0", m.MethodName()))
-		}
+		c.closeWith(protoErr(amqp.ChannelError, m, "unexpected method in connection state running"))
 	}
 	return false, nil
 }
