@@ -30,7 +30,7 @@ func (c *consumer) isDone() bool { return c.finished.Load() }
 
 func (r *runner) newConsumer(i int) (*consumer, error) {
 	cfg := &r.cfg
-	conn, err := r.dial(fmt.Sprintf("consumer-%d", i))
+	conn, _, err := r.dial(fmt.Sprintf("consumer-%d", i))
 	if err != nil {
 		return nil, err
 	}

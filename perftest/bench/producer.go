@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +16,7 @@ type producer struct {
 	tag  uint32
 	key  string
 	conn *amqp.Connection
+	raw  net.Conn
 	ch   *amqp.Channel
 
 	sent, confirmed, nacked, returned atomic.Int64
@@ -29,14 +31,15 @@ type producer struct {
 	confDone  chan struct{}
 
 	finished atomic.Bool
-	done     chan struct{}
+	loopDone chan struct{} // closed when the publish loop exits
+	done     chan struct{} // closed when confirms are settled too
 }
 
 func (p *producer) isDone() bool { return p.finished.Load() }
 
 func (r *runner) newProducer(i int) (*producer, error) {
 	c := &r.cfg
-	conn, err := r.dial(fmt.Sprintf("producer-%d", i))
+	conn, raw, err := r.dial(fmt.Sprintf("producer-%d", i))
 	if err != nil {
 		return nil, err
 	}
@@ -47,8 +50,9 @@ func (r *runner) newProducer(i int) (*producer, error) {
 	}
 	p := &producer{
 		r: r, idx: i, tag: producerTag(r.runTag, i), key: r.topo.producerKeys[i],
-		conn: conn, ch: ch, done: make(chan struct{}), confDone: make(chan struct{}),
-		lat: newLatencyRecorder(),
+		conn: conn, raw: raw, ch: ch, done: make(chan struct{}), confDone: make(chan struct{}),
+		loopDone: make(chan struct{}),
+		lat:      newLatencyRecorder(),
 	}
 	if c.Confirm >= 0 {
 		if err := ch.Confirm(false); err != nil {
@@ -183,6 +187,7 @@ func (p *producer) run(start time.Time) {
 		}
 		p.sent.Add(1)
 	}
+	close(p.loopDone)
 	if c.Confirm >= 0 {
 		p.waitConfirms()
 	}

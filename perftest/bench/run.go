@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 
@@ -113,6 +114,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	reason, complete := r.control(ctx)
 	r.stop()
 	stopped := time.Now()
+	close(repStop)
+	<-repDone
+	// A producer can be stuck in a socket write while the broker applies
+	// back-pressure; give it a moment, then cut its socket.
+	grace := time.NewTimer(stopGrace)
+	for _, p := range r.producers {
+		select {
+		case <-p.loopDone:
+		case <-grace.C:
+			_ = p.raw.Close()
+		}
+	}
+	grace.Stop()
 	// Close the producers' connections before anything is deleted: closing
 	// waits for the broker to process everything published before.
 	for _, p := range r.producers {
@@ -123,8 +137,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		<-c.done
 		_ = c.conn.Close()
 	}
-	close(repStop)
-	<-repDone
 	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
 
 	res := r.result(stopped.Sub(start), reason, complete)
@@ -174,18 +186,30 @@ func (r *runner) stopping() bool {
 	}
 }
 
-func (r *runner) dial(name string) (*amqp.Connection, error) {
+// stopGrace is how long a producer may take to leave its publish loop once
+// the run stops before its socket is closed under it.
+const stopGrace = 2 * time.Second
+
+// dial opens a connection named after the test id; it also returns the raw
+// socket so that a producer blocked by broker back-pressure can be cut off.
+func (r *runner) dial(name string) (*amqp.Connection, net.Conn, error) {
 	hb := r.cfg.Heartbeat
 	if hb <= 0 {
 		hb = 10 * time.Second
 	}
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(fmt.Sprintf("perftest-%s-%s", r.cfg.ID, name))
-	conn, err := amqp.DialConfig(r.cfg.URI, amqp.Config{Heartbeat: hb, Locale: "en_US", Properties: props})
-	if err != nil {
-		return nil, err
+	var raw net.Conn
+	dial := func(network, addr string) (net.Conn, error) {
+		c, err := net.DialTimeout(network, addr, 30*time.Second)
+		raw = c
+		return c, err
 	}
-	return conn, nil
+	conn, err := amqp.DialConfig(r.cfg.URI, amqp.Config{Heartbeat: hb, Locale: "en_US", Properties: props, Dial: dial})
+	if err != nil {
+		return nil, nil, err
+	}
+	return conn, raw, nil
 }
 
 // watch turns a server-initiated connection or channel close into a run error.
@@ -222,7 +246,7 @@ func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel) {
 // declare opens the setup connection and declares the exchange and the named
 // queues, unless --predeclared.
 func (r *runner) declare() error {
-	conn, err := r.dial("setup")
+	conn, _, err := r.dial("setup")
 	if err != nil {
 		return err
 	}
