@@ -388,6 +388,33 @@ func OpenReaderFS(fsys FS, dir string) (*Reader, error) {
 	return &Reader{fs: fsys, dir: dir, segs: segs}, nil
 }
 
+// OpenReaderUnchecked is OpenReaderFS without the VERSION check, for repair
+// tools that must read a directory whose VERSION file is missing.
+func OpenReaderUnchecked(fsys FS, dir string) (*Reader, error) {
+	segs, err := listSegments(fsys, dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{fs: fsys, dir: dir, segs: segs}, nil
+}
+
+// WriteVersionFile atomically (re)writes dir/VERSION for this format.
+func WriteVersionFile(fsys FS, dir string) error {
+	return writeFileAtomic(fsys, filepath.Join(dir, VersionFile), []byte(versionContent))
+}
+
+// CheckVersion reports whether dir/VERSION names this format: nil if it
+// does, an error wrapping fs.ErrNotExist if it is missing, ErrVersion if it
+// names another one.
+func CheckVersion(fsys FS, dir string) error {
+	f, err := fsys.Open(filepath.Join(dir, VersionFile))
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return checkVersion(fsys, dir, false)
+}
+
 // Segments returns the segment files in ascending order.
 func (r *Reader) Segments() []SegmentFile { return slices.Clone(r.segs) }
 
