@@ -1,23 +1,14 @@
-// Command recovery-tool is not implemented yet; it exits 2 so that scripts notice.
+// Command recovery-tool verifies, repairs and compacts an AMQP-Go WAL
+// directory offline: it takes the directory's lock and refuses to run
+// (exit 1) while a server holds it. repair and compact accept --dry-run.
 package main
 
 import (
-	"fmt"
 	"os"
 
-	"github.com/urfave/cli/v2"
+	"github.com/amqp-go/amqp-go/recoverytool/repair"
 )
 
 func main() {
-	app := &cli.App{
-		Name:  "recovery-tool",
-		Usage: "not implemented yet",
-		Action: func(*cli.Context) error {
-			return cli.Exit("recovery-tool: not implemented yet", 2)
-		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
+	os.Exit(repair.Run(os.Args, os.Stdout, os.Stderr))
 }
