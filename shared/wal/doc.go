@@ -90,6 +90,10 @@
 // rewrites sparse segments. Corrupt segments wait for "recovery-tool
 // repair".
 //
+// Open also deletes segments that hold no record at all (left by restarts
+// without traffic): they protect nothing, and the new active segment's
+// header carries the id floor forward.
+//
 // The online reference counts trust the caller: each (queue, message) is
 // acked at most once; acks for unknown queues or after DropQueue are
 // ignored. Recovery recomputes the counts exactly from the records.

@@ -219,7 +219,14 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 		readers:    map[uint64]File{},
 	}
 	l.cond = sync.NewCond(&l.mu)
+	var empty []uint64
 	for _, s := range rc.existing {
+		if s.Size == SegmentHeaderSize && !l.corrupt[s.Number] {
+			// A segment without records protects nothing, and the new
+			// active segment's header carries the id floor forward.
+			empty = append(empty, s.Number)
+			continue
+		}
 		l.segs = append(l.segs, s.Number)
 		l.segSize[s.Number] = s.Size
 	}
@@ -235,7 +242,7 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 	l.writtenSeg, l.writtenOff = active, SegmentHeaderSize
 	l.segs = append(l.segs, active)
 	l.segSize[active] = SegmentHeaderSize
-	l.deleteSegments(l.reclaimable())
+	l.deleteSegments(append(empty, l.reclaimable()...))
 	go l.run()
 	return l, rc.res, nil
 }
@@ -354,7 +361,10 @@ func (l *Log) reserve(size int) (*chunk, Position) {
 // pending data is huge. done (may be nil) is called exactly once, from the
 // commit goroutine, after the fsync covering the record (nil) or with the
 // write/fsync error; done callbacks fire in append order and must not
-// block. If Append returns an error, done is never called.
+// block, nor call anything that may wait for the commit goroutine (Sync,
+// Close, ReadMessage of a pending record, or Append/Ack/DropQueue, which
+// can wait for back-pressure). If Append returns an error, done is never
+// called.
 func (l *Log) Append(m *Message, done func(error)) (Position, error) {
 	if len(m.Queues) == 0 {
 		return Position{}, errors.New("wal: message has no queues")
@@ -576,7 +586,8 @@ func (l *Log) fail(c *chunk, err error) {
 
 // reclaimable pops the segments that can be deleted: oldest first, while
 // the oldest has no live references, is older than the segment being
-// written and is not marked corrupt. Caller holds mu (and is run or Open).
+// written and is not marked corrupt. Caller holds mu and is run, or is
+// Open before run starts.
 func (l *Log) reclaimable() []uint64 {
 	var del []uint64
 	for len(l.segs) > 0 {
