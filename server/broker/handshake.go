@@ -131,6 +131,7 @@ func (c *conn) setBlockedInitial(reason string) {
 	c.blocked = true
 	c.appendMethodLocked(0, &amqp.ConnectionBlocked{Reason: reason})
 	c.outMu.Unlock()
+	c.kick() // the writer starts with the token and sends it at once
 }
 
 func (c *conn) writeNow(b []byte) error {
