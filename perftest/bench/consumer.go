@@ -23,6 +23,7 @@ type consumer struct {
 
 	received atomic.Int64
 	finished atomic.Bool
+	closing  atomic.Bool // set before perftest closes conn
 	done     chan struct{}
 }
 
@@ -75,7 +76,7 @@ func (r *runner) newConsumer(i int) (*consumer, error) {
 	if err != nil {
 		return fail(fmt.Errorf("consuming from %q: %w", q, err))
 	}
-	r.watch(fmt.Sprintf("consumer #%d", i), conn, ch)
+	r.watch(fmt.Sprintf("consumer #%d", i), conn, ch, &c.closing)
 	return c, nil
 }
 

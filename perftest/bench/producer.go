@@ -31,6 +31,7 @@ type producer struct {
 	confDone  chan struct{}
 
 	finished atomic.Bool
+	closing  atomic.Bool   // set before perftest closes conn
 	loopDone chan struct{} // closed when the publish loop exits
 	done     chan struct{} // closed when confirms are settled too
 }
@@ -78,7 +79,7 @@ func (r *runner) newProducer(i int) (*producer, error) {
 			}
 		}()
 	}
-	r.watch(fmt.Sprintf("producer #%d", i), conn, ch)
+	r.watch(fmt.Sprintf("producer #%d", i), conn, ch, &p.closing)
 	return p, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -131,10 +132,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	// waits for the broker to process everything published before.
 	for _, p := range r.producers {
 		<-p.done
+		p.closing.Store(true)
 		_ = p.conn.Close()
 	}
 	for _, c := range r.consumers {
 		<-c.done
+		c.closing.Store(true)
 		_ = c.conn.Close()
 	}
 	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
@@ -212,8 +215,20 @@ func (r *runner) dial(name string) (*amqp.Connection, net.Conn, error) {
 	return conn, raw, nil
 }
 
-// watch turns a server-initiated connection or channel close into a run error.
-func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel) {
+// watch turns a server-initiated connection or channel close into a run
+// error. closing is set by perftest before it closes conn itself: a
+// socket-level error (501, e.g. EOF) seen then is the broker closing the
+// socket right after connection.close-ok, which amqp091-go can report as an
+// error; it is printed as a warning. Channel and connection exceptions
+// (404, 406, 320, ...) always count.
+func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel, closing *atomic.Bool) {
+	report := func(kind string, e *amqp.Error) {
+		if e.Code == amqp.FrameError && closing.Load() {
+			fmt.Fprintf(r.out, "id: %s, warning: %s: %s closed during shutdown: %v\n", r.cfg.ID, what, kind, e)
+			return
+		}
+		r.fail(fmt.Errorf("%s: %s closed by server: %v", what, kind, e))
+	}
 	cc := conn.NotifyClose(make(chan *amqp.Error, 1))
 	var chc chan *amqp.Error
 	if ch != nil {
@@ -228,7 +243,7 @@ func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel) {
 					continue
 				}
 				if e != nil {
-					r.fail(fmt.Errorf("%s: connection closed by server: %v", what, e))
+					report("connection", e)
 				}
 			case e, ok := <-chc:
 				if !ok {
@@ -236,7 +251,7 @@ func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel) {
 					continue
 				}
 				if e != nil {
-					r.fail(fmt.Errorf("%s: channel closed by server: %v", what, e))
+					report("channel", e)
 				}
 			}
 		}
