@@ -23,8 +23,8 @@ type segScanner struct {
 
 func (s *segScanner) reset(f File, size int64) {
 	s.f, s.size, s.bufOff, s.n = f, size, 0, 0
-	if s.buf == nil {
-		s.buf = make([]byte, scanBufSize)
+	if want := min(int64(scanBufSize), max(size, 4096)); int64(len(s.buf)) < want {
+		s.buf = make([]byte, want)
 	}
 }
 
