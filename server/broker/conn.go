@@ -193,7 +193,7 @@ func (c *conn) writeLoop() {
 			c.wakeConsumers()
 		}
 		if final {
-			c.nc.Close()
+			c.lingerClose()
 			return
 		}
 	}
@@ -528,4 +528,26 @@ func (c *conn) removeConsumerQueue(q *Queue) {
 			return
 		}
 	}
+}
+
+// lingerClose closes the socket without discarding what we last wrote:
+// closing with unread client data pending would make the kernel send a RST,
+// which can destroy our connection.close-ok in flight. So: FIN first, then
+// drain what the client still sends, for a bounded time. Called by the
+// writer after the reader has exited.
+func (c *conn) lingerClose() {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		c.nc.Close()
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := tc.Read(buf); err != nil {
+			break
+		}
+	}
+	tc.Close()
 }

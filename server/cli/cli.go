@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	_ "net/http/pprof" // served only with --pprof-address
 	"os"
 	"os/signal"
 	"runtime"
@@ -28,6 +30,7 @@ func App() *ucli.App {
 				Flags: []ucli.Flag{
 					&ucli.StringFlag{Name: "address", Value: ":5672", EnvVars: []string{"AMQP_NETWORK_ADDRESS"}, Usage: "listen address, host:port"},
 					&ucli.IntFlag{Name: "port", EnvVars: []string{"AMQP_NETWORK_PORT"}, Usage: "listen port; replaces the port of --address when set"},
+					&ucli.StringFlag{Name: "pprof-address", EnvVars: []string{"AMQP_PPROF_ADDRESS"}, Usage: "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off when empty"},
 					&ucli.StringFlag{Name: "storage-path", Value: "./data", EnvVars: []string{"AMQP_STORAGE_PATH"}, Usage: "data directory (durable storage arrives with the storage work)"},
 				},
 				Action: run,
@@ -60,6 +63,9 @@ func run(cx *ucli.Context) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("AMQP_NETWORK_ADDRESS/--address: %q is not host:port (e.g. :5672): %v", addr, err)
 	}
+	if pa := cx.String("pprof-address"); pa != "" {
+		go func() { _ = http.ListenAndServe(pa, nil) }()
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := broker.New(broker.Config{Address: addr, Logger: logger})
 	if err := s.Listen(); err != nil {
@@ -67,10 +73,14 @@ func run(cx *ucli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	closed := make(chan error, 1)
 	go func() {
 		<-ctx.Done()
 		logger.Info("shutting down")
-		_ = s.Close()
+		closed <- s.Close()
 	}()
-	return s.Serve()
+	if err := s.Serve(); err != nil {
+		return err
+	}
+	return <-closed
 }
