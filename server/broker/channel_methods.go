@@ -90,13 +90,11 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.ChannelCloseOk:
 		// Nothing pending; tolerate.
 	case *amqp.ChannelFlow:
-		ch.flowPaused.Store(!m.Active)
-		if m.Active {
-			for _, cn := range ch.consumers {
-				cn.q.signal()
-			}
+		if !m.Active {
+			// RabbitMQ 3.x does not implement client-initiated flow control.
+			return protoErr(amqp.NotImplemented, m, "active=false")
 		}
-		c.send(ch.id, &amqp.ChannelFlowOk{Active: m.Active})
+		c.send(ch.id, &amqp.ChannelFlowOk{Active: true})
 	case *amqp.ChannelFlowOk:
 
 	case *amqp.ExchangeDeclare:
@@ -227,9 +225,15 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.BasicReject:
 		return ch.ackOrNack(m, m.DeliveryTag, false, true, m.Requeue)
 	case *amqp.BasicRecover:
+		if !m.Requeue {
+			return protoErr(amqp.NotImplemented, m, "requeue=false") // as RabbitMQ
+		}
 		ch.recover()
 		c.send(ch.id, &amqp.BasicRecoverOk{})
 	case *amqp.BasicRecoverAsync:
+		if !m.Requeue {
+			return protoErr(amqp.NotImplemented, m, "requeue=false")
+		}
 		ch.recover()
 
 	case *amqp.TxSelect:
@@ -445,8 +449,8 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 	return nil
 }
 
-// recover requeues every unacked message on the channel (basic.recover;
-// RabbitMQ treats requeue=false like requeue=true).
+// recover requeues every unacked message on the channel (basic.recover
+// requeue=true; RabbitMQ refuses requeue=false with 540).
 func (ch *channel) recover() {
 	ch.mu.Lock()
 	es := ch.unacked.takeAll(nil)
