@@ -40,7 +40,6 @@ type conn struct {
 	capCancel  bool // client handles server-sent basic.cancel
 	channels   map[uint16]*channel
 	closing    bool // connection.close sent, waiting for close-ok
-	peerClose  bool // the client sent connection.close; we answered close-ok
 	needKick   bool // output appended during this read batch
 
 	// outMu guards the output buffer and the confirm flush list.
@@ -254,23 +253,7 @@ func (c *conn) readLoop() error {
 		}
 		if err != nil || done {
 			c.flushNow()
-			if c.peerClose {
-				c.linger()
-			}
 			return err
-		}
-	}
-}
-
-// linger waits, bounded, for the client to close the socket after our
-// close-ok, as RabbitMQ does: closing first makes clients (amqp091-go) read
-// EOF before close-ok and report a graceful close as an error.
-func (c *conn) linger() {
-	c.teardown()
-	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
-	for {
-		if _, err := c.fr.ReadFrame(); err != nil {
-			return
 		}
 	}
 }
@@ -393,7 +376,6 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 	switch m := m.(type) {
 	case *amqp.ConnectionClose:
 		c.send(0, &amqp.ConnectionCloseOk{})
-		c.peerClose = true
 		return true, nil
 	case *amqp.ConnectionCloseOk:
 		if c.closing || c.forced.Load() {
