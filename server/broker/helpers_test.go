@@ -374,6 +374,7 @@ func (r *rawConn) expectConnClose(code uint16, text string) {
 		if ch != 0 {
 			r.t.Fatalf("connection.close on channel %d", ch)
 		}
+		r.t.Logf("connection.close %d %q", cl.ReplyCode, cl.ReplyText)
 		if cl.ReplyCode != code || (text != "" && cl.ReplyText != text) {
 			r.t.Fatalf("want connection.close %d %q, got %d %q", code, text, cl.ReplyCode, cl.ReplyText)
 		}
