@@ -23,7 +23,9 @@ type FS interface {
 	Create(name string) (File, error)
 	// Open opens the named file read-only.
 	Open(name string) (File, error)
-	// OpenFile opens a file with os.OpenFile flags. Writes always append.
+	// OpenFile opens a file with os.OpenFile flags. The log writes segment
+	// files only sequentially (with O_APPEND); MemFS treats every write as
+	// an append.
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	// Remove removes the named file.
 	Remove(name string) error

@@ -503,9 +503,28 @@ func TestGroupCommitBatches(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
+	// Callbacks fire in append (= id) order.
+	var mu sync.Mutex
+	var order []uint64
+	for i := 0; i < 200; i++ {
+		m := testMsg(fmt.Sprint("o", i), 1)
+		if _, err := l.Append(m, func(error) { mu.Lock(); order = append(order, m.ID); mu.Unlock() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	for i := 1; i < len(order); i++ {
+		if order[i] != order[i-1]+1 {
+			t.Fatalf("callbacks out of order: %v", order)
+		}
+	}
+	mu.Unlock()
 	s := l.Stats()
 	t.Logf("appends=%d batches=%d fsyncs=%d fsync total=%v", s.AppendedRecords, s.Batches, s.Fsyncs, s.FsyncTotal)
-	if s.AppendedRecords != workers*each || s.Fsyncs >= s.AppendedRecords {
+	if s.AppendedRecords != workers*each+200 || s.Fsyncs >= s.AppendedRecords {
 		t.Fatalf("no batching: %+v", s)
 	}
 }
@@ -642,5 +661,41 @@ func TestRestartsDoNotPileUpSegments(t *testing.T) {
 	appendWait(t, l, m)
 	if m.ID != 2 {
 		t.Fatalf("id %d after restarts", m.ID)
+	}
+}
+
+func TestWriteFailureFailsPendingAndRecovers(t *testing.T) {
+	fsys := NewMemFS()
+	l, _ := openMem(t, fsys, nil)
+	good := testMsg("good", 1)
+	appendWait(t, l, good)
+	boom := errors.New("EIO")
+	fsys.FailWrites(boom)
+	var errs [20]chan error
+	for i := range errs {
+		errs[i] = make(chan error, 1)
+		ch := errs[i]
+		if _, err := l.Append(testMsg(fmt.Sprint(i), 1), func(err error) { ch <- err }); err != nil {
+			// The log may already have failed from an earlier batch.
+			if !errors.Is(err, ErrFailed) {
+				t.Fatal(err)
+			}
+			ch <- err
+		}
+	}
+	for i, ch := range errs {
+		if err := <-ch; !errors.Is(err, boom) {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if err := l.Sync(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Sync: %v", err)
+	}
+	l.Close()
+	fsys.FailWrites(nil)
+	l, rec := openMem(t, fsys, nil)
+	defer l.Close()
+	if e := rec.Queues[1].Entries; len(e) != 1 || e[0].ID != good.ID {
+		t.Fatalf("recovered %+v", e)
 	}
 }
