@@ -28,6 +28,12 @@ type decoder struct {
 	b      []byte
 	off    int
 	reason string
+	// share makes shortstr return substrings of one copy of b (made on the
+	// first non-empty string) instead of one allocation per string. The
+	// generator sets it only for methods without tables and long strings,
+	// whose arguments are small, so the shared copy pins little memory.
+	share  bool
+	shared string
 }
 
 func (d *decoder) fail(field, what string) {
@@ -86,7 +92,17 @@ func (d *decoder) shortstr(field string) string {
 		d.fail(field, "shortstr")
 		return ""
 	}
-	s := string(d.b[d.off+1 : d.off+1+n])
+	var s string
+	switch {
+	case n == 0:
+	case d.share:
+		if d.shared == "" {
+			d.shared = string(d.b)
+		}
+		s = d.shared[d.off+1 : d.off+1+n]
+	default:
+		s = string(d.b[d.off+1 : d.off+1+n])
+	}
 	d.off += 1 + n
 	return s
 }

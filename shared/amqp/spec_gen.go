@@ -432,7 +432,7 @@ func (m *ConnectionOpen) AppendArgs(dst []byte) []byte {
 // DecodeArgs decodes the arguments of connection.open from b, which must hold exactly
 // the encoded arguments. Errors are of type *DecodeError.
 func (m *ConnectionOpen) DecodeArgs(b []byte) error {
-	d := decoder{b: b}
+	d := decoder{b: b, share: true}
 	m.VirtualHost = d.shortstr("virtual-host")
 	m.Reserved1 = d.shortstr("reserved-1")
 	bits2 := d.octet("reserved-2")
@@ -1954,7 +1954,7 @@ func (m *BasicPublish) AppendArgs(dst []byte) []byte {
 // DecodeArgs decodes the arguments of basic.publish from b, which must hold exactly
 // the encoded arguments. Errors are of type *DecodeError.
 func (m *BasicPublish) DecodeArgs(b []byte) error {
-	d := decoder{b: b}
+	d := decoder{b: b, share: true}
 	m.Reserved1 = d.short("reserved-1")
 	m.Exchange = d.shortstr("exchange")
 	m.RoutingKey = d.shortstr("routing-key")
@@ -1999,7 +1999,7 @@ func (m *BasicReturn) AppendArgs(dst []byte) []byte {
 // DecodeArgs decodes the arguments of basic.return from b, which must hold exactly
 // the encoded arguments. Errors are of type *DecodeError.
 func (m *BasicReturn) DecodeArgs(b []byte) error {
-	d := decoder{b: b}
+	d := decoder{b: b, share: true}
 	m.ReplyCode = d.short("reply-code")
 	m.ReplyText = d.shortstr("reply-text")
 	m.Exchange = d.shortstr("exchange")
@@ -2048,7 +2048,7 @@ func (m *BasicDeliver) AppendArgs(dst []byte) []byte {
 // DecodeArgs decodes the arguments of basic.deliver from b, which must hold exactly
 // the encoded arguments. Errors are of type *DecodeError.
 func (m *BasicDeliver) DecodeArgs(b []byte) error {
-	d := decoder{b: b}
+	d := decoder{b: b, share: true}
 	m.ConsumerTag = d.shortstr("consumer-tag")
 	m.DeliveryTag = d.longlong("delivery-tag")
 	bits2 := d.octet("redelivered")
@@ -2144,7 +2144,7 @@ func (m *BasicGetOk) AppendArgs(dst []byte) []byte {
 // DecodeArgs decodes the arguments of basic.get-ok from b, which must hold exactly
 // the encoded arguments. Errors are of type *DecodeError.
 func (m *BasicGetOk) DecodeArgs(b []byte) error {
-	d := decoder{b: b}
+	d := decoder{b: b, share: true}
 	m.DeliveryTag = d.longlong("delivery-tag")
 	bits1 := d.octet("redelivered")
 	m.Redelivered = bits1&(1<<0) != 0

@@ -497,7 +497,11 @@ func genMethodCode(w *writer, m genMethod) {
 		w.p("}")
 	} else {
 		w.p("func (m *%s) DecodeArgs(b []byte) error {", m.goName)
-		w.p("\td := decoder{b: b}")
+		if shareStrings(m) {
+			w.p("\td := decoder{b: b, share: true}")
+		} else {
+			w.p("\td := decoder{b: b}")
+		}
 		for i := 0; i < len(m.fields); {
 			f := m.fields[i]
 			if f.amqp == "bit" {
@@ -525,6 +529,23 @@ func genMethodCode(w *writer, m genMethod) {
 		w.p("}")
 	}
 	w.p("")
+}
+
+// shareStrings reports whether the decoder of m should allocate one copy of
+// the arguments for all its short strings: worthwhile when there are several
+// short strings and safe memory-wise when there are no tables or long
+// strings (so the arguments are at most a few hundred bytes).
+func shareStrings(m genMethod) bool {
+	n := 0
+	for _, f := range m.fields {
+		switch f.amqp {
+		case "shortstr":
+			n++
+		case "table", "longstr":
+			return false
+		}
+	}
+	return n >= 2
 }
 
 func main() {
