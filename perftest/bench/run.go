@@ -133,12 +133,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	for _, p := range r.producers {
 		<-p.done
 		p.closing.Store(true)
-		_ = p.conn.Close()
+		_ = p.conn.CloseDeadline(time.Now().Add(closeTimeout))
 	}
 	for _, c := range r.consumers {
 		<-c.done
 		c.closing.Store(true)
-		_ = c.conn.Close()
+		_ = c.conn.CloseDeadline(time.Now().Add(closeTimeout))
 	}
 	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
 
@@ -192,6 +192,9 @@ func (r *runner) stopping() bool {
 // stopGrace is how long a producer may take to leave its publish loop once
 // the run stops before its socket is closed under it.
 const stopGrace = 2 * time.Second
+
+// closeTimeout bounds the wait for connection.close-ok at the end of a run.
+const closeTimeout = 5 * time.Second
 
 // dial opens a connection named after the test id; it also returns the raw
 // socket so that a producer blocked by broker back-pressure can be cut off.
