@@ -512,24 +512,20 @@ func (c *conn) removeConsumerQueue(q *Queue) {
 	}
 }
 
-// lingerClose closes the socket without discarding what we last wrote:
-// closing with unread client data pending would make the kernel send a RST,
-// which can destroy our connection.close-ok in flight. So: FIN first, then
-// drain what the client still sends, for a bounded time. Called by the
-// writer after the reader has exited.
+// lingerClose closes the socket without destroying what we last wrote.
+// Closing first has two bad effects: with unread client data pending the
+// kernel sends a RST, which can discard our close-ok in flight; and clients
+// such as amqp091-go that read EOF before processing close-ok report a
+// graceful close as an error. So, like RabbitMQ, wait (bounded) for the
+// client to close, draining what it still sends. Called by the writer after
+// the reader has exited.
 func (c *conn) lingerClose() {
-	tc, ok := c.nc.(*net.TCPConn)
-	if !ok {
-		c.nc.Close()
-		return
-	}
-	_ = tc.CloseWrite()
-	_ = tc.SetReadDeadline(time.Now().Add(time.Second))
+	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 4096)
 	for {
-		if _, err := tc.Read(buf); err != nil {
+		if _, err := c.nc.Read(buf); err != nil {
 			break
 		}
 	}
-	tc.Close()
+	c.nc.Close()
 }
