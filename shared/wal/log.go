@@ -118,7 +118,8 @@ type release struct {
 //
 // Locking: mu guards the fields marked (mu); cond (on mu) is broadcast
 // whenever written/committed positions advance, pending bytes shrink, or
-// the log fails or closes. The commit goroutine (run) owns wf and wfSeg
+// the log fails or closes. The commit goroutine (run) is started by Open
+// and stopped by Close, which waits for it; it owns wf and wfSeg
 // and is the only goroutine that writes, syncs, creates or deletes segment
 // files; readMu guards the read handles. Lock order: mu before readMu.
 type Log struct {
