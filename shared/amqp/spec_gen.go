@@ -476,10 +476,14 @@ func (m *ConnectionOpenOk) DecodeArgs(b []byte) error {
 
 // ConnectionClose is the connection.close method (class 10, method 50).
 type ConnectionClose struct {
-	ReplyCode       uint16 // reply-code (short)
-	ReplyText       string // reply-text (shortstr)
-	FailingClassID  uint16 // class-id (short)
-	FailingMethodID uint16 // method-id (short)
+	ReplyCode uint16 // reply-code (short)
+	ReplyText string // reply-text (shortstr)
+	// FailingClassID is the class-id argument, renamed because the Method interface
+	// has a ClassID method: the class/method that caused the close.
+	FailingClassID uint16
+	// FailingMethodID is the method-id argument, renamed because the Method interface
+	// has a MethodID method: the class/method that caused the close.
+	FailingMethodID uint16
 }
 
 // ClassID returns 10 (connection).
@@ -820,10 +824,14 @@ func (m *ChannelFlowOk) DecodeArgs(b []byte) error {
 
 // ChannelClose is the channel.close method (class 20, method 40).
 type ChannelClose struct {
-	ReplyCode       uint16 // reply-code (short)
-	ReplyText       string // reply-text (shortstr)
-	FailingClassID  uint16 // class-id (short)
-	FailingMethodID uint16 // method-id (short)
+	ReplyCode uint16 // reply-code (short)
+	ReplyText string // reply-text (shortstr)
+	// FailingClassID is the class-id argument, renamed because the Method interface
+	// has a ClassID method: the class/method that caused the close.
+	FailingClassID uint16
+	// FailingMethodID is the method-id argument, renamed because the Method interface
+	// has a MethodID method: the class/method that caused the close.
+	FailingMethodID uint16
 }
 
 // ClassID returns 20 (channel).

@@ -172,6 +172,7 @@ func merge(base, add *specXML) {
 }
 
 type genField struct {
+	renamed bool // goName comes from fieldNameOverrides
 	xmlName string
 	goName  string
 	amqp    string // base type
@@ -235,13 +236,14 @@ func resolve(s *specXML) ([]genMethod, error) {
 					return nil, fmt.Errorf("%s.%s: field %s: unresolvable type %q", c.Name, m.Name, f.Name, typ)
 				}
 				name := camel(f.Name)
-				if o, ok := fieldNameOverrides[c.Name+"."+m.Name+"."+f.Name]; ok {
+				o, renamed := fieldNameOverrides[c.Name+"."+m.Name+"."+f.Name]
+				if renamed {
 					name = o
 				}
 				if interfaceMethods[name] {
 					return nil, fmt.Errorf("%s.%s: field %s collides with a Method interface method; add an override", c.Name, m.Name, name)
 				}
-				gm.fields = append(gm.fields, genField{xmlName: f.Name, goName: name, amqp: typ, goType: goType})
+				gm.fields = append(gm.fields, genField{renamed: renamed, xmlName: f.Name, goName: name, amqp: typ, goType: goType})
 			}
 			out = append(out, gm)
 		}
@@ -420,6 +422,12 @@ func genMethodCode(w *writer, m genMethod) {
 	} else {
 		w.p("type %s struct {", m.goName)
 		for _, f := range m.fields {
+			if f.renamed {
+				w.p("\t// %s is the %s argument, renamed because the Method interface", f.goName, f.xmlName)
+				w.p("\t// has a %s method: the class/method that caused the close.", camel(f.xmlName))
+				w.p("\t%s %s", f.goName, f.goType)
+				continue
+			}
 			w.p("\t%s %s // %s (%s)", f.goName, f.goType, f.xmlName, f.amqp)
 		}
 		w.p("}")
