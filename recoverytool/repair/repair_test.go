@@ -300,3 +300,35 @@ func TestBinaryRefusesWhileLocked(t *testing.T) {
 		t.Fatalf("repair on a locked dir: %v\n%s", err, out)
 	}
 }
+
+func TestRepairRebuildsVersionAndQuarantinesHeaderlessTail(t *testing.T) {
+	s := newStore(t)
+	l, _ := s.open(t)
+	s.add(t, l, 5, 1)
+	l.Close()
+	os.Remove(filepath.Join(s.dir, wal.VersionFile))
+	r, _ := wal.OpenReaderUnchecked(wal.OSFS{}, s.dir)
+	segs := r.Segments()
+	torn := filepath.Join(s.dir, wal.SegmentFileName(segs[len(segs)-1].Number+1))
+	os.WriteFile(torn, []byte("AMQPW"), 0o644) // a crash while creating it
+
+	before := snapshot(t, s.dir)
+	if _, _, code := run(t, "repair", "--dir", s.dir, "--dry-run"); code != 0 {
+		t.Fatalf("dry run exit %d", code)
+	}
+	if !maps.Equal(before, snapshot(t, s.dir)) {
+		t.Fatal("dry run changed files")
+	}
+	out, errs, code := run(t, "repair", "--dir", s.dir)
+	if code != 0 || !strings.Contains(out, "write-version") || !strings.Contains(out, "quarantine-file") {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	if _, err := os.Stat(torn); err == nil {
+		t.Fatal("headerless segment still in place")
+	}
+	q := filepath.Join(s.dir, QuarantineDir, filepath.Base(torn)+".000000000000.torn")
+	if b, err := os.ReadFile(q); err != nil || string(b) != "AMQPW" {
+		t.Fatalf("quarantine: %v %q", err, b)
+	}
+	s.checkRecovered(t, map[uint64][]uint64{1: ids(1, 5, nil)})
+}
