@@ -671,6 +671,16 @@ func readMessageAt(f File, pos Position) (*Message, error) {
 	if length < 2 || length > MaxRecordSize-RecordHeaderSize {
 		return nil, fmt.Errorf("%w: %v: invalid record length %d", ErrNotFound, pos, length)
 	}
+	if length > 64<<10 {
+		// Never allocate a large hostile length: it must fit in the file.
+		st, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if pos.Offset+RecordHeaderSize+length > st.Size() {
+			return nil, fmt.Errorf("%w: %v: record length %d exceeds file", ErrNotFound, pos, length)
+		}
+	}
 	if RecordType(h[8]) != RecordMessage {
 		return nil, fmt.Errorf("%w: %v: record type %v", ErrNotFound, pos, RecordType(h[8]))
 	}

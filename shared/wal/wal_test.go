@@ -700,3 +700,21 @@ func TestWriteFailureFailsPendingAndRecovers(t *testing.T) {
 		t.Fatalf("recovered %+v", e)
 	}
 }
+
+func TestReadMessageLargeBodyAndBadPosition(t *testing.T) {
+	l, _ := openMem(t, NewMemFS(), nil)
+	defer l.Close()
+	m := testMsg("big", 1)
+	m.Body = bytes.Repeat([]byte{7}, 300<<10)
+	p := appendWait(t, l, m)
+	got, err := l.ReadMessage(p)
+	if err != nil || !sameMsg(got, m) {
+		t.Fatalf("large read: %v", err)
+	}
+	if _, err := l.ReadMessage(Position{Segment: p.Segment, Offset: p.Offset + 1}); err == nil {
+		t.Fatal("read at a wrong offset succeeded")
+	}
+	if _, err := l.ReadMessage(Position{Segment: p.Segment + 5, Offset: 32}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("read beyond the tail: %v", err)
+	}
+}
