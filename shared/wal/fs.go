@@ -59,6 +59,7 @@ type OSFS struct{}
 
 type osFile struct{ *os.File }
 
+// Sync flushes the file's data with fdatasync (fsync off Linux).
 func (f osFile) Sync() error { return fdatasync(f.File) }
 
 // Create implements FS.

@@ -17,6 +17,7 @@ const (
 	RecordDropQueue RecordType = 3
 )
 
+// String returns the record type's name ("message", "ack", ...).
 func (t RecordType) String() string {
 	switch t {
 	case RecordMessage:

@@ -69,6 +69,7 @@ type CorruptionError struct {
 	Queues []uint64
 }
 
+// Error describes the corruption with file, offset and affected queues.
 func (e *CorruptionError) Error() string {
 	q := "unknown queues"
 	if len(e.Queues) > 0 {
