@@ -285,9 +285,18 @@ func (n *topicNode) child(word string) *topicNode {
 	return c
 }
 
+// topicWords splits a key into words; like RabbitMQ, the empty key has
+// none (so "#" matches it and "*" does not).
+func topicWords(key string) []string {
+	if key == "" {
+		return nil
+	}
+	return strings.Split(key, ".")
+}
+
 func (r *topicRouter) add(b *binding) {
 	n := r.root
-	for _, w := range strings.Split(b.key, ".") {
+	for _, w := range topicWords(b.key) {
 		n = n.child(w)
 	}
 	n.here = append(n.here, b)
@@ -297,7 +306,7 @@ func (r *topicRouter) remove(b *binding) {
 	// Empty nodes are left in place: they cost a little memory and keep
 	// removal simple; a rebind reuses them.
 	n := r.root
-	for _, w := range strings.Split(b.key, ".") {
+	for _, w := range topicWords(b.key) {
 		switch w {
 		case "*":
 			n = n.star
@@ -315,7 +324,7 @@ func (r *topicRouter) remove(b *binding) {
 
 func (r *topicRouter) route(m *Message, _ *lazyProps, out []*binding) []*binding {
 	start := len(out)
-	out = r.root.match(m.RoutingKey, false, out)
+	out = r.root.match(m.RoutingKey, m.RoutingKey == "", out)
 	// '#' can reach one binding along several paths.
 	for i := start + 1; i < len(out); i++ {
 		for j := start; j < i; j++ {

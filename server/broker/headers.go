@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"strings"
+	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -49,7 +50,7 @@ func compileHeadersMatch(args amqp.Table) (*headersMatch, error) {
 			hm.any, hm.withX = true, true
 		default:
 			return nil, protoErr(amqp.PreconditionFailed, nil,
-				"Invalid x-match field value %s; expected all, any, all-with-x, or any-with-x", fieldText(v))
+				"Invalid x-match field value %s; expected all, any, all-with-x, or any-with-x", erlangText(v))
 		}
 	}
 	return hm, nil
@@ -61,7 +62,7 @@ func (hm *headersMatch) matches(h amqp.Table) bool {
 			continue
 		}
 		got, ok := h[k]
-		hit := ok && (want == nil || fieldEqual(want, got))
+		hit := ok && (want == nil || headerValueEqual(want, got))
 		if hm.any && hit {
 			return true
 		}
@@ -71,6 +72,69 @@ func (hm *headersMatch) matches(h amqp.Table) bool {
 	}
 	// all over no fields matches everything; any over none matches nothing.
 	return !hm.any
+}
+
+// erlangText renders a field value as RabbitMQ's ~tp does in reply texts:
+// strings as Erlang binaries.
+func erlangText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return "<<\"" + x + "\">>"
+	case []byte:
+		return "<<\"" + string(x) + "\">>"
+	}
+	return fieldText(v)
+}
+
+// headerValueEqual compares a binding value with a message header value as
+// RabbitMQ's headers exchange does (Erlang ==, types ignored): numbers by
+// value across integer, float and timestamp types, longstr and byte arrays
+// by content; anything else as fieldEqual.
+func headerValueEqual(a, b any) bool {
+	if ai, af, ok := asNumber(a); ok {
+		bi, bf, ok := asNumber(b)
+		switch {
+		case !ok:
+			return false
+		case af == nil && bf == nil:
+			return ai == bi
+		case af != nil && bf != nil:
+			return *af == *bf
+		case af != nil:
+			return *af == float64(bi)
+		default:
+			return float64(ai) == *bf
+		}
+	}
+	if as, ok := asText(a); ok {
+		bs, ok := asText(b)
+		return ok && as == bs
+	}
+	return fieldEqual(a, b)
+}
+
+// asNumber returns an integer (f nil) or a float value.
+func asNumber(v any) (i int64, f *float64, ok bool) {
+	if i, ok := asInt(v); ok {
+		return i, nil, true
+	}
+	if t, ok := v.(time.Time); ok {
+		return t.Unix(), nil, true
+	}
+	if x, ok := asFloat(v); ok {
+		return 0, &x, true
+	}
+	return 0, nil, false
+}
+
+func asText(v any) (string, bool) {
+	switch x := v.(type) {
+	case string:
+		return x, true
+	case []byte:
+		return string(x), true
+	}
+	return "", false
 }
 
 // fieldEqual compares field values by RabbitMQ's type classes: integers by
