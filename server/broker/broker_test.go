@@ -39,16 +39,6 @@ func recv(t *testing.T, ds <-chan amqp.Delivery) amqp.Delivery {
 	return amqp.Delivery{}
 }
 
-// noDelivery asserts that nothing arrives within a short window.
-func noDelivery(t *testing.T, ds <-chan amqp.Delivery, within time.Duration) {
-	t.Helper()
-	select {
-	case d := <-ds:
-		t.Fatalf("unexpected delivery %q", d.Body)
-	case <-time.After(within):
-	}
-}
-
 // amqpErr extracts the broker's exception from err.
 func amqpErr(t *testing.T, err error) *amqp.Error {
 	t.Helper()

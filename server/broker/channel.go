@@ -23,7 +23,6 @@ type channel struct {
 	// reader
 	closing       bool // channel.close sent, waiting for close-ok
 	publish       *amqp.BasicPublish
-	header        amqp.ContentHeader
 	props         []byte
 	body          []byte
 	bodySize      uint64

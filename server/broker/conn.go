@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"log/slog"
@@ -470,15 +469,6 @@ func (c *conn) setBlocked(reason string, on bool) {
 	}
 	c.outMu.Unlock()
 	c.kick()
-}
-
-// writeDirect writes frames synchronously during the handshake, before the
-// writer goroutine exists.
-func writeDirect(w *bufio.Writer, frames []byte) error {
-	if _, err := w.Write(frames); err != nil {
-		return err
-	}
-	return w.Flush()
 }
 
 // forceClose starts closing the connection from outside the reader, with
