@@ -293,16 +293,18 @@ func (ch *channel) bindQueue(m amqp.Method, queue, exchange, key string, args am
 	if queue == "" && key == "" {
 		key = ch.lastQueue // RabbitMQ's shortcut: empty key and queue mean the last queue's name
 	}
-	q, err := ch.queueFor(m, queue)
-	if err != nil {
-		return err
-	}
+	// RabbitMQ's order: the default exchange, the exchange, the queue, then
+	// exclusive access to the queue.
 	if exchange == "" || exchange == "amq.default" {
 		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
 	}
 	x := v.exchange(exchange)
 	if x == nil {
 		return errNoExchange(m, v.name, exchange)
+	}
+	q, err := ch.queueFor(m, queue)
+	if err != nil {
+		return err
 	}
 	b := &binding{key: key, args: args, q: q}
 	if !bind {
