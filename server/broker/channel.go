@@ -133,6 +133,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	}
 	cn.outMu.Unlock()
 	ch.mu.Unlock()
+	cn.srv.stats.delivered.Add(uint64(len(ds)))
 	if c.noAck {
 		es := ch.settleScratchFor(ds)
 		q.settle(es)
@@ -304,6 +305,9 @@ func countConsumed(es []unackedEntry) int {
 func (ch *channel) confirmed(seq uint64, err error) {
 	ch.confirmMu.Lock()
 	ack := err == nil
+	if ack {
+		ch.conn.srv.stats.confirmed.Add(1)
+	}
 	if seq == ch.confirmLowest {
 		if !ack {
 			ch.confirmNacks = append(ch.confirmNacks, seq)

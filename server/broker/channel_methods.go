@@ -429,6 +429,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered,
 		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg)
 	ch.mu.Unlock()
+	ch.conn.srv.stats.delivered.Add(1)
 	if m.NoAck {
 		q.settle([]qentry{e})
 	}
@@ -442,6 +443,9 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 	ch.mu.Unlock()
 	if !ok {
 		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	}
+	if !negative {
+		ch.conn.srv.stats.acknowledged.Add(uint64(len(es)))
 	}
 	if ch.tx {
 		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
@@ -466,6 +470,7 @@ func (ch *channel) contentDone() error {
 	p := ch.publish
 	msg := &Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Props: ch.props, Body: ch.body}
 	ch.publish, ch.props, ch.body = nil, nil, nil
+	c.srv.stats.received.Add(1)
 	flags := propFlags(msg.Props)
 	if flags&amqp.FlagDeliveryMode != 0 {
 		msg.Persistent = amqp.PeekDeliveryMode(msg.Props) == 2
@@ -569,6 +574,7 @@ func (ch *channel) shutdown() {
 	ch.closed = true
 	es := ch.unacked.takeAll(nil)
 	ch.mu.Unlock()
+	ch.conn.srv.stats.channels.Add(-1)
 	for tag := range ch.consumers {
 		ch.cancel(tag)
 	}

@@ -40,6 +40,7 @@ type conn struct {
 	channels   map[uint16]*channel
 	closing    bool // connection.close sent, waiting for close-ok
 	needKick   bool // output appended during this read batch
+	publishing bool // the client has published: resource alarms stop reading it
 
 	// outMu guards the output buffer and the confirm flush list.
 	outMu        sync.Mutex
@@ -59,7 +60,9 @@ type conn struct {
 	consumerQueuesMu sync.Mutex
 	consumerQueues   []*Queue
 
-	forced atomic.Bool // the server sent connection.close (shutdown)
+	forced   atomic.Bool   // the server sent connection.close (shutdown)
+	stop     chan struct{} // closed by forceClose: wakes a reader held by an alarm
+	stopOnce sync.Once
 
 	wake chan struct{} // writer wake-up, capacity 1
 	done chan struct{} // closed by the reader when the connection ends
@@ -71,7 +74,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		fr:       amqp.NewFrameReader(nc, s.cfg.ReadBufferSize),
 		logger:   s.logger.With("peer", nc.RemoteAddr().String()),
 		frameMax: amqp.FrameMinSize, channels: map[uint16]*channel{},
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
+		wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{}),
 	}
 }
 
@@ -211,6 +214,7 @@ func (c *conn) serve() {
 		err = c.readLoop()
 		c.teardown()
 		close(c.done)
+		c.logger.Info("connection closed")
 	} else {
 		c.nc.Close()
 	}
@@ -223,6 +227,17 @@ func (c *conn) serve() {
 func (c *conn) readLoop() error {
 	var lastDeadline time.Time
 	for {
+		if c.publishing && !c.closing {
+			// A resource alarm stops reading publishers, as RabbitMQ does;
+			// connections that only consume keep draining.
+			if cleared := c.srv.alarmWait(); cleared != nil {
+				select {
+				case <-cleared:
+				case <-c.stop:
+				}
+				lastDeadline = time.Time{}
+			}
+		}
 		if c.heartbeat > 0 && !c.closing && !c.forced.Load() {
 			// Resetting the deadline per frame is cheap but not free; a
 			// coarse refresh keeps the two-heartbeat detection window.
@@ -244,6 +259,9 @@ func (c *conn) readLoop() error {
 				c.logger.Info("missed heartbeats from client, timeout", "heartbeat", c.heartbeat)
 			}
 			return err
+		}
+		if f.Type == amqp.FrameHeader {
+			c.publishing = true // only basic.publish carries content from clients
 		}
 		done, err := c.handleFrame(f)
 		if c.needKick && c.fr.Buffered() == 0 {
@@ -300,6 +318,7 @@ func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
 		}
 		_ = open
 		ch = newChannel(c, f.Channel)
+		c.srv.stats.channels.Add(1)
 		c.channels[f.Channel] = ch
 		c.send(f.Channel, &amqp.ChannelOpenOk{})
 		return false, nil
@@ -475,6 +494,7 @@ func (c *conn) setBlocked(reason string, on bool) {
 // 320 CONNECTION_FORCED, and bounds how long the reader waits for close-ok.
 func (c *conn) forceClose() {
 	c.forced.Store(true)
+	c.stopOnce.Do(func() { close(c.stop) })
 	c.outMu.Lock()
 	if !c.outClosed {
 		c.appendMethodLocked(0, &amqp.ConnectionClose{ReplyCode: amqp.ConnectionForced,

@@ -3,6 +3,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -30,6 +31,15 @@ type Config struct {
 	FrameMax uint32
 	// ReadBufferSize is each connection's read buffer (default 64 KiB).
 	ReadBufferSize int
+	// WriteBufferSize, when positive, sets each socket's kernel send
+	// buffer (SO_SNDBUF); 0 leaves the kernel's auto-tuned default.
+	WriteBufferSize int
+	// MaxConnections, when positive, caps concurrent client connections;
+	// sockets accepted beyond it are closed at once.
+	MaxConnections int
+	// TCPKeepAlive is the TCP keepalive period of accepted sockets (0:
+	// Go's default of 15s; negative: keepalive off).
+	TCPKeepAlive time.Duration
 	// Users maps user names to passwords (default guest/guest, which like
 	// RabbitMQ's may log in only from loopback).
 	Users map[string]string
@@ -88,8 +98,11 @@ type Server struct {
 	conns       map[*conn]struct{}
 	vhosts      map[string]*VHost
 	alarmReason string
+	alarmClear  chan struct{} // closed when the raised alarm clears
 	closed      bool
 	wg          sync.WaitGroup
+
+	stats counters
 }
 
 // New builds a server from cfg; it does not listen yet.
@@ -105,7 +118,8 @@ func New(cfg Config) *Server {
 
 // Listen binds the configured address.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Address)
+	lc := net.ListenConfig{KeepAlive: s.cfg.TCPKeepAlive}
+	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Address)
 	if err != nil {
 		return err
 	}
@@ -137,11 +151,20 @@ func (s *Server) Serve() error {
 		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
+			if s.cfg.WriteBufferSize > 0 {
+				_ = tc.SetWriteBuffer(s.cfg.WriteBufferSize)
+			}
 		}
 		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
+			nc.Close()
+			continue
+		}
+		if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
+			s.mu.Unlock()
+			s.logger.Warn("connection refused: connection limit reached", "peer", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
 			nc.Close()
 			continue
 		}
@@ -238,8 +261,15 @@ func (s *Server) SetAlarm(reason string, on bool) {
 	s.mu.Lock()
 	if on {
 		s.alarmReason = reason
+		if s.alarmClear == nil {
+			s.alarmClear = make(chan struct{})
+		}
 	} else {
 		s.alarmReason = ""
+		if s.alarmClear != nil {
+			close(s.alarmClear)
+			s.alarmClear = nil
+		}
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -249,6 +279,17 @@ func (s *Server) SetAlarm(reason string, on bool) {
 	for _, c := range conns {
 		c.setBlocked(reason, on)
 	}
+}
+
+// alarmWait returns a channel closed when the raised alarm clears, or nil
+// if no alarm is raised.
+func (s *Server) alarmWait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.alarmClear == nil {
+		return nil
+	}
+	return s.alarmClear
 }
 
 func (s *Server) alarmState() (string, bool) {
