@@ -117,10 +117,11 @@ func declareQueue(t *testing.T, url string, ch *amqp.Channel, name string) amqp.
 	return q
 }
 
-// tempQueue declares a server-named exclusive queue.
+// tempQueue declares a server-named exclusive queue (not auto-delete: it
+// goes with its connection).
 func tempQueue(t *testing.T, ch *amqp.Channel) string {
 	t.Helper()
-	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	q, err := ch.QueueDeclare("", false, false, true, false, nil)
 	if err != nil {
 		t.Fatalf("queue.declare: %v", err)
 	}
@@ -415,5 +416,15 @@ func (r *rawConn) openChannel(id uint16) {
 	ch, m := r.readMethod()
 	if _, ok := m.(*wire.ChannelOpenOk); !ok || ch != id {
 		r.t.Fatalf("want channel.open-ok on %d, got %s on %d", id, m.MethodName(), ch)
+	}
+}
+
+// expectNoDelivery asserts that nothing arrives on ds within a short window.
+func expectNoDelivery(t *testing.T, ds <-chan amqp.Delivery, within time.Duration) {
+	t.Helper()
+	select {
+	case d := <-ds:
+		t.Fatalf("unexpected delivery %q", d.Body)
+	case <-time.After(within):
 	}
 }

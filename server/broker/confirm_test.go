@@ -1,0 +1,116 @@
+package broker_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	wire "github.com/amqp-go/amqp-go/shared/amqp"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+func TestConfirmAcksInOrder(t *testing.T) {
+	u := brokerURL(t)
+	_, ch := dial(t, u)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	q := tempQueue(t, ch)
+	for i := 0; i < n; i++ {
+		// Routed, unroutable and mandatory-unroutable publishes are all acked.
+		switch i % 3 {
+		case 0:
+			publish(t, ch, "", q, body(fmt.Sprint(i)))
+		case 1:
+			publish(t, ch, "amq.direct", "nowhere", body(fmt.Sprint(i)))
+		case 2:
+			if err := ch.Publish("amq.direct", "nowhere", true, false, body(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 1; i <= n; i++ {
+		select {
+		case c := <-confirms:
+			if c.DeliveryTag != uint64(i) || !c.Ack {
+				t.Fatalf("confirm %d: %+v", i, c)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("timed out waiting for confirm %d", i)
+		}
+	}
+}
+
+func TestConfirmSelectIdempotent(t *testing.T) {
+	_, ch := dial(t, brokerURL(t))
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatalf("second confirm.select: %v", err)
+	}
+}
+
+// TestConfirmRawMultiple checks the wire: every sequence number is covered
+// exactly once, in increasing order, whether single or multiple acks.
+func TestConfirmRawMultiple(t *testing.T) {
+	r, _ := rawHandshake(t, brokerURL(t), rawOpts{})
+	r.openChannel(1)
+	r.send(1, &wire.ConfirmSelect{})
+	if _, m := r.readMethod(); m.MethodName() != "confirm.select-ok" {
+		t.Fatalf("got %s", m.MethodName())
+	}
+	r.send(1, &wire.QueueDeclare{Exclusive: true})
+	_, m := r.readMethod()
+	q := m.(*wire.QueueDeclareOk).Queue
+	const n = 300
+	var batch []byte
+	for i := 0; i < n; i++ {
+		batch = wire.AppendMethodFrame(batch, 1, &wire.BasicPublish{RoutingKey: q})
+		batch = wire.AppendHeaderFrameProps(batch, 1, 1, &wire.Properties{})
+		batch = wire.AppendBodyFrames(batch, 1, []byte("x"), 0)
+	}
+	r.write(batch)
+	var confirmed uint64
+	frames, multiples := 0, 0
+	for confirmed < n {
+		_, m := r.readMethod()
+		ack, ok := m.(*wire.BasicAck)
+		if !ok {
+			t.Fatalf("got %s", m.MethodName())
+		}
+		frames++
+		switch {
+		case ack.Multiple && ack.DeliveryTag > confirmed:
+			multiples++
+		case !ack.Multiple && ack.DeliveryTag == confirmed+1:
+		default:
+			t.Fatalf("ack %+v after %d confirmed", ack, confirmed)
+		}
+		confirmed = ack.DeliveryTag
+	}
+	t.Logf("%d publishes confirmed by %d acks (%d multiple)", n, frames, multiples)
+	if f, err := r.readFrame(200 * time.Millisecond); err == nil && f.Type != wire.FrameHeartbeat {
+		t.Fatalf("extra frame type %d after all confirms", f.Type)
+	}
+}
+
+func TestConfirmModeConflicts(t *testing.T) {
+	u := brokerURL(t)
+	t.Run("confirm on tx channel", func(t *testing.T) {
+		_, ch := dial(t, u)
+		if err := ch.Tx(); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, ch.Confirm(false), 406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode")
+	})
+	t.Run("tx on confirm channel", func(t *testing.T) {
+		_, ch := dial(t, u)
+		if err := ch.Confirm(false); err != nil {
+			t.Fatal(err)
+		}
+		wantErr(t, ch.Tx(), 406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode")
+	})
+}
