@@ -22,8 +22,9 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 		case *amqp.ChannelCloseOk:
 			delete(c.channels, ch.id)
 		case *amqp.ChannelClose:
+			// Crossing closes: answer it, but keep the channel until the
+			// peer's close-ok for our channel.close arrives (as RabbitMQ).
 			c.send(ch.id, &amqp.ChannelCloseOk{})
-			delete(c.channels, ch.id)
 		}
 		return nil
 	}
