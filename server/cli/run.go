@@ -1,0 +1,195 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/config"
+	"github.com/amqp-go/amqp-go/server/monitor"
+	"github.com/amqp-go/amqp-go/server/telemetry"
+	ucli "github.com/urfave/cli/v2"
+)
+
+// daemonChildEnv marks the detached child of a daemonizing parent. It is
+// outside the AMQP_ namespace so configuration never sees it.
+const daemonChildEnv = "_AMQP_SERVER_DAEMON_CHILD"
+
+// run loads the configuration and runs the broker until SIGTERM or SIGINT.
+func run(cx *ucli.Context) (err error) {
+	cfg, loader, err := settings(cx, os.Environ())
+	if err != nil {
+		return err
+	}
+	if cfg.Server.Daemonize && os.Getenv(daemonChildEnv) == "" {
+		return daemonize(cfg)
+	}
+	var ready func(error)
+	if os.Getenv(daemonChildEnv) != "" {
+		ready = readyPipe()
+		defer func() {
+			if ready != nil {
+				ready(err)
+			}
+		}()
+	}
+
+	logs, logger, err := openLog(cfg.Server)
+	if err != nil {
+		return err
+	}
+	defer logs.Close()
+	slog.SetDefault(logger)
+
+	if cfg.Server.PIDFile != "" {
+		pf, err := writePIDFile(cfg.Server.PIDFile)
+		if err != nil {
+			return err
+		}
+		defer pf.remove()
+	}
+
+	bc := brokerConfig(cfg, logger)
+	srv, err := openBroker(cfg, loader, bc)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		srv.Close()
+		return fmt.Errorf("network.address %s: %w", cfg.ListenAddress(), err)
+	}
+
+	memLimit := monitor.MemoryLimit(cfg.Server.MemoryLimitPercent, cfg.Server.MemoryLimitBytes)
+	if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		// Let the garbage collector work harder near the alarm threshold
+		// rather than let the heap double past it.
+		debug.SetMemoryLimit(memLimit)
+	}
+	mon := monitor.Start(monitor.Options{
+		MemoryLimit: memLimit, DiskPath: cfg.Storage.Path, DiskFreeLimit: cfg.Server.DiskFreeLimit,
+		Interval: time.Duration(cfg.Server.ResourceCheckInterval),
+		SetAlarm: func(reason string, on bool) {
+			if on {
+				logger.Warn("resource alarm raised: blocking publishers", "reason", reason)
+			} else {
+				logger.Info("resource alarm cleared: unblocking publishers")
+			}
+			srv.SetAlarm(reason, on)
+		},
+	})
+	defer mon.Stop()
+
+	if cfg.Telemetry.Enabled {
+		hs, addr, err := telemetry.Serve(cfg.TelemetryAddress(), telemetry.Options{
+			Server: srv, Resources: mon.State, Storage: telemetry.NewStorageMetrics()})
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("telemetry %s: %w", cfg.TelemetryAddress(), err)
+		}
+		defer hs.Close()
+		logger.Info("telemetry listening", "address", addr.String())
+	}
+	if pa := cx.String("pprof-address"); pa != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		ps := &http.Server{Addr: pa, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ps.ListenAndServe() }()
+		defer ps.Close()
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	logger.Info("amqp-server started", "version", broker.Version, "address", srv.Addr().String(),
+		"storage", cfg.Storage.Backend, "pid", os.Getpid())
+	if ready != nil {
+		ready(nil)
+		ready = nil
+	}
+
+	for {
+		select {
+		case err := <-served:
+			srv.Close()
+			return fmt.Errorf("accepting connections: %w", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if err := logs.Reopen(); err != nil {
+					logger.Error("reopening the log file", "err", err)
+				} else {
+					logger.Info("log file reopened")
+				}
+				continue
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			return shutdown(srv, served, time.Duration(cfg.Server.ShutdownTimeout), logger)
+		}
+	}
+}
+
+// shutdown closes the broker (320 CONNECTION_FORCED to every client, then
+// the store's flush) within timeout.
+func shutdown(srv *broker.Server, served <-chan error, timeout time.Duration, logger *slog.Logger) error {
+	closed := make(chan error, 1)
+	go func() { closed <- srv.Close() }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return fmt.Errorf("closing the store: %w", err)
+		}
+	case <-t.C:
+		return fmt.Errorf("shutdown did not finish within server.shutdowntimeout (%s)", timeout)
+	}
+	if err := <-served; err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// brokerConfig maps the settings onto the broker's.
+func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
+	keepAlive := time.Duration(c.Network.TCPKeepAlive)
+	if keepAlive == 0 {
+		keepAlive = -1 // 0s in the file means off; 0 in broker.Config means Go's default
+	}
+	return broker.Config{
+		Address:                 c.ListenAddress(),
+		Heartbeat:               uint16(c.Network.Heartbeat),
+		DisableHeartbeatDefault: true,
+		ChannelMax:              uint16(c.Network.ChannelMax),
+		FrameMax:                uint32(c.Network.FrameMax),
+		ReadBufferSize:          c.Network.ReadBufferSize,
+		WriteBufferSize:         c.Network.WriteBufferSize,
+		MaxConnections:          c.Network.MaxConnections,
+		TCPKeepAlive:            keepAlive,
+		Logger:                  logger,
+	}
+}
+
+// openBroker builds the broker on the configured storage backend.
+func openBroker(c config.Config, l *config.Loader, bc broker.Config) (*broker.Server, error) {
+	if c.Storage.Backend == "badger" {
+		return nil, &config.Error{Source: l.Source("storage.backend"), Key: "storage.backend", Reason: "not available yet",
+			Value: `"badger"`, Allowed: "memory, until the durable store is wired into the server"}
+	}
+	return broker.New(bc), nil
+}
+
+var errAlreadyRunning = errors.New("already running")

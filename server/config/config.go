@@ -1,0 +1,257 @@
+// Package config is amqp-server's configuration: the settings, their
+// defaults, and loading them from a YAML or JSON file, AMQP_<SECTION>_<KEY>
+// environment variables and command-line flags, in that order of
+// precedence, with errors that name where a bad value came from.
+package config
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting of the server, by section. Field tags give each
+// key's name, bounds and documentation; Keys lists them.
+type Config struct {
+	Network   Network   `key:"network"`
+	Storage   Storage   `key:"storage"`
+	Security  Security  `key:"security"`
+	Server    Server    `key:"server"`
+	Engine    Engine    `key:"engine"`
+	Telemetry Telemetry `key:"telemetry"`
+}
+
+// Network is the AMQP listener and the connection parameters offered.
+type Network struct {
+	Address         string   `key:"address" doc:"listen address, host:port; an empty host (\":5672\") listens on every interface"`
+	Port            int      `key:"port" min:"0" max:"65535" doc:"when not 0, replaces the port of address"`
+	MaxConnections  int      `key:"maxconnections" min:"0" max:"1000000" doc:"most concurrent client connections; more are closed at accept (0: unlimited)"`
+	TCPKeepAlive    Duration `key:"tcpkeepalive" min:"0" doc:"TCP keepalive period of client sockets (0s: keepalive off)"`
+	ReadBufferSize  int      `key:"readbuffersize" min:"4096" max:"67108864" doc:"bytes of each connection's read buffer"`
+	WriteBufferSize int      `key:"writebuffersize" min:"0" max:"67108864" doc:"kernel send buffer (SO_SNDBUF) of each socket in bytes (0: the kernel's auto-tuned default)"`
+	Heartbeat       int      `key:"heartbeat" min:"0" max:"65535" doc:"heartbeat interval offered in connection.tune, seconds (0: off)"`
+	ChannelMax      int      `key:"channelmax" min:"1" max:"65535" doc:"highest channel number offered in connection.tune"`
+	FrameMax        int      `key:"framemax" min:"4096" max:"16777216" doc:"largest frame offered in connection.tune, bytes"`
+}
+
+// Storage is where and how messages are kept.
+type Storage struct {
+	Backend                  string   `key:"backend" enum:"memory,badger" doc:"memory (nothing survives a restart) or badger (definitions in Badger, messages in the segment log under path)"`
+	Path                     string   `key:"path" doc:"data directory; also where the disk free-space alarm measures"`
+	Persistent               bool     `key:"persistent" doc:"keep persistent messages of durable queues across restarts (badger backend)"`
+	Fsync                    string   `key:"fsync" enum:"always,batch,never" doc:"when the message log is fsynced before confirms: always (every write), batch (group commit), never (tests and benchmarks only)"`
+	SegmentSize              int64    `key:"segmentsize" min:"1048576" max:"4294967296" doc:"bytes of a message-log segment before rolling to the next"`
+	OffsetCheckpointInterval Duration `key:"offsetcheckpointinterval" min:"1ms" doc:"how often queue positions in the log are checkpointed"`
+}
+
+// Security holds TLS and authentication settings. They are reserved for the
+// security work: any non-empty value stops start-up with an error.
+type Security struct {
+	TLSCertFile string `key:"tlscertfile" doc:"PEM certificate for AMQPS (not supported yet: must be empty)"`
+	TLSKeyFile  string `key:"tlskeyfile" doc:"PEM private key for AMQPS (not supported yet: must be empty)"`
+	TLSCAFile   string `key:"tlscafile" doc:"PEM CA bundle for client certificates (not supported yet: must be empty)"`
+	UsersFile   string `key:"usersfile" doc:"file of users and password hashes (not supported yet: must be empty; guest/guest from loopback only)"`
+}
+
+// Server is the process: logging, pidfile, daemon mode and resource alarms.
+type Server struct {
+	LogLevel              string   `key:"loglevel" enum:"debug,info,warn,error" doc:"least severe log level written"`
+	LogFormat             string   `key:"logformat" enum:"text,json" doc:"log line format"`
+	LogFile               string   `key:"logfile" doc:"log file, reopened on SIGHUP (empty: stderr)"`
+	PIDFile               string   `key:"pidfile" doc:"write the process id here and lock it; removed at exit (empty: none)"`
+	Daemonize             bool     `key:"daemonize" doc:"detach into the background with its own session (needs pidfile)"`
+	MemoryLimitPercent    int      `key:"memorylimitpercent" min:"0" max:"100" doc:"memory alarm when the process's resident memory passes this percentage of the machine's or the cgroup's memory (0: off)"`
+	MemoryLimitBytes      int64    `key:"memorylimitbytes" min:"0" doc:"absolute memory alarm threshold in bytes; overrides memorylimitpercent when not 0"`
+	DiskFreeLimit         int64    `key:"diskfreelimit" min:"0" doc:"disk alarm when free space under storage.path falls below this many bytes (0: off)"`
+	ResourceCheckInterval Duration `key:"resourcecheckinterval" min:"10ms" max:"1m" doc:"how often memory and disk are measured"`
+	ShutdownTimeout       Duration `key:"shutdowntimeout" min:"1s" max:"1h" doc:"longest a graceful shutdown may take before the process exits 1"`
+}
+
+// Engine tunes the durable message engine.
+type Engine struct {
+	RingBufferSize  int      `key:"ringbuffersize" min:"16" max:"16777216" doc:"ready messages per durable queue kept in memory; older ones are read back from the log"`
+	WALBatchSize    int      `key:"walbatchsize" min:"4096" max:"268435456" doc:"most bytes in one group-commit write to the message log"`
+	WALBatchTimeout Duration `key:"walbatchtimeout" min:"0" max:"1s" doc:"longest a write waits for others to join its group commit (0s: none)"`
+}
+
+// Telemetry is the HTTP endpoint with /metrics, /health and /debug/pprof/.
+type Telemetry struct {
+	Enabled bool   `key:"enabled" doc:"serve telemetry over HTTP"`
+	Address string `key:"address" doc:"host or IP the telemetry endpoint binds to"`
+	Port    int    `key:"port" min:"0" max:"65535" doc:"telemetry port"`
+}
+
+// Duration is a time.Duration written as Go duration text ("250ms", "1m").
+type Duration time.Duration
+
+// String formats d as Go duration text.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Defaults returns the built-in configuration: what runs with no file.
+func Defaults() Config {
+	return Config{
+		Network: Network{
+			Address: ":5672", TCPKeepAlive: Duration(15 * time.Second), ReadBufferSize: 64 << 10,
+			Heartbeat: 60, ChannelMax: 2047, FrameMax: 131072,
+		},
+		Storage: Storage{
+			Backend: "memory", Path: "./data", Persistent: true, Fsync: "batch",
+			SegmentSize: 64 << 20, OffsetCheckpointInterval: Duration(time.Second),
+		},
+		Server: Server{
+			LogLevel: "info", LogFormat: "text", MemoryLimitPercent: 40, DiskFreeLimit: 50 << 20,
+			ResourceCheckInterval: Duration(time.Second), ShutdownTimeout: Duration(30 * time.Second),
+		},
+		Engine:    Engine{RingBufferSize: 16384, WALBatchSize: 4 << 20, WALBatchTimeout: 0},
+		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419},
+	}
+}
+
+// Key describes one setting.
+type Key struct {
+	Section string // "network"
+	Name    string // "port"
+	Doc     string
+	Type    string // "string", "integer", "boolean" or "duration"
+	Enum    []string
+	Min     string // bounds as written in the tag ("" if none)
+	Max     string
+
+	index []int
+}
+
+// Path is "section.key".
+func (k Key) Path() string { return k.Section + "." + k.Name }
+
+// Env is the environment variable that overrides the key.
+func (k Key) Env() string { return "AMQP_" + strings.ToUpper(k.Section+"_"+k.Name) }
+
+// Flag is the command-line flag that overrides the key.
+func (k Key) Flag() string { return k.Section + "-" + k.Name }
+
+// Allowed describes the values the key accepts.
+func (k Key) Allowed() string {
+	switch {
+	case len(k.Enum) > 0:
+		return "one of " + strings.Join(k.Enum, ", ")
+	case k.Type == "boolean":
+		return "true or false"
+	}
+	var b strings.Builder
+	switch k.Type {
+	case "integer":
+		b.WriteString("an integer")
+	case "duration":
+		b.WriteString(`a duration such as "500ms", "30s" or "2m"`)
+	default:
+		return "a string"
+	}
+	switch {
+	case k.Min != "" && k.Max != "":
+		fmt.Fprintf(&b, " from %s to %s", k.Min, k.Max)
+	case k.Min != "":
+		fmt.Fprintf(&b, " of at least %s", k.Min)
+	}
+	return b.String()
+}
+
+// Default is the key's built-in value as text.
+func (k Key) Default() string {
+	d := Defaults()
+	return k.Get(&d)
+}
+
+// Get returns the key's value in c as text.
+func (k Key) Get(c *Config) string {
+	v := reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+	switch x := v.Interface().(type) {
+	case Duration:
+		return x.String()
+	case string:
+		return x
+	case bool:
+		return strconv.FormatBool(x)
+	default:
+		return strconv.FormatInt(v.Int(), 10)
+	}
+}
+
+func (k Key) field(c *Config) reflect.Value {
+	return reflect.ValueOf(c).Elem().FieldByIndex(k.index)
+}
+
+var keys = buildKeys()
+
+var durationType = reflect.TypeFor[Duration]()
+
+func buildKeys() []Key {
+	var out []Key
+	ct := reflect.TypeFor[Config]()
+	for i := range ct.NumField() {
+		sf := ct.Field(i)
+		for j := range sf.Type.NumField() {
+			kf := sf.Type.Field(j)
+			k := Key{Section: sf.Tag.Get("key"), Name: kf.Tag.Get("key"), Doc: kf.Tag.Get("doc"),
+				Min: kf.Tag.Get("min"), Max: kf.Tag.Get("max"), index: []int{i, j}}
+			if e := kf.Tag.Get("enum"); e != "" {
+				k.Enum = strings.Split(e, ",")
+			}
+			switch {
+			case kf.Type == durationType:
+				k.Type = "duration"
+			case kf.Type.Kind() == reflect.String:
+				k.Type = "string"
+			case kf.Type.Kind() == reflect.Bool:
+				k.Type = "boolean"
+			default:
+				k.Type = "integer"
+			}
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Keys lists every setting in file order.
+func Keys() []Key { return append([]Key(nil), keys...) }
+
+// Sections lists the section names in file order.
+func Sections() []string {
+	var out []string
+	for _, k := range keys {
+		if len(out) == 0 || out[len(out)-1] != k.Section {
+			out = append(out, k.Section)
+		}
+	}
+	return out
+}
+
+func lookup(section, name string) (Key, bool) {
+	for _, k := range keys {
+		if k.Section == section && k.Name == name {
+			return k, true
+		}
+	}
+	return Key{}, false
+}
+
+func sectionKnown(section string) bool {
+	for _, k := range keys {
+		if k.Section == section {
+			return true
+		}
+	}
+	return false
+}
+
+func keyNames(section string) string {
+	var names []string
+	for _, k := range keys {
+		if k.Section == section {
+			names = append(names, k.Name)
+		}
+	}
+	return strings.Join(names, ", ")
+}

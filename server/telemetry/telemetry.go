@@ -1,0 +1,200 @@
+// Package telemetry serves the broker's HTTP operations endpoint:
+// Prometheus metrics named as RabbitMQ's prometheus plugin names them,
+// a health check and Go's pprof handlers.
+//
+//	/metrics             aggregated metrics: cheap with any number of queues
+//	/metrics/per-object  the same plus one series per queue
+//	/health              200 {"status":"ok"} while the broker serves
+//	/debug/pprof/        net/http/pprof
+package telemetry
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/monitor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// StorageMetrics are fed by the durable store. They are registered (and
+// read zero) even while the memory backend runs, so dashboards do not
+// change shape with the backend.
+type StorageMetrics struct {
+	// WALFsyncSeconds observes each fsync of the message log.
+	WALFsyncSeconds prometheus.Histogram
+	// WALBytesWritten counts bytes appended to the message log.
+	WALBytesWritten prometheus.Counter
+	// RingBufferHits counts deliveries served from a queue's in-memory ring.
+	RingBufferHits prometheus.Counter
+	// RingBufferMisses counts deliveries read back from the log.
+	RingBufferMisses prometheus.Counter
+}
+
+// NewStorageMetrics makes the storage metrics.
+func NewStorageMetrics() *StorageMetrics {
+	return &StorageMetrics{
+		WALFsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "amqp_wal_fsync_duration_seconds", Help: "Latency of message-log fsyncs.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		WALBytesWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amqp_wal_written_bytes_total", Help: "Bytes appended to the message log."}),
+		RingBufferHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amqp_engine_ringbuffer_hits_total", Help: "Deliveries served from a queue's in-memory ring buffer."}),
+		RingBufferMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amqp_engine_ringbuffer_misses_total", Help: "Deliveries read back from the message log."}),
+	}
+}
+
+// Options is what the endpoint reports on.
+type Options struct {
+	Server *broker.Server
+	// Resources, if set, reports the memory and disk monitor's state.
+	Resources func() monitor.State
+	// Storage, if set, is registered with the other metrics.
+	Storage *StorageMetrics
+}
+
+// Handler returns the endpoint's routes.
+func Handler(o Options) http.Handler {
+	agg := prometheus.NewRegistry()
+	per := prometheus.NewRegistry()
+	for _, r := range []*prometheus.Registry{agg, per} {
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if o.Storage != nil {
+			r.MustRegister(o.Storage.WALFsyncSeconds, o.Storage.WALBytesWritten, o.Storage.RingBufferHits, o.Storage.RingBufferMisses)
+		}
+	}
+	agg.MustRegister(&collector{o: o})
+	per.MustRegister(&collector{o: o, perObject: true})
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(agg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics/per-object", promhttp.HandlerFor(per, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		st := o.Server.Stats()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "alarm": st.Alarm, "connections": st.Connections})
+	})
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// Serve listens on addr and serves Handler(o) until the returned server is
+// closed.
+func Serve(addr string, o Options) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	hs := &http.Server{Handler: Handler(o), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	return hs, ln.Addr(), nil
+}
+
+var (
+	protoLabel = prometheus.Labels{"protocol": "amqp091"}
+	queueLabel = []string{"vhost", "queue"}
+
+	descConnections = prometheus.NewDesc("rabbitmq_connections", "Connections currently open.", nil, nil)
+	descChannels    = prometheus.NewDesc("rabbitmq_channels", "Channels currently open.", nil, nil)
+	descQueues      = prometheus.NewDesc("rabbitmq_queues", "Queues available.", nil, nil)
+	descReady       = prometheus.NewDesc("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers.", nil, nil)
+	descUnacked     = prometheus.NewDesc("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged.", nil, nil)
+	descMessages    = prometheus.NewDesc("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages.", nil, nil)
+	descReadyQ      = prometheus.NewDesc("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers.", queueLabel, nil)
+	descUnackedQ    = prometheus.NewDesc("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged.", queueLabel, nil)
+	descMessagesQ   = prometheus.NewDesc("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages.", queueLabel, nil)
+	descReceived    = prometheus.NewDesc("rabbitmq_global_messages_received_total", "Total number of messages received from publishers.", nil, protoLabel)
+	descConfirmed   = prometheus.NewDesc("rabbitmq_global_messages_confirmed_total", "Total number of messages confirmed to publishers.", nil, protoLabel)
+	descDelivered   = prometheus.NewDesc("rabbitmq_global_messages_delivered_total", "Total number of messages delivered to consumers (including basic.get).", nil, protoLabel)
+	descAcked       = prometheus.NewDesc("rabbitmq_global_messages_acknowledged_total", "Total number of messages acknowledged by consumers.", nil, protoLabel)
+	descRSS         = prometheus.NewDesc("rabbitmq_process_resident_memory_bytes", "Memory used in bytes.", nil, nil)
+	descMemLimit    = prometheus.NewDesc("rabbitmq_resident_memory_limit_bytes", "Memory high watermark in bytes.", nil, nil)
+	descDiskFree    = prometheus.NewDesc("rabbitmq_disk_space_available_bytes", "Disk space available in bytes.", nil, nil)
+	descDiskLimit   = prometheus.NewDesc("rabbitmq_disk_space_available_limit_bytes", "Free disk space low watermark in bytes.", nil, nil)
+	descMemAlarm    = prometheus.NewDesc("rabbitmq_alarms_memory_used_watermark", "1 while the memory alarm is raised.", nil, nil)
+	descDiskAlarm   = prometheus.NewDesc("rabbitmq_alarms_free_disk_space_watermark", "1 while the disk alarm is raised.", nil, nil)
+)
+
+// collector reads the broker's counters at scrape time.
+type collector struct {
+	o         Options
+	perObject bool
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnections, descChannels, descQueues, descReceived, descConfirmed,
+		descDelivered, descAcked, descRSS, descMemLimit, descDiskFree, descDiskLimit, descMemAlarm, descDiskAlarm} {
+		ch <- d
+	}
+	if c.perObject {
+		ch <- descReadyQ
+		ch <- descUnackedQ
+		ch <- descMessagesQ
+	} else {
+		ch <- descReady
+		ch <- descUnacked
+		ch <- descMessages
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	st := c.o.Server.Stats()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	gauge(descConnections, float64(st.Connections))
+	gauge(descChannels, float64(st.Channels))
+	counter(descReceived, st.MessagesReceived)
+	counter(descConfirmed, st.MessagesConfirmed)
+	counter(descDelivered, st.MessagesDelivered)
+	counter(descAcked, st.MessagesAcknowledged)
+	qs := c.o.Server.QueueStats()
+	gauge(descQueues, float64(len(qs)))
+	if c.perObject {
+		for _, q := range qs {
+			gauge(descReadyQ, float64(q.Ready), q.VHost, q.Name)
+			gauge(descUnackedQ, float64(q.Unacked), q.VHost, q.Name)
+			gauge(descMessagesQ, float64(q.Ready+q.Unacked), q.VHost, q.Name)
+		}
+	} else {
+		var ready, unacked int
+		for _, q := range qs {
+			ready += q.Ready
+			unacked += q.Unacked
+		}
+		gauge(descReady, float64(ready))
+		gauge(descUnacked, float64(unacked))
+		gauge(descMessages, float64(ready+unacked))
+	}
+	if c.o.Resources != nil {
+		r := c.o.Resources()
+		gauge(descRSS, float64(r.RSS))
+		gauge(descMemLimit, float64(r.MemoryLimit))
+		gauge(descDiskFree, float64(r.DiskFree))
+		gauge(descDiskLimit, float64(r.DiskLimit))
+		gauge(descMemAlarm, b2f(r.MemoryAlarm))
+		gauge(descDiskAlarm, b2f(r.DiskAlarm))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
