@@ -319,3 +319,16 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 		}
 	}
 }
+
+// The README documents every key and its variable form.
+func TestReadmeDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range Keys() {
+		if !strings.Contains(string(b), "| `"+k.Path()+"` |") {
+			t.Errorf("README.md does not document %s", k.Path())
+		}
+	}
+}
