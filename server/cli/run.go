@@ -183,11 +183,19 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 	}
 }
 
+// openDurable opens the broker on the durable store (storage.backend
+// badger), mapping the storage and engine keys onto broker.Config. It is nil
+// until the durable store is wired into the server.
+var openDurable func(broker.Config, config.Config) (*broker.Server, error)
+
 // openBroker builds the broker on the configured storage backend.
 func openBroker(c config.Config, l *config.Loader, bc broker.Config) (*broker.Server, error) {
 	if c.Storage.Backend == "badger" {
-		return nil, &config.Error{Source: l.Source("storage.backend"), Key: "storage.backend", Reason: "not available yet",
-			Value: `"badger"`, Allowed: "memory, until the durable store is wired into the server"}
+		if openDurable == nil {
+			return nil, &config.Error{Source: l.Source("storage.backend"), Key: "storage.backend", Reason: "not available yet",
+				Value: `"badger"`, Allowed: "memory, until the durable store is wired into the server"}
+		}
+		return openDurable(bc, c)
 	}
 	return broker.New(bc), nil
 }
