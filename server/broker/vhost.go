@@ -185,11 +185,15 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 // checkOwner refuses access to another connection's exclusive queue.
 func (q *Queue) checkOwner(c *conn, m amqp.Method) error {
 	if q.Exclusive && q.owner != c {
-		return protoErr(amqp.ResourceLocked, m,
-			"cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-			q.Name, q.vhost.name)
+		return errLocked(m, q)
 	}
 	return nil
+}
+
+func errLocked(m amqp.Method, q *Queue) error {
+	return protoErr(amqp.ResourceLocked, m,
+		"cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+		q.Name, q.vhost.name)
 }
 
 // queueArgsChecked are the arguments whose values must match on redeclare.
@@ -206,12 +210,14 @@ func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
 			arg, q.Name, vhost, got, cur)
 	}
 	switch {
+	case m.Exclusive != q.Exclusive:
+		// RabbitMQ checks exclusivity first and strictly: a lock, not an
+		// inequivalence.
+		return errLocked(m, q)
 	case m.Durable != q.Durable:
 		return diff("durable", m.Durable, q.Durable)
 	case m.AutoDelete != q.AutoDelete:
 		return diff("auto_delete", m.AutoDelete, q.AutoDelete)
-	case m.Exclusive != q.Exclusive:
-		return diff("exclusive", m.Exclusive, q.Exclusive)
 	}
 	for _, k := range queueArgsChecked {
 		got, gok := m.Arguments[k]
