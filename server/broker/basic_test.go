@@ -498,3 +498,17 @@ func TestBasicRedeliveryOnChannelClose(t *testing.T) {
 		}
 	}
 }
+
+func TestBasicPublishUserID(t *testing.T) {
+	u := brokerURL(t)
+	conn, ch := dial(t, u)
+	q := tempQueue(t, ch)
+	publish(t, ch, "", q, amqp.Publishing{UserId: "guest", Body: []byte("me")})
+	if d := getBody(t, ch, q, true); d.UserId != "guest" {
+		t.Fatalf("user_id %q", d.UserId)
+	}
+	ch2 := openChan(t, conn)
+	closed := ch2.NotifyClose(make(chan *amqp.Error, 1))
+	publish(t, ch2, "", q, amqp.Publishing{UserId: "mallory", Body: []byte("spoof")})
+	wantClose(t, closed, 406, "PRECONDITION_FAILED - user_id property set to 'mallory' but authenticated user was 'guest'")
+}

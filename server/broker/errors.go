@@ -61,7 +61,7 @@ func protoErr(code uint16, m amqp.Method, format string, args ...any) *amqpError
 		e.classID, e.methodID = m.ClassID(), m.MethodID()
 	}
 	if len(e.text) > 255 {
-		e.text = e.text[:255]
+		e.text = e.text[:252] + "..." // as RabbitMQ truncates
 	}
 	return e
 }

@@ -428,3 +428,12 @@ func expectNoDelivery(t *testing.T, ds <-chan amqp.Delivery, within time.Duratio
 	case <-time.After(within):
 	}
 }
+
+// replyText is text as sent in a reply: RabbitMQ cuts texts over 255 bytes
+// to 252 and appends "...".
+func replyText(text string) string {
+	if len(text) > 255 {
+		return text[:252] + "..."
+	}
+	return text
+}

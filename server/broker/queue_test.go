@@ -327,3 +327,26 @@ func TestQueueDelete(t *testing.T) {
 		t.Fatalf("delete of a missing queue: %d %v", n, err)
 	}
 }
+
+func TestQueueExclusiveMismatchSameConnection(t *testing.T) {
+	u := brokerURL(t)
+	conn, ch := dial(t, u)
+	excl := uname(t, "excl")
+	if _, err := ch.QueueDeclare(excl, false, false, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	plain := declareQueue(t, u, ch, uname(t, "plain")).Name
+	// The owner redeclaring without exclusive, or anyone redeclaring a
+	// plain queue as exclusive, is refused as a lock, not an inequivalence.
+	_, err := openChan(t, conn).QueueDeclare(excl, false, false, false, false, nil)
+	wantErr(t, err, 405, replyText("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '"+excl+lockedText))
+	_, err = openChan(t, conn).QueueDeclare(plain, false, false, true, false, nil)
+	wantErr(t, err, 405, replyText("RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '"+plain+lockedText))
+}
+
+func TestQueueConsumeMissing(t *testing.T) {
+	_, ch := dial(t, brokerURL(t))
+	name := uname(t, "none")
+	_, err := ch.Consume(name, "", false, false, false, false, nil)
+	wantErr(t, err, 404, "NOT_FOUND - no queue '"+name+"' in vhost '/'")
+}
