@@ -110,7 +110,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 			es[i] = d.e
 		}
 		if c.noAck {
-			q.settle(es)
+			q.release(es)
 		} else {
 			q.requeue(es)
 		}
@@ -135,8 +135,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	ch.mu.Unlock()
 	cn.srv.stats.delivered.Add(uint64(len(ds)))
 	if c.noAck {
-		es := ch.settleScratchFor(ds)
-		q.settle(es)
+		q.release(ch.settleScratchFor(ds))
 	}
 	cn.kick()
 }

@@ -286,7 +286,26 @@ func (ch *channel) queueFor(m amqp.Method, name string) (*Queue, error) {
 	if q == nil {
 		return nil, errNoQueue(m, ch.conn.vhost.name, name)
 	}
+	if q.isUnavailable() {
+		return nil, errUnavailable(m, q)
+	}
 	return q, q.checkOwner(ch.conn, m)
+}
+
+// errUnavailable refuses a queue whose log is damaged. RabbitMQ answers
+// 404 for a queue whose process is down; the text says why.
+func errUnavailable(m amqp.Method, q *Queue) error {
+	q.mu.Lock()
+	why := q.unavailable
+	q.mu.Unlock()
+	return protoErr(amqp.NotFound, m, "queue '%s' in vhost '%s' is unavailable: %s; see the server log and recovery-tool",
+		q.Name, q.vhost.name, why)
+}
+
+func (q *Queue) isUnavailable() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.unavailable != ""
 }
 
 func (ch *channel) bindQueue(m amqp.Method, queue, exchange, key string, args amqp.Table, bind bool) error {
@@ -307,22 +326,36 @@ func (ch *channel) bindQueue(m amqp.Method, queue, exchange, key string, args am
 	if err != nil {
 		return err
 	}
-	b := &binding{key: key, args: args, q: q}
+	return ch.applyBinding(m, x, &binding{key: key, args: args, q: q}, bind)
+}
+
+// applyBinding adds or removes b on source exchange x; a binding between
+// durable ends is stored.
+func (ch *channel) applyBinding(m amqp.Method, x *Exchange, b *binding, bind bool) error {
+	v := ch.conn.vhost
 	if !bind {
 		removed, left := x.unbind(b)
+		if removed {
+			v.server.forgetBinding(v, x, b)
+		}
 		if removed && left == 0 && x.AutoDelete {
 			v.autoDeleteExchange(x)
 		}
 		return nil
 	}
 	if x.Kind == kindHeaders {
-		hm, err := compileHeadersMatch(args)
+		hm, err := compileHeadersMatch(b.args)
 		if err != nil {
 			return withMethod(err, m)
 		}
 		b.match = hm
 	}
-	x.bind(b)
+	if x.bind(b) {
+		if err := v.server.persistBinding(m, v, x, b); err != nil {
+			x.unbind(b)
+			return err
+		}
+	}
 	return nil
 }
 
@@ -339,23 +372,7 @@ func (ch *channel) bindExchanges(m amqp.Method, source, dest, key string, args a
 	if sx == nil {
 		return errNoExchange(m, v.name, source)
 	}
-	b := &binding{key: key, args: args, x: dx}
-	if !bind {
-		removed, left := sx.unbind(b)
-		if removed && left == 0 && sx.AutoDelete {
-			v.autoDeleteExchange(sx)
-		}
-		return nil
-	}
-	if sx.Kind == kindHeaders {
-		hm, err := compileHeadersMatch(args)
-		if err != nil {
-			return withMethod(err, m)
-		}
-		b.match = hm
-	}
-	sx.bind(b)
-	return nil
+	return ch.applyBinding(m, sx, &binding{key: key, args: args, x: dx}, bind)
 }
 
 // withMethod attaches the failing method's ids to an exception.
@@ -416,7 +433,10 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	if err != nil {
 		return err
 	}
-	e, remaining, ok := q.get(m.NoAck)
+	e, remaining, ok, err := q.get(m.NoAck)
+	if err != nil {
+		return errUnavailable(m, q)
+	}
 	if !ok {
 		ch.conn.send(ch.id, &amqp.BasicGetEmpty{})
 		return nil
@@ -432,7 +452,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	ch.mu.Unlock()
 	ch.conn.srv.stats.delivered.Add(1)
 	if m.NoAck {
-		q.settle([]qentry{e})
+		q.release([]qentry{e})
 	}
 	return nil
 }
@@ -522,7 +542,6 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) 
 		ch.queueScratch = qs
 		return
 	}
-	msg.refs.Store(int32(len(qs)))
 	var done func(error)
 	if seq > 0 {
 		done = func(err error) { ch.confirmed(seq, err) }

@@ -231,6 +231,12 @@ func (c *conn) readLoop() error {
 			// A resource alarm stops reading publishers, as RabbitMQ does;
 			// connections that only consume keep draining.
 			if cleared := c.srv.alarmWait(); cleared != nil {
+				if c.needKick {
+					// Replies to what was already read must not wait
+					// for the alarm to clear.
+					c.needKick = false
+					c.kick()
+				}
 				select {
 				case <-cleared:
 				case <-c.stop:

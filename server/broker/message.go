@@ -1,10 +1,6 @@
 package broker
 
-import (
-	"sync/atomic"
-
-	"github.com/amqp-go/amqp-go/shared/amqp"
-)
+import "github.com/amqp-go/amqp-go/shared/amqp"
 
 // Message is one published message. It is immutable once routed and shared,
 // by pointer, by every queue it reached: a message routed to N queues is
@@ -19,11 +15,8 @@ type Message struct {
 	// Persistent is delivery_mode 2.
 	Persistent bool
 
-	// refs counts the queues still holding the message; the store frees it
-	// when the last one lets go.
-	refs atomic.Int32
-	// storeID identifies the message in a durable store (0: memory only).
-	storeID uint64
+	// ref locates the message in the durable log, once appended.
+	ref storeRef
 }
 
 // Properties decodes the message's properties. Routing that needs them

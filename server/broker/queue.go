@@ -23,6 +23,14 @@ type Queue struct {
 	vhost *VHost
 	owner *conn // the declaring connection of an exclusive queue
 	store MessageStore
+	// id names a durable queue in the definitions and the log (0: not
+	// persisted).
+	id uint64
+	// ringSize is how many ready messages stay in memory; beyond it,
+	// messages already in the log are kept as references only.
+	ringSize int
+	// dropped is set once the queue's deletion reached the store.
+	dropped atomic.Bool
 
 	// mu guards every field below.
 	mu                sync.Mutex
@@ -34,22 +42,26 @@ type Queue struct {
 	deleted           bool
 	hadConsumers      bool
 	exclusiveConsumer bool
+	// unavailable, if set, is why the queue is refused (a corrupt log).
+	unavailable string
 
 	wake chan struct{} // capacity 1: "there may be work"
 	done chan struct{} // closed when the queue is deleted
 }
 
-// qentry is one message's place in a queue.
+// qentry is one message's place in a queue. msg is nil while the message
+// is paged out; ref then says where the log has it.
 type qentry struct {
 	seq         uint64
 	msg         *Message
+	ref         storeRef
 	redelivered bool
 }
 
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn) *Queue {
 	q := &Queue{
 		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
-		vhost: v, owner: owner, store: v.server.store,
+		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go q.run()
@@ -64,16 +76,20 @@ func (q *Queue) signal() {
 	}
 }
 
-// push appends a routed message. The caller already counted q in m.refs.
+// push appends a routed message (already Put in the store).
 func (q *Queue) push(m *Message) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		q.store.Release(q, m)
+		q.store.Release(q, []qentry{{msg: m, ref: m.ref}})
 		return
 	}
 	q.nextSeq++
-	q.ready.pushBack(qentry{seq: q.nextSeq, msg: m})
+	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref}
+	if q.id != 0 && m.ref.id != 0 && q.ready.len() >= q.ringSize && q.store.Pages() {
+		e.msg = nil // the log has it; memory stays bounded by the ring
+	}
+	q.ready.pushBack(e)
 	wake := len(q.consumers) > 0
 	q.mu.Unlock()
 	if wake {
@@ -87,9 +103,7 @@ func (q *Queue) requeue(es []qentry) {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		for _, e := range es {
-			q.store.Release(q, e.msg)
-		}
+		q.store.Release(q, es)
 		return
 	}
 	q.unacked -= len(es)
@@ -104,6 +118,10 @@ func (q *Queue) requeue(es []qentry) {
 	}
 }
 
+// release lets go of messages that were delivered without acknowledgement
+// (no-ack), so never counted as unacked.
+func (q *Queue) release(es []qentry) { q.store.Release(q, es) }
+
 // settle forgets delivered messages that were acked or dropped.
 func (q *Queue) settle(es []qentry) {
 	q.mu.Lock()
@@ -111,24 +129,48 @@ func (q *Queue) settle(es []qentry) {
 		q.unacked -= len(es)
 	}
 	q.mu.Unlock()
-	for _, e := range es {
-		q.store.Release(q, e.msg)
-	}
+	q.store.Release(q, es)
 }
 
 // get takes the head message for basic.get; ok is false if the queue is
 // empty. remaining is the ready count after the take.
-func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool) {
+func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.deleted || q.ready.len() == 0 {
-		return qentry{}, 0, false
+		q.mu.Unlock()
+		return qentry{}, 0, false, nil
 	}
 	e = q.ready.popFront()
 	if !noAck {
 		q.unacked++
 	}
-	return e, q.ready.len(), true
+	remaining = q.ready.len()
+	q.mu.Unlock()
+	if e.msg == nil {
+		if err := q.store.Load(&e); err != nil {
+			if !noAck {
+				q.mu.Lock()
+				q.unacked--
+				q.mu.Unlock()
+			}
+			q.loadFailed(e, err)
+			return qentry{}, 0, false, err
+		}
+	}
+	return e, remaining, true, nil
+}
+
+// loadFailed marks the queue unavailable when a paged-out message cannot be
+// read back: the log is damaged, and carrying on would skip the message
+// silently. recovery-tool repair says what was lost.
+func (q *Queue) loadFailed(e qentry, err error) {
+	q.vhost.server.logger.Error("queue unavailable: cannot read a message back from the log",
+		"queue", q.Name, "vhost", q.vhost.name, "message", e.ref.id, "segment", e.ref.pos.Segment,
+		"offset", e.ref.pos.Offset, "err", err)
+	q.mu.Lock()
+	q.unavailable = "a message could not be read back from the log"
+	q.ready.pushFront(e)
+	q.mu.Unlock()
 }
 
 // purge drops every ready message and returns how many.
@@ -136,9 +178,7 @@ func (q *Queue) purge() int {
 	q.mu.Lock()
 	es := q.ready.drain()
 	q.mu.Unlock()
-	for _, e := range es {
-		q.store.Release(q, e.msg)
-	}
+	q.store.Release(q, es)
 	return len(es)
 }
 
@@ -202,9 +242,8 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	es := q.ready.drain()
 	q.mu.Unlock()
 	close(q.done)
-	for _, e := range es {
-		q.store.Release(q, e.msg)
-	}
+	q.store.DropQueue(q)
+	q.store.Release(q, es)
 	return cs, len(es)
 }
 
@@ -237,7 +276,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 	for {
 		batch = batch[:0]
 		q.mu.Lock()
-		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted {
+		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted && q.unavailable == "" {
 			n := len(q.consumers)
 			var c *consumer
 			for i := 0; i < n; i++ {
@@ -261,6 +300,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 		if len(batch) == 0 {
 			return batch
 		}
+		batch = q.loadBatch(batch)
 		// Hand over grouped by consumer, preserving order within each.
 		for i := 0; i < len(batch); {
 			j := i + 1
@@ -274,6 +314,38 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			batch[i] = delivery{}
 		}
 	}
+}
+
+// loadBatch reads paged-out messages of a dispatch batch back from the
+// log. If one cannot be read, it and everything after it go back to the
+// queue, their credit is returned, and the queue becomes unavailable.
+func (q *Queue) loadBatch(batch []delivery) []delivery {
+	for i := range batch {
+		if batch[i].e.msg != nil {
+			continue
+		}
+		if err := q.store.Load(&batch[i].e); err != nil {
+			for j := len(batch) - 1; j >= i; j-- {
+				d := batch[j]
+				if !d.c.noAck {
+					d.c.unacked.Add(-1)
+					d.c.ch.globalUnacked.Add(-1)
+					q.mu.Lock()
+					q.unacked--
+					q.mu.Unlock()
+				}
+				if j == i {
+					q.loadFailed(d.e, err)
+				} else {
+					q.mu.Lock()
+					q.ready.pushFront(d.e)
+					q.mu.Unlock()
+				}
+			}
+			return batch[:i]
+		}
+	}
+	return batch
 }
 
 // consumer is a basic.consume subscription.
@@ -343,6 +415,16 @@ func (d *entryDeque) popFront() qentry {
 	d.head = (d.head + 1) % len(d.buf)
 	d.n--
 	return e
+}
+
+// pushFront puts e at the head.
+func (d *entryDeque) pushFront(e qentry) {
+	if d.n == len(d.buf) {
+		d.grow()
+	}
+	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
+	d.buf[d.head] = e
+	d.n++
 }
 
 // insertOrdered puts e back at the place its seq gives it; requeued

@@ -46,8 +46,22 @@ type Config struct {
 	// VHosts lists the virtual hosts (default "/"); every user may use every
 	// vhost until the security work adds permissions.
 	VHosts []string
-	// Store holds messages (default: memory).
+	// Store holds messages (default: memory, or the segment log when
+	// DataDir is set and the server is made with Open).
 	Store MessageStore
+	// DataDir is where Open keeps durable state: definitions in Badger under
+	// definitions/, messages in the segment log under messages/.
+	DataDir string
+	// SegmentSize is the log's segment size in bytes (default 64 MiB).
+	SegmentSize int64
+	// WALBatchBytes bounds one group-commit write (default 4 MiB).
+	WALBatchBytes int
+	// NoSync skips fsync (benchmarks and tests of non-durable behaviour only).
+	NoSync bool
+	// RingBufferSize is how many ready messages of a durable queue stay in
+	// memory; older ones already in the log are read back when consumers
+	// reach them (default 16384).
+	RingBufferSize int
 	// Logger receives the broker's logs (default: slog.Default()).
 	Logger *slog.Logger
 	// DisableHeartbeatDefault makes a zero Heartbeat mean "disabled" rather
@@ -80,6 +94,9 @@ func (c *Config) setDefaults() {
 	if c.Store == nil {
 		c.Store = NewMemoryStore()
 	}
+	if c.RingBufferSize <= 0 {
+		c.RingBufferSize = 16384
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -89,6 +106,7 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg    Config
 	store  MessageStore
+	defs   *definitions // nil without a data directory
 	logger *slog.Logger
 
 	ln net.Listener
@@ -205,7 +223,13 @@ func (s *Server) Close() error {
 		}
 		<-waited
 	}
-	return s.store.Close()
+	err := s.store.Close()
+	if s.defs != nil {
+		if derr := s.defs.close(); err == nil {
+			err = derr
+		}
+	}
+	return err
 }
 
 func (s *Server) removeConn(c *conn) {

@@ -1,22 +1,31 @@
 package broker
 
-// MessageStore is the queue's storage boundary: queues hold *Message
-// references and tell the store when they take and drop them. The memory
-// implementation keeps everything on the heap; a durable implementation
-// appends persistent messages for durable queues to a log and confirms after
-// the fsync that covers them.
+import "errors"
+
+// MessageStore is the queue's storage boundary: queues hold message
+// references (entries) and tell the store when they take and drop them.
+// The memory implementation keeps everything on the heap; the file
+// implementation (filestore.go) appends persistent messages for durable
+// queues to the segment log, confirms after the fsync that covers them, and
+// lets queues page cold messages out of memory and read them back.
 //
 // Methods are called from many goroutines (connection readers, queue owners)
 // and must be safe for concurrent use.
 type MessageStore interface {
-	// Put takes m for the given queues (all of which already hold a
-	// reference). done is called exactly once when m is as safe as this
-	// store makes it — immediately for memory, after the covering fsync for
-	// a durable store — or with the error that prevented it. done must not
-	// block.
+	// Put takes m for the given queues. done is called exactly once when m
+	// is as safe as this store makes it — at once for memory, after the
+	// covering fsync for a durable store — or with the error that prevented
+	// it. done must not block.
 	Put(m *Message, queues []*Queue, done func(error))
-	// Release records that q no longer holds m (acked, purged, dropped).
-	Release(q *Queue, m *Message)
+	// Release records that q no longer holds these entries (acked, purged,
+	// dropped).
+	Release(q *Queue, es []qentry)
+	// Load fills e.msg for an entry that was paged out.
+	Load(e *qentry) error
+	// DropQueue records that q was deleted with everything it held.
+	DropQueue(q *Queue)
+	// Pages reports whether entries may be paged out (Load can read them).
+	Pages() bool
 	// Close flushes and releases the store.
 	Close() error
 }
@@ -35,6 +44,17 @@ func (memoryStore) Put(_ *Message, _ []*Queue, done func(error)) {
 	}
 }
 
-func (memoryStore) Release(_ *Queue, m *Message) { m.refs.Add(-1) }
+func (memoryStore) Release(*Queue, []qentry) {}
+
+func (memoryStore) Load(e *qentry) error {
+	if e.msg == nil {
+		return errors.New("memory store: message not in memory")
+	}
+	return nil
+}
+
+func (memoryStore) DropQueue(*Queue) {}
+
+func (memoryStore) Pages() bool { return false }
 
 func (memoryStore) Close() error { return nil }

@@ -76,6 +76,9 @@ func (v *VHost) declareExchange(m *amqp.ExchangeDeclare) error {
 		return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
 	x := newExchange(m.Exchange, m.Type, m.Durable, m.AutoDelete, m.Internal, m.Arguments)
+	if err := v.server.persistExchange(m, v, x); err != nil {
+		return err
+	}
 	v.exchanges[m.Exchange] = x
 	return nil
 }
@@ -118,6 +121,7 @@ func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
 		return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
 	}
 	delete(v.exchanges, m.Exchange)
+	v.server.forgetExchange(v, x)
 	x.mu.Lock()
 	x.deleted = true
 	x.mu.Unlock()
@@ -173,6 +177,10 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 		owner = c
 	}
 	q := newQueue(v, name, m.Durable, m.Exclusive, m.AutoDelete, m.Arguments, owner)
+	if err := v.server.persistQueue(m, v, q); err != nil {
+		q.markDeleted()
+		return nil, err
+	}
 	v.queues[name] = q
 	if owner != nil {
 		c.addExclusive(q)
@@ -310,6 +318,7 @@ func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
 		return 0, nil
 	}
 	delete(v.queues, q.Name)
+	v.server.forgetQueue(v, q)
 	var emptied []*Exchange
 	for _, x := range v.exchanges {
 		if removed, left := x.unbindDest(q, nil); removed && left == 0 && x.AutoDelete {

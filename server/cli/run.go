@@ -183,21 +183,19 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 	}
 }
 
-// openDurable opens the broker on the durable store (storage.backend
-// badger), mapping the storage and engine keys onto broker.Config. It is nil
-// until the durable store is wired into the server.
-var openDurable func(broker.Config, config.Config) (*broker.Server, error)
-
-// openBroker builds the broker on the configured storage backend.
-func openBroker(c config.Config, l *config.Loader, bc broker.Config) (*broker.Server, error) {
-	if c.Storage.Backend == "badger" {
-		if openDurable == nil {
-			return nil, &config.Error{Source: l.Source("storage.backend"), Key: "storage.backend", Reason: "not available yet",
-				Value: `"badger"`, Allowed: "memory, until the durable store is wired into the server"}
-		}
-		return openDurable(bc, c)
+// openBroker builds the broker on the configured storage backend: badger
+// opens the durable store (definitions in Badger, messages in the segment
+// log) under storage.path.
+func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Server, error) {
+	if c.Storage.Backend != "badger" {
+		return broker.New(bc), nil
 	}
-	return broker.New(bc), nil
+	bc.DataDir = c.Storage.Path
+	bc.SegmentSize = c.Storage.SegmentSize
+	bc.WALBatchBytes = c.Engine.WALBatchSize
+	bc.RingBufferSize = c.Engine.RingBufferSize
+	bc.NoSync = c.Storage.Fsync == "never"
+	return broker.Open(bc)
 }
 
 var errAlreadyRunning = errors.New("already running")

@@ -97,7 +97,7 @@ func Defaults() Config {
 			Heartbeat: 60, ChannelMax: 2047, FrameMax: 131072,
 		},
 		Storage: Storage{
-			Backend: "memory", Path: "./data", Persistent: true, Fsync: "batch",
+			Backend: "badger", Path: "./data", Persistent: true, Fsync: "batch",
 			SegmentSize: 64 << 20, OffsetCheckpointInterval: Duration(time.Second),
 		},
 		Server: Server{

@@ -1,0 +1,216 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// definitions persists durable exchanges, queues and bindings in Badger, so
+// they survive restarts. Every write is synchronous: declarations are rare
+// and a declare-ok must mean the definition is on disk.
+//
+// Keys are sequences of length-prefixed parts (names and routing keys may
+// hold any byte):
+//
+//	x VHOST NAME                         exchange: a field table
+//	q VHOST NAME                         queue: a field table with its id
+//	b VHOST SOURCE KIND DEST KEY ARGS    binding (KIND q or x; ARGS encoded)
+//	m next-queue-id                      the next durable queue id
+type definitions struct {
+	db *badger.DB
+}
+
+func openDefinitions(dir string) (*definitions, error) {
+	opts := badger.DefaultOptions(dir).
+		WithLogger(nil).
+		WithSyncWrites(true).
+		WithNumVersionsToKeep(1).
+		WithMemTableSize(8 << 20).
+		WithValueLogFileSize(16 << 20).
+		WithNumMemtables(2).
+		WithBlockCacheSize(4 << 20).
+		WithIndexCacheSize(0)
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+	}
+	return &definitions{db: db}, nil
+}
+
+func (d *definitions) close() error { return d.db.Close() }
+
+func key(parts ...string) []byte {
+	var k []byte
+	for _, p := range parts {
+		k = binary.AppendUvarint(k, uint64(len(p)))
+		k = append(k, p...)
+	}
+	return k
+}
+
+// splitKey reverses key.
+func splitKey(k []byte) ([]string, error) {
+	var parts []string
+	for len(k) > 0 {
+		n, w := binary.Uvarint(k)
+		if w <= 0 || uint64(len(k)-w) < n {
+			return nil, errors.New("malformed key")
+		}
+		parts = append(parts, string(k[w:w+int(n)]))
+		k = k[w+int(n):]
+	}
+	return parts, nil
+}
+
+// nextQueueID allocates a durable queue id; ids are never reused, so log
+// records of a deleted queue can never be mistaken for a new one's.
+func (d *definitions) nextQueueID() (uint64, error) {
+	var id uint64
+	err := d.db.Update(func(txn *badger.Txn) error {
+		k := key("m", "next-queue-id")
+		id = 1
+		if it, err := txn.Get(k); err == nil {
+			if err := it.Value(func(v []byte) error {
+				if len(v) != 8 {
+					return errors.New("corrupt next-queue-id")
+				}
+				id = binary.BigEndian.Uint64(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		return txn.Set(k, binary.BigEndian.AppendUint64(nil, id+1))
+	})
+	return id, err
+}
+
+func (d *definitions) put(k []byte, t amqp.Table) error {
+	v := amqp.AppendTable(nil, t)
+	return d.db.Update(func(txn *badger.Txn) error { return txn.Set(k, v) })
+}
+
+func (d *definitions) putExchange(vhost string, x *Exchange) error {
+	return d.put(key("x", vhost, x.Name), amqp.Table{
+		"type": x.Kind, "durable": x.Durable, "auto_delete": x.AutoDelete, "internal": x.Internal,
+		"arguments": tableOrEmpty(x.Args),
+	})
+}
+
+func (d *definitions) putQueue(vhost string, q *Queue) error {
+	return d.put(key("q", vhost, q.Name), amqp.Table{
+		"id": int64(q.id), "auto_delete": q.AutoDelete, "arguments": tableOrEmpty(q.Args),
+	})
+}
+
+func bindingKey_(vhost, source string, b *binding) []byte {
+	kind, dest := "q", ""
+	if b.q != nil {
+		dest = b.q.Name
+	} else {
+		kind, dest = "x", b.x.Name
+	}
+	return key("b", vhost, source, kind, dest, b.key, b.argsKey)
+}
+
+func (d *definitions) putBinding(vhost, source string, b *binding) error {
+	return d.put(bindingKey_(vhost, source, b), amqp.Table{"arguments": tableOrEmpty(b.args)})
+}
+
+func (d *definitions) deleteKeys(keys ...[]byte) error {
+	return d.db.Update(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deletePrefixMatching removes every binding of vhost for which match says
+// so (used when an exchange or queue goes, taking its bindings along).
+func (d *definitions) deleteBindings(vhost string, match func(source, kind, dest string) bool) error {
+	prefix := key("b", vhost)
+	var doomed [][]byte
+	err := d.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().KeyCopy(nil)
+			parts, err := splitKey(k)
+			if err != nil {
+				return err
+			}
+			if len(parts) == 7 && match(parts[2], parts[3], parts[4]) {
+				doomed = append(doomed, k)
+			}
+		}
+		return nil
+	})
+	if err != nil || len(doomed) == 0 {
+		return err
+	}
+	return d.deleteKeys(doomed...)
+}
+
+// storedDef is one definition read back at start-up.
+type storedDef struct {
+	kind  byte // 'x', 'q' or 'b'
+	parts []string
+	t     amqp.Table
+}
+
+// load reads every definition, exchanges and queues before bindings.
+func (d *definitions) load() ([]storedDef, error) {
+	var out, bindings []storedDef
+	err := d.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.DefaultIteratorOptions)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			parts, err := splitKey(k)
+			if err != nil {
+				return fmt.Errorf("definition key %q: %w", k, err)
+			}
+			if len(parts) < 2 || parts[0] == "m" {
+				continue
+			}
+			var t amqp.Table
+			if err := it.Item().Value(func(v []byte) error {
+				var err error
+				t, _, err = amqp.ReadTable(v)
+				return err
+			}); err != nil {
+				return fmt.Errorf("definition %q: %w", k, err)
+			}
+			def := storedDef{kind: parts[0][0], parts: parts[1:], t: t}
+			if def.kind == 'b' {
+				if len(parts) != 7 {
+					return fmt.Errorf("definition %q: malformed binding key", k)
+				}
+				bindings = append(bindings, def)
+			} else {
+				if len(parts) != 3 {
+					return fmt.Errorf("definition %q: malformed key", k)
+				}
+				out = append(out, def)
+			}
+		}
+		return nil
+	})
+	return append(out, bindings...), err
+}
+
+func tableOrEmpty(t amqp.Table) amqp.Table {
+	if t == nil {
+		return amqp.Table{}
+	}
+	return t
+}

@@ -1,0 +1,95 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/amqp-go/amqp-go/shared/wal"
+)
+
+// storeRef locates a message in the durable log (id 0: not in the log).
+type storeRef struct {
+	id  uint64
+	pos wal.Position
+}
+
+// fileStore is the durable MessageStore: persistent messages routed to
+// durable queues are appended once to the segment log (shared/wal), which
+// is the only copy on disk; publisher confirms wait for the fsync that
+// covers them. Everything else stays on the heap, as in memoryStore.
+type fileStore struct {
+	log *wal.Log
+}
+
+func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
+	if !m.Persistent {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	var ids []uint64
+	for _, q := range queues {
+		if q.id != 0 {
+			ids = append(ids, q.id)
+		}
+	}
+	if len(ids) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	wm := &wal.Message{Queues: ids, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Properties: m.Props, Body: m.Body}
+	pos, err := s.log.Append(wm, done)
+	if err != nil {
+		if done != nil {
+			done(err)
+		}
+		return
+	}
+	m.ref = storeRef{id: wm.ID, pos: pos}
+}
+
+func (s *fileStore) Release(q *Queue, es []qentry) {
+	if q.id == 0 || q.dropped.Load() {
+		return
+	}
+	var refs []wal.Ref
+	for _, e := range es {
+		if e.ref.id != 0 {
+			refs = append(refs, wal.Ref{ID: e.ref.id, Segment: e.ref.pos.Segment})
+		}
+	}
+	if len(refs) > 0 {
+		s.log.Ack(q.id, refs, nil)
+	}
+}
+
+func (s *fileStore) Load(e *qentry) error {
+	if e.msg != nil {
+		return nil
+	}
+	if e.ref.id == 0 {
+		return errors.New("message is neither in memory nor in the log")
+	}
+	wm, err := s.log.ReadMessage(e.ref.pos)
+	if err != nil {
+		return fmt.Errorf("read message %d at segment %d offset %d: %w", e.ref.id, e.ref.pos.Segment, e.ref.pos.Offset, err)
+	}
+	e.msg = &Message{Exchange: wm.Exchange, RoutingKey: wm.RoutingKey, Props: wm.Properties, Body: wm.Body,
+		Persistent: true, ref: e.ref}
+	return nil
+}
+
+func (s *fileStore) DropQueue(q *Queue) {
+	if q.id == 0 {
+		return
+	}
+	q.dropped.Store(true)
+	s.log.DropQueue(q.id, nil)
+}
+
+func (s *fileStore) Pages() bool { return true }
+
+func (s *fileStore) Close() error { return s.log.Close() }

@@ -1,0 +1,250 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+	"github.com/amqp-go/amqp-go/shared/wal"
+)
+
+// Open builds a server. With cfg.DataDir set it opens the durable state
+// there: it takes the data directory's lock (the segment log's), checks the
+// storage version, recovers durable definitions from Badger and then each
+// durable queue's messages from the log, and logs what it recovered.
+// Without DataDir it is New.
+func Open(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return New(cfg), nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	sync := wal.SyncBatch
+	if cfg.NoSync {
+		sync = wal.SyncNever
+	}
+	start := time.Now()
+	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
+		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync})
+	if err != nil {
+		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
+	}
+	defs, err := openDefinitions(filepath.Join(cfg.DataDir, "definitions"))
+	if err != nil {
+		log.Close()
+		return nil, err
+	}
+	cfg.Store = &fileStore{log: log}
+	s := New(cfg)
+	s.defs = defs
+	if err := s.recover(rec, start); err != nil {
+		s.store.Close()
+		defs.close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// recover rebuilds durable exchanges, queues and bindings, then fills each
+// durable queue with its live messages as log references (nothing is read
+// back until a consumer needs it, so recovery costs one scan of the log).
+func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
+	defs, err := s.defs.load()
+	if err != nil {
+		return err
+	}
+	byID := map[uint64]*Queue{}
+	for _, d := range defs {
+		vname := d.parts[0]
+		v := s.vhosts[vname]
+		if v == nil {
+			v = newVHost(s, vname)
+			s.vhosts[vname] = v
+		}
+		args, _ := d.t["arguments"].(amqp.Table)
+		switch d.kind {
+		case 'x':
+			name := d.parts[1]
+			kind, _ := d.t["type"].(string)
+			if !validKind(kind) {
+				return fmt.Errorf("definitions: exchange %q in vhost %q has unknown type %q", name, vname, kind)
+			}
+			ad, _ := d.t["auto_delete"].(bool)
+			internal, _ := d.t["internal"].(bool)
+			v.exchanges[name] = newExchange(name, kind, true, ad, internal, nilIfEmpty(args))
+		case 'q':
+			name := d.parts[1]
+			id, _ := d.t["id"].(int64)
+			ad, _ := d.t["auto_delete"].(bool)
+			q := newQueue(v, name, true, false, ad, nilIfEmpty(args), nil)
+			q.id = uint64(id)
+			v.queues[name] = q
+			byID[q.id] = q
+		case 'b':
+			source, kind, dest, key := d.parts[1], d.parts[2], d.parts[3], d.parts[4]
+			x := v.exchanges[source]
+			if x == nil {
+				s.logger.Warn("recovery: binding from a missing exchange skipped", "vhost", vname, "exchange", source)
+				continue
+			}
+			b := &binding{key: key, args: nilIfEmpty(args)}
+			if kind == "q" {
+				b.q = v.queues[dest]
+			} else {
+				b.x = v.exchanges[dest]
+			}
+			if b.q == nil && b.x == nil {
+				s.logger.Warn("recovery: binding to a missing destination skipped", "vhost", vname, "destination", dest)
+				continue
+			}
+			if x.Kind == kindHeaders {
+				if b.match, err = compileHeadersMatch(b.args); err != nil {
+					return fmt.Errorf("definitions: binding of %q: %v", source, err)
+				}
+			}
+			x.bind(b)
+		}
+	}
+
+	fs := s.store.(*fileStore)
+	var messages int
+	for id, rq := range rec.Queues {
+		q := byID[id]
+		if q == nil {
+			// Its definition is gone: the queue was deleted and the crash
+			// came before the log heard of it.
+			fs.log.DropQueue(id, nil)
+			continue
+		}
+		for _, e := range rq.Entries {
+			q.nextSeq++
+			// Whether it reached a consumer before the crash is not
+			// recorded, so every recovered message is flagged redelivered.
+			q.ready.pushBack(qentry{seq: q.nextSeq, ref: storeRef{id: e.ID, pos: e.Pos}, redelivered: true})
+		}
+		messages += len(rq.Entries)
+		if rq.Corrupt {
+			q.unavailable = "the message log has a corrupt record that may belong to it"
+		}
+	}
+	for _, c := range rec.Corruptions {
+		var names []string
+		for _, id := range c.Queues {
+			if q := byID[id]; q != nil {
+				names = append(names, q.Name)
+			}
+		}
+		s.logger.Error("message log corruption; affected queues are refused until recovery-tool repair",
+			"file", c.File, "offset", c.Offset, "reason", c.Reason, "queues", names)
+	}
+	if t := rec.TruncatedTail; t != nil {
+		s.logger.Warn("message log: torn tail truncated", "file", t.File, "offset", t.Offset, "bytes", t.Bytes, "reason", t.Reason)
+	}
+	took := time.Since(start)
+	rate := 0.0
+	if took > 0 {
+		rate = float64(messages) / took.Seconds()
+	}
+	s.logger.Info("recovered", "queues", len(byID), "messages", messages, "bytes", rec.Bytes,
+		"seconds", fmt.Sprintf("%.3f", took.Seconds()), "msg_per_s", fmt.Sprintf("%.0f", rate),
+		"segments", rec.Segments, "scan_seconds", fmt.Sprintf("%.3f", rec.Duration.Seconds()))
+	return nil
+}
+
+func nilIfEmpty(t amqp.Table) amqp.Table {
+	if len(t) == 0 {
+		return nil
+	}
+	return t
+}
+
+// persistence hooks: each is a no-op without a definitions store. Errors
+// become 541 INTERNAL_ERROR, since the declaration could not be made
+// durable.
+
+func (s *Server) persistErr(m amqp.Method, err error) error {
+	if err == nil {
+		return nil
+	}
+	s.logger.Error("definitions store write failed", "err", err)
+	return protoErr(amqp.InternalError, m, "could not store the definition: %v", err)
+}
+
+func (s *Server) persistExchange(m amqp.Method, v *VHost, x *Exchange) error {
+	if s.defs == nil || !x.Durable {
+		return nil
+	}
+	return s.persistErr(m, s.defs.putExchange(v.name, x))
+}
+
+func (s *Server) forgetExchange(v *VHost, x *Exchange) {
+	if s.defs == nil || !x.Durable {
+		return
+	}
+	err := s.defs.deleteKeys(key("x", v.name, x.Name))
+	if err == nil {
+		err = s.defs.deleteBindings(v.name, func(source, kind, dest string) bool {
+			return source == x.Name || (kind == "x" && dest == x.Name)
+		})
+	}
+	if err != nil {
+		s.logger.Error("definitions store delete failed", "exchange", x.Name, "err", err)
+	}
+}
+
+// persistQueue gives a new durable, non-exclusive queue its id and stores it.
+func (s *Server) persistQueue(m amqp.Method, v *VHost, q *Queue) error {
+	if s.defs == nil || !q.Durable || q.Exclusive {
+		return nil
+	}
+	id, err := s.defs.nextQueueID()
+	if err == nil {
+		q.id = id
+		err = s.defs.putQueue(v.name, q)
+	}
+	return s.persistErr(m, err)
+}
+
+func (s *Server) forgetQueue(v *VHost, q *Queue) {
+	if s.defs == nil || q.id == 0 {
+		return
+	}
+	err := s.defs.deleteKeys(key("q", v.name, q.Name))
+	if err == nil {
+		err = s.defs.deleteBindings(v.name, func(_, kind, dest string) bool { return kind == "q" && dest == q.Name })
+	}
+	if err != nil {
+		s.logger.Error("definitions store delete failed", "queue", q.Name, "err", err)
+	}
+}
+
+// durableBinding reports whether a binding outlives a restart: both ends
+// must.
+func durableBinding(x *Exchange, b *binding) bool {
+	if !x.Durable || x.Name == "" {
+		return false
+	}
+	if b.q != nil {
+		return b.q.id != 0
+	}
+	return b.x.Durable
+}
+
+func (s *Server) persistBinding(m amqp.Method, v *VHost, x *Exchange, b *binding) error {
+	if s.defs == nil || !durableBinding(x, b) {
+		return nil
+	}
+	return s.persistErr(m, s.defs.putBinding(v.name, x.Name, b))
+}
+
+func (s *Server) forgetBinding(v *VHost, x *Exchange, b *binding) {
+	if s.defs == nil || !durableBinding(x, b) {
+		return
+	}
+	if err := s.defs.deleteKeys(bindingKey_(v.name, x.Name, b)); err != nil {
+		s.logger.Error("definitions store delete failed", "binding", b.key, "err", err)
+	}
+}

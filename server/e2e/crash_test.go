@@ -1,0 +1,279 @@
+// Package e2e runs the built amqp-server binary and checks what survives a
+// kill -9.
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// serverBinary builds amqp-server once per test run.
+func serverBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "amqp-server-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "amqp-server")
+		out, err := exec.Command("go", "build", "-o", binPath, "github.com/amqp-go/amqp-go/server/cmd/amqp-server").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// broker is one run of the binary.
+type broker struct {
+	cmd  *exec.Cmd
+	url  string
+	logs *strings.Builder
+	mu   *sync.Mutex
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *strings.Builder
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// startBroker runs the binary on dataDir and waits until it accepts AMQP.
+func startBroker(t *testing.T, dataDir string, port int) *broker {
+	t.Helper()
+	b := &broker{logs: &strings.Builder{}, mu: &sync.Mutex{}}
+	b.cmd = exec.Command(serverBinary(t), "run")
+	b.cmd.Env = append(os.Environ(),
+		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), "AMQP_STORAGE_PATH="+dataDir)
+	b.cmd.Stderr = lockedWriter{b.mu, b.logs}
+	b.cmd.Stdout = lockedWriter{b.mu, b.logs}
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.cmd.Process.Kill(); _ = b.cmd.Wait() })
+	b.url = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := amqp.Dial(b.url)
+		if err == nil {
+			c.Close()
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("broker did not start: %v\n%s", err, b.log())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *broker) log() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.logs.String()
+}
+
+// kill9 kills the broker without letting it flush anything.
+func (b *broker) kill9(t *testing.T) {
+	t.Helper()
+	if err := b.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.cmd.Wait()
+}
+
+func dial(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	c, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ch
+}
+
+// publishConfirmed publishes bodies persistently and waits for every confirm.
+func publishConfirmed(t *testing.T, ch *amqp.Channel, queue string, bodies []string) {
+	t.Helper()
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, len(bodies)+1))
+	for _, b := range bodies {
+		if err := ch.Publish("", queue, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range bodies {
+		select {
+		case c := <-confirms:
+			if !c.Ack {
+				t.Fatalf("publish %d nacked", c.DeliveryTag)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("timed out waiting for confirms")
+		}
+	}
+}
+
+// drain consumes everything in queue (no-ack) until it stays empty.
+func drain(t *testing.T, ch *amqp.Channel, queue string) []amqp.Delivery {
+	t.Helper()
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+func bodies(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%05d", prefix, i)
+	}
+	return out
+}
+
+func TestConfirmedMessagesSurviveKill9(t *testing.T) {
+	dataDir, port := t.TempDir(), freePort(t)
+	b := startBroker(t, dataDir, port)
+	_, ch := dial(t, b.url)
+	if _, err := ch.QueueDeclare("orders", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := bodies("m", 3000)
+	publishConfirmed(t, ch, "orders", want)
+	// Transient messages and non-durable queues must not come back.
+	if _, err := ch.QueueDeclare("scratch", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Publish("", "orders", false, false, amqp.Publishing{Body: []byte("transient")}); err != nil {
+		t.Fatal(err)
+	}
+	b.kill9(t)
+
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	if _, err := ch.QueueDeclarePassive("scratch", false, false, false, false, nil); err == nil {
+		t.Fatal("non-durable queue 'scratch' survived the restart")
+	}
+	_, ch = dial(t, b.url)
+	got := drain(t, ch, "orders")
+	if len(got) != len(want) {
+		t.Fatalf("recovered %d messages, want %d\n%s", len(got), len(want), b.log())
+	}
+	for i, d := range got {
+		if string(d.Body) != want[i] {
+			t.Fatalf("message %d is %q, want %q (order or content changed)", i, d.Body, want[i])
+		}
+		if d.DeliveryMode != amqp.Persistent {
+			t.Fatalf("message %d lost its properties: %+v", i, d)
+		}
+	}
+	if !strings.Contains(b.log(), "msg=recovered") {
+		t.Fatalf("no recovery line in the log:\n%s", b.log())
+	}
+}
+
+func TestAckedNeverReturnUnackedReturnRedelivered(t *testing.T) {
+	dataDir, port := t.TempDir(), freePort(t)
+	b := startBroker(t, dataDir, port)
+	_, ch := dial(t, b.url)
+	if _, err := ch.QueueDeclare("work", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	all := bodies("w", 1000)
+	publishConfirmed(t, ch, "work", all)
+
+	_, cch := dial(t, b.url)
+	if err := cch.Qos(1000, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := cch.Consume("work", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []amqp.Delivery
+	for len(got) < len(all) {
+		select {
+		case d := <-ds:
+			got = append(got, d)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("received %d of %d", len(got), len(all))
+		}
+	}
+	// Ack the first 600 (one multiple ack and some singles), keep the rest.
+	if err := got[499].Ack(true); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range got[500:600] {
+		if err := d.Ack(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log is ordered: once a message published after the acks on the
+	// same connection is confirmed, the ack records before it are durable.
+	if _, err := cch.QueueDeclare("marker", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	publishConfirmed(t, cch, "marker", []string{"marker"})
+	b.kill9(t)
+
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	back := drain(t, ch, "work")
+	if len(back) != 400 {
+		t.Fatalf("%d messages came back, want the 400 unacked\n%s", len(back), b.log())
+	}
+	for i, d := range back {
+		if string(d.Body) != all[600+i] {
+			t.Fatalf("message %d is %q, want %q", i, d.Body, all[600+i])
+		}
+		if !d.Redelivered {
+			t.Fatalf("message %q came back without redelivered", d.Body)
+		}
+	}
+}
