@@ -246,9 +246,10 @@ func (l *unackedList) compact() {
 	}
 }
 
-// settle finishes taken entries: acked or dropped (requeue false) or
-// returned to their queues (requeue true), and gives credit back.
-func (ch *channel) settle(es []unackedEntry, requeue bool) {
+// settle finishes taken entries: acked, rejected (dead-lettered where the
+// queue says so) or returned to their queues (requeue), and gives credit
+// back.
+func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 	if len(es) == 0 {
 		return
 	}
@@ -275,7 +276,7 @@ func (ch *channel) settle(es []unackedEntry, requeue bool) {
 		if requeue {
 			es[i].q.requeue(batch)
 		} else {
-			es[i].q.settle(batch)
+			es[i].q.settle(batch, rejected)
 		}
 		clear(batch)
 		ch.settleScratch = batch[:0]

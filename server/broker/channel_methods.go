@@ -472,7 +472,7 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
 		return nil
 	}
-	ch.settle(es, negative && requeue)
+	ch.settle(es, negative && requeue, negative && !requeue)
 	return nil
 }
 
@@ -482,7 +482,7 @@ func (ch *channel) recover() {
 	ch.mu.Lock()
 	es := ch.unacked.takeAll(nil)
 	ch.mu.Unlock()
-	ch.settle(es, true)
+	ch.settle(es, true, false)
 }
 
 // contentDone completes an assembled publish.
@@ -490,6 +490,7 @@ func (ch *channel) contentDone() error {
 	c := ch.conn
 	p := ch.publish
 	msg := &Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Props: ch.props, Body: ch.body}
+	msg.ttl, msg.hasTTL = messageTTL(msg.Props)
 	ch.publish, ch.props, ch.body = nil, nil, nil
 	c.srv.stats.received.Add(1)
 	flags := propFlags(msg.Props)
@@ -546,6 +547,20 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) 
 	if seq > 0 {
 		done = func(err error) { ch.confirmed(seq, err) }
 	}
+	// A full reject-publish queue refuses the message; the publisher hears
+	// a nack, the other queues still get it.
+	kept := qs[:0]
+	for _, q := range qs {
+		if q.full() {
+			if done != nil {
+				done = nil
+				defer ch.confirmed(seq, errQueueFull)
+			}
+			continue
+		}
+		kept = append(kept, q)
+	}
+	qs = kept
 	c.srv.store.Put(msg, qs, done)
 	for _, q := range qs {
 		q.push(msg)
@@ -562,7 +577,7 @@ func (ch *channel) commit() {
 	}
 	ch.txPublishes = nil
 	for _, a := range ch.txAcks {
-		ch.settle(a.entries, a.requeue)
+		ch.settle(a.entries, a.requeue, a.drop)
 	}
 	ch.txAcks = nil
 }
@@ -603,5 +618,5 @@ func (ch *channel) shutdown() {
 	}
 	ch.txAcks, ch.txPublishes = nil, nil
 	ch.publish, ch.props, ch.body = nil, nil, nil
-	ch.settle(es, true)
+	ch.settle(es, true, false)
 }

@@ -17,6 +17,9 @@ type Message struct {
 
 	// ref locates the message in the durable log, once appended.
 	ref storeRef
+	// ttl is the expiration property in ms, if hasTTL.
+	ttl    int64
+	hasTTL bool
 }
 
 // Properties decodes the message's properties. Routing that needs them

@@ -3,6 +3,7 @@ package broker
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -44,6 +45,8 @@ type Queue struct {
 	exclusiveConsumer bool
 	// unavailable, if set, is why the queue is refused (a corrupt log).
 	unavailable string
+	// policy is fixed at declaration from the queue's arguments.
+	policy queuePolicy
 
 	wake chan struct{} // capacity 1: "there may be work"
 	done chan struct{} // closed when the queue is deleted
@@ -55,11 +58,12 @@ type qentry struct {
 	seq         uint64
 	msg         *Message
 	ref         storeRef
+	expires     int64 // unix ns; 0: never
 	redelivered bool
 }
 
-func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn) *Queue {
-	q := &Queue{
+func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
+	q := &Queue{policy: policy,
 		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
@@ -86,15 +90,35 @@ func (q *Queue) push(m *Message) {
 	}
 	q.nextSeq++
 	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref}
+	if q.policy.ttl >= 0 || m.hasTTL {
+		e.expires = q.expiryFor(m, time.Now())
+	}
 	if q.id != 0 && m.ref.id != 0 && q.ready.len() >= q.ringSize && q.store.Pages() {
 		e.msg = nil // the log has it; memory stays bounded by the ring
 	}
 	q.ready.pushBack(e)
-	wake := len(q.consumers) > 0
+	var over []qentry
+	if q.policy.maxLen >= 0 {
+		for q.ready.len() > q.policy.maxLen {
+			over = append(over, q.ready.popFront())
+		}
+	}
+	wake := len(q.consumers) > 0 || e.expires != 0
 	q.mu.Unlock()
+	q.discard(over, "maxlen")
 	if wake {
 		q.signal()
 	}
+}
+
+// full reports whether a reject-publish queue is at its length limit.
+func (q *Queue) full() bool {
+	if !q.policy.rejectPublish || q.policy.maxLen < 0 {
+		return false
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.ready.len() >= q.policy.maxLen
 }
 
 // requeue returns unacked messages to their original places, flagged
@@ -122,13 +146,18 @@ func (q *Queue) requeue(es []qentry) {
 // (no-ack), so never counted as unacked.
 func (q *Queue) release(es []qentry) { q.store.Release(q, es) }
 
-// settle forgets delivered messages that were acked or dropped.
-func (q *Queue) settle(es []qentry) {
+// settle forgets delivered messages that were acked; rejected ones are
+// discarded (dead-lettered if the queue says so).
+func (q *Queue) settle(es []qentry, rejected bool) {
 	q.mu.Lock()
 	if !q.deleted {
 		q.unacked -= len(es)
 	}
 	q.mu.Unlock()
+	if rejected {
+		q.discard(es, "rejected")
+		return
+	}
 	q.store.Release(q, es)
 }
 
@@ -136,8 +165,10 @@ func (q *Queue) settle(es []qentry) {
 // empty. remaining is the ready count after the take.
 func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 	q.mu.Lock()
+	expired := q.takeExpiredLocked(time.Now().UnixNano(), nil)
 	if q.deleted || q.ready.len() == 0 {
 		q.mu.Unlock()
+		q.discard(expired, "expired")
 		return qentry{}, 0, false, nil
 	}
 	e = q.ready.popFront()
@@ -146,6 +177,7 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 	}
 	remaining = q.ready.len()
 	q.mu.Unlock()
+	q.discard(expired, "expired")
 	if e.msg == nil {
 		if err := q.store.Load(&e); err != nil {
 			if !noAck {
@@ -250,13 +282,27 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 // run is the queue's dispatch goroutine.
 func (q *Queue) run() {
 	var batch []delivery
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-q.done:
 			return
 		case <-q.wake:
+		case <-timer.C:
 		}
 		batch = q.dispatch(batch)
+		// Expire at the head even with no consumer, as RabbitMQ does, so
+		// counts and dead-letter queues reflect TTLs promptly.
+		q.mu.Lock()
+		expired := q.takeExpiredLocked(time.Now().UnixNano(), nil)
+		next := q.nextExpiryLocked()
+		q.mu.Unlock()
+		q.discard(expired, "expired")
+		if next != 0 {
+			timer.Reset(time.Until(time.Unix(0, next)))
+		}
 	}
 }
 
@@ -276,6 +322,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 	for {
 		batch = batch[:0]
 		q.mu.Lock()
+		var expired []qentry
 		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted && q.unavailable == "" {
 			n := len(q.consumers)
 			var c *consumer
@@ -290,6 +337,11 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			if c == nil {
 				break
 			}
+			if e := q.ready.at(0); e.expires != 0 && e.expires <= time.Now().UnixNano() {
+				expired = append(expired, q.ready.popFront())
+				c.release(1)
+				continue
+			}
 			e := q.ready.popFront()
 			if !c.noAck {
 				q.unacked++
@@ -297,7 +349,11 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			batch = append(batch, delivery{c, e})
 		}
 		q.mu.Unlock()
+		q.discard(expired, "expired")
 		if len(batch) == 0 {
+			if len(expired) > 0 {
+				continue
+			}
 			return batch
 		}
 		batch = q.loadBatch(batch)
@@ -380,6 +436,15 @@ func (c *consumer) acquire(n int32) int32 {
 	n = c.ch.acquireGlobal(n)
 	c.unacked.Add(n)
 	return n
+}
+
+// release gives back n credits acquired but not used.
+func (c *consumer) release(n int32) {
+	if c.noAck {
+		return
+	}
+	c.unacked.Add(-n)
+	c.ch.globalUnacked.Add(-n)
 }
 
 // entryDeque is a ring buffer of queue entries ordered by seq.

@@ -79,7 +79,11 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
 			name := d.parts[1]
 			id, _ := d.t["id"].(int64)
 			ad, _ := d.t["auto_delete"].(bool)
-			q := newQueue(v, name, true, false, ad, nilIfEmpty(args), nil)
+			policy, err := parsePolicy(nil, vname, name, args)
+			if err != nil {
+				return fmt.Errorf("definitions: queue %q: %v", name, err)
+			}
+			q := newQueue(v, name, true, false, ad, nilIfEmpty(args), nil, policy)
 			q.id = uint64(id)
 			v.queues[name] = q
 			byID[q.id] = q

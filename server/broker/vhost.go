@@ -176,7 +176,11 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 	if m.Exclusive {
 		owner = c
 	}
-	q := newQueue(v, name, m.Durable, m.Exclusive, m.AutoDelete, m.Arguments, owner)
+	policy, err := parsePolicy(m, v.name, name, m.Arguments)
+	if err != nil {
+		return nil, err
+	}
+	q := newQueue(v, name, m.Durable, m.Exclusive, m.AutoDelete, m.Arguments, owner, policy)
 	if err := v.server.persistQueue(m, v, q); err != nil {
 		q.markDeleted()
 		return nil, err

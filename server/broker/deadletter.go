@@ -1,0 +1,228 @@
+package broker
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// queuePolicy is what a queue's x- arguments ask of it: message TTL,
+// dead-lettering and a length limit.
+type queuePolicy struct {
+	ttl           int64 // x-message-ttl in ms; -1: none
+	dlx           string
+	hasDLX        bool
+	dlrk          string
+	hasDLRK       bool
+	maxLen        int // x-max-length; -1: none
+	rejectPublish bool
+}
+
+// parsePolicy validates the arguments RabbitMQ validates, with its texts.
+func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePolicy, error) {
+	p := queuePolicy{ttl: -1, maxLen: -1}
+	invalid := func(arg, why string, v any) error {
+		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': {%s,%v}", arg, queue, vhost, why, fieldText(v))
+	}
+	if v, ok := args["x-message-ttl"]; ok {
+		n, isInt := asInt(v)
+		switch {
+		case !isInt:
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-message-ttl' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		case n < 0:
+			return p, invalid("x-message-ttl", "value_negative", n)
+		}
+		p.ttl = n
+	}
+	if v, ok := args["x-max-length"]; ok {
+		n, isInt := asInt(v)
+		switch {
+		case !isInt:
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-length' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		case n < 0:
+			return p, invalid("x-max-length", "value_negative", n)
+		}
+		p.maxLen = int(n)
+	}
+	if v, ok := args["x-overflow"]; ok {
+		s, _ := v.(string)
+		switch s {
+		case "drop-head":
+		case "reject-publish", "reject-publish-dlx":
+			p.rejectPublish = true
+		default:
+			return p, invalid("x-overflow", "unknown_overflow", v)
+		}
+	}
+	if v, ok := args["x-dead-letter-exchange"]; ok {
+		s, isStr := v.(string)
+		if !isStr {
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-exchange' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		}
+		p.dlx, p.hasDLX = s, true
+	}
+	if v, ok := args["x-dead-letter-routing-key"]; ok {
+		s, isStr := v.(string)
+		if !isStr {
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		}
+		if !p.hasDLX {
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': Key x-dead-letter-exchange should also be set", queue, vhost)
+		}
+		p.dlrk, p.hasDLRK = s, true
+	}
+	return p, nil
+}
+
+// expiryFor returns when a message pushed now expires (0: never): the
+// smaller of the queue's TTL and the message's expiration property.
+func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
+	ttl := q.policy.ttl
+	if m.hasTTL && (ttl < 0 || m.ttl < ttl) {
+		ttl = m.ttl
+	}
+	if ttl < 0 {
+		return 0
+	}
+	return now.UnixNano() + ttl*int64(time.Millisecond)
+}
+
+// messageTTL parses the expiration property (milliseconds as a string).
+func messageTTL(raw []byte) (int64, bool) {
+	if propFlags(raw)&amqp.FlagExpiration == 0 {
+		return 0, false
+	}
+	var p amqp.Properties
+	if p.Decode(raw) != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(p.Expiration, 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// errQueueFull nacks a publish refused by a full reject-publish queue.
+var errQueueFull = errors.New("queue full (x-overflow reject-publish)")
+
+// takeExpiredLocked pops expired messages from the head. Caller holds q.mu.
+func (q *Queue) takeExpiredLocked(now int64, out []qentry) []qentry {
+	for q.ready.len() > 0 {
+		e := q.ready.at(0)
+		if e.expires == 0 || e.expires > now {
+			break
+		}
+		out = append(out, q.ready.popFront())
+	}
+	return out
+}
+
+// nextExpiryLocked is when the head message expires (0: no timer needed).
+func (q *Queue) nextExpiryLocked() int64 {
+	if q.ready.len() == 0 {
+		return 0
+	}
+	return q.ready.at(0).expires
+}
+
+// discard ends messages that leave the queue without being acked (expired,
+// rejected, over the length limit): they are dead-lettered if the queue says
+// so, and released either way.
+func (q *Queue) discard(es []qentry, reason string) {
+	if len(es) == 0 {
+		return
+	}
+	if q.policy.hasDLX {
+		for i := range es {
+			q.deadLetter(&es[i], reason)
+		}
+	}
+	q.store.Release(q, es)
+}
+
+// deadLetter republishes e's message to the queue's dead-letter exchange
+// with RabbitMQ's x-death bookkeeping.
+func (q *Queue) deadLetter(e *qentry, reason string) {
+	v := q.vhost
+	x := v.exchange(q.policy.dlx)
+	if x == nil {
+		return // RabbitMQ drops too when the exchange is missing
+	}
+	if e.msg == nil {
+		if err := q.store.Load(e); err != nil {
+			q.vhost.server.logger.Error("dead-lettering: cannot read message back", "queue", q.Name, "err", err)
+			return
+		}
+	}
+	m := e.msg
+	props, err := m.Properties()
+	if err != nil {
+		return
+	}
+	headers := amqp.Table{}
+	for k, val := range props.Headers {
+		headers[k] = val
+	}
+	deaths, _ := headers["x-death"].([]any)
+	var count int64 = 1
+	kept := make([]any, 0, len(deaths)+1)
+	for _, d := range deaths {
+		t, ok := d.(amqp.Table)
+		if ok && t["queue"] == q.Name && t["reason"] == reason {
+			if c, ok := asInt(t["count"]); ok {
+				count = c + 1
+			}
+			continue
+		}
+		kept = append(kept, d)
+	}
+	death := amqp.Table{
+		"count": count, "reason": reason, "queue": q.Name, "time": time.Now().UTC().Truncate(time.Second),
+		"exchange": m.Exchange, "routing-keys": []any{m.RoutingKey},
+	}
+	if props.Flags&amqp.FlagExpiration != 0 {
+		death["original-expiration"] = props.Expiration
+		props.Expiration = ""
+		props.Flags &^= amqp.FlagExpiration
+	}
+	headers["x-death"] = append([]any{death}, kept...)
+	if _, ok := headers["x-first-death-reason"]; !ok {
+		headers["x-first-death-reason"] = reason
+		headers["x-first-death-queue"] = q.Name
+		headers["x-first-death-exchange"] = m.Exchange
+	}
+	props.Headers = headers
+	props.Flags |= amqp.FlagHeaders
+	key := m.RoutingKey
+	if q.policy.hasDLRK {
+		key = q.policy.dlrk
+	}
+	dm := &Message{Exchange: q.policy.dlx, RoutingKey: key, Props: props.Append(nil), Body: m.Body,
+		Persistent: m.Persistent}
+	var qs []*Queue
+	if x.Name == "" {
+		if t := v.queue(key); t != nil {
+			qs = append(qs, t)
+		}
+	} else {
+		qs = routeMessage(x, dm, nil, &routeScratch{})
+	}
+	// A message expiring round a cycle back into its own queue would loop
+	// for ever; RabbitMQ drops it unless a client rejected it.
+	targets := qs[:0]
+	for _, t := range qs {
+		if t != q || reason == "rejected" {
+			targets = append(targets, t)
+		}
+	}
+	if len(targets) == 0 {
+		return
+	}
+	v.server.store.Put(dm, targets, nil)
+	for _, t := range targets {
+		t.push(dm)
+	}
+}
