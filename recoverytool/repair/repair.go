@@ -108,7 +108,6 @@ type segPlan struct {
 	header  wal.SegmentHeader
 	bad     []*wal.ScanEvent // copies of problem events
 	records [][]byte         // raw valid records, kept only if a rewrite is needed
-	torn    bool
 }
 
 // Repair truncates torn tails, moves corrupt regions into quarantine and

@@ -370,6 +370,7 @@ func TestBasicRecover(t *testing.T) {
 			t.Fatalf("first delivery flagged redelivered")
 		}
 	}
+	//lint:ignore SA1019 basic.recover is part of the protocol under test
 	if err := ch.Recover(true); err != nil {
 		t.Fatal(err)
 	}

@@ -175,7 +175,7 @@ func TestReplyCodesClient(t *testing.T) {
 		{"540 prefetch_size", true, 540, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)",
 			func(ch *amqp.Channel) error { return ch.Qos(0, 1000, false) }},
 		{"540 recover requeue=false", true, 540, "NOT_IMPLEMENTED - requeue=false",
-			func(ch *amqp.Channel) error { return ch.Recover(false) }},
+			func(ch *amqp.Channel) error { return ch.Recover(false) }}, //lint:ignore SA1019 basic.recover is part of the protocol under test
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -406,7 +406,7 @@ func validateTable(t Table, depth int) error {
 	}
 	for k, v := range t {
 		if len(k) > 255 {
-			return fmt.Errorf("amqp: field table key of %d bytes is longer than 255 bytes: %.40q...", len(k), k)
+			return fmt.Errorf("amqp: field table key of %d bytes is longer than 255 bytes: %.40q", len(k), k)
 		}
 		if err := validateValue(v, depth); err != nil {
 			return fmt.Errorf("%w (key %q)", err, k)
