@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -19,6 +20,16 @@ type storeRef struct {
 // covers them. Everything else stays on the heap, as in memoryStore.
 type fileStore struct {
 	log *wal.Log
+	// onFail raises the alarm when the log fails a write or fsync; the
+	// affected publishes are nacked through their done callbacks.
+	onFail   func(error)
+	failOnce sync.Once
+}
+
+func (s *fileStore) noteErr(err error) {
+	if err != nil && s.onFail != nil {
+		s.failOnce.Do(func() { s.onFail(err) })
+	}
 }
 
 func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
@@ -41,8 +52,13 @@ func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
 		return
 	}
 	wm := &wal.Message{Queues: ids, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Properties: m.Props, Body: m.Body}
-	pos, err := s.log.Append(wm, done)
+	cb := s.noteErr
+	if done != nil {
+		cb = func(err error) { s.noteErr(err); done(err) }
+	}
+	pos, err := s.log.Append(wm, cb)
 	if err != nil {
+		s.noteErr(err)
 		if done != nil {
 			done(err)
 		}

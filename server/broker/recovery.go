@@ -28,7 +28,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	start := time.Now()
 	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
-		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync})
+		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, FS: cfg.logFS})
 	if err != nil {
 		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
 	}
@@ -37,8 +37,13 @@ func Open(cfg Config) (*Server, error) {
 		log.Close()
 		return nil, err
 	}
-	cfg.Store = &fileStore{log: log}
+	fs := &fileStore{log: log}
+	cfg.Store = fs
 	s := New(cfg)
+	fs.onFail = func(err error) {
+		s.logger.Error("message log failed: persistent publishes are nacked and publishers blocked until restart", "err", err)
+		s.SetAlarm("message store failure", true)
+	}
 	s.defs = defs
 	if err := s.recover(rec, start); err != nil {
 		s.store.Close()
@@ -138,6 +143,14 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
 		var names []string
 		for _, id := range c.Queues {
 			if q := byID[id]; q != nil {
+				names = append(names, q.Name)
+			}
+		}
+		if len(c.Queues) == 0 {
+			// Nothing says whose record it was: any durable queue may have
+			// lost a message, so refuse them all rather than guess.
+			for _, q := range byID {
+				q.unavailable = "the message log has a corrupt record that may belong to it"
 				names = append(names, q.Name)
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
+	"github.com/amqp-go/amqp-go/shared/wal"
 )
 
 // Version is the broker's version, reported in server-properties.
@@ -56,6 +57,9 @@ type Config struct {
 	SegmentSize int64
 	// WALBatchBytes bounds one group-commit write (default 4 MiB).
 	WALBatchBytes int
+	// logFS replaces the message log's file system (tests: a crashable,
+	// failable one).
+	logFS wal.FS
 	// NoSync skips fsync (benchmarks and tests of non-durable behaviour only).
 	NoSync bool
 	// RingBufferSize is how many ready messages of a durable queue stay in

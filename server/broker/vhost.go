@@ -154,6 +154,9 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 		if q == nil {
 			return nil, errNoQueue(m, v.name, name)
 		}
+		if q.isUnavailable() {
+			return nil, errUnavailable(m, q)
+		}
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}
@@ -167,6 +170,9 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if q := v.queues[name]; q != nil {
+		if q.isUnavailable() {
+			return nil, errUnavailable(m, q)
+		}
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}

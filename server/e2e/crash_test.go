@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -277,3 +278,52 @@ func TestAckedNeverReturnUnackedReturnRedelivered(t *testing.T) {
 		}
 	}
 }
+
+func TestMidLogCorruptionRefusesOnlyTheAffectedQueue(t *testing.T) {
+	dataDir, port := t.TempDir(), freePort(t)
+	b := startBroker(t, dataDir, port)
+	_, ch := dial(t, b.url)
+	for _, q := range []string{"damaged", "intact"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publishConfirmed(t, ch, "damaged", bodies("d", 10))
+	b.kill9(t)
+	// The restart opens a new segment, so segment 1 is no longer the tail.
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	publishConfirmed(t, ch, "intact", bodies("i", 10))
+	b.kill9(t)
+
+	// Flip the last body byte of segment 1's first record.
+	seg := filepath.Join(dataDir, "messages", "00000000000000000001.wal")
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const segHeader, recHeader = 32, 8
+	n := int(data[segHeader]) | int(data[segHeader+1])<<8 | int(data[segHeader+2])<<16 | int(data[segHeader+3])<<24
+	off := segHeader + recHeader + n - 1
+	data[off] ^= 0xff
+	if err := os.WriteFile(seg, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	if got := drain(t, ch, "intact"); len(got) != 10 {
+		t.Fatalf("intact queue has %d messages, want 10", len(got))
+	}
+	_, err = ch.QueueDeclarePassive("damaged", true, false, false, false, nil)
+	var ae *amqp.Error
+	if !errorAs(err, &ae) || ae.Code != 404 || !strings.Contains(ae.Reason, "unavailable") {
+		t.Fatalf("damaged queue: want 404 unavailable, got %v", err)
+	}
+	logs := b.log()
+	if !strings.Contains(logs, "corruption") || !strings.Contains(logs, "00000000000000000001.wal") || !strings.Contains(logs, "damaged") {
+		t.Fatalf("the log does not name the file and queue:\n%s", logs)
+	}
+}
+
+func errorAs(err error, target **amqp.Error) bool { return errors.As(err, target) }

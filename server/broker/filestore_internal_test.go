@@ -1,0 +1,74 @@
+package broker
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/wal"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// A failed fsync nacks the publishes it covered and raises an alarm that
+// blocks publishers.
+func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
+	fsys := wal.NewMemFS()
+	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: t.TempDir(), logFS: fsys,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	defer s.Close()
+
+	conn, err := amqp.Dial("amqp://guest:guest@" + s.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 2))
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("q", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 4))
+	pub := func() amqp.Confirmation {
+		t.Helper()
+		if err := ch.Publish("", "q", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case c := <-confirms:
+			return c
+		case <-time.After(5 * time.Second):
+			t.Fatal("no confirm")
+		}
+		return amqp.Confirmation{}
+	}
+	if c := pub(); !c.Ack {
+		t.Fatal("healthy log nacked a publish")
+	}
+	fsys.FailSyncs(errors.New("injected: disk on fire"))
+	if c := pub(); c.Ack {
+		t.Fatal("a publish whose fsync failed was acked")
+	}
+	select {
+	case b := <-blocked:
+		if !b.Active || b.Reason != "message store failure" {
+			t.Fatalf("got %+v", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no connection.blocked after the log failed")
+	}
+}
