@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -248,7 +249,6 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			return protoErr(amqp.PreconditionFailed, m, "channel is not transactional")
 		}
 		ch.commit()
-		c.send(ch.id, &amqp.TxCommitOk{})
 	case *amqp.TxRollback:
 		if !ch.tx {
 			return protoErr(amqp.PreconditionFailed, m, "channel is not transactional")
@@ -512,17 +512,20 @@ func (ch *channel) contentDone() error {
 		ch.txPublishes = append(ch.txPublishes, txPublish{msg: msg, x: x, mandatory: p.Mandatory})
 		return nil
 	}
-	var seq uint64
+	var done func(error)
 	if ch.confirm {
 		ch.publishSeq++
-		seq = ch.publishSeq
+		seq := ch.publishSeq
+		done = func(err error) { ch.confirmed(seq, err) }
 	}
-	ch.route(msg, x, p.Mandatory, seq)
+	ch.route(msg, x, p.Mandatory, done)
 	return nil
 }
 
-// route delivers msg into its queues; seq > 0 asks for a confirm.
-func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) {
+// route delivers msg into its queues. done, if set, is called once the
+// message is as safe as the store makes it (at once if nothing stores it),
+// or with the error that refused it.
+func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(error)) {
 	c := ch.conn
 	qs := ch.queueScratch[:0]
 	if x.Name == "" {
@@ -537,15 +540,11 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) 
 			c.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
 				Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg)
 		}
-		if seq > 0 {
-			ch.confirmed(seq, nil)
+		if done != nil {
+			done(nil)
 		}
 		ch.queueScratch = qs
 		return
-	}
-	var done func(error)
-	if seq > 0 {
-		done = func(err error) { ch.confirmed(seq, err) }
 	}
 	// A full reject-publish queue refuses the message; the publisher hears
 	// a nack, the other queues still get it.
@@ -553,8 +552,8 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) 
 	for _, q := range qs {
 		if q.full() {
 			if done != nil {
+				defer done(errQueueFull)
 				done = nil
-				defer ch.confirmed(seq, errQueueFull)
 			}
 			continue
 		}
@@ -570,16 +569,31 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, seq uint64) 
 }
 
 // commit applies a transaction: publishes first, then settlements, as
-// RabbitMQ does.
+// RabbitMQ does. tx.commit-ok goes out once every published message is as
+// safe as the store makes it (after the covering fsync for persistent
+// messages on durable queues). If the store fails, no commit-ok is sent:
+// the alarm is raised and the client must not believe the commit.
 func (ch *channel) commit() {
+	var pending atomic.Int32
+	var failed atomic.Bool
+	pending.Store(int32(len(ch.txPublishes)) + 1)
+	finish := func(err error) {
+		if err != nil {
+			failed.Store(true)
+		}
+		if pending.Add(-1) == 0 && !failed.Load() {
+			ch.conn.sendAsync(ch.id, &amqp.TxCommitOk{})
+		}
+	}
 	for _, p := range ch.txPublishes {
-		ch.route(p.msg, p.x, p.mandatory, 0)
+		ch.route(p.msg, p.x, p.mandatory, finish)
 	}
 	ch.txPublishes = nil
 	for _, a := range ch.txAcks {
 		ch.settle(a.entries, a.requeue, a.drop)
 	}
 	ch.txAcks = nil
+	finish(nil)
 }
 
 // rollback discards buffered publishes and puts buffered settlements back

@@ -117,6 +117,16 @@ func (c *conn) send(ch uint16, m amqp.Method) {
 	c.needKick = true
 }
 
+// sendAsync queues a method from any goroutine (store callbacks).
+func (c *conn) sendAsync(ch uint16, m amqp.Method) {
+	c.outMu.Lock()
+	if !c.outClosed {
+		c.appendMethodLocked(ch, m)
+	}
+	c.outMu.Unlock()
+	c.kick()
+}
+
 // sendContent queues a method with content from the reader goroutine.
 func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message) {
 	c.outMu.Lock()

@@ -327,3 +327,30 @@ func TestMidLogCorruptionRefusesOnlyTheAffectedQueue(t *testing.T) {
 }
 
 func errorAs(err error, target **amqp.Error) bool { return errors.As(err, target) }
+
+func TestCommittedTransactionSurvivesKill9(t *testing.T) {
+	dataDir, port := t.TempDir(), freePort(t)
+	b := startBroker(t, dataDir, port)
+	_, ch := dial(t, b.url)
+	if _, err := ch.QueueDeclare("ledger", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Tx(); err != nil {
+		t.Fatal(err)
+	}
+	want := bodies("tx", 200)
+	for _, body := range want {
+		if err := ch.Publish("", "ledger", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.TxCommit(); err != nil {
+		t.Fatal(err)
+	}
+	b.kill9(t)
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	if got := drain(t, ch, "ledger"); len(got) != len(want) {
+		t.Fatalf("%d committed messages survived, want %d", len(got), len(want))
+	}
+}
