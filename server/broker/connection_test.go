@@ -344,6 +344,9 @@ func TestConnBlockedNotification(t *testing.T) {
 	capable, _ := rawHandshake(t, u, rawOpts{capabilities: wire.Table{"connection.blocked": true}}) // raw but capable
 	plain.openChannel(1)
 	capable.openChannel(1)
+	// Cleanups run last-in first-out: clear the alarm before closing the
+	// connections, which a blocked broker no longer reads.
+	t.Cleanup(func() { srv.SetAlarm("", false) })
 
 	// RabbitMQ tells a connection it is blocked when it publishes during an
 	// alarm (checked against RabbitMQ 3.10 with rabbitmqctl
