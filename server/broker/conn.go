@@ -39,6 +39,7 @@ type conn struct {
 	capCancel  bool // client handles server-sent basic.cancel
 	channels   map[uint16]*channel
 	closing    bool // connection.close sent, waiting for close-ok
+	gotCloseOk bool // the client answered our connection.close
 	needKick   bool // output appended during this read batch
 	publishing bool // the client has published: resource alarms stop reading it
 
@@ -413,6 +414,7 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 		return true, nil
 	case *amqp.ConnectionCloseOk:
 		if c.closing || c.forced.Load() {
+			c.gotCloseOk = true
 			return true, nil
 		}
 		c.closeWith(protoErr(amqp.CommandInvalid, m, "unexpected connection.close-ok"))
@@ -546,6 +548,13 @@ func (c *conn) removeConsumerQueue(q *Queue) {
 // client to close, draining what it still sends. Called by the writer after
 // the reader has exited.
 func (c *conn) lingerClose() {
+	if c.gotCloseOk {
+		// The client has our connection.close and expects us to close
+		// the socket now, as RabbitMQ does (set by the reader, which
+		// has exited).
+		c.nc.Close()
+		return
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))
 	buf := make([]byte, 4096)
 	for {
