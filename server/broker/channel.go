@@ -23,6 +23,9 @@ type channel struct {
 	// reader
 	closing       bool // channel.close sent, waiting for close-ok
 	publish       *amqp.BasicPublish
+	publishX      *Exchange
+	xcache        map[string]*Exchange
+	qcache        map[string]*Queue
 	props         []byte
 	body          []byte
 	bodySize      uint64

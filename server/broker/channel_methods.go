@@ -208,15 +208,14 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		if m.Immediate {
 			return protoErr(amqp.NotImplemented, m, "immediate=true")
 		}
-		x := v.exchange(m.Exchange)
+		x := ch.exchange(m.Exchange)
 		if x == nil {
 			return errNoExchange(m, v.name, m.Exchange)
 		}
 		if x.Internal {
 			return protoErr(amqp.AccessRefused, m, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, v.name)
 		}
-		p := *m
-		ch.publish = &p
+		ch.publish, ch.publishX = m, x
 		ch.props = nil
 	case *amqp.BasicGet:
 		return ch.get(m)
@@ -504,8 +503,9 @@ func (ch *channel) contentDone() error {
 				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
 		}
 	}
-	x := c.vhost.exchange(p.Exchange)
-	if x == nil {
+	x := ch.publishX
+	ch.publishX = nil
+	if x.removed.Load() {
 		return errNoExchange(p, c.vhost.name, p.Exchange)
 	}
 	if ch.tx {
@@ -529,7 +529,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	c := ch.conn
 	qs := ch.queueScratch[:0]
 	if x.Name == "" {
-		if q := c.vhost.queue(msg.RoutingKey); q != nil {
+		if q := ch.queueNamed(msg.RoutingKey); q != nil {
 			qs = append(qs, q)
 		}
 	} else {
@@ -631,6 +631,42 @@ func (ch *channel) shutdown() {
 		es = append(es, a.entries...)
 	}
 	ch.txAcks, ch.txPublishes = nil, nil
-	ch.publish, ch.props, ch.body = nil, nil, nil
+	ch.publish, ch.publishX, ch.props, ch.body = nil, nil, nil, nil
 	ch.settle(es, true, false)
+}
+
+// lookupCacheMax bounds the per-channel name caches (RPC clients publish to
+// many reply queues); a full cache is simply dropped.
+const lookupCacheMax = 1024
+
+// exchange looks an exchange up through the channel's cache, so publishing
+// takes no lock shared with other channels.
+func (ch *channel) exchange(name string) *Exchange {
+	if x := ch.xcache[name]; x != nil && !x.removed.Load() {
+		return x
+	}
+	x := ch.conn.vhost.exchange(name)
+	if x != nil {
+		if ch.xcache == nil || len(ch.xcache) >= lookupCacheMax {
+			ch.xcache = map[string]*Exchange{}
+		}
+		ch.xcache[name] = x
+	}
+	return x
+}
+
+// queueNamed looks a queue up through the channel's cache (default-exchange
+// routing).
+func (ch *channel) queueNamed(name string) *Queue {
+	if q := ch.qcache[name]; q != nil && !q.gone.Load() {
+		return q
+	}
+	q := ch.conn.vhost.queue(name)
+	if q != nil {
+		if ch.qcache == nil || len(ch.qcache) >= lookupCacheMax {
+			ch.qcache = map[string]*Queue{}
+		}
+		ch.qcache[name] = q
+	}
+	return q
 }

@@ -3,6 +3,7 @@ package broker
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -30,6 +31,8 @@ type Exchange struct {
 	bindings map[bindingKey]*binding
 	router   router
 	deleted  bool
+	// removed mirrors deleted for lock-free checks by channel caches.
+	removed atomic.Bool
 }
 
 // binding joins a source exchange to a queue or exchange destination.

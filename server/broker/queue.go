@@ -32,6 +32,8 @@ type Queue struct {
 	ringSize int
 	// dropped is set once the queue's deletion reached the store.
 	dropped atomic.Bool
+	// gone mirrors deleted for lock-free checks by channel caches.
+	gone atomic.Bool
 
 	// mu guards every field below.
 	mu                sync.Mutex
@@ -269,6 +271,7 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 		return nil, 0
 	}
 	q.deleted = true
+	q.gone.Store(true)
 	cs := q.consumers
 	q.consumers = nil
 	es := q.ready.drain()

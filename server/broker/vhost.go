@@ -125,6 +125,7 @@ func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
 	x.mu.Lock()
 	x.deleted = true
 	x.mu.Unlock()
+	x.removed.Store(true)
 	var emptied []*Exchange
 	for _, src := range v.exchanges {
 		if removed, left := src.unbindDest(nil, x); removed && left == 0 && src.AutoDelete {
