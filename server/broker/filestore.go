@@ -9,10 +9,25 @@ import (
 )
 
 // storeRef locates a message in the durable log (id 0: not in the log).
+// It is kept small because a long queue holds one per message: segments
+// are numbered well below 2^32 and are at most 2 GiB (Open checks), so
+// both fit in 32 bits.
 type storeRef struct {
 	id  uint64
-	pos wal.Position
+	seg uint32
+	off uint32
 }
+
+func refAt(id uint64, pos wal.Position) storeRef {
+	return storeRef{id: id, seg: uint32(pos.Segment), off: uint32(pos.Offset)}
+}
+
+func (r storeRef) pos() wal.Position {
+	return wal.Position{Segment: uint64(r.seg), Offset: int64(r.off)}
+}
+
+// maxSegmentSize keeps record offsets within storeRef's 32 bits.
+const maxSegmentSize = 2 << 30
 
 // fileStore is the durable MessageStore: persistent messages routed to
 // durable queues are appended once to the segment log (shared/wal), which
@@ -64,7 +79,7 @@ func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
 		}
 		return
 	}
-	m.ref = storeRef{id: wm.ID, pos: pos}
+	m.ref = refAt(wm.ID, pos)
 }
 
 func (s *fileStore) Release(q *Queue, es []qentry) {
@@ -74,7 +89,7 @@ func (s *fileStore) Release(q *Queue, es []qentry) {
 	var refs []wal.Ref
 	for _, e := range es {
 		if e.ref.id != 0 {
-			refs = append(refs, wal.Ref{ID: e.ref.id, Segment: e.ref.pos.Segment})
+			refs = append(refs, wal.Ref{ID: e.ref.id, Segment: uint64(e.ref.seg)})
 		}
 	}
 	if len(refs) > 0 {
@@ -89,9 +104,9 @@ func (s *fileStore) Load(e *qentry) error {
 	if e.ref.id == 0 {
 		return errors.New("message is neither in memory nor in the log")
 	}
-	wm, err := s.log.ReadMessage(e.ref.pos)
+	wm, err := s.log.ReadMessage(e.ref.pos())
 	if err != nil {
-		return fmt.Errorf("read message %d at segment %d offset %d: %w", e.ref.id, e.ref.pos.Segment, e.ref.pos.Offset, err)
+		return fmt.Errorf("read message %d at segment %d offset %d: %w", e.ref.id, e.ref.seg, e.ref.off, err)
 	}
 	e.msg = &Message{Exchange: wm.Exchange, RoutingKey: wm.RoutingKey, Props: wm.Properties, Body: wm.Body,
 		Persistent: true, ref: e.ref}

@@ -199,8 +199,8 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 // silently. recovery-tool repair says what was lost.
 func (q *Queue) loadFailed(e qentry, err error) {
 	q.vhost.server.logger.Error("queue unavailable: cannot read a message back from the log",
-		"queue", q.Name, "vhost", q.vhost.name, "message", e.ref.id, "segment", e.ref.pos.Segment,
-		"offset", e.ref.pos.Offset, "err", err)
+		"queue", q.Name, "vhost", q.vhost.name, "message", e.ref.id, "segment", e.ref.seg,
+		"offset", e.ref.off, "err", err)
 	q.mu.Lock()
 	q.unavailable = "a message could not be read back from the log"
 	q.ready.pushFront(e)
@@ -448,89 +448,4 @@ func (c *consumer) release(n int32) {
 	}
 	c.unacked.Add(-n)
 	c.ch.globalUnacked.Add(-n)
-}
-
-// entryDeque is a ring buffer of queue entries ordered by seq.
-type entryDeque struct {
-	buf  []qentry
-	head int
-	n    int
-}
-
-func (d *entryDeque) len() int { return d.n }
-
-func (d *entryDeque) grow() {
-	nb := make([]qentry, max(16, 2*len(d.buf)))
-	for i := 0; i < d.n; i++ {
-		nb[i] = d.buf[(d.head+i)%len(d.buf)]
-	}
-	d.buf, d.head = nb, 0
-}
-
-func (d *entryDeque) pushBack(e qentry) {
-	if d.n == len(d.buf) {
-		d.grow()
-	}
-	d.buf[(d.head+d.n)%len(d.buf)] = e
-	d.n++
-}
-
-func (d *entryDeque) at(i int) *qentry { return &d.buf[(d.head+i)%len(d.buf)] }
-
-func (d *entryDeque) popFront() qentry {
-	e := d.buf[d.head]
-	d.buf[d.head] = qentry{}
-	d.head = (d.head + 1) % len(d.buf)
-	d.n--
-	return e
-}
-
-// pushFront puts e at the head.
-func (d *entryDeque) pushFront(e qentry) {
-	if d.n == len(d.buf) {
-		d.grow()
-	}
-	d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
-	d.buf[d.head] = e
-	d.n++
-}
-
-// insertOrdered puts e back at the place its seq gives it; requeued
-// messages are nearly always older than everything ready, so this is
-// usually a push at the front.
-func (d *entryDeque) insertOrdered(e qentry) {
-	if d.n == len(d.buf) {
-		d.grow()
-	}
-	// Find the first index whose seq exceeds e.seq.
-	lo, hi := 0, d.n
-	for lo < hi {
-		mid := (lo + hi) / 2
-		if d.at(mid).seq < e.seq {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	if lo == 0 {
-		d.head = (d.head - 1 + len(d.buf)) % len(d.buf)
-		d.buf[d.head] = e
-		d.n++
-		return
-	}
-	d.n++
-	for i := d.n - 1; i > lo; i-- {
-		*d.at(i) = *d.at(i - 1)
-	}
-	*d.at(lo) = e
-}
-
-// drain removes and returns every entry.
-func (d *entryDeque) drain() []qentry {
-	out := make([]qentry, 0, d.n)
-	for d.n > 0 {
-		out = append(out, d.popFront())
-	}
-	*d = entryDeque{}
-	return out
 }

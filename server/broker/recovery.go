@@ -19,6 +19,9 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return New(cfg), nil
 	}
+	if cfg.SegmentSize > maxSegmentSize {
+		return nil, fmt.Errorf("segment size %d is over the %d bytes a message reference can address", cfg.SegmentSize, maxSegmentSize)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
@@ -132,7 +135,7 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
 			q.nextSeq++
 			// Whether it reached a consumer before the crash is not
 			// recorded, so every recovered message is flagged redelivered.
-			q.ready.pushBack(qentry{seq: q.nextSeq, ref: storeRef{id: e.ID, pos: e.Pos}, redelivered: true})
+			q.ready.pushBack(qentry{seq: q.nextSeq, ref: refAt(e.ID, e.Pos), redelivered: true})
 		}
 		messages += len(rq.Entries)
 		if rq.Corrupt {

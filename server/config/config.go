@@ -42,7 +42,7 @@ type Storage struct {
 	Path                     string   `key:"path" doc:"data directory; also where the disk free-space alarm measures"`
 	Persistent               bool     `key:"persistent" doc:"keep persistent messages of durable queues across restarts (badger backend)"`
 	Fsync                    string   `key:"fsync" enum:"always,batch,never" doc:"when the message log is fsynced before confirms: always (every write), batch (group commit), never (tests and benchmarks only)"`
-	SegmentSize              int64    `key:"segmentsize" min:"1048576" max:"4294967296" doc:"bytes of a message-log segment before rolling to the next"`
+	SegmentSize              int64    `key:"segmentsize" min:"1048576" max:"2147483648" doc:"bytes of a message-log segment before rolling to the next"`
 	OffsetCheckpointInterval Duration `key:"offsetcheckpointinterval" min:"1ms" doc:"how often queue positions in the log are checkpointed"`
 }
 
