@@ -50,11 +50,11 @@ func (d *entryDeque) pushBack(e qentry) {
 				// Mostly consumed: slide down instead of growing.
 				copy(b, b[d.head:j])
 				clear(b[d.n:])
-				d.head, j = 0, d.n
+				d.head = 0
 			case len(b) < dequeBlock:
 				nb := make([]qentry, min(2*len(b), dequeBlock))
 				copy(nb, b[d.head:j])
-				d.blocks[0], d.head, j = nb, 0, d.n
+				d.blocks[0], d.head = nb, 0
 			default:
 				d.blocks = append(d.blocks, d.newBlock())
 			}

@@ -1,7 +1,6 @@
 package amqp
 
 import (
-	"bufio"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -32,23 +31,108 @@ type Frame struct {
 	Payload []byte
 }
 
-// FrameReader reads frames from a connection through its own bufio.Reader.
+// FrameReader reads frames from a connection through its own read buffer.
 // It is not safe for concurrent use.
 type FrameReader struct {
-	br  *bufio.Reader
+	br  *readBuffer
 	max uint32
 	big []byte // buffer for frames larger than br's buffer
 }
 
-// NewFrameReader returns a FrameReader reading from r through a
-// bufio.Reader of bufSize bytes (at least FrameMinSize). Frames up to
-// bufSize bytes are returned without copying; larger ones are copied into a
-// reused buffer.
+// NewFrameReader returns a FrameReader reading from r through a buffer of
+// up to bufSize bytes (at least FrameMinSize). The buffer starts small and
+// grows only while reads keep filling it, so an idle connection costs a few
+// KiB and a busy one reads in large batches. Frames up to bufSize bytes are
+// returned without copying; larger ones are copied into a reused buffer.
 func NewFrameReader(r io.Reader, bufSize int) *FrameReader {
 	if bufSize < FrameMinSize {
 		bufSize = FrameMinSize
 	}
-	return &FrameReader{br: bufio.NewReaderSize(r, bufSize)}
+	return &FrameReader{br: &readBuffer{rd: r, max: bufSize}}
+}
+
+// initialReadBuffer is a new connection's read buffer: enough for the
+// handshake and for a connection that stays idle.
+const initialReadBuffer = 2048
+
+// readBuffer is a bufio.Reader whose buffer grows on demand, from
+// initialReadBuffer up to max.
+type readBuffer struct {
+	rd   io.Reader
+	buf  []byte
+	r, w int
+	max  int
+	full bool // the last read filled all free space: grow before the next
+	err  error
+}
+
+func (b *readBuffer) Buffered() int { return b.w - b.r }
+
+// Size is the most a Peek can return.
+func (b *readBuffer) Size() int { return b.max }
+
+// fill reads at least once, first making room for need bytes from b.r.
+func (b *readBuffer) fill(need int) {
+	if b.r > 0 {
+		copy(b.buf, b.buf[b.r:b.w])
+		b.w -= b.r
+		b.r = 0
+	}
+	if size := len(b.buf); need > size || b.full || size == 0 {
+		size = min(max(2*size, need, initialReadBuffer), b.max)
+		if size > len(b.buf) {
+			nb := make([]byte, size)
+			copy(nb, b.buf[:b.w])
+			b.buf = nb
+		}
+	}
+	n, err := b.rd.Read(b.buf[b.w:])
+	b.full = n > 0 && b.w+n == len(b.buf)
+	b.w += n
+	if err != nil {
+		b.err = err
+	}
+}
+
+// takeErr returns and clears a pending read error, as bufio does, so a
+// timed-out read can be retried.
+func (b *readBuffer) takeErr() error {
+	err := b.err
+	b.err = nil
+	return err
+}
+
+// Peek returns the next n bytes (n <= max) without consuming them.
+func (b *readBuffer) Peek(n int) ([]byte, error) {
+	for b.w-b.r < n {
+		if b.err != nil {
+			return b.buf[b.r:b.w], b.takeErr()
+		}
+		b.fill(n)
+	}
+	return b.buf[b.r : b.r+n], nil
+}
+
+// Discard drops n buffered bytes.
+func (b *readBuffer) Discard(n int) (int, error) {
+	b.r += n
+	if b.r == b.w {
+		b.r, b.w = 0, 0
+	}
+	return n, nil
+}
+
+// Read serves buffered bytes first, then reads straight into p.
+func (b *readBuffer) Read(p []byte) (int, error) {
+	if b.r < b.w {
+		n := copy(p, b.buf[b.r:b.w])
+		_, _ = b.Discard(n)
+		return n, nil
+	}
+	if b.err != nil {
+		return 0, b.takeErr()
+	}
+	return b.rd.Read(p)
 }
 
 // SetMaxFrame sets the largest frame ReadFrame accepts: n is the negotiated
