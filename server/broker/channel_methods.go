@@ -562,7 +562,9 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	qs = kept
 	c.srv.store.Put(msg, qs, done)
 	for _, q := range qs {
-		q.push(msg)
+		if wait := q.push(msg); wait != nil && c.flowWait == nil {
+			c.flowWait = wait
+		}
 	}
 	clear(qs)
 	ch.queueScratch = qs[:0]

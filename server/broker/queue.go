@@ -49,6 +49,9 @@ type Queue struct {
 	unavailable string
 	// policy is fixed at declaration from the queue's arguments.
 	policy queuePolicy
+	// flowClear, while non-nil, is closed once the ready backlog drops
+	// below flowLow: publishers that found the queue congested wait on it.
+	flowClear chan struct{}
 
 	wake chan struct{} // capacity 1: "there may be work"
 	done chan struct{} // closed when the queue is deleted
@@ -82,13 +85,27 @@ func (q *Queue) signal() {
 	}
 }
 
-// push appends a routed message (already Put in the store).
-func (q *Queue) push(m *Message) {
+// Publisher flow control. While a queue with consumers has more than
+// flowHigh ready messages, the connections publishing into it pause reading
+// until the backlog is under flowLow (or flowPause passes, so a connection
+// that also consumes the queue still gets its acks read). Consumers then
+// get the CPU that unthrottled publishers would take on a shared machine,
+// and memory stays bounded by the backlog, not by the publish rate. Queues
+// without consumers are not throttled: their backlog is what they are for.
+const (
+	flowHigh  = 4096
+	flowLow   = flowHigh / 2
+	flowPause = 50 * time.Millisecond
+)
+
+// push appends a routed message (already Put in the store). It returns a
+// channel to wait on if the queue is congested, else nil.
+func (q *Queue) push(m *Message) <-chan struct{} {
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
 		q.store.Release(q, []qentry{{msg: m, ref: m.ref}})
-		return
+		return nil
 	}
 	q.nextSeq++
 	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref}
@@ -106,10 +123,27 @@ func (q *Queue) push(m *Message) {
 		}
 	}
 	wake := len(q.consumers) > 0 || e.expires != 0
+	var congested <-chan struct{}
+	if len(q.consumers) > 0 && q.ready.len() > flowHigh {
+		if q.flowClear == nil {
+			q.flowClear = make(chan struct{})
+		}
+		congested = q.flowClear
+	}
 	q.mu.Unlock()
 	q.discard(over, "maxlen")
 	if wake {
 		q.signal()
+	}
+	return congested
+}
+
+// flowCheckLocked releases waiting publishers once the backlog is low
+// enough (or nobody consumes any more). Caller holds q.mu.
+func (q *Queue) flowCheckLocked() {
+	if q.flowClear != nil && (q.ready.len() < flowLow || len(q.consumers) == 0 || q.deleted) {
+		close(q.flowClear)
+		q.flowClear = nil
 	}
 }
 
@@ -178,6 +212,7 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 		q.unacked++
 	}
 	remaining = q.ready.len()
+	q.flowCheckLocked()
 	q.mu.Unlock()
 	q.discard(expired, "expired")
 	if e.msg == nil {
@@ -211,6 +246,7 @@ func (q *Queue) loadFailed(e qentry, err error) {
 func (q *Queue) purge() int {
 	q.mu.Lock()
 	es := q.ready.drain()
+	q.flowCheckLocked()
 	q.mu.Unlock()
 	q.store.Release(q, es)
 	return len(es)
@@ -259,6 +295,7 @@ func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 			break
 		}
 	}
+	q.flowCheckLocked()
 	return q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
 }
 
@@ -275,6 +312,7 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	cs := q.consumers
 	q.consumers = nil
 	es := q.ready.drain()
+	q.flowCheckLocked()
 	q.mu.Unlock()
 	close(q.done)
 	q.store.DropQueue(q)
@@ -351,6 +389,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			}
 			batch = append(batch, delivery{c, e})
 		}
+		q.flowCheckLocked()
 		q.mu.Unlock()
 		q.discard(expired, "expired")
 		if len(batch) == 0 {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -120,9 +121,12 @@ type Server struct {
 	conns       map[*conn]struct{}
 	vhosts      map[string]*VHost
 	alarmReason string
-	alarmClear  chan struct{} // closed when the raised alarm clears
-	closed      bool
-	wg          sync.WaitGroup
+	// alarmChan points at a copy of alarmClear while an alarm is raised,
+	// for lock-free reads.
+	alarmChan  atomic.Pointer[chan struct{}]
+	alarmClear chan struct{} // closed when the raised alarm clears
+	closed     bool
+	wg         sync.WaitGroup
 
 	stats counters
 }
@@ -290,13 +294,16 @@ func (s *Server) SetAlarm(reason string, on bool) {
 	if on {
 		s.alarmReason = reason
 		if s.alarmClear == nil {
-			s.alarmClear = make(chan struct{})
+			cleared := make(chan struct{})
+			s.alarmClear = cleared
+			s.alarmChan.Store(&cleared)
 		}
 	} else {
 		s.alarmReason = ""
 		if s.alarmClear != nil {
 			close(s.alarmClear)
 			s.alarmClear = nil
+			s.alarmChan.Store(nil)
 		}
 	}
 	conns := make([]*conn, 0, len(s.conns))
@@ -311,13 +318,14 @@ func (s *Server) SetAlarm(reason string, on bool) {
 
 // alarmWait returns a channel closed when the raised alarm clears, or nil
 // if no alarm is raised.
+//
+// Every frame of a publishing connection asks, so it reads an atomic rather
+// than taking s.mu.
 func (s *Server) alarmWait() <-chan struct{} {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.alarmClear == nil {
-		return nil
+	if p := s.alarmChan.Load(); p != nil {
+		return *p
 	}
-	return s.alarmClear
+	return nil
 }
 
 func (s *Server) alarmState() (string, bool) {
