@@ -128,10 +128,11 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 			ch.unacked.push(unackedEntry{tag: tag, q: q, e: d.e, c: c})
 		}
 		m := d.e.msg
-		cn.appendMethodLocked(ch.id, &amqp.BasicDeliver{
+		cn.deliver = amqp.BasicDeliver{
 			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered,
 			Exchange: m.Exchange, RoutingKey: m.RoutingKey,
-		})
+		}
+		cn.appendMethodLocked(ch.id, &cn.deliver)
 		cn.appendContentLocked(ch.id, m)
 	}
 	cn.outMu.Unlock()

@@ -56,6 +56,9 @@ type conn struct {
 	outBytes     atomic.Int64
 	throttled    atomic.Bool // a queue found no room; wake queues on drain
 	blocked      bool        // connection.blocked sent (guarded by outMu)
+	// deliver is reused for every basic.deliver (guarded by outMu), so
+	// encoding one does not allocate.
+	deliver amqp.BasicDeliver
 
 	exclusiveMu sync.Mutex
 	exclusive   []*Queue

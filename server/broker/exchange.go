@@ -159,7 +159,8 @@ func (p *lazyProps) get() amqp.Table {
 // scratch is reused between calls by the caller.
 func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) []*Queue {
 	scratch.reset()
-	props := lazyProps{m: m}
+	scratch.props = lazyProps{m: m}
+	props := &scratch.props // held in the scratch so it does not escape per message
 	scratch.pending = append(scratch.pending, x)
 	scratch.seenX = append(scratch.seenX, x)
 	for len(scratch.pending) > 0 {
@@ -170,11 +171,11 @@ func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) 
 			cur.mu.RUnlock()
 			continue
 		}
-		scratch.bindings = cur.router.route(m, &props, scratch.bindings[:0])
+		scratch.bindings = cur.router.route(m, props, scratch.bindings[:0])
 		cur.mu.RUnlock()
 		for _, b := range scratch.bindings {
 			if b.q != nil {
-				if !containsQueue(out, b.q) {
+				if !scratch.containsQueue(out, b.q) {
 					out = append(out, b.q)
 				}
 			} else if !containsExchange(scratch.seenX, b.x) {
@@ -191,20 +192,44 @@ type routeScratch struct {
 	pending  []*Exchange
 	seenX    []*Exchange
 	bindings []*binding
+	props    lazyProps
+	// seenQ de-duplicates destinations once a message reaches more than
+	// a handful of queues, keeping wide fanouts linear.
+	seenQ map[*Queue]struct{}
 }
 
 func (s *routeScratch) reset() {
 	s.pending = s.pending[:0]
 	s.seenX = s.seenX[:0]
 	s.bindings = s.bindings[:0]
+	clear(s.seenQ)
 }
 
-func containsQueue(qs []*Queue, q *Queue) bool {
-	for _, x := range qs {
-		if x == q {
-			return true
+// linearDedupe is how many destinations are checked by scanning before a
+// set takes over.
+const linearDedupe = 16
+
+func (s *routeScratch) containsQueue(qs []*Queue, q *Queue) bool {
+	if len(qs) <= linearDedupe {
+		for _, x := range qs {
+			if x == q {
+				return true
+			}
+		}
+		return false
+	}
+	if s.seenQ == nil {
+		s.seenQ = make(map[*Queue]struct{}, 2*len(qs))
+	}
+	if len(s.seenQ) == 0 {
+		for _, x := range qs {
+			s.seenQ[x] = struct{}{}
 		}
 	}
+	if _, ok := s.seenQ[q]; ok {
+		return true
+	}
+	s.seenQ[q] = struct{}{}
 	return false
 }
 
@@ -326,19 +351,9 @@ func (r *topicRouter) remove(b *binding) {
 }
 
 func (r *topicRouter) route(m *Message, _ *lazyProps, out []*binding) []*binding {
-	start := len(out)
-	out = r.root.match(m.RoutingKey, m.RoutingKey == "", out)
-	// '#' can reach one binding along several paths.
-	for i := start + 1; i < len(out); i++ {
-		for j := start; j < i; j++ {
-			if out[j] == out[i] {
-				out = append(out[:i], out[i+1:]...)
-				i--
-				break
-			}
-		}
-	}
-	return out
+	// '#' can reach one binding along several paths; routeMessage drops
+	// the duplicate destinations (linear in the number of matches).
+	return r.root.match(m.RoutingKey, m.RoutingKey == "", out)
 }
 
 // match matches the remaining key (done: no words left).
