@@ -23,6 +23,7 @@ type channel struct {
 	// reader
 	closing       bool // channel.close sent, waiting for close-ok
 	publish       *amqp.BasicPublish
+	publishArgs   amqp.BasicPublish // decode target for basic.publish
 	publishX      *Exchange
 	xcache        map[string]*Exchange
 	qcache        map[string]*Queue

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/binary"
 	"errors"
 	"sync/atomic"
 
@@ -35,6 +36,14 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 			return protoErr(amqp.UnexpectedFrame, nil,
 				"expected content header for class 60, got non content header frame instead")
 		}
+		if len(f.Payload) >= 4 && binary.BigEndian.Uint32(f.Payload) == basicPublishID {
+			// The hot path: decode into the channel's own struct. It is
+			// free again once the content is complete (ch.publish nil).
+			if err := ch.publishArgs.DecodeArgs(f.Payload[4:]); err != nil {
+				return decodeFailure(err)
+			}
+			return ch.handleMethod(&ch.publishArgs)
+		}
 		m, err := amqp.DecodeMethod(f.Payload)
 		if err != nil {
 			return decodeFailure(err)
@@ -55,9 +64,13 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 			return protoErr(amqp.PreconditionFailed, ch.publish,
 				"message size %d is larger than configured max size %d", h.BodySize, maxMessageSize)
 		}
-		ch.props = append(make([]byte, 0, len(h.RawProperties)), h.RawProperties...)
+		// Properties and body share one allocation for the message's life.
+		np := len(h.RawProperties)
+		buf := make([]byte, np+int(h.BodySize))
+		copy(buf, h.RawProperties)
+		ch.props = buf[:np:np]
 		ch.bodySize = h.BodySize
-		ch.body = make([]byte, 0, h.BodySize)
+		ch.body = buf[np:np]
 		if h.BodySize == 0 {
 			return ch.contentDone()
 		}
@@ -521,6 +534,10 @@ func (ch *channel) contentDone() error {
 	ch.route(msg, x, p.Mandatory, done)
 	return nil
 }
+
+// basicPublishID is basic.publish's class and method ids as the first four
+// payload bytes of its method frame.
+const basicPublishID = uint32(amqp.ClassBasic)<<16 | 40
 
 // route delivers msg into its queues. done, if set, is called once the
 // message is as safe as the store makes it (at once if nothing stores it),
