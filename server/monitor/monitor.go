@@ -9,7 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -102,18 +102,15 @@ func (m *Monitor) check() {
 	prev := m.st
 	m.mu.Unlock()
 	st := prev
-	if m.opt.MemoryLimit > 0 {
-		if prev.MemoryAlarm {
-			// Go returns freed memory to the OS lazily; without this a
-			// drained broker could stay above the limit for minutes.
-			debug.FreeOSMemory()
-		}
-		if rss, err := RSS(); err == nil {
-			st.RSS = rss
-			st.MemoryAlarm = rss >= m.opt.MemoryLimit
-		}
-	} else if rss, err := RSS(); err == nil {
+	if rss, err := RSS(); err == nil {
 		st.RSS = rss
+	}
+	if m.opt.MemoryLimit > 0 {
+		// The alarm follows the memory the process actually uses, not RSS:
+		// Go returns freed pages to the OS lazily, so a drained broker's RSS
+		// can sit above the limit for minutes and keep publishers blocked.
+		// (RabbitMQ likewise counts what its VM has allocated.)
+		st.MemoryAlarm = InUse() >= m.opt.MemoryLimit
 	}
 	if free, err := DiskFree(m.opt.DiskPath); err == nil {
 		st.DiskFree = free
@@ -135,6 +132,26 @@ func (m *Monitor) check() {
 	if m.opt.SetAlarm != nil {
 		m.opt.SetAlarm(strings.Join(reasons, " & "), len(reasons) > 0)
 	}
+}
+
+// inUseSamples are the runtime metrics InUse reads.
+var inUseSamples = []metrics.Sample{
+	{Name: "/memory/classes/total:bytes"},
+	{Name: "/memory/classes/heap/released:bytes"},
+	{Name: "/memory/classes/heap/free:bytes"},
+}
+
+// InUse is the memory the Go runtime has mapped and not freed: live and
+// not yet swept heap objects, stacks and runtime metadata. It drops as soon
+// as a collection frees messages, unlike RSS.
+func InUse() int64 {
+	s := make([]metrics.Sample, len(inUseSamples))
+	copy(s, inUseSamples)
+	metrics.Read(s)
+	total := int64(s[0].Value.Uint64())
+	released := int64(s[1].Value.Uint64())
+	free := int64(s[2].Value.Uint64())
+	return total - released - free
 }
 
 // RSS is the process's resident memory in bytes (Linux /proc).
