@@ -556,12 +556,13 @@ func TestMemoryAlarmBlocksPublisher(t *testing.T) {
 		}
 	}()
 	body := bytes.Repeat([]byte("x"), 64<<10)
+	pubStop := make(chan struct{})
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
 		for {
 			select {
-			case <-stop:
+			case <-pubStop:
 				return
 			default:
 			}
@@ -602,6 +603,21 @@ func TestMemoryAlarmBlocksPublisher(t *testing.T) {
 			unblocked = !b.Active
 		case <-time.After(30 * time.Second):
 			t.Fatalf("consumer stalled after %d; max RSS %d MiB", n, maxRSS.Load()>>20)
+		}
+	}
+	// Stop the publisher while the consumer keeps draining: a publish in
+	// flight completes only when no alarm holds the connection, and closing
+	// the connection waits for it.
+	close(pubStop)
+	for stopped := false; !stopped; {
+		select {
+		case <-pubDone:
+			stopped = true
+		case d := <-ds:
+			d.Ack(false)
+			n++
+		case <-time.After(30 * time.Second):
+			t.Fatalf("publisher did not stop; max RSS %d MiB", maxRSS.Load()>>20)
 		}
 	}
 	if n == 0 {
