@@ -418,10 +418,15 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 // log. If one cannot be read, it and everything after it go back to the
 // queue, their credit is returned, and the queue becomes unavailable.
 func (q *Queue) loadBatch(batch []delivery) []delivery {
+	stats := &q.vhost.server.stats
 	for i := range batch {
 		if batch[i].e.msg != nil {
+			if q.id != 0 {
+				stats.ringHits.Add(1)
+			}
 			continue
 		}
+		stats.ringMisses.Add(1)
 		if err := q.store.Load(&batch[i].e); err != nil {
 			for j := len(batch) - 1; j >= i; j-- {
 				d := batch[j]

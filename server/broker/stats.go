@@ -3,6 +3,8 @@ package broker
 import (
 	"sort"
 	"sync/atomic"
+
+	"github.com/amqp-go/amqp-go/shared/wal"
 )
 
 // counters are the broker-wide totals behind the metrics. Each is updated
@@ -13,6 +15,8 @@ type counters struct {
 	confirmed    atomic.Uint64
 	delivered    atomic.Uint64
 	acknowledged atomic.Uint64
+	ringHits     atomic.Uint64 // deliveries served from memory
+	ringMisses   atomic.Uint64 // deliveries read back from the log
 }
 
 // Stats is a point-in-time view of the broker for metrics.
@@ -90,4 +94,24 @@ func (s *Server) QueueStats() []QueueStats {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// StorageStats are the durable store's counters (zero on the memory
+// backend) and the ring buffer's hits and misses.
+type StorageStats struct {
+	wal.Stats
+	// RingHits counts deliveries served from memory, RingMisses those read
+	// back from the log.
+	RingHits, RingMisses uint64
+}
+
+// StorageStats returns a snapshot of the storage counters.
+func (s *Server) StorageStats() StorageStats {
+	var st StorageStats
+	if fs, ok := s.store.(*fileStore); ok {
+		st.Stats = fs.log.Stats()
+	}
+	st.RingHits = s.stats.ringHits.Load()
+	st.RingMisses = s.stats.ringMisses.Load()
+	return st
 }

@@ -463,6 +463,21 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	if _, ok := m["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
 	}
+	// The message log: one persistent message to a durable queue is
+	// written and fsynced before its confirm.
+	if _, err := ch.QueueDeclare("m3", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	ch.Publish("", "m3", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("z")})
+	if a := <-acks; !a.Ack {
+		t.Fatal("nack")
+	}
+	m = metrics(t, base+"/metrics")
+	for _, k := range []string{"amqp_wal_written_bytes_total", "amqp_wal_fsync_duration_seconds_count", "amqp_wal_batches_total", "amqp_wal_segments"} {
+		if v, err := strconv.ParseFloat(m[k], 64); err != nil || v < 1 {
+			t.Errorf("%s = %q after a confirmed persistent publish, want at least 1", k, m[k])
+		}
+	}
 	po := metrics(t, base+"/metrics/per-object")
 	for k, v := range map[string]string{
 		`rabbitmq_queue_messages_ready{queue="m1",vhost="/"}`:   "0",

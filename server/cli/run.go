@@ -89,7 +89,7 @@ func run(cx *ucli.Context) (err error) {
 
 	if cfg.Telemetry.Enabled {
 		hs, addr, err := telemetry.Serve(cfg.TelemetryAddress(), telemetry.Options{
-			Server: srv, Resources: mon.State, Storage: telemetry.NewStorageMetrics()})
+			Server: srv, Resources: mon.State})
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("telemetry %s: %w", cfg.TelemetryAddress(), err)

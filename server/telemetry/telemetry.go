@@ -22,34 +22,50 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// StorageMetrics are fed by the durable store. They are registered (and
-// read zero) even while the memory backend runs, so dashboards do not
-// change shape with the backend.
-type StorageMetrics struct {
-	// WALFsyncSeconds observes each fsync of the message log.
-	WALFsyncSeconds prometheus.Histogram
-	// WALBytesWritten counts bytes appended to the message log.
-	WALBytesWritten prometheus.Counter
-	// RingBufferHits counts deliveries served from a queue's in-memory ring.
-	RingBufferHits prometheus.Counter
-	// RingBufferMisses counts deliveries read back from the log.
-	RingBufferMisses prometheus.Counter
+// storageCollector reports the durable store's counters at scrape time
+// (they read zero on the memory backend, so dashboards keep their shape).
+type storageCollector struct{ srv *broker.Server }
+
+var (
+	walFsyncDesc = prometheus.NewDesc("amqp_wal_fsync_duration_seconds",
+		"Latency of message-log fsyncs (one per group-commit batch).", nil, nil)
+	walBytesDesc = prometheus.NewDesc("amqp_wal_written_bytes_total",
+		"Bytes appended to the message log.", nil, nil)
+	walBatchesDesc = prometheus.NewDesc("amqp_wal_batches_total",
+		"Group-commit batches written to the message log.", nil, nil)
+	walSegmentsDesc = prometheus.NewDesc("amqp_wal_segments",
+		"Segment files of the message log.", nil, nil)
+	walDiskDesc = prometheus.NewDesc("amqp_wal_disk_bytes",
+		"Bytes of the message log on disk.", nil, nil)
+	ringHitsDesc = prometheus.NewDesc("amqp_engine_ringbuffer_hits_total",
+		"Deliveries served from a queue's in-memory ring buffer.", nil, nil)
+	ringMissesDesc = prometheus.NewDesc("amqp_engine_ringbuffer_misses_total",
+		"Deliveries read back from the message log.", nil, nil)
+)
+
+func (c storageCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{walFsyncDesc, walBytesDesc, walBatchesDesc, walSegmentsDesc, walDiskDesc, ringHitsDesc, ringMissesDesc} {
+		ch <- d
+	}
 }
 
-// NewStorageMetrics makes the storage metrics.
-func NewStorageMetrics() *StorageMetrics {
-	return &StorageMetrics{
-		WALFsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "amqp_wal_fsync_duration_seconds", Help: "Latency of message-log fsyncs.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-		}),
-		WALBytesWritten: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "amqp_wal_written_bytes_total", Help: "Bytes appended to the message log."}),
-		RingBufferHits: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "amqp_engine_ringbuffer_hits_total", Help: "Deliveries served from a queue's in-memory ring buffer."}),
-		RingBufferMisses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "amqp_engine_ringbuffer_misses_total", Help: "Deliveries read back from the message log."}),
+func (c storageCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.srv.StorageStats()
+	// The log's fixed buckets: 1, 4, 16 and 64 ms, then +Inf.
+	bounds := []float64{0.001, 0.004, 0.016, 0.064}
+	buckets := map[float64]uint64{}
+	var cum uint64
+	for i, le := range bounds {
+		cum += st.FsyncBuckets[i]
+		buckets[le] = cum
 	}
+	ch <- prometheus.MustNewConstHistogram(walFsyncDesc, st.Fsyncs, st.FsyncTotal.Seconds(), buckets)
+	ch <- prometheus.MustNewConstMetric(walBytesDesc, prometheus.CounterValue, float64(st.AppendedBytes))
+	ch <- prometheus.MustNewConstMetric(walBatchesDesc, prometheus.CounterValue, float64(st.Batches))
+	ch <- prometheus.MustNewConstMetric(walSegmentsDesc, prometheus.GaugeValue, float64(st.Segments))
+	ch <- prometheus.MustNewConstMetric(walDiskDesc, prometheus.GaugeValue, float64(st.DiskBytes))
+	ch <- prometheus.MustNewConstMetric(ringHitsDesc, prometheus.CounterValue, float64(st.RingHits))
+	ch <- prometheus.MustNewConstMetric(ringMissesDesc, prometheus.CounterValue, float64(st.RingMisses))
 }
 
 // Options is what the endpoint reports on.
@@ -57,8 +73,6 @@ type Options struct {
 	Server *broker.Server
 	// Resources, if set, reports the memory and disk monitor's state.
 	Resources func() monitor.State
-	// Storage, if set, is registered with the other metrics.
-	Storage *StorageMetrics
 }
 
 // Handler returns the endpoint's routes.
@@ -67,9 +81,7 @@ func Handler(o Options) http.Handler {
 	per := prometheus.NewRegistry()
 	for _, r := range []*prometheus.Registry{agg, per} {
 		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		if o.Storage != nil {
-			r.MustRegister(o.Storage.WALFsyncSeconds, o.Storage.WALBytesWritten, o.Storage.RingBufferHits, o.Storage.RingBufferMisses)
-		}
+		r.MustRegister(storageCollector{srv: o.Server})
 	}
 	agg.MustRegister(&collector{o: o})
 	per.MustRegister(&collector{o: o, perObject: true})
