@@ -35,6 +35,9 @@ const maxSegmentSize = 2 << 30
 // covers them. Everything else stays on the heap, as in memoryStore.
 type fileStore struct {
 	log *wal.Log
+	// memoryOnly: persistent messages are not logged (storage.persistent
+	// false).
+	memoryOnly bool
 	// onFail raises the alarm when the log fails a write or fsync; the
 	// affected publishes are nacked through their done callbacks.
 	onFail   func(error)
@@ -48,7 +51,7 @@ func (s *fileStore) noteErr(err error) {
 }
 
 func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
-	if !m.Persistent {
+	if !m.Persistent || s.memoryOnly {
 		if done != nil {
 			done(nil)
 		}

@@ -40,7 +40,7 @@ func Open(cfg Config) (*Server, error) {
 		log.Close()
 		return nil, err
 	}
-	fs := &fileStore{log: log}
+	fs := &fileStore{log: log, memoryOnly: cfg.DiscardPersistent}
 	cfg.Store = fs
 	s := New(cfg)
 	fs.onFail = func(err error) {

@@ -61,6 +61,9 @@ type Config struct {
 	// logFS replaces the message log's file system (tests: a crashable,
 	// failable one).
 	logFS wal.FS
+	// DiscardPersistent keeps persistent messages in memory only, like
+	// transient ones (storage.persistent: false); definitions still last.
+	DiscardPersistent bool
 	// NoSync skips fsync (benchmarks and tests of non-durable behaviour only).
 	NoSync bool
 	// RingBufferSize is how many ready messages of a durable queue stay in

@@ -756,3 +756,44 @@ func TestLogFileReopenOnSIGHUP(t *testing.T) {
 		t.Fatal(code)
 	}
 }
+
+// storage.persistent: false keeps definitions but not messages across a
+// restart; the default keeps both.
+func TestStoragePersistentKey(t *testing.T) {
+	for _, persistent := range []bool{true, false} {
+		t.Run(fmt.Sprintf("persistent=%v", persistent), func(t *testing.T) {
+			dir, port := t.TempDir(), freePort(t)
+			args := []string{"run", fmt.Sprintf("--storage-persistent=%v", persistent)}
+			p := startIn(t, dir, port, args)
+			c := dial(t, p.url)
+			ch, _ := c.Channel()
+			if _, err := ch.QueueDeclare("keep", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			ch.Confirm(false)
+			acks := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+			ch.Publish("", "keep", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("m")})
+			if a := <-acks; !a.Ack {
+				t.Fatal("nack")
+			}
+			c.Close()
+			if code := p.stop(syscall.SIGTERM); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+			p = startIn(t, dir, port, args)
+			c = dial(t, p.url)
+			ch, _ = c.Channel()
+			q, err := ch.QueueDeclarePassive("keep", true, false, false, false, nil)
+			if err != nil {
+				t.Fatalf("durable queue lost: %v", err)
+			}
+			want := 0
+			if persistent {
+				want = 1
+			}
+			if q.Messages != want {
+				t.Fatalf("%d messages after restart, want %d", q.Messages, want)
+			}
+		})
+	}
+}

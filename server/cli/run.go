@@ -195,6 +195,7 @@ func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Se
 	bc.WALBatchBytes = c.Engine.WALBatchSize
 	bc.RingBufferSize = c.Engine.RingBufferSize
 	bc.NoSync = c.Storage.Fsync == "never"
+	bc.DiscardPersistent = !c.Storage.Persistent
 	return broker.Open(bc)
 }
 
