@@ -1,5 +1,7 @@
 package broker
 
+import "sync/atomic"
+
 // entryDeque holds a queue's ready entries in seq order. It is a list of
 // fixed-size blocks, so a queue of millions of entries costs about 48 bytes
 // each with no doubling copies, while a short queue keeps one small block
@@ -12,6 +14,16 @@ type entryDeque struct {
 	head   int // index of the first entry in blocks[0]
 	n      int
 	spare  []qentry // one emptied block kept for reuse
+	// hot, if set, counts the body bytes of pageable entries held in
+	// memory (a durable queue's share of the global ring budget).
+	hot *atomic.Int64
+}
+
+// account adds (sign 1) or removes (-1) e's bytes from the hot budget.
+func (d *entryDeque) account(e *qentry, sign int64) {
+	if d.hot != nil && e.msg != nil && e.ref.id != 0 {
+		d.hot.Add(sign * int64(len(e.msg.Body)))
+	}
 }
 
 const dequeBlock = 1024
@@ -64,12 +76,14 @@ func (d *entryDeque) pushBack(e qentry) {
 	}
 	d.n++
 	*d.at(d.n - 1) = e
+	d.account(&e, 1)
 }
 
 func (d *entryDeque) popFront() qentry {
 	p := d.at(0)
 	e := *p
 	*p = qentry{}
+	d.account(&e, -1)
 	d.n--
 	d.head++
 	if d.n == 0 {
@@ -118,6 +132,7 @@ func (d *entryDeque) pushFront(e qentry) {
 	d.head--
 	d.n++
 	*d.at(0) = e
+	d.account(&e, 1)
 }
 
 // insertOrdered puts e back at the place its seq gives it; requeued
@@ -142,6 +157,7 @@ func (d *entryDeque) insertOrdered(e qentry) {
 		*d.at(i) = *d.at(i - 1)
 	}
 	*d.at(lo) = e
+	d.account(&e, 1)
 }
 
 // drain removes and returns every entry.
@@ -150,6 +166,6 @@ func (d *entryDeque) drain() []qentry {
 	for d.n > 0 {
 		out = append(out, d.popFront())
 	}
-	*d = entryDeque{}
+	*d = entryDeque{hot: d.hot}
 	return out
 }

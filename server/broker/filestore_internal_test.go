@@ -72,3 +72,62 @@ func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
 		t.Fatal("no connection.blocked after the log failed")
 	}
 }
+
+// Ready persistent messages beyond the global ring budget stay on disk and
+// are read back, in order, when consumers reach them.
+func TestRingBudgetPagesToTheLog(t *testing.T) {
+	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: t.TempDir(), RingBufferBytes: 1 << 20,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.Serve() }()
+	defer s.Close()
+	conn, err := amqp.Dial("amqp://guest:guest@" + s.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("paged", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 300))
+	const n, size = 300, 10 << 10
+	for i := 0; i < n; i++ {
+		body := make([]byte, size)
+		body[0], body[1] = byte(i>>8), byte(i)
+		if err := ch.Publish("", "paged", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if c := <-confirms; !c.Ack {
+			t.Fatal("nack")
+		}
+	}
+	if hot := s.hotBytes.Load(); hot > 1<<20+size {
+		t.Fatalf("%d bytes of ready messages in memory, budget 1 MiB", hot)
+	}
+	for i := 0; i < n; i++ {
+		d, ok, err := ch.Get("paged", true)
+		if err != nil || !ok {
+			t.Fatalf("get %d: %v %v", i, ok, err)
+		}
+		if got := int(d.Body[0])<<8 | int(d.Body[1]); got != i || len(d.Body) != size {
+			t.Fatalf("message %d came back as %d (%d bytes)", i, got, len(d.Body))
+		}
+	}
+	if hot := s.hotBytes.Load(); hot != 0 {
+		t.Fatalf("%d hot bytes left after draining", hot)
+	}
+}

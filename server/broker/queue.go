@@ -112,8 +112,13 @@ func (q *Queue) push(m *Message) <-chan struct{} {
 	if q.policy.ttl >= 0 || m.hasTTL {
 		e.expires = q.expiryFor(m, time.Now())
 	}
-	if q.id != 0 && m.ref.id != 0 && q.ready.len() >= q.ringSize && q.store.Pages() {
-		e.msg = nil // the log has it; memory stays bounded by the ring
+	if q.id != 0 && m.ref.id != 0 && q.store.Pages() {
+		srv := q.vhost.server
+		if q.ready.len() >= q.ringSize || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
+			e.msg = nil // the log has it; memory stays bounded by the rings
+		} else if q.ready.hot == nil {
+			q.ready.hot = &srv.hotBytes
+		}
 	}
 	q.ready.pushBack(e)
 	var over []qentry

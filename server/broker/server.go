@@ -70,6 +70,9 @@ type Config struct {
 	// memory; older ones already in the log are read back when consumers
 	// reach them (default 16384).
 	RingBufferSize int
+	// RingBufferBytes bounds the bodies of ready persistent messages that
+	// durable queues together keep in memory (default 256 MiB).
+	RingBufferBytes int64
 	// Logger receives the broker's logs (default: slog.Default()).
 	Logger *slog.Logger
 	// DisableHeartbeatDefault makes a zero Heartbeat mean "disabled" rather
@@ -105,6 +108,9 @@ func (c *Config) setDefaults() {
 	if c.RingBufferSize <= 0 {
 		c.RingBufferSize = 16384
 	}
+	if c.RingBufferBytes <= 0 {
+		c.RingBufferBytes = 256 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -124,6 +130,9 @@ type Server struct {
 	conns       map[*conn]struct{}
 	vhosts      map[string]*VHost
 	alarmReason string
+	// hotBytes is the body bytes of ready, pageable messages held in memory
+	// by durable queues, against cfg.RingBufferBytes.
+	hotBytes atomic.Int64
 	// alarmChan points at a copy of alarmClear while an alarm is raised,
 	// for lock-free reads.
 	alarmChan  atomic.Pointer[chan struct{}]

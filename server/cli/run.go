@@ -194,6 +194,7 @@ func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Se
 	bc.SegmentSize = c.Storage.SegmentSize
 	bc.WALBatchBytes = c.Engine.WALBatchSize
 	bc.RingBufferSize = c.Engine.RingBufferSize
+	bc.RingBufferBytes = c.Engine.RingBufferBytes
 	bc.NoSync = c.Storage.Fsync == "never"
 	bc.DiscardPersistent = !c.Storage.Persistent
 	return broker.Open(bc)

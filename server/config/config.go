@@ -72,6 +72,7 @@ type Server struct {
 // Engine tunes the durable message engine.
 type Engine struct {
 	RingBufferSize  int      `key:"ringbuffersize" min:"16" max:"16777216" doc:"ready messages per durable queue kept in memory; older ones are read back from the log"`
+	RingBufferBytes int64    `key:"ringbufferbytes" min:"1048576" max:"1099511627776" doc:"bytes of ready persistent messages all durable queues together keep in memory; past it new ones are read back from the log"`
 	WALBatchSize    int      `key:"walbatchsize" min:"4096" max:"268435456" doc:"most bytes in one group-commit write to the message log"`
 	WALBatchTimeout Duration `key:"walbatchtimeout" min:"0" max:"1s" doc:"longest a write waits for others to join its group commit (0s: none)"`
 }
@@ -104,7 +105,7 @@ func Defaults() Config {
 			LogLevel: "info", LogFormat: "text", MemoryLimitPercent: 40, DiskFreeLimit: 50 << 20,
 			ResourceCheckInterval: Duration(time.Second), ShutdownTimeout: Duration(30 * time.Second),
 		},
-		Engine:    Engine{RingBufferSize: 16384, WALBatchSize: 4 << 20, WALBatchTimeout: 0},
+		Engine:    Engine{RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0},
 		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419},
 	}
 }
