@@ -11,12 +11,13 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// A failed fsync nacks the publishes it covered and raises an alarm that
-// blocks publishers.
-func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
-	fsys := wal.NewMemFS()
-	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: t.TempDir(), logFS: fsys,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+// startDurable runs a server with a data directory on a random port and
+// connects to it; both are closed when the test ends.
+func startDurable(t *testing.T, cfg Config) (*Server, *amqp.Connection) {
+	t.Helper()
+	cfg.Address, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,13 +25,20 @@ func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _ = s.Serve() }()
-	defer s.Close()
-
+	t.Cleanup(func() { _ = s.Close() })
 	conn, err := amqp.Dial("amqp://guest:guest@" + s.Addr().String() + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	return s, conn
+}
+
+// A failed fsync nacks the publishes it covered and raises an alarm that
+// blocks publishers.
+func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
+	fsys := wal.NewMemFS()
+	_, conn := startDurable(t, Config{logFS: fsys})
 	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 2))
 	ch, err := conn.Channel()
 	if err != nil {
@@ -76,21 +84,7 @@ func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
 // Ready persistent messages beyond the global ring budget stay on disk and
 // are read back, in order, when consumers reach them.
 func TestRingBudgetPagesToTheLog(t *testing.T) {
-	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: t.TempDir(), RingBufferBytes: 1 << 20,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.Serve() }()
-	defer s.Close()
-	conn, err := amqp.Dial("amqp://guest:guest@" + s.Addr().String() + "/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	s, conn := startDurable(t, Config{RingBufferBytes: 1 << 20})
 	ch, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
