@@ -37,10 +37,13 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 				"expected content header for class 60, got non content header frame instead")
 		}
 		if len(f.Payload) >= 4 && binary.BigEndian.Uint32(f.Payload) == basicPublishID {
-			// The hot path: decode into the channel's own struct. It is
-			// free again once the content is complete (ch.publish nil).
-			if err := ch.publishArgs.DecodeArgs(f.Payload[4:]); err != nil {
-				return decodeFailure(err)
+			// The hot path: decode into the channel's own struct (free
+			// again once the content is complete), reusing the previous
+			// publish's name strings when the bytes are the same.
+			if !ch.decodePublish(f.Payload[4:]) {
+				if err := ch.publishArgs.DecodeArgs(f.Payload[4:]); err != nil {
+					return decodeFailure(err)
+				}
 			}
 			return ch.handleMethod(&ch.publishArgs)
 		}
@@ -688,4 +691,41 @@ func (ch *channel) queueNamed(name string) *Queue {
 		ch.qcache[name] = q
 	}
 	return q
+}
+
+// decodePublish parses basic.publish's arguments into ch.publishArgs
+// without allocating when the exchange and routing key repeat the previous
+// publish's (the common case). It reports false on anything unusual, and
+// the generated decoder then gives the precise error.
+func (ch *channel) decodePublish(b []byte) bool {
+	// reserved-1 (short), exchange (shortstr), routing-key (shortstr), bits.
+	if len(b) < 3 {
+		return false
+	}
+	i := 2
+	xl := int(b[i])
+	i++
+	if len(b) < i+xl+1 {
+		return false
+	}
+	x := b[i : i+xl]
+	i += xl
+	kl := int(b[i])
+	i++
+	if len(b) != i+kl+1 {
+		return false
+	}
+	k := b[i : i+kl]
+	bits := b[i+kl]
+	p := &ch.publishArgs
+	p.Reserved1 = binary.BigEndian.Uint16(b)
+	if string(x) != p.Exchange {
+		p.Exchange = string(x)
+	}
+	if string(k) != p.RoutingKey {
+		p.RoutingKey = string(k)
+	}
+	p.Mandatory = bits&1 != 0
+	p.Immediate = bits&2 != 0
+	return true
 }
