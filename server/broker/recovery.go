@@ -26,12 +26,15 @@ func Open(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	sync := wal.SyncBatch
-	if cfg.NoSync {
+	switch {
+	case cfg.NoSync:
 		sync = wal.SyncNever
+	case cfg.FsyncEveryRecord:
+		sync = wal.SyncAlways
 	}
 	start := time.Now()
 	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
-		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, FS: cfg.logFS})
+		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay, FS: cfg.logFS})
 	if err != nil {
 		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
 	}

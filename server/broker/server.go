@@ -64,6 +64,12 @@ type Config struct {
 	// DiscardPersistent keeps persistent messages in memory only, like
 	// transient ones (storage.persistent: false); definitions still last.
 	DiscardPersistent bool
+	// FsyncEveryRecord writes and fsyncs each log record on its own, with
+	// no group commit (storage.fsync: always).
+	FsyncEveryRecord bool
+	// WALBatchDelay holds each group-commit batch open this long for more
+	// appends (engine.walbatchtimeout; 0: write as soon as possible).
+	WALBatchDelay time.Duration
 	// NoSync skips fsync (benchmarks and tests of non-durable behaviour only).
 	NoSync bool
 	// RingBufferSize is how many ready messages of a durable queue stay in

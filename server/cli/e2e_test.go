@@ -797,3 +797,56 @@ func TestStoragePersistentKey(t *testing.T) {
 		})
 	}
 }
+
+// storage.fsync and engine.walbatchtimeout reach the message log: "always"
+// writes each record as its own batch; a batch timeout gathers quick
+// publishes into one batch (and delays their confirms by about as much).
+func TestLogSyncKeys(t *testing.T) {
+	cases := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, batches float64, took time.Duration)
+	}{
+		{"fsync always", []string{"--storage-fsync", "always"}, func(t *testing.T, batches float64, _ time.Duration) {
+			if batches < 20 {
+				t.Errorf("%v batches for 20 persistent publishes, want one each", batches)
+			}
+		}},
+		{"walbatchtimeout", []string{"--engine-walbatchtimeout", "300ms"}, func(t *testing.T, batches float64, took time.Duration) {
+			if batches > 3 {
+				t.Errorf("%v batches for 20 quick publishes with a 300ms batch timeout", batches)
+			}
+			if took < 250*time.Millisecond {
+				t.Errorf("confirms after %v, want the batch held open ~300ms", took)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tport := freePort(t)
+			args := append([]string{"run", "--enable-telemetry", "--telemetry-port", strconv.Itoa(tport)}, tc.args...)
+			p := start(t, args)
+			c := dial(t, p.url)
+			ch, _ := c.Channel()
+			if _, err := ch.QueueDeclare("d", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+			ch.Confirm(false)
+			acks := ch.NotifyPublish(make(chan amqp.Confirmation, 20))
+			base := fmt.Sprintf("http://127.0.0.1:%d/metrics", tport)
+			before, _ := strconv.ParseFloat(metrics(t, base)["amqp_wal_batches_total"], 64)
+			t0 := time.Now()
+			for i := 0; i < 20; i++ {
+				ch.Publish("", "d", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("x")})
+			}
+			for i := 0; i < 20; i++ {
+				if a := <-acks; !a.Ack {
+					t.Fatal("nack")
+				}
+			}
+			took := time.Since(t0)
+			after, _ := strconv.ParseFloat(metrics(t, base)["amqp_wal_batches_total"], 64)
+			tc.check(t, after-before, took)
+		})
+	}
+}

@@ -197,6 +197,8 @@ func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Se
 	bc.RingBufferBytes = c.Engine.RingBufferBytes
 	bc.NoSync = c.Storage.Fsync == "never"
 	bc.DiscardPersistent = !c.Storage.Persistent
+	bc.FsyncEveryRecord = c.Storage.Fsync == "always"
+	bc.WALBatchDelay = time.Duration(c.Engine.WALBatchTimeout)
 	return broker.Open(bc)
 }
 

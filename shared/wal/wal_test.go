@@ -718,3 +718,44 @@ func TestReadMessageLargeBodyAndBadPosition(t *testing.T) {
 		t.Fatalf("read beyond the tail: %v", err)
 	}
 }
+
+// appendAsync appends n messages without waiting and then waits for all of
+// their callbacks.
+func appendAsync(t *testing.T, l *Log, n int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		if _, err := l.Append(testMsg(fmt.Sprint("a", i), 1), func(err error) {
+			if err != nil {
+				t.Error(err)
+			}
+			wg.Done()
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+}
+
+func TestSyncAlwaysFsyncsEveryRecord(t *testing.T) {
+	l, _ := openMem(t, NewMemFS(), func(o *Options) { o.Sync = SyncAlways })
+	before := l.Stats()
+	appendAsync(t, l, 20)
+	s := l.Stats()
+	if got := s.Fsyncs - before.Fsyncs; got < 20 {
+		t.Fatalf("%d fsyncs for 20 records under SyncAlways", got)
+	}
+}
+
+func TestBatchDelayGathersAppends(t *testing.T) {
+	l, _ := openMem(t, NewMemFS(), func(o *Options) { o.BatchDelay = 200 * time.Millisecond })
+	before := l.Stats()
+	appendAsync(t, l, 50)
+	s := l.Stats()
+	// The first append opens a batch that stays open 200 ms; the other 49
+	// are queued well within that and join it.
+	if got := s.Batches - before.Batches; got > 2 {
+		t.Fatalf("%d batches for 50 quick appends with a 200 ms batch delay", got)
+	}
+}
