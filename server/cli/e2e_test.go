@@ -283,7 +283,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	p := start(t, []string{"run"})
 	setup := dial(t, p.url)
 	sch, _ := setup.Channel()
-	if _, err := sch.QueueDeclare("load", false, false, false, false, nil); err != nil {
+	if _, err := sch.QueueDeclare("load", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	var confirmed atomic.Int64
@@ -303,7 +303,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; ; i++ {
-				if err := ch.Publish("", "load", false, false, amqp.Publishing{Body: []byte("m")}); err != nil {
+				if err := ch.Publish("", "load", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("m")}); err != nil {
 					return
 				}
 			}
@@ -333,6 +333,17 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	}
 	if !strings.Contains(p.stderr.String(), "msg=stopped") {
 		t.Errorf("no clean stop in the log:\n%s", p.stderr)
+	}
+	// Every confirmed message is still there after the restart.
+	want := confirmed.Load()
+	p = startIn(t, p.dir, p.port, []string{"run"})
+	ch, _ := dial(t, p.url).Channel()
+	q, err := ch.QueueDeclarePassive("load", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(q.Messages) < want {
+		t.Fatalf("%d messages after the restart, but %d were confirmed", q.Messages, want)
 	}
 }
 
