@@ -112,6 +112,8 @@ func startIn(t *testing.T, dir string, port int, args []string, env ...string) *
 	p.cmd.Env = baseEnv(dir, port, env...)
 	p.cmd.Stderr = p.stderr
 	p.cmd.Stdout = p.stderr
+	// A test binary killed by its timeout must not leave servers behind.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -644,6 +646,22 @@ func TestMemoryAlarmBlocksPublisher(t *testing.T) {
 			n++
 		case <-time.After(30 * time.Second):
 			t.Fatalf("publisher did not stop; max RSS %d MiB", maxRSS.Load()>>20)
+		}
+	}
+	// Close the publisher while the consumer still drains: like RabbitMQ,
+	// the broker does not read a blocked publisher, so its close is read
+	// only once the alarm clears.
+	closed := make(chan error, 1)
+	go func() { closed <- pub.Close() }()
+	for done := false; !done; {
+		select {
+		case <-closed:
+			done = true
+		case d := <-ds:
+			d.Ack(false)
+			n++
+		case <-time.After(30 * time.Second):
+			t.Fatalf("publisher's close never went through; max RSS %d MiB", maxRSS.Load()>>20)
 		}
 	}
 	if n == 0 {

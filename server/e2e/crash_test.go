@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -82,6 +83,8 @@ func startBroker(t *testing.T, dataDir string, port int) *broker {
 		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), "AMQP_STORAGE_PATH="+dataDir)
 	b.cmd.Stderr = lockedWriter{b.mu, b.logs}
 	b.cmd.Stdout = lockedWriter{b.mu, b.logs}
+	// A test binary killed by its timeout must not leave servers behind.
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
