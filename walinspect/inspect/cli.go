@@ -16,16 +16,29 @@ const (
 	ExitError   = 2 // usage error or unreadable directory
 )
 
-var dirFlag = &cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "WAL directory", Required: true}
+var dirFlag = &cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Required: true,
+	Usage: "the segment log directory (DATA/messages) or the server's data directory DATA"}
 var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "machine-readable output"}
 
 // Run runs walinspect with args (args[0] is the program name) and returns
 // the process exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
 	code := ExitOK
+	// logDir resolves --dir; in text mode it says on stderr when it used
+	// DIR/messages.
+	logDir := func(c *cli.Context) string {
+		d, sub := LogDir(c.String("dir"))
+		if sub && !c.Bool("json") {
+			fmt.Fprintf(stderr, "walinspect: using the segment log in %s\n", d)
+		}
+		return d
+	}
 	app := &cli.App{
-		Name:           "walinspect",
-		Usage:          "read-only inspection of an AMQP-Go WAL directory",
+		Name:  "walinspect",
+		Usage: "read-only inspection of an AMQP-Go WAL directory",
+		Description: "--dir is the segment log directory (VERSION, LOCK, *.wal) or the server's data\n" +
+			"directory: if DIR/messages holds a VERSION file or .wal segments, DIR/messages is read.\n" +
+			"walinspect takes no lock and writes nothing, so it is safe next to a running server.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -39,7 +52,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 						Usage: "one line per segment: size, records, id range, live share, checksum status",
 						Flags: []cli.Flag{dirFlag, jsonFlag},
 						Action: func(c *cli.Context) error {
-							segs, err := Segments(c.String("dir"))
+							segs, err := Segments(logDir(c))
 							if err != nil {
 								return err
 							}
@@ -66,7 +79,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 						Flags: []cli.Flag{dirFlag, jsonFlag},
 						Action: func(c *cli.Context) error {
 							enc := json.NewEncoder(stdout)
-							return Records(c.String("dir"), func(r *RecordInfo) error {
+							return Records(logDir(c), func(r *RecordInfo) error {
 								if c.Bool("json") {
 									return enc.Encode(r)
 								}
@@ -82,7 +95,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 				Usage: "check every checksum; exit 1 on corruption",
 				Flags: []cli.Flag{dirFlag, jsonFlag},
 				Action: func(c *cli.Context) error {
-					res, err := Verify(c.String("dir"))
+					res, err := Verify(logDir(c))
 					if err != nil {
 						return err
 					}

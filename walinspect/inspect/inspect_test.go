@@ -19,7 +19,12 @@ import (
 // positions of the messages.
 func buildStore(t *testing.T) (string, []wal.Position) {
 	t.Helper()
-	dir := t.TempDir()
+	return buildStoreIn(t, t.TempDir())
+}
+
+// buildStoreIn is buildStore in dir (created if needed).
+func buildStoreIn(t *testing.T, dir string) (string, []wal.Position) {
+	t.Helper()
 	l, _, err := wal.Open(wal.Options{Dir: dir, SegmentSize: 2 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -190,5 +195,66 @@ func TestBinary(t *testing.T) {
 	out, err = cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "CORRUPT") {
 		t.Fatalf("verify of corrupt store: %v\n%s", err, out)
+	}
+}
+
+// TestDataDir: --dir may name the server's data directory; the tool then
+// reads DATA/messages and says so on stderr, except with --json.
+func TestDataDir(t *testing.T) {
+	data := t.TempDir()
+	logDir := filepath.Join(data, DataSubdir)
+	buildStoreIn(t, logDir)
+	if err := os.Mkdir(filepath.Join(data, "definitions"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, filepath.Join(logDir, wal.SegmentFileName(1)), wal.SegmentHeaderSize+30) // verify exits 1 on both forms
+	for _, cmd := range [][]string{{"dump", "segments"}, {"dump", "records"}, {"verify"}} {
+		for _, js := range []bool{false, true} {
+			args := cmd
+			if js {
+				args = append(args[:len(args):len(args)], "--json")
+			}
+			wantOut, wantErr, wantCode := run(t, append(args, "--dir", logDir)...)
+			if wantErr != "" || wantOut == "" {
+				t.Fatalf("%v --dir %s: stderr %q, stdout %q", args, logDir, wantErr, wantOut)
+			}
+			out, errs, code := run(t, append(args, "--dir", data)...)
+			if out != wantOut || code != wantCode {
+				t.Fatalf("%v --dir DATA: exit %d (want %d), output differs:\n%s\nwant:\n%s", args, code, wantCode, out, wantOut)
+			}
+			wantErr = "walinspect: using the segment log in " + logDir + "\n"
+			if js {
+				wantErr = ""
+			}
+			if errs != wantErr {
+				t.Fatalf("%v --dir DATA: stderr %q, want %q", args, errs, wantErr)
+			}
+		}
+	}
+}
+
+func TestLogDir(t *testing.T) {
+	data := t.TempDir()
+	sub := filepath.Join(data, DataSubdir)
+	if d, ok := LogDir(data); d != data || ok {
+		t.Fatalf("no messages dir: %s %v", d, ok)
+	}
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := LogDir(data); d != data || ok {
+		t.Fatalf("empty messages dir: %s %v", d, ok)
+	}
+	os.WriteFile(filepath.Join(sub, wal.SegmentFileName(7)), nil, 0o644) // segments without VERSION
+	if d, ok := LogDir(data); d != sub || !ok {
+		t.Fatalf("messages dir with a segment: %s %v", d, ok)
+	}
+	os.Remove(filepath.Join(sub, wal.SegmentFileName(7)))
+	os.WriteFile(filepath.Join(sub, wal.VersionFile), []byte("amqp-go-wal 1\n"), 0o644)
+	if d, ok := LogDir(data); d != sub || !ok {
+		t.Fatalf("messages dir with VERSION: %s %v", d, ok)
+	}
+	if d, ok := LogDir(sub); d != sub || ok {
+		t.Fatalf("the log dir itself: %s %v", d, ok)
 	}
 }
