@@ -20,16 +20,27 @@ const (
 // returns the process exit code.
 func Run(args []string, stdout, stderr io.Writer) int {
 	code := ExitOK
-	dir := &cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Usage: "WAL directory", Required: true}
+	dir := &cli.StringFlag{Name: "dir", Aliases: []string{"d"}, Required: true,
+		Usage: "the segment log directory (DATA/messages) or the server's data directory DATA"}
 	asJSON := &cli.BoolFlag{Name: "json", Usage: "machine-readable output"}
-	dry := &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "report what would change, change nothing"}
+	dry := &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "report what would change, write nothing (no backup either)"}
+	noBackup := &cli.BoolFlag{Name: "no-backup", Usage: "do not copy the files about to change into DIR/backup/<UTC time>/"}
+	opts := func(c *cli.Context) Options {
+		return Options{DryRun: c.Bool("dry-run"), NoBackup: c.Bool("no-backup")}
+	}
+	// locked resolves --dir to the log directory (DIR or DIR/messages) and
+	// runs fn holding that directory's LOCK, the file the server locks.
 	locked := func(c *cli.Context, fn func(dir string) error) error {
-		l, err := Lock(c.String("dir"))
+		d, sub := LogDir(c.String("dir"))
+		if sub && !c.Bool("json") {
+			fmt.Fprintf(stderr, "recovery-tool: using the segment log in %s\n", d)
+		}
+		l, err := Lock(d)
 		if err != nil {
 			return err
 		}
 		defer l.Close()
-		return fn(c.String("dir"))
+		return fn(d)
 	}
 	printReport := func(c *cli.Context, what string, rep *Report) error {
 		if c.Bool("json") {
@@ -55,11 +66,24 @@ func Run(args []string, stdout, stderr io.Writer) int {
 		if rep.UnknownQueues {
 			fmt.Fprintln(stdout, "some quarantined regions named no queue: any queue may be affected")
 		}
+		switch {
+		case rep.Backup != "":
+			fmt.Fprintf(stdout, "originals of %d changed files backed up in %s\n", len(rep.BackedUp), rep.Backup)
+		case c.Bool("no-backup") && !rep.DryRun && len(rep.Actions) > 0:
+			fmt.Fprintln(stdout, "no backup kept (--no-backup)")
+		}
 		return nil
 	}
 	app := &cli.App{
-		Name:           "recovery-tool",
-		Usage:          "offline verify, repair and compaction of an AMQP-Go WAL directory (stop the server first)",
+		Name:  "recovery-tool",
+		Usage: "offline verify, repair and compaction of an AMQP-Go WAL directory (stop the server first)",
+		Description: "--dir is the segment log directory (VERSION, LOCK, *.wal) or the server's data\n" +
+			"directory: if DIR/messages holds a VERSION file or .wal segments, DIR/messages is used,\n" +
+			"and its LOCK is the one checked. Below, DIR is that log directory.\n" +
+			"repair and compact keep a backup of every file they change: before a segment is\n" +
+			"truncated, rewritten, moved or deleted, the original is copied byte for byte into\n" +
+			"DIR/backup/<UTC time>/ (one new directory per run), unless --no-backup is given.\n" +
+			"--dry-run writes nothing at all. Bytes cut out of segments also go to DIR/quarantine/.",
 		Writer:         stdout,
 		ErrWriter:      stderr,
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -101,11 +125,11 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			},
 			{
 				Name:  "repair",
-				Usage: "truncate torn tails, quarantine corrupt records under DIR/quarantine, rewrite damaged segments",
-				Flags: []cli.Flag{dir, dry, asJSON},
+				Usage: "truncate torn tails, quarantine corrupt records under DIR/quarantine, rewrite damaged segments (originals backed up in DIR/backup)",
+				Flags: []cli.Flag{dir, dry, noBackup, asJSON},
 				Action: func(c *cli.Context) error {
 					return locked(c, func(d string) error {
-						rep, err := Repair(d, c.Bool("dry-run"))
+						rep, err := Repair(d, opts(c))
 						if perr := printReport(c, "repair", rep); err == nil {
 							err = perr
 						}
@@ -115,12 +139,12 @@ func Run(args []string, stdout, stderr io.Writer) int {
 			},
 			{
 				Name:  "compact",
-				Usage: "rewrite sparse segments keeping only live messages",
-				Flags: []cli.Flag{dir, dry, asJSON, &cli.Float64Flag{Name: "threshold", Value: DefaultThreshold,
+				Usage: "rewrite sparse segments keeping only live messages (originals backed up in DIR/backup)",
+				Flags: []cli.Flag{dir, dry, noBackup, asJSON, &cli.Float64Flag{Name: "threshold", Value: DefaultThreshold,
 					Usage: "compact segments whose live bytes are below this share of their size"}},
 				Action: func(c *cli.Context) error {
 					return locked(c, func(d string) error {
-						rep, err := Compact(d, c.Float64("threshold"), c.Bool("dry-run"))
+						rep, err := Compact(d, c.Float64("threshold"), opts(c))
 						if perr := printReport(c, "compact", rep); err == nil {
 							err = perr
 						}

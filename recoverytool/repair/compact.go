@@ -30,15 +30,18 @@ type dropRec struct {
 // it is the last one. Each rewrite is atomic: new file, fsync, rename,
 // fsync dir. It refuses a log with corruption or a torn tail (run repair
 // first). The caller holds the lock. Message positions change, which is
-// why compaction is offline.
+// why compaction is offline. Unless o.NoBackup, every file is copied into
+// DIR/backup/<UTC time>/ before it is rewritten or deleted.
 //
 // Safety: every message record that names a dead (queue, id) pair in a
 // segment that is kept as is must stay dead. The record that killed it (an
 // ack or drop) lives in the same or a later segment; when that segment is
 // compacted, the kill is re-emitted (acks as new ack refs, drops kept).
 // Compaction runs oldest first, so compacted segments name no dead pairs.
-func Compact(dir string, threshold float64, dryRun bool) (*Report, error) {
+func Compact(dir string, threshold float64, o Options) (*Report, error) {
+	dryRun := o.DryRun
 	rep := &Report{DryRun: dryRun, Actions: []Action{}}
+	bk := newBackup(dir, o, rep)
 	r, err := wal.OpenReader(dir)
 	if err != nil {
 		return rep, err
@@ -192,6 +195,9 @@ func Compact(dir string, threshold float64, dryRun bool) (*Report, error) {
 			rep.Actions = append(rep.Actions, Action{Kind: "delete", File: file, Bytes: seg.Size,
 				Detail: fmt.Sprintf("no live messages among %d and no needed acks", total)})
 			if !dryRun {
+				if err := bk.save(seg.Path); err != nil {
+					return rep, err
+				}
 				if err := os.Remove(seg.Path); err != nil {
 					return rep, err
 				}
@@ -208,7 +214,7 @@ func Compact(dir string, threshold float64, dryRun bool) (*Report, error) {
 			Detail: fmt.Sprintf("kept %d/%d messages (%d dead queue refs trimmed), %d ack refs re-emitted, %d drops kept, %d -> %d bytes",
 				kept, total, trimmed, nre, keptDrops, seg.Size, len(buf))})
 		if !dryRun {
-			if err := replaceAtomic(seg.Path, buf); err != nil {
+			if err := replaceAtomic(seg.Path, buf, bk); err != nil {
 				return rep, err
 			}
 		}

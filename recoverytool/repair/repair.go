@@ -2,7 +2,9 @@
 // and compaction of a WAL directory. Every command takes the directory's
 // LOCK first, so it refuses to run next to a live server; mutating commands
 // honour DryRun by planning without writing. Repairs never delete bytes:
-// whatever is cut from a segment is first copied into DIR/quarantine/.
+// whatever is cut from a segment is first copied into DIR/quarantine/, and
+// unless NoBackup is set every file repair or compact changes is first
+// copied whole into DIR/backup/<UTC time>/.
 package repair
 
 import (
@@ -100,6 +102,11 @@ type Report struct {
 	AffectedQueues []uint64 `json:"affected_queues,omitempty"`
 	// UnknownQueues is set when some quarantined region named no queue.
 	UnknownQueues bool `json:"unknown_queues,omitempty"`
+	// Backup is this run's backup directory and BackedUp the files copied
+	// into it (their original names), before any of them changed; both
+	// are empty when nothing changed, on a dry run and with NoBackup.
+	Backup   string   `json:"backup,omitempty"`
+	BackedUp []string `json:"backed_up,omitempty"`
 }
 
 // segPlan is what repair found in one segment.
@@ -113,8 +120,10 @@ type segPlan struct {
 // Repair truncates torn tails, moves corrupt regions into quarantine and
 // rewrites the affected segments with their valid records; it writes a
 // missing VERSION file. The caller holds the lock.
-func Repair(dir string, dryRun bool) (*Report, error) {
+func Repair(dir string, o Options) (*Report, error) {
+	dryRun := o.DryRun
 	rep := &Report{DryRun: dryRun, Actions: []Action{}}
+	bk := newBackup(dir, o, rep)
 	fsys := wal.OSFS{}
 	verr := wal.CheckVersion(fsys, dir)
 	switch {
@@ -161,7 +170,7 @@ func Repair(dir string, dryRun bool) (*Report, error) {
 		}
 		last := i == len(segs)-1
 		if len(p.bad) == 1 && p.bad[0].Torn && last {
-			if err := fixTornTail(dir, p, dryRun, rep); err != nil {
+			if err := fixTornTail(dir, p, dryRun, bk, rep); err != nil {
 				return rep, err
 			}
 			continue
@@ -175,7 +184,7 @@ func Repair(dir string, dryRun bool) (*Report, error) {
 		}); err != nil {
 			return rep, err
 		}
-		if err := rewriteCorrupt(dir, p, rec.NextID, dryRun, rep); err != nil {
+		if err := rewriteCorrupt(dir, p, rec.NextID, dryRun, bk, rep); err != nil {
 			return rep, err
 		}
 	}
@@ -233,11 +242,22 @@ func writeDurable(name string, data []byte) error {
 	return wal.OSFS{}.SyncDir(filepath.Dir(name))
 }
 
-// replaceAtomic writes data to a temporary file, fsyncs it, renames it over
-// name and fsyncs the directory.
-func replaceAtomic(name string, data []byte) error {
+// replaceAtomic backs up name (and a leftover temporary file), writes data
+// to a temporary file, fsyncs it, renames it over name and fsyncs the
+// directory.
+func replaceAtomic(name string, data []byte, bk *backup) error {
 	tmp := name + ".tmp"
-	os.Remove(tmp)
+	if _, err := os.Stat(tmp); err == nil {
+		if err := bk.save(tmp); err != nil {
+			return err
+		}
+		if err := os.Remove(tmp); err != nil {
+			return err
+		}
+	}
+	if err := bk.save(name); err != nil {
+		return err
+	}
 	if err := writeDurable(tmp, data); err != nil {
 		return err
 	}
@@ -247,7 +267,7 @@ func replaceAtomic(name string, data []byte) error {
 	return wal.OSFS{}.SyncDir(filepath.Dir(name))
 }
 
-func fixTornTail(dir string, p *segPlan, dryRun bool, rep *Report) error {
+func fixTornTail(dir string, p *segPlan, dryRun bool, bk *backup, rep *Report) error {
 	b := p.bad[0]
 	file := filepath.Base(p.seg.Path)
 	if b.Offset == 0 {
@@ -257,6 +277,9 @@ func fixTornTail(dir string, p *segPlan, dryRun bool, rep *Report) error {
 			Detail: "last segment has no valid header or record (" + b.Problem.Reason + "); moved aside whole"})
 		if dryRun {
 			return nil
+		}
+		if err := bk.save(p.seg.Path); err != nil {
+			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(q), 0o755); err != nil {
 			return err
@@ -272,6 +295,9 @@ func fixTornTail(dir string, p *segPlan, dryRun bool, rep *Report) error {
 		Detail: "torn tail (" + b.Problem.Reason + ")"})
 	if dryRun {
 		return nil
+	}
+	if err := bk.save(p.seg.Path); err != nil {
+		return err
 	}
 	if err := saveQuarantine(q, p.seg.Path, b.Offset, n); err != nil {
 		return err
@@ -289,7 +315,7 @@ func fixTornTail(dir string, p *segPlan, dryRun bool, rep *Report) error {
 	return err
 }
 
-func rewriteCorrupt(dir string, p *segPlan, nextID uint64, dryRun bool, rep *Report) error {
+func rewriteCorrupt(dir string, p *segPlan, nextID uint64, dryRun bool, bk *backup, rep *Report) error {
 	file := filepath.Base(p.seg.Path)
 	hdr := p.header
 	if hdr.Number == 0 {
@@ -328,7 +354,7 @@ func rewriteCorrupt(dir string, p *segPlan, nextID uint64, dryRun bool, rep *Rep
 	for _, r := range p.records {
 		buf = append(buf, r...)
 	}
-	return replaceAtomic(p.seg.Path, buf)
+	return replaceAtomic(p.seg.Path, buf, bk)
 }
 
 func rel(dir, p string) string {

@@ -178,6 +178,7 @@ func TestRepairTornTail(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "changed") {
 		t.Fatalf("exit %d: %s", code, out)
 	}
+	checkBackup(t, s.dir, before, out)
 	q := filepath.Join(s.dir, QuarantineDir, fmt.Sprintf("%s.%012d.torn", filepath.Base(last.Path), last.Size))
 	if b, err := os.ReadFile(q); err != nil || !bytes.Equal(b, garbage) {
 		t.Fatalf("quarantine %s: %v %x", q, err, b)
@@ -211,6 +212,7 @@ func TestRepairCorruption(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "queues that may have lost messages or acks: [4 5]") {
 		t.Fatalf("exit %d: %s", code, out)
 	}
+	checkBackup(t, s.dir, before, out)
 	q := filepath.Join(s.dir, QuarantineDir, fmt.Sprintf("%s.%012d.corrupt", filepath.Base(seg), victim.Offset))
 	b, err := os.ReadFile(q)
 	if err != nil || int64(len(b)) != size {
@@ -270,9 +272,12 @@ func TestCompact(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "rewrite") {
 		t.Fatalf("exit %d: %s", code, out)
 	}
+	backup := checkBackup(t, s.dir, before, out)
 	var sizeAfter int64
-	for _, v := range snapshot(t, s.dir) {
-		sizeAfter += int64(len(v))
+	for p, v := range snapshot(t, s.dir) {
+		if !strings.HasPrefix(p, backup+string(filepath.Separator)) {
+			sizeAfter += int64(len(v))
+		}
 	}
 	t.Logf("compact: %d -> %d bytes\n%s", sizeBefore, sizeAfter, out)
 	if sizeAfter >= sizeBefore*2/3 {
@@ -323,6 +328,7 @@ func TestRepairRebuildsVersionAndQuarantinesHeaderlessTail(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "write-version") || !strings.Contains(out, "quarantine-file") {
 		t.Fatalf("exit %d: %s %s", code, out, errs)
 	}
+	checkBackup(t, s.dir, before, out) // the moved segment; VERSION is new
 	if _, err := os.Stat(torn); err == nil {
 		t.Fatal("headerless segment still in place")
 	}

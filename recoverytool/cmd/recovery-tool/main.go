@@ -1,6 +1,9 @@
 // Command recovery-tool verifies, repairs and compacts an AMQP-Go WAL
 // directory offline: it takes the directory's lock and refuses to run
-// (exit 1) while a server holds it. repair and compact accept --dry-run.
+// (exit 1) while a server holds it. --dir is the log directory or the
+// server's data directory (then DATA/messages is used). repair and compact
+// back up every file they change into DIR/backup/<UTC time>/ unless
+// --no-backup, and accept --dry-run.
 package main
 
 import (
