@@ -191,7 +191,7 @@ func TestBackupRunDirsAreNeverReused(t *testing.T) {
 // DATA/messages/backup.
 func TestDataDir(t *testing.T) {
 	data := t.TempDir()
-	logDir := filepath.Join(data, DataSubdir)
+	logDir := filepath.Join(data, wal.DataSubdir)
 	if err := os.Mkdir(filepath.Join(data, "definitions"), 0o755); err != nil {
 		t.Fatal(err)
 	}

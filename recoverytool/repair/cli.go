@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/amqp-go/amqp-go/shared/wal"
 	"io"
 
 	"github.com/urfave/cli/v2"
@@ -31,7 +32,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	// locked resolves --dir to the log directory (DIR or DIR/messages) and
 	// runs fn holding that directory's LOCK, the file the server locks.
 	locked := func(c *cli.Context, fn func(dir string) error) error {
-		d, sub := LogDir(c.String("dir"))
+		d, sub := wal.LogDir(c.String("dir"))
 		if sub && !c.Bool("json") {
 			fmt.Fprintf(stderr, "recovery-tool: using the segment log in %s\n", d)
 		}

@@ -3,6 +3,7 @@ package inspect
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/amqp-go/amqp-go/shared/wal"
 	"io"
 	"strings"
 
@@ -27,7 +28,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	// logDir resolves --dir; in text mode it says on stderr when it used
 	// DIR/messages.
 	logDir := func(c *cli.Context) string {
-		d, sub := LogDir(c.String("dir"))
+		d, sub := wal.LogDir(c.String("dir"))
 		if sub && !c.Bool("json") {
 			fmt.Fprintf(stderr, "walinspect: using the segment log in %s\n", d)
 		}

@@ -202,7 +202,7 @@ func TestBinary(t *testing.T) {
 // reads DATA/messages and says so on stderr, except with --json.
 func TestDataDir(t *testing.T) {
 	data := t.TempDir()
-	logDir := filepath.Join(data, DataSubdir)
+	logDir := filepath.Join(data, wal.DataSubdir)
 	buildStoreIn(t, logDir)
 	if err := os.Mkdir(filepath.Join(data, "definitions"), 0o755); err != nil {
 		t.Fatal(err)
@@ -235,26 +235,26 @@ func TestDataDir(t *testing.T) {
 
 func TestLogDir(t *testing.T) {
 	data := t.TempDir()
-	sub := filepath.Join(data, DataSubdir)
-	if d, ok := LogDir(data); d != data || ok {
+	sub := filepath.Join(data, wal.DataSubdir)
+	if d, ok := wal.LogDir(data); d != data || ok {
 		t.Fatalf("no messages dir: %s %v", d, ok)
 	}
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if d, ok := LogDir(data); d != data || ok {
+	if d, ok := wal.LogDir(data); d != data || ok {
 		t.Fatalf("empty messages dir: %s %v", d, ok)
 	}
 	os.WriteFile(filepath.Join(sub, wal.SegmentFileName(7)), nil, 0o644) // segments without VERSION
-	if d, ok := LogDir(data); d != sub || !ok {
+	if d, ok := wal.LogDir(data); d != sub || !ok {
 		t.Fatalf("messages dir with a segment: %s %v", d, ok)
 	}
 	os.Remove(filepath.Join(sub, wal.SegmentFileName(7)))
 	os.WriteFile(filepath.Join(sub, wal.VersionFile), []byte("amqp-go-wal 1\n"), 0o644)
-	if d, ok := LogDir(data); d != sub || !ok {
+	if d, ok := wal.LogDir(data); d != sub || !ok {
 		t.Fatalf("messages dir with VERSION: %s %v", d, ok)
 	}
-	if d, ok := LogDir(sub); d != sub || ok {
+	if d, ok := wal.LogDir(sub); d != sub || ok {
 		t.Fatalf("the log dir itself: %s %v", d, ok)
 	}
 }
