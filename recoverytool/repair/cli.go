@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/amqp-go/amqp-go/shared/wal"
 	"io"
 
+	"github.com/amqp-go/amqp-go/shared/wal"
 	"github.com/urfave/cli/v2"
 )
 

@@ -3,10 +3,10 @@ package inspect
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/amqp-go/amqp-go/shared/wal"
 	"io"
 	"strings"
 
+	"github.com/amqp-go/amqp-go/shared/wal"
 	"github.com/urfave/cli/v2"
 )
 
