@@ -16,7 +16,8 @@ type queuePolicy struct {
 	hasDLX        bool
 	dlrk          string
 	hasDLRK       bool
-	maxLen        int // x-max-length; -1: none
+	maxLen        int   // x-max-length; -1: none
+	expires       int64 // x-expires in ms; 0: none
 	rejectPublish bool
 }
 
@@ -45,6 +46,18 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 			return p, invalid("x-max-length", "value_negative", n)
 		}
 		p.maxLen = int(n)
+	}
+	if v, ok := args["x-expires"]; ok {
+		n, isInt := asInt(v)
+		switch {
+		case !isInt:
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-expires' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		case n == 0:
+			return p, invalid("x-expires", "value_zero", n)
+		case n < 0:
+			return p, invalid("x-expires", "value_negative", n)
+		}
+		p.expires = n
 	}
 	if v, ok := args["x-overflow"]; ok {
 		s, _ := v.(string)

@@ -49,6 +49,9 @@ type Queue struct {
 	unavailable string
 	// policy is fixed at declaration from the queue's arguments.
 	policy queuePolicy
+	// lastUsed is when the queue was last declared, read with basic.get
+	// or had a consumer come or go (unix ns; for x-expires).
+	lastUsed int64
 	// flowClear, while non-nil, is closed once the ready backlog drops
 	// below flowLow: publishers that found the queue congested wait on it.
 	flowClear chan struct{}
@@ -68,12 +71,15 @@ type qentry struct {
 }
 
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
-	q := &Queue{policy: policy,
+	q := &Queue{policy: policy, lastUsed: time.Now().UnixNano(),
 		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	go q.run()
+	if policy.expires > 0 {
+		q.signal() // arm the expiry timer
+	}
 	return q
 }
 
@@ -205,6 +211,7 @@ func (q *Queue) settle(es []qentry, rejected bool) {
 // get takes the head message for basic.get; ok is false if the queue is
 // empty. remaining is the ready count after the take.
 func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
+	q.touch()
 	q.mu.Lock()
 	expired := q.takeExpiredLocked(time.Now().UnixNano(), nil)
 	if q.deleted || q.ready.len() == 0 {
@@ -281,6 +288,7 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	}
 	q.consumers = append(q.consumers, c)
 	q.hadConsumers = true
+	q.lastUsed = time.Now().UnixNano()
 	q.exclusiveConsumer = c.exclusive
 	q.signal()
 	return nil
@@ -301,6 +309,10 @@ func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 		}
 	}
 	q.flowCheckLocked()
+	q.lastUsed = time.Now().UnixNano()
+	if q.policy.expires > 0 {
+		q.signal() // the expiry clock starts again with no consumers
+	}
 	return q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
 }
 
@@ -341,15 +353,40 @@ func (q *Queue) run() {
 		batch = q.dispatch(batch)
 		// Expire at the head even with no consumer, as RabbitMQ does, so
 		// counts and dead-letter queues reflect TTLs promptly.
+		now := time.Now().UnixNano()
 		q.mu.Lock()
-		expired := q.takeExpiredLocked(time.Now().UnixNano(), nil)
+		expired := q.takeExpiredLocked(now, nil)
 		next := q.nextExpiryLocked()
+		unusedUntil := int64(0)
+		if q.policy.expires > 0 && len(q.consumers) == 0 && !q.deleted {
+			unusedUntil = q.lastUsed + q.policy.expires*int64(time.Millisecond)
+		}
 		q.mu.Unlock()
 		q.discard(expired, "expired")
+		if unusedUntil != 0 && unusedUntil <= now {
+			// x-expires: unused for the whole period, the queue goes.
+			_, _ = q.vhost.deleteQueue(q, nil)
+			return
+		}
+		if unusedUntil != 0 && (next == 0 || unusedUntil < next) {
+			next = unusedUntil
+		}
 		if next != 0 {
 			timer.Reset(time.Until(time.Unix(0, next)))
 		}
 	}
+}
+
+// touch records a use of the queue (declare, basic.get, consumers coming
+// or going) for x-expires, and re-arms its timer.
+func (q *Queue) touch() {
+	if q.policy.expires == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.lastUsed = time.Now().UnixNano()
+	q.mu.Unlock()
+	q.signal()
 }
 
 // delivery pairs a taken message with the consumer it goes to.

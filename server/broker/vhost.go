@@ -161,6 +161,7 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}
+		q.touch() // RabbitMQ counts a passive redeclare as a use too
 		return q, nil
 	}
 	if name == "" {
@@ -177,6 +178,7 @@ func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 		if err := q.checkOwner(c, m); err != nil {
 			return nil, err
 		}
+		q.touch()
 		return q, q.equivalent(m, v.name)
 	}
 	var owner *conn
