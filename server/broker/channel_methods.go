@@ -416,6 +416,14 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		delete(ch.consumers, tag)
 	}
 	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch}
+	if v, ok := m.Arguments["x-priority"]; ok {
+		p, isInt := asInt(v)
+		if !isInt {
+			return protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-priority' for queue '%s' in vhost '%s': {unacceptable_type,%s}",
+				q.Name, q.vhost.name, fieldTypeName(v))
+		}
+		cn.priority = p
+	}
 	// consume-ok must precede the first delivery, so the queue queues it
 	// once the consumer is accepted and before it can deliver.
 	var ok func()

@@ -286,7 +286,15 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	if accepted != nil {
 		accepted()
 	}
-	q.consumers = append(q.consumers, c)
+	// Keep consumers sorted by priority, highest first, newest last among
+	// equals.
+	i := len(q.consumers)
+	for i > 0 && q.consumers[i-1].priority < c.priority {
+		i--
+	}
+	q.consumers = append(q.consumers, nil)
+	copy(q.consumers[i+1:], q.consumers[i:])
+	q.consumers[i] = c
 	q.hadConsumers = true
 	q.lastUsed = time.Now().UnixNano()
 	q.exclusiveConsumer = c.exclusive
@@ -389,6 +397,29 @@ func (q *Queue) touch() {
 	q.signal()
 }
 
+// pickConsumerLocked takes one delivery credit from a consumer: the
+// highest priority (x-priority) first, round-robin among equals; a lower
+// priority is served only while every higher one is out of credit.
+// q.consumers is kept sorted by priority. Caller holds q.mu.
+func (q *Queue) pickConsumerLocked() *consumer {
+	n := len(q.consumers)
+	for start := 0; start < n; {
+		end := start + 1
+		for end < n && q.consumers[end].priority == q.consumers[start].priority {
+			end++
+		}
+		size := end - start
+		for i := 0; i < size; i++ {
+			if c := q.consumers[start+(q.rr+i)%size]; c.acquire(1) == 1 {
+				q.rr += i + 1
+				return c
+			}
+		}
+		start = end
+	}
+	return nil
+}
+
 // delivery pairs a taken message with the consumer it goes to.
 type delivery struct {
 	c *consumer
@@ -407,16 +438,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 		q.mu.Lock()
 		var expired []qentry
 		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted && q.unavailable == "" {
-			n := len(q.consumers)
-			var c *consumer
-			for i := 0; i < n; i++ {
-				cand := q.consumers[(q.rr+i)%n]
-				if cand.acquire(1) == 1 {
-					c = cand
-					q.rr = (q.rr + i + 1) % n
-					break
-				}
-			}
+			c := q.pickConsumerLocked()
 			if c == nil {
 				break
 			}
@@ -501,6 +523,7 @@ type consumer struct {
 	noAck     bool
 	exclusive bool
 	prefetch  int32 // per-consumer limit (basic.qos global=false); 0: none
+	priority  int64 // x-priority; higher is served first
 	unacked   atomic.Int32
 	gone      atomic.Bool // cancelled by the server (queue deleted)
 }

@@ -301,6 +301,7 @@ func (s *Server) serverProperties() amqp.Table {
 			"connection.blocked":           true,
 			"authentication_failure_close": true,
 			"per_consumer_qos":             true,
+			"consumer_priorities":          true,
 		},
 	}
 }
