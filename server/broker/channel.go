@@ -24,6 +24,8 @@ type channel struct {
 	closing       bool // channel.close sent, waiting for close-ok
 	publish       *amqp.BasicPublish
 	publishArgs   amqp.BasicPublish // decode target for basic.publish
+	replyKey      string            // direct reply-to name of this channel, if consuming it
+	replyTag      string            // its consumer tag
 	publishX      *Exchange
 	xcache        map[string]*Exchange
 	qcache        map[string]*Queue

@@ -3,6 +3,7 @@ package broker
 import (
 	"encoding/binary"
 	"errors"
+	"strings"
 	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -150,6 +151,14 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		}
 
 	case *amqp.QueueDeclare:
+		if m.Queue == replyQueue && m.Passive {
+			// RabbitMQ answers this probe (Spring AMQP uses it to detect
+			// direct reply-to support).
+			if !m.NoWait {
+				c.send(ch.id, &amqp.QueueDeclareOk{Queue: replyQueue})
+			}
+			return nil
+		}
 		q, err := v.declareQueue(m, c)
 		if err != nil {
 			return err
@@ -401,6 +410,9 @@ func withMethod(err error, m amqp.Method) error {
 
 func (ch *channel) consume(m *amqp.BasicConsume) error {
 	c := ch.conn
+	if m.Queue == replyQueue {
+		return ch.consumeReply(m)
+	}
 	q, err := ch.queueFor(m, m.Queue)
 	if err != nil {
 		return err
@@ -440,6 +452,9 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 
 // cancel ends consumer tag (unknown tags are ignored, as RabbitMQ does).
 func (ch *channel) cancel(tag string) {
+	if ch.cancelReply(tag) {
+		return
+	}
 	cn, ok := ch.consumers[tag]
 	if !ok {
 		return
@@ -527,6 +542,11 @@ func (ch *channel) contentDone() error {
 				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
 		}
 	}
+	if flags&amqp.FlagReplyTo != 0 {
+		if err := ch.rewriteReplyTo(msg, p); err != nil {
+			return err
+		}
+	}
 	x := ch.publishX
 	ch.publishX = nil
 	if x.removed.Load() {
@@ -559,6 +579,12 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	if x.Name == "" {
 		if q := ch.queueNamed(msg.RoutingKey); q != nil {
 			qs = append(qs, q)
+		} else if strings.HasPrefix(msg.RoutingKey, replyPrefix) && c.srv.deliverReply(msg) {
+			if done != nil {
+				done(nil)
+			}
+			ch.queueScratch = qs
+			return
 		}
 	} else {
 		qs = routeMessage(x, msg, qs, &ch.scratch)
@@ -654,6 +680,7 @@ func (ch *channel) shutdown() {
 	es := ch.unacked.takeAll(nil)
 	ch.mu.Unlock()
 	ch.conn.srv.stats.channels.Add(-1)
+	ch.cancelReply(ch.replyTag)
 	for tag := range ch.consumers {
 		ch.cancel(tag)
 	}

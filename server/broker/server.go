@@ -124,10 +124,12 @@ func (c *Config) setDefaults() {
 
 // Server is a running broker.
 type Server struct {
-	cfg    Config
-	store  MessageStore
-	defs   *definitions // nil without a data directory
-	logger *slog.Logger
+	cfg   Config
+	store MessageStore
+	defs  *definitions // nil without a data directory
+	// replies routes direct reply-to replies to their channels.
+	replies replyRegistry
+	logger  *slog.Logger
 
 	ln net.Listener
 
@@ -302,6 +304,7 @@ func (s *Server) serverProperties() amqp.Table {
 			"authentication_failure_close": true,
 			"per_consumer_qos":             true,
 			"consumer_priorities":          true,
+			"direct_reply_to":              true,
 		},
 	}
 }
