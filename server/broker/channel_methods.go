@@ -542,6 +542,11 @@ func (ch *channel) contentDone() error {
 				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
 		}
 	}
+	if flags&amqp.FlagPriority != 0 {
+		if props, err := msg.Properties(); err == nil {
+			msg.priority = props.Priority
+		}
+	}
 	if flags&amqp.FlagReplyTo != 0 {
 		if err := ch.rewriteReplyTo(msg, p); err != nil {
 			return err

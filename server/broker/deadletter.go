@@ -18,6 +18,7 @@ type queuePolicy struct {
 	hasDLRK       bool
 	maxLen        int   // x-max-length; -1: none
 	expires       int64 // x-expires in ms; 0: none
+	maxPriority   int   // x-max-priority; 0: not a priority queue
 	rejectPublish bool
 }
 
@@ -58,6 +59,18 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 			return p, invalid("x-expires", "value_negative", n)
 		}
 		p.expires = n
+	}
+	if v, ok := args["x-max-priority"]; ok {
+		n, isInt := asInt(v)
+		switch {
+		case !isInt:
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-priority' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+		case n < 0:
+			return p, invalid("x-max-priority", "value_negative", n)
+		case n > 255:
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-priority' for queue '%s' in vhost '%s': {max_value_exceeded,%d}", queue, vhost, n)
+		}
+		p.maxPriority = int(n)
 	}
 	if v, ok := args["x-overflow"]; ok {
 		s, _ := v.(string)
@@ -124,7 +137,7 @@ var errQueueFull = errors.New("queue full (x-overflow reject-publish)")
 // takeExpiredLocked pops expired messages from the head. Caller holds q.mu.
 func (q *Queue) takeExpiredLocked(now int64, out []qentry) []qentry {
 	for q.ready.len() > 0 {
-		e := q.ready.at(0)
+		e := q.ready.first()
 		if e.expires == 0 || e.expires > now {
 			break
 		}
@@ -138,7 +151,7 @@ func (q *Queue) nextExpiryLocked() int64 {
 	if q.ready.len() == 0 {
 		return 0
 	}
-	return q.ready.at(0).expires
+	return q.ready.first().expires
 }
 
 // discard ends messages that leave the queue without being acked (expired,
@@ -214,7 +227,7 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 		key = q.policy.dlrk
 	}
 	dm := &Message{Exchange: q.policy.dlx, RoutingKey: key, Props: props.Append(nil), Body: m.Body,
-		Persistent: m.Persistent}
+		Persistent: m.Persistent, priority: m.priority}
 	var qs []*Queue
 	if x.Name == "" {
 		if t := v.queue(key); t != nil {

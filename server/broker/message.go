@@ -17,6 +17,8 @@ type Message struct {
 
 	// ref locates the message in the durable log, once appended.
 	ref storeRef
+	// priority is the priority property (0 if absent).
+	priority uint8
 	// ttl is the expiration property in ms, if hasTTL.
 	ttl    int64
 	hasTTL bool

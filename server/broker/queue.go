@@ -37,7 +37,7 @@ type Queue struct {
 
 	// mu guards every field below.
 	mu                sync.Mutex
-	ready             entryDeque
+	ready             readyQueue
 	unacked           int
 	consumers         []*consumer
 	rr                int
@@ -67,11 +67,12 @@ type qentry struct {
 	msg         *Message
 	ref         storeRef
 	expires     int64 // unix ns; 0: never
+	prio        uint8 // message priority (priority queues)
 	redelivered bool
 }
 
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
-	q := &Queue{policy: policy, lastUsed: time.Now().UnixNano(),
+	q := &Queue{policy: policy, lastUsed: time.Now().UnixNano(), ready: newReadyQueue(policy.maxPriority),
 		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
@@ -114,7 +115,7 @@ func (q *Queue) push(m *Message) <-chan struct{} {
 		return nil
 	}
 	q.nextSeq++
-	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref}
+	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref, prio: m.priority}
 	if q.policy.ttl >= 0 || m.hasTTL {
 		e.expires = q.expiryFor(m, time.Now())
 	}
@@ -122,8 +123,8 @@ func (q *Queue) push(m *Message) <-chan struct{} {
 		srv := q.vhost.server
 		if q.ready.len() >= q.ringSize || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
 			e.msg = nil // the log has it; memory stays bounded by the rings
-		} else if q.ready.hot == nil {
-			q.ready.hot = &srv.hotBytes
+		} else if !q.ready.countingHot() {
+			q.ready.countHot(&srv.hotBytes)
 		}
 	}
 	q.ready.pushBack(e)
@@ -442,7 +443,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			if c == nil {
 				break
 			}
-			if e := q.ready.at(0); e.expires != 0 && e.expires <= time.Now().UnixNano() {
+			if e := q.ready.first(); e.expires != 0 && e.expires <= time.Now().UnixNano() {
 				expired = append(expired, q.ready.popFront())
 				c.release(1)
 				continue
