@@ -239,6 +239,11 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 			return qentry{}, 0, false, err
 		}
 	}
+	if d := q.vhost.server.delivered; d != nil && q.id != 0 && e.ref.id != 0 {
+		if err := d.covered(e.ref.id); err != nil {
+			q.vhost.server.logger.Error("delivered bound not stored; redelivered flags after a crash may be wrong", "err", err)
+		}
+	}
 	return e, remaining, true, nil
 }
 
@@ -464,6 +469,7 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 			return batch
 		}
 		batch = q.loadBatch(batch)
+		q.markDelivering(batch)
 		// Hand over grouped by consumer, preserving order within each.
 		for i := 0; i < len(batch); {
 			j := i + 1
@@ -476,6 +482,26 @@ func (q *Queue) dispatch(batch []delivery) []delivery {
 		for i := range batch {
 			batch[i] = delivery{}
 		}
+	}
+}
+
+// markDelivering makes sure the delivered bound covers a batch before it
+// goes out, so that after a crash these messages come back flagged
+// redelivered.
+func (q *Queue) markDelivering(batch []delivery) {
+	d := q.vhost.server.delivered
+	if d == nil || q.id == 0 {
+		return
+	}
+	var top uint64
+	for i := range batch {
+		top = max(top, batch[i].e.ref.id)
+	}
+	if top == 0 {
+		return
+	}
+	if err := d.covered(top); err != nil {
+		q.vhost.server.logger.Error("delivered bound not stored; redelivered flags after a crash may be wrong", "err", err)
 	}
 }
 

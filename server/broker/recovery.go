@@ -51,18 +51,29 @@ func Open(cfg Config) (*Server, error) {
 		s.SetAlarm("message store failure", true)
 	}
 	s.defs = defs
-	if err := s.recover(rec, start); err != nil {
+	bound, err := loadDelivered(defs.db)
+	if err != nil {
+		log.Close()
+		defs.close()
+		return nil, fmt.Errorf("definitions store: %w", err)
+	}
+	if err := s.recover(rec, start, bound); err != nil {
 		s.store.Close()
 		defs.close()
 		return nil, err
 	}
+	interval := cfg.CheckpointInterval
+	if interval <= 0 {
+		interval = time.Second
+	}
+	s.delivered = newDeliveredMark(defs.db, bound, interval)
 	return s, nil
 }
 
 // recover rebuilds durable exchanges, queues and bindings, then fills each
 // durable queue with its live messages as log references (nothing is read
 // back until a consumer needs it, so recovery costs one scan of the log).
-func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
+func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uint64) error {
 	defs, err := s.defs.load()
 	if err != nil {
 		return err
@@ -136,9 +147,9 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time) error {
 		}
 		for _, e := range rq.Entries {
 			q.nextSeq++
-			// Whether it reached a consumer before the crash is not
-			// recorded, so every recovered message is flagged redelivered.
-			q.ready.pushBack(qentry{seq: q.nextSeq, ref: refAt(e.ID, e.Pos), redelivered: true})
+			// Only messages at or below the delivered bound can have
+			// reached a consumer before the restart.
+			q.ready.pushBack(qentry{seq: q.nextSeq, ref: refAt(e.ID, e.Pos), redelivered: e.ID <= deliveredBound})
 		}
 		messages += len(rq.Entries)
 		if rq.Corrupt {

@@ -61,6 +61,9 @@ type Config struct {
 	// logFS replaces the message log's file system (tests: a crashable,
 	// failable one).
 	logFS wal.FS
+	// CheckpointInterval is how often the delivered bound is raised
+	// (storage.offsetcheckpointinterval; default 1s).
+	CheckpointInterval time.Duration
 	// DiscardPersistent keeps persistent messages in memory only, like
 	// transient ones (storage.persistent: false); definitions still last.
 	DiscardPersistent bool
@@ -127,6 +130,8 @@ type Server struct {
 	cfg   Config
 	store MessageStore
 	defs  *definitions // nil without a data directory
+	// delivered keeps the delivered bound (nil without a data directory).
+	delivered *deliveredMark
 	// replies routes direct reply-to replies to their channels.
 	replies replyRegistry
 	logger  *slog.Logger
@@ -250,6 +255,9 @@ func (s *Server) Close() error {
 			c.nc.Close()
 		}
 		<-waited
+	}
+	if s.delivered != nil {
+		s.delivered.close()
 	}
 	err := s.store.Close()
 	if s.defs != nil {

@@ -205,6 +205,7 @@ func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Se
 	bc.RingBufferBytes = c.Engine.RingBufferBytes
 	bc.NoSync = c.Storage.Fsync == "never"
 	bc.DiscardPersistent = !c.Storage.Persistent
+	bc.CheckpointInterval = time.Duration(c.Storage.OffsetCheckpointInterval)
 	bc.FsyncEveryRecord = c.Storage.Fsync == "always"
 	bc.WALBatchDelay = time.Duration(c.Engine.WALBatchTimeout)
 	return broker.Open(bc)

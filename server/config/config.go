@@ -43,7 +43,7 @@ type Storage struct {
 	Persistent               bool     `key:"persistent" doc:"keep persistent messages of durable queues across restarts (badger backend)"`
 	Fsync                    string   `key:"fsync" enum:"always,batch,never" doc:"when the message log is fsynced before confirms: always (every write), batch (group commit), never (tests and benchmarks only)"`
 	SegmentSize              int64    `key:"segmentsize" min:"1048576" max:"2147483648" doc:"bytes of a message-log segment before rolling to the next"`
-	OffsetCheckpointInterval Duration `key:"offsetcheckpointinterval" min:"1ms" doc:"how often queue positions in the log are checkpointed"`
+	OffsetCheckpointInterval Duration `key:"offsetcheckpointinterval" min:"1ms" doc:"how often the delivered position (which logged messages may have reached a consumer, for the redelivered flag after a crash) is checkpointed"`
 }
 
 // Security holds TLS and authentication settings. They are reserved for the

@@ -357,3 +357,51 @@ func TestCommittedTransactionSurvivesKill9(t *testing.T) {
 		t.Fatalf("%d committed messages survived, want %d", len(got), len(want))
 	}
 }
+
+// After a crash, messages a consumer had received come back flagged
+// redelivered, and a backlog no consumer had reached comes back unflagged
+// (the delivered bound, storage.offsetcheckpointinterval).
+func TestRedeliveredFlagAfterKill9(t *testing.T) {
+	dataDir, port := t.TempDir(), freePort(t)
+	b := startBroker(t, dataDir, port)
+	_, ch := dial(t, b.url)
+	if _, err := ch.QueueDeclare("jobs", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	all := bodies("j", 1000)
+	publishConfirmed(t, ch, "jobs", all)
+	_, cch := dial(t, b.url)
+	if err := cch.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := cch.Consume("jobs", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		select {
+		case <-ds:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no delivery")
+		}
+	}
+	b.kill9(t)
+
+	b = startBroker(t, dataDir, port)
+	_, ch = dial(t, b.url)
+	back := drain(t, ch, "jobs")
+	if len(back) != len(all) {
+		t.Fatalf("%d messages came back, want %d", len(back), len(all))
+	}
+	for i, d := range back {
+		if string(d.Body) != all[i] {
+			t.Fatalf("message %d is %q, want %q", i, d.Body, all[i])
+		}
+		if i < 10 && !d.Redelivered {
+			t.Fatalf("message %d had been delivered but came back without redelivered", i)
+		}
+		if i >= 500 && d.Redelivered {
+			t.Fatalf("message %d was never delivered but came back flagged redelivered", i)
+		}
+	}
+}
