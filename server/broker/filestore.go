@@ -3,7 +3,6 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -38,16 +37,6 @@ type fileStore struct {
 	// memoryOnly: persistent messages are not logged (storage.persistent
 	// false).
 	memoryOnly bool
-	// onFail raises the alarm when the log fails a write or fsync; the
-	// affected publishes are nacked through their done callbacks.
-	onFail   func(error)
-	failOnce sync.Once
-}
-
-func (s *fileStore) noteErr(err error) {
-	if err != nil && s.onFail != nil {
-		s.failOnce.Do(func() { s.onFail(err) })
-	}
 }
 
 func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
@@ -70,13 +59,8 @@ func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
 		return
 	}
 	wm := &wal.Message{Queues: ids, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Properties: m.Props, Body: m.Body}
-	cb := s.noteErr
-	if done != nil {
-		cb = func(err error) { s.noteErr(err); done(err) }
-	}
-	pos, err := s.log.Append(wm, cb)
+	pos, err := s.log.Append(wm, done)
 	if err != nil {
-		s.noteErr(err)
 		if done != nil {
 			done(err)
 		}

@@ -33,8 +33,16 @@ func Open(cfg Config) (*Server, error) {
 		sync = wal.SyncAlways
 	}
 	start := time.Now()
+	// The log fails once (write or fsync error); the server is made below,
+	// so the hook reaches it through a variable set before any append.
+	var s *Server
+	onFailure := func(err error) {
+		s.logger.Error("message log failed: persistent publishes are nacked and publishers blocked until restart", "err", err)
+		s.SetAlarm("message store failure", true)
+	}
 	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
-		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay, FS: cfg.logFS})
+		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay,
+		FS: cfg.logFS, OnFailure: onFailure})
 	if err != nil {
 		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
 	}
@@ -45,11 +53,7 @@ func Open(cfg Config) (*Server, error) {
 	}
 	fs := &fileStore{log: log, memoryOnly: cfg.DiscardPersistent}
 	cfg.Store = fs
-	s := New(cfg)
-	fs.onFail = func(err error) {
-		s.logger.Error("message log failed: persistent publishes are nacked and publishers blocked until restart", "err", err)
-		s.SetAlarm("message store failure", true)
-	}
+	s = New(cfg)
 	s.defs = defs
 	bound, err := loadDelivered(defs.db)
 	if err != nil {

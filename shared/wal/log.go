@@ -57,6 +57,10 @@ type Options struct {
 	// lone appender never waits for a timer.
 	BatchDelay time.Duration
 	Sync       SyncPolicy
+	// OnFailure, if set, is called once, from the commit goroutine, when a
+	// write or fsync fails and the log enters its failed state (the
+	// affected callbacks get the error too). It must not block.
+	OnFailure func(error)
 	// FS is the file system; nil means the OS file system.
 	FS FS
 }
@@ -581,7 +585,8 @@ func (l *Log) recycle(c *chunk) {
 // batch. Called by run.
 func (l *Log) fail(c *chunk, err error) {
 	l.mu.Lock()
-	if l.failed == nil {
+	first := l.failed == nil
+	if first {
 		l.failed = fmt.Errorf("%w: %w", ErrFailed, err)
 	}
 	err = l.failed
@@ -590,6 +595,9 @@ func (l *Log) fail(c *chunk, err error) {
 	l.pendingBytes = 0
 	l.cond.Broadcast()
 	l.mu.Unlock()
+	if first && l.opts.OnFailure != nil {
+		l.opts.OnFailure(err)
+	}
 	for _, ch := range append([]*chunk{c}, rest...) {
 		for _, cb := range ch.cbs {
 			if cb != nil {
