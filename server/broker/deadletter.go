@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -25,79 +26,65 @@ type queuePolicy struct {
 // parsePolicy validates the arguments RabbitMQ validates, with its texts.
 func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePolicy, error) {
 	p := queuePolicy{ttl: -1, maxLen: -1}
-	invalid := func(arg, why string, v any) error {
-		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': {%s,%v}", arg, queue, vhost, why, fieldText(v))
+	fail := func(arg, detail string) error {
+		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %s", arg, queue, vhost, detail)
 	}
-	if v, ok := args["x-message-ttl"]; ok {
+	// intArg reads an integer argument; zeroOK false refuses 0, max < 0
+	// means no upper bound.
+	intArg := func(arg string, zeroOK bool, max int64, dst func(int64)) error {
+		v, ok := args[arg]
+		if !ok {
+			return nil
+		}
 		n, isInt := asInt(v)
 		switch {
 		case !isInt:
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-message-ttl' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
+			return fail(arg, "{unacceptable_type,"+fieldTypeName(v)+"}")
 		case n < 0:
-			return p, invalid("x-message-ttl", "value_negative", n)
+			return fail(arg, fmt.Sprintf("{value_negative,%d}", n))
+		case n == 0 && !zeroOK:
+			return fail(arg, "{value_zero,0}")
+		case max >= 0 && n > max:
+			return fail(arg, fmt.Sprintf("{max_value_exceeded,%d}", n))
 		}
-		p.ttl = n
+		dst(n)
+		return nil
 	}
-	if v, ok := args["x-max-length"]; ok {
-		n, isInt := asInt(v)
-		switch {
-		case !isInt:
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-length' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
-		case n < 0:
-			return p, invalid("x-max-length", "value_negative", n)
+	strArg := func(arg string, dst func(string)) error {
+		v, ok := args[arg]
+		if !ok {
+			return nil
 		}
-		p.maxLen = int(n)
+		s, isStr := v.(string)
+		if !isStr {
+			return fail(arg, "{unacceptable_type,"+fieldTypeName(v)+"}")
+		}
+		dst(s)
+		return nil
 	}
-	if v, ok := args["x-expires"]; ok {
-		n, isInt := asInt(v)
-		switch {
-		case !isInt:
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-expires' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
-		case n == 0:
-			return p, invalid("x-expires", "value_zero", n)
-		case n < 0:
-			return p, invalid("x-expires", "value_negative", n)
+	for _, err := range []error{
+		intArg("x-message-ttl", true, -1, func(n int64) { p.ttl = n }),
+		intArg("x-max-length", true, -1, func(n int64) { p.maxLen = int(n) }),
+		intArg("x-expires", false, -1, func(n int64) { p.expires = n }),
+		intArg("x-max-priority", true, 255, func(n int64) { p.maxPriority = int(n) }),
+		strArg("x-dead-letter-exchange", func(s string) { p.dlx, p.hasDLX = s, true }),
+		strArg("x-dead-letter-routing-key", func(s string) { p.dlrk, p.hasDLRK = s, true }),
+	} {
+		if err != nil {
+			return p, err
 		}
-		p.expires = n
 	}
-	if v, ok := args["x-max-priority"]; ok {
-		n, isInt := asInt(v)
-		switch {
-		case !isInt:
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-priority' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
-		case n < 0:
-			return p, invalid("x-max-priority", "value_negative", n)
-		case n > 255:
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-max-priority' for queue '%s' in vhost '%s': {max_value_exceeded,%d}", queue, vhost, n)
-		}
-		p.maxPriority = int(n)
+	if p.hasDLRK && !p.hasDLX {
+		return p, fail("x-dead-letter-routing-key", "Key x-dead-letter-exchange should also be set")
 	}
 	if v, ok := args["x-overflow"]; ok {
-		s, _ := v.(string)
-		switch s {
+		switch s, _ := v.(string); s {
 		case "drop-head":
 		case "reject-publish", "reject-publish-dlx":
 			p.rejectPublish = true
 		default:
-			return p, invalid("x-overflow", "unknown_overflow", v)
+			return p, fail("x-overflow", "{unknown_overflow,"+fieldText(v)+"}")
 		}
-	}
-	if v, ok := args["x-dead-letter-exchange"]; ok {
-		s, isStr := v.(string)
-		if !isStr {
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-exchange' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
-		}
-		p.dlx, p.hasDLX = s, true
-	}
-	if v, ok := args["x-dead-letter-routing-key"]; ok {
-		s, isStr := v.(string)
-		if !isStr {
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': {unacceptable_type,%s}", queue, vhost, fieldTypeName(v))
-		}
-		if !p.hasDLX {
-			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg 'x-dead-letter-routing-key' for queue '%s' in vhost '%s': Key x-dead-letter-exchange should also be set", queue, vhost)
-		}
-		p.dlrk, p.hasDLRK = s, true
 	}
 	return p, nil
 }
