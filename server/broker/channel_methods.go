@@ -528,28 +528,29 @@ func (ch *channel) contentDone() error {
 	c := ch.conn
 	p := ch.publish
 	msg := &Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Props: ch.props, Body: ch.body}
-	msg.ttl, msg.hasTTL = messageTTL(msg.Props)
 	ch.publish, ch.props, ch.body = nil, nil, nil
 	c.srv.stats.received.Add(1)
 	flags := propFlags(msg.Props)
 	if flags&amqp.FlagDeliveryMode != 0 {
 		msg.Persistent = amqp.PeekDeliveryMode(msg.Props) == 2
 	}
-	if flags&amqp.FlagUserID != 0 {
+	// The properties the broker acts on are decoded once, and only when
+	// one of them is present (the common publish carries none).
+	const acted = amqp.FlagExpiration | amqp.FlagUserID | amqp.FlagPriority | amqp.FlagReplyTo
+	if flags&acted != 0 {
 		props, err := msg.Properties()
-		if err == nil && props.UserID != c.user {
-			return protoErr(amqp.PreconditionFailed, p,
-				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
-		}
-	}
-	if flags&amqp.FlagPriority != 0 {
-		if props, err := msg.Properties(); err == nil {
+		if err == nil {
+			if props.Flags&amqp.FlagUserID != 0 && props.UserID != c.user {
+				return protoErr(amqp.PreconditionFailed, p,
+					"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
+			}
 			msg.priority = props.Priority
-		}
-	}
-	if flags&amqp.FlagReplyTo != 0 {
-		if err := ch.rewriteReplyTo(msg, p); err != nil {
-			return err
+			msg.ttl, msg.hasTTL = messageTTL(&props)
+			if props.ReplyTo == replyQueue {
+				if err := ch.rewriteReplyTo(msg, &props, p); err != nil {
+					return err
+				}
+			}
 		}
 	}
 	x := ch.publishX

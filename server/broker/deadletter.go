@@ -102,13 +102,9 @@ func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
 	return now.UnixNano() + ttl*int64(time.Millisecond)
 }
 
-// messageTTL parses the expiration property (milliseconds as a string).
-func messageTTL(raw []byte) (int64, bool) {
-	if propFlags(raw)&amqp.FlagExpiration == 0 {
-		return 0, false
-	}
-	var p amqp.Properties
-	if p.Decode(raw) != nil {
+// messageTTL reads the expiration property (milliseconds as a string).
+func messageTTL(p *amqp.Properties) (int64, bool) {
+	if p.Flags&amqp.FlagExpiration == 0 {
 		return 0, false
 	}
 	n, err := strconv.ParseInt(p.Expiration, 10, 64)

@@ -74,12 +74,9 @@ func (ch *channel) cancelReply(tag string) bool {
 	return true
 }
 
-// rewriteReplyTo gives a request's reply_to this channel's reply name.
-func (ch *channel) rewriteReplyTo(msg *Message, m amqp.Method) error {
-	props, err := msg.Properties()
-	if err != nil || props.ReplyTo != replyQueue {
-		return nil
-	}
+// rewriteReplyTo gives a request's reply_to (amq.rabbitmq.reply-to) this
+// channel's reply name.
+func (ch *channel) rewriteReplyTo(msg *Message, props *amqp.Properties, m amqp.Method) error {
 	if ch.replyKey == "" {
 		return protoErr(amqp.PreconditionFailed, m, "fast reply consumer does not exist")
 	}
