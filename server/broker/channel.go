@@ -111,14 +111,10 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	ch.mu.Lock()
 	if ch.closed {
 		ch.mu.Unlock()
-		es := make([]qentry, len(ds))
-		for i, d := range ds {
-			es[i] = d.e
-		}
 		if c.noAck {
-			q.release(es)
+			q.releaseDelivered(ds)
 		} else {
-			q.requeue(es)
+			q.requeue(entriesOf(ds))
 		}
 		return
 	}
@@ -142,14 +138,13 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	ch.mu.Unlock()
 	cn.srv.stats.delivered.Add(uint64(len(ds)))
 	if c.noAck {
-		q.release(ch.settleScratchFor(ds))
+		q.releaseDelivered(ds)
 	}
 	cn.kick()
 }
 
-// settleScratchFor converts deliveries to entries; only queue goroutines
-// delivering no-ack messages use it, so it allocates a fresh slice.
-func (ch *channel) settleScratchFor(ds []delivery) []qentry {
+// entriesOf returns the queue entries of deliveries.
+func entriesOf(ds []delivery) []qentry {
 	es := make([]qentry, len(ds))
 	for i, d := range ds {
 		es[i] = d.e

@@ -194,6 +194,15 @@ func (q *Queue) requeue(es []qentry) {
 // (no-ack), so never counted as unacked.
 func (q *Queue) release(es []qentry) { q.store.Release(q, es) }
 
+// releaseDelivered releases no-ack deliveries. Only a durable queue's
+// messages are in the log to be acked there, so a transient queue skips the
+// work (and the slice) per delivery batch.
+func (q *Queue) releaseDelivered(ds []delivery) {
+	if q.id != 0 {
+		q.release(entriesOf(ds))
+	}
+}
+
 // settle forgets delivered messages that were acked; rejected ones are
 // discarded (dead-lettered if the queue says so).
 func (q *Queue) settle(es []qentry, rejected bool) {
