@@ -9,7 +9,7 @@ import (
 
 // brokerURL returns the AMQP URL of the broker the end-to-end tests use:
 // PERFTEST_TEST_URL when set (e.g. a RabbitMQ started with
-// /work/shared/peers/rabbitmq.sh), else an in-process broker from
+// scripts/rabbitmq-peer), else an in-process broker from
 // server/servertest, closed when the test ends.
 func brokerURL(t *testing.T) string {
 	t.Helper()
