@@ -337,8 +337,8 @@ func (c *conn) flushNow() { c.kick() }
 // handleFrame dispatches one frame; done reports the end of the connection.
 func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
 	if f.Type == amqp.FrameHeartbeat {
-		if f.Channel != 0 {
-			c.closeWith(protoErr(amqp.CommandInvalid, nil, "heartbeat frame on non-zero channel %d", f.Channel))
+		if e := heartbeatError(f); e != nil {
+			c.closeWith(e)
 		}
 		return false, nil
 	}
