@@ -86,7 +86,32 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 			return p, fail("x-overflow", "{unknown_overflow,"+fieldText(v)+"}")
 		}
 	}
+	if v, ok := args["x-queue-type"]; ok {
+		s, isStr := v.(string)
+		switch {
+		case !isStr:
+			return p, fail("x-queue-type", "{unacceptable_type,"+fieldTypeName(v)+"}")
+		case s == queueTypeClassic:
+		case s == "quorum" || s == "stream":
+			// RabbitMQ's types that we do not implement: a clear refusal,
+			// never a classic queue in their place.
+			return p, fail("x-queue-type", erlangQuoted("queue type '"+s+"' is not supported by this server yet"))
+		default:
+			return p, fail("x-queue-type", erlangQuoted("unsupported queue type '"+s+"'"))
+		}
+	}
 	return p, nil
+}
+
+// queueTypeClassic is the one x-queue-type this server implements.
+const queueTypeClassic = "classic"
+
+// erlangQuoted is a string as RabbitMQ's ~p prints it in argument errors.
+func erlangQuoted(s string) string {
+	if q, ok := erlangString([]byte(s)); ok {
+		return q
+	}
+	return `"` + s + `"`
 }
 
 // expiryFor returns when a message pushed now expires (0: never): the

@@ -243,16 +243,39 @@ func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
 	for _, k := range queueArgsChecked {
 		got, gok := m.Arguments[k]
 		cur, cok := q.Args[k]
-		if !gok && !cok {
+		if !gok && !cok || k == "x-queue-type" && sameQueueType(got, gok, cur, cok) {
 			continue
 		}
-		if gok != cok || !fieldEqual(got, cur) {
+		if gok && cok && (k == "x-queue-type" || !fieldEqual(got, cur)) {
+			// Both given but different: RabbitMQ quotes the bare values.
+			return protoErr(amqp.PreconditionFailed, m,
+				"inequivalent arg '%s' for queue '%s' in vhost '%s': received '%s' but current is '%s'",
+				k, q.Name, vhost, fieldText(got), fieldText(cur))
+		}
+		if gok != cok {
 			return protoErr(amqp.PreconditionFailed, m,
 				"inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
 				k, q.Name, vhost, argText(got, gok), argText(cur, cok))
 		}
 	}
 	return nil
+}
+
+// sameQueueType is RabbitMQ's x-queue-type equivalence: no type and the
+// string "classic" are the same classic queue, and given on both sides the
+// names compare as text.
+func sameQueueType(got any, gok bool, cur any, cok bool) bool {
+	if gok && cok {
+		g, gText := asText(got)
+		c, cText := asText(cur)
+		return gText && cText && g == c
+	}
+	v := got
+	if cok {
+		v = cur
+	}
+	s, isStr := v.(string)
+	return isStr && s == queueTypeClassic
 }
 
 // argText renders an argument as RabbitMQ's equivalence errors do.
