@@ -61,6 +61,15 @@ type channel struct {
 	confirmNacks  []uint64        // nacked seqs, ascending, not yet sent
 	confirmSent   uint64          // highest seq whose ack or nack was written
 	confirmQueued bool            // on the conn's list of channels to flush
+	owedCommits   int             // tx.commits waiting for the store
+	closeOkOwed   bool            // the client closed; close-ok waits for confirms
+	closeSeq      uint64          // the last publish before the client's close
+
+	// ended is set, under the conn's outMu, once the channel's last frame
+	// (close-ok, or the server's channel.close) is queued: from then on
+	// nothing of this channel may go out, and a channel that reuses the id
+	// gets no stale frames.
+	ended atomic.Bool
 }
 
 type txPublish struct {
@@ -336,16 +345,69 @@ func (ch *channel) confirmed(seq uint64, err error) {
 	if queue {
 		ch.confirmQueued = true
 	}
+	last := ch.lastOwedLocked()
 	ch.confirmMu.Unlock()
-	if queue {
+	if last {
+		ch.conn.endChannel(ch, &amqp.ChannelCloseOk{})
+	} else if queue {
 		ch.conn.queueConfirms(ch)
+	}
+}
+
+// lastOwedLocked reports whether the client has closed the channel and
+// nothing it is owed is still waiting for the store: the close-ok may go
+// out now. It reports true once. confirmMu held.
+func (ch *channel) lastOwedLocked() bool {
+	if !ch.closeOkOwed || ch.confirmLowest <= ch.closeSeq || ch.owedCommits > 0 {
+		return false
+	}
+	ch.closeOkOwed = false
+	return true
+}
+
+// closeOk answers the client's channel.close (reader goroutine). Like
+// RabbitMQ's channel, it first sends the confirms for what the client
+// published before the close; where some wait for the store (fsync), or a
+// tx.commit-ok does, the last of them sends the close-ok instead.
+func (ch *channel) closeOk() {
+	ch.confirmMu.Lock()
+	ch.closeOkOwed, ch.closeSeq = true, ch.publishSeq
+	last := ch.lastOwedLocked()
+	ch.confirmMu.Unlock()
+	if last {
+		ch.conn.endChannel(ch, &amqp.ChannelCloseOk{})
+	}
+}
+
+// commitDone sends tx.commit-ok (unless the store failed) for a commit that
+// commit counted in owedCommits. Any goroutine.
+func (ch *channel) commitDone(ok bool) {
+	c := ch.conn
+	if ok {
+		c.outMu.Lock()
+		if !c.outClosed && !ch.ended.Load() {
+			c.appendMethodLocked(ch.id, &amqp.TxCommitOk{})
+		}
+		c.outMu.Unlock()
+		c.kick()
+	}
+	ch.confirmMu.Lock()
+	ch.owedCommits--
+	last := ch.lastOwedLocked()
+	ch.confirmMu.Unlock()
+	if last {
+		c.endChannel(ch, &amqp.ChannelCloseOk{})
 	}
 }
 
 // appendConfirms writes the acks and nacks resolved since the last call:
 // one basic.ack multiple per contiguous run of acks, a basic.nack for each
-// nack. Called by the connection's writer.
+// nack. Called by the connection's writer, and by endChannel with the
+// conn's outMu held.
 func (ch *channel) appendConfirms(dst []byte) []byte {
+	if ch.ended.Load() || ch.conn.ending.Load() {
+		return dst // after the channel's or the connection's last frame
+	}
 	ch.confirmMu.Lock()
 	upTo := ch.confirmLowest - 1
 	from := ch.confirmSent

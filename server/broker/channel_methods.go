@@ -104,8 +104,8 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		return protoErr(amqp.ChannelError, m, "second 'channel.open' seen")
 	case *amqp.ChannelClose:
 		ch.shutdown()
-		c.send(ch.id, &amqp.ChannelCloseOk{})
 		delete(c.channels, ch.id)
+		ch.closeOk()
 	case *amqp.ChannelCloseOk:
 		// Nothing pending; tolerate.
 	case *amqp.ChannelFlow:
@@ -639,12 +639,15 @@ func (ch *channel) commit() {
 	var pending atomic.Int32
 	var failed atomic.Bool
 	pending.Store(int32(len(ch.txPublishes)) + 1)
+	ch.confirmMu.Lock()
+	ch.owedCommits++ // a channel.close-ok waits for the commit-ok
+	ch.confirmMu.Unlock()
 	finish := func(err error) {
 		if err != nil {
 			failed.Store(true)
 		}
-		if pending.Add(-1) == 0 && !failed.Load() {
-			ch.conn.sendAsync(ch.id, &amqp.TxCommitOk{})
+		if pending.Add(-1) == 0 {
+			ch.commitDone(!failed.Load())
 		}
 	}
 	for _, p := range ch.txPublishes {

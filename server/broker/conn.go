@@ -69,6 +69,7 @@ type conn struct {
 	consumerQueues   []*Queue
 
 	forced   atomic.Bool   // the server sent connection.close (shutdown)
+	ending   atomic.Bool   // set before connection.close or close-ok is queued: no channel frame may follow
 	stop     chan struct{} // closed by forceClose: wakes a reader held by an alarm
 	stopOnce sync.Once
 
@@ -123,16 +124,6 @@ func (c *conn) send(ch uint16, m amqp.Method) {
 	c.appendMethodLocked(ch, m)
 	c.outMu.Unlock()
 	c.needKick = true
-}
-
-// sendAsync queues a method from any goroutine (store callbacks).
-func (c *conn) sendAsync(ch uint16, m amqp.Method) {
-	c.outMu.Lock()
-	if !c.outClosed {
-		c.appendMethodLocked(ch, m)
-	}
-	c.outMu.Unlock()
-	c.kick()
 }
 
 // sendContent queues a method with content from the reader goroutine.
@@ -398,7 +389,24 @@ func (c *conn) raise(ch *channel, err error) {
 	c.logger.Info("channel exception", "channel", ch.id, "code", ae.code, "text", ae.text, "user", c.user, "vhost", c.vhostName())
 	ch.shutdown()
 	ch.closing = true
-	c.send(ch.id, &amqp.ChannelClose{ReplyCode: ae.code, ReplyText: ae.text, FailingClassID: ae.classID, FailingMethodID: ae.methodID})
+	c.endChannel(ch, &amqp.ChannelClose{ReplyCode: ae.code, ReplyText: ae.text, FailingClassID: ae.classID, FailingMethodID: ae.methodID})
+}
+
+// endChannel queues ch's last frame, its close-ok or the server's
+// channel.close, after the confirms already resolved, and stops anything
+// else of ch from going out: late confirms, tx.commit-ok, basic.cancel
+// (deliveries stop at shutdown). Any goroutine.
+func (c *conn) endChannel(ch *channel, last amqp.Method) {
+	c.outMu.Lock()
+	if !c.outClosed && !c.ending.Load() {
+		n := len(c.out)
+		c.out = ch.appendConfirms(c.out)
+		c.outBytes.Add(int64(len(c.out) - n))
+		c.appendMethodLocked(ch.id, last)
+	}
+	ch.ended.Store(true)
+	c.outMu.Unlock()
+	c.kick()
 }
 
 func (c *conn) vhostName() string {
@@ -431,6 +439,7 @@ func (c *conn) closeWith(e *amqpError) {
 	}
 	c.logger.Info("connection exception", "code", e.code, "text", e.text, "user", c.user, "vhost", c.vhostName())
 	c.closing = true
+	c.ending.Store(true)
 	for _, ch := range c.channels {
 		ch.shutdown()
 	}
@@ -449,6 +458,7 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 	}
 	switch m := m.(type) {
 	case *amqp.ConnectionClose:
+		c.ending.Store(true)
 		c.send(0, &amqp.ConnectionCloseOk{})
 		return true, nil
 	case *amqp.ConnectionCloseOk:
@@ -523,7 +533,7 @@ func (c *conn) consumerGone(ch *channel, cn *consumer) {
 		return
 	}
 	c.outMu.Lock()
-	if !c.outClosed {
+	if !c.outClosed && !ch.ended.Load() {
 		c.appendMethodLocked(ch.id, &amqp.BasicCancel{ConsumerTag: cn.tag, NoWait: true})
 	}
 	c.outMu.Unlock()
@@ -552,6 +562,7 @@ func (c *conn) setBlocked(reason string, on bool) {
 // 320 CONNECTION_FORCED, and bounds how long the reader waits for close-ok.
 func (c *conn) forceClose() {
 	c.forced.Store(true)
+	c.ending.Store(true)
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.outMu.Lock()
 	if !c.outClosed {
