@@ -173,6 +173,33 @@ func FuzzProperties(f *testing.F) {
 	})
 }
 
+// fuzzMaxInput, fuzzMaxFrame and fuzzMinBuffer bound what FuzzReadFrame
+// feeds the reader, so that it runs tens of thousands of inputs a second
+// instead of a few hundred.
+//
+// A frame larger than the read buffer is read into a buffer that grows by up
+// to 1 MiB at a time, whatever the input holds, so with no limit every
+// mutated size field cost a megabyte allocation (about 1 ms). A frame_max of
+// 0 (no limit) or above fuzzMaxFrame is therefore replaced by fuzzMaxFrame,
+// which is larger than any input: every frame an input can hold is accepted
+// exactly as without a limit, and one claiming more still fails (with a
+// FrameError from its header rather than io.ErrUnexpectedEOF at the end of the
+// input). Reading with no limit and AbsoluteMaxFrame are covered by
+// TestReadFrameErrors and TestHostileSizeRejectedBeforeAllocating.
+//
+// The minimizer's cost grows with the square of an input's length, and frames
+// larger than NewFrameReader's smallest buffer (FrameMinSize) took inputs of
+// over 4 KiB, so each new one stalled the fuzzer for up to a minute. A bufSize
+// below FrameMinSize therefore gives a reader whose buffer really is that
+// small (at least fuzzMinBuffer, which holds a frame header): the same code
+// paths, frames that do not fit the buffer included, are reached with inputs
+// of a few hundred bytes, and longer inputs are skipped.
+const (
+	fuzzMaxInput  = 1 << 10
+	fuzzMaxFrame  = 2 * fuzzMaxInput
+	fuzzMinBuffer = frameOverhead
+)
+
 func FuzzReadFrame(f *testing.F) {
 	var stream []byte
 	stream = AppendMethodFrame(stream, 1, &BasicPublish{Exchange: "x", RoutingKey: "y"})
@@ -180,12 +207,24 @@ func FuzzReadFrame(f *testing.F) {
 	stream = AppendBodyFrames(stream, 1, []byte("abc"), 0)
 	stream = AppendHeartbeatFrame(stream)
 	f.Add(stream, uint32(0), uint16(4096))
-	f.Add(AppendFrame(nil, FrameBody, 1, make([]byte, 4100)), uint32(131072), uint16(0))
-	f.Add(AppendFrame(nil, FrameBody, 1, make([]byte, 4100)), uint32(4096), uint16(0))
+	f.Add(stream, uint32(0), uint16(16))
+	f.Add(AppendFrame(nil, FrameBody, 1, make([]byte, 300)), uint32(1024), uint16(256))
+	f.Add(AppendFrame(nil, FrameBody, 1, make([]byte, 300)), uint32(256), uint16(256))
 	f.Add([]byte{1, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xCE}, uint32(0), uint16(0))
 	f.Add([]byte("AMQP\x00\x00\x09\x01"), uint32(0), uint16(0))
 	f.Fuzz(func(t *testing.T, input []byte, frameMax uint32, bufSize uint16) {
-		fr := NewFrameReader(bytes.NewReader(input), int(bufSize))
+		if len(input) > fuzzMaxInput {
+			return
+		}
+		if frameMax == 0 || frameMax > fuzzMaxFrame {
+			frameMax = fuzzMaxFrame
+		}
+		var fr *FrameReader
+		if bufSize >= FrameMinSize {
+			fr = NewFrameReader(bytes.NewReader(input), int(bufSize))
+		} else {
+			fr = &FrameReader{br: &readBuffer{rd: bytes.NewReader(input), max: max(int(bufSize), fuzzMinBuffer)}}
+		}
 		fr.SetMaxFrame(frameMax)
 		consumed := 0
 		for i := 0; ; i++ {
@@ -207,7 +246,7 @@ func FuzzReadFrame(f *testing.F) {
 				return
 			}
 			total := len(fr2.Payload) + 8
-			if frameMax != 0 && uint32(total) > frameMax {
+			if uint32(total) > frameMax {
 				t.Fatalf("frame of %d bytes accepted with frame_max %d", total, frameMax)
 			}
 			// The frame re-encodes to exactly the bytes it was read from.
