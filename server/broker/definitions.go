@@ -20,6 +20,10 @@ import (
 //	q VHOST NAME                         queue: a field table with its id
 //	b VHOST SOURCE KIND DEST KEY ARGS    binding (KIND q or x; ARGS encoded)
 //	m next-queue-id                      the next durable queue id
+//
+// A binding's key is rebuilt from the binding in memory, so deleting a
+// queue or exchange deletes exactly the keys of its own bindings (which the
+// vhost's destination index lists) without iterating the others.
 type definitions struct {
 	db *badger.DB
 }
@@ -123,41 +127,46 @@ func (d *definitions) putBinding(vhost, source string, b *binding) error {
 	return d.put(bindingKey_(vhost, source, b), amqp.Table{"arguments": tableOrEmpty(b.args)})
 }
 
+// deleteKeys removes keys in one transaction, or in several, in order,
+// when one cannot hold them all.
 func (d *definitions) deleteKeys(keys ...[]byte) error {
-	return d.db.Update(func(txn *badger.Txn) error {
-		for _, k := range keys {
-			if err := txn.Delete(k); err != nil {
+	for len(keys) > 0 {
+		txn := d.db.NewTransaction(true)
+		n := 0
+		for ; n < len(keys); n++ {
+			if err := txn.Delete(keys[n]); err != nil {
+				if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
+					break
+				}
+				txn.Discard()
 				return err
 			}
 		}
-		return nil
-	})
+		if err := txn.Commit(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
 }
 
-// deletePrefixMatching removes every binding of vhost for which match says
-// so (used when an exchange or queue goes, taking its bindings along).
-func (d *definitions) deleteBindings(vhost string, match func(source, kind, dest string) bool) error {
-	prefix := key("b", vhost)
-	var doomed [][]byte
-	err := d.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().KeyCopy(nil)
-			parts, err := splitKey(k)
-			if err != nil {
-				return err
-			}
-			if len(parts) == 7 && match(parts[2], parts[3], parts[4]) {
-				doomed = append(doomed, k)
-			}
+// deleteWithBindings removes the exchange or queue definition under k and
+// the stored ones among bs, the bindings that went with it. The definition
+// goes first: should a crash split a huge delete, what is left are
+// bindings whose end is missing, which recovery drops.
+func (d *definitions) deleteWithBindings(k []byte, vhost string, bs []*binding) error {
+	keys := [][]byte{k}
+	for _, b := range bs {
+		if durableBinding(b.src, b) {
+			keys = append(keys, bindingKey_(vhost, b.src.Name, b))
 		}
-		return nil
-	})
-	if err != nil || len(doomed) == 0 {
-		return err
 	}
-	return d.deleteKeys(doomed...)
+	return d.deleteKeys(keys...)
+}
+
+// deleteStoredBinding removes a binding read back by load (its parts).
+func (d *definitions) deleteStoredBinding(def storedDef) error {
+	return d.deleteKeys(key(append([]string{"b"}, def.parts...)...))
 }
 
 // storedDef is one definition read back at start-up.

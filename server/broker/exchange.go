@@ -33,10 +33,14 @@ type Exchange struct {
 	deleted  bool
 	// removed mirrors deleted for lock-free checks by channel caches.
 	removed atomic.Bool
+	// dests is the vhost's index of bindings by destination, kept in step
+	// with bindings; nil for an exchange outside a vhost (benchmarks).
+	dests *destIndex
 }
 
 // binding joins a source exchange to a queue or exchange destination.
 type binding struct {
+	src  *Exchange // the source, set by bind
 	key  string
 	args amqp.Table
 	q    *Queue    // exactly one of q and x is set
@@ -87,16 +91,22 @@ func newExchange(name, kind string, durable, autoDelete, internal bool, args amq
 	return x
 }
 
-// bind adds b; it reports false if an identical binding exists.
+// bind adds b; it reports false if an identical binding exists or x has
+// been deleted (a bind racing the delete adds nothing).
 func (x *Exchange) bind(b *binding) bool {
 	b.argsKey = string(amqp.AppendTable(nil, b.args))
+	b.src = x
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.deleted {
+		return false
+	}
 	if _, ok := x.bindings[b.id()]; ok {
 		return false
 	}
 	x.bindings[b.id()] = b
 	x.router.add(b)
+	x.dests.add(b)
 	return true
 }
 
@@ -112,22 +122,118 @@ func (x *Exchange) unbind(b *binding) (bool, int) {
 	}
 	delete(x.bindings, b.id())
 	x.router.remove(old)
+	x.dests.remove(old)
 	return true, len(x.bindings)
 }
 
-// unbindDest removes every binding to q or to dx, reporting how many bindings
-// remain and whether any were removed.
-func (x *Exchange) unbindDest(q *Queue, dx *Exchange) (removed bool, left int) {
+// markDeleted marks x deleted and takes the bindings out of it out of the
+// destination index, returning them; they stay in x's own tables, which
+// nothing routes through any more. It takes x.mu.
+func (x *Exchange) markDeleted() []*binding {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for k, b := range x.bindings {
-		if (q != nil && b.q == q) || (dx != nil && b.x == dx) {
-			delete(x.bindings, k)
+	x.deleted = true
+	x.removed.Store(true)
+	out := make([]*binding, 0, len(x.bindings))
+	for _, b := range x.bindings {
+		x.dests.remove(b)
+		out = append(out, b)
+	}
+	return out
+}
+
+// unbindTaken removes bs, bindings taken out of the destination index for
+// a destination being deleted, from their source exchanges. It returns the
+// ones it removed (a concurrent unbind may have got to one first) and the
+// auto-delete sources it left without bindings. It takes each source's
+// lock in turn, so the caller may hold vhost.mu but no exchange lock.
+func unbindTaken(bs []*binding) (removed []*binding, emptied []*Exchange) {
+	for _, b := range bs {
+		x := b.src
+		x.mu.Lock()
+		if x.bindings[b.id()] == b {
+			delete(x.bindings, b.id())
 			x.router.remove(b)
-			removed = true
+			removed = append(removed, b)
+			if len(x.bindings) == 0 && x.AutoDelete && !x.deleted && !containsExchange(emptied, x) {
+				emptied = append(emptied, x)
+			}
+		}
+		x.mu.Unlock()
+	}
+	return removed, emptied
+}
+
+// destKey names a binding's destination: exactly one field is set.
+type destKey struct {
+	q *Queue
+	x *Exchange
+}
+
+// destIndex is a vhost's index from each destination, queue or exchange,
+// to the bindings that lead to it, so that deleting a destination costs its
+// own bindings rather than a scan of every exchange. Exchanges keep it in
+// step under their own lock: mu nests inside exchange.mu (and so inside
+// vhost.mu) and nothing is taken under it. A nil index does nothing.
+type destIndex struct {
+	mu sync.Mutex
+	m  map[destKey]map[*binding]struct{}
+}
+
+func (d *destIndex) add(b *binding) {
+	if d == nil {
+		return
+	}
+	k := destKey{b.q, b.x}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.m[k]
+	if set == nil {
+		if d.m == nil {
+			d.m = map[destKey]map[*binding]struct{}{}
+		}
+		set = map[*binding]struct{}{}
+		d.m[k] = set
+	}
+	set[b] = struct{}{}
+}
+
+func (d *destIndex) remove(b *binding) {
+	if d == nil {
+		return
+	}
+	k := destKey{b.q, b.x}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if set := d.m[k]; set != nil {
+		delete(set, b)
+		if len(set) == 0 {
+			delete(d.m, k)
 		}
 	}
-	return removed, len(x.bindings)
+}
+
+// take removes the destination's entry and returns its bindings.
+func (d *destIndex) take(k destKey) []*binding {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	set := d.m[k]
+	delete(d.m, k)
+	out := make([]*binding, 0, len(set))
+	for b := range set {
+		out = append(out, b)
+	}
+	return out
+}
+
+// count reports how many bindings lead to the destination.
+func (d *destIndex) count(k destKey) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.m[k])
 }
 
 func (x *Exchange) bindingCount() int {

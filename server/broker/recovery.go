@@ -100,7 +100,7 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 			}
 			ad, _ := d.t["auto_delete"].(bool)
 			internal, _ := d.t["internal"].(bool)
-			v.exchanges[name] = newExchange(name, kind, true, ad, internal, nilIfEmpty(args))
+			v.addExchange(newExchange(name, kind, true, ad, internal, nilIfEmpty(args)))
 		case 'q':
 			name := d.parts[1]
 			id, _ := d.t["id"].(int64)
@@ -117,7 +117,8 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 			source, kind, dest, key := d.parts[1], d.parts[2], d.parts[3], d.parts[4]
 			x := v.exchanges[source]
 			if x == nil {
-				s.logger.Warn("recovery: binding from a missing exchange skipped", "vhost", vname, "exchange", source)
+				s.logger.Warn("recovery: binding from a missing exchange dropped", "vhost", vname, "exchange", source)
+				s.dropStoredBinding(d)
 				continue
 			}
 			b := &binding{key: key, args: nilIfEmpty(args)}
@@ -127,7 +128,8 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 				b.x = v.exchanges[dest]
 			}
 			if b.q == nil && b.x == nil {
-				s.logger.Warn("recovery: binding to a missing destination skipped", "vhost", vname, "destination", dest)
+				s.logger.Warn("recovery: binding to a missing destination dropped", "vhost", vname, "destination", dest)
+				s.dropStoredBinding(d)
 				continue
 			}
 			if x.Kind == kindHeaders {
@@ -192,6 +194,15 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 	return nil
 }
 
+// dropStoredBinding deletes a stored binding that recovery could not
+// restore, so it cannot come back to life when its missing end is declared
+// again.
+func (s *Server) dropStoredBinding(d storedDef) {
+	if err := s.defs.deleteStoredBinding(d); err != nil {
+		s.logger.Error("definitions store delete failed", "binding", d.parts[4], "err", err)
+	}
+}
+
 func nilIfEmpty(t amqp.Table) amqp.Table {
 	if len(t) == 0 {
 		return nil
@@ -218,17 +229,13 @@ func (s *Server) persistExchange(m amqp.Method, v *VHost, x *Exchange) error {
 	return s.persistErr(m, s.defs.putExchange(v.name, x))
 }
 
-func (s *Server) forgetExchange(v *VHost, x *Exchange) {
+// forgetExchange deletes x's definition and the stored ones among bs, the
+// bindings into and out of it.
+func (s *Server) forgetExchange(v *VHost, x *Exchange, bs []*binding) {
 	if s.defs == nil || !x.Durable {
 		return
 	}
-	err := s.defs.deleteKeys(key("x", v.name, x.Name))
-	if err == nil {
-		err = s.defs.deleteBindings(v.name, func(source, kind, dest string) bool {
-			return source == x.Name || (kind == "x" && dest == x.Name)
-		})
-	}
-	if err != nil {
+	if err := s.defs.deleteWithBindings(key("x", v.name, x.Name), v.name, bs); err != nil {
 		s.logger.Error("definitions store delete failed", "exchange", x.Name, "err", err)
 	}
 }
@@ -246,15 +253,13 @@ func (s *Server) persistQueue(m amqp.Method, v *VHost, q *Queue) error {
 	return s.persistErr(m, err)
 }
 
-func (s *Server) forgetQueue(v *VHost, q *Queue) {
+// forgetQueue deletes q's definition and the stored ones among bs, its
+// bindings.
+func (s *Server) forgetQueue(v *VHost, q *Queue, bs []*binding) {
 	if s.defs == nil || q.id == 0 {
 		return
 	}
-	err := s.defs.deleteKeys(key("q", v.name, q.Name))
-	if err == nil {
-		err = s.defs.deleteBindings(v.name, func(_, kind, dest string) bool { return kind == "q" && dest == q.Name })
-	}
-	if err != nil {
+	if err := s.defs.deleteWithBindings(key("q", v.name, q.Name), v.name, bs); err != nil {
 		s.logger.Error("definitions store delete failed", "queue", q.Name, "err", err)
 	}
 }

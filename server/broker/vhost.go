@@ -16,22 +16,32 @@ type VHost struct {
 	server *Server
 
 	// mu guards the name maps. Bindings live under each exchange's lock;
-	// the lock order is vhost.mu, then exchange.mu, then queue.mu.
+	// the lock order is vhost.mu, then exchange.mu, then queue.mu, with
+	// dests.mu a leaf inside exchange.mu.
 	mu        sync.RWMutex
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
+	// dests indexes every binding by its destination, for deletes.
+	dests destIndex
 }
 
 func newVHost(s *Server, name string) *VHost {
 	v := &VHost{name: name, server: s, exchanges: map[string]*Exchange{}, queues: map[string]*Queue{}}
-	v.exchanges[""] = newExchange("", kindDirect, true, false, false, nil)
+	v.addExchange(newExchange("", kindDirect, true, false, false, nil))
 	for _, x := range []struct{ name, kind string }{
 		{"amq.direct", kindDirect}, {"amq.fanout", kindFanout}, {"amq.topic", kindTopic},
 		{"amq.headers", kindHeaders}, {"amq.match", kindHeaders},
 	} {
-		v.exchanges[x.name] = newExchange(x.name, x.kind, true, false, false, nil)
+		v.addExchange(newExchange(x.name, x.kind, true, false, false, nil))
 	}
 	return v
+}
+
+// addExchange names x in v and ties it to v's destination index. The
+// caller holds v.mu, or has v to itself (creation, recovery).
+func (v *VHost) addExchange(x *Exchange) {
+	x.dests = &v.dests
+	v.exchanges[x.Name] = x
 }
 
 func (v *VHost) exchange(name string) *Exchange {
@@ -79,7 +89,7 @@ func (v *VHost) declareExchange(m *amqp.ExchangeDeclare) error {
 	if err := v.server.persistExchange(m, v, x); err != nil {
 		return err
 	}
-	v.exchanges[m.Exchange] = x
+	v.addExchange(x)
 	return nil
 }
 
@@ -102,7 +112,9 @@ func (x *Exchange) equivalent(m *amqp.ExchangeDeclare, vhost string) error {
 	return nil
 }
 
-// deleteExchange removes x and every binding into and out of it.
+// deleteExchange removes x and every binding into and out of it: the ones
+// out of it are its own, the ones into it come from the destination index,
+// so the cost is x's bindings, not the vhost's.
 func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
 	if m.Exchange == "" || m.Exchange == "amq.default" {
 		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
@@ -121,17 +133,9 @@ func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
 		return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
 	}
 	delete(v.exchanges, m.Exchange)
-	v.server.forgetExchange(v, x)
-	x.mu.Lock()
-	x.deleted = true
-	x.mu.Unlock()
-	x.removed.Store(true)
-	var emptied []*Exchange
-	for _, src := range v.exchanges {
-		if removed, left := src.unbindDest(nil, x); removed && left == 0 && src.AutoDelete {
-			emptied = append(emptied, src)
-		}
-	}
+	own := x.markDeleted()
+	into, emptied := unbindTaken(v.dests.take(destKey{x: x}))
+	v.server.forgetExchange(v, x, append(own, into...))
 	v.mu.Unlock()
 	for _, src := range emptied {
 		v.autoDeleteExchange(src)
@@ -336,8 +340,9 @@ func fieldTypeName(v any) string {
 	return "timestamp"
 }
 
-// deleteQueue removes q, its bindings and its consumers, returning how many
-// ready messages it dropped.
+// deleteQueue removes q, its bindings (found in the destination index: the
+// cost is q's own bindings) and its consumers, returning how many ready
+// messages it dropped.
 func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
 	if m != nil && (m.IfUnused || m.IfEmpty) {
 		msgs, consumers := q.counts()
@@ -354,13 +359,8 @@ func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
 		return 0, nil
 	}
 	delete(v.queues, q.Name)
-	v.server.forgetQueue(v, q)
-	var emptied []*Exchange
-	for _, x := range v.exchanges {
-		if removed, left := x.unbindDest(q, nil); removed && left == 0 && x.AutoDelete {
-			emptied = append(emptied, x)
-		}
-	}
+	gone, emptied := unbindTaken(v.dests.take(destKey{q: q}))
+	v.server.forgetQueue(v, q, gone)
 	v.mu.Unlock()
 	consumers, n := q.markDeleted()
 	for _, c := range consumers {

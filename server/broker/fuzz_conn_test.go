@@ -1,0 +1,469 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// FuzzConn feeds whole connections to the real connection code: stream is
+// every byte a client sends after the protocol header, or, when opened is
+// set, after a completed handshake (start-ok, tune-ok and open, which the
+// target sends first). Each input gets a fresh server, so a failure depends
+// on that input alone and reproduces from it. The target fails when:
+//
+//   - the server panics (the fuzz worker dies);
+//   - the server sends a frame it could not have meant: a malformed frame,
+//     an undecodable method or content header, or, after a handshake the
+//     target sent, anything but start, tune and open-ok first;
+//   - a stream of whole frames ends, followed by connection.close, and the
+//     server neither answers nor closes the connection within
+//     fuzzConnDeadline (the target answers a connection.close with
+//     close-ok); a stream ending in the middle of a frame is cut off
+//     instead, since the server rightly waits for the rest;
+//   - the server stops reading for fuzzConnDeadline;
+//   - the connection is not torn down within fuzzConnDeadline of the client
+//     going away;
+//   - a second client on the same server can then not open a channel,
+//     declare a queue, publish and get the message back (checked for the
+//     first input a process runs and every fuzzConnCheckEvery-th after,
+//     as it costs as much as the input itself);
+//   - the server's goroutines do not all end once it is closed (but for
+//     one per queue still declared: see below).
+func FuzzConn(f *testing.F) {
+	// Every input builds and drops a server and one or two connections;
+	// with the default GOGC the collector takes about a quarter of the time.
+	gc := debug.SetGCPercent(400)
+	f.Cleanup(func() { debug.SetGCPercent(gc) })
+	for _, s := range fuzzConnSeeds() {
+		f.Add(s.stream, s.opened)
+	}
+	f.Fuzz(func(t *testing.T, stream []byte, opened bool) { fuzzConn(t, stream, opened) })
+}
+
+// fuzzConn runs one input of FuzzConn.
+func fuzzConn(t testing.TB, stream []byte, opened bool) {
+	if len(stream) > fuzzConnMaxInput {
+		return
+	}
+	goroutines := runtime.NumGoroutine()
+	s, l, served := startFuzzServer(t)
+
+	send := stream
+	if opened {
+		send = append(bytes.Clone(fuzzHandshake), stream...)
+	}
+	wholeFrames := fuzzWholeFrames(stream)
+	if wholeFrames {
+		send = amqp.AppendMethodFrame(send, 0, &amqp.ConnectionClose{ReplyCode: amqp.ReplySuccess})
+	}
+	reply := fuzzConverse(t, l, send, wholeFrames)
+	if opened {
+		reply.wantOpened(t, wholeFrames)
+	} else if len(reply.methods) > 0 {
+		if _, ok := reply.methods[0].(*amqp.ConnectionStart); !ok {
+			t.Fatalf("the server's first method is %s, not connection.start", reply.methods[0].MethodName())
+		}
+	}
+	fuzzWaitFor(t, "the fuzzed connection to be torn down", func() bool { return s.Stats().Connections == 0 })
+
+	if fuzzConnInputs.Add(1)%fuzzConnCheckEvery == 1 {
+		fuzzCheckServes(t, l)
+		fuzzWaitFor(t, "the checking connection to be torn down", func() bool { return s.Stats().Connections == 0 })
+	}
+
+	// Server.Close leaves the dispatch goroutine of every queue still
+	// declared running (queue.go: Queue.run ends only when the queue is
+	// deleted), so those are allowed for; any other goroutine left is a
+	// leak.
+	goroutines += len(s.QueueStats())
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	case <-time.After(2 * fuzzConnDeadline):
+		t.Fatalf("Server.Close did not return within %v", 2*fuzzConnDeadline)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d", goroutines), func() bool {
+		return runtime.NumGoroutine() <= goroutines
+	})
+}
+
+const (
+	// fuzzConnMaxInput bounds a stream: the minimizer's cost grows with the
+	// square of an input's length, and a few hundred bytes hold any
+	// sequence of methods worth trying. Reading frames larger than the read
+	// buffer is FuzzReadFrame's business.
+	fuzzConnMaxInput = 1 << 10
+	// fuzzConnFrameMax is the frame_max the server offers and the target
+	// accepts: a frame claiming a size between the 4 KiB read buffer and it
+	// takes the server's large-frame path (and never arrives whole, inputs
+	// being short), one claiming more is rejected from its header.
+	fuzzConnFrameMax = 16 << 10
+	// fuzzConnDeadline bounds every wait: a server that needs longer is hung.
+	fuzzConnDeadline = 5 * time.Second
+	// fuzzConnCheckEvery is how often fuzzCheckServes runs.
+	fuzzConnCheckEvery = 8
+)
+
+// fuzzConnInputs counts the inputs this process has run.
+var fuzzConnInputs atomic.Uint64
+
+// startFuzzServer starts a broker with memory storage whose listener hands
+// it in-memory pipes: no sockets, ports or file descriptors per input.
+func startFuzzServer(t testing.TB) (*Server, *fuzzListener, <-chan error) {
+	s := New(Config{
+		Address:                 "fuzz",
+		FrameMax:                fuzzConnFrameMax,
+		ReadBufferSize:          amqp.FrameMinSize,
+		Users:                   map[string]string{"fuzz": "fuzz"},
+		DisableHeartbeatDefault: true,
+		Logger:                  slog.New(slog.DiscardHandler),
+	})
+	l := &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	s.ln = l
+	served := make(chan error, 1)
+	go func() { served <- s.Serve() }()
+	return s, l, served
+}
+
+// fuzzListener is a net.Listener whose connections are net.Pipe ends.
+type fuzzListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *fuzzListener) Accept() (net.Conn, error) {
+	select {
+	case nc := <-l.conns:
+		return nc, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *fuzzListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *fuzzListener) Addr() net.Addr { return fuzzAddr{} }
+
+// dial hands the server one end of a new pipe and returns the other.
+func (l *fuzzListener) dial(t testing.TB) net.Conn {
+	client, server := net.Pipe()
+	select {
+	case l.conns <- server:
+		return client
+	case <-time.After(fuzzConnDeadline):
+		t.Fatalf("the server did not accept a connection within %v", fuzzConnDeadline)
+		return nil
+	}
+}
+
+type fuzzAddr struct{}
+
+func (fuzzAddr) Network() string { return "pipe" }
+func (fuzzAddr) String() string  { return "fuzz" }
+
+// fuzzHandshake is what a client sends after the protocol header to open
+// the connection: start-ok, tune-ok accepting the server's limits, open.
+var fuzzHandshake = func() []byte {
+	b := amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionStartOk{
+		ClientProperties: amqp.Table{"product": "FuzzConn", "capabilities": amqp.Table{
+			"connection.blocked": true, "consumer_cancel_notify": true, "authentication_failure_close": true}},
+		Mechanism: "PLAIN", Response: "\x00fuzz\x00fuzz", Locale: "en_US"})
+	b = amqp.AppendMethodFrame(b, 0, &amqp.ConnectionTuneOk{ChannelMax: 2047, FrameMax: fuzzConnFrameMax})
+	return amqp.AppendMethodFrame(b, 0, &amqp.ConnectionOpen{VirtualHost: "/"})
+}()
+
+// fuzzWholeFrames reports whether the server, reading stream, runs out of
+// input between frames or stops at a frame error (unknown type, over
+// fuzzConnFrameMax, wrong frame end), rather than waiting for the rest of a
+// frame. Only the headers are looked at: a FrameReader would allocate for
+// the size a frame claims. The server may stop earlier, at a frame over a
+// lower frame_max or at a method it rejects, which ends the connection too.
+func fuzzWholeFrames(stream []byte) bool {
+	for len(stream) > 0 {
+		if len(stream) < 7 {
+			return false
+		}
+		switch stream[0] {
+		case amqp.FrameMethod, amqp.FrameHeader, amqp.FrameBody, amqp.FrameHeartbeat:
+		default:
+			return true
+		}
+		size := uint64(binary.BigEndian.Uint32(stream[3:])) + 8
+		if size > fuzzConnFrameMax {
+			return true
+		}
+		if uint64(len(stream)) < size {
+			return false
+		}
+		if stream[size-1] != amqp.FrameEnd {
+			return true
+		}
+		stream = stream[size:]
+	}
+	return true
+}
+
+// fuzzReply is what the server sent on one connection.
+type fuzzReply struct {
+	methods []amqp.Method
+	bodies  [][]byte
+}
+
+func (r *fuzzReply) String() string {
+	var names []string
+	for _, m := range r.methods {
+		names = append(names, m.MethodName())
+	}
+	return "[" + strings.Join(names, " ") + "]"
+}
+
+// wantOpened checks that the server answered the target's handshake with
+// start, tune and open-ok: all three when the client waited for answers
+// (whole), else as many as it sent before the client hung up.
+func (r *fuzzReply) wantOpened(t testing.TB, whole bool) {
+	t.Helper()
+	if whole && len(r.methods) < 3 {
+		t.Fatalf("handshake not answered: server sent %s", r)
+	}
+	for i, want := range []string{"connection.start", "connection.tune", "connection.open-ok"} {
+		if i < len(r.methods) && r.methods[i].MethodName() != want {
+			t.Fatalf("handshake answered with %s", r)
+		}
+	}
+}
+
+// fuzzConverse sends the protocol header and stream on a new connection,
+// answers the server's connection.close with close-ok and hangs up, and
+// reads what the server sends until the connection is closed or the server
+// sends close-ok. With end unset, the client goes away as soon as the server
+// has read all of stream.
+func fuzzConverse(t testing.TB, l *fuzzListener, stream []byte, end bool) *fuzzReply {
+	t.Helper()
+	nc := l.dial(t)
+	_ = nc.SetDeadline(time.Now().Add(fuzzConnDeadline))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	var hangUp sync.Once
+	defer hangUp.Do(func() { nc.Close() })
+	var writeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_, writeErr = nc.Write(append(bytes.Clone(amqp.ProtocolHeader), stream...))
+		if !end {
+			hangUp.Do(func() { nc.Close() })
+		}
+	}()
+
+	reply := &fuzzReply{}
+	fr := amqp.NewFrameReader(nc, fuzzConnFrameMax)
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			var fe *amqp.FrameError
+			var ne net.Error
+			switch {
+			case errors.As(err, &fe):
+				t.Fatalf("the server sent a malformed frame after %s: %v", reply, err)
+			case errors.As(err, &ne) && ne.Timeout():
+				t.Fatalf("the server neither answered nor closed the connection within %v; it sent %s", fuzzConnDeadline, reply)
+			}
+			break
+		}
+		switch f.Type {
+		case amqp.FrameMethod:
+			m, err := amqp.DecodeMethod(f.Payload)
+			if err != nil {
+				t.Fatalf("the server sent an undecodable method after %s: %v", reply, err)
+			}
+			reply.methods = append(reply.methods, m)
+			if f.Channel != 0 {
+				continue
+			}
+			switch m.(type) {
+			case *amqp.ConnectionClose:
+				// As clients do: answer, then hang up.
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, _ = nc.Write(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionCloseOk{}))
+					hangUp.Do(func() { nc.Close() })
+				}()
+			case *amqp.ConnectionCloseOk:
+				hangUp.Do(func() { nc.Close() })
+			}
+		case amqp.FrameHeader:
+			if _, err := amqp.ParseContentHeader(f.Payload); err != nil {
+				t.Fatalf("the server sent an unparsable content header after %s: %v", reply, err)
+			}
+		case amqp.FrameBody:
+			reply.bodies = append(reply.bodies, bytes.Clone(f.Payload))
+		}
+	}
+	hangUp.Do(func() { nc.Close() })
+	wg.Wait()
+	var ne net.Error
+	if errors.As(writeErr, &ne) && ne.Timeout() {
+		t.Fatalf("the server stopped reading for %v; it sent %s", fuzzConnDeadline, reply)
+	}
+	return reply
+}
+
+// fuzzCheckQueue is the queue fuzzCheckServes uses, named so that no input
+// declares it first.
+var fuzzCheckQueue = func() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "fuzz-check-" + hex.EncodeToString(b)
+}()
+
+// fuzzCheckServes proves the server still serves a well-behaved client:
+// open a channel, declare a queue, publish to it, get the message back.
+func fuzzCheckServes(t testing.TB, l *fuzzListener) {
+	t.Helper()
+	b := amqp.AppendMethodFrame(bytes.Clone(fuzzHandshake), 1, &amqp.ChannelOpen{})
+	b = amqp.AppendMethodFrame(b, 1, &amqp.QueueDeclare{Queue: fuzzCheckQueue, Exclusive: true})
+	b = amqp.AppendMethodFrame(b, 1, &amqp.BasicPublish{RoutingKey: fuzzCheckQueue})
+	b = amqp.AppendHeaderFrameProps(b, 1, 2, &amqp.Properties{})
+	b = amqp.AppendBodyFrames(b, 1, []byte("ok"), 0)
+	b = amqp.AppendMethodFrame(b, 1, &amqp.BasicGet{Queue: fuzzCheckQueue, NoAck: true})
+	b = amqp.AppendMethodFrame(b, 0, &amqp.ConnectionClose{ReplyCode: amqp.ReplySuccess})
+	reply := fuzzConverse(t, l, b, true)
+	reply.wantOpened(t, true)
+	want := []string{"channel.open-ok", "queue.declare-ok", "basic.get-ok", "connection.close-ok"}
+	got := reply.methods[3:]
+	ok := len(got) == len(want) && len(reply.bodies) == 1 && string(reply.bodies[0]) == "ok"
+	for i := 0; ok && i < len(want); i++ {
+		ok = got[i].MethodName() == want[i]
+	}
+	if !ok {
+		t.Fatalf("after the fuzzed connection, a well-behaved client got %s and bodies %q", reply, reply.bodies)
+	}
+}
+
+// fuzzWaitFor polls cond until it holds, failing after fuzzConnDeadline.
+// It yields to the server's goroutines before it starts to sleep: a sleep
+// lasts far longer than the teardown it waits for.
+func fuzzWaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(fuzzConnDeadline)
+	for i := 0; !cond(); i++ {
+		if i < 1000 {
+			runtime.Gosched()
+			continue
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("timed out after %v waiting for %s; goroutines:\n%s",
+				fuzzConnDeadline, what, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+}
+
+type fuzzConnSeed struct {
+	stream []byte
+	opened bool
+}
+
+// fuzzConnSeeds are meaningful streams: a publish and get, a consumer with
+// confirms and acks, the frame errors RabbitMQ answers with 501, content out
+// of place, a whole handshake, refused logins and cut-off input.
+func fuzzConnSeeds() []fuzzConnSeed {
+	method := func(b []byte, ch uint16, ms ...amqp.Method) []byte {
+		for _, m := range ms {
+			b = amqp.AppendMethodFrame(b, ch, m)
+		}
+		return b
+	}
+	content := func(b []byte, ch uint16, body string, p *amqp.Properties) []byte {
+		b = amqp.AppendHeaderFrameProps(b, ch, uint64(len(body)), p)
+		return amqp.AppendBodyFrames(b, ch, []byte(body), 4096)
+	}
+	open := method(nil, 1, &amqp.ChannelOpen{})
+
+	publishGet := method(bytes.Clone(open), 1, &amqp.QueueDeclare{Queue: "q"}, &amqp.BasicPublish{RoutingKey: "q"})
+	publishGet = content(publishGet, 1, "hello", &amqp.Properties{Flags: amqp.FlagDeliveryMode | amqp.FlagHeaders,
+		DeliveryMode: 2, Headers: amqp.Table{"k": "v"}})
+	publishGet = method(publishGet, 1, &amqp.BasicGet{Queue: "q"}, &amqp.BasicAck{DeliveryTag: 1}, &amqp.ChannelClose{})
+
+	consume := method(bytes.Clone(open), 1, &amqp.ConfirmSelect{}, &amqp.BasicQos{PrefetchCount: 1},
+		&amqp.ExchangeDeclare{Exchange: "x", Type: "topic", AutoDelete: true},
+		&amqp.QueueDeclare{Queue: "", Exclusive: true, Arguments: amqp.Table{"x-max-length": int32(1), "x-message-ttl": int32(1000)}},
+		&amqp.QueueBind{Queue: "", Exchange: "x", RoutingKey: "a.#"},
+		&amqp.BasicConsume{Queue: "", ConsumerTag: "c"},
+		&amqp.BasicPublish{Exchange: "x", RoutingKey: "a.b", Mandatory: true})
+	consume = content(consume, 1, "one", &amqp.Properties{})
+	consume = method(consume, 1, &amqp.BasicPublish{Exchange: "x", RoutingKey: "nowhere", Mandatory: true})
+	consume = content(consume, 1, "two", &amqp.Properties{Flags: amqp.FlagExpiration, Expiration: "0"})
+	consume = method(consume, 1, &amqp.BasicNack{DeliveryTag: 1, Requeue: true}, &amqp.BasicReject{DeliveryTag: 2},
+		&amqp.BasicCancel{ConsumerTag: "c"}, &amqp.QueueDelete{Queue: ""}, &amqp.ExchangeDelete{Exchange: "x"})
+
+	tx := method(bytes.Clone(open), 1, &amqp.TxSelect{}, &amqp.BasicPublish{RoutingKey: "q"})
+	tx = content(tx, 1, "", &amqp.Properties{})
+	tx = method(tx, 1, &amqp.TxCommit{}, &amqp.TxRollback{}, &amqp.BasicRecover{Requeue: true})
+
+	badEnd := method(bytes.Clone(open), 1, &amqp.BasicQos{PrefetchCount: 10})
+	badEnd[len(badEnd)-1] = 0
+
+	oversize := append(bytes.Clone(open), amqp.FrameBody, 0, 1, 0, 0x10, 0, 0, 0)
+	largeFrame := method(bytes.Clone(open), 1, &amqp.BasicPublish{RoutingKey: "q"})
+	largeFrame = amqp.AppendHeaderFrame(largeFrame, 1, amqp.ClassBasic, 5000, (&amqp.Properties{}).Append(nil))
+	largeFrame = append(largeFrame, amqp.FrameBody, 0, 1, 0, 0, 0x13, 0x88) // 5000 bytes promised, none sent
+
+	heartbeatOn1 := append(bytes.Clone(open), amqp.FrameHeartbeat, 0, 1, 0, 0, 0, 0, amqp.FrameEnd)
+	headerAlone := amqp.AppendHeaderFrameProps(bytes.Clone(open), 1, 3, &amqp.Properties{})
+	bodyAlone := amqp.AppendFrame(bytes.Clone(open), amqp.FrameBody, 1, []byte("abc"))
+	longBody := method(bytes.Clone(open), 1, &amqp.BasicPublish{RoutingKey: "q"})
+	longBody = amqp.AppendHeaderFrameProps(longBody, 1, 2, &amqp.Properties{})
+	longBody = amqp.AppendFrame(longBody, amqp.FrameBody, 1, []byte("abcdef"))
+	channelOn0 := method(nil, 0, &amqp.ChannelOpen{})
+	twice := method(bytes.Clone(open), 1, &amqp.ChannelOpen{})
+	farChannel := method(nil, 4000, &amqp.ChannelOpen{})
+	closeThenMore := method(bytes.Clone(open), 0, &amqp.ConnectionClose{ReplyCode: amqp.ReplySuccess})
+	closeThenMore = method(closeThenMore, 1, &amqp.QueueDeclare{Queue: "q"})
+	flow := method(bytes.Clone(open), 1, &amqp.ChannelFlow{Active: false}, &amqp.BasicConsume{Queue: "amq.rabbitmq.reply-to", NoAck: true})
+	cut := publishGet[:len(publishGet)-9]
+
+	whole := bytes.Clone(fuzzHandshake)
+	wrongPassword := method(nil, 0, &amqp.ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00fuzz\x00nope", Locale: "en_US"})
+	amqplain := amqp.AppendTable(nil, amqp.Table{"LOGIN": "fuzz", "PASSWORD": "fuzz"})[4:]
+	amqplainLogin := method(nil, 0, &amqp.ConnectionStartOk{Mechanism: "AMQPLAIN", Response: string(amqplain), Locale: "en_US"},
+		&amqp.ConnectionTuneOk{ChannelMax: 1, FrameMax: 4096, Heartbeat: 1}, &amqp.ConnectionOpen{VirtualHost: "nope"})
+	smallFrameMax := method(nil, 0, &amqp.ConnectionStartOk{Mechanism: "PLAIN", Response: "\x00fuzz\x00fuzz", Locale: "en_US"},
+		&amqp.ConnectionTuneOk{FrameMax: 100})
+
+	return []fuzzConnSeed{
+		{publishGet, true}, {consume, true}, {tx, true}, {badEnd, true}, {oversize, true}, {largeFrame, true},
+		{heartbeatOn1, true}, {headerAlone, true}, {bodyAlone, true}, {longBody, true}, {channelOn0, true},
+		{twice, true}, {farChannel, true}, {closeThenMore, true}, {flow, true}, {cut, true}, {nil, true},
+		{append(bytes.Clone(whole), publishGet...), false}, {whole, false}, {wrongPassword, false},
+		{amqplainLogin, false}, {smallFrameMax, false}, {nil, false},
+	}
+}
