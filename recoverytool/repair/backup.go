@@ -67,7 +67,7 @@ func (b *backup) save(path string) error {
 
 func (b *backup) create() error {
 	root := filepath.Join(b.logDir, BackupDir)
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	if err := wal.MkdirPrivate(root); err != nil {
 		return err
 	}
 	stamp := b.start.Format("20060102T150405Z")
@@ -76,9 +76,12 @@ func (b *backup) create() error {
 		if i > 0 {
 			dir = fmt.Sprintf("%s-%d", dir, i)
 		}
-		err := os.Mkdir(dir, 0o755)
+		err := os.Mkdir(dir, wal.DirMode)
 		if errors.Is(err, fs.ErrExist) {
 			continue
+		}
+		if err == nil {
+			err = os.Chmod(dir, wal.DirMode) // whatever the umask
 		}
 		if err != nil {
 			return err
@@ -101,7 +104,7 @@ func copyDurable(dst, src string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	out, err := wal.OpenPrivate(dst, os.O_WRONLY|os.O_EXCL)
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,16 @@ func checkBackup(t *testing.T, dir string, before map[string]string, out string)
 	if !strings.Contains(out, run) {
 		t.Fatalf("report does not name the backup %s:\n%s", run, out)
 	}
+	// Backups hold message bodies: the owner's alone.
+	for _, d := range []string{filepath.Join(dir, BackupDir), run} {
+		st, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != wal.DirMode {
+			t.Errorf("backup directory %s is %v, want %v", d, st.Mode().Perm(), wal.DirMode)
+		}
+	}
 	var changed []string
 	for p, data := range before {
 		if filepath.Dir(p) != dir {
@@ -47,6 +57,13 @@ func checkBackup(t *testing.T, dir string, before map[string]string, out string)
 	var saved []string
 	for _, e := range ents {
 		saved = append(saved, e.Name())
+		info, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Mode().Perm() != wal.FileMode {
+			t.Errorf("backup %s is %v, want %v", e.Name(), info.Mode().Perm(), wal.FileMode)
+		}
 		b, err := os.ReadFile(filepath.Join(run, e.Name()))
 		if orig, ok := before[filepath.Join(dir, e.Name())]; err != nil || !ok || string(b) != orig {
 			t.Fatalf("backup %s is not the original (%v, known %v)", e.Name(), err, ok)

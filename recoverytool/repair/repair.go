@@ -208,7 +208,7 @@ func quarantineName(dir, file string, off int64, kind string) string {
 
 // saveQuarantine copies bytes [off, off+n) of src into a new durable file.
 func saveQuarantine(dst, src string, off, n int64) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := wal.MkdirPrivate(filepath.Dir(dst)); err != nil {
 		return err
 	}
 	in, err := os.Open(src)
@@ -226,7 +226,7 @@ func saveQuarantine(dst, src string, off, n int64) error {
 // writeDurable writes data to name (which must not exist), fsyncs it and
 // its directory.
 func writeDurable(name string, data []byte) error {
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := wal.OpenPrivate(name, os.O_WRONLY|os.O_EXCL)
 	if err != nil {
 		return err
 	}
@@ -281,7 +281,7 @@ func fixTornTail(dir string, p *segPlan, dryRun bool, bk *backup, rep *Report) e
 		if err := bk.save(p.seg.Path); err != nil {
 			return err
 		}
-		if err := os.MkdirAll(filepath.Dir(q), 0o755); err != nil {
+		if err := wal.MkdirPrivate(filepath.Dir(q)); err != nil {
 			return err
 		}
 		if err := os.Rename(p.seg.Path, q); err != nil {

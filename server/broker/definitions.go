@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
+	"github.com/amqp-go/amqp-go/shared/wal"
 	badger "github.com/dgraph-io/badger/v4"
 )
 
@@ -28,7 +29,20 @@ type definitions struct {
 	db *badger.DB
 }
 
+// openDefinitions opens the store in dir. Badger creates its files 0666
+// less the umask and has no option for another mode, so dir is made
+// wal.DirMode with a default ACL that makes what Badger creates in it
+// wal.FileMode, and what is already there is given wal.FileMode after the
+// open. Where the file system has no ACLs, files Badger creates later (new
+// tables, value-log files) keep the umask's mode, inside a directory only
+// the owner can enter.
 func openDefinitions(dir string) (*definitions, error) {
+	if err := wal.MkdirPrivate(dir); err != nil {
+		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+	}
+	if err := wal.PrivateFiles(dir); err != nil && !errors.Is(err, wal.ErrNoPrivateFiles) {
+		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+	}
 	opts := badger.DefaultOptions(dir).
 		WithLogger(nil).
 		WithSyncWrites(true).
@@ -40,6 +54,10 @@ func openDefinitions(dir string) (*definitions, error) {
 		WithIndexCacheSize(0)
 	db, err := badger.Open(opts)
 	if err != nil {
+		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+	}
+	if err := wal.ChmodFiles(dir); err != nil {
+		db.Close()
 		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
 	}
 	return &definitions{db: db}, nil

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -22,7 +21,7 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.SegmentSize > maxSegmentSize {
 		return nil, fmt.Errorf("segment size %d is over the %d bytes a message reference can address", cfg.SegmentSize, maxSegmentSize)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := wal.MkdirPrivate(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	sync := wal.SyncBatch

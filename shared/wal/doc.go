@@ -8,6 +8,10 @@
 //	DIR/LOCK                       flock(2)ed exclusively by the owner (ErrLocked)
 //	DIR/00000000000000000001.wal   segment files, numbered from 1, never reused
 //
+// With OSFS, DIR is DirMode (0700) and every file FileMode (0600), set by
+// chmod whatever the umask; Open also narrows files an older version left
+// wider.
+//
 // # Segment format
 //
 // All integers are little endian. A segment starts with a 32-byte header:

@@ -19,13 +19,15 @@ import (
 //
 // Implementations must be safe for concurrent use by multiple goroutines.
 type FS interface {
-	// Create creates or truncates the named file for reading and writing.
+	// Create creates or truncates the named file for reading and writing;
+	// OSFS gives it FileMode.
 	Create(name string) (File, error)
 	// Open opens the named file read-only.
 	Open(name string) (File, error)
 	// OpenFile opens a file with os.OpenFile flags. The log writes segment
 	// files only sequentially (with O_APPEND); MemFS treats every write as
-	// an append.
+	// an append. With O_CREATE, OSFS gives the file exactly perm, whatever
+	// the umask.
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
 	// Remove removes the named file.
 	Remove(name string) error
@@ -33,7 +35,8 @@ type FS interface {
 	Rename(oldname, newname string) error
 	// ReadDir returns the sorted names of the entries of dir.
 	ReadDir(dir string) ([]string, error)
-	// MkdirAll creates dir and its parents.
+	// MkdirAll creates dir and its parents; OSFS gives dir exactly perm,
+	// even if it existed.
 	MkdirAll(dir string, perm os.FileMode) error
 	// Lock takes an exclusive, non-blocking lock on the named file (creating
 	// it if needed). It returns ErrLocked if another holder has it. Closing
@@ -64,11 +67,7 @@ func (f osFile) Sync() error { return fdatasync(f.File) }
 
 // Create implements FS.
 func (OSFS) Create(name string) (File, error) {
-	f, err := os.Create(name)
-	if err != nil {
-		return nil, err
-	}
-	return osFile{f}, nil
+	return OSFS{}.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, FileMode)
 }
 
 // Open implements FS.
@@ -85,6 +84,12 @@ func (OSFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	f, err := os.OpenFile(name, flag, perm)
 	if err != nil {
 		return nil, err
+	}
+	if flag&os.O_CREATE != 0 {
+		if err := f.Chmod(perm); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return osFile{f}, nil
 }
@@ -109,7 +114,15 @@ func (OSFS) ReadDir(dir string) ([]string, error) {
 }
 
 // MkdirAll implements FS.
-func (OSFS) MkdirAll(dir string, perm os.FileMode) error { return os.MkdirAll(dir, perm) }
+func (OSFS) MkdirAll(dir string, perm os.FileMode) error {
+	if err := os.MkdirAll(dir, perm); err != nil {
+		return err
+	}
+	return os.Chmod(dir, perm)
+}
+
+// Chmod changes the mode of the named file.
+func (OSFS) Chmod(name string, mode os.FileMode) error { return os.Chmod(name, mode) }
 
 // Lock implements FS with flock(2) where available.
 func (OSFS) Lock(name string) (io.Closer, error) { return lockFile(name) }

@@ -10,5 +10,5 @@ import (
 // lockFile only creates the lock file where flock is unavailable; such
 // platforms get no protection against a second process.
 func lockFile(name string) (io.Closer, error) {
-	return os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	return OpenPrivate(name, os.O_RDWR)
 }

@@ -12,7 +12,7 @@ import (
 // lockFile takes an exclusive, non-blocking flock on name. The lock lives as
 // long as the returned file stays open.
 func lockFile(name string) (io.Closer, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := OpenPrivate(name, os.O_RDWR)
 	if err != nil {
 		return nil, err
 	}

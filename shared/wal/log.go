@@ -194,7 +194,7 @@ func (o *Options) defaults() {
 func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 	opts.defaults()
 	fsys := opts.FS
-	if err := fsys.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(opts.Dir, DirMode); err != nil {
 		return nil, nil, err
 	}
 	lock, err := fsys.Lock(filepath.Join(opts.Dir, LockFile))
@@ -211,6 +211,14 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 	}
 	segs, err := listSegments(fsys, opts.Dir)
 	if err != nil {
+		return nil, nil, err
+	}
+	// What an older version left readable by others becomes FileMode.
+	old := []string{filepath.Join(opts.Dir, VersionFile)}
+	for _, s := range segs {
+		old = append(old, s.Path)
+	}
+	if err := tighten(fsys, old...); err != nil {
 		return nil, nil, err
 	}
 	rc, err := runRecovery(fsys, segs, true)
@@ -265,7 +273,7 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 // Open before run starts, or by run.
 func (l *Log) createSegment(n uint64, buf []byte, sync bool) error {
 	p := filepath.Join(l.opts.Dir, SegmentFileName(n))
-	f, err := l.fs.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o644)
+	f, err := l.fs.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, FileMode)
 	if err != nil {
 		return err
 	}

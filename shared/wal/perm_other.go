@@ -1,0 +1,5 @@
+//go:build !linux
+
+package wal
+
+func privateFiles(string) error { return ErrNoPrivateFiles }
