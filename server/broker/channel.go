@@ -8,11 +8,6 @@ import (
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
-// maxMessageSize caps a message body, as RabbitMQ's max_message_size does
-// (its default is 128 MiB); a header claiming more is refused before any
-// buffer is allocated.
-const maxMessageSize = 128 << 20
-
 // channel is one AMQP channel. Fields marked "reader" are touched only by the
 // connection's reader goroutine; deliveries from queue goroutines go through
 // mu; confirms from the store go through confirmMu.
@@ -86,6 +81,41 @@ type txAck struct {
 
 func newChannel(c *conn, id uint16) *channel {
 	return &channel{id: id, conn: c, consumers: map[string]*consumer{}, confirmLowest: 1}
+}
+
+// startContent begins buffering a publish's content after its header.
+// Properties and body share one allocation for the message's life, but
+// room for the body is made only when that many bytes have already arrived
+// (buffered bytes of the connection), never because the header declares
+// it: a header is cheap to send, so memory is reserved only for bytes
+// actually received. Otherwise the body frames size it as they come.
+func (ch *channel) startContent(props []byte, bodySize uint64, buffered int) {
+	np := len(props)
+	room := uint64(0)
+	if uint64(buffered) >= bodySize {
+		room = bodySize
+	}
+	buf := make([]byte, np, np+int(room))
+	copy(buf, props)
+	ch.props = buf[:np:np]
+	ch.bodySize = bodySize
+	ch.body = buf[np:np]
+}
+
+// appendBody adds a body frame's payload (already checked against the
+// declared size), growing the buffer at most to twice what has arrived.
+func (ch *channel) appendBody(p []byte) {
+	need := uint64(len(ch.body) + len(p))
+	if need > uint64(cap(ch.body)) {
+		room := min(ch.bodySize, max(2*uint64(cap(ch.body)), need))
+		np := len(ch.props)
+		buf := make([]byte, np+len(ch.body), np+int(room))
+		copy(buf, ch.props)
+		copy(buf[np:], ch.body)
+		ch.props = buf[:np:np]
+		ch.body = buf[np:]
+	}
+	ch.body = append(ch.body, p...)
 }
 
 // canDeliver reports whether queues may hand this channel messages now.

@@ -64,17 +64,11 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 		if h.ClassID != amqp.ClassBasic {
 			return protoErr(amqp.UnexpectedFrame, nil, "content header for class %d does not match method class 60", h.ClassID)
 		}
-		if h.BodySize > maxMessageSize {
+		if limit := c.srv.cfg.MaxMessageSize; h.BodySize > limit {
 			return protoErr(amqp.PreconditionFailed, ch.publish,
-				"message size %d is larger than configured max size %d", h.BodySize, maxMessageSize)
+				"message size %d is larger than configured max size %d", h.BodySize, limit)
 		}
-		// Properties and body share one allocation for the message's life.
-		np := len(h.RawProperties)
-		buf := make([]byte, np+int(h.BodySize))
-		copy(buf, h.RawProperties)
-		ch.props = buf[:np:np]
-		ch.bodySize = h.BodySize
-		ch.body = buf[np:np]
+		ch.startContent(h.RawProperties, h.BodySize, c.fr.Buffered())
 		if h.BodySize == 0 {
 			return ch.contentDone()
 		}
@@ -86,7 +80,7 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 		if uint64(len(ch.body))+uint64(len(f.Payload)) > ch.bodySize {
 			return protoErr(amqp.FrameErrorCode, nil, "body frame exceeds declared body size %d", ch.bodySize)
 		}
-		ch.body = append(ch.body, f.Payload...)
+		ch.appendBody(f.Payload)
 		if uint64(len(ch.body)) == ch.bodySize {
 			return ch.contentDone()
 		}
@@ -99,6 +93,9 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 func (ch *channel) handleMethod(m amqp.Method) error {
 	c := ch.conn
 	v := c.vhost
+	if err := ch.durableChange(m); err != nil {
+		return err
+	}
 	switch m := m.(type) {
 	case *amqp.ChannelOpen:
 		return protoErr(amqp.ChannelError, m, "second 'channel.open' seen")

@@ -183,7 +183,13 @@ func (c *conn) writeLoop() {
 		clear(confirms)
 		if len(buf) > 0 {
 			wrote = true
+			// A client that stops reading must not pin this goroutine,
+			// the socket and the buffer for ever (RabbitMQ's send_timeout).
+			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.SendTimeout))
 			if _, err := c.nc.Write(buf); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					c.logger.Info("closing connection: client stopped reading", "send_timeout", c.srv.cfg.SendTimeout)
+				}
 				c.nc.Close() // the reader sees the error and tears down
 				final = true
 			}
@@ -218,11 +224,20 @@ func (c *conn) wakeConsumers() {
 func (c *conn) serve() {
 	defer c.srv.removeConn(c)
 	err := c.handshake()
+	c.srv.handshakes.Add(-1)
+	if err != nil && !errors.Is(err, errHandshake) {
+		// Timeouts and resets; refusals were logged where they happened.
+		c.logRefused("handshake failed", "err", err)
+	}
 	if err == nil {
-		go c.writeLoop()
+		writer := make(chan struct{})
+		go func() { defer close(writer); c.writeLoop() }()
 		err = c.readLoop()
 		c.teardown()
 		close(c.done)
+		// The connection counts until its socket is closed, which the
+		// writer does last (bounded by the send timeout).
+		<-writer
 		c.logger.Info("connection closed")
 	} else {
 		c.nc.Close()
@@ -247,9 +262,8 @@ func (c *conn) readLoop() error {
 					c.needKick = false
 					c.kick()
 				}
-				select {
-				case <-cleared:
-				case <-c.stop:
+				if c.waitAlarm(cleared) {
+					return errPeerGone
 				}
 				lastDeadline = time.Time{}
 			}

@@ -26,7 +26,7 @@ func TestConnBadProtocolHeader(t *testing.T) {
 			r.write([]byte(hdr))
 			_ = r.nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 			got, err := io.ReadAll(r.nc)
-			if err != nil && !isReset(err) {
+			if err != nil && !servertest.Closed(err) {
 				t.Fatalf("read: %v", err)
 			}
 			if !bytes.Equal(got, []byte("AMQP\x00\x00\x09\x01")) {

@@ -26,6 +26,9 @@ import (
 type deliveredMark struct {
 	db       *badger.DB
 	interval time.Duration
+	// guard, if set, is asked before each Badger write; an error skips it
+	// (Server.guardDefinitions: no writes on a nearly full disk).
+	guard func() error
 
 	bound     atomic.Uint64 // durable: deliveries may go up to it
 	delivered atomic.Uint64 // highest log id delivered so far
@@ -63,8 +66,8 @@ func loadDelivered(db *badger.DB) (uint64, error) {
 	return v, err
 }
 
-func newDeliveredMark(db *badger.DB, start uint64, interval time.Duration) *deliveredMark {
-	d := &deliveredMark{db: db, interval: interval, stop: make(chan struct{}), done: make(chan struct{})}
+func newDeliveredMark(db *badger.DB, start uint64, interval time.Duration, guard func() error) *deliveredMark {
+	d := &deliveredMark{db: db, interval: interval, guard: guard, stop: make(chan struct{}), done: make(chan struct{})}
 	d.bound.Store(start)
 	d.delivered.Store(start)
 	d.lastSeen = start
@@ -102,6 +105,11 @@ func (d *deliveredMark) raise(to uint64) error {
 	defer d.mu.Unlock()
 	if to <= d.bound.Load() {
 		return nil
+	}
+	if d.guard != nil {
+		if err := d.guard(); err != nil {
+			return err
+		}
 	}
 	v := binary.BigEndian.AppendUint64(nil, to)
 	if err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(deliveredKey, v) }); err != nil {

@@ -16,7 +16,7 @@ func TestDeliveredBound(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	d := newDeliveredMark(db, 0, 20*time.Millisecond)
+	d := newDeliveredMark(db, 0, 20*time.Millisecond, nil)
 	defer d.close()
 
 	if err := d.covered(100); err != nil {

@@ -31,9 +31,13 @@ func (c *conn) handshake() error {
 	if !bytes.Equal(hdr[:], amqp.ProtocolHeader) {
 		// The spec's answer to a header we don't speak: ours, then close.
 		_, _ = c.nc.Write(amqp.ProtocolHeader)
+		c.logRefused("connection refused: bad protocol header", "header", fmt.Sprintf("%q", hdr[:]))
 		return fmt.Errorf("%w: bad protocol header %q", errHandshake, hdr[:])
 	}
-	c.fr.SetMaxFrame(c.srv.cfg.FrameMax)
+	// Until tune-ok has settled frame_max, frames are capped at the
+	// spec's minimum, as RabbitMQ does: an unauthenticated client must not
+	// make us buffer a large frame.
+	c.fr.SetMaxFrame(amqp.FrameMinSize)
 
 	start := &amqp.ConnectionStart{
 		VersionMajor: 0, VersionMinor: 9,
@@ -59,8 +63,13 @@ func (c *conn) handshake() error {
 	if err != nil {
 		return c.handshakeClose(protoErr(amqp.CommandInvalid, startOk, "%v", err))
 	}
-	if !c.srv.authenticate(user, pass) || !c.srv.loopbackAllowed(user, c.nc.RemoteAddr()) {
-		c.logger.Warn("login refused", "user", user, "mechanism", startOk.Mechanism)
+	authenticated := c.srv.authenticate(user, pass)
+	if loopbackOnly := authenticated && !c.srv.loopbackAllowed(user, c.nc.RemoteAddr()); !authenticated || loopbackOnly {
+		why := "invalid credentials"
+		if loopbackOnly {
+			why = fmt.Sprintf("user '%s' can only connect via localhost", user)
+		}
+		c.logRefused("login refused", "user", user, "mechanism", startOk.Mechanism, "reason", why)
 		e := protoErr(amqp.AccessRefused, startOk,
 			"Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if authFailClose {
@@ -121,6 +130,14 @@ func (c *conn) handshake() error {
 	return nil
 }
 
+// logRefused logs a refused handshake at info level, at most once a second
+// across the server: refusals cost an attacker nothing.
+func (c *conn) logRefused(msg string, args ...any) {
+	if n, ok := c.srv.refuseLog.allow(); ok {
+		c.logger.Info(msg, append(args, "suppressed", n)...)
+	}
+}
+
 // setBlockedInitial records that a client connecting during an alarm must
 // be told at once (the writer is not running yet, so just queue it).
 func (c *conn) setBlockedInitial(reason string) {
@@ -142,7 +159,7 @@ func (c *conn) writeNow(b []byte) error {
 // handshakeClose sends connection.close during the handshake and waits
 // briefly for close-ok before giving up on the client.
 func (c *conn) handshakeClose(e *amqpError) error {
-	c.logger.Info("connection refused", "code", e.code, "text", e.text)
+	c.logRefused("connection refused", "code", e.code, "text", e.text)
 	_ = c.writeNow(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionClose{
 		ReplyCode: e.code, ReplyText: e.text, FailingClassID: e.classID, FailingMethodID: e.methodID}))
 	_ = c.nc.SetReadDeadline(time.Now().Add(time.Second))

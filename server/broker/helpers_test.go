@@ -3,10 +3,7 @@ package broker_test
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
-	"io"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -224,31 +221,23 @@ func getBody(t *testing.T, ch *amqp.Channel, q string, autoAck bool) amqp.Delive
 
 // ---- raw frame client ----
 
-// rawConn is a minimal AMQP client speaking frames through the shared
-// codec, for what amqp091-go cannot express.
+// rawConn is servertest's RawConn under the names these tests use, for
+// what amqp091-go cannot express.
 type rawConn struct {
+	*servertest.RawConn
 	t  *testing.T
 	nc net.Conn
 	fr *wire.FrameReader
 }
 
+func wrapRaw(t *testing.T, rc *servertest.RawConn) *rawConn {
+	return &rawConn{RawConn: rc, t: t, nc: rc.NC, fr: rc.FR}
+}
+
 // rawDial opens a TCP connection to url's host without any handshake.
 func rawDial(t *testing.T, rawurl string) *rawConn {
 	t.Helper()
-	u, err := url.Parse(rawurl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":5672"
-	}
-	nc, err := net.DialTimeout("tcp", host, 5*time.Second)
-	if err != nil {
-		t.Fatalf("raw dial: %v", err)
-	}
-	t.Cleanup(func() { nc.Close() })
-	return &rawConn{t: t, nc: nc, fr: wire.NewFrameReader(nc, 1<<20)}
+	return wrapRaw(t, servertest.RawDial(t, rawurl, servertest.RawOptions{}))
 }
 
 type rawOpts struct {
@@ -262,105 +251,26 @@ type rawOpts struct {
 // rawHandshake dials and opens a connection; it returns connection.start.
 func rawHandshake(t *testing.T, rawurl string, o rawOpts) (*rawConn, *wire.ConnectionStart) {
 	t.Helper()
-	r := rawDial(t, rawurl)
-	u, _ := url.Parse(rawurl)
-	user := u.User.Username()
-	pass, _ := u.User.Password()
-	if o.password != "" {
-		pass = o.password
-	}
-	vhost := strings.TrimPrefix(u.Path, "/")
-	if vhost == "" {
-		vhost = "/"
-	}
-	if o.vhost != "" {
-		vhost = o.vhost
-	}
-	r.write(wire.ProtocolHeader)
-	_, m := r.readMethod()
-	start, ok := m.(*wire.ConnectionStart)
-	if !ok {
-		t.Fatalf("want connection.start, got %s", m.MethodName())
-	}
-	props := wire.Table{"product": "rawConn"}
-	if o.capabilities != nil {
-		props["capabilities"] = o.capabilities
-	}
-	r.send(0, &wire.ConnectionStartOk{ClientProperties: props, Mechanism: "PLAIN",
-		Response: "\x00" + user + "\x00" + pass, Locale: "en_US"})
-	_, m = r.readMethod()
-	tune, ok := m.(*wire.ConnectionTune)
-	if !ok {
-		return r, start // e.g. connection.close: the caller looks again
-	}
-	r.send(0, &wire.ConnectionTuneOk{ChannelMax: tune.ChannelMax, FrameMax: tune.FrameMax, Heartbeat: o.heartbeat})
-	if o.noOpen {
-		return r, start
-	}
-	r.send(0, &wire.ConnectionOpen{VirtualHost: vhost})
-	if o.vhost == "" {
-		_, m = r.readMethod()
-		if _, ok := m.(*wire.ConnectionOpenOk); !ok {
-			t.Fatalf("want connection.open-ok, got %s %+v", m.MethodName(), m)
-		}
-	}
-	return r, start
+	rc, start := servertest.RawHandshake(t, rawurl, servertest.RawOptions{Heartbeat: o.heartbeat, VHost: o.vhost,
+		Password: o.password, Capabilities: o.capabilities, NoOpen: o.noOpen})
+	return wrapRaw(t, rc), start
 }
 
-func (r *rawConn) write(b []byte) {
-	r.t.Helper()
-	_ = r.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if _, err := r.nc.Write(b); err != nil {
-		r.t.Fatalf("raw write: %v", err)
-	}
-}
+func (r *rawConn) write(b []byte) { r.t.Helper(); r.Write(b) }
 
-func (r *rawConn) send(ch uint16, m wire.Method) {
-	r.t.Helper()
-	r.write(wire.AppendMethodFrame(nil, ch, m))
-}
+func (r *rawConn) send(ch uint16, m wire.Method) { r.t.Helper(); r.Send(ch, m) }
 
 // publish sends basic.publish with content in one write.
 func (r *rawConn) publish(ch uint16, m *wire.BasicPublish, body []byte) {
 	r.t.Helper()
-	b := wire.AppendMethodFrame(nil, ch, m)
-	b = wire.AppendHeaderFrameProps(b, ch, uint64(len(body)), &wire.Properties{})
-	b = wire.AppendBodyFrames(b, ch, body, 4096)
-	r.write(b)
+	r.Publish(ch, m, body)
 }
 
 // readFrame reads one frame (payload copied) with a timeout.
-func (r *rawConn) readFrame(timeout time.Duration) (wire.Frame, error) {
-	_ = r.nc.SetReadDeadline(time.Now().Add(timeout))
-	f, err := r.fr.ReadFrame()
-	if err != nil {
-		return f, err
-	}
-	f.Payload = append([]byte(nil), f.Payload...)
-	return f, nil
-}
+func (r *rawConn) readFrame(timeout time.Duration) (wire.Frame, error) { return r.ReadFrame(timeout) }
 
 // readMethod reads the next method frame, skipping heartbeats.
-func (r *rawConn) readMethod() (uint16, wire.Method) {
-	r.t.Helper()
-	for {
-		f, err := r.readFrame(5 * time.Second)
-		if err != nil {
-			r.t.Fatalf("raw read: %v", err)
-		}
-		if f.Type == wire.FrameHeartbeat {
-			continue
-		}
-		if f.Type != wire.FrameMethod {
-			r.t.Fatalf("want a method frame, got frame type %d", f.Type)
-		}
-		m, err := wire.DecodeMethod(f.Payload)
-		if err != nil {
-			r.t.Fatalf("decode: %v", err)
-		}
-		return f.Channel, m
-	}
-}
+func (r *rawConn) readMethod() (uint16, wire.Method) { r.t.Helper(); return r.ReadMethod() }
 
 // expectConnClose reads until connection.close, checks it, answers close-ok
 // and waits for the socket to close.
@@ -386,38 +296,10 @@ func (r *rawConn) expectConnClose(code uint16, text string) {
 }
 
 // expectEOF waits for the server to close the socket, ignoring frames.
-func (r *rawConn) expectEOF(within time.Duration) {
-	r.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		_, err := r.readFrame(time.Until(deadline))
-		if err == nil {
-			continue
-		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			r.t.Fatalf("socket still open after %v", within)
-		}
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || isReset(err) {
-			return
-		}
-		r.t.Fatalf("raw read: %v", err)
-	}
-}
-
-func isReset(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "connection reset")
-}
+func (r *rawConn) expectEOF(within time.Duration) { r.t.Helper(); r.ExpectEOF(within) }
 
 // openChannel opens channel id on a raw connection.
-func (r *rawConn) openChannel(id uint16) {
-	r.t.Helper()
-	r.send(id, &wire.ChannelOpen{})
-	ch, m := r.readMethod()
-	if _, ok := m.(*wire.ChannelOpenOk); !ok || ch != id {
-		r.t.Fatalf("want channel.open-ok on %d, got %s on %d", id, m.MethodName(), ch)
-	}
-}
+func (r *rawConn) openChannel(id uint16) { r.t.Helper(); r.OpenChannel(id) }
 
 // expectNoDelivery asserts that nothing arrives on ds within a short window.
 func expectNoDelivery(t *testing.T, ds <-chan amqp.Delivery, within time.Duration) {

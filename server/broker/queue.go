@@ -250,7 +250,7 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 	}
 	if d := q.vhost.server.delivered; d != nil && q.id != 0 && e.ref.id != 0 {
 		if err := d.covered(e.ref.id); err != nil {
-			q.vhost.server.logger.Error("delivered bound not stored; redelivered flags after a crash may be wrong", "err", err)
+			q.vhost.server.deliveredNotStored(err)
 		}
 	}
 	return e, remaining, true, nil
@@ -510,7 +510,7 @@ func (q *Queue) markDelivering(batch []delivery) {
 		return
 	}
 	if err := d.covered(top); err != nil {
-		q.vhost.server.logger.Error("delivered bound not stored; redelivered flags after a crash may be wrong", "err", err)
+		q.vhost.server.deliveredNotStored(err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -24,6 +25,9 @@ func Open(cfg Config) (*Server, error) {
 	if err := wal.MkdirPrivate(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkStartSpace(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	sync := wal.SyncBatch
 	switch {
 	case cfg.NoSync:
@@ -37,7 +41,7 @@ func Open(cfg Config) (*Server, error) {
 	var s *Server
 	onFailure := func(err error) {
 		s.logger.Error("message log failed: persistent publishes are nacked and publishers blocked until restart", "err", err)
-		s.SetAlarm("message store failure", true)
+		s.storeFailure()
 	}
 	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
 		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay,
@@ -69,7 +73,7 @@ func Open(cfg Config) (*Server, error) {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	s.delivered = newDeliveredMark(defs.db, bound, interval)
+	s.delivered = newDeliveredMark(defs.db, bound, interval, s.guardDefinitions)
 	return s, nil
 }
 
@@ -217,6 +221,9 @@ func (s *Server) persistErr(m amqp.Method, err error) error {
 	if err == nil {
 		return nil
 	}
+	if errors.Is(err, errDefinitionsBlocked) {
+		return resourceError(m, "%v", err)
+	}
 	s.logger.Error("definitions store write failed", "err", err)
 	return protoErr(amqp.InternalError, m, "could not store the definition: %v", err)
 }
@@ -225,7 +232,7 @@ func (s *Server) persistExchange(m amqp.Method, v *VHost, x *Exchange) error {
 	if s.defs == nil || !x.Durable {
 		return nil
 	}
-	return s.persistErr(m, s.defs.putExchange(v.name, x))
+	return s.persistErr(m, s.writeDefs(func() error { return s.defs.putExchange(v.name, x) }))
 }
 
 // forgetExchange deletes x's definition and the stored ones among bs, the
@@ -234,7 +241,7 @@ func (s *Server) forgetExchange(v *VHost, x *Exchange, bs []*binding) {
 	if s.defs == nil || !x.Durable {
 		return
 	}
-	if err := s.defs.deleteWithBindings(key("x", v.name, x.Name), v.name, bs); err != nil {
+	if err := s.writeDefs(func() error { return s.defs.deleteWithBindings(key("x", v.name, x.Name), v.name, bs) }); err != nil {
 		s.logger.Error("definitions store delete failed", "exchange", x.Name, "err", err)
 	}
 }
@@ -244,7 +251,11 @@ func (s *Server) persistQueue(m amqp.Method, v *VHost, q *Queue) error {
 	if s.defs == nil || !q.Durable || q.Exclusive {
 		return nil
 	}
-	id, err := s.defs.nextQueueID()
+	err := s.guardDefinitions()
+	var id uint64
+	if err == nil {
+		id, err = s.defs.nextQueueID()
+	}
 	if err == nil {
 		q.id = id
 		err = s.defs.putQueue(v.name, q)
@@ -258,7 +269,7 @@ func (s *Server) forgetQueue(v *VHost, q *Queue, bs []*binding) {
 	if s.defs == nil || q.id == 0 {
 		return
 	}
-	if err := s.defs.deleteWithBindings(key("q", v.name, q.Name), v.name, bs); err != nil {
+	if err := s.writeDefs(func() error { return s.defs.deleteWithBindings(key("q", v.name, q.Name), v.name, bs) }); err != nil {
 		s.logger.Error("definitions store delete failed", "queue", q.Name, "err", err)
 	}
 }
@@ -279,14 +290,14 @@ func (s *Server) persistBinding(m amqp.Method, v *VHost, x *Exchange, b *binding
 	if s.defs == nil || !durableBinding(x, b) {
 		return nil
 	}
-	return s.persistErr(m, s.defs.putBinding(v.name, x.Name, b))
+	return s.persistErr(m, s.writeDefs(func() error { return s.defs.putBinding(v.name, x.Name, b) }))
 }
 
 func (s *Server) forgetBinding(v *VHost, x *Exchange, b *binding) {
 	if s.defs == nil || !durableBinding(x, b) {
 		return
 	}
-	if err := s.defs.deleteKeys(bindingKey_(v.name, x.Name, b)); err != nil {
+	if err := s.writeDefs(func() error { return s.defs.deleteKeys(bindingKey_(v.name, x.Name, b)) }); err != nil {
 		s.logger.Error("definitions store delete failed", "binding", b.key, "err", err)
 	}
 }

@@ -5,13 +5,17 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/monitor"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -37,8 +41,18 @@ type Config struct {
 	// buffer (SO_SNDBUF); 0 leaves the kernel's auto-tuned default.
 	WriteBufferSize int
 	// MaxConnections, when positive, caps concurrent client connections;
-	// sockets accepted beyond it are closed at once.
+	// sockets accepted beyond it are closed at once. 0 derives it from the
+	// open-file limit (RLIMIT_NOFILE) less fdReserve; negative: no cap.
 	MaxConnections int
+	// MaxHandshakes caps connections still in the opening handshake; more
+	// are closed at accept (default 1000).
+	MaxHandshakes int
+	// MaxMessageSize is the largest body a client may publish (default
+	// 128 MiB, RabbitMQ's max_message_size).
+	MaxMessageSize uint64
+	// SendTimeout bounds each write to a client socket; past it the socket
+	// is closed (default 15s, RabbitMQ's send_timeout).
+	SendTimeout time.Duration
 	// TCPKeepAlive is the TCP keepalive period of accepted sockets (0:
 	// Go's default of 15s; negative: keepalive off).
 	TCPKeepAlive time.Duration
@@ -105,6 +119,18 @@ func (c *Config) setDefaults() {
 	if c.ReadBufferSize == 0 {
 		c.ReadBufferSize = 64 << 10
 	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = connectionsForFileLimit()
+	}
+	if c.MaxHandshakes <= 0 {
+		c.MaxHandshakes = 1000
+	}
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = 128 << 20
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 15 * time.Second
+	}
 	if c.Users == nil {
 		c.Users = map[string]string{"guest": "guest"}
 	}
@@ -137,12 +163,25 @@ type Server struct {
 	logger  *slog.Logger
 
 	ln net.Listener
+	// handshakes counts connections in the opening handshake, against
+	// cfg.MaxHandshakes.
+	handshakes atomic.Int64
+	// acceptLog, limitLog and refuseLog rate-limit the logs of accept
+	// errors, of sockets closed at accept by a limit, and of refused
+	// handshakes: an attacker can make arbitrarily many of each.
+	acceptLog, limitLog, refuseLog logLimiter
+	// deliveredLog rate-limits failures to store the delivered bound.
+	deliveredLog logLimiter
 
 	// mu guards conns, vhosts, alarm and closed.
 	mu          sync.Mutex
 	conns       map[*conn]struct{}
 	vhosts      map[string]*VHost
-	alarmReason string
+	alarmReason string // the combined alarm: resourceAlarm and storeFailed
+	// resourceAlarm is the resource monitor's reason ("" when clear).
+	resourceAlarm string
+	// storeFailed is set once the message log fails.
+	storeFailed bool
 	// hotBytes is the body bytes of ready, pageable messages held in memory
 	// by durable queues, against cfg.RingBufferBytes.
 	hotBytes atomic.Int64
@@ -182,8 +221,12 @@ func (s *Server) Listen() error {
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
 // Serve accepts connections until Close. It returns nil after Close.
+// Temporary accept errors, such as running out of file descriptors, are
+// retried with a backoff, as net/http does, so that no client can stop the
+// listener.
 func (s *Server) Serve() error {
-	s.logger.Info("listening", "address", s.ln.Addr().String())
+	s.logger.Info("listening", "address", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections)
+	var backoff time.Duration
 	for {
 		nc, err := s.ln.Accept()
 		if err != nil {
@@ -193,20 +236,23 @@ func (s *Server) Serve() error {
 			if closed {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			if !temporaryAcceptError(err) {
+				return err
 			}
-			return err
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			if n, ok := s.acceptLog.allow(); ok {
+				s.logger.Warn("accept failed; retrying", "err", err, "retry_in", backoff, "suppressed", n)
+			}
+			time.Sleep(backoff)
+			continue
 		}
+		backoff = 0
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 			if s.cfg.WriteBufferSize > 0 {
 				_ = tc.SetWriteBuffer(s.cfg.WriteBufferSize)
 			}
 		}
-		c := newConn(s, nc)
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -215,15 +261,42 @@ func (s *Server) Serve() error {
 		}
 		if s.cfg.MaxConnections > 0 && len(s.conns) >= s.cfg.MaxConnections {
 			s.mu.Unlock()
-			s.logger.Warn("connection refused: connection limit reached", "peer", nc.RemoteAddr().String(), "limit", s.cfg.MaxConnections)
-			nc.Close()
+			s.refuse(nc, "connection limit reached", "limit", s.cfg.MaxConnections)
 			continue
 		}
+		if s.handshakes.Load() >= int64(s.cfg.MaxHandshakes) {
+			s.mu.Unlock()
+			s.refuse(nc, "too many handshakes in progress", "limit", s.cfg.MaxHandshakes)
+			continue
+		}
+		c := newConn(s, nc)
+		s.handshakes.Add(1)
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// refuse closes a socket at accept, logging why at most once a second.
+func (s *Server) refuse(nc net.Conn, why string, args ...any) {
+	if n, ok := s.limitLog.allow(); ok {
+		s.logger.Info("connection refused: "+why, append(args, "peer", nc.RemoteAddr().String(), "suppressed", n)...)
+	}
+	nc.Close()
+}
+
+// temporaryAcceptError reports whether accept may succeed when retried:
+// out of descriptors or buffers, or a connection aborted while queued.
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED,
+		syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close stops accepting, closes every connection with 320
@@ -317,24 +390,50 @@ func (s *Server) serverProperties() amqp.Table {
 	}
 }
 
-// SetAlarm raises (on) or clears a resource alarm: publishing connections
-// that understand connection.blocked are told so.
+// SetAlarm raises (on) or clears the resource monitor's alarm, whose
+// reason names what is low ("low on memory", "low on disk" or both):
+// publishing connections that understand connection.blocked are told so.
+// A message-store failure (storeFailure) stays raised whatever this says.
 func (s *Server) SetAlarm(reason string, on bool) {
+	if !on {
+		reason = ""
+	}
 	s.mu.Lock()
-	if on {
-		s.alarmReason = reason
-		if s.alarmClear == nil {
-			cleared := make(chan struct{})
-			s.alarmClear = cleared
-			s.alarmChan.Store(&cleared)
-		}
-	} else {
-		s.alarmReason = ""
-		if s.alarmClear != nil {
-			close(s.alarmClear)
-			s.alarmClear = nil
-			s.alarmChan.Store(nil)
-		}
+	s.resourceAlarm = reason
+	s.applyAlarmLocked()
+}
+
+// storeFailure raises the "message store failure" alarm until restart.
+func (s *Server) storeFailure() {
+	s.mu.Lock()
+	s.storeFailed = true
+	s.applyAlarmLocked()
+}
+
+// storeFailureReason is the alarm a failed message log raises.
+const storeFailureReason = "message store failure"
+
+// applyAlarmLocked recomputes the combined alarm from its sources, then
+// unlocks s.mu and tells every connection if the alarm rose or cleared.
+func (s *Server) applyAlarmLocked() {
+	reasons := make([]string, 0, 2)
+	if s.resourceAlarm != "" {
+		reasons = append(reasons, s.resourceAlarm)
+	}
+	if s.storeFailed {
+		reasons = append(reasons, storeFailureReason)
+	}
+	reason := strings.Join(reasons, " & ")
+	on := reason != ""
+	s.alarmReason = reason
+	if on && s.alarmClear == nil {
+		cleared := make(chan struct{})
+		s.alarmClear = cleared
+		s.alarmChan.Store(&cleared)
+	} else if !on && s.alarmClear != nil {
+		close(s.alarmClear)
+		s.alarmClear = nil
+		s.alarmChan.Store(nil)
 	}
 	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
@@ -344,6 +443,27 @@ func (s *Server) SetAlarm(reason string, on bool) {
 	for _, c := range conns {
 		c.setBlocked(reason, on)
 	}
+}
+
+// definitionsBlocked returns why durable definitions may not be written
+// now, or "" if they may. Badger writes through memory-mapped files, and a
+// write into one on a full disk kills the process with SIGBUS, so writes
+// stop while the disk alarm or the store alarm is raised, or while less
+// than minFreeForDefinitions is left.
+func (s *Server) definitionsBlocked() string {
+	s.mu.Lock()
+	resource, failed := s.resourceAlarm, s.storeFailed
+	s.mu.Unlock()
+	switch {
+	case failed:
+		return "the " + storeFailureReason + " alarm is raised"
+	case strings.Contains(resource, monitor.DiskReason):
+		return "the disk alarm is raised (" + monitor.DiskReason + ")"
+	}
+	if free, err := monitor.DiskFree(s.cfg.DataDir); err == nil && free < minFreeForDefinitions {
+		return fmt.Sprintf("only %d bytes of disk are free (%s)", free, monitor.DiskReason)
+	}
+	return ""
 }
 
 // alarmWait returns a channel closed when the raised alarm clears, or nil

@@ -105,9 +105,20 @@ func start(t *testing.T, args []string, env ...string) *proc {
 
 func startIn(t *testing.T, dir string, port int, args []string, env ...string) *proc {
 	t.Helper()
+	return startShell(t, dir, port, "", args, env...)
+}
+
+// startShell is startIn with the binary started by sh after the shell
+// commands in prefix ("ulimit -n 256", "umask 000"), if any.
+func startShell(t *testing.T, dir string, port int, prefix string, args []string, env ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, dir: dir, port: port, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	p.url = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", port)
-	p.cmd = exec.Command(binary, args...)
+	if prefix == "" {
+		p.cmd = exec.Command(binary, args...)
+	} else {
+		p.cmd = exec.Command("sh", append([]string{"-c", prefix + ` && exec "$@"`, "sh", binary}, args...)...)
+	}
 	p.cmd.Dir = dir
 	p.cmd.Env = baseEnv(dir, port, env...)
 	p.cmd.Stderr = p.stderr
@@ -554,13 +565,13 @@ func rss(t *testing.T, pid int) int64 {
 }
 
 // A publisher outrunning its consumer with a 96 MiB memory limit gets
-// connection.blocked; the server's RSS stays under the limit plus a 40 MiB
+// connection.blocked; the server's RSS stays under the limit plus a 56 MiB
 // margin (what arrives between two 20ms measurements, the consumer's
 // prefetch window and output buffer, and memory the Go runtime has not yet
 // returned to the OS), and
 // the consumer keeps draining until the alarm clears.
 func TestMemoryAlarmBlocksPublisher(t *testing.T) {
-	const limit, margin = 96 << 20, 40 << 20
+	const limit, margin = 96 << 20, 56 << 20
 	// The memory backend keeps the baseline RSS (Badger's caches) out of
 	// a limit this small.
 	p := start(t, []string{"run", "--storage-backend", "memory", "--server-memorylimitbytes", strconv.Itoa(limit), "--server-resourcecheckinterval", "20ms"})

@@ -186,6 +186,9 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 		ReadBufferSize:          c.Network.ReadBufferSize,
 		WriteBufferSize:         c.Network.WriteBufferSize,
 		MaxConnections:          c.Network.MaxConnections,
+		MaxHandshakes:           c.Network.MaxHandshakes,
+		MaxMessageSize:          uint64(c.Network.MaxMessageSize),
+		SendTimeout:             time.Duration(c.Network.SendTimeout),
 		TCPKeepAlive:            keepAlive,
 		Logger:                  logger,
 	}

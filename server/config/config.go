@@ -27,7 +27,10 @@ type Config struct {
 type Network struct {
 	Address         string   `key:"address" doc:"listen address, host:port; an empty host (\":5672\") listens on every interface"`
 	Port            int      `key:"port" min:"0" max:"65535" doc:"when not 0, replaces the port of address"`
-	MaxConnections  int      `key:"maxconnections" min:"0" max:"1000000" doc:"most concurrent client connections; more are closed at accept (0: unlimited)"`
+	MaxConnections  int      `key:"maxconnections" min:"0" max:"1000000" doc:"most concurrent client connections; more are closed at accept (0: the open-file limit, RLIMIT_NOFILE, less a reserve for the store and HTTP listeners)"`
+	MaxHandshakes   int      `key:"maxhandshakes" min:"1" max:"1000000" doc:"most connections still in the opening handshake at once; more are closed at accept"`
+	MaxMessageSize  int      `key:"maxmessagesize" min:"1" max:"536870912" doc:"largest message body a client may publish, bytes (RabbitMQ's max_message_size); a larger one is refused with 406"`
+	SendTimeout     Duration `key:"sendtimeout" min:"1ms" max:"1h" doc:"longest a write to a client may block (RabbitMQ's send_timeout); past it the socket is closed"`
 	TCPKeepAlive    Duration `key:"tcpkeepalive" min:"0" doc:"TCP keepalive period of client sockets (0s: keepalive off)"`
 	ReadBufferSize  int      `key:"readbuffersize" min:"4096" max:"67108864" doc:"bytes of each connection's read buffer"`
 	WriteBufferSize int      `key:"writebuffersize" min:"0" max:"67108864" doc:"kernel send buffer (SO_SNDBUF) of each socket in bytes (0: the kernel's auto-tuned default)"`
@@ -96,6 +99,7 @@ func Defaults() Config {
 		Network: Network{
 			Address: ":5672", TCPKeepAlive: Duration(15 * time.Second), ReadBufferSize: 64 << 10,
 			Heartbeat: 60, ChannelMax: 2047, FrameMax: 131072,
+			MaxHandshakes: 1000, MaxMessageSize: 128 << 20, SendTimeout: Duration(15 * time.Second),
 		},
 		Storage: Storage{
 			Backend: "badger", Path: "./data", Persistent: true, Fsync: "batch",

@@ -254,7 +254,7 @@ func TestErrors(t *testing.T) {
 		want             string
 	}{
 		{"unknown key", "c.yaml", "network:\n  prot: 1\n", nil,
-			"c.yaml:2: network.prot: unknown key (allowed: keys of network: address, port, maxconnections, tcpkeepalive, readbuffersize, writebuffersize, heartbeat, channelmax, framemax)"},
+			"c.yaml:2: network.prot: unknown key (allowed: keys of network: address, port, maxconnections, maxhandshakes, maxmessagesize, sendtimeout, tcpkeepalive, readbuffersize, writebuffersize, heartbeat, channelmax, framemax)"},
 		{"unknown section", "c.yaml", "netwrk:\n  port: 1\n", nil,
 			"c.yaml:1: netwrk: unknown section (allowed: network, storage, security, server, engine, telemetry)"},
 		{"wrong type", "c.yaml", "server:\n  daemonize: \"yes\"\n", nil,

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -56,7 +57,16 @@ type Monitor struct {
 	st   State
 	stop chan struct{}
 	done chan struct{}
+	// lastGC is when check last collected garbage to confirm an alarm
+	// (loop goroutine only).
+	lastGC time.Time
 }
+
+// gcConfirmInterval is how often, at most, a memory reading over the limit
+// is confirmed by a garbage collection: memory released by closed
+// connections counts as in use until a collection runs, and an idle broker
+// may not run one for minutes, which would keep publishers blocked.
+const gcConfirmInterval = 5 * time.Second
 
 // Start measures once at once, then every Interval until Stop.
 func Start(opt Options) *Monitor {
@@ -110,7 +120,13 @@ func (m *Monitor) check() {
 		// Go returns freed pages to the OS lazily, so a drained broker's RSS
 		// can sit above the limit for minutes and keep publishers blocked.
 		// (RabbitMQ likewise counts what its VM has allocated.)
-		st.MemoryAlarm = InUse() >= m.opt.MemoryLimit
+		inUse := InUse()
+		if inUse >= m.opt.MemoryLimit && time.Since(m.lastGC) >= gcConfirmInterval {
+			m.lastGC = time.Now()
+			runtime.GC()
+			inUse = InUse()
+		}
+		st.MemoryAlarm = inUse >= m.opt.MemoryLimit
 	}
 	if free, err := DiskFree(m.opt.DiskPath); err == nil {
 		st.DiskFree = free
