@@ -42,8 +42,7 @@ import (
 //     declare a queue, publish and get the message back (checked for the
 //     first input a process runs and every fuzzConnCheckEvery-th after,
 //     as it costs as much as the input itself);
-//   - the server's goroutines do not all end once it is closed (but for
-//     one per queue still declared: see below).
+//   - the server's goroutines do not all end once it is closed.
 func FuzzConn(f *testing.F) {
 	// Every input builds and drops a server and one or two connections;
 	// with the default GOGC the collector takes about a quarter of the time.
@@ -86,11 +85,7 @@ func fuzzConn(t testing.TB, stream []byte, opened bool) {
 		fuzzWaitFor(t, "the checking connection to be torn down", func() bool { return s.Stats().Connections == 0 })
 	}
 
-	// Server.Close leaves the dispatch goroutine of every queue still
-	// declared running (queue.go: Queue.run ends only when the queue is
-	// deleted), so those are allowed for; any other goroutine left is a
-	// leak.
-	goroutines += len(s.QueueStats())
+	// Any goroutine left once the server has closed is a leak.
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	select {

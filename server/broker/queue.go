@@ -77,6 +77,7 @@ func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args a
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
+	v.server.queues.Add(1)
 	go q.run()
 	if policy.expires > 0 {
 		q.signal() // arm the expiry timer
@@ -360,8 +361,10 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	return cs, len(es)
 }
 
-// run is the queue's dispatch goroutine.
+// run is the queue's dispatch goroutine. It ends when the queue is deleted
+// or the server closes.
 func (q *Queue) run() {
+	defer q.vhost.server.queues.Done()
 	var batch []delivery
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -369,6 +372,8 @@ func (q *Queue) run() {
 	for {
 		select {
 		case <-q.done:
+			return
+		case <-q.vhost.server.closing:
 			return
 		case <-q.wake:
 		case <-timer.C:

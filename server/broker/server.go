@@ -191,6 +191,10 @@ type Server struct {
 	alarmClear chan struct{} // closed when the raised alarm clears
 	closed     bool
 	wg         sync.WaitGroup
+	// closing is closed by Close once connections are gone, ending every
+	// queue's dispatch goroutine; queues counts those goroutines.
+	closing chan struct{}
+	queues  sync.WaitGroup
 
 	stats counters
 }
@@ -199,7 +203,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: cfg.Store, logger: cfg.Logger,
-		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
+		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}, closing: make(chan struct{})}
 	for _, name := range cfg.VHosts {
 		s.vhosts[name] = newVHost(s, name)
 	}
@@ -329,6 +333,8 @@ func (s *Server) Close() error {
 		}
 		<-waited
 	}
+	close(s.closing)
+	s.queues.Wait()
 	if s.delivered != nil {
 		s.delivered.close()
 	}
