@@ -225,8 +225,10 @@ func (c *conn) serve() {
 	defer c.srv.removeConn(c)
 	err := c.handshake()
 	c.srv.handshakes.Add(-1)
-	if err != nil && !errors.Is(err, errHandshake) {
-		// Timeouts and resets; refusals were logged where they happened.
+	if err != nil && !errors.Is(err, errHandshake) && err != io.EOF {
+		// Timeouts and resets; refusals were logged where they happened,
+		// and a socket closed before a byte came (a TCP health check) is
+		// not worth a line.
 		c.logRefused("handshake failed", "err", err)
 	}
 	if err == nil {

@@ -69,7 +69,9 @@ func (c *conn) handshake() error {
 		if loopbackOnly {
 			why = fmt.Sprintf("user '%s' can only connect via localhost", user)
 		}
-		c.logRefused("login refused", "user", user, "mechanism", startOk.Mechanism, "reason", why)
+		if n, ok := c.srv.loginLog.allow(); ok {
+			c.logger.Info("login refused", "user", user, "mechanism", startOk.Mechanism, "reason", why, "suppressed", n)
+		}
 		e := protoErr(amqp.AccessRefused, startOk,
 			"Login was refused using authentication mechanism %s. For details see the broker logfile.", startOk.Mechanism)
 		if authFailClose {

@@ -166,10 +166,11 @@ type Server struct {
 	// handshakes counts connections in the opening handshake, against
 	// cfg.MaxHandshakes.
 	handshakes atomic.Int64
-	// acceptLog, limitLog and refuseLog rate-limit the logs of accept
-	// errors, of sockets closed at accept by a limit, and of refused
-	// handshakes: an attacker can make arbitrarily many of each.
-	acceptLog, limitLog, refuseLog logLimiter
+	// acceptLog, limitLog, loginLog and refuseLog rate-limit the logs of
+	// accept errors, of sockets closed at accept by a limit, of refused
+	// logins and of other failed handshakes: an attacker can make
+	// arbitrarily many of each.
+	acceptLog, limitLog, loginLog, refuseLog logLimiter
 	// deliveredLog rate-limits failures to store the delivered bound.
 	deliveredLog logLimiter
 
