@@ -11,19 +11,34 @@ import (
 	"github.com/amqp-go/amqp-go/server/broker"
 )
 
-// Start runs a broker with memory storage on 127.0.0.1:0 and returns its
-// amqp:// URL (guest/guest, vhost "/"). The broker is closed when the test
-// ends.
+// StoreEnv selects the store of servers the tests start: "memory" (the
+// default) or "badger", which gives each server a data directory of its
+// own (Badger and the segment log), so the same tests run on both stores.
+const StoreEnv = "BROKER_TEST_STORE"
+
+// Start runs a broker on 127.0.0.1:0 and returns its amqp:// URL
+// (guest/guest, vhost "/"). Its store follows StoreEnv. The broker is
+// closed when the test ends.
 func Start(t testing.TB) string {
 	_, url := StartServer(t, broker.Config{})
 	return url
 }
 
 // StartServer is Start with a caller-supplied config (Address is
-// overridden); it also returns the server.
+// overridden); it also returns the server. A config with a DataDir gets
+// the durable store whatever StoreEnv says.
 func StartServer(t testing.TB, cfg broker.Config) (*broker.Server, string) {
 	t.Helper()
 	cfg.Address = "127.0.0.1:0"
+	switch store := os.Getenv(StoreEnv); store {
+	case "", "memory":
+	case "badger":
+		if cfg.DataDir == "" && cfg.Store == nil {
+			cfg.DataDir = t.TempDir()
+		}
+	default:
+		t.Fatalf("%s=%q: want memory or badger", StoreEnv, store)
+	}
 	if cfg.Logger == nil {
 		var w io.Writer = io.Discard
 		if os.Getenv("BROKER_TEST_LOG") != "" {
@@ -31,7 +46,10 @@ func StartServer(t testing.TB, cfg broker.Config) (*broker.Server, string) {
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	s := broker.New(cfg)
+	s, err := broker.Open(cfg)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
 	if err := s.Listen(); err != nil {
 		t.Fatalf("listen: %v", err)
 	}
