@@ -1,0 +1,753 @@
+// Package queue holds the queue core: the state machine of one queue, which
+// does no I/O and reads no clock. Commands go in (push, consume, credit,
+// settle, requeue, get, purge, tick); effects come out (deliveries, store
+// releases, dead-letters, delete-me), and a driver carries them out in a
+// documented order. The classic queue drives it from a goroutine; a quorum
+// queue applies the same commands from a Raft log, so every node's core
+// reaches the same state.
+//
+// The core is not safe for concurrent use: its driver owns it.
+package queue
+
+import (
+	"container/heap"
+	"errors"
+	"slices"
+)
+
+// Overflow is what a queue at its length limit does with a new message.
+type Overflow uint8
+
+// The overflow behaviours of x-overflow.
+const (
+	// DropHead drops (or dead-letters) the oldest ready messages.
+	DropHead Overflow = iota
+	// RejectPublish refuses the new message (the publisher gets a nack).
+	RejectPublish
+	// RejectPublishDLX refuses it and dead-letters it.
+	RejectPublishDLX
+)
+
+// Policy is what a queue's arguments (and policies) ask of the core. Zero
+// values mean "no limit"; negative lengths too.
+type Policy struct {
+	// MaxPriority is x-max-priority: priorities above it count as it.
+	MaxPriority uint8
+	// MaxLength is x-max-length in messages (ready ones); < 0: none.
+	MaxLength int64
+	// MaxLengthBytes is x-max-length-bytes, the ready bodies' total; < 0:
+	// none.
+	MaxLengthBytes int64
+	// Overflow applies at either limit.
+	Overflow Overflow
+	// DeadLetter is set when the queue has a dead-letter exchange: dropped
+	// messages come out as DeadLetter effects rather than Release.
+	DeadLetter bool
+	// Expires is x-expires in ns: unused for that long, the queue asks to
+	// be deleted. 0: never.
+	Expires int64
+	// SingleActive is x-single-active-consumer.
+	SingleActive bool
+}
+
+// ConsumerID names a consumer to the core; the driver chooses them.
+type ConsumerID uint64
+
+// Message is what the core knows of a message being pushed: a handle the
+// store and the driver understand, its body size, priority and expiry. H
+// is the handle type (a classic queue's message and log reference; a
+// quorum queue's log index).
+type Message[H any] struct {
+	Handle H
+	// Expires is when it expires (ns on the driver's clock); 0: never.
+	Expires int64
+	// Timestamp is when it entered the queue (ns), for ages in Info.
+	Timestamp int64
+	Size      uint32
+	Priority  uint8
+}
+
+// Entry is a message in the queue: the Message fields, its place and its
+// history, packed to 32 bytes beside the handle (a backlog of millions
+// costs that much each).
+type Entry[H any] struct {
+	Handle    H
+	Seq       uint64 // the message's place in the queue, given by Push
+	Expires   int64
+	Timestamp int64
+	Size      uint32
+	// Deliveries counts how often it was delivered, saturating
+	// (x-delivery-count is Deliveries-1 on a redelivery).
+	Deliveries uint16
+	Priority   uint8
+	dead       bool // a tombstone in its level (expired from the middle)
+}
+
+func (m Message[H]) entry(seq uint64) Entry[H] {
+	return Entry[H]{Handle: m.Handle, Seq: seq, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}
+}
+
+// delivered counts a delivery of e.
+func (e *Entry[H]) delivered() {
+	if e.Deliveries < ^uint16(0) {
+		e.Deliveries++
+	}
+}
+
+// Redelivered reports whether the entry was delivered before.
+func (e *Entry[H]) Redelivered() bool { return e.Deliveries > 0 }
+
+// Reason says why a message left the queue other than by an ack.
+type Reason uint8
+
+// Reasons, named as x-death's reason field.
+const (
+	ReasonRejected Reason = iota + 1
+	ReasonExpired
+	ReasonMaxLen
+	ReasonPurged
+	ReasonDeleted
+)
+
+func (r Reason) String() string {
+	return [...]string{"", "rejected", "expired", "maxlen", "purged", "deleted"}[r]
+}
+
+// EffectKind is what the driver must do.
+type EffectKind uint8
+
+// The effects, in the order the driver must carry out a batch of them:
+// store first, then deliveries, then dead-letters, then delete.
+const (
+	// Release: the store may forget these entries (acked, or dropped
+	// without dead-lettering).
+	Release EffectKind = iota + 1
+	// Deliver: send these entries to Consumer, in order.
+	Deliver
+	// DeadLetter: republish these entries to the dead-letter exchange with
+	// Reason, then release them.
+	DeadLetter
+	// DeleteQueue: the queue expired (x-expires) and asks to be deleted.
+	DeleteQueue
+	// ActiveConsumer: with single active consumer, Consumer is now the
+	// active one (RabbitMQ tells it through consumer-update; drivers may
+	// just log it).
+	ActiveConsumer
+)
+
+// Effect is one thing for the driver to do. Entries is only valid until the
+// next command.
+type Effect[H any] struct {
+	Kind     EffectKind
+	Consumer ConsumerID
+	Reason   Reason
+	Entries  []Entry[H]
+}
+
+// ErrRejected refuses a push to a full reject-publish queue.
+var ErrRejected = errors.New("queue full")
+
+// consumerState is the core's view of a consumer.
+type consumerState struct {
+	id       ConsumerID
+	priority int64
+	credit   int64 // deliveries it may take now
+	noAck    bool
+	unacked  int64
+	order    uint64 // subscription order
+}
+
+type unackedEntry[H any] struct {
+	e        Entry[H]
+	consumer ConsumerID // 0 for basic.get
+	at       int64      // delivery time, for the oldest unacked age
+}
+
+// Core is one queue's state. Make it with New.
+type Core[H any] struct {
+	policy      Policy
+	levels      []level[H] // by priority, index 0 lowest
+	ready       int64
+	bytes       int64 // ready bodies
+	nextSeq     uint64
+	expiries    expiryHeap
+	unacked     map[uint64]unackedEntry[H]
+	unackedBy   []uint64 // seqs in delivery order, for the oldest age (lazy)
+	unackedB    int64
+	consumers   []*consumerState // by priority, highest first, then order
+	rr          int
+	order       uint64
+	active      ConsumerID // single active consumer, 0: none
+	lastUsed    int64
+	hadUsers    bool
+	deleteAsked bool
+	stats       Stats
+	out         []Effect[H]
+	arena       []Entry[H] // entries of out's effects (see mark)
+}
+
+// Stats are the queue's running counters, for rates in the management API.
+type Stats struct {
+	Published, Delivered, Redelivered, Acked, Rejected, Expired, DeadLettered, Dropped uint64
+}
+
+// New makes a core with policy, its clock starting at now.
+func New[H any](policy Policy, now int64) *Core[H] {
+	c := &Core[H]{policy: policy, unacked: map[uint64]unackedEntry[H]{}, lastUsed: now}
+	c.levels = make([]level[H], int(policy.MaxPriority)+1)
+	return c
+}
+
+// Policy returns the policy in force.
+func (c *Core[H]) Policy() Policy { return c.policy }
+
+// SetPolicy changes the policy (a policy was set or cleared): limits apply
+// at once. Priorities are fixed at declaration and keep their old value.
+func (c *Core[H]) SetPolicy(p Policy, now int64) []Effect[H] {
+	c.begin()
+	p.MaxPriority = c.policy.MaxPriority
+	c.policy = p
+	c.enforceLimits()
+	c.expire(now)
+	return c.out
+}
+
+func (c *Core[H]) begin() {
+	clear(c.out)
+	c.out = c.out[:0]
+	clear(c.arena) // no handle outlives its command here
+	if cap(c.arena) > 4096 {
+		c.arena = nil // a burst's arena is not kept
+	}
+	c.arena = c.arena[:0]
+}
+
+// Effects' entries live in one arena per command, so a command allocates
+// nothing once the arena has grown: a run is started with mark, filled with
+// add (only the newest run may grow) and taken with run.
+func (c *Core[H]) mark() int { return len(c.arena) }
+
+func (c *Core[H]) add(e Entry[H]) { c.arena = append(c.arena, e) }
+
+func (c *Core[H]) run(start int) []Entry[H] { return c.arena[start:len(c.arena):len(c.arena)] }
+
+func (c *Core[H]) emit(kind EffectKind, consumer ConsumerID, reason Reason, es []Entry[H]) {
+	c.out = append(c.out, Effect[H]{Kind: kind, Consumer: consumer, Reason: reason, Entries: es})
+}
+
+// drop sends entries out of the queue: dead-lettered where the policy
+// says so (and reason allows), else released.
+func (c *Core[H]) drop(es []Entry[H], reason Reason) {
+	if len(es) == 0 {
+		return
+	}
+	switch {
+	case c.policy.DeadLetter && reason != ReasonPurged && reason != ReasonDeleted:
+		c.stats.DeadLettered += uint64(len(es))
+		c.emit(DeadLetter, 0, reason, es)
+	default:
+		c.stats.Dropped += uint64(len(es))
+		c.emit(Release, 0, reason, es)
+	}
+}
+
+func (c *Core[H]) level(p uint8) *level[H] {
+	return &c.levels[min(p, c.policy.MaxPriority)]
+}
+
+// Push enqueues m. A reject-publish queue at its limit refuses it with
+// ErrRejected (reject-publish-dlx also dead-letters it); a drop-head queue
+// drops its oldest messages to make room. Then it dispatches to consumers
+// with credit.
+func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
+	c.begin()
+	c.expire(now)
+	if c.policy.Overflow != DropHead && c.full(int64(m.Size)) {
+		if c.policy.Overflow == RejectPublishDLX && c.policy.DeadLetter {
+			start := c.mark()
+			c.add(m.entry(0))
+			c.stats.DeadLettered++
+			c.emit(DeadLetter, 0, ReasonMaxLen, c.run(start))
+		}
+		return c.out, ErrRejected
+	}
+	c.nextSeq++
+	e := m.entry(c.nextSeq)
+	l := c.level(m.Priority)
+	if l.empty() {
+		l.maxExpiry, l.unbounded = 0, false
+	}
+	switch {
+	case m.Expires == 0:
+		l.unbounded = true
+	case m.Expires < l.maxExpiry || l.unbounded:
+		// Out of order, or behind a message that never expires: the head
+		// check would not find it in time.
+		heap.Push(&c.expiries, expiryItem{at: m.Expires, seq: e.Seq, prio: min(m.Priority, c.policy.MaxPriority)})
+	}
+	l.maxExpiry = max(l.maxExpiry, m.Expires)
+	l.pushBack(e)
+	c.ready++
+	c.bytes += int64(m.Size)
+	c.stats.Published++
+	c.enforceLimits()
+	c.dispatch(now)
+	return c.out, nil
+}
+
+// full reports whether a message of size bytes would go over a limit.
+func (c *Core[H]) full(size int64) bool {
+	p := c.policy
+	return (p.MaxLength >= 0 && c.ready+1 > p.MaxLength) ||
+		(p.MaxLengthBytes >= 0 && c.bytes+size > p.MaxLengthBytes)
+}
+
+// enforceLimits drops ready messages from the head (what a consumer would
+// get next, as RabbitMQ's drop-head) until within both limits.
+func (c *Core[H]) enforceLimits() {
+	p := c.policy
+	over := func() bool {
+		return (p.MaxLength >= 0 && c.ready > p.MaxLength) || (p.MaxLengthBytes >= 0 && c.bytes > p.MaxLengthBytes)
+	}
+	if !over() {
+		return
+	}
+	start := c.mark()
+	for over() {
+		e, ok := c.popHead()
+		if !ok {
+			break
+		}
+		c.add(e)
+	}
+	c.drop(c.run(start), ReasonMaxLen)
+}
+
+// popHead takes the next message a consumer would get: the highest
+// priority level's oldest.
+func (c *Core[H]) popHead() (Entry[H], bool) {
+	for i := len(c.levels) - 1; i >= 0; i-- {
+		if e, ok := c.levels[i].popFront(); ok {
+			c.ready--
+			c.bytes -= int64(e.Size)
+			return e, true
+		}
+	}
+	return Entry[H]{}, false
+}
+
+// peekHead is popHead without taking.
+func (c *Core[H]) peekHead() (*Entry[H], bool) {
+	for i := len(c.levels) - 1; i >= 0; i-- {
+		if e := c.levels[i].frontEntry(); e != nil {
+			return e, true
+		}
+	}
+	return nil, false
+}
+
+// expire drops every ready message whose time has come: at the head of
+// each level, and anywhere through the heap of out-of-order expiries, so a
+// long TTL at the head never holds back a short one behind it.
+func (c *Core[H]) expire(now int64) {
+	start := c.mark()
+	take := func(e Entry[H]) {
+		c.ready--
+		c.bytes -= int64(e.Size)
+		c.add(e)
+	}
+	for len(c.expiries) > 0 && c.expiries[0].at <= now {
+		it := heap.Pop(&c.expiries).(expiryItem)
+		if e, ok := c.levels[it.prio].remove(it.seq); ok {
+			take(e)
+		}
+	}
+	for i := range c.levels {
+		l := &c.levels[i]
+		for {
+			f := l.frontEntry()
+			if f == nil || f.Expires == 0 || f.Expires > now {
+				break
+			}
+			e, _ := l.popFront()
+			take(e)
+		}
+	}
+	if es := c.run(start); len(es) > 0 {
+		c.stats.Expired += uint64(len(es))
+		c.drop(es, ReasonExpired)
+	}
+}
+
+// NextDeadline is the next time Tick has work (a message expiring, the
+// queue expiring); 0: none.
+func (c *Core[H]) NextDeadline() int64 {
+	next := int64(0)
+	consider := func(t int64) {
+		if t != 0 && (next == 0 || t < next) {
+			next = t
+		}
+	}
+	if len(c.expiries) > 0 {
+		consider(c.expiries[0].at)
+	}
+	for i := range c.levels {
+		if f := c.levels[i].frontEntry(); f != nil {
+			consider(f.Expires)
+		}
+	}
+	if c.policy.Expires > 0 && len(c.consumers) == 0 && !c.deleteAsked {
+		consider(c.lastUsed + c.policy.Expires)
+	}
+	return next
+}
+
+// Tick runs what is due at now: expiries, and the queue's own expiry.
+func (c *Core[H]) Tick(now int64) []Effect[H] {
+	c.begin()
+	c.expire(now)
+	if c.policy.Expires > 0 && len(c.consumers) == 0 && !c.deleteAsked && c.lastUsed+c.policy.Expires <= now {
+		c.deleteAsked = true
+		c.emit(DeleteQueue, 0, 0, nil)
+	}
+	return c.out
+}
+
+// Touch records a use of the queue (a declare) for x-expires.
+func (c *Core[H]) Touch(now int64) { c.lastUsed = now }
+
+// Consume adds a consumer with no credit yet. It is placed after the
+// others of its priority.
+func (c *Core[H]) Consume(id ConsumerID, priority int64, noAck bool, now int64) []Effect[H] {
+	c.begin()
+	c.order++
+	cs := &consumerState{id: id, priority: priority, noAck: noAck, order: c.order}
+	i := len(c.consumers)
+	for i > 0 && c.consumers[i-1].priority < priority {
+		i--
+	}
+	c.consumers = slices.Insert(c.consumers, i, cs)
+	c.lastUsed, c.hadUsers = now, true
+	if c.policy.SingleActive {
+		c.pickActive()
+	}
+	return c.out
+}
+
+// pickActive makes the first consumer in priority and subscription order
+// the active one when none is, as RabbitMQ's single active consumer does;
+// an active consumer keeps its place while it lives.
+func (c *Core[H]) pickActive() {
+	if c.active != 0 || len(c.consumers) == 0 {
+		return
+	}
+	c.active = c.consumers[0].id
+	c.emit(ActiveConsumer, c.active, 0, nil)
+}
+
+// Cancel removes a consumer. Its unacked messages stay unacked (AMQP's
+// basic.cancel does not requeue them; closing the channel does, with
+// Requeue). It reports whether the queue has consumers left.
+func (c *Core[H]) Cancel(id ConsumerID, now int64) ([]Effect[H], bool) {
+	c.begin()
+	for i, cs := range c.consumers {
+		if cs.id == id {
+			c.consumers = slices.Delete(c.consumers, i, i+1)
+			break
+		}
+	}
+	c.lastUsed = now
+	if c.active == id {
+		c.active = 0
+		c.pickActive()
+		c.dispatch(now)
+	}
+	return c.out, len(c.consumers) > 0
+}
+
+// Credit gives consumer id n more deliveries it may take, and dispatches.
+func (c *Core[H]) Credit(id ConsumerID, n int64, now int64) []Effect[H] {
+	c.begin()
+	for _, cs := range c.consumers {
+		if cs.id == id {
+			cs.credit += n
+			break
+		}
+	}
+	c.dispatch(now)
+	return c.out
+}
+
+// TakeCredit returns and clears consumer id's unused credit (the driver
+// gives it back to the channel's prefetch window).
+func (c *Core[H]) TakeCredit(id ConsumerID) int64 {
+	for _, cs := range c.consumers {
+		if cs.id == id {
+			n := cs.credit
+			cs.credit = 0
+			return n
+		}
+	}
+	return 0
+}
+
+// eligible reports whether cs may be given messages now.
+func (c *Core[H]) eligible(cs *consumerState) bool {
+	return cs.credit > 0 && (!c.policy.SingleActive || cs.id == c.active)
+}
+
+// pickConsumer takes a credit from the highest-priority consumer that has
+// one, round-robin among equals.
+func (c *Core[H]) pickConsumer() *consumerState {
+	n := len(c.consumers)
+	for start := 0; start < n; {
+		end := start + 1
+		for end < n && c.consumers[end].priority == c.consumers[start].priority {
+			end++
+		}
+		size := end - start
+		for i := range size {
+			if cs := c.consumers[start+(c.rr+i)%size]; c.eligible(cs) {
+				c.rr += i + 1
+				cs.credit--
+				return cs
+			}
+		}
+		start = end
+	}
+	return nil
+}
+
+// dispatch hands ready messages to consumers with credit, grouping
+// consecutive messages for the same consumer into one Deliver effect.
+func (c *Core[H]) dispatch(now int64) {
+	c.expire(now)
+	var cur *Effect[H]
+	start := 0
+	for c.ready > 0 {
+		cs := c.pickConsumer()
+		if cs == nil {
+			break
+		}
+		e, _ := c.popHead()
+		e.delivered()
+		c.stats.Delivered++
+		if e.Deliveries > 1 {
+			c.stats.Redelivered++
+		}
+		if !cs.noAck {
+			c.unacked[e.Seq] = unackedEntry[H]{e: e, consumer: cs.id, at: now}
+			c.unackedBy = append(c.unackedBy, e.Seq)
+			c.unackedB += int64(e.Size)
+			cs.unacked++
+		}
+		if cur == nil || cur.Consumer != cs.id {
+			start = c.mark()
+			c.emit(Deliver, cs.id, 0, nil)
+			cur = &c.out[len(c.out)-1]
+		}
+		c.add(e) // the newest run: the current Deliver's
+		cur.Entries = c.run(start)
+	}
+}
+
+// Get takes the head message for basic.get (ok false: none). Unless noAck
+// it stays unacked, to be settled by its Seq.
+func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Effect[H]) {
+	c.begin()
+	c.expire(now)
+	c.lastUsed = now
+	e, ok = c.popHead()
+	if !ok {
+		return e, false, c.out
+	}
+	e.delivered()
+	c.stats.Delivered++
+	if e.Deliveries > 1 {
+		c.stats.Redelivered++
+	}
+	if !noAck {
+		c.unacked[e.Seq] = unackedEntry[H]{e: e, at: now}
+		c.unackedBy = append(c.unackedBy, e.Seq)
+		c.unackedB += int64(e.Size)
+	}
+	return e, true, c.out
+}
+
+// Outcome is how a delivery is settled.
+type Outcome uint8
+
+// The outcomes of basic.ack, basic.reject/nack without and with requeue.
+const (
+	Ack Outcome = iota + 1
+	Reject
+	Requeue
+)
+
+// Settle ends the deliveries seqs: acked (released), rejected (dropped or
+// dead-lettered) or requeued to their original places, flagged
+// redelivered. Seqs not unacked are ignored (the channel checks tags).
+func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] {
+	c.begin()
+	start := c.mark()
+	for _, seq := range seqs {
+		u, ok := c.unacked[seq]
+		if !ok {
+			continue
+		}
+		delete(c.unacked, seq)
+		c.unackedB -= int64(u.e.Size)
+		if u.consumer != 0 {
+			for _, cs := range c.consumers {
+				if cs.id == u.consumer {
+					cs.unacked--
+				}
+			}
+		}
+		c.add(u.e)
+	}
+	es := c.run(start)
+	c.compactUnacked()
+	switch outcome {
+	case Ack:
+		c.stats.Acked += uint64(len(es))
+		if len(es) > 0 {
+			c.emit(Release, 0, 0, es)
+		}
+	case Reject:
+		c.stats.Rejected += uint64(len(es))
+		c.drop(es, ReasonRejected)
+	case Requeue:
+		for _, e := range es {
+			c.requeueOne(e)
+		}
+		c.enforceLimits()
+		c.dispatch(now)
+	}
+	return c.out
+}
+
+// requeueOne puts e back at its original place in its level.
+func (c *Core[H]) requeueOne(e Entry[H]) {
+	l := c.level(e.Priority)
+	l.insert(e)
+	c.ready++
+	c.bytes += int64(e.Size)
+	if e.Expires != 0 {
+		heap.Push(&c.expiries, expiryItem{at: e.Expires, seq: e.Seq, prio: min(e.Priority, c.policy.MaxPriority)})
+	}
+}
+
+// compactUnacked drops settled seqs from the front of the delivery-order
+// list, and rebuilds it when mostly settled.
+func (c *Core[H]) compactUnacked() {
+	i := 0
+	for i < len(c.unackedBy) {
+		if _, ok := c.unacked[c.unackedBy[i]]; ok {
+			break
+		}
+		i++
+	}
+	switch {
+	case i == len(c.unackedBy):
+		c.unackedBy = c.unackedBy[:0] // keeps the capacity
+	case i > 0 && (i > 64 || 2*i > len(c.unackedBy)):
+		n := copy(c.unackedBy, c.unackedBy[i:])
+		c.unackedBy = c.unackedBy[:n]
+	}
+	if len(c.unackedBy) > 64 && len(c.unackedBy) > 2*len(c.unacked) {
+		c.unackedBy = slices.DeleteFunc(c.unackedBy, func(s uint64) bool { _, ok := c.unacked[s]; return !ok })
+	}
+}
+
+// Purge drops every ready message and returns how many (they are
+// released, never dead-lettered, as RabbitMQ's purge).
+func (c *Core[H]) Purge() (int, []Effect[H]) {
+	c.begin()
+	start := c.mark()
+	for {
+		e, ok := c.popHead()
+		if !ok {
+			break
+		}
+		c.add(e)
+	}
+	es := c.run(start)
+	c.expiries = c.expiries[:0]
+	for i := range c.levels {
+		c.levels[i].maxExpiry = 0
+	}
+	n := len(es)
+	c.drop(es, ReasonPurged)
+	return n, c.out
+}
+
+// Delete empties the queue for deletion: ready and unacked messages are
+// released (unacked ones are settled by nobody after this).
+func (c *Core[H]) Delete() (int, []Effect[H]) {
+	n, _ := c.Purge()
+	start := c.mark()
+	for _, seq := range c.unackedBy {
+		if u, ok := c.unacked[seq]; ok {
+			c.add(u.e)
+		}
+	}
+	clear(c.unacked)
+	c.unackedBy, c.unackedB = nil, 0
+	if es := c.run(start); len(es) > 0 {
+		c.emit(Release, 0, ReasonDeleted, es)
+	}
+	c.consumers = nil
+	return n, c.out
+}
+
+// Info is a queue's state for operators.
+type Info struct {
+	Ready, Unacked           int64
+	ReadyBytes, UnackedBytes int64
+	Consumers                int
+	// HeadTimestamp is when the head message entered the queue (0: empty).
+	HeadTimestamp int64
+	// OldestUnacked is when the longest-unacked delivery went out (0: none).
+	OldestUnacked int64
+	// Active is the single active consumer (0: none or not SAC).
+	Active ConsumerID
+	Stats  Stats
+}
+
+// Info reports counts, ages and counters.
+func (c *Core[H]) Info() Info {
+	in := Info{Ready: c.ready, Unacked: int64(len(c.unacked)), ReadyBytes: c.bytes, UnackedBytes: c.unackedB,
+		Consumers: len(c.consumers), Active: c.active, Stats: c.stats}
+	if e, ok := c.peekHead(); ok {
+		in.HeadTimestamp = e.Timestamp
+	}
+	for _, seq := range c.unackedBy {
+		if u, ok := c.unacked[seq]; ok {
+			in.OldestUnacked = u.at
+			break
+		}
+	}
+	return in
+}
+
+// expiryItem is a message whose expiry the head check cannot be trusted to
+// find in time.
+type expiryItem struct {
+	at   int64
+	seq  uint64
+	prio uint8
+}
+
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}

@@ -1,0 +1,33 @@
+package queue
+
+import "testing"
+
+// BenchmarkPushDeliverAck is the classic steady state: a message pushed,
+// delivered to a consumer with credit, acked.
+func BenchmarkPushDeliverAck(b *testing.B) {
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	c.Consume(1, 0, false, 0)
+	seqs := make([]uint64, 1)
+	b.ReportAllocs()
+	for i := range b.N {
+		now := int64(i)
+		c.Push(Message[int]{Handle: i, Size: 100}, now)
+		es := c.Credit(1, 1, now)
+		seqs[0] = es[0].Entries[0].Seq
+		c.Settle(seqs, Ack, now)
+	}
+}
+
+// BenchmarkBacklog pushes b.N messages with a per-queue TTL and then
+// drains them, as a queue with a backlog does.
+func BenchmarkBacklog(b *testing.B) {
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	b.ReportAllocs()
+	for i := range b.N {
+		c.Push(Message[int]{Handle: i, Size: 100, Expires: int64(i) + 1e12}, int64(i))
+	}
+	c.Consume(1, 0, true, 0)
+	for c.Info().Ready > 0 {
+		c.Credit(1, 128, int64(b.N))
+	}
+}
