@@ -94,8 +94,9 @@ func (e *Entry[H]) delivered() {
 	}
 }
 
-// Redelivered reports whether the entry was delivered before.
-func (e *Entry[H]) Redelivered() bool { return e.Deliveries > 0 }
+// Redelivered reports whether an entry being delivered was delivered
+// before.
+func (e *Entry[H]) Redelivered() bool { return e.Deliveries > 1 }
 
 // Reason says why a message left the queue other than by an ack.
 type Reason uint8
@@ -625,6 +626,29 @@ func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] 
 		c.dispatch(now)
 	}
 	return c.out
+}
+
+// Return puts back entries taken by a delivery or get that could not be
+// handed over (their message could not be read): they are ready again at
+// their places, and the delivery does not count.
+func (c *Core[H]) Return(es []Entry[H]) {
+	for _, e := range es {
+		if u, ok := c.unacked[e.Seq]; ok {
+			delete(c.unacked, e.Seq)
+			c.unackedB -= int64(u.e.Size)
+			for _, cs := range c.consumers {
+				if cs.id == u.consumer {
+					cs.unacked--
+				}
+			}
+		}
+		if e.Deliveries > 0 {
+			e.Deliveries--
+		}
+		c.stats.Delivered--
+		c.requeueOne(e)
+	}
+	c.compactUnacked()
 }
 
 // requeueOne puts e back at its original place in its level.

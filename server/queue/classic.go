@@ -1,0 +1,347 @@
+package queue
+
+import (
+	"sync"
+	"time"
+)
+
+// Host is what a classic queue needs from the broker around it; the queue
+// knows nothing else of channels, connections or the store. Calls come
+// from the goroutine that ran the command (a publisher's or consumer's
+// connection) or from the queue's driver, never under the queue's lock.
+type Host[H any] interface {
+	// Release tells the store the queue no longer holds these messages.
+	Release(es []Entry[H])
+	// DeadLetter republishes these messages to the queue's dead-letter
+	// exchange with reason (x-death), then releases them.
+	DeadLetter(es []Entry[H], reason Reason)
+	// Prepare readies a batch for delivery: reads paged-out messages back
+	// and records what the delivered position must cover. It returns the
+	// prefix it could prepare; the rest go back to the queue.
+	Prepare(es []Entry[H]) []Entry[H]
+	// Expired is called once when the queue has been unused for
+	// x-expires: the host deletes it.
+	Expired()
+}
+
+// Consumer is a subscription's channel as the queue sees it: a window of
+// credit and a way to hand over messages. The channel implements it.
+type Consumer[H any] interface {
+	// Acquire takes up to n delivery credits (prefetch, output room) and
+	// returns how many it got.
+	Acquire(n int64) int64
+	// Unacquire gives back credits acquired and not used.
+	Unacquire(n int64)
+	// Deliver hands messages over, in order. The queue's driver is the
+	// only caller, so a consumer's deliveries never interleave.
+	Deliver(es []Entry[H])
+}
+
+// maxBatch bounds the credit a consumer is asked for at a time, so one
+// consumer cannot hold the lock for a whole backlog.
+const maxBatch = 128
+
+// Classic is a classic queue: a Core behind a mutex, with one driver
+// goroutine that alone hands messages to consumers, so deliveries keep
+// their order without a goroutine hand-off per published message.
+//
+// Order of effects, the same for every command: store releases first, then
+// deliveries (driver only), then dead-letters, then the queue's own
+// deletion. Locking: mu guards core and consumers and is never held while
+// calling Host or Consumer.
+type Classic[H any] struct {
+	host  Host[H]
+	clock func() int64
+
+	mu        sync.Mutex
+	core      *Core[H]
+	consumers map[ConsumerID]Consumer[H]
+	nextID    ConsumerID
+	closed    bool
+
+	wake chan struct{} // capacity 1: "there may be work"
+	stop chan struct{}
+	done chan struct{}
+}
+
+// NewClassic starts a classic queue with policy; clock gives the time in
+// ns (nil: the wall clock).
+func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic[H] {
+	if clock == nil {
+		clock = func() int64 { return time.Now().UnixNano() }
+	}
+	q := &Classic[H]{host: host, clock: clock, core: New[H](policy, clock()),
+		consumers: map[ConsumerID]Consumer[H]{}, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go q.drive()
+	q.signal() // arms the x-expires clock
+	return q
+}
+
+// signal wakes the driver.
+func (q *Classic[H]) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// carryOut runs effects of a command outside the lock, in the documented
+// order. Deliver effects never reach it: only the driver grants credit.
+func (q *Classic[H]) carryOut(effects []Effect[H]) {
+	expired := false
+	for _, e := range effects {
+		switch e.Kind {
+		case Release:
+			q.host.Release(e.Entries)
+		case DeadLetter:
+			q.host.DeadLetter(e.Entries, e.Reason)
+		case DeleteQueue:
+			expired = true
+		}
+	}
+	if expired {
+		q.host.Expired()
+	}
+}
+
+// copyEffects detaches effects from the core's arena, which the next
+// command reuses, so they can be carried out after the lock is released.
+func copyEffects[H any](effects []Effect[H]) []Effect[H] {
+	if len(effects) == 0 {
+		return nil
+	}
+	out := make([]Effect[H], len(effects))
+	for i, e := range effects {
+		out[i] = e
+		out[i].Entries = append([]Entry[H](nil), e.Entries...)
+	}
+	return out
+}
+
+// Push enqueues m. It returns ErrRejected from a full reject-publish
+// queue. It does not deliver: it wakes the driver.
+func (q *Classic[H]) Push(m Message[H]) error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		q.host.Release([]Entry[H]{m.entry(0)})
+		return nil
+	}
+	effects, err := q.core.Push(m, q.clock())
+	effects = copyEffects(effects)
+	// The driver delivers, and runs the clock of a new expiry.
+	wake := q.core.ready > 0 && len(q.consumers) > 0 || m.Expires != 0
+	q.mu.Unlock()
+	q.carryOut(effects)
+	if wake {
+		q.signal()
+	}
+	return err
+}
+
+// Consume adds a consumer and returns its id.
+func (q *Classic[H]) Consume(c Consumer[H], priority int64, noAck bool) ConsumerID {
+	q.mu.Lock()
+	q.nextID++
+	id := q.nextID
+	q.consumers[id] = c
+	q.core.Consume(id, priority, noAck, q.clock())
+	q.mu.Unlock()
+	q.signal()
+	return id
+}
+
+// Cancel removes a consumer; its unacked messages stay unacked. It reports
+// whether consumers are left (auto-delete decides on it).
+func (q *Classic[H]) Cancel(id ConsumerID) bool {
+	q.mu.Lock()
+	delete(q.consumers, id)
+	effects, left := q.core.Cancel(id, q.clock())
+	effects = copyEffects(effects)
+	q.mu.Unlock()
+	q.carryOut(effects)
+	q.signal() // a new active consumer, an x-expires clock
+	return left
+}
+
+// Settle acks, rejects or requeues deliveries by Seq.
+func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
+	q.mu.Lock()
+	effects := copyEffects(q.core.Settle(seqs, outcome, q.clock()))
+	q.mu.Unlock()
+	q.carryOut(effects)
+	q.signal() // requeued messages, or credit the settle freed
+}
+
+// Get takes the head message (basic.get); ok is false if there is none.
+func (q *Classic[H]) Get(noAck bool) (e Entry[H], ok bool) {
+	q.mu.Lock()
+	e, ok, effects := q.core.Get(noAck, q.clock())
+	effects = copyEffects(effects)
+	q.mu.Unlock()
+	q.carryOut(effects)
+	if ok {
+		prepared := q.host.Prepare([]Entry[H]{e})
+		if len(prepared) == 0 {
+			q.giveBack([]Entry[H]{e}) // not readable: as if never taken
+			return Entry[H]{}, false
+		}
+		e = prepared[0]
+	}
+	return e, ok
+}
+
+// giveBack returns entries taken for delivery that could not be handed
+// over.
+func (q *Classic[H]) giveBack(es []Entry[H]) {
+	q.mu.Lock()
+	q.core.Return(es)
+	q.mu.Unlock()
+}
+
+// Purge drops every ready message and returns how many.
+func (q *Classic[H]) Purge() int {
+	q.mu.Lock()
+	n, effects := q.core.Purge()
+	effects = copyEffects(effects)
+	q.mu.Unlock()
+	q.carryOut(effects)
+	return n
+}
+
+// Delete stops the queue: ready and unacked messages are released, the
+// driver ends. It returns the ready messages it held.
+func (q *Classic[H]) Delete() int {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return 0
+	}
+	q.closed = true
+	n, effects := q.core.Delete()
+	effects = copyEffects(effects)
+	clear(q.consumers)
+	q.mu.Unlock()
+	close(q.stop)
+	<-q.done
+	q.carryOut(effects)
+	return n
+}
+
+// Close ends the driver without releasing anything (the broker is
+// shutting down; the store keeps what the queue held).
+func (q *Classic[H]) Close() {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	q.closed = true
+	q.mu.Unlock()
+	close(q.stop)
+	<-q.done
+}
+
+// Info reports the queue's counts, ages and counters.
+func (q *Classic[H]) Info() Info {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Info()
+}
+
+// Touch records a declare for x-expires.
+func (q *Classic[H]) Touch() {
+	q.mu.Lock()
+	q.core.Touch(q.clock())
+	q.mu.Unlock()
+	q.signal()
+}
+
+// drive is the queue's driver goroutine: it alone grants credit and so
+// alone delivers, and it runs the clock (expiries, x-expires).
+func (q *Classic[H]) drive() {
+	defer close(q.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-q.stop:
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+		for q.dispatchOnce() {
+		}
+		q.mu.Lock()
+		effects := copyEffects(q.core.Tick(q.clock()))
+		next := q.core.NextDeadline()
+		q.mu.Unlock()
+		q.carryOut(effects)
+		if next != 0 {
+			timer.Reset(time.Duration(max(next-q.clock(), 0)))
+		}
+	}
+}
+
+// dispatchOnce grants credit to every consumer, lets the core dispatch,
+// takes unused credit back and delivers. It reports whether it delivered
+// anything (and so should run again).
+func (q *Classic[H]) dispatchOnce() bool {
+	type grant struct {
+		id ConsumerID
+		c  Consumer[H]
+	}
+	q.mu.Lock()
+	if q.closed || q.core.ready == 0 || len(q.consumers) == 0 {
+		q.mu.Unlock()
+		return false
+	}
+	now := q.clock()
+	want := min(q.core.ready, maxBatch)
+	var deliveries []Effect[H]
+	var granted []grant
+	for _, cs := range q.core.consumers {
+		c := q.consumers[cs.id]
+		n := c.Acquire(want)
+		if n == 0 {
+			continue
+		}
+		granted = append(granted, grant{cs.id, c})
+		for _, e := range q.core.Credit(cs.id, n, now) {
+			deliveries = append(deliveries, Effect[H]{Kind: e.Kind, Consumer: e.Consumer, Reason: e.Reason,
+				Entries: append([]Entry[H](nil), e.Entries...)})
+		}
+	}
+	leftover := make([]int64, len(granted))
+	to := make(map[ConsumerID]Consumer[H], len(granted))
+	for i, g := range granted {
+		leftover[i] = q.core.TakeCredit(g.id)
+		to[g.id] = g.c
+	}
+	q.mu.Unlock()
+	for i, g := range granted {
+		if leftover[i] > 0 {
+			g.c.Unacquire(leftover[i])
+		}
+	}
+	delivered := false
+	for _, e := range deliveries {
+		if e.Kind != Deliver {
+			q.carryOut([]Effect[H]{e})
+			continue
+		}
+		ready := q.host.Prepare(e.Entries)
+		if len(ready) < len(e.Entries) {
+			// The rest could not be read back: they return to the queue
+			// as if never delivered.
+			q.giveBack(e.Entries[len(ready):])
+		}
+		if len(ready) > 0 {
+			to[e.Consumer].Deliver(ready)
+			delivered = true
+		}
+	}
+	return delivered
+}
