@@ -10,7 +10,6 @@
 package queue
 
 import (
-	"container/heap"
 	"errors"
 	"slices"
 )
@@ -171,7 +170,7 @@ type Core[H any] struct {
 	ready       int64
 	bytes       int64 // ready bodies
 	nextSeq     uint64
-	expiries    expiryHeap
+	expiries    minHeap[expiryItem]
 	unacked     map[uint64]unackedEntry[H]
 	unackedBy   []uint64 // seqs in delivery order, for the oldest age (lazy)
 	unackedB    int64
@@ -194,7 +193,8 @@ type Stats struct {
 
 // New makes a core with policy, its clock starting at now.
 func New[H any](policy Policy, now int64) *Core[H] {
-	c := &Core[H]{policy: policy, unacked: map[uint64]unackedEntry[H]{}, lastUsed: now}
+	c := &Core[H]{policy: policy, unacked: map[uint64]unackedEntry[H]{}, lastUsed: now,
+		expiries: minHeap[expiryItem]{less: func(a, b expiryItem) bool { return a.at < b.at }}}
 	c.levels = make([]level[H], int(policy.MaxPriority)+1)
 	return c
 }
@@ -284,7 +284,7 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 	case m.Expires < l.maxExpiry || l.unbounded:
 		// Out of order, or behind a message that never expires: the head
 		// check would not find it in time.
-		heap.Push(&c.expiries, expiryItem{at: m.Expires, seq: e.Seq, prio: min(m.Priority, c.policy.MaxPriority)})
+		c.expiries.push(expiryItem{at: m.Expires, seq: e.Seq, prio: min(m.Priority, c.policy.MaxPriority)})
 	}
 	l.maxExpiry = max(l.maxExpiry, m.Expires)
 	l.pushBack(e)
@@ -357,8 +357,8 @@ func (c *Core[H]) expire(now int64) {
 		c.bytes -= int64(e.Size)
 		c.add(e)
 	}
-	for len(c.expiries) > 0 && c.expiries[0].at <= now {
-		it := heap.Pop(&c.expiries).(expiryItem)
+	for c.expiries.len() > 0 && c.expiries.top().at <= now {
+		it := c.expiries.pop()
 		if e, ok := c.levels[it.prio].remove(it.seq); ok {
 			take(e)
 		}
@@ -389,8 +389,8 @@ func (c *Core[H]) NextDeadline() int64 {
 			next = t
 		}
 	}
-	if len(c.expiries) > 0 {
-		consider(c.expiries[0].at)
+	if c.expiries.len() > 0 {
+		consider(c.expiries.top().at)
 	}
 	for i := range c.levels {
 		if f := c.levels[i].frontEntry(); f != nil {
@@ -658,7 +658,7 @@ func (c *Core[H]) requeueOne(e Entry[H]) {
 	c.ready++
 	c.bytes += int64(e.Size)
 	if e.Expires != 0 {
-		heap.Push(&c.expiries, expiryItem{at: e.Expires, seq: e.Seq, prio: min(e.Priority, c.policy.MaxPriority)})
+		c.expiries.push(expiryItem{at: e.Expires, seq: e.Seq, prio: min(e.Priority, c.policy.MaxPriority)})
 	}
 }
 
@@ -697,7 +697,7 @@ func (c *Core[H]) Purge() (int, []Effect[H]) {
 		c.add(e)
 	}
 	es := c.run(start)
-	c.expiries = c.expiries[:0]
+	c.expiries.reset()
 	for i := range c.levels {
 		c.levels[i].maxExpiry = 0
 	}
@@ -761,17 +761,4 @@ type expiryItem struct {
 	at   int64
 	seq  uint64
 	prio uint8
-}
-
-type expiryHeap []expiryItem
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return it
 }
