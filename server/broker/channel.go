@@ -23,7 +23,6 @@ type channel struct {
 	replyTag      string            // its consumer tag
 	publishX      *Exchange
 	xcache        map[string]*Exchange
-	qcache        map[string]*Queue
 	props         []byte
 	body          []byte
 	bodySize      uint64
@@ -35,8 +34,7 @@ type channel struct {
 	txAcks        []txAck
 	confirm       bool
 	publishSeq    uint64
-	scratch       routeScratch
-	queueScratch  []*Queue
+	pub           publisher // routing buffers, default-exchange queue cache
 	settleScratch []qentry
 
 	// mu guards deliveries: tags and the unacked list.

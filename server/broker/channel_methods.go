@@ -3,7 +3,6 @@ package broker
 import (
 	"encoding/binary"
 	"errors"
-	"strings"
 	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -573,58 +572,24 @@ func (ch *channel) contentDone() error {
 // payload bytes of its method frame.
 const basicPublishID = uint32(amqp.ClassBasic)<<16 | 40
 
-// route delivers msg into its queues. done, if set, is called once the
-// message is as safe as the store makes it (at once if nothing stores it),
-// or with the error that refused it.
+// route publishes msg from x through the vhost: a mandatory message that no
+// queue took comes back as basic.return (before its confirm), and a
+// congested queue pauses this connection's reader (flow control).
 func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(error)) {
-	c := ch.conn
-	qs := ch.queueScratch[:0]
-	if x.Name == "" {
-		if q := ch.queueNamed(msg.RoutingKey); q != nil {
-			qs = append(qs, q)
-		} else if strings.HasPrefix(msg.RoutingKey, replyPrefix) && c.srv.deliverReply(msg) {
-			if done != nil {
-				done(nil)
-			}
-			ch.queueScratch = qs
-			return
-		}
-	} else {
-		qs = routeMessage(x, msg, qs, &ch.scratch)
+	var returned func(*Message)
+	if mandatory {
+		returned = ch.returnUnroutable
 	}
-	if len(qs) == 0 {
-		if mandatory {
-			c.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
-				Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg)
-		}
-		if done != nil {
-			done(nil)
-		}
-		ch.queueScratch = qs
-		return
+	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
+	if out.Congested != nil && ch.conn.flowWait == nil {
+		ch.conn.flowWait = out.Congested
 	}
-	// A full reject-publish queue refuses the message; the publisher hears
-	// a nack, the other queues still get it.
-	kept := qs[:0]
-	for _, q := range qs {
-		if q.full() {
-			if done != nil {
-				defer done(errQueueFull)
-				done = nil
-			}
-			continue
-		}
-		kept = append(kept, q)
-	}
-	qs = kept
-	c.srv.store.Put(msg, qs, done)
-	for _, q := range qs {
-		if wait := q.push(msg); wait != nil && c.flowWait == nil {
-			c.flowWait = wait
-		}
-	}
-	clear(qs)
-	ch.queueScratch = qs[:0]
+}
+
+// returnUnroutable answers a mandatory publish that reached no queue.
+func (ch *channel) returnUnroutable(msg *Message) {
+	ch.conn.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
+		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg)
 }
 
 // commit applies a transaction: publishes first, then settlements, as
@@ -698,10 +663,6 @@ func (ch *channel) shutdown() {
 	ch.settle(es, true, false)
 }
 
-// lookupCacheMax bounds the per-channel name caches (RPC clients publish to
-// many reply queues); a full cache is simply dropped.
-const lookupCacheMax = 1024
-
 // exchange looks an exchange up through the channel's cache, so publishing
 // takes no lock shared with other channels.
 func (ch *channel) exchange(name string) *Exchange {
@@ -716,22 +677,6 @@ func (ch *channel) exchange(name string) *Exchange {
 		ch.xcache[name] = x
 	}
 	return x
-}
-
-// queueNamed looks a queue up through the channel's cache (default-exchange
-// routing).
-func (ch *channel) queueNamed(name string) *Queue {
-	if q := ch.qcache[name]; q != nil && !q.gone.Load() {
-		return q
-	}
-	q := ch.conn.vhost.queue(name)
-	if q != nil {
-		if ch.qcache == nil || len(ch.qcache) >= lookupCacheMax {
-			ch.qcache = map[string]*Queue{}
-		}
-		ch.qcache[name] = q
-	}
-	return q
 }
 
 // decodePublish parses basic.publish's arguments into ch.publishArgs

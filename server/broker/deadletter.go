@@ -21,11 +21,14 @@ type queuePolicy struct {
 	expires       int64 // x-expires in ms; 0: none
 	maxPriority   int   // x-max-priority; 0: not a priority queue
 	rejectPublish bool
+	// consumerTimeout is x-consumer-timeout in ms (-1: none), for the
+	// queue's deliveries; a consumer's own argument overrides it.
+	consumerTimeout int64
 }
 
 // parsePolicy validates the arguments RabbitMQ validates, with its texts.
 func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePolicy, error) {
-	p := queuePolicy{ttl: -1, maxLen: -1}
+	p := queuePolicy{ttl: -1, maxLen: -1, consumerTimeout: -1}
 	fail := func(arg, detail string) error {
 		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %s", arg, queue, vhost, detail)
 	}
@@ -39,7 +42,7 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 		n, isInt := asInt(v)
 		switch {
 		case !isInt:
-			return fail(arg, "{unacceptable_type,"+fieldTypeName(v)+"}")
+			return fail(arg, erlangQuoted("expected integer, got "+fieldTypeName(v)))
 		case n < 0:
 			return fail(arg, fmt.Sprintf("{value_negative,%d}", n))
 		case n == 0 && !zeroOK:
@@ -67,6 +70,7 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 		intArg("x-max-length", true, -1, func(n int64) { p.maxLen = int(n) }),
 		intArg("x-expires", false, -1, func(n int64) { p.expires = n }),
 		intArg("x-max-priority", true, 255, func(n int64) { p.maxPriority = int(n) }),
+		intArg("x-consumer-timeout", true, -1, func(n int64) { p.consumerTimeout = n }),
 		strArg("x-dead-letter-exchange", func(s string) { p.dlx, p.hasDLX = s, true }),
 		strArg("x-dead-letter-routing-key", func(s string) { p.dlrk, p.hasDLRK = s, true }),
 	} {
@@ -85,6 +89,24 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 		default:
 			return p, fail("x-overflow", "{unknown_overflow,"+fieldText(v)+"}")
 		}
+	}
+	// Queues always page to the log beyond a bounded memory budget, so
+	// both modes (and both classic queue versions) behave as "lazy".
+	if v, ok := args["x-queue-mode"]; ok {
+		s, isStr := v.(string)
+		switch {
+		case !isStr:
+			return p, fail("x-queue-mode", "{unacceptable_type,"+fieldTypeName(v)+"}")
+		case s != "default" && s != "lazy":
+			return p, fail("x-queue-mode", erlangQuoted("unsupported queue mode '"+s+"'"))
+		}
+	}
+	var version int64
+	if err := intArg("x-queue-version", true, -1, func(n int64) { version = n }); err != nil {
+		return p, err
+	}
+	if _, ok := args["x-queue-version"]; ok && version != 1 && version != 2 {
+		return p, fail("x-queue-version", erlangQuoted(fmt.Sprintf("unsupported queue version '%d'", version)))
 	}
 	if v, ok := args["x-queue-type"]; ok {
 		s, isStr := v.(string)
@@ -178,7 +200,7 @@ func (q *Queue) discard(es []qentry, reason string) {
 }
 
 // deadLetter republishes e's message to the queue's dead-letter exchange
-// with RabbitMQ's x-death bookkeeping.
+// with RabbitMQ's x-death bookkeeping, through the publish path clients use.
 func (q *Queue) deadLetter(e *qentry, reason string) {
 	v := q.vhost
 	x := v.exchange(q.policy.dlx)
@@ -236,27 +258,13 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 	}
 	dm := &Message{Exchange: q.policy.dlx, RoutingKey: key, Props: props.Append(nil), Body: m.Body,
 		Persistent: m.Persistent, priority: m.priority}
-	var qs []*Queue
-	if x.Name == "" {
-		if t := v.queue(key); t != nil {
-			qs = append(qs, t)
-		}
-	} else {
-		qs = routeMessage(x, dm, nil, &routeScratch{})
-	}
 	// A message expiring round a cycle back into its own queue would loop
-	// for ever; RabbitMQ drops it unless a client rejected it.
-	targets := qs[:0]
-	for _, t := range qs {
-		if t != q || reason == "rejected" {
-			targets = append(targets, t)
-		}
+	// for ever; RabbitMQ drops it unless a client rejected it. Dead-letters
+	// are at most once, as in RabbitMQ's classic queues: one that a full
+	// reject-publish queue refuses, or that routes nowhere, is lost.
+	p := &publisher{}
+	if reason != "rejected" {
+		p.except = q
 	}
-	if len(targets) == 0 {
-		return
-	}
-	v.server.store.Put(dm, targets, nil)
-	for _, t := range targets {
-		t.push(dm)
-	}
+	v.Publish(p, x, dm, nil, nil)
 }

@@ -36,6 +36,41 @@ type Exchange struct {
 	// dests is the vhost's index of bindings by destination, kept in step
 	// with bindings; nil for an exchange outside a vhost (benchmarks).
 	dests *destIndex
+	// vhost is where alternate is looked up; nil outside a vhost.
+	vhost *VHost
+	// alternate is the alternate-exchange argument ("": none; the default
+	// exchange would route nothing there either, as in RabbitMQ).
+	alternate string
+}
+
+// argAlternate names an exchange's alternate exchange, RabbitMQ's
+// extension: what the exchange's own bindings do not match goes there.
+const argAlternate = "alternate-exchange"
+
+// checkExchangeArgs validates, with RabbitMQ's texts, the arguments of an
+// exchange about to be created (a redeclare is only compared).
+func checkExchangeArgs(m amqp.Method, vhost, name string, args amqp.Table) error {
+	if v, ok := args[argAlternate]; ok {
+		if _, isStr := v.(string); !isStr {
+			return protoErr(amqp.PreconditionFailed, m, "invalid type '%s' for arg '%s' in exchange '%s' in vhost '%s'",
+				fieldTypeName(v), argAlternate, name, vhost)
+		}
+	}
+	return nil
+}
+
+// alternateExchange resolves x's alternate exchange by its exact name
+// ("amq.default" names none), nil if it has none or it does not exist: then
+// what x does not route is unroutable, as RabbitMQ has it (without a log
+// line). It takes vhost.mu shared; the caller holds no exchange lock.
+func (x *Exchange) alternateExchange() *Exchange {
+	if x.alternate == "" || x.vhost == nil {
+		return nil
+	}
+	x.vhost.mu.RLock()
+	ae := x.vhost.exchanges[x.alternate]
+	x.vhost.mu.RUnlock()
+	return ae
 }
 
 // binding joins a source exchange to a queue or exchange destination.
@@ -78,6 +113,7 @@ func validKind(kind string) bool {
 func newExchange(name, kind string, durable, autoDelete, internal bool, args amqp.Table) *Exchange {
 	x := &Exchange{Name: name, Kind: kind, Durable: durable, AutoDelete: autoDelete, Internal: internal, Args: args,
 		bindings: map[bindingKey]*binding{}}
+	x.alternate, _ = args[argAlternate].(string)
 	switch kind {
 	case kindFanout:
 		x.router = &fanoutRouter{}
@@ -260,8 +296,9 @@ func (p *lazyProps) get() amqp.Table {
 	return p.headers
 }
 
-// route appends to out the queues m reaches from x, following
-// exchange-to-exchange bindings and visiting each exchange once.
+// routeMessage appends to out the queues m reaches from x, following
+// exchange-to-exchange bindings and alternate exchanges and visiting each
+// exchange once.
 // scratch is reused between calls by the caller.
 func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) []*Queue {
 	scratch.reset()
@@ -279,6 +316,16 @@ func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) 
 		}
 		scratch.bindings = cur.router.route(m, props, scratch.bindings[:0])
 		cur.mu.RUnlock()
+		if len(scratch.bindings) == 0 && cur.alternate != "" {
+			// Each exchange whose own bindings match nothing passes the
+			// message on to its alternate; one already visited ends a
+			// chain that loops (RabbitMQ's rule).
+			if ae := cur.alternateExchange(); ae != nil && !containsExchange(scratch.seenX, ae) {
+				scratch.seenX = append(scratch.seenX, ae)
+				scratch.pending = append(scratch.pending, ae)
+			}
+			continue
+		}
 		for _, b := range scratch.bindings {
 			if b.q != nil {
 				if !scratch.containsQueue(out, b.q) {

@@ -41,6 +41,7 @@ func newVHost(s *Server, name string) *VHost {
 // caller holds v.mu, or has v to itself (creation, recovery).
 func (v *VHost) addExchange(x *Exchange) {
 	x.dests = &v.dests
+	x.vhost = v
 	v.exchanges[x.Name] = x
 }
 
@@ -85,6 +86,9 @@ func (v *VHost) declareExchange(m *amqp.ExchangeDeclare) error {
 	if reservedName(m.Exchange) {
 		return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
 	}
+	if err := checkExchangeArgs(m, v.name, m.Exchange, m.Arguments); err != nil {
+		return err
+	}
 	x := newExchange(m.Exchange, m.Type, m.Durable, m.AutoDelete, m.Internal, m.Arguments)
 	if err := v.server.persistExchange(m, v, x); err != nil {
 		return err
@@ -109,7 +113,10 @@ func (x *Exchange) equivalent(m *amqp.ExchangeDeclare, vhost string) error {
 	case m.Internal != x.Internal:
 		return diff("internal", m.Internal, x.Internal)
 	}
-	return nil
+	// Of the arguments RabbitMQ compares only the alternate exchange.
+	got, gok := m.Arguments[argAlternate]
+	cur, cok := x.Args[argAlternate]
+	return argEquivalent(m, "exchange", x.Name, vhost, argAlternate, got, gok, cur, cok)
 }
 
 // deleteExchange removes x and every binding into and out of it: the ones
@@ -247,20 +254,36 @@ func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
 	for _, k := range queueArgsChecked {
 		got, gok := m.Arguments[k]
 		cur, cok := q.Args[k]
-		if !gok && !cok || k == "x-queue-type" && sameQueueType(got, gok, cur, cok) {
+		if k == "x-queue-type" && sameQueueType(got, gok, cur, cok) {
 			continue
 		}
-		if gok && cok && (k == "x-queue-type" || !fieldEqual(got, cur)) {
-			// Both given but different: RabbitMQ quotes the bare values.
-			return protoErr(amqp.PreconditionFailed, m,
-				"inequivalent arg '%s' for queue '%s' in vhost '%s': received '%s' but current is '%s'",
-				k, q.Name, vhost, fieldText(got), fieldText(cur))
+		if err := argEquivalent(m, "queue", q.Name, vhost, k, got, gok, cur, cok); err != nil {
+			return err
 		}
-		if gok != cok {
-			return protoErr(amqp.PreconditionFailed, m,
-				"inequivalent arg '%s' for queue '%s' in vhost '%s': received %s but current is %s",
-				k, q.Name, vhost, argText(got, gok), argText(cur, cok))
+	}
+	return nil
+}
+
+// argEquivalent compares argument k of a redeclare (got, if gok) with the
+// current one (cur, if cok) as RabbitMQ does, for a queue or an exchange
+// (kind): integers by value whatever their width, text by its bytes
+// whether longstr or binary. It returns RabbitMQ's 406 or nil.
+func argEquivalent(m amqp.Method, kind, name, vhost, k string, got any, gok bool, cur any, cok bool) error {
+	if gok && cok {
+		gt, gText := asText(got)
+		ct, cText := asText(cur)
+		if fieldEqual(got, cur) || gText && cText && gt == ct {
+			return nil
 		}
+		// Both given but different: RabbitMQ quotes the bare values.
+		return protoErr(amqp.PreconditionFailed, m,
+			"inequivalent arg '%s' for %s '%s' in vhost '%s': received '%s' but current is '%s'",
+			k, kind, name, vhost, fieldText(got), fieldText(cur))
+	}
+	if gok != cok {
+		return protoErr(amqp.PreconditionFailed, m,
+			"inequivalent arg '%s' for %s '%s' in vhost '%s': received %s but current is %s",
+			k, kind, name, vhost, argText(got, gok), argText(cur, cok))
 	}
 	return nil
 }
