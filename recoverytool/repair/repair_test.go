@@ -18,6 +18,7 @@ type store struct {
 	dir  string
 	msgs map[uint64]*wal.Message
 	pos  map[uint64]wal.Position
+	meta bool // add gives every other message metadata
 }
 
 func newStore(t *testing.T) *store {
@@ -39,6 +40,11 @@ func (s *store) add(t *testing.T, l *wal.Log, n int, queues ...uint64) []wal.Ref
 	for i := 0; i < n; i++ {
 		m := &wal.Message{Queues: queues, Exchange: "ex", RoutingKey: fmt.Sprint("rk", len(s.msgs)),
 			Properties: []byte{0x10, 0, 2}, Body: bytes.Repeat([]byte{byte('a' + len(s.msgs)%26)}, 200)}
+		if n := int64(len(s.msgs)); s.meta && n%2 == 1 {
+			// Every other record is version 2: compaction must keep its
+			// metadata, also when it rewrites the record.
+			m.Meta = wal.Meta{Timestamp: 1_700_000_000_000_000_000 + n, Expires: 1_800_000_000_000_000_000, Priority: uint8(n % 10)}
+		}
 		p, err := l.Append(m, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -85,7 +91,8 @@ func (s *store) checkRecovered(t *testing.T, want map[uint64][]uint64) *wal.Reco
 			for _, e := range rq.Entries {
 				got = append(got, e.ID)
 				m, err := l.ReadMessage(e.Pos)
-				if err != nil || !bytes.Equal(m.Body, s.msgs[e.ID].Body) || m.RoutingKey != s.msgs[e.ID].RoutingKey {
+				if err != nil || !bytes.Equal(m.Body, s.msgs[e.ID].Body) || m.RoutingKey != s.msgs[e.ID].RoutingKey ||
+					m.Meta != s.msgs[e.ID].Meta || e.Meta != m.Meta {
 					t.Fatalf("queue %d id %d: %v", q, e.ID, err)
 				}
 			}
@@ -231,6 +238,7 @@ func TestRepairCorruption(t *testing.T) {
 
 func TestCompact(t *testing.T) {
 	s := newStore(t)
+	s.meta = true
 	l, _ := s.open(t)
 	a := s.add(t, l, 9, 1, 2) // segment 1: live on queue 1, dead on queue 2
 	b := s.add(t, l, 36, 3)   // segments 2..: mostly acked below

@@ -28,7 +28,7 @@
 //	0  length (uint32): number of bytes that follow the CRC (2 + payload)
 //	4  CRC32C (Castagnoli) over type, version and payload (uint32)
 //	8  type (uint8): 1 message, 2 ack, 3 drop-queue
-//	9  version (uint8): 1
+//	9  version (uint8): 1; message records also 2 (with metadata)
 //	10 payload
 //
 // A length below 2, above MaxRecordSize or beyond the end of the file is
@@ -37,6 +37,7 @@
 // Payloads (uvarint = unsigned LEB128 as encoding/binary; varint = zigzag):
 //
 //	message:    uvarint id, uvarint n, n x uvarint queue id,
+//	            [version 2: uvarint len + metadata block,]
 //	            uvarint len + exchange, uvarint len + routing key,
 //	            uvarint len + raw AMQP properties (flags word + list),
 //	            body (the rest of the record)
@@ -45,6 +46,14 @@
 //	            (the first against 0)
 //	drop-queue: uvarint queue, uvarint before: every message of the queue
 //	            with an id below before is dead
+//
+// The metadata block is uvarint flags, then per set bit, in bit order, a
+// uvarint: bit 0 timestamp, 1 expiry deadline, 2 due time (unix ns), 3
+// priority. A reader ignores bits it does not know and the rest of the
+// block, so fields can be added later without a new version. A message
+// without metadata is written as version 1, so version 1 is still written
+// and read; a binary that predates version 2 reports version 2 records as
+// corruption, so once one is written the log cannot be downgraded.
 //
 // A message routed to N durable queues is written once, naming all N.
 // Message ids are assigned in append order, so file order is id order.

@@ -9,6 +9,8 @@ import (
 func FuzzRecover(f *testing.F) {
 	valid := AppendSegmentHeader(nil, SegmentHeader{Number: 1, MinNextID: 1})
 	valid = AppendMessageRecord(valid, &Message{ID: 1, Queues: []uint64{1, 2}, Exchange: "e", Body: []byte("hello")})
+	valid = AppendMessageRecord(valid, &Message{ID: 2, Queues: []uint64{2}, Body: []byte("meta"),
+		Meta: Meta{Timestamp: 1 << 60, Expires: 1 << 61, Due: 3, Priority: 9}})
 	valid = AppendAckRecord(valid, 2, []Ref{{ID: 1, Segment: 1}})
 	valid = AppendDropRecord(valid, 1, 2)
 	f.Add(valid, false)
@@ -36,8 +38,9 @@ func FuzzRecover(f *testing.F) {
 		defer l.Close()
 		for _, q := range rec.Queues {
 			for _, e := range q.Entries {
-				if _, err := l.ReadMessage(e.Pos); err != nil {
-					t.Fatalf("entry %+v: %v", e, err)
+				m, err := l.ReadMessage(e.Pos)
+				if err != nil || m.Meta != e.Meta || uint32(len(m.Body)) != e.BodySize {
+					t.Fatalf("entry %+v: %+v, %v", e, m, err)
 				}
 			}
 		}

@@ -74,6 +74,18 @@ type Message struct {
 	RoutingKey string
 	Properties []byte // raw AMQP basic properties (flags word + list)
 	Body       []byte
+	// Meta is what the queues need of the message after a restart without
+	// reading it back; recovery returns it in each Entry.
+	Meta
+}
+
+// Meta is a message's metadata (record version 2). The zero Meta is what
+// version 1 records, which cannot carry it, read as.
+type Meta struct {
+	Timestamp int64 // publish time, unix ns; 0: unknown
+	Expires   int64 // the message's own expiry deadline, unix ns; 0: never
+	Due       int64 // a delayed message's due time, unix ns; 0: not delayed
+	Priority  uint8
 }
 
 // Position is where a message record starts.
@@ -725,7 +737,7 @@ func readMessageAt(f File, pos Position) (*Message, error) {
 	if !ok {
 		return nil, &CorruptionError{File: SegmentFileName(pos.Segment), Segment: pos.Segment, Offset: pos.Offset, Length: int64(len(buf)), Reason: reason}
 	}
-	return decodeMessageAlias(r.payload)
+	return decodeMessage(r.payload, r.ver, false)
 }
 
 // Sync waits until everything appended before the call is durable.

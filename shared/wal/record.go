@@ -33,8 +33,12 @@ func (t RecordType) String() string {
 const (
 	// RecordHeaderSize is the size of a record's length and CRC fields.
 	RecordHeaderSize = 8
-	// recordVersion is the only payload version this package writes.
+	// recordVersion is the payload version of ack and drop-queue records,
+	// and of message records without metadata.
 	recordVersion = 1
+	// messageVersionMeta is a message record with a metadata block (see
+	// doc.go). Version 1 message records are still read and written.
+	messageVersionMeta = 2
 	// MaxRecordSize caps one record (header included). Larger lengths found
 	// on disk are corruption and are never allocated.
 	MaxRecordSize = 256 << 20
@@ -55,11 +59,89 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
+// knownVersion reports whether this package reads records of type t and
+// version v.
+func knownVersion(t RecordType, v uint8) bool {
+	switch t {
+	case RecordMessage:
+		return v == recordVersion || v == messageVersionMeta
+	case RecordAck, RecordDropQueue:
+		return v == recordVersion
+	}
+	return false
+}
+
+// Metadata block flags: a set bit means its value follows, in bit order.
+// Readers stop at the first bit they do not know and skip the rest of the
+// block, so a later field can be added without a new version.
+const (
+	metaTimestamp = 1 << iota
+	metaExpires
+	metaDue
+	metaPriority
+)
+
+// metaValues lists the fields of m in flag-bit order.
+func metaValues(m *Meta) [4]uint64 {
+	return [4]uint64{uint64(m.Timestamp), uint64(m.Expires), uint64(m.Due), uint64(m.Priority)}
+}
+
+// metaBlockSize is the size of m's block without its length prefix.
+func metaBlockSize(m *Meta) (flags uint64, n int) {
+	for i, v := range metaValues(m) {
+		if v != 0 {
+			flags |= 1 << i
+			n += uvarintLen(v)
+		}
+	}
+	return flags, n + uvarintLen(flags)
+}
+
+func appendMeta(buf []byte, m *Meta) []byte {
+	flags, n := metaBlockSize(m)
+	buf = binary.AppendUvarint(buf, uint64(n))
+	buf = binary.AppendUvarint(buf, flags)
+	for i, v := range metaValues(m) {
+		if flags&(1<<i) != 0 {
+			buf = binary.AppendUvarint(buf, v)
+		}
+	}
+	return buf
+}
+
+func decodeMeta(block []byte) (Meta, error) {
+	r := payloadReader{b: block}
+	flags := r.uvarint()
+	var v [4]uint64
+	for i := range v {
+		if flags&(1<<i) != 0 {
+			v[i] = r.uvarint()
+		}
+	}
+	if r.err || v[3] > 255 {
+		return Meta{}, errDecode
+	}
+	return Meta{Timestamp: int64(v[0]), Expires: int64(v[1]), Due: int64(v[2]), Priority: uint8(v[3])}, nil
+}
+
+// messageVersion is the record version AppendMessageRecord writes for m:
+// the older, smaller one when there is no metadata to carry.
+func messageVersion(m *Message) uint8 {
+	if m.Meta == (Meta{}) {
+		return recordVersion
+	}
+	return messageVersionMeta
+}
+
 // messageRecordSize returns the encoded size of m, header included.
 func messageRecordSize(m *Message) int {
 	n := RecordHeaderSize + 2 + uvarintLen(m.ID) + uvarintLen(uint64(len(m.Queues)))
 	for _, q := range m.Queues {
 		n += uvarintLen(q)
+	}
+	if messageVersion(m) == messageVersionMeta {
+		_, mn := metaBlockSize(&m.Meta)
+		n += uvarintLen(uint64(mn)) + mn
 	}
 	n += uvarintLen(uint64(len(m.Exchange))) + len(m.Exchange)
 	n += uvarintLen(uint64(len(m.RoutingKey))) + len(m.RoutingKey)
@@ -68,9 +150,9 @@ func messageRecordSize(m *Message) int {
 }
 
 // beginRecord appends a record header placeholder plus type and version.
-func beginRecord(buf []byte, t RecordType) ([]byte, int) {
+func beginRecord(buf []byte, t RecordType, ver uint8) ([]byte, int) {
 	start := len(buf)
-	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, byte(t), recordVersion)
+	buf = append(buf, 0, 0, 0, 0, 0, 0, 0, 0, byte(t), ver)
 	return buf, start
 }
 
@@ -83,13 +165,18 @@ func finishRecord(buf []byte, start int) []byte {
 }
 
 // AppendMessageRecord appends the encoded message record of m (with m.ID as
-// set) to buf and returns the extended buffer.
+// set) to buf and returns the extended buffer: version 2 if m.Meta is set,
+// else version 1.
 func AppendMessageRecord(buf []byte, m *Message) []byte {
-	buf, start := beginRecord(buf, RecordMessage)
+	ver := messageVersion(m)
+	buf, start := beginRecord(buf, RecordMessage, ver)
 	buf = binary.AppendUvarint(buf, m.ID)
 	buf = binary.AppendUvarint(buf, uint64(len(m.Queues)))
 	for _, q := range m.Queues {
 		buf = binary.AppendUvarint(buf, q)
+	}
+	if ver == messageVersionMeta {
+		buf = appendMeta(buf, &m.Meta)
 	}
 	buf = binary.AppendUvarint(buf, uint64(len(m.Exchange)))
 	buf = append(buf, m.Exchange...)
@@ -103,7 +190,7 @@ func AppendMessageRecord(buf []byte, m *Message) []byte {
 
 // AppendAckRecord appends an ack record for queue q to buf.
 func AppendAckRecord(buf []byte, q uint64, refs []Ref) []byte {
-	buf, start := beginRecord(buf, RecordAck)
+	buf, start := beginRecord(buf, RecordAck, recordVersion)
 	buf = binary.AppendUvarint(buf, q)
 	buf = binary.AppendUvarint(buf, uint64(len(refs)))
 	var pid, pseg uint64
@@ -118,7 +205,7 @@ func AppendAckRecord(buf []byte, q uint64, refs []Ref) []byte {
 // AppendDropRecord appends a drop-queue record: every message of q with an
 // ID below before is dead.
 func AppendDropRecord(buf []byte, q, before uint64) []byte {
-	buf, start := beginRecord(buf, RecordDropQueue)
+	buf, start := beginRecord(buf, RecordDropQueue, recordVersion)
 	buf = binary.AppendUvarint(buf, q)
 	buf = binary.AppendUvarint(buf, before)
 	return finishRecord(buf, start)
@@ -182,50 +269,63 @@ func (r *payloadReader) bytes() []byte {
 	return v
 }
 
-// decodeMessageHead decodes id and queue ids of a message payload,
-// appending queues to qs (no other allocation). rest is what follows.
-func decodeMessageHead(p []byte, qs []uint64) (id uint64, queues []uint64, rest []byte, err error) {
+// decodeMessageHead decodes id, queue ids and (version 2) metadata of a
+// message payload of version ver, appending queues to qs (no other
+// allocation). rest is what follows.
+func decodeMessageHead(p []byte, ver uint8, qs []uint64) (id uint64, queues []uint64, meta Meta, rest []byte, err error) {
 	r := payloadReader{b: p}
 	id = r.uvarint()
 	n := r.uvarint()
 	if r.err || n == 0 || n > maxQueuesPerRecord || n > uint64(len(r.b)) {
-		return 0, qs, nil, errDecode
+		return 0, qs, Meta{}, nil, errDecode
 	}
 	for i := uint64(0); i < n; i++ {
 		qs = append(qs, r.uvarint())
 	}
-	if r.err {
-		return 0, qs, nil, errDecode
+	if ver == messageVersionMeta {
+		block := r.bytes()
+		if !r.err {
+			meta, err = decodeMeta(block)
+		}
 	}
-	return id, qs, r.b, nil
+	if r.err || err != nil {
+		return 0, qs, Meta{}, nil, errDecode
+	}
+	return id, qs, meta, r.b, nil
 }
 
-// decodeMessage fully decodes a message payload into a new Message that
-// owns its memory.
-func decodeMessage(p []byte) (*Message, error) {
-	id, qs, rest, err := decodeMessageHead(p, nil)
+// messageFields splits what follows the head into exchange, routing key,
+// properties and body, all aliasing rest.
+func messageFields(rest []byte) (ex, rk, props, body []byte, err error) {
+	r := payloadReader{b: rest}
+	ex = r.bytes()
+	rk = r.bytes()
+	props = r.bytes()
+	if r.err {
+		return nil, nil, nil, nil, errDecode
+	}
+	return ex, rk, props, r.b, nil
+}
+
+// decodeMessage decodes a message payload of version ver. With own the
+// result owns its memory; without, its byte slices alias p.
+func decodeMessage(p []byte, ver uint8, own bool) (*Message, error) {
+	id, qs, meta, rest, err := decodeMessageHead(p, ver, nil)
 	if err != nil {
 		return nil, err
 	}
-	r := payloadReader{b: rest}
-	ex := r.bytes()
-	rk := r.bytes()
-	props := r.bytes()
-	if r.err {
-		return nil, errDecode
+	ex, rk, props, body, err := messageFields(rest)
+	if err != nil {
+		return nil, err
 	}
-	// One allocation for properties and body together.
-	blob := make([]byte, len(props)+len(r.b))
-	copy(blob, props)
-	copy(blob[len(props):], r.b)
-	m := &Message{
-		ID:         id,
-		Queues:     qs,
-		Exchange:   string(ex),
-		RoutingKey: string(rk),
-		Properties: blob[:len(props):len(props)],
-		Body:       blob[len(props):],
+	if own {
+		// One allocation for properties and body together.
+		blob := make([]byte, len(props)+len(body))
+		copy(blob, props)
+		copy(blob[len(props):], body)
+		props, body = blob[:len(props):len(props)], blob[len(props):]
 	}
+	m := &Message{ID: id, Queues: qs, Exchange: string(ex), RoutingKey: string(rk), Properties: props, Body: body, Meta: meta}
 	if len(props) == 0 {
 		m.Properties = nil
 	}
@@ -315,24 +415,4 @@ func decodeSegmentHeader(b []byte) (SegmentHeader, error) {
 		return SegmentHeader{}, fmt.Errorf("unsupported segment format version %d", v)
 	}
 	return SegmentHeader{Number: binary.LittleEndian.Uint64(b[12:]), MinNextID: binary.LittleEndian.Uint64(b[20:])}, nil
-}
-
-// decodeMessageAlias decodes a message whose byte slices alias p.
-func decodeMessageAlias(p []byte) (*Message, error) {
-	id, qs, rest, err := decodeMessageHead(p, nil)
-	if err != nil {
-		return nil, err
-	}
-	r := payloadReader{b: rest}
-	ex := r.bytes()
-	rk := r.bytes()
-	props := r.bytes()
-	if r.err {
-		return nil, errDecode
-	}
-	m := &Message{ID: id, Queues: qs, Exchange: string(ex), RoutingKey: string(rk), Properties: props, Body: r.b}
-	if len(props) == 0 {
-		m.Properties = nil
-	}
-	return m, nil
 }

@@ -45,6 +45,9 @@ type Entry struct {
 	ID   uint64
 	Pos  Position
 	Size uint32 // record size in bytes, for byte accounting
+	// BodySize is the body's size, for queue length limits in bytes.
+	BodySize uint32
+	Meta     Meta
 }
 
 // TornTail describes a partial write at the end of the last segment.
@@ -185,7 +188,12 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 	switch r.typ {
 	case RecordMessage:
 		var id uint64
-		id, rc.scratch, _, err = decodeMessageHead(r.payload, rc.scratch[:0])
+		var meta Meta
+		var rest, body []byte
+		id, rc.scratch, meta, rest, err = decodeMessageHead(r.payload, r.ver, rc.scratch[:0])
+		if err == nil {
+			_, _, _, body, err = messageFields(rest)
+		}
 		if err != nil {
 			break
 		}
@@ -193,7 +201,7 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 		if id+1 > rc.maxID {
 			rc.maxID = id + 1
 		}
-		e := Entry{ID: id, Pos: Position{Segment: rc.seg.Number, Offset: r.off}, Size: r.size}
+		e := Entry{ID: id, Pos: Position{Segment: rc.seg.Number, Offset: r.off}, Size: r.size, BodySize: uint32(len(body)), Meta: meta}
 		for _, q := range rc.scratch {
 			qs := rc.queue(q)
 			qs.entries = append(qs.entries, e)
@@ -216,7 +224,7 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 	}
 	if err != nil {
 		rc.corruption(&CorruptionError{File: rc.seg.Path, Segment: rc.seg.Number, Offset: r.off, Length: int64(r.size),
-			Reason: fmt.Sprintf("malformed %v payload", r.typ), Queues: hintQueues(r.typ, r.payload)})
+			Reason: fmt.Sprintf("malformed %v payload", r.typ), Queues: hintQueues(r.typ, r.ver, r.payload)})
 	}
 	return nil
 }
@@ -435,6 +443,7 @@ type ScanEvent struct {
 	Offset  int64
 	Size    uint32 // record size (valid records only)
 	Type    RecordType
+	Version uint8 // the record's payload version (valid records only)
 	// Payload is the verified payload; valid only during the callback.
 	Payload []byte
 	// Problem is set for a bad region; Torn tells whether it is the torn
@@ -448,7 +457,7 @@ func (e *ScanEvent) Message() (*Message, error) {
 	if e.Type != RecordMessage || e.Problem != nil {
 		return nil, errors.New("wal: not a message record")
 	}
-	return decodeMessage(e.Payload)
+	return decodeMessage(e.Payload, e.Version, true)
 }
 
 // Ack decodes an ack record event.
@@ -474,7 +483,7 @@ func (e *ScanEvent) Raw() []byte {
 	b := make([]byte, 0, e.Size)
 	switch e.Type {
 	case RecordMessage, RecordAck, RecordDropQueue:
-		b, start := beginRecord(b, e.Type)
+		b, start := beginRecord(b, e.Type, e.Version)
 		b = append(b, e.Payload...)
 		return finishRecord(b, start)
 	}
@@ -493,7 +502,7 @@ func (r *Reader) ScanSegment(seg SegmentFile, fn func(*ScanEvent) error) (Segmen
 	var sc segScanner
 	ev := &ScanEvent{Segment: seg}
 	return sc.scanSegment(f, seg.Size, func(rec *scannedRecord) error {
-		*ev = ScanEvent{Segment: seg, Offset: rec.off, Size: rec.size, Type: rec.typ, Payload: rec.payload}
+		*ev = ScanEvent{Segment: seg, Offset: rec.off, Size: rec.size, Type: rec.typ, Version: rec.ver, Payload: rec.payload}
 		return fn(ev)
 	}, func(b *badRegion) error {
 		end := b.resync

@@ -91,7 +91,7 @@ func (s *segScanner) check(off int64, r *scannedRecord) (ok bool, reason string,
 	if crc32.Checksum(body, castagnoli) != sum {
 		return false, "checksum mismatch", nil
 	}
-	if r.typ < RecordMessage || r.typ > RecordDropQueue || r.ver != recordVersion {
+	if !knownVersion(r.typ, r.ver) {
 		return false, fmt.Sprintf("unknown record type %d version %d", r.typ, r.ver), nil
 	}
 	return true, "", nil
@@ -108,7 +108,7 @@ func (s *segScanner) resync(from int64) (int64, error) {
 			return -1, err
 		}
 		length := int64(binary.LittleEndian.Uint32(h))
-		if length < 2 || off+RecordHeaderSize+length > s.size || h[8] < byte(RecordMessage) || h[8] > byte(RecordDropQueue) || h[9] != recordVersion {
+		if length < 2 || off+RecordHeaderSize+length > s.size || !knownVersion(RecordType(h[8]), h[9]) {
 			continue
 		}
 		ok, _, err := s.check(off, &r)
@@ -179,7 +179,7 @@ func (s *segScanner) scanSegment(f File, size int64, onRec func(*scannedRecord) 
 		var hintEnd int64 = -1
 		if reason == "checksum mismatch" {
 			hintEnd = off + int64(r.size)
-			bad.queues = hintQueues(r.typ, r.payload)
+			bad.queues = hintQueues(r.typ, r.ver, r.payload)
 		}
 		if bad.resync, err = s.resync(off + 1); err != nil {
 			return hdr, err
@@ -200,10 +200,10 @@ func (s *segScanner) scanSegment(f File, size int64, onRec func(*scannedRecord) 
 }
 
 // hintQueues extracts the queue ids of an unverified record, best effort.
-func hintQueues(t RecordType, p []byte) []uint64 {
+func hintQueues(t RecordType, ver uint8, p []byte) []uint64 {
 	switch t {
 	case RecordMessage:
-		if _, qs, _, err := decodeMessageHead(p, nil); err == nil {
+		if _, qs, _, _, err := decodeMessageHead(p, ver, nil); err == nil {
 			return qs
 		}
 	case RecordAck:

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
 	"github.com/urfave/cli/v2"
@@ -175,6 +176,23 @@ func (r *RecordInfo) String() string {
 					fmt.Fprintf(&b, " headers=%d", p.Headers)
 				}
 			}
+		}
+		if m := r.Meta; m != nil {
+			b.WriteString(" meta{")
+			sep := ""
+			for _, f := range []struct {
+				name string
+				ns   int64
+			}{{"timestamp", m.Timestamp}, {"expires", m.Expires}, {"due", m.Due}} {
+				if f.ns != 0 {
+					fmt.Fprintf(&b, "%s%s=%s", sep, f.name, time.Unix(0, f.ns).UTC().Format(time.RFC3339Nano))
+					sep = " "
+				}
+			}
+			if m.Priority != 0 {
+				fmt.Fprintf(&b, "%spriority=%d", sep, m.Priority)
+			}
+			b.WriteString("}")
 		}
 	case "ack":
 		ids := r.IDs

@@ -122,11 +122,23 @@ type RecordInfo struct {
 	RoutingKey string          `json:"routing_key,omitempty"`
 	BodySize   int             `json:"body_size,omitempty"`
 	Properties *PropertiesInfo `json:"properties,omitempty"`
+	// Version is the record's payload version (2: with Meta).
+	Version uint8     `json:"version,omitempty"`
+	Meta    *MetaInfo `json:"meta,omitempty"`
 	// Ack records: the queue is Queues[0].
 	IDs []uint64 `json:"ids,omitempty"`
 	// Drop-queue records: messages below Before are dead.
 	Before  uint64   `json:"before,omitempty"`
 	Problem *Problem `json:"problem,omitempty"`
+}
+
+// MetaInfo is a message record's metadata (version 2 records); times are
+// unix ns, 0 when unset.
+type MetaInfo struct {
+	Timestamp int64 `json:"timestamp,omitempty"`
+	Expires   int64 `json:"expires,omitempty"`
+	Due       int64 `json:"due,omitempty"`
+	Priority  uint8 `json:"priority,omitempty"`
 }
 
 // PropertiesInfo is a readable subset of the AMQP basic properties.
@@ -164,7 +176,7 @@ func Records(dir string, fn func(*RecordInfo) error) error {
 	for _, seg := range r.Segments() {
 		file := filepath.Base(seg.Path)
 		if _, err := r.ScanSegment(seg, func(ev *wal.ScanEvent) error {
-			ri := &RecordInfo{File: file, Offset: ev.Offset, Size: ev.Size, Type: ev.Type.String()}
+			ri := &RecordInfo{File: file, Offset: ev.Offset, Size: ev.Size, Type: ev.Type.String(), Version: ev.Version}
 			if ev.Problem != nil {
 				p := problemOf(ev)
 				ri.Type, ri.Problem = "corrupt", &p
@@ -182,6 +194,9 @@ func Records(dir string, fn func(*RecordInfo) error) error {
 				}
 				ri.ID, ri.Queues, ri.Exchange, ri.RoutingKey, ri.BodySize = m.ID, m.Queues, m.Exchange, m.RoutingKey, len(m.Body)
 				ri.Properties = decodeProperties(m.Properties)
+				if m.Meta != (wal.Meta{}) {
+					ri.Meta = &MetaInfo{Timestamp: m.Timestamp, Expires: m.Expires, Due: m.Due, Priority: m.Priority}
+				}
 			case wal.RecordAck:
 				q, refs, err := ev.Ack()
 				if err != nil {

@@ -258,3 +258,44 @@ func TestLogDir(t *testing.T) {
 		t.Fatalf("the log dir itself: %s %v", d, ok)
 	}
 }
+
+// TestDumpRecordMeta: a version 2 message record's metadata is dumped, in
+// text as UTC times and in JSON as unix ns; a version 1 record has none.
+func TestDumpRecordMeta(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := wal.Open(wal.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := wal.Meta{Timestamp: 1_700_000_000_000_000_000, Expires: 1_700_000_060_500_000_000, Priority: 5}
+	for _, m := range []*wal.Message{{Queues: []uint64{1}, Body: []byte("old")}, {Queues: []uint64{1}, Body: []byte("new"), Meta: meta}} {
+		if _, err := l.Append(m, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := run(t, "dump", "records", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	want := " meta{timestamp=2023-11-14T22:13:20Z expires=2023-11-14T22:14:20.5Z priority=5}"
+	if len(lines) != 2 || strings.Contains(lines[0], "meta{") || !strings.HasSuffix(lines[1], want) {
+		t.Fatalf("output lacks %q on the second line only:\n%s", want, out)
+	}
+	out, _, _ = run(t, "dump", "records", "--dir", dir, "--json")
+	var got []RecordInfo
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var r RecordInfo
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("line %q: %v", line, err)
+		}
+		got = append(got, r)
+	}
+	if len(got) != 2 || got[0].Version != 1 || got[0].Meta != nil || got[1].Version != 2 ||
+		*got[1].Meta != (MetaInfo{Timestamp: meta.Timestamp, Expires: meta.Expires, Priority: 5}) {
+		t.Fatalf("records %+v", got)
+	}
+}
