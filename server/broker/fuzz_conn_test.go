@@ -7,10 +7,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
+	"maps"
 	"net"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,8 +26,16 @@ import (
 // FuzzConn feeds whole connections to the real connection code: stream is
 // every byte a client sends after the protocol header, or, when opened is
 // set, after a completed handshake (start-ok, tune-ok and open, which the
-// target sends first). Each input gets a fresh server, so a failure depends
-// on that input alone and reproduces from it. The target fails when:
+// target sends first).
+//
+// A fuzz process runs its inputs one after another through one server,
+// started before the first (building one per input would cost more than
+// most inputs). After each input the target deletes every queue and every
+// exchange it left and every binding between the built-in exchanges, so
+// the next input meets the server as a fresh one. The checks that run only
+// on some inputs are chosen by a hash of the input, never by its place in
+// the run. A failure therefore depends on its input alone and reproduces
+// from it, and an input's coverage is its own. The target fails when:
 //
 //   - the server panics (the fuzz worker dies);
 //   - the server sends a frame it could not have meant: a malformed frame,
@@ -39,38 +50,121 @@ import (
 //   - the connection is not torn down within fuzzConnDeadline of the client
 //     going away;
 //   - a second client on the same server can then not open a channel,
-//     declare a queue, publish and get the message back (checked for the
-//     first input a process runs and every fuzzConnCheckEvery-th after,
-//     as it costs as much as the input itself);
-//   - the server's goroutines do not all end once it is closed.
+//     declare a queue, publish and get the message back (checked for one
+//     input in fuzzConnCheckEvery, as it costs as much as the input
+//     itself);
+//   - the server holds anything the client's going away should have ended:
+//     a connection, a channel, a direct reply-to consumer, a handshake;
+//   - deleting what the input left does not leave the server empty: a
+//     queue, an exchange or a binding that survives, or a binding index
+//     entry for one that has gone;
+//   - the goroutines do not return, within fuzzConnDeadline, to what they
+//     were before the input once that is deleted (each queue's goroutine
+//     ends with its queue);
+//   - Server.Close does not return within twice fuzzConnDeadline, or the
+//     server's goroutines do not all end once it has (checked for one input
+//     in fuzzConnCheckEvery*fuzzConnCloseEvery, with what the input left
+//     still in place; a new server then takes over).
+//     TestFuzzConnSeedsClose closes a server that every seed has run
+//     through, all that they left still in place.
 func FuzzConn(f *testing.F) {
-	// Every input builds and drops a server and one or two connections;
-	// with the default GOGC the collector takes about a quarter of the time.
-	gc := debug.SetGCPercent(400)
+	// Every input builds and drops one or two connections; with the
+	// default GOGC the collector takes a large part of the time, and the
+	// heap stays small however often it runs.
+	gc := debug.SetGCPercent(800)
 	f.Cleanup(func() { debug.SetGCPercent(gc) })
+	// The server is started here, outside any input, so that no input's
+	// coverage includes starting it.
+	fuzzShared.mu.Lock()
+	if fuzzShared.srv == nil {
+		fuzzShared.srv = startFuzzServer()
+	}
+	fuzzShared.mu.Unlock()
+	f.Cleanup(func() {
+		fuzzShared.mu.Lock()
+		defer fuzzShared.mu.Unlock()
+		if fs := fuzzShared.srv; fs != nil {
+			fuzzShared.srv = nil
+			_ = fs.s.Close()
+		}
+	})
 	for _, s := range fuzzConnSeeds() {
 		f.Add(s.stream, s.opened)
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, opened bool) { fuzzConn(t, stream, opened) })
 }
 
-// fuzzConn runs one input of FuzzConn.
+// fuzzShared is the server this process runs FuzzConn's inputs through;
+// mu is held for a whole input, so that inputs never overlap on it.
+var fuzzShared struct {
+	mu  sync.Mutex
+	srv *fuzzServer
+}
+
+// fuzzConn runs one input of FuzzConn on the shared server.
 func fuzzConn(t testing.TB, stream []byte, opened bool) {
 	if len(stream) > fuzzConnMaxInput {
 		return
 	}
-	goroutines := runtime.NumGoroutine()
-	s, l, served := startFuzzServer(t)
-
-	send := stream
-	if opened {
-		send = append(bytes.Clone(fuzzHandshake), stream...)
+	fuzzShared.mu.Lock()
+	defer fuzzShared.mu.Unlock()
+	fs := fuzzShared.srv
+	if fs == nil {
+		// Only the first input, or the first after a failure: FuzzConn
+		// starts the server outside any input.
+		fs = startFuzzServer()
+		fuzzShared.srv = fs
 	}
+	defer func() {
+		if t.Failed() {
+			// What the failure left must not meet the next input.
+			fuzzShared.srv = nil
+		}
+	}()
+	// The shared server is idle: no connections, queues or exchanges of
+	// an earlier input, and none of their goroutines.
+	goroutines := runtime.NumGoroutine()
+	fuzzRunInput(t, fs, stream, opened)
+	// The occasional checks are chosen by the input, not by its place in
+	// the run: the coverage they add must be the input's own, the same
+	// every time it runs, or the fuzzer takes it for new behaviour and
+	// spends seconds failing to minimize it.
+	h := crc32.ChecksumIEEE(stream)
+	if opened {
+		h = ^h
+	}
+	if h%fuzzConnCheckEvery == 0 {
+		fuzzCheckServes(t, fs.l)
+		fs.awaitConns(t, "the checking connection to be torn down")
+	}
+	if h/fuzzConnCheckEvery%fuzzConnCloseEvery == 0 {
+		fuzzShared.srv = nil
+		// What is left running once Serve has returned is a leak.
+		fs.close(t, goroutines-1)
+		fuzzShared.srv = startFuzzServer() // here, not in the next input
+		return
+	}
+	fs.reset(t)
+	fuzzAwait(t, "the deleted queues' goroutines to end", fs.s.queues.Wait)
+	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d", goroutines), func() bool {
+		return runtime.NumGoroutine() <= goroutines
+	})
+}
+
+// fuzzRunInput runs the connection of one input and waits for its
+// teardown, checking what the server sent.
+func fuzzRunInput(t testing.TB, fs *fuzzServer, stream []byte, opened bool) {
+	send := make([]byte, 0, len(amqp.ProtocolHeader)+len(fuzzHandshake)+len(stream)+32)
+	send = append(send, amqp.ProtocolHeader...)
+	if opened {
+		send = append(send, fuzzHandshake...)
+	}
+	send = append(send, stream...)
 	wholeFrames := fuzzWholeFrames(stream)
 	if wholeFrames {
 		send = amqp.AppendMethodFrame(send, 0, &amqp.ConnectionClose{ReplyCode: amqp.ReplySuccess})
 	}
-	reply := fuzzConverse(t, l, send, wholeFrames)
+	reply := fuzzConverse(t, fs.l, send, wholeFrames)
 	if opened {
 		reply.wantOpened(t, wholeFrames)
 	} else if len(reply.methods) > 0 {
@@ -78,30 +172,7 @@ func fuzzConn(t testing.TB, stream []byte, opened bool) {
 			t.Fatalf("the server's first method is %s, not connection.start", reply.methods[0].MethodName())
 		}
 	}
-	fuzzWaitFor(t, "the fuzzed connection to be torn down", func() bool { return s.Stats().Connections == 0 })
-
-	if fuzzConnInputs.Add(1)%fuzzConnCheckEvery == 1 {
-		fuzzCheckServes(t, l)
-		fuzzWaitFor(t, "the checking connection to be torn down", func() bool { return s.Stats().Connections == 0 })
-	}
-
-	// Any goroutine left once the server has closed is a leak.
-	closed := make(chan error, 1)
-	go func() { closed <- s.Close() }()
-	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("close: %v", err)
-		}
-	case <-time.After(2 * fuzzConnDeadline):
-		t.Fatalf("Server.Close did not return within %v", 2*fuzzConnDeadline)
-	}
-	if err := <-served; err != nil {
-		t.Fatalf("serve: %v", err)
-	}
-	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d", goroutines), func() bool {
-		return runtime.NumGoroutine() <= goroutines
-	})
+	fs.awaitConns(t, "the fuzzed connection to be torn down")
 }
 
 const (
@@ -117,17 +188,27 @@ const (
 	fuzzConnFrameMax = 16 << 10
 	// fuzzConnDeadline bounds every wait: a server that needs longer is hung.
 	fuzzConnDeadline = 5 * time.Second
-	// fuzzConnCheckEvery is how often fuzzCheckServes runs.
+	// fuzzConnCheckEvery is how often fuzzCheckServes runs: for one input
+	// in fuzzConnCheckEvery, chosen by a hash of the input.
 	fuzzConnCheckEvery = 8
+	// fuzzConnCloseEvery is how often, among the inputs that run
+	// fuzzCheckServes, the shared server is closed (and its goroutines
+	// checked) instead of cleaned.
+	fuzzConnCloseEvery = 8
 )
 
-// fuzzConnInputs counts the inputs this process has run.
-var fuzzConnInputs atomic.Uint64
+// fuzzServer is a broker with memory storage whose listener hands it
+// in-memory pipes: no sockets, ports or file descriptors per input.
+type fuzzServer struct {
+	s      *Server
+	l      *fuzzListener
+	served chan error // Serve's result; Serve's goroutine is the only one started here
+}
 
-// startFuzzServer starts a broker with memory storage whose listener hands
-// it in-memory pipes: no sockets, ports or file descriptors per input.
-func startFuzzServer(t testing.TB) (*Server, *fuzzListener, <-chan error) {
-	s := New(Config{
+// startFuzzServer starts a fuzzServer.
+func startFuzzServer() *fuzzServer {
+	fs := &fuzzServer{served: make(chan error, 1)}
+	fs.s = New(Config{
 		Address:                 "fuzz",
 		FrameMax:                fuzzConnFrameMax,
 		ReadBufferSize:          amqp.FrameMinSize,
@@ -135,11 +216,101 @@ func startFuzzServer(t testing.TB) (*Server, *fuzzListener, <-chan error) {
 		DisableHeartbeatDefault: true,
 		Logger:                  slog.New(slog.DiscardHandler),
 	})
-	l := &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{})}
-	s.ln = l
-	served := make(chan error, 1)
-	go func() { served <- s.Serve() }()
-	return s, l, served
+	fs.l = &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	fs.s.ln = fs.l
+	go func() { fs.served <- fs.s.Serve() }()
+	return fs
+}
+
+// close closes the server and checks that the goroutines then return to
+// goroutines: every one the server started ends.
+func (fs *fuzzServer) close(t testing.TB, goroutines int) {
+	closed := make(chan error, 1)
+	go func() { closed <- fs.s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatalf("close: %v", err)
+		}
+	case <-time.After(2 * fuzzConnDeadline):
+		t.Fatalf("Server.Close did not return within %v", 2*fuzzConnDeadline)
+	}
+	if err := <-fs.served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d once the server closed", goroutines), func() bool {
+		return runtime.NumGoroutine() <= goroutines
+	})
+}
+
+// reset returns the server, its connections gone, to the state of a new
+// one: it checks that nothing of a connection is left, then deletes every
+// queue and exchange and the bindings between the built-in exchanges, the
+// only ones these deletions leave, and checks that nothing is left.
+func (fs *fuzzServer) reset(t testing.TB) {
+	s := fs.s
+	if st := s.Stats(); st.Connections != 0 || st.Channels != 0 {
+		t.Fatalf("with every client gone, the server counts %d connections and %d channels", st.Connections, st.Channels)
+	}
+	if n := s.handshakes.Load(); n != 0 {
+		t.Fatalf("with every client gone, the server counts %d handshakes", n)
+	}
+	s.replies.mu.Lock()
+	replies := len(s.replies.chans)
+	s.replies.mu.Unlock()
+	if replies != 0 {
+		t.Fatalf("with every client gone, %d direct reply-to consumers are registered", replies)
+	}
+	s.mu.Lock()
+	vhosts := slices.Collect(maps.Values(s.vhosts))
+	s.mu.Unlock()
+	for _, v := range vhosts {
+		v.mu.RLock()
+		qs := slices.Collect(maps.Values(v.queues))
+		xs := slices.Collect(maps.Values(v.exchanges))
+		v.mu.RUnlock()
+		for _, q := range qs {
+			if _, err := v.deleteQueue(q, nil); err != nil {
+				t.Fatalf("deleting queue %q: %v", q.Name, err)
+			}
+		}
+		for _, x := range xs {
+			if x.Name != "" && !reservedName(x.Name) {
+				// An auto-delete exchange may have gone with its last
+				// binding already.
+				_ = v.deleteExchange(&amqp.ExchangeDelete{Exchange: x.Name})
+				continue
+			}
+			x.mu.RLock()
+			bs := slices.Collect(maps.Values(x.bindings))
+			x.mu.RUnlock()
+			for _, b := range bs {
+				x.unbind(b)
+			}
+		}
+		fuzzWantEmpty(t, v)
+	}
+}
+
+// fuzzWantEmpty checks that v holds nothing but its built-in exchanges,
+// unbound.
+func fuzzWantEmpty(t testing.TB, v *VHost) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if len(v.queues) != 0 || len(v.exchanges) != 6 {
+		t.Fatalf("vhost %q holds %d queues and %d exchanges once all were deleted", v.name, len(v.queues), len(v.exchanges))
+	}
+	for _, x := range v.exchanges {
+		if n := x.bindingCount(); n != 0 {
+			t.Fatalf("exchange %q of vhost %q has %d bindings once all were deleted", x.Name, v.name, n)
+		}
+	}
+	v.dests.mu.Lock()
+	dests := len(v.dests.m)
+	v.dests.mu.Unlock()
+	if dests != 0 {
+		t.Fatalf("vhost %q indexes bindings into %d destinations once all were deleted", v.name, dests)
+	}
 }
 
 // fuzzListener is a net.Listener whose connections are net.Pipe ends.
@@ -168,6 +339,11 @@ func (l *fuzzListener) Addr() net.Addr { return fuzzAddr{} }
 // dial hands the server one end of a new pipe and returns the other.
 func (l *fuzzListener) dial(t testing.TB) net.Conn {
 	client, server := net.Pipe()
+	select {
+	case l.conns <- server: // the server is waiting in Accept: no timer
+		return client
+	default:
+	}
 	select {
 	case l.conns <- server:
 		return client
@@ -242,7 +418,6 @@ func (r *fuzzReply) String() string {
 // start, tune and open-ok: all three when the client waited for answers
 // (whole), else as many as it sent before the client hung up.
 func (r *fuzzReply) wantOpened(t testing.TB, whole bool) {
-	t.Helper()
 	if whole && len(r.methods) < 3 {
 		t.Fatalf("handshake not answered: server sent %s", r)
 	}
@@ -253,15 +428,17 @@ func (r *fuzzReply) wantOpened(t testing.TB, whole bool) {
 	}
 }
 
-// fuzzConverse sends the protocol header and stream on a new connection,
-// answers the server's connection.close with close-ok and hangs up, and
-// reads what the server sends until the connection is closed or the server
-// sends close-ok. With end unset, the client goes away as soon as the server
-// has read all of stream.
-func fuzzConverse(t testing.TB, l *fuzzListener, stream []byte, end bool) *fuzzReply {
-	t.Helper()
+// fuzzConverse sends send (the protocol header and what follows it) on a
+// new connection, answers the server's connection.close with close-ok and
+// hangs up, and reads what the server sends until the connection is closed
+// or the server sends close-ok. With end unset, the client goes away as soon
+// as the server has read all of send.
+func fuzzConverse(t testing.TB, l *fuzzListener, send []byte, end bool) *fuzzReply {
 	nc := l.dial(t)
-	_ = nc.SetDeadline(time.Now().Add(fuzzConnDeadline))
+	// One timer instead of a deadline's two: when it fires, reads and
+	// writes fail as at a deadline.
+	watchdog := time.AfterFunc(fuzzConnDeadline, func() { _ = nc.SetDeadline(time.Now()) })
+	defer watchdog.Stop()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	var hangUp sync.Once
@@ -270,7 +447,7 @@ func fuzzConverse(t testing.TB, l *fuzzListener, stream []byte, end bool) *fuzzR
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_, writeErr = nc.Write(append(bytes.Clone(amqp.ProtocolHeader), stream...))
+		_, writeErr = nc.Write(send)
 		if !end {
 			hangUp.Do(func() { nc.Close() })
 		}
@@ -293,7 +470,7 @@ func fuzzConverse(t testing.TB, l *fuzzListener, stream []byte, end bool) *fuzzR
 		}
 		switch f.Type {
 		case amqp.FrameMethod:
-			m, err := amqp.DecodeMethod(f.Payload)
+			m, err := fuzzDecodeMethod(f.Payload)
 			if err != nil {
 				t.Fatalf("the server sent an undecodable method after %s: %v", reply, err)
 			}
@@ -330,6 +507,31 @@ func fuzzConverse(t testing.TB, l *fuzzListener, stream []byte, end bool) *fuzzR
 	return reply
 }
 
+// fuzzStart is the last connection.start a server sent and its decoding:
+// every connection gets the same one, and decoding its server properties
+// costs as much as many an input.
+var fuzzStart atomic.Pointer[struct {
+	payload []byte
+	m       amqp.Method
+}]
+
+// fuzzDecodeMethod is amqp.DecodeMethod, but for a payload identical to
+// fuzzStart's it returns that method again rather than decode it anew. The
+// method it returns is shared: it must not be changed.
+func fuzzDecodeMethod(payload []byte) (amqp.Method, error) {
+	if start := fuzzStart.Load(); start != nil && bytes.Equal(payload, start.payload) {
+		return start.m, nil
+	}
+	m, err := amqp.DecodeMethod(payload)
+	if _, ok := m.(*amqp.ConnectionStart); ok && err == nil {
+		fuzzStart.Store(&struct {
+			payload []byte
+			m       amqp.Method
+		}{bytes.Clone(payload), m})
+	}
+	return m, err
+}
+
 // fuzzCheckQueue is the queue fuzzCheckServes uses, named so that no input
 // declares it first.
 var fuzzCheckQueue = func() string {
@@ -341,8 +543,8 @@ var fuzzCheckQueue = func() string {
 // fuzzCheckServes proves the server still serves a well-behaved client:
 // open a channel, declare a queue, publish to it, get the message back.
 func fuzzCheckServes(t testing.TB, l *fuzzListener) {
-	t.Helper()
-	b := amqp.AppendMethodFrame(bytes.Clone(fuzzHandshake), 1, &amqp.ChannelOpen{})
+	b := append(bytes.Clone(amqp.ProtocolHeader), fuzzHandshake...)
+	b = amqp.AppendMethodFrame(b, 1, &amqp.ChannelOpen{})
 	b = amqp.AppendMethodFrame(b, 1, &amqp.QueueDeclare{Queue: fuzzCheckQueue, Exclusive: true})
 	b = amqp.AppendMethodFrame(b, 1, &amqp.BasicPublish{RoutingKey: fuzzCheckQueue})
 	b = amqp.AppendHeaderFrameProps(b, 1, 2, &amqp.Properties{})
@@ -362,11 +564,41 @@ func fuzzCheckServes(t testing.TB, l *fuzzListener) {
 	}
 }
 
+// awaitConns waits until the server has let go of every connection: the
+// count of connections it waits for on Close is zero.
+func (fs *fuzzServer) awaitConns(t testing.TB, what string) {
+	// No connection is accepted meanwhile, which Add would race with.
+	fuzzAwait(t, what, fs.s.wg.Wait)
+	if n := fs.s.Stats().Connections; n != 0 {
+		t.Fatalf("after %s, the server counts %d connections", what, n)
+	}
+}
+
+// fuzzAwait calls wait, failing if it has not returned within
+// fuzzConnDeadline. It blocks rather than polls: the rounds of a poll
+// would be coverage that varies from run to run of an input, which the
+// fuzzer takes for new behaviour and spends seconds minimizing.
+func fuzzAwait(t testing.TB, what string, wait func()) {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	timer := time.NewTimer(fuzzConnDeadline)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		buf := make([]byte, 1<<20)
+		t.Fatalf("timed out after %v waiting for %s; goroutines:\n%s",
+			fuzzConnDeadline, what, buf[:runtime.Stack(buf, true)])
+	}
+}
+
 // fuzzWaitFor polls cond until it holds, failing after fuzzConnDeadline.
 // It yields to the server's goroutines before it starts to sleep: a sleep
 // lasts far longer than the teardown it waits for.
 func fuzzWaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
 	deadline := time.Now().Add(fuzzConnDeadline)
 	for i := 0; !cond(); i++ {
 		if i < 1000 {
@@ -380,6 +612,27 @@ func fuzzWaitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
+}
+
+// TestFuzzConnSeedsClose runs every seed of FuzzConn through one server,
+// leaving what each left (the queues of one, bindings to the exchanges of
+// another), and checks that Server.Close then ends every goroutine the
+// server started, queue goroutines included.
+func TestFuzzConnSeedsClose(t *testing.T) {
+	goroutines := runtime.NumGoroutine()
+	fs := startFuzzServer()
+	for _, s := range fuzzConnSeeds() {
+		fuzzRunInput(t, fs, s.stream, s.opened)
+	}
+	fuzzCheckServes(t, fs.l)
+	fs.awaitConns(t, "the checking connection to be torn down")
+	fs.s.mu.Lock()
+	v := fs.s.vhosts["/"]
+	fs.s.mu.Unlock()
+	if v.queue("q") == nil {
+		t.Fatal("the seeds left no queue q: the server would close with nothing to end")
+	}
+	fs.close(t, goroutines)
 }
 
 type fuzzConnSeed struct {
