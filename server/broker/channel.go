@@ -4,6 +4,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -37,11 +38,21 @@ type channel struct {
 	pub           publisher // routing buffers, default-exchange queue cache
 	settleScratch []qentry
 
-	// mu guards deliveries: tags and the unacked list.
+	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex
 	nextTag uint64
 	unacked unackedList
-	closed  bool
+	closed  bool // no more deliveries: set by shutdown or an ack timeout
+	// ackTimer checks the oldest unacked delivery against its consumer
+	// timeout; armed (ackArmed) only while the channel has unacked
+	// deliveries and one of them had a timeout, so idle channels cost
+	// nothing.
+	ackTimer *time.Timer
+	ackArmed bool
+	// timedOut is set (under mu, with closed) when an ack timeout closed
+	// the channel from its timer; the reader finishes the shutdown.
+	timedOut atomic.Bool
+	shut     bool // reader: shutdown has run
 
 	globalLimit   atomic.Int32 // basic.qos global=true; 0: none
 	globalUnacked atomic.Int32
@@ -118,7 +129,7 @@ func (ch *channel) appendBody(p []byte) {
 
 // canDeliver reports whether queues may hand this channel messages now.
 func (ch *channel) canDeliver() bool {
-	if ch.flowPaused.Load() {
+	if ch.flowPaused.Load() || ch.timedOut.Load() {
 		return false
 	}
 	return ch.conn.outputRoom()
@@ -156,12 +167,19 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 		return
 	}
 	cn := ch.conn
+	var now int64
+	if !c.noAck {
+		now = monoNow()
+		if c.timeout >= 0 && !ch.ackArmed {
+			ch.armAckTimerLocked(c.timeout)
+		}
+	}
 	cn.outMu.Lock()
 	for _, d := range ds {
 		ch.nextTag++
 		tag := ch.nextTag
 		if !c.noAck {
-			ch.unacked.push(unackedEntry{tag: tag, q: q, e: d.e, c: c})
+			ch.unacked.push(unackedEntry{tag: tag, q: q, e: d.e, c: c, at: now})
 		}
 		m := d.e.msg
 		cn.deliver = amqp.BasicDeliver{
@@ -200,6 +218,7 @@ type unackedEntry struct {
 	q   *Queue // nil marks an entry already taken
 	e   qentry
 	c   *consumer // nil for basic.get
+	at  int64     // when it was delivered (monoNow)
 }
 
 // unackedList keeps unacked deliveries in tag order.
@@ -212,6 +231,14 @@ type unackedList struct {
 func (l *unackedList) push(e unackedEntry) { l.es = append(l.es, e) }
 
 func (l *unackedList) live() int { return len(l.es) - l.head - l.holes }
+
+// first returns the oldest outstanding entry (compact keeps it at head).
+func (l *unackedList) first() (unackedEntry, bool) {
+	if l.head == len(l.es) {
+		return unackedEntry{}, false
+	}
+	return l.es[l.head], true
+}
 
 // take removes the entry with tag, or with multiple every entry up to tag
 // (tag 0: all). ok is false if the tag is not outstanding.
@@ -302,13 +329,23 @@ func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 	if global {
 		ch.globalUnacked.Add(-int32(countConsumed(es)))
 	}
-	// Group runs of the same queue so each queue is locked once per run.
+	ch.settleScratch = settleRuns(es, requeue, rejected, ch.settleScratch)
+	if ch.globalLimit.Load() > 0 {
+		for _, c := range ch.consumers {
+			c.q.signal()
+		}
+	}
+}
+
+// settleRuns settles entries (see settle) a run of one queue at a time, so
+// each queue is locked once per run; scratch is reused and returned.
+func settleRuns(es []unackedEntry, requeue, rejected bool, scratch []qentry) []qentry {
 	for i := 0; i < len(es); {
 		j := i + 1
 		for j < len(es) && es[j].q == es[i].q {
 			j++
 		}
-		batch := ch.settleScratch[:0]
+		batch := scratch[:0]
 		for _, e := range es[i:j] {
 			batch = append(batch, e.e)
 		}
@@ -318,15 +355,11 @@ func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 			es[i].q.settle(batch, rejected)
 		}
 		clear(batch)
-		ch.settleScratch = batch[:0]
+		scratch = batch[:0]
 		es[i].q.signal()
 		i = j
 	}
-	if ch.globalLimit.Load() > 0 {
-		for _, c := range ch.consumers {
-			c.q.signal()
-		}
-	}
+	return scratch
 }
 
 func countConsumed(es []unackedEntry) int {

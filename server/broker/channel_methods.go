@@ -11,6 +11,7 @@ import (
 // handleFrame handles one frame for this channel (reader goroutine).
 func (ch *channel) handleFrame(f amqp.Frame) error {
 	c := ch.conn
+	ch.finishTimedOut()
 	if ch.closing {
 		// After channel.close only close and close-ok count.
 		if f.Type != amqp.FrameMethod {
@@ -100,6 +101,12 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		return protoErr(amqp.ChannelError, m, "second 'channel.open' seen")
 	case *amqp.ChannelClose:
 		ch.shutdown()
+		if ch.finishTimedOut() {
+			// Our channel.close crossed the client's: answer it and
+			// wait for the close-ok.
+			c.send(ch.id, &amqp.ChannelCloseOk{})
+			return nil
+		}
 		delete(c.channels, ch.id)
 		ch.closeOk()
 	case *amqp.ChannelCloseOk:
@@ -423,7 +430,8 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		}
 		delete(ch.consumers, tag)
 	}
-	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch}
+	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch,
+		timeout: c.srv.ackTimeout(q, m.Arguments)}
 	if v, ok := m.Arguments["x-priority"]; ok {
 		p, isInt := asInt(v)
 		if !isInt {
@@ -476,10 +484,25 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		return nil
 	}
 	ch.mu.Lock()
+	if ch.closed {
+		// An ack timeout closed the channel meanwhile: the message goes
+		// back (counted unacked, as requeue expects).
+		ch.mu.Unlock()
+		if m.NoAck {
+			q.mu.Lock()
+			q.unacked++
+			q.mu.Unlock()
+		}
+		q.requeue([]qentry{e})
+		return nil
+	}
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e})
+		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e, at: monoNow()})
+		if t := ch.conn.srv.ackTimeout(q, nil); t >= 0 && !ch.ackArmed {
+			ch.armAckTimerLocked(t)
+		}
 	}
 	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered,
 		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg)
@@ -635,6 +658,9 @@ func (ch *channel) rollback() {
 	if len(back) > 0 {
 		ch.mu.Lock()
 		ch.unacked.restore(back)
+		if !ch.ackArmed {
+			ch.armAckTimerLocked(0) // the restored ones count again
+		}
 		ch.mu.Unlock()
 	}
 }
@@ -642,13 +668,14 @@ func (ch *channel) rollback() {
 // shutdown ends the channel: consumers are cancelled and unacked messages
 // return to their queues. Safe to call more than once.
 func (ch *channel) shutdown() {
-	ch.mu.Lock()
-	if ch.closed {
-		ch.mu.Unlock()
+	if ch.shut {
 		return
 	}
-	ch.closed = true
+	ch.shut = true
+	ch.mu.Lock()
+	ch.closed = true // an ack timeout may have set it already
 	es := ch.unacked.takeAll(nil)
+	ch.stopAckTimerLocked()
 	ch.mu.Unlock()
 	ch.conn.srv.stats.channels.Add(-1)
 	ch.cancelReply(ch.replyTag)

@@ -73,6 +73,10 @@ type conn struct {
 	stop     chan struct{} // closed by forceClose: wakes a reader held by an alarm
 	stopOnce sync.Once
 
+	// ackTimedOut is set once an ack timeout has closed a channel from its
+	// timer; from then on the reader's sends check the channel (endedLocked).
+	ackTimedOut atomic.Bool
+
 	wake chan struct{} // writer wake-up, capacity 1
 	done chan struct{} // closed by the reader when the connection ends
 }
@@ -121,7 +125,9 @@ func (c *conn) appendContentLocked(ch uint16, m *Message) {
 // the end of the read batch.
 func (c *conn) send(ch uint16, m amqp.Method) {
 	c.outMu.Lock()
-	c.appendMethodLocked(ch, m)
+	if !c.endedLocked(ch) {
+		c.appendMethodLocked(ch, m)
+	}
 	c.outMu.Unlock()
 	c.needKick = true
 }
@@ -129,10 +135,24 @@ func (c *conn) send(ch uint16, m amqp.Method) {
 // sendContent queues a method with content from the reader goroutine.
 func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message) {
 	c.outMu.Lock()
-	c.appendMethodLocked(ch, m)
-	c.appendContentLocked(ch, msg)
+	if !c.endedLocked(ch) {
+		c.appendMethodLocked(ch, m)
+		c.appendContentLocked(ch, msg)
+	}
 	c.outMu.Unlock()
 	c.needKick = true
+}
+
+// endedLocked reports whether channel id was closed by its ack timer while
+// the reader was still handling one of its methods: the reply must not
+// follow the channel.close. Only after such a timeout is the channel map
+// consulted. Reader goroutine, outMu held.
+func (c *conn) endedLocked(id uint16) bool {
+	if id == 0 || !c.ackTimedOut.Load() {
+		return false
+	}
+	ch := c.channels[id]
+	return ch != nil && ch.ended.Load() && !ch.closing
 }
 
 // queueConfirms schedules ch's resolved confirms for the next write.
@@ -402,8 +422,11 @@ func (c *conn) raise(ch *channel, err error) {
 		c.closeWith(ae)
 		return
 	}
-	c.logger.Info("channel exception", "channel", ch.id, "code", ae.code, "text", ae.text, "user", c.user, "vhost", c.vhostName())
 	ch.shutdown()
+	if ch.finishTimedOut() {
+		return // its ack timer closed it first; that close stands
+	}
+	c.logger.Info("channel exception", "channel", ch.id, "code", ae.code, "text", ae.text, "user", c.user, "vhost", c.vhostName())
 	ch.closing = true
 	c.endChannel(ch, &amqp.ChannelClose{ReplyCode: ae.code, ReplyText: ae.text, FailingClassID: ae.classID, FailingMethodID: ae.methodID})
 }

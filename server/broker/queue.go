@@ -567,6 +567,9 @@ type consumer struct {
 	priority  int64 // x-priority; higher is served first
 	unacked   atomic.Int32
 	gone      atomic.Bool // cancelled by the server (queue deleted)
+	// timeout is how long its deliveries may stay unacked (negative: no
+	// limit); see ackTimeout.
+	timeout time.Duration
 }
 
 // acquire takes up to n delivery credits from the consumer's and its

@@ -56,6 +56,11 @@ type Config struct {
 	// TCPKeepAlive is the TCP keepalive period of accepted sockets (0:
 	// Go's default of 15s; negative: keepalive off).
 	TCPKeepAlive time.Duration
+	// ConsumerTimeout is how long a delivery may stay unacknowledged before
+	// its channel is closed with 406, RabbitMQ's consumer_timeout (0: the
+	// default, 30 minutes; negative: off). A queue's or a consumer's
+	// x-consumer-timeout argument overrides it.
+	ConsumerTimeout time.Duration
 	// Users maps user names to passwords (default guest/guest, which like
 	// RabbitMQ's may log in only from loopback).
 	Users map[string]string
@@ -130,6 +135,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SendTimeout <= 0 {
 		c.SendTimeout = 15 * time.Second
+	}
+	if c.ConsumerTimeout == 0 {
+		c.ConsumerTimeout = 30 * time.Minute
 	}
 	if c.Users == nil {
 		c.Users = map[string]string{"guest": "guest"}

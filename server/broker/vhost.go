@@ -231,7 +231,7 @@ func errLocked(m amqp.Method, q *Queue) error {
 // queueArgsChecked are the arguments whose values must match on redeclare.
 var queueArgsChecked = []string{
 	"x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode",
+	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
 	"x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator",
 }
 

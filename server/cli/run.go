@@ -177,6 +177,10 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 	if keepAlive == 0 {
 		keepAlive = -1 // 0s in the file means off; 0 in broker.Config means Go's default
 	}
+	consumerTimeout := time.Duration(c.Engine.ConsumerTimeout)
+	if consumerTimeout == 0 {
+		consumerTimeout = -1 // 0s in the file means off; 0 in broker.Config means the default
+	}
 	return broker.Config{
 		Address:                 c.ListenAddress(),
 		Heartbeat:               uint16(c.Network.Heartbeat),
@@ -190,6 +194,7 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 		MaxMessageSize:          uint64(c.Network.MaxMessageSize),
 		SendTimeout:             time.Duration(c.Network.SendTimeout),
 		TCPKeepAlive:            keepAlive,
+		ConsumerTimeout:         consumerTimeout,
 		Logger:                  logger,
 	}
 }

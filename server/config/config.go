@@ -78,6 +78,7 @@ type Engine struct {
 	RingBufferBytes int64    `key:"ringbufferbytes" min:"1048576" max:"1099511627776" doc:"bytes of ready persistent messages all durable queues together keep in memory; past it new ones are read back from the log"`
 	WALBatchSize    int      `key:"walbatchsize" min:"4096" max:"268435456" doc:"most bytes in one group-commit write to the message log"`
 	WALBatchTimeout Duration `key:"walbatchtimeout" min:"0" max:"1s" doc:"longest a write waits for others to join its group commit (0s: none)"`
+	ConsumerTimeout Duration `key:"consumertimeout" min:"0" doc:"longest a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's consumer_timeout; 0s: off); a queue's or a consumer's x-consumer-timeout argument overrides it"`
 }
 
 // Telemetry is the HTTP endpoint with /metrics, /health and /debug/pprof/.
@@ -109,7 +110,10 @@ func Defaults() Config {
 			LogLevel: "info", LogFormat: "text", MemoryLimitPercent: 40, DiskFreeLimit: 50 << 20,
 			ResourceCheckInterval: Duration(time.Second), ShutdownTimeout: Duration(30 * time.Second),
 		},
-		Engine:    Engine{RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0},
+		Engine: Engine{
+			RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0,
+			ConsumerTimeout: Duration(30 * time.Minute),
+		},
 		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419},
 	}
 }
