@@ -59,6 +59,11 @@ type Classic[H any] struct {
 	nextID    ConsumerID
 	closed    bool
 
+	// The driver's scratch for a dispatch round (dispatchOnce only).
+	grants  []grant[H]
+	effects []Effect[H]
+	arena   []Entry[H]
+
 	wake chan struct{} // capacity 1: "there may be work"
 	stop chan struct{}
 	done chan struct{}
@@ -76,6 +81,24 @@ func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic
 	go q.drive()
 	q.signal() // arms the x-expires clock
 	return q
+}
+
+// Wake asks the driver to look for work: a consumer's window or output
+// buffer has room again.
+func (q *Classic[H]) Wake() { q.signal() }
+
+// Counts returns the ready messages and the consumers.
+func (q *Classic[H]) Counts() (ready int64, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Counts()
+}
+
+// GiveBack returns messages taken by Get that could not be handed over
+// (the channel closed meanwhile): ready again, as if never taken.
+func (q *Classic[H]) GiveBack(es []Entry[H]) {
+	q.giveBack(es)
+	q.signal()
 }
 
 // signal wakes the driver.
@@ -285,14 +308,18 @@ func (q *Classic[H]) drive() {
 	}
 }
 
+// grant is a consumer given credit in one dispatch round.
+type grant[H any] struct {
+	id       ConsumerID
+	c        Consumer[H]
+	leftover int64
+}
+
 // dispatchOnce grants credit to every consumer, lets the core dispatch,
 // takes unused credit back and delivers. It reports whether it delivered
-// anything (and so should run again).
+// anything (and so should run again). Its scratch slices are the driver's
+// own, so a round allocates nothing once they have grown.
 func (q *Classic[H]) dispatchOnce() bool {
-	type grant struct {
-		id ConsumerID
-		c  Consumer[H]
-	}
 	q.mu.Lock()
 	if q.closed || q.core.ready == 0 || len(q.consumers) == 0 {
 		q.mu.Unlock()
@@ -300,34 +327,32 @@ func (q *Classic[H]) dispatchOnce() bool {
 	}
 	now := q.clock()
 	want := min(q.core.ready, maxBatch)
-	var deliveries []Effect[H]
-	var granted []grant
+	grants, effects, arena := q.grants[:0], q.effects[:0], q.arena[:0]
 	for _, cs := range q.core.consumers {
 		c := q.consumers[cs.id]
 		n := c.Acquire(want)
 		if n == 0 {
 			continue
 		}
-		granted = append(granted, grant{cs.id, c})
+		grants = append(grants, grant[H]{id: cs.id, c: c})
 		for _, e := range q.core.Credit(cs.id, n, now) {
-			deliveries = append(deliveries, Effect[H]{Kind: e.Kind, Consumer: e.Consumer, Reason: e.Reason,
-				Entries: append([]Entry[H](nil), e.Entries...)})
+			start := len(arena)
+			arena = append(arena, e.Entries...)
+			e.Entries = arena[start:len(arena):len(arena)]
+			effects = append(effects, e)
 		}
 	}
-	leftover := make([]int64, len(granted))
-	to := make(map[ConsumerID]Consumer[H], len(granted))
-	for i, g := range granted {
-		leftover[i] = q.core.TakeCredit(g.id)
-		to[g.id] = g.c
+	for i := range grants {
+		grants[i].leftover = q.core.TakeCredit(grants[i].id)
 	}
 	q.mu.Unlock()
-	for i, g := range granted {
-		if leftover[i] > 0 {
-			g.c.Unacquire(leftover[i])
+	for _, g := range grants {
+		if g.leftover > 0 {
+			g.c.Unacquire(g.leftover)
 		}
 	}
 	delivered := false
-	for _, e := range deliveries {
+	for _, e := range effects {
 		if e.Kind != Deliver {
 			q.carryOut([]Effect[H]{e})
 			continue
@@ -339,9 +364,20 @@ func (q *Classic[H]) dispatchOnce() bool {
 			q.giveBack(e.Entries[len(ready):])
 		}
 		if len(ready) > 0 {
-			to[e.Consumer].Deliver(ready)
+			for _, g := range grants {
+				if g.id == e.Consumer {
+					g.c.Deliver(ready)
+				}
+			}
 			delivered = true
 		}
+	}
+	clear(grants)
+	clear(effects)
+	clear(arena)
+	q.grants, q.effects, q.arena = grants, effects, arena
+	if cap(q.arena) > 4*maxBatch {
+		q.arena = nil // a burst's scratch is not kept
 	}
 	return delivered
 }

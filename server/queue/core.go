@@ -64,6 +64,10 @@ type Message[H any] struct {
 	Timestamp int64
 	Size      uint32
 	Priority  uint8
+	// Redelivered marks a message that may have been delivered before it
+	// entered this core (recovered after a restart): its first delivery
+	// here is flagged redelivered.
+	Redelivered bool
 }
 
 // Entry is a message in the queue: the Message fields, its place and its
@@ -83,7 +87,11 @@ type Entry[H any] struct {
 }
 
 func (m Message[H]) entry(seq uint64) Entry[H] {
-	return Entry[H]{Handle: m.Handle, Seq: seq, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}
+	e := Entry[H]{Handle: m.Handle, Seq: seq, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}
+	if m.Redelivered {
+		e.Deliveries = 1
+	}
+	return e
 }
 
 // delivered counts a delivery of e.
@@ -724,6 +732,9 @@ func (c *Core[H]) Delete() (int, []Effect[H]) {
 	c.consumers = nil
 	return n, c.out
 }
+
+// Counts returns the ready messages and the consumers, cheaply.
+func (c *Core[H]) Counts() (ready int64, consumers int) { return c.ready, len(c.consumers) }
 
 // Info is a queue's state for operators.
 type Info struct {
