@@ -120,14 +120,20 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 	case *amqp.ChannelFlowOk:
 
 	case *amqp.ExchangeDeclare:
-		if err := v.declareExchange(m); err != nil {
+		var err error
+		if m.Passive {
+			err = v.passiveExchange(m)
+		} else {
+			_, err = ch.applyMethod(m)
+		}
+		if err != nil {
 			return err
 		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.ExchangeDeclareOk{})
 		}
 	case *amqp.ExchangeDelete:
-		err := v.deleteExchange(m)
+		_, err := ch.applyMethod(m)
 		var ae *amqpError
 		if errors.As(err, &ae) && ae.code == amqp.NotFound {
 			err = nil // RabbitMQ's delete is idempotent
@@ -139,14 +145,14 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			c.send(ch.id, &amqp.ExchangeDeleteOk{})
 		}
 	case *amqp.ExchangeBind:
-		if err := ch.bindExchanges(m, m.Source, m.Destination, m.RoutingKey, m.Arguments, true); err != nil {
+		if _, err := ch.applyMethod(m); err != nil {
 			return err
 		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.ExchangeBindOk{})
 		}
 	case *amqp.ExchangeUnbind:
-		if err := ch.bindExchanges(m, m.Source, m.Destination, m.RoutingKey, m.Arguments, false); err != nil {
+		if _, err := ch.applyMethod(m); err != nil {
 			return err
 		}
 		if !m.NoWait {
@@ -162,7 +168,15 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			}
 			return nil
 		}
-		q, err := v.declareQueue(m, c)
+		var q *Queue
+		var err error
+		if m.Passive {
+			q, err = v.passiveQueue(m, c)
+		} else {
+			var r DefResult
+			r, err = ch.applyMethod(m)
+			q = r.Queue
+		}
 		if err != nil {
 			return err
 		}
@@ -172,14 +186,14 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			c.send(ch.id, &amqp.QueueDeclareOk{Queue: q.Name, MessageCount: uint32(msgs), ConsumerCount: uint32(consumers)})
 		}
 	case *amqp.QueueBind:
-		if err := ch.bindQueue(m, m.Queue, m.Exchange, m.RoutingKey, m.Arguments, true); err != nil {
+		if _, err := ch.applyMethod(m); err != nil {
 			return err
 		}
 		if !m.NoWait {
 			c.send(ch.id, &amqp.QueueBindOk{})
 		}
 	case *amqp.QueueUnbind:
-		if err := ch.bindQueue(m, m.Queue, m.Exchange, m.RoutingKey, m.Arguments, false); err != nil {
+		if _, err := ch.applyMethod(m); err != nil {
 			return err
 		}
 		c.send(ch.id, &amqp.QueueUnbindOk{})
@@ -193,23 +207,12 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			c.send(ch.id, &amqp.QueuePurgeOk{MessageCount: uint32(n)})
 		}
 	case *amqp.QueueDelete:
-		name := m.Queue
-		if name == "" {
-			name = ch.lastQueue
-		}
-		q := v.queue(name)
-		n := 0
-		if q != nil {
-			if err := q.checkOwner(c, m); err != nil {
-				return err
-			}
-			var err error
-			if n, err = v.deleteQueue(q, m); err != nil {
-				return err
-			}
+		r, err := ch.applyMethod(m)
+		if err != nil {
+			return err
 		}
 		if !m.NoWait {
-			c.send(ch.id, &amqp.QueueDeleteOk{MessageCount: uint32(n)})
+			c.send(ch.id, &amqp.QueueDeleteOk{MessageCount: uint32(r.Messages)})
 		}
 
 	case *amqp.BasicQos:
@@ -333,73 +336,6 @@ func (q *Queue) isUnavailable() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.unavailable != ""
-}
-
-func (ch *channel) bindQueue(m amqp.Method, queue, exchange, key string, args amqp.Table, bind bool) error {
-	v := ch.conn.vhost
-	if queue == "" && key == "" {
-		key = ch.lastQueue // RabbitMQ's shortcut: empty key and queue mean the last queue's name
-	}
-	// RabbitMQ's order: the default exchange, the exchange, the queue, then
-	// exclusive access to the queue.
-	if exchange == "" || exchange == "amq.default" {
-		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
-	}
-	x := v.exchange(exchange)
-	if x == nil {
-		return errNoExchange(m, v.name, exchange)
-	}
-	q, err := ch.queueFor(m, queue)
-	if err != nil {
-		return err
-	}
-	return ch.applyBinding(m, x, &binding{key: key, args: args, q: q}, bind)
-}
-
-// applyBinding adds or removes b on source exchange x; a binding between
-// durable ends is stored.
-func (ch *channel) applyBinding(m amqp.Method, x *Exchange, b *binding, bind bool) error {
-	v := ch.conn.vhost
-	if !bind {
-		removed, left := x.unbind(b)
-		if removed {
-			v.server.forgetBinding(v, x, b)
-		}
-		if removed && left == 0 && x.AutoDelete {
-			v.autoDeleteExchange(x)
-		}
-		return nil
-	}
-	if x.Kind == kindHeaders {
-		hm, err := compileHeadersMatch(b.args)
-		if err != nil {
-			return withMethod(err, m)
-		}
-		b.match = hm
-	}
-	if x.bind(b) {
-		if err := v.server.persistBinding(m, v, x, b); err != nil {
-			x.unbind(b)
-			return err
-		}
-	}
-	return nil
-}
-
-func (ch *channel) bindExchanges(m amqp.Method, source, dest, key string, args amqp.Table, bind bool) error {
-	v := ch.conn.vhost
-	if source == "" || dest == "" || source == "amq.default" || dest == "amq.default" {
-		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
-	}
-	dx := v.exchange(dest)
-	if dx == nil {
-		return errNoExchange(m, v.name, dest)
-	}
-	sx := v.exchange(source)
-	if sx == nil {
-		return errNoExchange(m, v.name, source)
-	}
-	return ch.applyBinding(m, sx, &binding{key: key, args: args, x: dx}, bind)
 }
 
 // withMethod attaches the failing method's ids to an exception.

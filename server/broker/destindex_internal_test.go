@@ -16,7 +16,13 @@ import (
 // closes both and is also run when the test ends.
 func serveIn(t *testing.T, dir string) (s *Server, conn *amqp.Connection, stop func()) {
 	t.Helper()
-	cfg := Config{Address: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return serveConfig(t, Config{DataDir: dir})
+}
+
+// serveConfig is serveIn with more of the configuration.
+func serveConfig(t *testing.T, cfg Config) (s *Server, conn *amqp.Connection, stop func()) {
+	t.Helper()
+	cfg.Address, cfg.Logger = "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -245,12 +251,12 @@ func BenchmarkDeleteBoundQueue(b *testing.B) {
 			v := s.vhost("/")
 			x := v.exchange("amq.direct")
 			bind := func(name string) *Queue {
-				q, err := v.declareQueue(&wire.QueueDeclare{Queue: name}, nil)
+				r, err := v.Apply(DefChange{Kind: QueueDeclare, Queue: name})
 				if err != nil {
 					b.Fatal(err)
 				}
-				x.bind(&binding{key: name, q: q})
-				return q
+				x.bind(&binding{key: name, q: r.Queue})
+				return r.Queue
 			}
 			for i := 0; i < n; i++ {
 				bind(fmt.Sprint("q", i))

@@ -54,6 +54,11 @@ func (s *Server) writeDefs(write func() error) error {
 	if err := s.guardDefinitions(); err != nil {
 		return err
 	}
+	if s.cfg.defsWriteHook != nil {
+		if err := s.cfg.defsWriteHook(); err != nil {
+			return err
+		}
+	}
 	return write()
 }
 

@@ -265,6 +265,17 @@ func (d *destIndex) take(k destKey) []*binding {
 	return out
 }
 
+// list returns the bindings leading to the destination, leaving them.
+func (d *destIndex) list(k destKey) []*binding {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]*binding, 0, len(d.m[k]))
+	for b := range d.m[k] {
+		out = append(out, b)
+	}
+	return out
+}
+
 // count reports how many bindings lead to the destination.
 func (d *destIndex) count(k destKey) int {
 	d.mu.Lock()
@@ -276,6 +287,17 @@ func (x *Exchange) bindingCount() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.bindings)
+}
+
+// bindingList returns the bindings out of x.
+func (x *Exchange) bindingList() []*binding {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]*binding, 0, len(x.bindings))
+	for _, b := range x.bindings {
+		out = append(out, b)
+	}
+	return out
 }
 
 // lazyProps decodes a message's properties at most once per publish, and

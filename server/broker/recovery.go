@@ -77,9 +77,10 @@ func Open(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// recover rebuilds durable exchanges, queues and bindings, then fills each
-// durable queue with its live messages as log references (nothing is read
-// back until a consumer needs it, so recovery costs one scan of the log).
+// recover applies the stored exchanges, queues and bindings through Apply
+// (without storing them again), then fills each durable queue with its
+// live messages as log references (nothing is read back until a consumer
+// needs it, so recovery costs one scan of the log).
 func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uint64) error {
 	defs, err := s.defs.load()
 	if err != nil {
@@ -93,54 +94,8 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 			v = newVHost(s, vname)
 			s.vhosts[vname] = v
 		}
-		args, _ := d.t["arguments"].(amqp.Table)
-		switch d.kind {
-		case 'x':
-			name := d.parts[1]
-			kind, _ := d.t["type"].(string)
-			if !validKind(kind) {
-				return fmt.Errorf("definitions: exchange %q in vhost %q has unknown type %q", name, vname, kind)
-			}
-			ad, _ := d.t["auto_delete"].(bool)
-			internal, _ := d.t["internal"].(bool)
-			v.addExchange(newExchange(name, kind, true, ad, internal, nilIfEmpty(args)))
-		case 'q':
-			name := d.parts[1]
-			id, _ := d.t["id"].(int64)
-			ad, _ := d.t["auto_delete"].(bool)
-			policy, err := parsePolicy(nil, vname, name, args)
-			if err != nil {
-				return fmt.Errorf("definitions: queue %q: %v", name, err)
-			}
-			q := newQueue(v, name, true, false, ad, nilIfEmpty(args), nil, policy)
-			q.id = uint64(id)
-			v.queues[name] = q
-			byID[q.id] = q
-		case 'b':
-			source, kind, dest, key := d.parts[1], d.parts[2], d.parts[3], d.parts[4]
-			x := v.exchanges[source]
-			if x == nil {
-				s.logger.Warn("recovery: binding from a missing exchange dropped", "vhost", vname, "exchange", source)
-				s.dropStoredBinding(d)
-				continue
-			}
-			b := &binding{key: key, args: nilIfEmpty(args)}
-			if kind == "q" {
-				b.q = v.queues[dest]
-			} else {
-				b.x = v.exchanges[dest]
-			}
-			if b.q == nil && b.x == nil {
-				s.logger.Warn("recovery: binding to a missing destination dropped", "vhost", vname, "destination", dest)
-				s.dropStoredBinding(d)
-				continue
-			}
-			if x.Kind == kindHeaders {
-				if b.match, err = compileHeadersMatch(b.args); err != nil {
-					return fmt.Errorf("definitions: binding of %q: %v", source, err)
-				}
-			}
-			x.bind(b)
+		if err := s.recoverDef(v, d, byID); err != nil {
+			return err
 		}
 	}
 
@@ -197,6 +152,44 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 	return nil
 }
 
+// recoverDef applies one stored definition to v, without storing it
+// again; a recovered queue is entered in byID.
+func (s *Server) recoverDef(v *VHost, d storedDef, byID map[uint64]*Queue) error {
+	args, _ := d.t["arguments"].(amqp.Table)
+	ad, _ := d.t["auto_delete"].(bool)
+	ch := DefChange{Durable: true, AutoDelete: ad, Arguments: nilIfEmpty(args)}
+	switch d.kind {
+	case 'x':
+		ch.Kind, ch.Exchange = ExchangeDeclare, d.parts[1]
+		ch.Type, _ = d.t["type"].(string)
+		ch.Internal, _ = d.t["internal"].(bool)
+		if _, err := v.Apply(ch, fromStore(0)); err != nil {
+			return fmt.Errorf("definitions: exchange %q in vhost %q: %v", ch.Exchange, v.name, err)
+		}
+	case 'q':
+		id, _ := d.t["id"].(int64)
+		ch.Kind, ch.Queue = QueueDeclare, d.parts[1]
+		r, err := v.Apply(ch, fromStore(uint64(id)))
+		if err != nil {
+			return fmt.Errorf("definitions: queue %q: %v", ch.Queue, err)
+		}
+		byID[r.Queue.id] = r.Queue
+	case 'b':
+		ch = DefChange{Kind: Bind, Exchange: d.parts[1], ToExchange: d.parts[2] == "x", Destination: d.parts[3],
+			RoutingKey: d.parts[4], Arguments: nilIfEmpty(args)}
+		_, err := v.Apply(ch, fromStore(0))
+		var ae *amqpError
+		if errors.As(err, &ae) && ae.code == amqp.NotFound {
+			s.logger.Warn("recovery: binding with a missing end dropped", "vhost", v.name,
+				"source", ch.Exchange, "destination", ch.Destination)
+			s.dropStoredBinding(d)
+		} else if err != nil {
+			return fmt.Errorf("definitions: binding of %q: %v", ch.Exchange, err)
+		}
+	}
+	return nil
+}
+
 // dropStoredBinding deletes a stored binding that recovery could not
 // restore, so it cannot come back to life when its missing end is declared
 // again.
@@ -213,9 +206,12 @@ func nilIfEmpty(t amqp.Table) amqp.Table {
 	return t
 }
 
-// persistence hooks: each is a no-op without a definitions store. Errors
-// become 541 INTERNAL_ERROR, since the declaration could not be made
-// durable.
+// persistence hooks: each is a no-op without a definitions store, or for
+// a transient object. Apply calls them under the vhost's defsMu, before it
+// changes memory. persist* and forgetBinding answer a failure as 541
+// INTERNAL_ERROR (the change could not be made durable), or 506 from the
+// disk guard; forgetExchange and forgetQueue return it for Apply to answer
+// or, for the broker's own deletes, log.
 
 func (s *Server) persistErr(m amqp.Method, err error) error {
 	if err == nil {
@@ -237,13 +233,11 @@ func (s *Server) persistExchange(m amqp.Method, v *VHost, x *Exchange) error {
 
 // forgetExchange deletes x's definition and the stored ones among bs, the
 // bindings into and out of it.
-func (s *Server) forgetExchange(v *VHost, x *Exchange, bs []*binding) {
+func (s *Server) forgetExchange(v *VHost, x *Exchange, bs []*binding) error {
 	if s.defs == nil || !x.Durable {
-		return
+		return nil
 	}
-	if err := s.writeDefs(func() error { return s.defs.deleteWithBindings(key("x", v.name, x.Name), v.name, bs) }); err != nil {
-		s.logger.Error("definitions store delete failed", "exchange", x.Name, "err", err)
-	}
+	return s.writeDefs(func() error { return s.defs.deleteWithBindings(key("x", v.name, x.Name), v.name, bs) })
 }
 
 // persistQueue gives a new durable, non-exclusive queue its id and stores it.
@@ -251,27 +245,23 @@ func (s *Server) persistQueue(m amqp.Method, v *VHost, q *Queue) error {
 	if s.defs == nil || !q.Durable || q.Exclusive {
 		return nil
 	}
-	err := s.guardDefinitions()
-	var id uint64
-	if err == nil {
-		id, err = s.defs.nextQueueID()
-	}
-	if err == nil {
+	return s.persistErr(m, s.writeDefs(func() error {
+		id, err := s.defs.nextQueueID()
+		if err != nil {
+			return err
+		}
 		q.id = id
-		err = s.defs.putQueue(v.name, q)
-	}
-	return s.persistErr(m, err)
+		return s.defs.putQueue(v.name, q)
+	}))
 }
 
 // forgetQueue deletes q's definition and the stored ones among bs, its
 // bindings.
-func (s *Server) forgetQueue(v *VHost, q *Queue, bs []*binding) {
+func (s *Server) forgetQueue(v *VHost, q *Queue, bs []*binding) error {
 	if s.defs == nil || q.id == 0 {
-		return
+		return nil
 	}
-	if err := s.writeDefs(func() error { return s.defs.deleteWithBindings(key("q", v.name, q.Name), v.name, bs) }); err != nil {
-		s.logger.Error("definitions store delete failed", "queue", q.Name, "err", err)
-	}
+	return s.writeDefs(func() error { return s.defs.deleteWithBindings(key("q", v.name, q.Name), v.name, bs) })
 }
 
 // durableBinding reports whether a binding outlives a restart: both ends
@@ -293,11 +283,10 @@ func (s *Server) persistBinding(m amqp.Method, v *VHost, x *Exchange, b *binding
 	return s.persistErr(m, s.writeDefs(func() error { return s.defs.putBinding(v.name, x.Name, b) }))
 }
 
-func (s *Server) forgetBinding(v *VHost, x *Exchange, b *binding) {
+// forgetBinding deletes b's definition.
+func (s *Server) forgetBinding(m amqp.Method, v *VHost, x *Exchange, b *binding) error {
 	if s.defs == nil || !durableBinding(x, b) {
-		return
+		return nil
 	}
-	if err := s.writeDefs(func() error { return s.defs.deleteKeys(bindingKey_(v.name, x.Name, b)) }); err != nil {
-		s.logger.Error("definitions store delete failed", "binding", b.key, "err", err)
-	}
+	return s.persistErr(m, s.writeDefs(func() error { return s.defs.deleteKeys(bindingKey_(v.name, x.Name, b)) }))
 }

@@ -80,6 +80,10 @@ type Config struct {
 	// logFS replaces the message log's file system (tests: a crashable,
 	// failable one).
 	logFS wal.FS
+	// defsWriteHook, if set, runs before each definitions write, and an
+	// error it returns fails the write (tests: a write held in progress, or
+	// failing).
+	defsWriteHook func() error
 	// CheckpointInterval is how often the delivered bound is raised
 	// (storage.offsetcheckpointinterval; default 1s).
 	CheckpointInterval time.Duration

@@ -15,9 +15,14 @@ type VHost struct {
 	name   string
 	server *Server
 
-	// mu guards the name maps. Bindings live under each exchange's lock;
-	// the lock order is vhost.mu, then exchange.mu, then queue.mu, with
-	// dests.mu a leaf inside exchange.mu.
+	// defsMu serialises definition changes (Apply), store write included:
+	// the maps and the bindings change only under it, so a holder reads
+	// them without mu. It is taken before mu, never while holding it.
+	defsMu sync.Mutex
+	// mu guards the name maps: writers hold defsMu too and take mu only
+	// for the map update; lookups take mu shared. Bindings live under each
+	// exchange's lock; the lock order is defsMu, vhost.mu, exchange.mu,
+	// queue.mu, with dests.mu a leaf inside exchange.mu.
 	mu        sync.RWMutex
 	exchanges map[string]*Exchange
 	queues    map[string]*Queue
@@ -38,7 +43,7 @@ func newVHost(s *Server, name string) *VHost {
 }
 
 // addExchange names x in v and ties it to v's destination index. The
-// caller holds v.mu, or has v to itself (creation, recovery).
+// caller holds v.defsMu and v.mu, or has v to itself (creation).
 func (v *VHost) addExchange(x *Exchange) {
 	x.dests = &v.dests
 	x.vhost = v
@@ -64,42 +69,59 @@ func (v *VHost) queue(name string) *Queue {
 
 func reservedName(name string) bool { return strings.HasPrefix(name, "amq.") }
 
-// declareExchange creates x or checks that an existing one is equivalent.
-func (v *VHost) declareExchange(m *amqp.ExchangeDeclare) error {
+// passiveExchange answers a passive exchange.declare: the exchange must
+// exist.
+func (v *VHost) passiveExchange(m *amqp.ExchangeDeclare) error {
 	if m.Exchange == "" || m.Exchange == "amq.default" {
 		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
 	}
-	if m.Passive {
-		if v.exchange(m.Exchange) == nil {
-			return errNoExchange(m, v.name, m.Exchange)
-		}
-		return nil
+	if v.exchange(m.Exchange) == nil {
+		return errNoExchange(m, v.name, m.Exchange)
 	}
-	if !validKind(m.Type) {
-		return protoErr(amqp.CommandInvalid, m, "unknown exchange type '%s'", m.Type)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if x := v.exchanges[m.Exchange]; x != nil {
-		return x.equivalent(m, v.name)
-	}
-	if reservedName(m.Exchange) {
-		return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", m.Exchange)
-	}
-	if err := checkExchangeArgs(m, v.name, m.Exchange, m.Arguments); err != nil {
-		return err
-	}
-	x := newExchange(m.Exchange, m.Type, m.Durable, m.AutoDelete, m.Internal, m.Arguments)
-	if err := v.server.persistExchange(m, v, x); err != nil {
-		return err
-	}
-	v.addExchange(x)
 	return nil
 }
 
-func (x *Exchange) equivalent(m *amqp.ExchangeDeclare, vhost string) error {
+// declareExchange creates an exchange or checks that an existing one is
+// equivalent (Apply). A redeclare takes only v.mu shared.
+func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
+	m := ch.method()
+	if ch.Exchange == "" || ch.Exchange == "amq.default" {
+		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
+	}
+	if !validKind(ch.Type) {
+		return protoErr(amqp.CommandInvalid, m, "unknown exchange type '%s'", ch.Type)
+	}
+	if x := v.exchange(ch.Exchange); x != nil {
+		return x.equivalent(ch, v.name)
+	}
+	v.defsMu.Lock()
+	defer v.defsMu.Unlock()
+	if x := v.exchanges[ch.Exchange]; x != nil {
+		return x.equivalent(ch, v.name)
+	}
+	if !o.stored { // what the store holds was accepted once: keep it
+		if reservedName(ch.Exchange) {
+			return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", ch.Exchange)
+		}
+		if err := checkExchangeArgs(m, v.name, ch.Exchange, ch.Arguments); err != nil {
+			return err
+		}
+	}
+	x := newExchange(ch.Exchange, ch.Type, ch.Durable, ch.AutoDelete, ch.Internal, ch.Arguments)
+	if !o.stored {
+		if err := v.server.persistExchange(m, v, x); err != nil {
+			return err
+		}
+	}
+	v.mu.Lock()
+	v.addExchange(x)
+	v.mu.Unlock()
+	return nil
+}
+
+func (x *Exchange) equivalent(m *DefChange, vhost string) error {
 	diff := func(arg string, got, cur any) error {
-		return protoErr(amqp.PreconditionFailed, m,
+		return protoErr(amqp.PreconditionFailed, m.method(),
 			"inequivalent arg '%s' for exchange '%s' in vhost '%s': received '%v' but current is '%v'",
 			arg, x.Name, vhost, got, cur)
 	}
@@ -116,102 +138,128 @@ func (x *Exchange) equivalent(m *amqp.ExchangeDeclare, vhost string) error {
 	// Of the arguments RabbitMQ compares only the alternate exchange.
 	got, gok := m.Arguments[argAlternate]
 	cur, cok := x.Args[argAlternate]
-	return argEquivalent(m, "exchange", x.Name, vhost, argAlternate, got, gok, cur, cok)
+	return argEquivalent(m.method(), "exchange", x.Name, vhost, argAlternate, got, gok, cur, cok)
 }
 
-// deleteExchange removes x and every binding into and out of it: the ones
-// out of it are its own, the ones into it come from the destination index,
-// so the cost is x's bindings, not the vhost's.
-func (v *VHost) deleteExchange(m *amqp.ExchangeDelete) error {
-	if m.Exchange == "" || m.Exchange == "amq.default" {
+// removeExchange deletes an exchange and every binding into and out of it
+// (Apply): the ones out of it are its own, the ones into it come from the
+// destination index, so the cost is its bindings, not the vhost's.
+func (v *VHost) removeExchange(ch *DefChange, o *applyOpts) error {
+	m := ch.method()
+	if ch.Exchange == "" || ch.Exchange == "amq.default" {
 		return protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
 	}
-	if reservedName(m.Exchange) {
-		return protoErr(amqp.AccessRefused, m, "deletion of system exchange '%s' in vhost '%s' not allowed", m.Exchange, v.name)
+	if reservedName(ch.Exchange) {
+		return protoErr(amqp.AccessRefused, m, "deletion of system exchange '%s' in vhost '%s' not allowed", ch.Exchange, v.name)
 	}
-	v.mu.Lock()
-	x := v.exchanges[m.Exchange]
-	if x == nil {
-		v.mu.Unlock()
-		return errNoExchange(m, v.name, m.Exchange)
-	}
-	if m.IfUnused && x.bindingCount() > 0 {
-		v.mu.Unlock()
-		return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", m.Exchange, v.name)
-	}
-	delete(v.exchanges, m.Exchange)
-	own := x.markDeleted()
-	into, emptied := unbindTaken(v.dests.take(destKey{x: x}))
-	v.server.forgetExchange(v, x, append(own, into...))
-	v.mu.Unlock()
+	emptied, err := v.removeExchangeDef(ch, o, m)
 	for _, src := range emptied {
 		v.autoDeleteExchange(src)
 	}
-	return nil
+	return err
 }
 
-// autoDeleteExchange deletes an auto-delete exchange whose last binding went.
-func (v *VHost) autoDeleteExchange(x *Exchange) {
-	if x.bindingCount() > 0 {
-		return
+// removeExchangeDef is removeExchange under v.defsMu; it returns the
+// auto-delete sources the delete left without bindings.
+func (v *VHost) removeExchangeDef(ch *DefChange, o *applyOpts, m amqp.Method) ([]*Exchange, error) {
+	v.defsMu.Lock()
+	defer v.defsMu.Unlock()
+	x := v.exchanges[ch.Exchange]
+	if x == nil {
+		return nil, errNoExchange(m, v.name, ch.Exchange)
 	}
-	_ = v.deleteExchange(&amqp.ExchangeDelete{Exchange: x.Name, IfUnused: true})
-}
-
-// declareQueue creates a queue or checks an existing one, returning it.
-func (v *VHost) declareQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
-	name := m.Queue
-	if m.Passive {
-		q := v.queue(name)
-		if q == nil {
-			return nil, errNoQueue(m, v.name, name)
-		}
-		if q.isUnavailable() {
-			return nil, errUnavailable(m, q)
-		}
-		if err := q.checkOwner(c, m); err != nil {
+	if o.exchange != nil && x != o.exchange {
+		return nil, nil // gone already; this is another of its name
+	}
+	if ch.IfUnused && x.bindingCount() > 0 {
+		return nil, protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", ch.Exchange, v.name)
+	}
+	if x.Durable && !o.stored {
+		bs := append(x.bindingList(), v.dests.list(destKey{x: x})...)
+		if err := v.storeOutcome(m, o, v.server.forgetExchange(v, x, bs)); err != nil {
 			return nil, err
 		}
-		q.touch() // RabbitMQ counts a passive redeclare as a use too
-		return q, nil
-	}
-	if name == "" {
-		name = "amq.gen-" + randomName()
-	} else if reservedName(name) {
-		return nil, protoErr(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
 	v.mu.Lock()
-	defer v.mu.Unlock()
+	delete(v.exchanges, ch.Exchange)
+	v.mu.Unlock()
+	x.markDeleted()
+	_, emptied := unbindTaken(v.dests.take(destKey{x: x}))
+	return emptied, nil
+}
+
+// passiveQueue answers a passive queue.declare: the queue must exist and
+// be c's to use.
+func (v *VHost) passiveQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
+	q := v.queue(m.Queue)
+	if q == nil {
+		return nil, errNoQueue(m, v.name, m.Queue)
+	}
+	if q.isUnavailable() {
+		return nil, errUnavailable(m, q)
+	}
+	if err := q.checkOwner(c, m); err != nil {
+		return nil, err
+	}
+	q.touch() // RabbitMQ counts a passive redeclare as a use too
+	return q, nil
+}
+
+// declareQueue creates a queue or checks an existing one, returning it
+// (Apply). A redeclare takes only v.mu shared.
+func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
+	m := ch.method()
+	name := ch.Queue
+	if name == "" {
+		name = "amq.gen-" + randomName()
+	} else if reservedName(name) && !o.stored {
+		return nil, protoErr(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
+	}
+	if q := v.queue(name); q != nil {
+		return q, q.redeclared(ch, o.conn, v.name)
+	}
+	v.defsMu.Lock()
+	defer v.defsMu.Unlock()
 	if q := v.queues[name]; q != nil {
-		if q.isUnavailable() {
-			return nil, errUnavailable(m, q)
-		}
-		if err := q.checkOwner(c, m); err != nil {
-			return nil, err
-		}
-		q.touch()
-		return q, q.equivalent(m, v.name)
+		return q, q.redeclared(ch, o.conn, v.name)
 	}
 	var owner *conn
-	if m.Exclusive {
-		owner = c
+	if ch.Exclusive {
+		owner = o.conn
 	}
-	policy, err := parsePolicy(m, v.name, name, m.Arguments)
+	policy, err := parsePolicy(m, v.name, name, ch.Arguments)
 	if err != nil {
 		return nil, err
 	}
-	q := newQueue(v, name, m.Durable, m.Exclusive, m.AutoDelete, m.Arguments, owner, policy)
-	if err := v.server.persistQueue(m, v, q); err != nil {
+	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy)
+	if o.stored {
+		q.id = o.id
+	} else if err := v.server.persistQueue(m, v, q); err != nil {
 		q.markDeleted()
 		return nil, err
 	}
+	v.mu.Lock()
 	v.queues[name] = q
+	v.mu.Unlock()
 	if owner != nil {
-		c.addExclusive(q)
+		owner.addExclusive(q)
 	}
 	// Every queue is bound to the default exchange by its name; routing
 	// there is a map lookup, so no binding object is kept.
 	return q, nil
+}
+
+// redeclared checks a declare of existing q by c and counts it as a use.
+func (q *Queue) redeclared(ch *DefChange, c *conn, vhost string) error {
+	m := ch.method()
+	if q.isUnavailable() {
+		return errUnavailable(m, q)
+	}
+	if err := q.checkOwner(c, m); err != nil {
+		return err
+	}
+	q.touch()
+	return q.equivalent(ch, vhost)
 }
 
 // checkOwner refuses access to another connection's exclusive queue.
@@ -235,9 +283,9 @@ var queueArgsChecked = []string{
 	"x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator",
 }
 
-func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
+func (q *Queue) equivalent(m *DefChange, vhost string) error {
 	diff := func(arg string, got, cur any) error {
-		return protoErr(amqp.PreconditionFailed, m,
+		return protoErr(amqp.PreconditionFailed, m.method(),
 			"inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
 			arg, q.Name, vhost, got, cur)
 	}
@@ -245,7 +293,7 @@ func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
 	case m.Exclusive != q.Exclusive:
 		// RabbitMQ checks exclusivity first and strictly: a lock, not an
 		// inequivalence.
-		return errLocked(m, q)
+		return errLocked(m.method(), q)
 	case m.Durable != q.Durable:
 		return diff("durable", m.Durable, q.Durable)
 	case m.AutoDelete != q.AutoDelete:
@@ -257,7 +305,7 @@ func (q *Queue) equivalent(m *amqp.QueueDeclare, vhost string) error {
 		if k == "x-queue-type" && sameQueueType(got, gok, cur, cok) {
 			continue
 		}
-		if err := argEquivalent(m, "queue", q.Name, vhost, k, got, gok, cur, cok); err != nil {
+		if err := argEquivalent(m.method(), "queue", q.Name, vhost, k, got, gok, cur, cok); err != nil {
 			return err
 		}
 	}
@@ -363,28 +411,15 @@ func fieldTypeName(v any) string {
 	return "timestamp"
 }
 
-// deleteQueue removes q, its bindings (found in the destination index: the
-// cost is q's own bindings) and its consumers, returning how many ready
-// messages it dropped.
-func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
-	if m != nil && (m.IfUnused || m.IfEmpty) {
-		msgs, consumers := q.counts()
-		if m.IfUnused && consumers > 0 {
-			return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", q.Name, v.name)
-		}
-		if m.IfEmpty && msgs > 0 {
-			return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' not empty", q.Name, v.name)
-		}
+// removeQueue deletes a queue (Apply) with its bindings, found in the
+// destination index (the cost is its own bindings), and its consumers,
+// returning how many ready messages it dropped. A queue that does not
+// exist is no error: RabbitMQ's delete is idempotent.
+func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
+	q, emptied, err := v.removeQueueDef(ch, o)
+	if q == nil || err != nil {
+		return 0, err
 	}
-	v.mu.Lock()
-	if v.queues[q.Name] != q {
-		v.mu.Unlock()
-		return 0, nil
-	}
-	delete(v.queues, q.Name)
-	gone, emptied := unbindTaken(v.dests.take(destKey{q: q}))
-	v.server.forgetQueue(v, q, gone)
-	v.mu.Unlock()
 	consumers, n := q.markDeleted()
 	for _, c := range consumers {
 		c.ch.queueDeleted(c)
@@ -396,6 +431,43 @@ func (v *VHost) deleteQueue(q *Queue, m *amqp.QueueDelete) (int, error) {
 		v.autoDeleteExchange(x)
 	}
 	return n, nil
+}
+
+// removeQueueDef is removeQueue under v.defsMu: it takes the queue out of
+// the maps and the bindings, returning it (nil if there was none) and the
+// auto-delete exchanges left without bindings.
+func (v *VHost) removeQueueDef(ch *DefChange, o *applyOpts) (*Queue, []*Exchange, error) {
+	m := ch.method()
+	v.defsMu.Lock()
+	defer v.defsMu.Unlock()
+	q := v.queues[ch.Queue]
+	if q == nil || o.queue != nil && q != o.queue {
+		return nil, nil, nil
+	}
+	if o.queue == nil {
+		if err := q.checkOwner(o.conn, m); err != nil {
+			return nil, nil, err
+		}
+	}
+	if ch.IfUnused || ch.IfEmpty {
+		msgs, consumers := q.counts()
+		if ch.IfUnused && consumers > 0 {
+			return nil, nil, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", q.Name, v.name)
+		}
+		if ch.IfEmpty && msgs > 0 {
+			return nil, nil, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' not empty", q.Name, v.name)
+		}
+	}
+	if q.id != 0 && !o.stored {
+		if err := v.storeOutcome(m, o, v.server.forgetQueue(v, q, v.dests.list(destKey{q: q}))); err != nil {
+			return nil, nil, err
+		}
+	}
+	v.mu.Lock()
+	delete(v.queues, q.Name)
+	v.mu.Unlock()
+	_, emptied := unbindTaken(v.dests.take(destKey{q: q}))
+	return q, emptied, nil
 }
 
 // randomName returns 22 URL-safe random characters, as RabbitMQ's
