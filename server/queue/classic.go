@@ -142,25 +142,26 @@ func copyEffects[H any](effects []Effect[H]) []Effect[H] {
 	return out
 }
 
-// Push enqueues m. It returns ErrRejected from a full reject-publish
+// Push enqueues m and returns the ready messages and consumers after it
+// (for flow control). It returns ErrRejected from a full reject-publish
 // queue. It does not deliver: it wakes the driver.
-func (q *Classic[H]) Push(m Message[H]) error {
+func (q *Classic[H]) Push(m Message[H]) (ready int64, consumers int, err error) {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		q.host.Release([]Entry[H]{m.entry(0)})
-		return nil
+		return 0, 0, nil
 	}
 	effects, err := q.core.Push(m, q.clock())
 	effects = copyEffects(effects)
-	// The driver delivers, and runs the clock of a new expiry.
-	wake := q.core.ready > 0 && len(q.consumers) > 0 || m.Expires != 0
+	ready, consumers = q.core.Counts()
 	q.mu.Unlock()
 	q.carryOut(effects)
-	if wake {
+	// The driver delivers, and runs the clock of a new expiry.
+	if ready > 0 && consumers > 0 || m.Expires != 0 {
 		q.signal()
 	}
-	return err
+	return ready, consumers, err
 }
 
 // Consume adds a consumer and returns its id.

@@ -136,7 +136,7 @@ func TestClassicConcurrentPublishConsume(t *testing.T) {
 		go func() {
 			defer pub.Done()
 			for n := range each {
-				if err := q.Push(Message[int]{Handle: p*each + n, Size: 1}); err != nil {
+				if _, _, err := q.Push(Message[int]{Handle: p*each + n, Size: 1}); err != nil {
 					t.Error(err)
 				}
 			}
