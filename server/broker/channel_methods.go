@@ -424,12 +424,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		// An ack timeout closed the channel meanwhile: the message goes
 		// back (counted unacked, as requeue expects).
 		ch.mu.Unlock()
-		if m.NoAck {
-			q.mu.Lock()
-			q.unacked++
-			q.mu.Unlock()
-		}
-		q.requeue([]qentry{e})
+		q.giveBack(e)
 		return nil
 	}
 	ch.nextTag++

@@ -164,41 +164,6 @@ func messageTTL(p *amqp.Properties) (int64, bool) {
 // errQueueFull nacks a publish refused by a full reject-publish queue.
 var errQueueFull = errors.New("queue full (x-overflow reject-publish)")
 
-// takeExpiredLocked pops expired messages from the head. Caller holds q.mu.
-func (q *Queue) takeExpiredLocked(now int64, out []qentry) []qentry {
-	for q.ready.len() > 0 {
-		e := q.ready.first()
-		if e.expires == 0 || e.expires > now {
-			break
-		}
-		out = append(out, q.ready.popFront())
-	}
-	return out
-}
-
-// nextExpiryLocked is when the head message expires (0: no timer needed).
-func (q *Queue) nextExpiryLocked() int64 {
-	if q.ready.len() == 0 {
-		return 0
-	}
-	return q.ready.first().expires
-}
-
-// discard ends messages that leave the queue without being acked (expired,
-// rejected, over the length limit): they are dead-lettered if the queue says
-// so, and released either way.
-func (q *Queue) discard(es []qentry, reason string) {
-	if len(es) == 0 {
-		return
-	}
-	if q.policy.hasDLX {
-		for i := range es {
-			q.deadLetter(&es[i], reason)
-		}
-	}
-	q.store.Release(q, es)
-}
-
 // deadLetter republishes e's message to the queue's dead-letter exchange
 // with RabbitMQ's x-death bookkeeping, through the publish path clients use.
 func (q *Queue) deadLetter(e *qentry, reason string) {

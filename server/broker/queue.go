@@ -1,19 +1,20 @@
 package broker
 
 import (
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
-// Queue holds messages in order and hands them to its consumers.
-//
-// Ownership: the queue's dispatch goroutine (run) is the only one that moves
-// messages from ready to consumers. Publishers, acks and requeues touch the
-// queue under mu only long enough to change the deque; no lock is shared
-// between queues.
+// Queue is a classic queue as the protocol layer sees it: its definition,
+// its consumers (for exclusivity and cancel notifications) and a
+// queue.Classic, which holds the messages and alone delivers them (its
+// driver goroutine). The broker plugs into it as its Host (store, dead
+// letters, paging) and each consumer as a queue.Consumer.
 type Queue struct {
 	Name       string
 	Durable    bool
@@ -34,34 +35,38 @@ type Queue struct {
 	dropped atomic.Bool
 	// gone mirrors deleted for lock-free checks by channel caches.
 	gone atomic.Bool
+	// policy is fixed at declaration from the queue's arguments.
+	policy queuePolicy
 
-	// mu guards every field below.
+	cq       *queue.Classic[qhandle]
+	stopOnce sync.Once
+
+	// mu guards every field below. It is never held while calling cq.
 	mu                sync.Mutex
-	ready             readyQueue
-	unacked           int
 	consumers         []*consumer
-	rr                int
-	nextSeq           uint64
 	deleted           bool
 	hadConsumers      bool
 	exclusiveConsumer bool
 	// unavailable, if set, is why the queue is refused (a corrupt log).
 	unavailable string
-	// policy is fixed at declaration from the queue's arguments.
-	policy queuePolicy
-	// lastUsed is when the queue was last declared, read with basic.get
-	// or had a consumer come or go (unix ns; for x-expires).
-	lastUsed int64
 	// flowClear, while non-nil, is closed once the ready backlog drops
 	// below flowLow: publishers that found the queue congested wait on it.
 	flowClear chan struct{}
-
-	wake chan struct{} // capacity 1: "there may be work"
-	done chan struct{} // closed when the queue is deleted
 }
 
-// qentry is one message's place in a queue. msg is nil while the message
-// is paged out; ref then says where the log has it.
+// qhandle is what the queue core holds of a message: the message while it
+// is in memory (nil once paged out) and where the log has it.
+type qhandle struct {
+	msg *Message
+	ref storeRef
+	// hot: the body counts against the server's ring-buffer budget until
+	// the message is first delivered or leaves undelivered.
+	hot bool
+}
+
+// qentry is one message's place in a queue, as channels and the store see
+// it. msg is nil while the message is paged out; ref then says where the
+// log has it.
 type qentry struct {
 	seq         uint64
 	msg         *Message
@@ -71,27 +76,31 @@ type qentry struct {
 	redelivered bool
 }
 
+func fromEntry(e *queue.Entry[qhandle]) qentry {
+	return qentry{seq: e.Seq, msg: e.Handle.msg, ref: e.Handle.ref, expires: e.Expires, prio: e.Priority,
+		redelivered: e.Redelivered()}
+}
+
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
-	q := &Queue{policy: policy, lastUsed: time.Now().UnixNano(), ready: newReadyQueue(policy.maxPriority),
-		Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
-		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize,
-		wake: make(chan struct{}, 1), done: make(chan struct{}),
-	}
+	q := &Queue{policy: policy, Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
+		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize}
 	v.server.queues.Add(1)
-	go q.run()
-	if policy.expires > 0 {
-		q.signal() // arm the expiry timer
-	}
+	q.cq = queue.NewClassic[qhandle](policy.core(), (*queueHost)(q), nil)
 	return q
 }
 
-// signal asks the dispatch goroutine to look for work.
-func (q *Queue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
+// core is the queue core's policy for these arguments.
+func (p queuePolicy) core() queue.Policy {
+	cp := queue.Policy{MaxPriority: uint8(p.maxPriority), MaxLength: int64(p.maxLen), MaxLengthBytes: -1,
+		DeadLetter: p.hasDLX, Expires: p.expires * int64(time.Millisecond)}
+	if p.rejectPublish {
+		cp.Overflow = queue.RejectPublish
 	}
+	return cp
 }
+
+// signal asks the queue's driver to look for work.
+func (q *Queue) signal() { q.cq.Wake() }
 
 // Publisher flow control. While a queue with consumers has more than
 // flowHigh ready messages, the connections publishing into it pause reading
@@ -109,55 +118,53 @@ const (
 // push appends a routed message (already Put in the store). It returns a
 // channel to wait on if the queue is congested, else nil.
 func (q *Queue) push(m *Message) <-chan struct{} {
-	q.mu.Lock()
-	if q.deleted {
-		q.mu.Unlock()
-		q.store.Release(q, []qentry{{msg: m, ref: m.ref}})
-		return nil
-	}
-	q.nextSeq++
-	e := qentry{seq: q.nextSeq, msg: m, ref: m.ref, prio: m.priority}
+	h := qhandle{msg: m, ref: m.ref}
+	now := time.Now()
+	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.priority, Timestamp: now.UnixNano()}
 	if q.policy.ttl >= 0 || m.hasTTL {
-		e.expires = q.expiryFor(m, time.Now())
+		cm.Expires = q.expiryFor(m, now)
 	}
 	if q.id != 0 && m.ref.id != 0 && q.store.Pages() {
 		srv := q.vhost.server
-		if q.ready.len() >= q.ringSize || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
-			e.msg = nil // the log has it; memory stays bounded by the rings
-		} else if !q.ready.countingHot() {
-			q.ready.countHot(&srv.hotBytes)
+		if ready, _ := q.cq.Counts(); ready >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
+			h.msg = nil // the log has it; memory stays bounded by the rings
+		} else {
+			h.hot = true
+			srv.hotBytes.Add(int64(len(m.Body)))
 		}
 	}
-	q.ready.pushBack(e)
-	var over []qentry
-	if q.policy.maxLen >= 0 {
-		for q.ready.len() > q.policy.maxLen {
-			over = append(over, q.ready.popFront())
-		}
+	cm.Handle = h
+	ready, consumers, err := q.cq.Push(cm)
+	if err != nil {
+		// Refused (a reject-publish queue filled since the publisher's
+		// check): the queue never held it.
+		(*queueHost)(q).Release([]queue.Entry[qhandle]{{Handle: h}})
+		return nil
 	}
-	wake := len(q.consumers) > 0 || e.expires != 0
-	var congested <-chan struct{}
-	if len(q.consumers) > 0 && q.ready.len() > flowHigh {
-		if q.flowClear == nil {
-			q.flowClear = make(chan struct{})
-		}
-		congested = q.flowClear
+	if consumers == 0 || ready <= flowHigh {
+		return nil
 	}
-	q.mu.Unlock()
-	q.discard(over, "maxlen")
-	if wake {
-		q.signal()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.deleted {
+		return nil
 	}
-	return congested
+	if q.flowClear == nil {
+		q.flowClear = make(chan struct{})
+	}
+	return q.flowClear
 }
 
-// flowCheckLocked releases waiting publishers once the backlog is low
-// enough (or nobody consumes any more). Caller holds q.mu.
-func (q *Queue) flowCheckLocked() {
-	if q.flowClear != nil && (q.ready.len() < flowLow || len(q.consumers) == 0 || q.deleted) {
+// flowCheck releases waiting publishers once the backlog is low enough (or
+// nobody consumes any more, or the queue is gone).
+func (q *Queue) flowCheck() {
+	ready, consumers := q.cq.Counts()
+	q.mu.Lock()
+	if q.flowClear != nil && (ready < flowLow || consumers == 0 || q.deleted) {
 		close(q.flowClear)
 		q.flowClear = nil
 	}
+	q.mu.Unlock()
 }
 
 // full reports whether a reject-publish queue is at its length limit.
@@ -165,31 +172,22 @@ func (q *Queue) full() bool {
 	if !q.policy.rejectPublish || q.policy.maxLen < 0 {
 		return false
 	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.ready.len() >= q.policy.maxLen
+	ready, _ := q.cq.Counts()
+	return ready >= int64(q.policy.maxLen)
+}
+
+// seqsOf returns the queue places of entries.
+func seqsOf(es []qentry) []uint64 {
+	seqs := make([]uint64, len(es))
+	for i := range es {
+		seqs[i] = es[i].seq
+	}
+	return seqs
 }
 
 // requeue returns unacked messages to their original places, flagged
 // redelivered.
-func (q *Queue) requeue(es []qentry) {
-	q.mu.Lock()
-	if q.deleted {
-		q.mu.Unlock()
-		q.store.Release(q, es)
-		return
-	}
-	q.unacked -= len(es)
-	for _, e := range es {
-		e.redelivered = true
-		q.ready.insertOrdered(e)
-	}
-	wake := len(q.consumers) > 0
-	q.mu.Unlock()
-	if wake {
-		q.signal()
-	}
-}
+func (q *Queue) requeue(es []qentry) { q.cq.Settle(seqsOf(es), queue.Requeue) }
 
 // release lets go of messages that were delivered without acknowledgement
 // (no-ack), so never counted as unacked.
@@ -207,114 +205,85 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 // settle forgets delivered messages that were acked; rejected ones are
 // discarded (dead-lettered if the queue says so).
 func (q *Queue) settle(es []qentry, rejected bool) {
-	q.mu.Lock()
-	if !q.deleted {
-		q.unacked -= len(es)
-	}
-	q.mu.Unlock()
+	outcome := queue.Ack
 	if rejected {
-		q.discard(es, "rejected")
-		return
+		outcome = queue.Reject
 	}
-	q.store.Release(q, es)
+	q.cq.Settle(seqsOf(es), outcome)
 }
 
 // get takes the head message for basic.get; ok is false if the queue is
-// empty. remaining is the ready count after the take.
+// empty. remaining is the ready count after the take; err is set when the
+// message could not be read back (the queue is then unavailable).
 func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
-	q.touch()
-	q.mu.Lock()
-	expired := q.takeExpiredLocked(time.Now().UnixNano(), nil)
-	if q.deleted || q.ready.len() == 0 {
-		q.mu.Unlock()
-		q.discard(expired, "expired")
+	ce, ok := q.cq.Get(noAck) // a use, for x-expires
+
+	if !ok {
+		if q.isUnavailable() {
+			return qentry{}, 0, false, errLoadFailed
+		}
 		return qentry{}, 0, false, nil
 	}
-	e = q.ready.popFront()
-	if !noAck {
-		q.unacked++
+	ready, _ := q.cq.Counts()
+	q.flowCheck()
+	return fromEntry(&ce), int(ready), true, nil
+}
+
+// giveBack returns a message taken by get that could not be handed over.
+func (q *Queue) giveBack(e qentry) {
+	deliveries := uint16(1)
+	if e.redelivered {
+		deliveries = 2
 	}
-	remaining = q.ready.len()
-	q.flowCheckLocked()
-	q.mu.Unlock()
-	q.discard(expired, "expired")
-	if e.msg == nil {
-		if err := q.store.Load(&e); err != nil {
-			if !noAck {
-				q.mu.Lock()
-				q.unacked--
-				q.mu.Unlock()
-			}
-			q.loadFailed(e, err)
-			return qentry{}, 0, false, err
-		}
-	}
-	if d := q.vhost.server.delivered; d != nil && q.id != 0 && e.ref.id != 0 {
-		if err := d.covered(e.ref.id); err != nil {
-			q.vhost.server.deliveredNotStored(err)
-		}
-	}
-	return e, remaining, true, nil
+	q.cq.GiveBack([]queue.Entry[qhandle]{{Handle: qhandle{msg: e.msg, ref: e.ref}, Seq: e.seq,
+		Expires: e.expires, Priority: e.prio, Deliveries: deliveries}})
 }
 
 // loadFailed marks the queue unavailable when a paged-out message cannot be
 // read back: the log is damaged, and carrying on would skip the message
 // silently. recovery-tool repair says what was lost.
-func (q *Queue) loadFailed(e qentry, err error) {
+func (q *Queue) loadFailed(e *queue.Entry[qhandle], err error) {
 	q.vhost.server.logger.Error("queue unavailable: cannot read a message back from the log",
-		"queue", q.Name, "vhost", q.vhost.name, "message", e.ref.id, "segment", e.ref.seg,
-		"offset", e.ref.off, "err", err)
+		"queue", q.Name, "vhost", q.vhost.name, "message", e.Handle.ref.id, "segment", e.Handle.ref.seg,
+		"offset", e.Handle.ref.off, "err", err)
 	q.mu.Lock()
 	q.unavailable = "a message could not be read back from the log"
-	q.ready.pushFront(e)
 	q.mu.Unlock()
 }
 
 // purge drops every ready message and returns how many.
 func (q *Queue) purge() int {
-	q.mu.Lock()
-	es := q.ready.drain()
-	q.flowCheckLocked()
-	q.mu.Unlock()
-	q.store.Release(q, es)
-	return len(es)
+	n := q.cq.Purge()
+	q.flowCheck()
+	return n
 }
 
 // counts returns the ready messages and the consumers.
 func (q *Queue) counts() (messages, consumers int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.ready.len(), len(q.consumers)
+	ready, consumers := q.cq.Counts()
+	return int(ready), consumers
 }
 
 // addConsumer attaches c; it fails with 403 if exclusivity forbids it.
-// accepted, if set, runs under the queue lock once c is accepted and before
-// any delivery to it.
+// accepted, if set, runs once c is accepted and before any delivery to it.
 func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.deleted {
+		q.mu.Unlock()
 		return errNoQueue(m, q.vhost.name, q.Name)
 	}
 	if q.exclusiveConsumer || (c.exclusive && len(q.consumers) > 0) {
+		q.mu.Unlock()
 		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
 	}
 	if accepted != nil {
 		accepted()
 	}
-	// Keep consumers sorted by priority, highest first, newest last among
-	// equals.
-	i := len(q.consumers)
-	for i > 0 && q.consumers[i-1].priority < c.priority {
-		i--
-	}
-	q.consumers = append(q.consumers, nil)
-	copy(q.consumers[i+1:], q.consumers[i:])
-	q.consumers[i] = c
+	q.consumers = append(q.consumers, c)
 	q.hadConsumers = true
-	q.lastUsed = time.Now().UnixNano()
 	q.exclusiveConsumer = c.exclusive
-	q.signal()
+	q.mu.Unlock()
+	c.id = q.cq.Consume(c, c.priority, c.noAck)
 	return nil
 }
 
@@ -322,7 +291,6 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 // auto-deleted.
 func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	for i, x := range q.consumers {
 		if x == c {
 			q.consumers = append(q.consumers[:i], q.consumers[i+1:]...)
@@ -332,12 +300,11 @@ func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 			break
 		}
 	}
-	q.flowCheckLocked()
-	q.lastUsed = time.Now().UnixNano()
-	if q.policy.expires > 0 {
-		q.signal() // the expiry clock starts again with no consumers
-	}
-	return q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
+	autoDelete = q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
+	q.mu.Unlock()
+	q.cq.Cancel(c.id)
+	q.flowCheck()
+	return autoDelete
 }
 
 // markDeleted stops the queue and returns its consumers (to be cancelled)
@@ -352,92 +319,122 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	q.gone.Store(true)
 	cs := q.consumers
 	q.consumers = nil
-	es := q.ready.drain()
-	q.flowCheckLocked()
 	q.mu.Unlock()
-	close(q.done)
 	q.store.DropQueue(q)
-	q.store.Release(q, es)
-	return cs, len(es)
+	n := 0
+	q.stopOnce.Do(func() {
+		n = q.cq.Delete() // releases what it held (the store has dropped it all)
+		q.vhost.server.queues.Done()
+	})
+	q.flowCheck()
+	return cs, n
 }
 
-// run is the queue's dispatch goroutine. It ends when the queue is deleted
-// or the server closes.
-func (q *Queue) run() {
-	defer q.vhost.server.queues.Done()
-	var batch []delivery
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-q.done:
-			return
-		case <-q.vhost.server.closing:
-			return
-		case <-q.wake:
-		case <-timer.C:
-		}
-		batch = q.dispatch(batch)
-		// Expire at the head even with no consumer, as RabbitMQ does, so
-		// counts and dead-letter queues reflect TTLs promptly.
-		now := time.Now().UnixNano()
-		q.mu.Lock()
-		expired := q.takeExpiredLocked(now, nil)
-		next := q.nextExpiryLocked()
-		unusedUntil := int64(0)
-		if q.policy.expires > 0 && len(q.consumers) == 0 && !q.deleted {
-			unusedUntil = q.lastUsed + q.policy.expires*int64(time.Millisecond)
-		}
-		q.mu.Unlock()
-		q.discard(expired, "expired")
-		if unusedUntil != 0 && unusedUntil <= now {
-			// x-expires: unused for the whole period, the queue goes.
-			_, _ = q.vhost.deleteQueue(q, nil)
-			return
-		}
-		if unusedUntil != 0 && (next == 0 || unusedUntil < next) {
-			next = unusedUntil
-		}
-		if next != 0 {
-			timer.Reset(time.Until(time.Unix(0, next)))
-		}
-	}
+// stop ends the queue's driver at server shutdown, keeping its messages.
+func (q *Queue) stop() {
+	q.stopOnce.Do(func() {
+		q.cq.Close()
+		q.vhost.server.queues.Done()
+	})
 }
 
-// touch records a use of the queue (declare, basic.get, consumers coming
-// or going) for x-expires, and re-arms its timer.
+// touch records a use of the queue (declare, basic.get) for x-expires.
 func (q *Queue) touch() {
-	if q.policy.expires == 0 {
-		return
+	if q.policy.expires != 0 {
+		q.cq.Touch()
 	}
-	q.mu.Lock()
-	q.lastUsed = time.Now().UnixNano()
-	q.mu.Unlock()
-	q.signal()
 }
 
-// pickConsumerLocked takes one delivery credit from a consumer: the
-// highest priority (x-priority) first, round-robin among equals; a lower
-// priority is served only while every higher one is out of credit.
-// q.consumers is kept sorted by priority. Caller holds q.mu.
-func (q *Queue) pickConsumerLocked() *consumer {
-	n := len(q.consumers)
-	for start := 0; start < n; {
-		end := start + 1
-		for end < n && q.consumers[end].priority == q.consumers[start].priority {
-			end++
-		}
-		size := end - start
-		for i := 0; i < size; i++ {
-			if c := q.consumers[start+(q.rr+i)%size]; c.acquire(1) == 1 {
-				q.rr += i + 1
-				return c
-			}
-		}
-		start = end
+// queueHost is a Queue seen as its queue.Classic's Host.
+type queueHost Queue
+
+// Release tells the store the queue let go of these messages, and takes
+// undelivered in-memory ones off the ring-buffer budget.
+func (h *queueHost) Release(es []queue.Entry[qhandle]) {
+	q := (*Queue)(h)
+	q.unheat(es, false)
+	qes := make([]qentry, len(es))
+	for i := range es {
+		qes[i] = fromEntry(&es[i])
 	}
-	return nil
+	q.store.Release(q, qes)
+}
+
+// unheat takes messages off the ring-buffer budget: undelivered ones that
+// leave, or (delivering) ones on their first delivery.
+func (q *Queue) unheat(es []queue.Entry[qhandle], delivering bool) {
+	var n int64
+	for i := range es {
+		e := &es[i]
+		if e.Handle.hot && e.Handle.msg != nil && (delivering && e.Deliveries == 1 || !delivering && e.Deliveries == 0) {
+			n += int64(len(e.Handle.msg.Body))
+		}
+	}
+	if n != 0 {
+		q.vhost.server.hotBytes.Add(-n)
+	}
+}
+
+// DeadLetter republishes messages to the dead-letter exchange, then
+// releases them.
+func (h *queueHost) DeadLetter(es []queue.Entry[qhandle], reason queue.Reason) {
+	q := (*Queue)(h)
+	for i := range es {
+		qe := fromEntry(&es[i])
+		q.deadLetter(&qe, reason.String())
+	}
+	h.Release(es)
+}
+
+// errLoadFailed reports a message the log could not give back.
+var errLoadFailed = errors.New("a message could not be read back from the log")
+
+// Prepare reads paged-out messages back from the log and makes sure the
+// delivered bound covers the batch before it goes out, so that after a
+// crash these messages come back flagged redelivered. If one cannot be
+// read, it and everything after it stay in the queue, which becomes
+// unavailable.
+func (h *queueHost) Prepare(es []queue.Entry[qhandle]) []queue.Entry[qhandle] {
+	q := (*Queue)(h)
+	if q.isUnavailable() {
+		return es[:0]
+	}
+	stats := &q.vhost.server.stats
+	var top uint64
+	for i := range es {
+		e := &es[i]
+		top = max(top, e.Handle.ref.id)
+		if e.Handle.msg != nil {
+			if q.id != 0 {
+				stats.ringHits.Add(1)
+			}
+			continue
+		}
+		stats.ringMisses.Add(1)
+		qe := qentry{ref: e.Handle.ref}
+		if err := q.store.Load(&qe); err != nil {
+			q.loadFailed(e, err)
+			es = es[:i]
+			break
+		}
+		e.Handle.msg = qe.msg
+	}
+	q.unheat(es, true)
+	if d := q.vhost.server.delivered; d != nil && q.id != 0 && top != 0 {
+		if err := d.covered(top); err != nil {
+			q.vhost.server.deliveredNotStored(err)
+		}
+	}
+	q.flowCheck()
+	return es
+}
+
+// Expired deletes the queue once it has been unused for x-expires. The
+// deletion waits for the queue's driver, which calls this, so it runs on
+// a goroutine of its own.
+func (h *queueHost) Expired() {
+	q := (*Queue)(h)
+	go func() { _, _ = q.vhost.deleteQueue(q, nil) }()
 }
 
 // delivery pairs a taken message with the consumer it goes to.
@@ -446,121 +443,13 @@ type delivery struct {
 	e qentry
 }
 
-// maxDispatchBatch bounds how many messages one lock hold hands out, so
-// publishers are not starved of the queue lock.
-const maxDispatchBatch = 128
-
-// dispatch hands ready messages to consumers with credit, round-robin, until
-// either runs out.
-func (q *Queue) dispatch(batch []delivery) []delivery {
-	for {
-		batch = batch[:0]
-		q.mu.Lock()
-		var expired []qentry
-		for len(batch) < maxDispatchBatch && q.ready.len() > 0 && !q.deleted && q.unavailable == "" {
-			c := q.pickConsumerLocked()
-			if c == nil {
-				break
-			}
-			if e := q.ready.first(); e.expires != 0 && e.expires <= time.Now().UnixNano() {
-				expired = append(expired, q.ready.popFront())
-				c.release(1)
-				continue
-			}
-			e := q.ready.popFront()
-			if !c.noAck {
-				q.unacked++
-			}
-			batch = append(batch, delivery{c, e})
-		}
-		q.flowCheckLocked()
-		q.mu.Unlock()
-		q.discard(expired, "expired")
-		if len(batch) == 0 {
-			if len(expired) > 0 {
-				continue
-			}
-			return batch
-		}
-		batch = q.loadBatch(batch)
-		q.markDelivering(batch)
-		// Hand over grouped by consumer, preserving order within each.
-		for i := 0; i < len(batch); {
-			j := i + 1
-			for j < len(batch) && batch[j].c == batch[i].c {
-				j++
-			}
-			batch[i].c.ch.deliver(batch[i].c, q, batch[i:j])
-			i = j
-		}
-		for i := range batch {
-			batch[i] = delivery{}
-		}
-	}
-}
-
-// markDelivering makes sure the delivered bound covers a batch before it
-// goes out, so that after a crash these messages come back flagged
-// redelivered.
-func (q *Queue) markDelivering(batch []delivery) {
-	d := q.vhost.server.delivered
-	if d == nil || q.id == 0 {
-		return
-	}
-	var top uint64
-	for i := range batch {
-		top = max(top, batch[i].e.ref.id)
-	}
-	if top == 0 {
-		return
-	}
-	if err := d.covered(top); err != nil {
-		q.vhost.server.deliveredNotStored(err)
-	}
-}
-
-// loadBatch reads paged-out messages of a dispatch batch back from the
-// log. If one cannot be read, it and everything after it go back to the
-// queue, their credit is returned, and the queue becomes unavailable.
-func (q *Queue) loadBatch(batch []delivery) []delivery {
-	stats := &q.vhost.server.stats
-	for i := range batch {
-		if batch[i].e.msg != nil {
-			if q.id != 0 {
-				stats.ringHits.Add(1)
-			}
-			continue
-		}
-		stats.ringMisses.Add(1)
-		if err := q.store.Load(&batch[i].e); err != nil {
-			for j := len(batch) - 1; j >= i; j-- {
-				d := batch[j]
-				if !d.c.noAck {
-					d.c.unacked.Add(-1)
-					d.c.ch.globalUnacked.Add(-1)
-					q.mu.Lock()
-					q.unacked--
-					q.mu.Unlock()
-				}
-				if j == i {
-					q.loadFailed(d.e, err)
-				} else {
-					q.mu.Lock()
-					q.ready.pushFront(d.e)
-					q.mu.Unlock()
-				}
-			}
-			return batch[:i]
-		}
-	}
-	return batch
-}
-
-// consumer is a basic.consume subscription.
+// consumer is a basic.consume subscription. As a queue.Consumer it is
+// called by its queue's driver only.
 type consumer struct {
 	tag       string
 	ch        *channel
 	q         *Queue
+	id        queue.ConsumerID
 	noAck     bool
 	exclusive bool
 	prefetch  int32 // per-consumer limit (basic.qos global=false); 0: none
@@ -570,11 +459,36 @@ type consumer struct {
 	// timeout is how long its deliveries may stay unacked (negative: no
 	// limit); see ackTimeout.
 	timeout time.Duration
+	// ds is the driver's scratch for a delivered batch.
+	ds []delivery
 }
 
-// acquire takes up to n delivery credits from the consumer's and its
-// channel's prefetch windows. Only the queue's dispatch goroutine calls it,
-// so the consumer check-then-add cannot overshoot.
+// Acquire takes up to n delivery credits from the consumer's and its
+// channel's prefetch windows. Only the queue's driver calls it, so the
+// consumer check-then-add cannot overshoot.
+func (c *consumer) Acquire(n int64) int64 { return int64(c.acquire(int32(min(n, 1<<30)))) }
+
+// Unacquire gives back credits acquired and not used.
+func (c *consumer) Unacquire(n int64) {
+	c.release(int32(n))
+	if c.ch.globalLimit.Load() > 0 && !c.noAck {
+		// Another queue of the channel may have found the shared window
+		// full meanwhile.
+		c.ch.conn.wakeConsumers()
+	}
+}
+
+// Deliver hands a batch to the channel.
+func (c *consumer) Deliver(es []queue.Entry[qhandle]) {
+	ds := c.ds[:0]
+	for i := range es {
+		ds = append(ds, delivery{c: c, e: fromEntry(&es[i])})
+	}
+	c.ch.deliver(c, c.q, ds)
+	clear(ds)
+	c.ds = ds[:0]
+}
+
 func (c *consumer) acquire(n int32) int32 {
 	if !c.ch.canDeliver() {
 		return 0

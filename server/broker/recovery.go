@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -109,11 +110,12 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 			fs.log.DropQueue(id, nil)
 			continue
 		}
+		now := time.Now().UnixNano()
 		for _, e := range rq.Entries {
-			q.nextSeq++
 			// Only messages at or below the delivered bound can have
 			// reached a consumer before the restart.
-			q.ready.pushBack(qentry{seq: q.nextSeq, ref: refAt(e.ID, e.Pos), redelivered: e.ID <= deliveredBound})
+			_, _, _ = q.cq.Push(queue.Message[qhandle]{Handle: qhandle{ref: refAt(e.ID, e.Pos)}, Timestamp: now,
+				Redelivered: e.ID <= deliveredBound})
 		}
 		messages += len(rq.Entries)
 		if rq.Corrupt {

@@ -204,10 +204,8 @@ type Server struct {
 	alarmClear chan struct{} // closed when the raised alarm clears
 	closed     bool
 	wg         sync.WaitGroup
-	// closing is closed by Close once connections are gone, ending every
-	// queue's dispatch goroutine; queues counts those goroutines.
-	closing chan struct{}
-	queues  sync.WaitGroup
+	// queues counts the queues' driver goroutines (Close ends them).
+	queues sync.WaitGroup
 
 	stats counters
 }
@@ -216,7 +214,7 @@ type Server struct {
 func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: cfg.Store, logger: cfg.Logger,
-		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}, closing: make(chan struct{})}
+		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
 	for _, name := range cfg.VHosts {
 		s.vhosts[name] = newVHost(s, name)
 	}
@@ -346,7 +344,23 @@ func (s *Server) Close() error {
 		}
 		<-waited
 	}
-	close(s.closing)
+	s.mu.Lock()
+	vs := make([]*VHost, 0, len(s.vhosts))
+	for _, v := range s.vhosts {
+		vs = append(vs, v)
+	}
+	s.mu.Unlock()
+	for _, v := range vs {
+		v.mu.RLock()
+		qs := make([]*Queue, 0, len(v.queues))
+		for _, q := range v.queues {
+			qs = append(qs, q)
+		}
+		v.mu.RUnlock()
+		for _, q := range qs {
+			q.stop() // ends its driver; what it holds stays in the store
+		}
+	}
 	s.queues.Wait()
 	if s.delivered != nil {
 		s.delivered.close()

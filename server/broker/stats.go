@@ -82,9 +82,8 @@ func (s *Server) QueueStats() []QueueStats {
 		}
 		v.mu.RUnlock()
 		for _, q := range qs {
-			q.mu.Lock()
-			out = append(out, QueueStats{VHost: v.name, Name: q.Name, Ready: q.ready.len(), Unacked: q.unacked})
-			q.mu.Unlock()
+			in := q.cq.Info()
+			out = append(out, QueueStats{VHost: v.name, Name: q.Name, Ready: int(in.Ready), Unacked: int(in.Unacked)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
