@@ -128,3 +128,38 @@ func TestInvalidQueueArguments(t *testing.T) {
 	_, err := ch.QueueDeclare(q, false, false, false, false, amqp.Table{"x-message-ttl": int32(-1)})
 	wantErr(t, err, 406, "PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue '"+q+"' in vhost '/': {value_negative,-1}")
 }
+
+// Beyond RabbitMQ, which expires per-message TTLs only at the head: a short
+// TTL behind a long one, or behind a message that never expires, is
+// dead-lettered on time and never delivered.
+func TestTTLExpiresAnywhereInTheQueue(t *testing.T) {
+	inProcessOnly(t, "RabbitMQ expires per-message TTLs only at the head of a classic queue")
+	url := brokerURL(t)
+	conn := openConn(t, url)
+	ch := openChan(t, conn)
+	dlq, src := uname(t, "dlq"), uname(t, "src")
+	if _, err := ch.QueueDeclare(dlq, false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(src, false, false, false, false, amqp.Table{
+		"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, ch, "", src, amqp.Publishing{Body: []byte("long"), Expiration: "60000"})
+	publish(t, ch, "", src, amqp.Publishing{Body: []byte("forever")})
+	publish(t, ch, "", src, amqp.Publishing{Body: []byte("short"), Expiration: "20"})
+	m, ok := getWithin(t, ch, dlq, 5*time.Second)
+	if !ok || string(m.Body) != "short" {
+		t.Fatalf("dead-lettered %q (%v), want the short one", m.Body, ok)
+	}
+	for _, want := range []string{"long", "forever"} {
+		m, ok, err := ch.Get(src, true)
+		if err != nil || !ok || string(m.Body) != want {
+			t.Fatalf("get: %q %v %v, want %q", m.Body, ok, err, want)
+		}
+	}
+	if _, ok, _ := ch.Get(src, true); ok {
+		t.Fatal("the expired message was delivered")
+	}
+}
