@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
+	"github.com/amqp-go/amqp-go/shared/wal"
 )
 
 // queuePolicy is what a queue's x- arguments ask of it: message TTL,
@@ -147,6 +148,18 @@ func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
 		return 0
 	}
 	return now.UnixNano() + ttl*int64(time.Millisecond)
+}
+
+// recoveredExpiry is when a recovered message expires (0: never): the
+// smaller of its own deadline and the queue's TTL from its publish time.
+func (q *Queue) recoveredExpiry(meta wal.Meta) int64 {
+	expires := meta.Expires
+	if q.policy.ttl >= 0 {
+		if byQueue := meta.Timestamp + q.policy.ttl*int64(time.Millisecond); expires == 0 || byQueue < expires {
+			expires = byQueue
+		}
+	}
+	return expires
 }
 
 // messageTTL reads the expiration property (milliseconds as a string).

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -47,9 +48,11 @@ func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
 		return
 	}
 	var ids []uint64
+	ttlQueue := false
 	for _, q := range queues {
 		if q.id != 0 {
 			ids = append(ids, q.id)
+			ttlQueue = ttlQueue || q.policy.ttl >= 0
 		}
 	}
 	if len(ids) == 0 {
@@ -58,7 +61,8 @@ func (s *fileStore) Put(m *Message, queues []*Queue, done func(error)) {
 		}
 		return
 	}
-	wm := &wal.Message{Queues: ids, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Properties: m.Props, Body: m.Body}
+	wm := &wal.Message{Queues: ids, Exchange: m.Exchange, RoutingKey: m.RoutingKey, Properties: m.Props, Body: m.Body,
+		Meta: messageMeta(m, ttlQueue)}
 	pos, err := s.log.Append(wm, done)
 	if err != nil {
 		if done != nil {
@@ -111,3 +115,19 @@ func (s *fileStore) DropQueue(q *Queue) {
 func (s *fileStore) Pages() bool { return true }
 
 func (s *fileStore) Close() error { return s.log.Close() }
+
+// messageMeta is what recovery needs of m to give it back its priority and
+// TTL clock: the priority, and when a TTL applies the publish time and the
+// message's own deadline. A message with neither keeps the smaller
+// version 1 record.
+func messageMeta(m *Message, ttlQueue bool) wal.Meta {
+	meta := wal.Meta{Priority: m.priority}
+	if ttlQueue || m.hasTTL {
+		now := time.Now().UnixNano()
+		meta.Timestamp = now
+		if m.hasTTL {
+			meta.Expires = now + m.ttl*int64(time.Millisecond)
+		}
+	}
+	return meta
+}

@@ -114,8 +114,14 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 		for _, e := range rq.Entries {
 			// Only messages at or below the delivered bound can have
 			// reached a consumer before the restart.
-			_, _, _ = q.cq.Push(queue.Message[qhandle]{Handle: qhandle{ref: refAt(e.ID, e.Pos)}, Timestamp: now,
-				Redelivered: e.ID <= deliveredBound})
+			m := queue.Message[qhandle]{Handle: qhandle{ref: refAt(e.ID, e.Pos)}, Timestamp: now,
+				Size: e.BodySize, Priority: e.Meta.Priority, Redelivered: e.ID <= deliveredBound}
+			if e.Meta.Timestamp != 0 {
+				// The TTL clock started at publish, not at the restart.
+				m.Timestamp = e.Meta.Timestamp
+				m.Expires = q.recoveredExpiry(e.Meta)
+			}
+			_, _, _ = q.cq.Push(m)
 		}
 		messages += len(rq.Entries)
 		if rq.Corrupt {
