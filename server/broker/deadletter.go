@@ -19,9 +19,13 @@ type queuePolicy struct {
 	dlrk          string
 	hasDLRK       bool
 	maxLen        int   // x-max-length; -1: none
+	maxLenBytes   int64 // x-max-length-bytes (ready bodies); -1: none
 	expires       int64 // x-expires in ms; 0: none
 	maxPriority   int   // x-max-priority; 0: not a priority queue
 	rejectPublish bool
+	// rejectPublishDLX: x-overflow reject-publish-dlx, which also sets
+	// rejectPublish; the refused message is dead-lettered too.
+	rejectPublishDLX bool
 	// consumerTimeout is x-consumer-timeout in ms (-1: none), for the
 	// queue's deliveries; a consumer's own argument overrides it.
 	consumerTimeout int64
@@ -29,7 +33,7 @@ type queuePolicy struct {
 
 // parsePolicy validates the arguments RabbitMQ validates, with its texts.
 func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePolicy, error) {
-	p := queuePolicy{ttl: -1, maxLen: -1, consumerTimeout: -1}
+	p := queuePolicy{ttl: -1, maxLen: -1, maxLenBytes: -1, consumerTimeout: -1}
 	fail := func(arg, detail string) error {
 		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %s", arg, queue, vhost, detail)
 	}
@@ -69,6 +73,7 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 	for _, err := range []error{
 		intArg("x-message-ttl", true, -1, func(n int64) { p.ttl = n }),
 		intArg("x-max-length", true, -1, func(n int64) { p.maxLen = int(n) }),
+		intArg("x-max-length-bytes", true, -1, func(n int64) { p.maxLenBytes = n }),
 		intArg("x-expires", false, -1, func(n int64) { p.expires = n }),
 		intArg("x-max-priority", true, 255, func(n int64) { p.maxPriority = int(n) }),
 		intArg("x-consumer-timeout", true, -1, func(n int64) { p.consumerTimeout = n }),
@@ -85,8 +90,10 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 	if v, ok := args["x-overflow"]; ok {
 		switch s, _ := v.(string); s {
 		case "drop-head":
-		case "reject-publish", "reject-publish-dlx":
+		case "reject-publish":
 			p.rejectPublish = true
+		case "reject-publish-dlx":
+			p.rejectPublish, p.rejectPublishDLX = true, true
 		default:
 			return p, fail("x-overflow", "{unknown_overflow,"+fieldText(v)+"}")
 		}
@@ -236,13 +243,10 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 	}
 	dm := &Message{Exchange: q.policy.dlx, RoutingKey: key, Props: props.Append(nil), Body: m.Body,
 		Persistent: m.Persistent, priority: m.priority}
-	// A message expiring round a cycle back into its own queue would loop
-	// for ever; RabbitMQ drops it unless a client rejected it. Dead-letters
-	// are at most once, as in RabbitMQ's classic queues: one that a full
-	// reject-publish queue refuses, or that routes nowhere, is lost.
-	p := &publisher{}
-	if reason != "rejected" {
-		p.except = q
-	}
-	v.Publish(p, x, dm, nil, nil)
+	// A message expiring or overflowing round a cycle back into a queue it
+	// died in would loop for ever; RabbitMQ drops it there unless a client
+	// rejected it on the way (publisher.cycles). Dead-letters are at most
+	// once, as in RabbitMQ's classic queues: one that a full reject-publish
+	// queue refuses, or that routes nowhere, is lost.
+	v.Publish(&publisher{deaths: headers["x-death"].([]any)}, x, dm, nil, nil)
 }

@@ -1,6 +1,12 @@
 package broker
 
-import "strings"
+import (
+	"strings"
+	"sync/atomic"
+
+	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
 
 // publisher is one source of publishes (a channel, one dead-lettering): the
 // buffers routing reuses from one message to the next and the default
@@ -11,9 +17,28 @@ type publisher struct {
 	queues []*Queue
 	// qcache resolves default-exchange routing keys without vhost.mu.
 	qcache map[string]*Queue
-	// except is a queue the messages may not reach: a dead-lettering
-	// queue's own, so that an expired message cannot cycle back for ever.
-	except *Queue
+	// deaths is a dead-letter's x-death, newest first (nil for a client's
+	// publish): the queues it would reach round a cycle are skipped (see
+	// cycles).
+	deaths []any
+}
+
+// cycles reports whether a dead-letter reaching q would close a cycle of
+// dead-letterings in which no client rejected it, as RabbitMQ's
+// rabbit_dead_letter:is_cycle: it is not delivered there, so that a message
+// expiring or overflowing round a cycle (its own queue the shortest) does
+// not loop for ever.
+func (p *publisher) cycles(q *Queue) bool {
+	for _, d := range p.deaths {
+		t, ok := d.(amqp.Table)
+		if !ok || t["reason"] == "rejected" {
+			return false
+		}
+		if t["queue"] == q.Name {
+			return true
+		}
+	}
+	return false
 }
 
 // PublishOutcome is what became of a published message.
@@ -60,17 +85,22 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 	} else {
 		qs = routeMessage(x, msg, qs, &p.route)
 	}
-	// Admission: a full reject-publish queue refuses the message (and the
-	// excepted queue never sees it); the other queues still get it.
-	refused := false
+	// Admission: a full reject-publish queue refuses the message (and a
+	// dead-letter's cycle never sees it); the other queues still get it.
+	refused, limited := false, false
+	var refusedDLX []*Queue // reject-publish-dlx queues that refused it
 	kept := qs[:0]
 	for _, q := range qs {
 		switch {
-		case q == p.except:
-		case q.full():
+		case p.deaths != nil && p.cycles(q):
+		case q.full(msg):
 			refused = true
+			if q.policy.rejectPublishDLX && q.policy.hasDLX {
+				refusedDLX = append(refusedDLX, q)
+			}
 		default:
 			kept = append(kept, q)
+			limited = limited || q.limited()
 		}
 	}
 	var out PublishOutcome
@@ -81,15 +111,34 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 		}
 	}
 	stored := done
-	if refused {
+	var late *lateAdmission
+	switch {
+	case refused:
 		stored = nil // the publisher hears a nack whatever the store says
+	case limited && done != nil:
+		// A queue that filled since its check refuses at push: the
+		// publisher hears of it once the store has answered too.
+		late = &lateAdmission{done: done}
+		late.pending.Store(2)
+		stored = late.stored
 	}
 	// Put first: it gives msg the log reference each queue entry keeps.
 	v.server.store.Put(msg, kept, stored)
+	refusedLate := false
 	for _, q := range kept {
-		if wait := q.push(msg); wait != nil && out.Congested == nil {
+		wait, r := q.push(msg)
+		if wait != nil && out.Congested == nil {
 			out.Congested = wait
 		}
+		refusedLate = refusedLate || r
+	}
+	if late != nil {
+		late.pushed(refusedLate)
+	}
+	// A reject-publish-dlx queue dead-letters what it refused (x-death
+	// reason maxlen), before the publisher hears its nack.
+	for _, q := range refusedDLX {
+		q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String())
 	}
 	if refused && done != nil {
 		done(errQueueFull)
@@ -118,4 +167,36 @@ func (p *publisher) queueNamed(v *VHost, name string) *Queue {
 		p.qcache[name] = q
 	}
 	return q
+}
+
+// lateAdmission holds back a publish's confirm until both the store and the
+// pushes into reject-publish queues have answered: a queue that filled
+// between the admission check and the push refuses the message there, and
+// its publisher must hear a nack rather than the store's ack.
+type lateAdmission struct {
+	done    func(error)
+	pending atomic.Int32
+	refused atomic.Bool
+	err     error // the store's, written before its pending decrement
+}
+
+func (a *lateAdmission) stored(err error) {
+	a.err = err
+	a.finish()
+}
+
+func (a *lateAdmission) pushed(refused bool) {
+	a.refused.Store(refused)
+	a.finish()
+}
+
+func (a *lateAdmission) finish() {
+	if a.pending.Add(-1) != 0 {
+		return
+	}
+	if a.refused.Load() {
+		a.done(errQueueFull)
+		return
+	}
+	a.done(a.err)
 }

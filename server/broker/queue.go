@@ -91,9 +91,12 @@ func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args a
 
 // core is the queue core's policy for these arguments.
 func (p queuePolicy) core() queue.Policy {
-	cp := queue.Policy{MaxPriority: uint8(p.maxPriority), MaxLength: int64(p.maxLen), MaxLengthBytes: -1,
+	cp := queue.Policy{MaxPriority: uint8(p.maxPriority), MaxLength: int64(p.maxLen), MaxLengthBytes: p.maxLenBytes,
 		DeadLetter: p.hasDLX, Expires: p.expires * int64(time.Millisecond)}
-	if p.rejectPublish {
+	switch {
+	case p.rejectPublishDLX:
+		cp.Overflow = queue.RejectPublishDLX
+	case p.rejectPublish:
 		cp.Overflow = queue.RejectPublish
 	}
 	return cp
@@ -116,8 +119,10 @@ const (
 )
 
 // push appends a routed message (already Put in the store). It returns a
-// channel to wait on if the queue is congested, else nil.
-func (q *Queue) push(m *Message) <-chan struct{} {
+// channel to wait on if the queue is congested, else nil, and whether the
+// queue refused the message (a reject-publish queue that filled after the
+// publisher's admission check).
+func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m, ref: m.ref}
 	now := time.Now()
 	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.priority, Timestamp: now.UnixNano()}
@@ -137,22 +142,25 @@ func (q *Queue) push(m *Message) <-chan struct{} {
 	ready, consumers, err := q.cq.Push(cm)
 	if err != nil {
 		// Refused (a reject-publish queue filled since the publisher's
-		// check): the queue never held it.
-		(*queueHost)(q).Release([]queue.Entry[qhandle]{{Handle: h}})
-		return nil
+		// check): the queue never held it. With reject-publish-dlx and a
+		// DLX the core dead-lettered it, which released it.
+		if !q.policy.rejectPublishDLX || !q.policy.hasDLX {
+			(*queueHost)(q).Release([]queue.Entry[qhandle]{{Handle: h}})
+		}
+		return nil, true
 	}
 	if consumers == 0 || ready <= flowHigh {
-		return nil
+		return nil, false
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.deleted {
-		return nil
+		return nil, false
 	}
 	if q.flowClear == nil {
 		q.flowClear = make(chan struct{})
 	}
-	return q.flowClear
+	return q.flowClear, false
 }
 
 // flowCheck releases waiting publishers once the backlog is low enough (or
@@ -167,13 +175,16 @@ func (q *Queue) flowCheck() {
 	q.mu.Unlock()
 }
 
-// full reports whether a reject-publish queue is at its length limit.
-func (q *Queue) full() bool {
-	if !q.policy.rejectPublish || q.policy.maxLen < 0 {
-		return false
-	}
-	ready, _ := q.cq.Counts()
-	return ready >= int64(q.policy.maxLen)
+// limited reports whether the queue may refuse publishes: reject-publish
+// with a length limit.
+func (q *Queue) limited() bool {
+	return q.policy.rejectPublish && (q.policy.maxLen >= 0 || q.policy.maxLenBytes >= 0)
+}
+
+// full reports whether a reject-publish queue refuses m: it would take the
+// queue's ready messages or their bodies over a limit.
+func (q *Queue) full(m *Message) bool {
+	return q.limited() && !q.cq.Admits(uint32(len(m.Body)))
 }
 
 // seqsOf returns the queue places of entries.

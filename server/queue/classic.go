@@ -94,6 +94,14 @@ func (q *Classic[H]) Counts() (ready int64, consumers int) {
 	return q.core.Counts()
 }
 
+// Admits reports whether a push of size body bytes would be taken now (see
+// Core.Admits); a publish checks it before storing the message.
+func (q *Classic[H]) Admits(size uint32) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Admits(size)
+}
+
 // GiveBack returns messages taken by Get that could not be handed over
 // (the channel closed meanwhile): ready again, as if never taken.
 func (q *Classic[H]) GiveBack(es []Entry[H]) {

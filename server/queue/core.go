@@ -210,8 +210,9 @@ func New[H any](policy Policy, now int64) *Core[H] {
 // Policy returns the policy in force.
 func (c *Core[H]) Policy() Policy { return c.policy }
 
-// SetPolicy changes the policy (a policy was set or cleared): limits apply
-// at once. Priorities are fixed at declaration and keep their old value.
+// SetPolicy changes the policy (a policy was set or cleared): drop-head
+// limits apply at once. Priorities are fixed at declaration and keep their
+// old value.
 func (c *Core[H]) SetPolicy(p Policy, now int64) []Effect[H] {
 	c.begin()
 	p.MaxPriority = c.policy.MaxPriority
@@ -304,6 +305,15 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 	return c.out, nil
 }
 
+// Admits reports whether Push would take a message of size body bytes (as
+// Push decides it, before due expiries): a drop-head queue always does; a
+// reject-publish one while the message keeps it within both limits. Limits
+// count ready messages and their bodies only, and the limit itself is
+// within, as in RabbitMQ.
+func (c *Core[H]) Admits(size uint32) bool {
+	return c.policy.Overflow == DropHead || !c.full(int64(size))
+}
+
 // full reports whether a message of size bytes would go over a limit.
 func (c *Core[H]) full(size int64) bool {
 	p := c.policy
@@ -312,9 +322,16 @@ func (c *Core[H]) full(size int64) bool {
 }
 
 // enforceLimits drops ready messages from the head (what a consumer would
-// get next, as RabbitMQ's drop-head) until within both limits.
+// get next, as RabbitMQ's drop-head) until within both limits: a message
+// larger than max-length-bytes by itself goes too. A reject-publish queue
+// drops nothing: one that a requeue or a new policy took over its limits
+// stays over them, refusing publishes until consumers bring it under, as
+// RabbitMQ's.
 func (c *Core[H]) enforceLimits() {
 	p := c.policy
+	if p.Overflow != DropHead {
+		return
+	}
 	over := func() bool {
 		return (p.MaxLength >= 0 && c.ready > p.MaxLength) || (p.MaxLengthBytes >= 0 && c.bytes > p.MaxLengthBytes)
 	}

@@ -30,6 +30,7 @@ import (
 //	cancel cN
 //	settle ack|reject|requeue NAME...
 //	get [noack]
+//	admits SIZE (would a push of SIZE body bytes be taken)
 //	purge | delete | tick | touch | info | deadline
 //	policy (as new, applied to the existing queue)
 var rewrite = flag.Bool("rewrite", false, "rewrite the transcripts with the actual output")
@@ -230,6 +231,8 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		} else {
 			out = append(out, "empty")
 		}
+	case "admits":
+		out = append(out, fmt.Sprintf("admits %v", tr.c.Admits(uint32(num(t, where, words[1])))))
 	case "purge":
 		var n int
 		n, effects = tr.c.Purge()
