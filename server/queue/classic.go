@@ -367,10 +367,15 @@ func (q *Classic[H]) dispatchOnce() bool {
 			continue
 		}
 		ready := q.host.Prepare(e.Entries)
-		if len(ready) < len(e.Entries) {
+		if rest := e.Entries[len(ready):]; len(rest) > 0 {
 			// The rest could not be read back: they return to the queue
-			// as if never delivered.
-			q.giveBack(e.Entries[len(ready):])
+			// as if never delivered, and their credit to the consumer.
+			q.giveBack(rest)
+			for _, g := range grants {
+				if g.id == e.Consumer {
+					g.c.Unacquire(int64(len(rest)))
+				}
+			}
 		}
 		if len(ready) > 0 {
 			for _, g := range grants {
