@@ -22,6 +22,7 @@ type queuePolicy struct {
 	maxLenBytes   int64 // x-max-length-bytes (ready bodies); -1: none
 	expires       int64 // x-expires in ms; 0: none
 	maxPriority   int   // x-max-priority; 0: not a priority queue
+	singleActive  bool  // x-single-active-consumer
 	rejectPublish bool
 	// rejectPublishDLX: x-overflow reject-publish-dlx, which also sets
 	// rejectPublish; the refused message is dead-lettered too.
@@ -129,6 +130,13 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 		default:
 			return p, fail("x-queue-type", erlangQuoted("unsupported queue type '"+s+"'"))
 		}
+	}
+	if v, ok := args["x-single-active-consumer"]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			return p, fail("x-single-active-consumer", "{unacceptable_type,"+fieldTypeName(v)+"}")
+		}
+		p.singleActive = b
 	}
 	return p, nil
 }

@@ -99,6 +99,7 @@ func (p queuePolicy) core() queue.Policy {
 	case p.rejectPublish:
 		cp.Overflow = queue.RejectPublish
 	}
+	cp.SingleActive = p.singleActive
 	return cp
 }
 
@@ -283,7 +284,9 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 		q.mu.Unlock()
 		return errNoQueue(m, q.vhost.name, q.Name)
 	}
-	if q.exclusiveConsumer || (c.exclusive && len(q.consumers) > 0) {
+	// RabbitMQ refuses an exclusive consumer on a single-active-consumer
+	// queue even when it has no consumers, with the same text.
+	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers) > 0 || q.policy.singleActive)) {
 		q.mu.Unlock()
 		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
 	}

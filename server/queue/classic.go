@@ -338,6 +338,11 @@ func (q *Classic[H]) dispatchOnce() bool {
 	want := min(q.core.ready, maxBatch)
 	grants, effects, arena := q.grants[:0], q.effects[:0], q.arena[:0]
 	for _, cs := range q.core.consumers {
+		if q.core.waiting(cs.id) {
+			// Its credit would be given back unused, and on a channel-wide
+			// prefetch it would take the active consumer's share.
+			continue
+		}
 		c := q.consumers[cs.id]
 		n := c.Acquire(want)
 		if n == 0 {

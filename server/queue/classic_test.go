@@ -201,3 +201,49 @@ func TestClassicExpiry(t *testing.T) {
 	waitFor(t, "x-expires", h.expired.Load)
 	q.Delete()
 }
+
+// sharedWindow is a consumer that shares its prefetch window with others,
+// as consumers of one channel with a channel-wide prefetch do.
+type sharedWindow struct {
+	window *testConsumer
+	got    chan Entry[int]
+}
+
+func (c *sharedWindow) Acquire(n int64) int64 { return c.window.Acquire(n) }
+func (c *sharedWindow) Unacquire(n int64)     { c.window.Unacquire(n) }
+func (c *sharedWindow) Deliver(es []Entry[int]) {
+	for _, e := range es {
+		c.got <- e
+	}
+}
+
+// With single active consumer, a waiting consumer is granted no credit: on
+// a window it shares with the active one, it would take the active one's
+// share and leave the queue stalled.
+func TestClassicSingleActiveSharedWindow(t *testing.T) {
+	q := NewClassic[int](Policy{MaxLength: -1, MaxLengthBytes: -1, SingleActive: true}, &testHost{}, nil)
+	defer q.Delete()
+	window := &testConsumer{prefetch: 2}
+	active := &sharedWindow{window: window, got: make(chan Entry[int], 4)}
+	waiting := &sharedWindow{window: window, got: make(chan Entry[int], 4)}
+	q.Consume(active, 0, false)
+	q.Consume(waiting, 10, false) // first in the core's order, not active
+	for i := range 3 {
+		q.Push(Message[int]{Handle: i})
+	}
+	for want := range 2 {
+		select {
+		case e := <-active.got:
+			if e.Handle != want {
+				t.Fatalf("active got %d, want %d", e.Handle, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the active consumer got nothing: the waiting one holds the window")
+		}
+	}
+	select {
+	case e := <-waiting.got:
+		t.Fatalf("the waiting consumer got %d", e.Handle)
+	default:
+	}
+}

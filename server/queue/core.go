@@ -519,7 +519,13 @@ func (c *Core[H]) TakeCredit(id ConsumerID) int64 {
 
 // eligible reports whether cs may be given messages now.
 func (c *Core[H]) eligible(cs *consumerState) bool {
-	return cs.credit > 0 && (!c.policy.SingleActive || cs.id == c.active)
+	return cs.credit > 0 && !c.waiting(cs.id)
+}
+
+// waiting reports whether consumer id is one that single active consumer
+// holds back: it gets nothing, whatever its credit, until it is active.
+func (c *Core[H]) waiting(id ConsumerID) bool {
+	return c.policy.SingleActive && id != c.active
 }
 
 // pickConsumer takes a credit from the highest-priority consumer that has
