@@ -53,6 +53,9 @@ type Classic[H any] struct {
 	host  Host[H]
 	clock func() int64
 
+	// pool holds *detached buffers for effects carried out after the lock.
+	pool sync.Pool
+
 	mu        sync.Mutex
 	core      *Core[H]
 	consumers map[ConsumerID]Consumer[H]
@@ -117,9 +120,10 @@ func (q *Classic[H]) signal() {
 	}
 }
 
-// carryOut runs effects of a command outside the lock, in the documented
+// runEffects carries out effects outside the lock, in the documented
 // order. Deliver effects never reach it: only the driver grants credit.
-func (q *Classic[H]) carryOut(effects []Effect[H]) {
+// Host calls must not keep the entry slices they are given.
+func (q *Classic[H]) runEffects(effects []Effect[H]) {
 	expired := false
 	for _, e := range effects {
 		switch e.Kind {
@@ -136,18 +140,45 @@ func (q *Classic[H]) carryOut(effects []Effect[H]) {
 	}
 }
 
-// copyEffects detaches effects from the core's arena, which the next
-// command reuses, so they can be carried out after the lock is released.
-func copyEffects[H any](effects []Effect[H]) []Effect[H] {
+// detached is a command's effects copied out of the core's arena, which
+// the next command reuses, so they can be carried out after the lock is
+// released. Buffers are pooled: an ack costs no allocation.
+type detached[H any] struct {
+	effects []Effect[H]
+	entries []Entry[H]
+}
+
+// detach copies effects out of the arena (nil if there are none). Caller
+// holds q.mu; carryOut gives the buffer back.
+func (q *Classic[H]) detach(effects []Effect[H]) *detached[H] {
 	if len(effects) == 0 {
 		return nil
 	}
-	out := make([]Effect[H], len(effects))
-	for i, e := range effects {
-		out[i] = e
-		out[i].Entries = append([]Entry[H](nil), e.Entries...)
+	d, _ := q.pool.Get().(*detached[H])
+	if d == nil {
+		d = &detached[H]{}
 	}
-	return out
+	for _, e := range effects {
+		start := len(d.entries)
+		d.entries = append(d.entries, e.Entries...)
+		e.Entries = d.entries[start:len(d.entries):len(d.entries)]
+		d.effects = append(d.effects, e)
+	}
+	return d
+}
+
+// carryOut runs detached effects and returns their buffer to the pool.
+func (q *Classic[H]) carryOut(d *detached[H]) {
+	if d == nil {
+		return
+	}
+	q.runEffects(d.effects)
+	clear(d.effects)
+	clear(d.entries)
+	d.effects, d.entries = d.effects[:0], d.entries[:0]
+	if cap(d.entries) <= 4*maxBatch { // a burst's buffer is not kept
+		q.pool.Put(d)
+	}
 }
 
 // Push enqueues m and returns the ready messages and consumers after it
@@ -161,10 +192,10 @@ func (q *Classic[H]) Push(m Message[H]) (ready int64, consumers int, err error) 
 		return 0, 0, nil
 	}
 	effects, err := q.core.Push(m, q.clock())
-	effects = copyEffects(effects)
+	todo := q.detach(effects)
 	ready, consumers = q.core.Counts()
 	q.mu.Unlock()
-	q.carryOut(effects)
+	q.carryOut(todo)
 	// The driver delivers, and runs the clock of a new expiry.
 	if ready > 0 && consumers > 0 || m.Expires != 0 {
 		q.signal()
@@ -190,9 +221,9 @@ func (q *Classic[H]) Cancel(id ConsumerID) bool {
 	q.mu.Lock()
 	delete(q.consumers, id)
 	effects, left := q.core.Cancel(id, q.clock())
-	effects = copyEffects(effects)
+	todo := q.detach(effects)
 	q.mu.Unlock()
-	q.carryOut(effects)
+	q.carryOut(todo)
 	q.signal() // a new active consumer, an x-expires clock
 	return left
 }
@@ -200,9 +231,9 @@ func (q *Classic[H]) Cancel(id ConsumerID) bool {
 // Settle acks, rejects or requeues deliveries by Seq.
 func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
 	q.mu.Lock()
-	effects := copyEffects(q.core.Settle(seqs, outcome, q.clock()))
+	todo := q.detach(q.core.Settle(seqs, outcome, q.clock()))
 	q.mu.Unlock()
-	q.carryOut(effects)
+	q.carryOut(todo)
 	q.signal() // requeued messages, or credit the settle freed
 }
 
@@ -210,9 +241,9 @@ func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
 func (q *Classic[H]) Get(noAck bool) (e Entry[H], ok bool) {
 	q.mu.Lock()
 	e, ok, effects := q.core.Get(noAck, q.clock())
-	effects = copyEffects(effects)
+	todo := q.detach(effects)
 	q.mu.Unlock()
-	q.carryOut(effects)
+	q.carryOut(todo)
 	if ok {
 		prepared := q.host.Prepare([]Entry[H]{e})
 		if len(prepared) == 0 {
@@ -236,9 +267,9 @@ func (q *Classic[H]) giveBack(es []Entry[H]) {
 func (q *Classic[H]) Purge() int {
 	q.mu.Lock()
 	n, effects := q.core.Purge()
-	effects = copyEffects(effects)
+	todo := q.detach(effects)
 	q.mu.Unlock()
-	q.carryOut(effects)
+	q.carryOut(todo)
 	return n
 }
 
@@ -252,12 +283,12 @@ func (q *Classic[H]) Delete() int {
 	}
 	q.closed = true
 	n, effects := q.core.Delete()
-	effects = copyEffects(effects)
+	todo := q.detach(effects)
 	clear(q.consumers)
 	q.mu.Unlock()
 	close(q.stop)
 	<-q.done
-	q.carryOut(effects)
+	q.carryOut(todo)
 	return n
 }
 
@@ -307,10 +338,10 @@ func (q *Classic[H]) drive() {
 		for q.dispatchOnce() {
 		}
 		q.mu.Lock()
-		effects := copyEffects(q.core.Tick(q.clock()))
+		todo := q.detach(q.core.Tick(q.clock()))
 		next := q.core.NextDeadline()
 		q.mu.Unlock()
-		q.carryOut(effects)
+		q.carryOut(todo)
 		if next != 0 {
 			timer.Reset(time.Duration(max(next-q.clock(), 0)))
 		}
@@ -368,7 +399,7 @@ func (q *Classic[H]) dispatchOnce() bool {
 	delivered := false
 	for _, e := range effects {
 		if e.Kind != Deliver {
-			q.carryOut([]Effect[H]{e})
+			q.runEffects([]Effect[H]{e})
 			continue
 		}
 		ready := q.host.Prepare(e.Entries)

@@ -60,7 +60,8 @@ type Message[H any] struct {
 	Handle H
 	// Expires is when it expires (ns on the driver's clock); 0: never.
 	Expires int64
-	// Timestamp is when it entered the queue (ns), for ages in Info.
+	// Timestamp is when it entered the queue (ns), for ages in Info; 0:
+	// the time of the push.
 	Timestamp int64
 	Size      uint32
 	Priority  uint8
@@ -280,6 +281,9 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 			c.emit(DeadLetter, 0, ReasonMaxLen, c.run(start))
 		}
 		return c.out, ErrRejected
+	}
+	if m.Timestamp == 0 {
+		m.Timestamp = now // one clock read per push: the caller's
 	}
 	c.nextSeq++
 	e := m.entry(c.nextSeq)
