@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -36,7 +37,7 @@ type channel struct {
 	confirm       bool
 	publishSeq    uint64
 	pub           publisher // routing buffers, default-exchange queue cache
-	settleScratch []qentry
+	settleScratch []uint64
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex
@@ -338,25 +339,28 @@ func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 }
 
 // settleRuns settles entries (see settle) a run of one queue at a time, so
-// each queue is locked once per run; scratch is reused and returned.
-func settleRuns(es []unackedEntry, requeue, rejected bool, scratch []qentry) []qentry {
+// each queue is locked once per run; scratch (the runs' queue places) is
+// reused and returned, so an ack allocates nothing. The queue wakes its
+// driver itself.
+func settleRuns(es []unackedEntry, requeue, rejected bool, scratch []uint64) []uint64 {
+	outcome := queue.Ack
+	switch {
+	case requeue:
+		outcome = queue.Requeue
+	case rejected:
+		outcome = queue.Reject
+	}
 	for i := 0; i < len(es); {
 		j := i + 1
 		for j < len(es) && es[j].q == es[i].q {
 			j++
 		}
-		batch := scratch[:0]
+		seqs := scratch[:0]
 		for _, e := range es[i:j] {
-			batch = append(batch, e.e)
+			seqs = append(seqs, e.e.seq)
 		}
-		if requeue {
-			es[i].q.requeue(batch)
-		} else {
-			es[i].q.settle(batch, rejected)
-		}
-		clear(batch)
-		scratch = batch[:0]
-		es[i].q.signal()
+		es[i].q.cq.Settle(seqs, outcome)
+		scratch = seqs[:0]
 		i = j
 	}
 	return scratch

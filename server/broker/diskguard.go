@@ -89,6 +89,12 @@ func resourceError(m amqp.Method, format string, args ...any) *amqpError {
 // or queue, deleting one, or binding or unbinding two durable ends. Other
 // methods, and changes to transient objects, go ahead.
 func (ch *channel) durableChange(m amqp.Method) error {
+	switch m.(type) {
+	case *amqp.ExchangeDeclare, *amqp.ExchangeDelete, *amqp.ExchangeBind, *amqp.ExchangeUnbind,
+		*amqp.QueueDeclare, *amqp.QueueBind, *amqp.QueueUnbind, *amqp.QueueDelete:
+	default:
+		return nil // publishes, acks and the rest: nothing to look up
+	}
 	c := ch.conn
 	s, v := c.srv, c.vhost
 	if s.defs == nil {

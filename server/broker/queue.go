@@ -125,10 +125,11 @@ const (
 // publisher's admission check).
 func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m, ref: m.ref}
-	now := time.Now()
-	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.priority, Timestamp: now.UnixNano()}
+	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.priority}
 	if q.policy.ttl >= 0 || m.hasTTL {
-		cm.Expires = q.expiryFor(m, now)
+		// Otherwise the core stamps the push with its own clock read.
+		now := time.Now()
+		cm.Timestamp, cm.Expires = now.UnixNano(), q.expiryFor(m, now)
 	}
 	if q.id != 0 && m.ref.id != 0 && q.store.Pages() {
 		srv := q.vhost.server
@@ -212,16 +213,6 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 	if q.id != 0 {
 		q.release(entriesOf(ds))
 	}
-}
-
-// settle forgets delivered messages that were acked; rejected ones are
-// discarded (dead-lettered if the queue says so).
-func (q *Queue) settle(es []qentry, rejected bool) {
-	outcome := queue.Ack
-	if rejected {
-		outcome = queue.Reject
-	}
-	q.cq.Settle(seqsOf(es), outcome)
 }
 
 // get takes the head message for basic.get; ok is false if the queue is
@@ -366,6 +357,9 @@ type queueHost Queue
 // undelivered in-memory ones off the ring-buffer budget.
 func (h *queueHost) Release(es []queue.Entry[qhandle]) {
 	q := (*Queue)(h)
+	if q.id == 0 {
+		return // a transient queue's messages are on the heap alone, never counted hot
+	}
 	q.unheat(es, false)
 	qes := make([]qentry, len(es))
 	for i := range es {
