@@ -1,24 +1,50 @@
 package store
 
-import "slices"
+import (
+	"math/bits"
+	"slices"
+)
 
 // index records which durable queues hold which stored messages; both
 // stores keep one, under their own mutex.
+//
+// A broker may hold millions of messages, so the index is kept in chunks
+// of chunkIDs consecutive message ids rather than in maps keyed by id:
+// stored ids are dense (both stores number only what they store, in
+// order), so a message costs its chunk's 6 bytes (holder count and size)
+// plus a bit per holding queue, against some 60 bytes in two maps.
 type index struct {
-	msgs   map[uint64]held
-	queues map[QueueID]map[uint64]struct{}
-	holds  int64
-	bytes  int64
+	msgs   map[uint64]*msgChunk
+	queues map[QueueID]*holdSet
+	// wide counts holders past the 16 bits a chunk keeps (a fan-out to
+	// more than 65,534 durable queues).
+	wide     map[uint64]uint32
+	messages int64
+	holds    int64
+	bytes    int64
 }
 
-// held is one stored message: how many queues hold it and its body size.
-type held struct {
-	n    uint32
-	size uint32
+// chunkIDs is how many consecutive ids a chunk covers.
+const chunkIDs = 512
+
+// msgChunk is the per-message state of chunkIDs consecutive ids.
+type msgChunk struct {
+	n    [chunkIDs]uint16 // holders; 0: not stored or freed; wideHolders: see index.wide
+	size [chunkIDs]uint32
+	live int // ids with n > 0
+}
+
+// wideHolders in a chunk's n means the count is in index.wide.
+const wideHolders = ^uint16(0)
+
+// holdSet is one queue's holds, a bitmap per chunk.
+type holdSet struct {
+	chunks map[uint64]*[chunkIDs / 64]uint64
+	n      int64
 }
 
 func newIndex() index {
-	return index{msgs: map[uint64]held{}, queues: map[QueueID]map[uint64]struct{}{}}
+	return index{msgs: map[uint64]*msgChunk{}, queues: map[QueueID]*holdSet{}, wide: map[uint64]uint32{}}
 }
 
 // durableQueues returns the distinct non-zero ids of queues as the log
@@ -44,24 +70,57 @@ func durableQueues(queues []QueueID) []uint64 {
 	return ids
 }
 
+// holders returns id's holder count.
+func (x *index) holders(c *msgChunk, id uint64) uint32 {
+	if n := c.n[id%chunkIDs]; n != wideHolders {
+		return uint32(n)
+	}
+	return x.wide[id]
+}
+
+// setHolders stores id's holder count.
+func (x *index) setHolders(c *msgChunk, id uint64, n uint32) {
+	switch {
+	case n < uint32(wideHolders):
+		c.n[id%chunkIDs] = uint16(n)
+		delete(x.wide, id)
+	default:
+		c.n[id%chunkIDs] = wideHolders
+		x.wide[id] = n
+	}
+}
+
 // add records that queue q holds message id.
 func (x *index) add(id uint64, q QueueID, size uint32) {
 	set := x.queues[q]
 	if set == nil {
-		set = map[uint64]struct{}{}
+		set = &holdSet{chunks: map[uint64]*[chunkIDs / 64]uint64{}}
 		x.queues[q] = set
 	}
-	if _, ok := set[id]; ok {
+	bm := set.chunks[id/chunkIDs]
+	if bm == nil {
+		bm = new([chunkIDs / 64]uint64)
+		set.chunks[id/chunkIDs] = bm
+	}
+	word, bit := (id%chunkIDs)/64, uint64(1)<<(id%64)
+	if bm[word]&bit != 0 {
 		return
 	}
-	set[id] = struct{}{}
-	h, ok := x.msgs[id]
-	if !ok {
-		h.size = size
+	bm[word] |= bit
+	set.n++
+	c := x.msgs[id/chunkIDs]
+	if c == nil {
+		c = new(msgChunk)
+		x.msgs[id/chunkIDs] = c
+	}
+	n := x.holders(c, id)
+	if n == 0 {
+		c.size[id%chunkIDs] = size
+		c.live++
+		x.messages++
 		x.bytes += int64(size)
 	}
-	h.n++
-	x.msgs[id] = h
+	x.setHolders(c, id, n+1)
 	x.holds++
 }
 
@@ -72,21 +131,34 @@ func (x *index) put(id uint64, queues []uint64, size uint32) {
 	}
 }
 
-// unhold drops q's hold on id; it reports whether q held it and whether
-// that was the last hold (the message is gone from the index).
-func (x *index) unhold(set map[uint64]struct{}, id uint64) (wasHeld, freed bool) {
-	if _, ok := set[id]; !ok {
+// unhold drops set's hold on id; it reports whether the queue held it and
+// whether that was the last hold (the message is gone from the index).
+func (x *index) unhold(set *holdSet, id uint64) (wasHeld, freed bool) {
+	bm := set.chunks[id/chunkIDs]
+	if bm == nil {
 		return false, false
 	}
-	delete(set, id)
+	word, bit := (id%chunkIDs)/64, uint64(1)<<(id%64)
+	if bm[word]&bit == 0 {
+		return false, false
+	}
+	bm[word] &^= bit
+	set.n--
+	if *bm == ([chunkIDs / 64]uint64{}) {
+		delete(set.chunks, id/chunkIDs)
+	}
 	x.holds--
-	h := x.msgs[id]
-	if h.n--; h.n > 0 {
-		x.msgs[id] = h
+	c := x.msgs[id/chunkIDs]
+	n := x.holders(c, id) - 1
+	x.setHolders(c, id, n)
+	if n > 0 {
 		return true, false
 	}
-	delete(x.msgs, id)
-	x.bytes -= int64(h.size)
+	x.messages--
+	x.bytes -= int64(c.size[id%chunkIDs])
+	if c.live--; c.live == 0 {
+		delete(x.msgs, id/chunkIDs)
+	}
 	return true, true
 }
 
@@ -102,7 +174,7 @@ func (x *index) release(q QueueID, refs []Ref, fn func(r Ref, freed bool)) {
 			fn(r, freed)
 		}
 	}
-	if len(set) == 0 {
+	if set.n == 0 {
 		delete(x.queues, q)
 	}
 }
@@ -111,9 +183,18 @@ func (x *index) release(q QueueID, refs []Ref, fn func(r Ref, freed bool)) {
 // was the last hold of.
 func (x *index) drop(q QueueID, fn func(id uint64)) {
 	set := x.queues[q]
-	for id := range set {
-		if _, freed := x.unhold(set, id); freed && fn != nil {
-			fn(id)
+	if set == nil {
+		return
+	}
+	for base, bm := range set.chunks {
+		for w, word := range *bm {
+			for word != 0 {
+				id := base*chunkIDs + uint64(w)*64 + uint64(bits.TrailingZeros64(word))
+				word &= word - 1
+				if _, freed := x.unhold(set, id); freed && fn != nil {
+					fn(id)
+				}
+			}
 		}
 	}
 	delete(x.queues, q)
@@ -121,10 +202,10 @@ func (x *index) drop(q QueueID, fn func(id uint64)) {
 
 // live reports whether some queue holds id.
 func (x *index) live(id uint64) bool {
-	_, ok := x.msgs[id]
-	return ok
+	c := x.msgs[id/chunkIDs]
+	return c != nil && c.n[id%chunkIDs] != 0
 }
 
 func (x *index) stats() Stats {
-	return Stats{Messages: int64(len(x.msgs)), Holds: x.holds, Bytes: x.bytes}
+	return Stats{Messages: x.messages, Holds: x.holds, Bytes: x.bytes}
 }
