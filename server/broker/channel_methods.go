@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -477,24 +478,24 @@ func (ch *channel) recover() {
 func (ch *channel) contentDone() error {
 	c := ch.conn
 	p := ch.publish
-	msg := &Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Props: ch.props, Body: ch.body}
+	msg := &Message{Message: store.Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Properties: ch.props, Body: ch.body}}
 	ch.publish, ch.props, ch.body = nil, nil, nil
 	c.srv.stats.received.Add(1)
-	flags := propFlags(msg.Props)
+	flags := propFlags(msg.Properties)
 	if flags&amqp.FlagDeliveryMode != 0 {
-		msg.Persistent = amqp.PeekDeliveryMode(msg.Props) == 2
+		msg.Persistent = amqp.PeekDeliveryMode(msg.Properties) == 2
 	}
 	// The properties the broker acts on are decoded once, and only when
 	// one of them is present (the common publish carries none).
 	const acted = amqp.FlagExpiration | amqp.FlagUserID | amqp.FlagPriority | amqp.FlagReplyTo
 	if flags&acted != 0 {
-		props, err := msg.Properties()
+		props, err := msg.decodeProperties()
 		if err == nil {
 			if props.Flags&amqp.FlagUserID != 0 && props.UserID != c.user {
 				return protoErr(amqp.PreconditionFailed, p,
 					"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
 			}
-			msg.priority = props.Priority
+			msg.Priority = props.Priority
 			msg.ttl, msg.hasTTL = messageTTL(&props)
 			if props.ReplyTo == replyQueue {
 				if err := ch.rewriteReplyTo(msg, &props, p); err != nil {

@@ -116,7 +116,7 @@ func (c *conn) appendMethodLocked(ch uint16, m amqp.Method) {
 
 func (c *conn) appendContentLocked(ch uint16, m *Message) {
 	n := len(c.out)
-	c.out = amqp.AppendHeaderFrame(c.out, ch, amqp.ClassBasic, uint64(len(m.Body)), m.Props)
+	c.out = amqp.AppendHeaderFrame(c.out, ch, amqp.ClassBasic, uint64(len(m.Body)), m.Properties)
 	c.out = amqp.AppendBodyFrames(c.out, ch, m.Body, c.frameMax)
 	c.outBytes.Add(int64(len(c.out) - n))
 }

@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
-	"github.com/amqp-go/amqp-go/shared/wal"
 )
 
 // queuePolicy is what a queue's x- arguments ask of it: message TTL,
@@ -167,7 +167,7 @@ func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
 
 // recoveredExpiry is when a recovered message expires (0: never): the
 // smaller of its own deadline and the queue's TTL from its publish time.
-func (q *Queue) recoveredExpiry(meta wal.Meta) int64 {
+func (q *Queue) recoveredExpiry(meta store.Meta) int64 {
 	expires := meta.Expires
 	if q.policy.ttl >= 0 {
 		if byQueue := meta.Timestamp + q.policy.ttl*int64(time.Millisecond); expires == 0 || byQueue < expires {
@@ -201,13 +201,15 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 		return // RabbitMQ drops too when the exchange is missing
 	}
 	if e.msg == nil {
-		if err := q.store.Load(e); err != nil {
+		m, err := q.loadMessage(e.ref)
+		if err != nil {
 			q.vhost.server.logger.Error("dead-lettering: cannot read message back", "queue", q.Name, "err", err)
 			return
 		}
+		e.msg = m
 	}
 	m := e.msg
-	props, err := m.Properties()
+	props, err := m.decodeProperties()
 	if err != nil {
 		return
 	}
@@ -249,8 +251,8 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 	if q.policy.hasDLRK {
 		key = q.policy.dlrk
 	}
-	dm := &Message{Exchange: q.policy.dlx, RoutingKey: key, Props: props.Append(nil), Body: m.Body,
-		Persistent: m.Persistent, priority: m.priority}
+	dm := &Message{Message: store.Message{Exchange: q.policy.dlx, RoutingKey: key, Properties: props.Append(nil),
+		Body: m.Body, Persistent: m.Persistent, Meta: store.Meta{Priority: m.Priority}}}
 	// A message expiring or overflowing round a cycle back into a queue it
 	// died in would loop for ever; RabbitMQ drops it there unless a client
 	// rejected it on the way (publisher.cycles). Dead-letters are at most

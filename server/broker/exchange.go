@@ -311,7 +311,7 @@ type lazyProps struct {
 func (p *lazyProps) get() amqp.Table {
 	if !p.done {
 		p.done = true
-		if pr, err := p.m.Properties(); err == nil {
+		if pr, err := p.m.decodeProperties(); err == nil {
 			p.headers = pr.Headers
 		}
 	}

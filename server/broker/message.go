@@ -1,34 +1,31 @@
 package broker
 
-import "github.com/amqp-go/amqp-go/shared/amqp"
+import (
+	"github.com/amqp-go/amqp-go/server/store"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
 
 // Message is one published message. It is immutable once routed and shared,
 // by pointer, by every queue it reached: a message routed to N queues is
-// stored once.
+// stored once. It is the store's message (exchange, routing key, the
+// properties exactly as the publisher sent them, so they are relayed byte
+// for byte, body, delivery mode and Meta with the priority) so that the
+// store takes it as it is, plus what routing worked out.
 type Message struct {
-	Exchange   string
-	RoutingKey string
-	// Props holds the content-header properties exactly as the publisher
-	// sent them, so they are relayed byte for byte.
-	Props []byte
-	Body  []byte
-	// Persistent is delivery_mode 2.
-	Persistent bool
+	store.Message
 
-	// ref locates the message in the durable log, once appended.
-	ref storeRef
-	// priority is the priority property (0 if absent).
-	priority uint8
+	// ref is where the store has the message (zero: only in memory).
+	ref store.Ref
 	// ttl is the expiration property in ms, if hasTTL.
 	ttl    int64
 	hasTTL bool
 }
 
-// Properties decodes the message's properties. Routing that needs them
-// (headers exchanges) pays for the decode; the hot path does not.
-func (m *Message) Properties() (amqp.Properties, error) {
+// decodeProperties decodes the message's properties. Routing that needs
+// them (headers exchanges) pays for the decode; the hot path does not.
+func (m *Message) decodeProperties() (amqp.Properties, error) {
 	var p amqp.Properties
-	err := p.Decode(m.Props)
+	err := p.Decode(m.Properties)
 	return p, err
 }
 

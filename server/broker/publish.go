@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -15,6 +16,8 @@ import (
 type publisher struct {
 	route  routeScratch
 	queues []*Queue
+	// storeIDs is putMessage's scratch for the durable queues' ids.
+	storeIDs []store.QueueID
 	// qcache resolves default-exchange routing keys without vhost.mu.
 	qcache map[string]*Queue
 	// deaths is a dead-letter's x-death, newest first (nil for a client's
@@ -123,7 +126,7 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 		stored = late.stored
 	}
 	// Put first: it gives msg the log reference each queue entry keeps.
-	v.server.store.Put(msg, kept, stored)
+	v.server.putMessage(p, msg, kept, stored)
 	refusedLate := false
 	for _, q := range kept {
 		wait, r := q.push(msg)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -24,7 +25,7 @@ type Queue struct {
 
 	vhost *VHost
 	owner *conn // the declaring connection of an exclusive queue
-	store MessageStore
+	store store.Store
 	// id names a durable queue in the definitions and the log (0: not
 	// persisted).
 	id uint64
@@ -58,7 +59,7 @@ type Queue struct {
 // is in memory (nil once paged out) and where the log has it.
 type qhandle struct {
 	msg *Message
-	ref storeRef
+	ref store.Ref
 	// hot: the body counts against the server's ring-buffer budget until
 	// the message is first delivered or leaves undelivered.
 	hot bool
@@ -70,7 +71,7 @@ type qhandle struct {
 type qentry struct {
 	seq         uint64
 	msg         *Message
-	ref         storeRef
+	ref         store.Ref
 	expires     int64 // unix ns; 0: never
 	prio        uint8 // message priority (priority queues)
 	redelivered bool
@@ -125,13 +126,13 @@ const (
 // publisher's admission check).
 func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m, ref: m.ref}
-	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.priority}
+	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority}
 	if q.policy.ttl >= 0 || m.hasTTL {
 		// Otherwise the core stamps the push with its own clock read.
 		now := time.Now()
 		cm.Timestamp, cm.Expires = now.UnixNano(), q.expiryFor(m, now)
 	}
-	if q.id != 0 && m.ref.id != 0 && q.store.Pages() {
+	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server
 		if ready, _ := q.cq.Counts(); ready >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
 			h.msg = nil // the log has it; memory stays bounded by the rings
@@ -204,15 +205,15 @@ func (q *Queue) requeue(es []qentry) { q.cq.Settle(seqsOf(es), queue.Requeue) }
 
 // release lets go of messages that were delivered without acknowledgement
 // (no-ack), so never counted as unacked.
-func (q *Queue) release(es []qentry) { q.store.Release(q, es) }
+func (q *Queue) release(es []qentry) {
+	q.releaseEntries(len(es), func(i int) store.Ref { return es[i].ref })
+}
 
 // releaseDelivered releases no-ack deliveries. Only a durable queue's
 // messages are in the log to be acked there, so a transient queue skips the
 // work (and the slice) per delivery batch.
 func (q *Queue) releaseDelivered(ds []delivery) {
-	if q.id != 0 {
-		q.release(entriesOf(ds))
-	}
+	q.releaseEntries(len(ds), func(i int) store.Ref { return ds[i].e.ref })
 }
 
 // get takes the head message for basic.get; ok is false if the queue is
@@ -247,8 +248,8 @@ func (q *Queue) giveBack(e qentry) {
 // silently. recovery-tool repair says what was lost.
 func (q *Queue) loadFailed(e *queue.Entry[qhandle], err error) {
 	q.vhost.server.logger.Error("queue unavailable: cannot read a message back from the log",
-		"queue", q.Name, "vhost", q.vhost.name, "message", e.Handle.ref.id, "segment", e.Handle.ref.seg,
-		"offset", e.Handle.ref.off, "err", err)
+		"queue", q.Name, "vhost", q.vhost.name, "message", e.Handle.ref.ID, "segment", e.Handle.ref.Segment,
+		"offset", e.Handle.ref.Offset, "err", err)
 	q.mu.Lock()
 	q.unavailable = "a message could not be read back from the log"
 	q.mu.Unlock()
@@ -325,7 +326,7 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	cs := q.consumers
 	q.consumers = nil
 	q.mu.Unlock()
-	q.store.DropQueue(q)
+	q.dropFromStore()
 	n := 0
 	q.stopOnce.Do(func() {
 		n = q.cq.Delete() // releases what it held (the store has dropped it all)
@@ -361,11 +362,7 @@ func (h *queueHost) Release(es []queue.Entry[qhandle]) {
 		return // a transient queue's messages are on the heap alone, never counted hot
 	}
 	q.unheat(es, false)
-	qes := make([]qentry, len(es))
-	for i := range es {
-		qes[i] = fromEntry(&es[i])
-	}
-	q.store.Release(q, qes)
+	q.releaseEntries(len(es), func(i int) store.Ref { return es[i].Handle.ref })
 }
 
 // unheat takes messages off the ring-buffer budget: undelivered ones that
@@ -411,7 +408,7 @@ func (h *queueHost) Prepare(es []queue.Entry[qhandle]) []queue.Entry[qhandle] {
 	var top uint64
 	for i := range es {
 		e := &es[i]
-		top = max(top, e.Handle.ref.id)
+		top = max(top, e.Handle.ref.ID)
 		if e.Handle.msg != nil {
 			if q.id != 0 {
 				stats.ringHits.Add(1)
@@ -419,13 +416,13 @@ func (h *queueHost) Prepare(es []queue.Entry[qhandle]) []queue.Entry[qhandle] {
 			continue
 		}
 		stats.ringMisses.Add(1)
-		qe := qentry{ref: e.Handle.ref}
-		if err := q.store.Load(&qe); err != nil {
+		m, err := q.loadMessage(e.Handle.ref)
+		if err != nil {
 			q.loadFailed(e, err)
 			es = es[:i]
 			break
 		}
-		e.Handle.msg = qe.msg
+		e.Handle.msg = m
 	}
 	q.unheat(es, true)
 	if d := q.vhost.server.delivered; d != nil && q.id != 0 && top != 0 {

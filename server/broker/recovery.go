@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -20,8 +21,8 @@ func Open(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return New(cfg), nil
 	}
-	if cfg.SegmentSize > maxSegmentSize {
-		return nil, fmt.Errorf("segment size %d is over the %d bytes a message reference can address", cfg.SegmentSize, maxSegmentSize)
+	if cfg.SegmentSize > store.MaxSegmentSize {
+		return nil, fmt.Errorf("segment size %d is over the %d bytes a message reference can address", cfg.SegmentSize, store.MaxSegmentSize)
 	}
 	if err := wal.MkdirPrivate(cfg.DataDir); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -44,24 +45,28 @@ func Open(cfg Config) (*Server, error) {
 		s.logger.Error("message log failed: persistent publishes are nacked and publishers blocked until restart", "err", err)
 		s.storeFailure()
 	}
-	log, rec, err := wal.Open(wal.Options{Dir: filepath.Join(cfg.DataDir, "messages"),
-		SegmentSize: cfg.SegmentSize, MaxBatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay,
-		FS: cfg.logFS, OnFailure: onFailure})
+	messages, err := store.OpenFile(store.FileOptions{Dir: filepath.Join(cfg.DataDir, "messages"),
+		SegmentSize: cfg.SegmentSize, BatchBytes: cfg.WALBatchBytes, Sync: sync, BatchDelay: cfg.WALBatchDelay,
+		FS: cfg.logFS, OnFailure: onFailure, DiscardPersistent: cfg.DiscardPersistent})
 	if err != nil {
+		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
+	}
+	rec, err := messages.Recover()
+	if err != nil {
+		messages.Close()
 		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
 	}
 	defs, err := openDefinitions(filepath.Join(cfg.DataDir, "definitions"))
 	if err != nil {
-		log.Close()
+		messages.Close()
 		return nil, err
 	}
-	fs := &fileStore{log: log, memoryOnly: cfg.DiscardPersistent}
-	cfg.Store = fs
+	cfg.Store = messages
 	s = New(cfg)
 	s.defs = defs
 	bound, err := loadDelivered(defs.db)
 	if err != nil {
-		log.Close()
+		messages.Close()
 		defs.close()
 		return nil, fmt.Errorf("definitions store: %w", err)
 	}
@@ -82,7 +87,7 @@ func Open(cfg Config) (*Server, error) {
 // (without storing them again), then fills each durable queue with its
 // live messages as log references (nothing is read back until a consumer
 // needs it, so recovery costs one scan of the log).
-func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uint64) error {
+func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound uint64) error {
 	defs, err := s.defs.load()
 	if err != nil {
 		return err
@@ -100,22 +105,21 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 		}
 	}
 
-	fs := s.store.(*fileStore)
 	var messages int
 	for id, rq := range rec.Queues {
-		q := byID[id]
+		q := byID[uint64(id)]
 		if q == nil {
 			// Its definition is gone: the queue was deleted and the crash
 			// came before the log heard of it.
-			fs.log.DropQueue(id, nil)
+			s.store.DropQueue(id)
 			continue
 		}
 		now := time.Now().UnixNano()
 		for _, e := range rq.Entries {
 			// Only messages at or below the delivered bound can have
 			// reached a consumer before the restart.
-			m := queue.Message[qhandle]{Handle: qhandle{ref: refAt(e.ID, e.Pos)}, Timestamp: now,
-				Size: e.BodySize, Priority: e.Meta.Priority, Redelivered: e.ID <= deliveredBound}
+			m := queue.Message[qhandle]{Handle: qhandle{ref: e.Ref}, Timestamp: now,
+				Size: e.Size, Priority: e.Meta.Priority, Redelivered: e.Ref.ID <= deliveredBound}
 			if e.Meta.Timestamp != 0 {
 				// The TTL clock started at publish, not at the restart.
 				m.Timestamp = e.Meta.Timestamp
@@ -131,7 +135,7 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 	for _, c := range rec.Corruptions {
 		var names []string
 		for _, id := range c.Queues {
-			if q := byID[id]; q != nil {
+			if q := byID[uint64(id)]; q != nil {
 				names = append(names, q.Name)
 			}
 		}
@@ -146,7 +150,7 @@ func (s *Server) recover(rec *wal.Recovered, start time.Time, deliveredBound uin
 		s.logger.Error("message log corruption; affected queues are refused until recovery-tool repair",
 			"file", c.File, "offset", c.Offset, "reason", c.Reason, "queues", names)
 	}
-	if t := rec.TruncatedTail; t != nil {
+	if t := rec.TornTail; t != nil {
 		s.logger.Warn("message log: torn tail truncated", "file", t.File, "offset", t.Offset, "bytes", t.Bytes, "reason", t.Reason)
 	}
 	took := time.Since(start)

@@ -81,7 +81,7 @@ func (ch *channel) rewriteReplyTo(msg *Message, props *amqp.Properties, m amqp.M
 		return protoErr(amqp.PreconditionFailed, m, "fast reply consumer does not exist")
 	}
 	props.ReplyTo = replyPrefix + ch.replyKey
-	msg.Props = props.Append(nil)
+	msg.Properties = props.Append(nil)
 	return nil
 }
 

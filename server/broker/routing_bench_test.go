@@ -3,6 +3,8 @@ package broker
 import (
 	"fmt"
 	"testing"
+
+	"github.com/amqp-go/amqp-go/server/store"
 )
 
 // Routing benchmarks: one publish's trip through routeMessage (exchange read
@@ -29,7 +31,7 @@ func benchRoute(b *testing.B, x *Exchange, keys []string, want int) {
 	b.Helper()
 	msgs := make([]*Message, len(keys))
 	for i, k := range keys {
-		msgs[i] = &Message{Exchange: x.Name, RoutingKey: k, Body: make([]byte, 1000)}
+		msgs[i] = &Message{Message: store.Message{Exchange: x.Name, RoutingKey: k, Body: make([]byte, 1000)}}
 	}
 	var scratch routeScratch
 	var out []*Queue

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/monitor"
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 )
@@ -69,7 +70,7 @@ type Config struct {
 	VHosts []string
 	// Store holds messages (default: memory, or the segment log when
 	// DataDir is set and the server is made with Open).
-	Store MessageStore
+	Store store.Store
 	// DataDir is where Open keeps durable state: definitions in Badger under
 	// definitions/, messages in the segment log under messages/.
 	DataDir string
@@ -150,7 +151,7 @@ func (c *Config) setDefaults() {
 		c.VHosts = []string{"/"}
 	}
 	if c.Store == nil {
-		c.Store = NewMemoryStore()
+		c.Store = store.NewMemory()
 	}
 	if c.RingBufferSize <= 0 {
 		c.RingBufferSize = 16384
@@ -166,7 +167,7 @@ func (c *Config) setDefaults() {
 // Server is a running broker.
 type Server struct {
 	cfg   Config
-	store MessageStore
+	store store.Store
 	defs  *definitions // nil without a data directory
 	// delivered keeps the delivered bound (nil without a data directory).
 	delivered *deliveredMark

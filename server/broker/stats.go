@@ -107,9 +107,7 @@ type StorageStats struct {
 // StorageStats returns a snapshot of the storage counters.
 func (s *Server) StorageStats() StorageStats {
 	var st StorageStats
-	if fs, ok := s.store.(*fileStore); ok {
-		st.Stats = fs.log.Stats()
-	}
+	st.Stats = s.store.Stats().Log
 	st.RingHits = s.stats.ringHits.Load()
 	st.RingMisses = s.stats.ringMisses.Load()
 	return st

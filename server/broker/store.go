@@ -1,60 +1,102 @@
 package broker
 
-import "errors"
+import (
+	"fmt"
+	"time"
 
-// MessageStore is the queue's storage boundary: queues hold message
-// references (entries) and tell the store when they take and drop them.
-// The memory implementation keeps everything on the heap; the file
-// implementation (filestore.go) appends persistent messages for durable
-// queues to the segment log, confirms after the fsync that covers them, and
-// lets queues page cold messages out of memory and read them back.
-//
-// Methods are called from many goroutines (connection readers, queue owners)
-// and must be safe for concurrent use.
-type MessageStore interface {
-	// Put takes m for the given queues. done is called exactly once when m
-	// is as safe as this store makes it — at once for memory, after the
-	// covering fsync for a durable store — or with the error that prevented
-	// it. done must not block.
-	Put(m *Message, queues []*Queue, done func(error))
-	// Release records that q no longer holds these entries (acked, purged,
-	// dropped).
-	Release(q *Queue, es []qentry)
-	// Load fills e.msg for an entry that was paged out.
-	Load(e *qentry) error
-	// DropQueue records that q was deleted with everything it held.
-	DropQueue(q *Queue)
-	// Pages reports whether entries may be paged out (Load can read them).
-	Pages() bool
-	// Close flushes and releases the store.
-	Close() error
+	"github.com/amqp-go/amqp-go/server/store"
+)
+
+// The broker keeps messages in a store.Store, the memory or the file
+// implementation (server/store), through the few functions below: a queue
+// knows the store only by its id (store.QueueID) and each message's
+// store.Ref. Only persistent messages routed to durable queues (non-zero
+// ids) are stored; everything else lives on the heap alone.
+
+// putMessage stores m for the durable queues among queues and gives it
+// its reference (m.ref). done is called once, as store.Store.Put says. A
+// transient message, or one with no durable queue, costs nothing here.
+// The ids are gathered in p's scratch (the store does not keep them).
+func (s *Server) putMessage(p *publisher, m *Message, queues []*Queue, done func(error)) {
+	if !m.Persistent {
+		finishPut(done)
+		return
+	}
+	ids := p.storeIDs[:0]
+	ttlQueue := false
+	for _, q := range queues {
+		if q.id != 0 {
+			ids = append(ids, store.QueueID(q.id))
+			ttlQueue = ttlQueue || q.policy.ttl >= 0
+		}
+	}
+	if len(ids) == 0 {
+		finishPut(done)
+		return
+	}
+	p.storeIDs = ids
+	m.Meta = messageMeta(m, ttlQueue)
+	// A failure is also given to done, which nacks the publisher.
+	m.ref, _ = s.store.Put(&m.Message, ids, done)
 }
 
-// memoryStore keeps messages on the heap only; the garbage collector frees a
-// message once its last queue lets go.
-type memoryStore struct{}
-
-// NewMemoryStore returns the store used when nothing needs to survive a
-// restart.
-func NewMemoryStore() MessageStore { return memoryStore{} }
-
-func (memoryStore) Put(_ *Message, _ []*Queue, done func(error)) {
+func finishPut(done func(error)) {
 	if done != nil {
 		done(nil)
 	}
 }
 
-func (memoryStore) Release(*Queue, []qentry) {}
-
-func (memoryStore) Load(e *qentry) error {
-	if e.msg == nil {
-		return errors.New("memory store: message not in memory")
+// releaseEntries tells the store that q let go of these entries (acked,
+// purged, expired, dead-lettered). A transient queue holds nothing there,
+// and a deleted one was dropped whole.
+func (q *Queue) releaseEntries(n int, ref func(i int) store.Ref) {
+	if q.id == 0 || q.dropped.Load() {
+		return
 	}
-	return nil
+	refs := make([]store.Ref, 0, n)
+	for i := range n {
+		if r := ref(i); !r.IsZero() {
+			refs = append(refs, r)
+		}
+	}
+	if len(refs) > 0 {
+		q.store.Release(store.QueueID(q.id), refs)
+	}
 }
 
-func (memoryStore) DropQueue(*Queue) {}
+// loadMessage reads a paged-out message back from the store.
+func (q *Queue) loadMessage(ref store.Ref) (*Message, error) {
+	if ref.IsZero() {
+		return nil, fmt.Errorf("message is neither in memory nor in the store")
+	}
+	sm, err := q.store.Load(ref)
+	if err != nil {
+		return nil, fmt.Errorf("read message %d at segment %d offset %d: %w", ref.ID, ref.Segment, ref.Offset, err)
+	}
+	return &Message{Message: *sm, ref: ref}, nil
+}
 
-func (memoryStore) Pages() bool { return false }
+// dropFromStore records that q was deleted with everything it held.
+func (q *Queue) dropFromStore() {
+	if q.id == 0 {
+		return
+	}
+	q.dropped.Store(true)
+	q.store.DropQueue(store.QueueID(q.id))
+}
 
-func (memoryStore) Close() error { return nil }
+// messageMeta is what recovery needs of m to give it back its priority and
+// TTL clock: the priority, and when a TTL applies the publish time and the
+// message's own deadline. A message with neither keeps the smaller
+// version 1 record.
+func messageMeta(m *Message, ttlQueue bool) store.Meta {
+	meta := store.Meta{Priority: m.Priority}
+	if ttlQueue || m.hasTTL {
+		now := time.Now().UnixNano()
+		meta.Timestamp = now
+		if m.hasTTL {
+			meta.Expires = now + m.ttl*int64(time.Millisecond)
+		}
+	}
+	return meta
+}

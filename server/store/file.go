@@ -102,7 +102,8 @@ func (s *file) Put(m *Message, queues []QueueID, done func(error)) (Ref, error) 
 	if s.closed.Load() {
 		return Ref{}, finish(done, ErrClosed)
 	}
-	ids := durableQueues(queues)
+	var buf [16]uint64
+	ids := durableQueues(buf[:0], queues)
 	if !m.Persistent || s.discard || len(ids) == 0 {
 		return Ref{}, finish(done, nil)
 	}

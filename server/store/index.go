@@ -47,10 +47,9 @@ func newIndex() index {
 	return index{msgs: map[uint64]*msgChunk{}, queues: map[QueueID]*holdSet{}, wide: map[uint64]uint32{}}
 }
 
-// durableQueues returns the distinct non-zero ids of queues as the log
-// wants them (nil if none).
-func durableQueues(queues []QueueID) []uint64 {
-	var ids []uint64
+// durableQueues appends the distinct non-zero ids of queues to ids, as
+// the log wants them. Callers pass a stack buffer: Put does not keep them.
+func durableQueues(ids []uint64, queues []QueueID) []uint64 {
 	for _, q := range queues {
 		if q != 0 {
 			ids = append(ids, uint64(q))

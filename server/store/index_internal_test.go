@@ -21,7 +21,7 @@ func TestDurableQueues(t *testing.T) {
 		{[]QueueID{3, 0, 1, 3, 1, 2}, "[3 1 2]"},
 		{wide, fmt.Sprint(seq(21, 40))},
 	} {
-		if got := fmt.Sprint(durableQueues(c.in)); got != c.want {
+		if got := fmt.Sprint(durableQueues(nil, c.in)); got != c.want {
 			t.Errorf("durableQueues(%v) = %s, want %s", c.in, got, c.want)
 		}
 	}
@@ -76,7 +76,7 @@ func TestIndexModel(t *testing.T) {
 			for range next(3) + 1 {
 				qs = append(qs, next(6)+1)
 			}
-			qs = durableQueues(func() []QueueID {
+			qs = durableQueues(nil, func() []QueueID {
 				var v []QueueID
 				for _, q := range qs {
 					v = append(v, QueueID(q))

@@ -20,7 +20,8 @@ func NewMemory() Store {
 }
 
 func (s *memory) Put(m *Message, queues []QueueID, done func(error)) (Ref, error) {
-	ids := durableQueues(queues)
+	var buf [16]uint64
+	ids := durableQueues(buf[:0], queues)
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -167,7 +167,7 @@ type Store interface {
 	// store makes it (at once for memory; after the covering fsync for
 	// the file store), or with the error that prevented it, which Put
 	// also returns when it fails at once. done may run before Put
-	// returns.
+	// returns. Put does not keep queues once it returns.
 	Put(m *Message, queues []QueueID, done func(error)) (Ref, error)
 	// Release records that q no longer holds refs (acked, purged,
 	// expired). Refs q does not hold, and zero refs, are ignored; a
