@@ -39,7 +39,9 @@ type Queue struct {
 	// policy is fixed at declaration from the queue's arguments.
 	policy queuePolicy
 
-	cq       *queue.Classic[qhandle]
+	// cq holds the messages and delivers them: a queue.Classic today,
+	// behind the interface every queue kind implements.
+	cq       queue.Queue[qhandle]
 	stopOnce sync.Once
 
 	// mu guards every field below. It is never held while calling cq.

@@ -1,0 +1,49 @@
+package queue
+
+// Queue is a queue as the protocol layer calls it, whatever keeps its
+// messages: the classic queue (Classic, a Core driven by a goroutine of its
+// own) is the first kind; a quorum queue (the same Core applied from a
+// Raft log) and a stream are the next. H is the message handle the kind's
+// Host understands. Every method is safe for concurrent use; none calls a
+// Consumer or the Host while holding a lock of the queue's.
+type Queue[H any] interface {
+	// Push enqueues a routed message and returns the ready count and
+	// consumers after it (for flow control), or ErrRejected from a full
+	// reject-publish queue. Delivery happens later, on the queue's terms.
+	Push(m Message[H]) (ready int64, consumers int, err error)
+	// Admits reports whether a reject-publish queue would take a message
+	// of size bytes now (the publisher's admission check).
+	Admits(size uint32) bool
+	// Consume adds a consumer, which the queue then grants messages to
+	// through Consumer.Acquire and Consumer.Deliver.
+	Consume(c Consumer[H], priority int64, noAck bool) ConsumerID
+	// Cancel removes a consumer (its unacked messages stay unacked) and
+	// reports whether consumers are left.
+	Cancel(id ConsumerID) bool
+	// Settle acks, rejects (dead-lettering if the queue has a
+	// dead-letter exchange) or requeues deliveries by Entry.Seq.
+	Settle(seqs []uint64, outcome Outcome)
+	// Get takes the head message (basic.get).
+	Get(noAck bool) (e Entry[H], ok bool)
+	// GiveBack returns messages taken by Get that could not be handed
+	// over, as if never taken.
+	GiveBack(es []Entry[H])
+	// Purge drops every ready message and returns how many.
+	Purge() int
+	// Delete releases everything and stops the queue; it returns the
+	// ready count it held.
+	Delete() int
+	// Close stops the queue keeping its messages (server shutdown).
+	Close()
+	// Info reports counts, ages and counters (queue.declare-ok, the
+	// management API, metrics).
+	Info() Info
+	// Counts is the ready count and consumers, cheaper than Info.
+	Counts() (ready int64, consumers int)
+	// Touch records a use for x-expires (declare, basic.get).
+	Touch()
+	// Wake asks the queue to look for work (a consumer has credit again).
+	Wake()
+}
+
+var _ Queue[struct{}] = (*Classic[struct{}])(nil)
