@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -39,13 +40,7 @@ func (c *conn) handshake() error {
 	// make us buffer a large frame.
 	c.fr.SetMaxFrame(amqp.FrameMinSize)
 
-	start := &amqp.ConnectionStart{
-		VersionMajor: 0, VersionMinor: 9,
-		ServerProperties: c.srv.serverProperties(),
-		Mechanisms:       "PLAIN AMQPLAIN",
-		Locales:          "en_US",
-	}
-	if err := c.writeNow(amqp.AppendMethodFrame(nil, 0, start)); err != nil {
+	if err := c.writeNow(connectionStartFrame()); err != nil {
 		return err
 	}
 
@@ -157,6 +152,18 @@ func (c *conn) writeNow(b []byte) error {
 	_, err := c.nc.Write(b)
 	return err
 }
+
+// connectionStartFrame is connection.start, the same for every
+// connection: encoded once, since its table costs more than the rest of a
+// handshake (and clients that reconnect in a loop pay it each time).
+var connectionStartFrame = sync.OnceValue(func() []byte {
+	return amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionStart{
+		VersionMajor: 0, VersionMinor: 9,
+		ServerProperties: serverProperties(),
+		Mechanisms:       "PLAIN AMQPLAIN",
+		Locales:          "en_US",
+	})
+})
 
 // handshakeClose sends connection.close during the handshake and waits
 // briefly for close-ok before giving up on the client.

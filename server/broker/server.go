@@ -402,7 +402,7 @@ func (s *Server) loopbackAllowed(user string, addr net.Addr) bool {
 func (s *Server) permitted(user, vhost string) bool { return true }
 
 // serverProperties is connection.start's server-properties table.
-func (s *Server) serverProperties() amqp.Table {
+func serverProperties() amqp.Table {
 	return amqp.Table{
 		"product":      "AMQP-Go Server",
 		"version":      Version,
