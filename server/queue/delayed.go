@@ -32,10 +32,15 @@ func (d *Delayed[H]) Schedule(m Message[H], due int64) {
 
 // Due takes every message due at now, in due-time order (ties in schedule
 // order). The slice is valid until the next call.
-func (d *Delayed[H]) Due(now int64) []Entry[H] {
+func (d *Delayed[H]) Due(now int64) []Entry[H] { return d.DueMax(now, 0) }
+
+// DueMax is Due taking at most max messages (max <= 0: no limit), so that
+// a driver releasing a large backlog at once (a restart after downtime)
+// works in bounded rounds; the rest stay due for the next call.
+func (d *Delayed[H]) DueMax(now int64, max int) []Entry[H] {
 	clear(d.out)
 	d.out = d.out[:0]
-	for d.items.len() > 0 && d.items.top().Expires <= now {
+	for d.items.len() > 0 && d.items.top().Expires <= now && (max <= 0 || len(d.out) < max) {
 		d.out = append(d.out, d.items.pop())
 	}
 	return d.out

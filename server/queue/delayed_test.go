@@ -55,3 +55,38 @@ func BenchmarkDelayed(b *testing.B) {
 		d.Due(int64(d.NextDeadline()) + 1000)
 	}
 }
+
+// DueMax takes the due messages in bounded rounds, in the order Due would
+// give them all at once, and never one that is not yet due.
+func TestDelayedDueMax(t *testing.T) {
+	d := NewDelayed[string]()
+	for _, s := range []struct {
+		name string
+		due  int64
+	}{{"c", 30}, {"a1", 10}, {"b", 20}, {"a2", 10}, {"late", 100}} {
+		d.Schedule(Message[string]{Handle: s.name}, s.due)
+	}
+	for _, step := range []struct {
+		now  int64
+		max  int
+		want []string
+		left int
+	}{
+		{5, 2, nil, 5},
+		{50, 2, []string{"a1", "a2"}, 3},
+		{50, 2, []string{"b", "c"}, 1},
+		{50, 2, nil, 1},
+		{100, 0, []string{"late"}, 0},
+	} {
+		var got []string
+		for _, e := range d.DueMax(step.now, step.max) {
+			got = append(got, e.Handle)
+			if e.Expires > step.now {
+				t.Errorf("at %d: %s due at %d came out early", step.now, e.Handle, e.Expires)
+			}
+		}
+		if !slices.Equal(got, step.want) || d.Len() != step.left {
+			t.Errorf("at %d max %d: got %v (%d left), want %v (%d left)", step.now, step.max, got, d.Len(), step.want, step.left)
+		}
+	}
+}
