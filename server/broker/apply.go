@@ -224,7 +224,7 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 	if old != nil {
 		return nil, nil
 	}
-	if x.Kind == kindHeaders {
+	if routeKind(x.Kind, x.Args) == kindHeaders {
 		hm, err := compileHeadersMatch(b.args)
 		if err != nil {
 			return nil, withMethod(err, m)

@@ -119,10 +119,14 @@ func (d *definitions) put(k []byte, t amqp.Table) error {
 }
 
 func (d *definitions) putExchange(vhost string, x *Exchange) error {
-	return d.put(key("x", vhost, x.Name), amqp.Table{
+	t := amqp.Table{
 		"type": x.Kind, "durable": x.Durable, "auto_delete": x.AutoDelete, "internal": x.Internal,
 		"arguments": tableOrEmpty(x.Args),
-	})
+	}
+	if id := x.delayedID(); id != 0 {
+		t["id"] = int64(id)
+	}
+	return d.put(key("x", vhost, x.Name), t)
 }
 
 func (d *definitions) putQueue(vhost string, q *Queue) error {

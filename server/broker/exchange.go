@@ -41,6 +41,9 @@ type Exchange struct {
 	// alternate is the alternate-exchange argument ("": none; the default
 	// exchange would route nothing there either, as in RabbitMQ).
 	alternate string
+	// delayed schedules the delayed messages of an x-delayed-message
+	// exchange (nil for any other kind); router is its x-delayed-type's.
+	delayed *delayedExchange
 }
 
 // argAlternate names an exchange's alternate exchange, RabbitMQ's
@@ -104,7 +107,7 @@ type router interface {
 
 func validKind(kind string) bool {
 	switch kind {
-	case kindDirect, kindFanout, kindTopic, kindHeaders:
+	case kindDirect, kindFanout, kindTopic, kindHeaders, kindDelayed:
 		return true
 	}
 	return false
@@ -114,7 +117,10 @@ func newExchange(name, kind string, durable, autoDelete, internal bool, args amq
 	x := &Exchange{Name: name, Kind: kind, Durable: durable, AutoDelete: autoDelete, Internal: internal, Args: args,
 		bindings: map[bindingKey]*binding{}}
 	x.alternate, _ = args[argAlternate].(string)
-	switch kind {
+	if kind == kindDelayed {
+		x.delayed = newDelayedExchange(x)
+	}
+	switch routeKind(kind, args) {
 	case kindFanout:
 		x.router = &fanoutRouter{}
 	case kindTopic:
@@ -331,6 +337,12 @@ func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) 
 	for len(scratch.pending) > 0 {
 		cur := scratch.pending[len(scratch.pending)-1]
 		scratch.pending = scratch.pending[:len(scratch.pending)-1]
+		if cur.delayed.takes(props) {
+			// A delayed exchange holds the message (VHost.Publish
+			// schedules it) instead of routing it now.
+			scratch.delayed = append(scratch.delayed, cur)
+			continue
+		}
 		cur.mu.RLock()
 		if cur.deleted {
 			cur.mu.RUnlock()
@@ -371,10 +383,13 @@ type routeScratch struct {
 	// seenQ de-duplicates destinations once a message reaches more than
 	// a handful of queues, keeping wide fanouts linear.
 	seenQ map[*Queue]struct{}
+	// delayed are the delayed exchanges that hold the message.
+	delayed []*Exchange
 }
 
 func (s *routeScratch) reset() {
 	s.pending = s.pending[:0]
+	s.delayed = s.delayed[:0]
 	s.seenX = s.seenX[:0]
 	s.bindings = s.bindings[:0]
 	clear(s.seenQ)

@@ -88,6 +88,12 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 	} else {
 		qs = routeMessage(x, msg, qs, &p.route)
 	}
+	// A delayed exchange reached holds the message: not unroutable, and
+	// the publisher hears once it is stored too.
+	delayed := len(p.route.delayed) > 0
+	if delayed {
+		done = p.scheduleDelayed(msg, done)
+	}
 	// Admission: a full reject-publish queue refuses the message (and a
 	// dead-letter's cycle never sees it); the other queues still get it.
 	refused, limited := false, false
@@ -107,7 +113,7 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 		}
 	}
 	var out PublishOutcome
-	if len(kept) == 0 && !refused {
+	if len(kept) == 0 && !refused && !delayed {
 		out.Unroutable = true
 		if returned != nil {
 			returned(msg)

@@ -75,6 +75,7 @@ func Open(cfg Config) (*Server, error) {
 		defs.close()
 		return nil, err
 	}
+	s.startDelayed() // due messages enter queues after their recovered ones
 	interval := cfg.CheckpointInterval
 	if interval <= 0 {
 		interval = time.Second
@@ -105,9 +106,16 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 		}
 	}
 
+	delayed := s.delayedByID()
 	var messages int
 	for id, rq := range rec.Queues {
 		q := byID[uint64(id)]
+		if d := delayed[uint64(id)]; q == nil && d != nil {
+			// A durable delayed exchange's waiting messages.
+			d.recoverEntries(rq.Entries)
+			messages += len(rq.Entries)
+			continue
+		}
 		if q == nil {
 			// Its definition is gone: the queue was deleted and the crash
 			// came before the log heard of it.
@@ -175,7 +183,8 @@ func (s *Server) recoverDef(v *VHost, d storedDef, byID map[uint64]*Queue) error
 		ch.Kind, ch.Exchange = ExchangeDeclare, d.parts[1]
 		ch.Type, _ = d.t["type"].(string)
 		ch.Internal, _ = d.t["internal"].(bool)
-		if _, err := v.Apply(ch, fromStore(0)); err != nil {
+		id, _ := d.t["id"].(int64) // a durable delayed exchange's log id
+		if _, err := v.Apply(ch, fromStore(uint64(id))); err != nil {
 			return fmt.Errorf("definitions: exchange %q in vhost %q: %v", ch.Exchange, v.name, err)
 		}
 	case 'q':
@@ -240,7 +249,12 @@ func (s *Server) persistExchange(m amqp.Method, v *VHost, x *Exchange) error {
 	if s.defs == nil || !x.Durable {
 		return nil
 	}
-	return s.persistErr(m, s.writeDefs(func() error { return s.defs.putExchange(v.name, x) }))
+	return s.persistErr(m, s.writeDefs(func() error {
+		if err := s.assignDelayedID(x); err != nil {
+			return err
+		}
+		return s.defs.putExchange(v.name, x)
+	}))
 }
 
 // forgetExchange deletes x's definition and the stored ones among bs, the

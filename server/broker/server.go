@@ -345,6 +345,7 @@ func (s *Server) Close() error {
 		}
 		<-waited
 	}
+	s.stopDelayed() // before the queues: a firing publishes into them
 	s.mu.Lock()
 	vs := make([]*VHost, 0, len(s.vhosts))
 	for _, v := range s.vhosts {

@@ -106,8 +106,16 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 		if err := checkExchangeArgs(m, v.name, ch.Exchange, ch.Arguments); err != nil {
 			return err
 		}
+		if ch.Type == kindDelayed {
+			if err := checkDelayedArgs(m, ch.Arguments); err != nil {
+				return err
+			}
+		}
 	}
 	x := newExchange(ch.Exchange, ch.Type, ch.Durable, ch.AutoDelete, ch.Internal, ch.Arguments)
+	if o.stored && x.delayed != nil {
+		x.delayed.id = o.id
+	}
 	if !o.stored {
 		if err := v.server.persistExchange(m, v, x); err != nil {
 			return err
@@ -135,10 +143,19 @@ func (x *Exchange) equivalent(m *DefChange, vhost string) error {
 	case m.Internal != x.Internal:
 		return diff("internal", m.Internal, x.Internal)
 	}
-	// Of the arguments RabbitMQ compares only the alternate exchange.
-	got, gok := m.Arguments[argAlternate]
-	cur, cok := x.Args[argAlternate]
-	return argEquivalent(m.method(), "exchange", x.Name, vhost, argAlternate, got, gok, cur, cok)
+	// Of the arguments RabbitMQ compares only the alternate exchange, and
+	// here a delayed exchange's routing type too.
+	for _, k := range []string{argAlternate, argDelayedType} {
+		if k == argDelayedType && x.delayed == nil {
+			break
+		}
+		got, gok := m.Arguments[k]
+		cur, cok := x.Args[k]
+		if err := argEquivalent(m.method(), "exchange", x.Name, vhost, k, got, gok, cur, cok); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // removeExchange deletes an exchange and every binding into and out of it
@@ -184,6 +201,7 @@ func (v *VHost) removeExchangeDef(ch *DefChange, o *applyOpts, m amqp.Method) ([
 	delete(v.exchanges, ch.Exchange)
 	v.mu.Unlock()
 	x.markDeleted()
+	x.delayed.drop() // its waiting messages go with it
 	_, emptied := unbindTaken(v.dests.take(destKey{x: x}))
 	return emptied, nil
 }
