@@ -323,22 +323,6 @@ func (ch *channel) queueFor(m amqp.Method, name string) (*Queue, error) {
 	return q, q.checkOwner(ch.conn, m)
 }
 
-// errUnavailable refuses a queue whose log is damaged. RabbitMQ answers
-// 404 for a queue whose process is down; the text says why.
-func errUnavailable(m amqp.Method, q *Queue) error {
-	q.mu.Lock()
-	why := q.unavailable
-	q.mu.Unlock()
-	return protoErr(amqp.NotFound, m, "queue '%s' in vhost '%s' is unavailable: %s; see the server log and recovery-tool",
-		q.Name, q.vhost.name, why)
-}
-
-func (q *Queue) isUnavailable() bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.unavailable != ""
-}
-
 // withMethod attaches the failing method's ids to an exception.
 func withMethod(err error, m amqp.Method) error {
 	var ae *amqpError

@@ -257,6 +257,23 @@ func (q *Queue) loadFailed(e *queue.Entry[qhandle], err error) {
 	q.mu.Unlock()
 }
 
+// errUnavailable refuses a queue whose log is damaged. RabbitMQ answers
+// 404 for a queue whose process is down; the text says why.
+func errUnavailable(m amqp.Method, q *Queue) error {
+	q.mu.Lock()
+	why := q.unavailable
+	q.mu.Unlock()
+	return protoErr(amqp.NotFound, m, "queue '%s' in vhost '%s' is unavailable: %s; see the server log and recovery-tool",
+		q.Name, q.vhost.name, why)
+}
+
+// isUnavailable reports whether the queue is refused (a damaged log).
+func (q *Queue) isUnavailable() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.unavailable != ""
+}
+
 // purge drops every ready message and returns how many.
 func (q *Queue) purge() int {
 	n := q.cq.Purge()
