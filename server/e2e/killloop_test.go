@@ -55,92 +55,127 @@ func dialRetry(url string, stop <-chan struct{}) (*amqp.Connection, bool) {
 	}
 }
 
-// produce publishes persistent messages with confirms until stop, across
-// broker restarts; a message counts only once its confirm arrives.
-func produce(id int, url string, l *ledger, stop <-chan struct{}) {
-	seq := 0
+// sessions calls run with a fresh channel after each (re)connection to url,
+// until stop: run returns when its channel fails (the broker went) or stop
+// is closed, and the connection is closed after it (acks already sent are
+// read before the close).
+func sessions(url string, stop <-chan struct{}, run func(ch *amqp.Channel)) {
 	for {
 		c, ok := dialRetry(url, stop)
 		if !ok {
 			return
 		}
-		ch, err := c.Channel()
-		if err == nil {
-			err = ch.Confirm(false)
+		if ch, err := c.Channel(); err == nil {
+			run(ch)
 		}
-		if err != nil {
-			c.Close()
-			continue
+		c.Close()
+		select {
+		case <-stop:
+			return
+		default:
+		}
+	}
+}
+
+// confirmedWindows publishes with confirms until stop, across broker
+// restarts: window publishes one window on ch and returns, in publish
+// order, what to do with each message's ack (a message counts only once
+// its confirm arrives).
+func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Channel) ([]func(), error)) {
+	sessions(url, stop, func(ch *amqp.Channel) {
+		if ch.Confirm(false) != nil {
+			return
 		}
 		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 64))
-		for err == nil {
+		for {
 			select {
 			case <-stop:
-				c.Close()
 				return
 			default:
 			}
-			// Windows of 20: publish, then wait for their confirms.
-			var bodies []string
-			for i := 0; i < 20 && err == nil; i++ {
-				seq++
-				b := fmt.Sprintf("p%d-%d", id, seq)
-				err = ch.Publish("", "crash", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(b)})
-				if err == nil {
-					bodies = append(bodies, b)
-				}
-			}
-			for i := range bodies {
+			acked, err := window(ch)
+			for _, ack := range acked {
 				cf, open := <-confirms
 				if !open {
-					err = amqp.ErrClosed
-					break
+					return
 				}
 				if cf.Ack {
-					l.confirm(bodies[i])
+					ack()
 				}
 			}
+			if err != nil {
+				return
+			}
 		}
-		c.Close()
+	})
+}
+
+// deliveries consumes queue, acking each delivery after each has seen it,
+// until stop, across restarts.
+func deliveries(url, queue string, stop <-chan struct{}, each func(amqp.Delivery)) {
+	sessions(url, stop, func(ch *amqp.Channel) {
+		if ch.Qos(50, 0, false) != nil {
+			return
+		}
+		ds, err := ch.Consume(queue, "", false, false, false, false, nil)
+		if err != nil {
+			return
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case d, ok := <-ds:
+				if !ok {
+					return
+				}
+				each(d)
+				_ = d.Ack(false)
+			}
+		}
+	})
+}
+
+// waitNoneMissing polls missing (which takes its own locks) until it
+// reports no confirmed message undelivered, failing them as lost after a
+// minute.
+func waitNoneMissing(t *testing.T, b *broker, what string, missing func() int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		n := missing()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d confirmed %s never delivered (lost)\n%s", n, what, b.log())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// produce publishes persistent messages with confirms until stop, across
+// broker restarts, in windows of 20.
+func produce(id int, url string, l *ledger, stop <-chan struct{}) {
+	seq := 0
+	confirmedWindows(url, stop, func(ch *amqp.Channel) ([]func(), error) {
+		var acked []func()
+		for i := 0; i < 20; i++ {
+			seq++
+			b := fmt.Sprintf("p%d-%d", id, seq)
+			if err := ch.Publish("", "crash", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(b)}); err != nil {
+				return acked, err
+			}
+			acked = append(acked, func() { l.confirm(b) })
+		}
+		return acked, nil
+	})
 }
 
 // consume records and acks deliveries until stop, across restarts.
 func consume(url string, l *ledger, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	for {
-		c, ok := dialRetry(url, stop)
-		if !ok {
-			return
-		}
-		ch, err := c.Channel()
-		var ds <-chan amqp.Delivery
-		if err == nil {
-			err = ch.Qos(50, 0, false)
-		}
-		if err == nil {
-			ds, err = ch.Consume("crash", "", false, false, false, false, nil)
-		}
-		if err != nil {
-			c.Close()
-			continue
-		}
-		for open := true; open; {
-			select {
-			case <-stop:
-				c.Close() // acks already sent are read before the close
-				return
-			case d, ok := <-ds:
-				if !ok {
-					open = false
-					break
-				}
-				l.deliver(string(d.Body))
-				_ = d.Ack(false)
-			}
-		}
-		c.Close()
-	}
+	deliveries(url, "crash", stop, func(d amqp.Delivery) { l.deliver(string(d.Body)) })
 }
 
 // TestKill9WhilePublishingAndConsuming kills the broker at random moments
@@ -188,24 +223,17 @@ func TestKill9WhilePublishingAndConsuming(t *testing.T) {
 	pwg.Wait()
 
 	// Let the consumers drain everything, then stop them.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	waitNoneMissing(t, b, "messages", func() int {
 		l.mu.Lock()
+		defer l.mu.Unlock()
 		missing := 0
 		for body := range l.confirmed {
 			if l.delivered[body] == 0 {
 				missing++
 			}
 		}
-		l.mu.Unlock()
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d confirmed messages never delivered (lost)\n%s", missing, b.log())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return missing
+	})
 	close(stopConsumers)
 	for _, done := range consumed {
 		<-done
