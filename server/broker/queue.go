@@ -257,6 +257,59 @@ func (q *Queue) loadFailed(e *queue.Entry[qhandle], err error) {
 	q.mu.Unlock()
 }
 
+// checkOwner refuses access to another connection's exclusive queue.
+func (q *Queue) checkOwner(c *conn, m amqp.Method) error {
+	if q.Exclusive && q.owner != c {
+		return errLocked(m, q)
+	}
+	return nil
+}
+
+// errLocked is RabbitMQ's 405 for another connection's exclusive queue.
+func errLocked(m amqp.Method, q *Queue) error {
+	return protoErr(amqp.ResourceLocked, m,
+		"cannot obtain exclusive access to locked queue '%s' in vhost '%s'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+		q.Name, q.vhost.name)
+}
+
+// queueArgsChecked are the arguments whose values must match on redeclare.
+var queueArgsChecked = []string{
+	"x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
+	"x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator",
+}
+
+// equivalent checks a redeclare against the queue as RabbitMQ does:
+// exclusivity, then durable and auto-delete, then queueArgsChecked.
+func (q *Queue) equivalent(m *DefChange, vhost string) error {
+	diff := func(arg string, got, cur any) error {
+		return protoErr(amqp.PreconditionFailed, m.method(),
+			"inequivalent arg '%s' for queue '%s' in vhost '%s': received '%v' but current is '%v'",
+			arg, q.Name, vhost, got, cur)
+	}
+	switch {
+	case m.Exclusive != q.Exclusive:
+		// RabbitMQ checks exclusivity first and strictly: a lock, not an
+		// inequivalence.
+		return errLocked(m.method(), q)
+	case m.Durable != q.Durable:
+		return diff("durable", m.Durable, q.Durable)
+	case m.AutoDelete != q.AutoDelete:
+		return diff("auto_delete", m.AutoDelete, q.AutoDelete)
+	}
+	for _, k := range queueArgsChecked {
+		got, gok := m.Arguments[k]
+		cur, cok := q.Args[k]
+		if k == "x-queue-type" && sameQueueType(got, gok, cur, cok) {
+			continue
+		}
+		if err := argEquivalent(m.method(), "queue", q.Name, vhost, k, got, gok, cur, cok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // errUnavailable refuses a queue whose log is damaged. RabbitMQ answers
 // 404 for a queue whose process is down; the text says why.
 func errUnavailable(m amqp.Method, q *Queue) error {
