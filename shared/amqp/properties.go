@@ -207,44 +207,11 @@ func (p *Properties) Append(dst []byte) []byte {
 // table by their lengths. It returns 0 if the property is absent or raw is
 // too short to hold it.
 func PeekDeliveryMode(raw []byte) uint8 {
-	if len(raw) < 2 {
+	if len(raw) < 2 || binary.BigEndian.Uint16(raw)&FlagDeliveryMode == 0 {
 		return 0
 	}
-	flags := binary.BigEndian.Uint16(raw)
-	if flags&FlagDeliveryMode == 0 {
-		return 0
-	}
-	off := 2
-	for w := flags; w&flagContinuation != 0; {
-		if len(raw)-off < 2 {
-			return 0
-		}
-		w = binary.BigEndian.Uint16(raw[off:])
-		off += 2
-	}
-	if flags&FlagContentType != 0 {
-		if off >= len(raw) {
-			return 0
-		}
-		off += 1 + int(raw[off])
-	}
-	if flags&FlagContentEncoding != 0 {
-		if off >= len(raw) {
-			return 0
-		}
-		off += 1 + int(raw[off])
-	}
-	if flags&FlagHeaders != 0 {
-		if len(raw)-off < 4 {
-			return 0
-		}
-		n := binary.BigEndian.Uint32(raw[off:])
-		if uint64(n) >= uint64(len(raw)-off-4) {
-			return 0
-		}
-		off += 4 + int(n)
-	}
-	if off >= len(raw) {
+	off, ok := fieldOffset(raw, FlagDeliveryMode)
+	if !ok || off >= len(raw) {
 		return 0
 	}
 	return raw[off]
