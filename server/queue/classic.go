@@ -58,6 +58,7 @@ type Classic[H any] struct {
 
 	mu        sync.Mutex
 	core      *Core[H]
+	meter     Meter // the core's rates, sampled by SampleRates
 	consumers map[ConsumerID]Consumer[H]
 	nextID    ConsumerID
 	closed    bool
@@ -81,6 +82,7 @@ func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic
 	q := &Classic[H]{host: host, clock: clock, core: New[H](policy, clock()),
 		consumers: map[ConsumerID]Consumer[H]{}, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	q.meter.Start(clock())
 	go q.drive()
 	q.signal() // arms the x-expires clock
 	return q
@@ -108,7 +110,7 @@ func (q *Classic[H]) Admits(size uint32) bool {
 // GiveBack returns messages taken by Get that could not be handed over
 // (the channel closed meanwhile): ready again, as if never taken.
 func (q *Classic[H]) GiveBack(es []Entry[H]) {
-	q.giveBack(es)
+	q.giveBack(es, true)
 	q.signal()
 }
 
@@ -247,7 +249,7 @@ func (q *Classic[H]) Get(noAck bool) (e Entry[H], ok bool) {
 	if ok {
 		prepared := q.host.Prepare([]Entry[H]{e})
 		if len(prepared) == 0 {
-			q.giveBack([]Entry[H]{e}) // not readable: as if never taken
+			q.giveBack([]Entry[H]{e}, true) // not readable: as if never taken
 			return Entry[H]{}, false
 		}
 		e = prepared[0]
@@ -255,11 +257,11 @@ func (q *Classic[H]) Get(noAck bool) (e Entry[H], ok bool) {
 	return e, ok
 }
 
-// giveBack returns entries taken for delivery that could not be handed
-// over.
-func (q *Classic[H]) giveBack(es []Entry[H]) {
+// giveBack returns entries taken for delivery (got false) or by Get (got
+// true) that could not be handed over.
+func (q *Classic[H]) giveBack(es []Entry[H], got bool) {
 	q.mu.Lock()
-	q.core.Return(es)
+	q.core.Return(es, got)
 	q.mu.Unlock()
 }
 
@@ -306,11 +308,28 @@ func (q *Classic[H]) Close() {
 	<-q.done
 }
 
-// Info reports the queue's counts, ages and counters.
+// Info reports the queue's counts, ages, counters and rates.
 func (q *Classic[H]) Info() Info {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.core.Info()
+	in := q.core.Info()
+	in.Rates = q.meter.Rates()
+	return in
+}
+
+// SampleRates samples the counters for Info's rates (see Meter).
+func (q *Classic[H]) SampleRates() {
+	q.mu.Lock()
+	q.meter.Sample(q.core.stats, q.clock())
+	q.mu.Unlock()
+}
+
+// Head returns the head message's entry, leaving it in place (ok false:
+// none is ready). Its handle is only for reading what it points to.
+func (q *Classic[H]) Head() (e Entry[H], ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Head()
 }
 
 // Touch records a declare for x-expires.
@@ -406,7 +425,7 @@ func (q *Classic[H]) dispatchOnce() bool {
 		if rest := e.Entries[len(ready):]; len(rest) > 0 {
 			// The rest could not be read back: they return to the queue
 			// as if never delivered, and their credit to the consumer.
-			q.giveBack(rest)
+			q.giveBack(rest, false)
 			for _, g := range grants {
 				if g.id == e.Consumer {
 					g.c.Unacquire(int64(len(rest)))

@@ -195,9 +195,28 @@ type Core[H any] struct {
 	arena       []Entry[H] // entries of out's effects (see mark)
 }
 
-// Stats are the queue's running counters, for rates in the management API.
+// Stats are the queue's running counters, RabbitMQ's message_stats: they
+// only grow (a delivery given back undoes itself), so rates are their
+// differences over time (see Meter).
 type Stats struct {
-	Published, Delivered, Redelivered, Acked, Rejected, Expired, DeadLettered, Dropped uint64
+	// Published counts messages that entered the queue (publishes and
+	// dead-letters; not those a full reject-publish queue refused).
+	Published uint64
+	// Delivered counts every delivery, to consumers and basic.get, in
+	// either acknowledgement mode (RabbitMQ's deliver_get). Got is the
+	// part that went to basic.get, GotNoAck the part of Got that needed no
+	// ack, DeliveredNoAck the deliveries to no-ack consumers.
+	Delivered, Got, GotNoAck, DeliveredNoAck uint64
+	// Redelivered is the part of Delivered flagged redelivered.
+	Redelivered uint64
+	// GetEmpty counts basic.get on an empty queue.
+	GetEmpty uint64
+
+	// Acked counts basic.ack'd messages, Rejected those rejected or
+	// nacked without requeue; the others count messages that left
+	// otherwise (Dropped: released without dead-lettering, whatever the
+	// reason).
+	Acked, Rejected, Expired, DeadLettered, Dropped uint64
 }
 
 // New makes a core with policy, its clock starting at now.
@@ -576,6 +595,8 @@ func (c *Core[H]) dispatch(now int64) {
 			c.unackedBy = append(c.unackedBy, e.Seq)
 			c.unackedB += int64(e.Size)
 			cs.unacked++
+		} else {
+			c.stats.DeliveredNoAck++
 		}
 		if cur == nil || cur.Consumer != cs.id {
 			start = c.mark()
@@ -595,10 +616,12 @@ func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Eff
 	c.lastUsed = now
 	e, ok = c.popHead()
 	if !ok {
+		c.stats.GetEmpty++
 		return e, false, c.out
 	}
 	e.delivered()
 	c.stats.Delivered++
+	c.stats.Got++
 	if e.Deliveries > 1 {
 		c.stats.Redelivered++
 	}
@@ -606,6 +629,8 @@ func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Eff
 		c.unacked[e.Seq] = unackedEntry[H]{e: e, at: now}
 		c.unackedBy = append(c.unackedBy, e.Seq)
 		c.unackedB += int64(e.Size)
+	} else {
+		c.stats.GotNoAck++
 	}
 	return e, true, c.out
 }
@@ -663,12 +688,14 @@ func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] 
 	return c.out
 }
 
-// Return puts back entries taken by a delivery or get that could not be
-// handed over (their message could not be read): they are ready again at
-// their places, and the delivery does not count.
-func (c *Core[H]) Return(es []Entry[H]) {
+// Return puts back entries taken by a delivery (got false) or a basic.get
+// (got true) that could not be handed over (their message could not be
+// read, the channel closed): they are ready again at their places, and the
+// delivery does not count, in any counter.
+func (c *Core[H]) Return(es []Entry[H], got bool) {
 	for _, e := range es {
-		if u, ok := c.unacked[e.Seq]; ok {
+		u, acked := c.unacked[e.Seq] // else it went out in no-ack mode
+		if acked {
 			delete(c.unacked, e.Seq)
 			c.unackedB -= int64(u.e.Size)
 			for _, cs := range c.consumers {
@@ -677,10 +704,23 @@ func (c *Core[H]) Return(es []Entry[H]) {
 				}
 			}
 		}
+		s := &c.stats
+		s.Delivered--
+		if e.Deliveries > 1 {
+			s.Redelivered--
+		}
+		switch {
+		case got && !acked:
+			s.Got--
+			s.GotNoAck--
+		case got:
+			s.Got--
+		case !acked:
+			s.DeliveredNoAck--
+		}
 		if e.Deliveries > 0 {
 			e.Deliveries--
 		}
-		c.stats.Delivered--
 		c.requeueOne(e)
 	}
 	c.compactUnacked()
@@ -775,6 +815,9 @@ type Info struct {
 	// Active is the single active consumer (0: none or not SAC).
 	Active ConsumerID
 	Stats  Stats
+	// Rates are the counters' rates over the last sampling interval (a
+	// driver's Meter; zero from Core.Info).
+	Rates Rates
 }
 
 // Info reports counts, ages and counters.
@@ -791,6 +834,16 @@ func (c *Core[H]) Info() Info {
 		}
 	}
 	return in
+}
+
+// Head returns the head message, the one a consumer would get next (ok
+// false: no message is ready), leaving it in place.
+func (c *Core[H]) Head() (e Entry[H], ok bool) {
+	p, ok := c.peekHead()
+	if !ok {
+		return e, false
+	}
+	return *p, true
 }
 
 // expiryItem is a message whose expiry the head check cannot be trusted to

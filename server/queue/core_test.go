@@ -30,9 +30,14 @@ import (
 //	cancel cN
 //	settle ack|reject|requeue NAME...
 //	get [noack]
+//	return [got] NAME... (give back the entries last delivered, or got
+//	    with got, as a driver that could not hand them over)
 //	admits SIZE (would a push of SIZE body bytes be taken)
 //	purge | delete | tick | touch | info | deadline
 //	policy (as new, applied to the existing queue)
+//
+// info prints the counters got, got-noack, deliver-noack and get-empty only
+// when they are not zero.
 var rewrite = flag.Bool("rewrite", false, "rewrite the transcripts with the actual output")
 
 func TestTranscripts(t *testing.T) {
@@ -50,6 +55,8 @@ type transcript struct {
 	c    *Core[string]
 	now  int64
 	seqs map[string]uint64 // message name to Seq, once pushed
+	// taken is each message's entry as last delivered or got, for return.
+	taken map[string]Entry[string]
 }
 
 func runTranscript(t *testing.T, path string) {
@@ -58,7 +65,8 @@ func runTranscript(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), seqs: map[string]uint64{}}
+	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), seqs: map[string]uint64{},
+		taken: map[string]Entry[string]{}}
 	var out strings.Builder
 	for i := 0; i < len(lines); {
 		line := lines[i]
@@ -166,7 +174,7 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 	switch words[0] {
 	case "new":
 		tr.c = New[string](tr.policy(t, where, words[1:]), tr.now)
-		tr.seqs = map[string]uint64{}
+		tr.seqs, tr.taken = map[string]uint64{}, map[string]Entry[string]{}
 	case "policy":
 		effects = tr.c.SetPolicy(tr.policy(t, where, words[1:]), tr.now)
 	case "time":
@@ -227,10 +235,25 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		e, ok, es := tr.c.Get(noAck, tr.now)
 		effects = es
 		if ok {
+			tr.taken[e.Handle] = e
 			out = append(out, "got "+entryText(e))
 		} else {
 			out = append(out, "empty")
 		}
+	case "return":
+		names, got := words[1:], false
+		if len(names) > 0 && names[0] == "got" {
+			names, got = names[1:], true
+		}
+		var es []Entry[string]
+		for _, name := range names {
+			e, ok := tr.taken[name]
+			if !ok {
+				t.Fatalf("%s: %s was never delivered", where, name)
+			}
+			es = append(es, e)
+		}
+		tr.c.Return(es, got)
 	case "admits":
 		out = append(out, fmt.Sprintf("admits %v", tr.c.Admits(uint32(num(t, where, words[1])))))
 	case "purge":
@@ -252,12 +275,26 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		out = append(out, fmt.Sprintf("ready=%d unacked=%d bytes=%d unacked-bytes=%d consumers=%d head-ts=%d oldest-unacked=%d active=%d",
 			in.Ready, in.Unacked, in.ReadyBytes, in.UnackedBytes, in.Consumers, in.HeadTimestamp, in.OldestUnacked, in.Active))
 		s := in.Stats
-		out = append(out, fmt.Sprintf("published=%d delivered=%d redelivered=%d acked=%d rejected=%d expired=%d dead-lettered=%d dropped=%d",
-			s.Published, s.Delivered, s.Redelivered, s.Acked, s.Rejected, s.Expired, s.DeadLettered, s.Dropped))
+		line := fmt.Sprintf("published=%d delivered=%d redelivered=%d acked=%d rejected=%d expired=%d dead-lettered=%d dropped=%d",
+			s.Published, s.Delivered, s.Redelivered, s.Acked, s.Rejected, s.Expired, s.DeadLettered, s.Dropped)
+		for _, c := range []struct {
+			name string
+			n    uint64
+		}{{"got", s.Got}, {"got-noack", s.GotNoAck}, {"deliver-noack", s.DeliveredNoAck}, {"get-empty", s.GetEmpty}} {
+			if c.n != 0 {
+				line += fmt.Sprintf(" %s=%d", c.name, c.n)
+			}
+		}
+		out = append(out, line)
 	default:
 		t.Fatalf("%s: unknown command %q", where, words[0])
 	}
 	for _, e := range effects {
+		if e.Kind == Deliver {
+			for _, en := range e.Entries {
+				tr.taken[en.Handle] = en
+			}
+		}
 		out = append(out, effectText(e))
 	}
 	return out

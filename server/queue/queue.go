@@ -35,9 +35,15 @@ type Queue[H any] interface {
 	Delete() int
 	// Close stops the queue keeping its messages (server shutdown).
 	Close()
-	// Info reports counts, ages and counters (queue.declare-ok, the
-	// management API, metrics).
+	// Info reports counts, ages, counters and rates (queue.declare-ok,
+	// the management API, metrics).
 	Info() Info
+	// SampleRates takes a sample of the counters for Info's rates; the
+	// broker calls it for every queue once per sampling interval.
+	SampleRates()
+	// Head returns the head message, the next to go out, leaving it in
+	// place (ok false: none is ready), for reading its properties.
+	Head() (e Entry[H], ok bool)
 	// Counts is the ready count and consumers, cheaper than Info.
 	Counts() (ready int64, consumers int)
 	// Touch records a use for x-expires (declare, basic.get).
