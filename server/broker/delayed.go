@@ -282,8 +282,9 @@ func (d *delayedExchange) fire() {
 
 // publishDue publishes a message that came due from the exchange through
 // VHost.Publish: alternate exchanges, queue limits and dead-lettering apply
-// as to any publish now; nobody hears of it being unroutable (the plugin
-// does not answer mandatory either). A stored message's hold is released
+// as to any publish now; nobody hears of it being unroutable (mandatory is
+// not answered: the publisher may be gone by then, the plugin's reason for
+// not supporting it). A stored message's hold is released
 // once that publish's own store write is done, so a crash between the two
 // duplicates it rather than losing it.
 func (d *delayedExchange) publishDue(h delayedHandle) {

@@ -466,3 +466,32 @@ func TestDelayedRestart(t *testing.T) {
 	err := ch.ExchangeDeclare("dx", "x-delayed-message", true, false, false, false, amqp.Table{"x-delayed-type": "topic"})
 	wantErr(t, err, 406, "PRECONDITION_FAILED - inequivalent arg 'x-delayed-type' for exchange 'dx' in vhost '/': received 'topic' but current is 'direct'")
 }
+
+// Stored messages past the ring size wait as log references only and are
+// read back when due, in due order.
+func TestDelayedPagedOut(t *testing.T) {
+	delayedOnly(t)
+	_, url := servertest.StartServer(t, broker.Config{DataDir: t.TempDir(), RingBufferSize: 2})
+	ch := openChan(t, openConn(t, url))
+	declareDelayed(t, ch, "px", "fanout", true, nil)
+	if _, err := ch.QueueDeclare("pq", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("pq", "", "px", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := 6; i >= 1; i-- {
+		p := delayedMsg(strconv.Itoa(i), int32(i*60))
+		p.DeliveryMode = amqp.Persistent
+		publish(t, ch, "px", "", p)
+	}
+	for i, a := range receive(t, ch, "pq", 6) {
+		if want := strconv.Itoa(i + 1); string(a.d.Body) != want {
+			t.Fatalf("got %q, want %q", a.d.Body, want)
+		}
+		if el := a.at.Sub(start); el < time.Duration(i+1)*60*time.Millisecond {
+			t.Fatalf("%s arrived after %v, before its %d ms", a.d.Body, el, (i+1)*60)
+		}
+	}
+}
