@@ -495,3 +495,57 @@ func TestDelayedPagedOut(t *testing.T) {
 		}
 	}
 }
+
+// Exchange bindings on either side: a delayed exchange bound to another
+// exchange routes through it when due, and a message an exchange routes
+// both to a queue and to a delayed exchange reaches the queue at once and
+// the delayed exchange's queue when due, with one confirm once both have
+// stored it.
+func TestDelayedExchangeBindings(t *testing.T) {
+	delayedOnly(t)
+	_, url := servertest.StartServer(t, broker.Config{DataDir: t.TempDir()})
+	ch := openChan(t, openConn(t, url))
+	declareDelayed(t, ch, "dsrc", "direct", true, nil)
+	for _, x := range []string{"mid", "fan"} {
+		if err := ch.ExchangeDeclare(x, "fanout", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, q := range []string{"viaMid", "now"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []struct{ dest, key, src string }{{"mid", "k", "dsrc"}, {"dsrc", "", "fan"}} {
+		if err := ch.ExchangeBind(b.dest, b.key, b.src, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.QueueBind("viaMid", "", "mid", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("now", "", "fan", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 2))
+	start := time.Now()
+	p := delayedMsg("both", int32(300))
+	p.DeliveryMode = amqp.Persistent
+	publish(t, ch, "fan", "k", p) // key k: dsrc (direct) routes it to mid
+	if c := <-confirms; !c.Ack {
+		t.Fatal("nacked")
+	}
+	if got := receive(t, ch, "now", 1)[0]; string(got.d.Body) != "both" {
+		t.Fatalf("now: got %q", got.d.Body)
+	}
+	got := receive(t, ch, "viaMid", 1)[0]
+	if el := got.at.Sub(start); string(got.d.Body) != "both" || el < 300*time.Millisecond {
+		t.Fatalf("viaMid: got %q after %v, want 300 ms or more", got.d.Body, el)
+	}
+	if v := got.d.Headers["x-delay"]; v != int32(-300) {
+		t.Fatalf("x-delay %T %v", v, v)
+	}
+}

@@ -114,6 +114,10 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 			// A durable delayed exchange's waiting messages.
 			d.recoverEntries(rq.Entries)
 			messages += len(rq.Entries)
+			if rq.Corrupt {
+				s.logger.Error("message log corruption: a delayed exchange may have lost waiting messages",
+					"vhost", d.x.vhost.name, "exchange", d.x.Name)
+			}
 			continue
 		}
 		if q == nil {
