@@ -37,6 +37,8 @@ type Network struct {
 	Heartbeat       int      `key:"heartbeat" min:"0" max:"65535" doc:"heartbeat interval offered in connection.tune, seconds (0: off)"`
 	ChannelMax      int      `key:"channelmax" min:"1" max:"65535" doc:"highest channel number offered in connection.tune"`
 	FrameMax        int      `key:"framemax" min:"4096" max:"16777216" doc:"largest frame offered in connection.tune, bytes"`
+	TLSPort         int      `key:"tlsport" min:"0" max:"65535" doc:"port of the AMQPS listener on address's host (0: 5671 when security.tlscertfile is set); given without network.port, the server listens for TLS only"`
+	Plain           bool     `key:"plain" doc:"listen for plain AMQP too when TLS is on (false: TLS only)"`
 }
 
 // Storage is where and how messages are kept.
@@ -49,13 +51,18 @@ type Storage struct {
 	OffsetCheckpointInterval Duration `key:"offsetcheckpointinterval" min:"1ms" doc:"how often the delivered position (which logged messages may have reached a consumer, for the redelivered flag after a crash) is checkpointed"`
 }
 
-// Security holds TLS and authentication settings. They are reserved for the
-// security work: any non-empty value stops start-up with an error.
+// Security holds TLS and authentication settings. A key tagged notyet is
+// reserved for work not done: a non-empty value stops start-up.
 type Security struct {
-	TLSCertFile string `key:"tlscertfile" doc:"PEM certificate for AMQPS (not supported yet: must be empty)"`
-	TLSKeyFile  string `key:"tlskeyfile" doc:"PEM private key for AMQPS (not supported yet: must be empty)"`
-	TLSCAFile   string `key:"tlscafile" doc:"PEM CA bundle for client certificates (not supported yet: must be empty)"`
-	UsersFile   string `key:"usersfile" doc:"file of users and password hashes (not supported yet: must be empty; guest/guest from loopback only)"`
+	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain) of the AMQPS listener; with tlskeyfile it turns TLS on (reloaded on SIGHUP)"`
+	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile (reloaded on SIGHUP)"`
+	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots)"`
+	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask TLS clients for a certificate and verify one that is given (RabbitMQ's ssl_options.verify = verify_peer); a verified certificate may log in by EXTERNAL"`
+	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse a TLS handshake without a valid client certificate (RabbitMQ's ssl_options.fail_if_no_peer_cert); implies tlsverifypeer"`
+	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
+	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names, in no particular order (empty: Go's defaults; TLS 1.3's suites are not configurable)"`
+	CertLoginFrom       string `key:"certloginfrom" enum:"distinguished_name,common_name" doc:"the user name an EXTERNAL login takes from the client certificate (RabbitMQ's ssl_cert_login_from): its subject DN in RabbitMQ's format, or its common name"`
+	UsersFile           string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; guest/guest from loopback only)"`
 }
 
 // Server is the process: logging, pidfile, daemon mode and resource alarms.
@@ -81,11 +88,20 @@ type Engine struct {
 	ConsumerTimeout Duration `key:"consumertimeout" min:"0" doc:"longest a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's consumer_timeout; 0s: off); a queue's or a consumer's x-consumer-timeout argument overrides it"`
 }
 
-// Telemetry is the HTTP endpoint with /metrics, /health and /debug/pprof/.
+// Telemetry is the HTTP endpoint with /metrics, /health and, when asked
+// for, /debug/pprof/. Its TLS keys mean what security's do.
 type Telemetry struct {
-	Enabled bool   `key:"enabled" doc:"serve telemetry over HTTP"`
-	Address string `key:"address" doc:"host or IP the telemetry endpoint binds to"`
-	Port    int    `key:"port" min:"0" max:"65535" doc:"telemetry port"`
+	Enabled             bool   `key:"enabled" doc:"serve telemetry over HTTP"`
+	Address             string `key:"address" doc:"host or IP the telemetry endpoint binds to (a warning is logged when it is not loopback)"`
+	Port                int    `key:"port" min:"0" max:"65535" doc:"telemetry port"`
+	Pprof               bool   `key:"pprof" doc:"serve Go's pprof handlers under /debug/pprof/ too"`
+	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain): serve HTTPS (reloaded on SIGHUP)"`
+	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile"`
+	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots)"`
+	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask HTTPS clients for a certificate and verify one that is given"`
+	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse an HTTPS client without a valid certificate; implies tlsverifypeer"`
+	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
+	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names (empty: Go's defaults)"`
 }
 
 // Duration is a time.Duration written as Go duration text ("250ms", "1m").
@@ -101,6 +117,7 @@ func Defaults() Config {
 			Address: ":5672", TCPKeepAlive: Duration(15 * time.Second), ReadBufferSize: 64 << 10,
 			Heartbeat: 60, ChannelMax: 2047, FrameMax: 131072,
 			MaxHandshakes: 1000, MaxMessageSize: 128 << 20, SendTimeout: Duration(15 * time.Second),
+			Plain: true,
 		},
 		Storage: Storage{
 			Backend: "badger", Path: "./data", Persistent: true, Fsync: "batch",
@@ -114,7 +131,8 @@ func Defaults() Config {
 			RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0,
 			ConsumerTimeout: Duration(30 * time.Minute),
 		},
-		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419},
+		Security:  Security{TLSMinVersion: "1.2", CertLoginFrom: "distinguished_name"},
+		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419, TLSMinVersion: "1.2"},
 	}
 }
 
@@ -127,6 +145,9 @@ type Key struct {
 	Enum    []string
 	Min     string // bounds as written in the tag ("" if none)
 	Max     string
+	// NotYet marks a key reserved for work not done: any value but the
+	// empty default stops start-up.
+	NotYet bool
 
 	index []int
 }
@@ -203,7 +224,7 @@ func buildKeys() []Key {
 		for j := range sf.Type.NumField() {
 			kf := sf.Type.Field(j)
 			k := Key{Section: sf.Tag.Get("key"), Name: kf.Tag.Get("key"), Doc: kf.Tag.Get("doc"),
-				Min: kf.Tag.Get("min"), Max: kf.Tag.Get("max"), index: []int{i, j}}
+				Min: kf.Tag.Get("min"), Max: kf.Tag.Get("max"), NotYet: kf.Tag.Get("notyet") == "true", index: []int{i, j}}
 			if e := kf.Tag.Get("enum"); e != "" {
 				k.Enum = strings.Split(e, ",")
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	"gopkg.in/yaml.v3"
 )
 
@@ -313,10 +314,13 @@ func (l *Loader) Source(path string) string {
 func (l *Loader) Config() (Config, error) {
 	c := l.cfg
 	for _, k := range keys {
-		if k.Section == "security" && k.Get(&c) != "" {
+		if k.NotYet && k.Get(&c) != k.Default() {
 			return Config{}, &Error{Source: l.Source(k.Path()), Key: k.Path(), Reason: "not supported yet",
-				Value: strconv.Quote(k.Get(&c)), Allowed: "empty: TLS and authentication settings arrive with the security work"}
+				Value: strconv.Quote(k.Get(&c)), Allowed: "empty: this setting arrives with later security work"}
 		}
+	}
+	if err := l.checkTLS(&c); err != nil {
+		return Config{}, err
 	}
 	if c.Server.Daemonize && c.Server.PIDFile == "" {
 		return Config{}, &Error{Source: l.Source("server.daemonize"), Key: "server.daemonize", Reason: "needs server.pidfile",
@@ -336,6 +340,33 @@ func (c Config) ListenAddress() string {
 		return c.Network.Address
 	}
 	return net.JoinHostPort(host, strconv.Itoa(c.Network.Port))
+}
+
+// TLSListenAddress is the host of network.address with network.tlsport,
+// the AMQPS listener's address ("" when TLS is off).
+func (c Config) TLSListenAddress() string {
+	if !c.AMQPTLS().Enabled() {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(c.Network.Address)
+	if err != nil {
+		return ""
+	}
+	return net.JoinHostPort(host, strconv.Itoa(c.Network.TLSPort))
+}
+
+// AMQPTLS is the AMQPS listener's TLS settings (security.tls*).
+func (c Config) AMQPTLS() tlsconf.Settings {
+	s := c.Security
+	return tlsconf.Settings{CertFile: s.TLSCertFile, KeyFile: s.TLSKeyFile, CAFile: s.TLSCAFile,
+		VerifyPeer: s.TLSVerifyPeer, FailIfNoPeerCert: s.TLSFailIfNoPeerCert, MinVersion: s.TLSMinVersion, Ciphers: s.TLSCiphers}
+}
+
+// TelemetryTLS is the telemetry endpoint's TLS settings (telemetry.tls*).
+func (c Config) TelemetryTLS() tlsconf.Settings {
+	t := c.Telemetry
+	return tlsconf.Settings{CertFile: t.TLSCertFile, KeyFile: t.TLSKeyFile, CAFile: t.TLSCAFile,
+		VerifyPeer: t.TLSVerifyPeer, FailIfNoPeerCert: t.TLSFailIfNoPeerCert, MinVersion: t.TLSMinVersion, Ciphers: t.TLSCiphers}
 }
 
 // TelemetryAddress is the host:port the telemetry endpoint binds.

@@ -1,0 +1,188 @@
+// Package tlsconf builds the server side of TLS from the settings (the
+// AMQPS listener's under security, the telemetry endpoint's under
+// telemetry): protocol versions, cipher suites, client certificate
+// verification, and a certificate that Reload swaps while the listener
+// serves, so a renewed certificate is taken on SIGHUP without dropping a
+// connection.
+package tlsconf
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync/atomic"
+)
+
+// Settings are the TLS keys of one listener, as written in the
+// configuration.
+type Settings struct {
+	CertFile, KeyFile, CAFile string
+	// VerifyPeer asks for a client certificate and verifies one that is
+	// given (RabbitMQ's ssl_options.verify = verify_peer).
+	VerifyPeer bool
+	// FailIfNoPeerCert refuses a handshake without a valid client
+	// certificate (fail_if_no_peer_cert; Go's RequireAndVerifyClientCert).
+	// It implies VerifyPeer.
+	FailIfNoPeerCert bool
+	// MinVersion is "1.2" or "1.3" ("" is 1.2).
+	MinVersion string
+	// Ciphers is a comma-separated list of TLS 1.2 suites by Go's names
+	// ("" keeps Go's defaults).
+	Ciphers string
+}
+
+// Enabled reports whether these settings turn TLS on (a certificate or a
+// key is given).
+func (s Settings) Enabled() bool { return s.CertFile != "" || s.KeyFile != "" }
+
+// Versions lists the accepted values of MinVersion.
+var Versions = []string{"1.2", "1.3"}
+
+// ParseVersion maps "1.2" or "1.3" to Go's constant.
+func ParseVersion(v string) (uint16, error) {
+	switch v {
+	case "", "1.2":
+		return tls.VersionTLS12, nil
+	case "1.3":
+		return tls.VersionTLS13, nil
+	}
+	return 0, fmt.Errorf("unknown TLS version %q", v)
+}
+
+// CipherNames lists the suites that Ciphers may name: Go's secure suites
+// that TLS 1.2 uses (TLS 1.3's are fixed by Go and cannot be chosen).
+func CipherNames() []string {
+	var out []string
+	for _, cs := range tls.CipherSuites() {
+		if supports12(cs) {
+			out = append(out, cs.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func supports12(cs *tls.CipherSuite) bool {
+	for _, v := range cs.SupportedVersions {
+		if v == tls.VersionTLS12 {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseCiphers resolves a comma-separated list of suite names. An unknown
+// name is an error that names it.
+func ParseCiphers(list string) ([]uint16, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	byName := map[string]uint16{}
+	for _, cs := range tls.CipherSuites() {
+		if supports12(cs) {
+			byName[cs.Name] = cs.ID
+		}
+	}
+	var ids []uint16
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		id, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("unknown cipher suite %q", n)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// Server is a TLS server configuration whose certificate can be replaced
+// while it is in use. Its methods are safe for concurrent use.
+type Server struct {
+	s    Settings
+	cert atomic.Pointer[tls.Certificate]
+	cfg  *tls.Config
+}
+
+// New checks s, loads the certificate, the key and the CA bundle, and
+// returns the configuration. Errors say which file and what is wrong.
+func New(s Settings) (*Server, error) {
+	switch {
+	case s.CertFile == "":
+		return nil, errors.New("a key without a certificate")
+	case s.KeyFile == "":
+		return nil, errors.New("a certificate without a key")
+	}
+	minV, err := ParseVersion(s.MinVersion)
+	if err != nil {
+		return nil, err
+	}
+	ciphers, err := ParseCiphers(s.Ciphers)
+	if err != nil {
+		return nil, err
+	}
+	srv := &Server{s: s}
+	if err := srv.Reload(); err != nil {
+		return nil, err
+	}
+	cfg := &tls.Config{
+		MinVersion:   minV,
+		CipherSuites: ciphers,
+		// The current certificate, swapped by Reload: handshakes already
+		// done keep theirs.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return srv.cert.Load(), nil },
+	}
+	if s.CAFile != "" {
+		if cfg.ClientCAs, err = LoadCAs(s.CAFile); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case s.FailIfNoPeerCert:
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	case s.VerifyPeer:
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	srv.cfg = cfg
+	return srv, nil
+}
+
+// LoadCAs reads a PEM bundle of CA certificates.
+func LoadCAs(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("no PEM certificate in it")
+	}
+	return pool, nil
+}
+
+// LoadPair checks that s's certificate and key files load as a pair.
+func LoadPair(s Settings) error {
+	_, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	return err
+}
+
+// Config is the configuration to serve with; do not modify it.
+func (srv *Server) Config() *tls.Config { return srv.cfg }
+
+// Reload reads the certificate and key files again and, if they make a
+// valid pair, serves the new certificate to every handshake from now on.
+// On error the certificate in use stays.
+func (srv *Server) Reload() error {
+	cert, err := tls.LoadX509KeyPair(srv.s.CertFile, srv.s.KeyFile)
+	if err != nil {
+		return err
+	}
+	srv.cert.Store(&cert)
+	return nil
+}
+
+// Certificate is the certificate served now (its leaf parsed).
+func (srv *Server) Certificate() *tls.Certificate { return srv.cert.Load() }
