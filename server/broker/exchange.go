@@ -337,7 +337,7 @@ func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) 
 	for len(scratch.pending) > 0 {
 		cur := scratch.pending[len(scratch.pending)-1]
 		scratch.pending = scratch.pending[:len(scratch.pending)-1]
-		if cur.delayed.takes(props) {
+		if cur.delayed != nil && cur.delayed.takes(props) {
 			// A delayed exchange holds the message (VHost.Publish
 			// schedules it) instead of routing it now.
 			scratch.delayed = append(scratch.delayed, cur)
