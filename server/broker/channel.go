@@ -184,11 +184,11 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 		}
 		m := d.e.msg
 		cn.deliver = amqp.BasicDeliver{
-			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered,
+			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered(),
 			Exchange: m.Exchange, RoutingKey: m.RoutingKey,
 		}
 		cn.appendMethodLocked(ch.id, &cn.deliver)
-		cn.appendContentLocked(ch.id, m)
+		cn.appendDeliveryLocked(ch.id, m, d.e.deliveries)
 	}
 	cn.outMu.Unlock()
 	ch.mu.Unlock()

@@ -420,8 +420,8 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 			ch.armAckTimerLocked(t)
 		}
 	}
-	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered,
-		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg)
+	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered(),
+		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg, e.deliveries)
 	ch.mu.Unlock()
 	ch.conn.srv.stats.delivered.Add(1)
 	if m.NoAck {
@@ -528,7 +528,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 // returnUnroutable answers a mandatory publish that reached no queue.
 func (ch *channel) returnUnroutable(msg *Message) {
 	ch.conn.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
-		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg)
+		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg, 0)
 }
 
 // commit applies a transaction: publishes first, then settlements, as

@@ -121,6 +121,32 @@ func (c *conn) appendContentLocked(ch uint16, m *Message) {
 	c.outBytes.Add(int64(len(c.out) - n))
 }
 
+// appendDeliveryLocked appends m's content for its deliveries-th delivery
+// (0 or 1: not a redelivery). A redelivery carries the header
+// x-delivery-count, deliveries-1, as RabbitMQ's quorum queues set it: the
+// properties' header table is re-encoded for this delivery only, straight
+// into the output, while a first delivery's properties go out byte for
+// byte as published. Properties the rewrite cannot read (never: they were
+// validated at publish) go out unchanged.
+func (c *conn) appendDeliveryLocked(ch uint16, m *Message, deliveries uint16) {
+	if deliveries <= 1 {
+		c.appendContentLocked(ch, m)
+		return
+	}
+	n := len(c.out)
+	out, ok := amqp.AppendHeaderFrameWithLongHeader(c.out, ch, uint64(len(m.Body)), m.Properties, deliveryCountHeader, int64(deliveries-1))
+	if !ok {
+		c.appendContentLocked(ch, m)
+		return
+	}
+	c.out = amqp.AppendBodyFrames(out, ch, m.Body, c.frameMax)
+	c.outBytes.Add(int64(len(c.out) - n))
+}
+
+// deliveryCountHeader counts a message's earlier deliveries on a
+// redelivery.
+const deliveryCountHeader = "x-delivery-count"
+
 // send queues a method from the reader goroutine; the writer is woken at
 // the end of the read batch.
 func (c *conn) send(ch uint16, m amqp.Method) {
@@ -132,12 +158,14 @@ func (c *conn) send(ch uint16, m amqp.Method) {
 	c.needKick = true
 }
 
-// sendContent queues a method with content from the reader goroutine.
-func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message) {
+// sendContent queues a method with content from the reader goroutine; a
+// basic.get-ok gives the message's deliveries (see appendDeliveryLocked),
+// a basic.return 0.
+func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message, deliveries uint16) {
 	c.outMu.Lock()
 	if !c.endedLocked(ch) {
 		c.appendMethodLocked(ch, m)
-		c.appendContentLocked(ch, msg)
+		c.appendDeliveryLocked(ch, msg, deliveries)
 	}
 	c.outMu.Unlock()
 	c.needKick = true

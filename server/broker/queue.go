@@ -71,17 +71,24 @@ type qhandle struct {
 // it. msg is nil while the message is paged out; ref then says where the
 // log has it.
 type qentry struct {
-	seq         uint64
-	msg         *Message
-	ref         store.Ref
-	expires     int64 // unix ns; 0: never
-	prio        uint8 // message priority (priority queues)
-	redelivered bool
+	seq     uint64
+	msg     *Message
+	ref     store.Ref
+	expires int64 // unix ns; 0: never
+	prio    uint8 // message priority (priority queues)
+	// deliveries counts the message's deliveries, this one included
+	// (saturating; a message recovered after it may have been delivered
+	// starts at 1): more than one is a redelivery, which carries
+	// x-delivery-count deliveries-1.
+	deliveries uint16
 }
+
+// redelivered reports whether the delivery is flagged redelivered.
+func (e *qentry) redelivered() bool { return e.deliveries > 1 }
 
 func fromEntry(e *queue.Entry[qhandle]) qentry {
 	return qentry{seq: e.Seq, msg: e.Handle.msg, ref: e.Handle.ref, expires: e.Expires, prio: e.Priority,
-		redelivered: e.Redelivered()}
+		deliveries: e.Deliveries}
 }
 
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
@@ -237,12 +244,8 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 
 // giveBack returns a message taken by get that could not be handed over.
 func (q *Queue) giveBack(e qentry) {
-	deliveries := uint16(1)
-	if e.redelivered {
-		deliveries = 2
-	}
 	q.cq.GiveBack([]queue.Entry[qhandle]{{Handle: qhandle{msg: e.msg, ref: e.ref}, Seq: e.seq,
-		Expires: e.expires, Priority: e.prio, Deliveries: deliveries}})
+		Expires: e.expires, Priority: e.prio, Deliveries: e.deliveries}})
 }
 
 // loadFailed marks the queue unavailable when a paged-out message cannot be

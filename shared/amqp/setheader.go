@@ -172,3 +172,19 @@ func AppendWithLongHeader(dst, raw []byte, name string, v int64) (out []byte, ok
 	binary.BigEndian.PutUint32(dst[sizeAt:], uint32(size))
 	return append(dst, raw[rest:]...), true
 }
+
+// AppendHeaderFrameWithLongHeader appends a basic-class content header
+// frame (weight 0) whose properties are raw with the header name set to v,
+// as AppendWithLongHeader sets it; ok is false, and dst is returned as it
+// was, where raw is malformed.
+func AppendHeaderFrameWithLongHeader(dst []byte, channel uint16, bodySize uint64, raw []byte, name string, v int64) (out []byte, ok bool) {
+	start := len(dst)
+	dst, sizeAt := appendFrameHeader(dst, FrameHeader, channel)
+	dst = binary.BigEndian.AppendUint16(dst, ClassBasic)
+	dst = append(dst, 0, 0) // weight
+	dst = binary.BigEndian.AppendUint64(dst, bodySize)
+	if dst, ok = AppendWithLongHeader(dst, raw, name, v); !ok {
+		return dst[:start], false
+	}
+	return finishFrame(dst, sizeAt), true
+}

@@ -112,6 +112,35 @@ func TestAppendWithLongHeaderAllocations(t *testing.T) {
 	}
 }
 
+// TestAppendHeaderFrameWithLongHeader: the frame parses back as a content
+// header of the body size with the rewritten properties.
+func TestAppendHeaderFrameWithLongHeader(t *testing.T) {
+	p := fullProperties()
+	raw := p.Append(nil)
+	frame, ok := AppendHeaderFrameWithLongHeader([]byte("x"), 7, 1234, raw, "x-delivery-count", 5)
+	if !ok {
+		t.Fatal("refused")
+	}
+	f, err := NewFrameReader(bytes.NewReader(frame[1:]), 0).ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := ParseContentHeader(f.Payload)
+	if err != nil || f.Type != FrameHeader || f.Channel != 7 || h.BodySize != 1234 || h.ClassID != ClassBasic {
+		t.Fatalf("%+v %+v %v", f, h, err)
+	}
+	var got Properties
+	if err := got.Decode(h.RawProperties); err != nil {
+		t.Fatal(err)
+	}
+	if want := withCount(t, raw, 5); !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %#v\nwant %#v", got, want)
+	}
+	if out, ok := AppendHeaderFrameWithLongHeader([]byte("x"), 7, 1, []byte{0x20}, "x-delivery-count", 5); ok || string(out) != "x" {
+		t.Errorf("malformed: %v %q", ok, out)
+	}
+}
+
 func TestPeekTimestamp(t *testing.T) {
 	p := fullProperties()
 	raw := p.Append(nil)
