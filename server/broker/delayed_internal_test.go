@@ -75,3 +75,58 @@ func BenchmarkDelayedHeap(b *testing.B) {
 	b.ReportMetric(scheduled, "heapB/scheduled-msg")
 	b.ReportMetric(queued, "heapB/queued-msg")
 }
+
+// messageDelay reads x-delay as the plugin does; the wire test covers the
+// types amqp091-go can send, this the rest.
+func TestMessageDelay(t *testing.T) {
+	for _, c := range []struct {
+		v       any
+		want    int64
+		delayed bool
+	}{
+		{nil, 0, false}, {int8(5), 5, true}, {uint8(5), 5, true}, {int16(-5), -5, false}, {uint16(7), 7, true},
+		{int32(0), 0, false}, {uint32(maxDelay), maxDelay, true}, {int64(maxDelay + 1), maxDelay + 1, false},
+		{"42", 42, true}, {"+42", 42, true}, {"-42", -42, false}, {" 42", 0, false}, {"4.2", 0, false},
+		{[]byte("42"), 0, false}, {float32(1.9), 1, true}, {float64(0.9), 0, false}, {float64(1e300), 0, false},
+		{amqp.Decimal{Scale: 2, Value: 12345}, 123, true}, {amqp.Decimal{Scale: 0, Value: -1}, 0, false},
+		{true, 0, false}, {amqp.Table{}, 0, false},
+	} {
+		h := amqp.Table{}
+		if c.v != nil {
+			h[headerDelay] = c.v
+		}
+		got, delayed := messageDelay(h)
+		if delayed != c.delayed || delayed && got != c.want {
+			t.Errorf("x-delay %T %v: got %d %v, want %d %v", c.v, c.v, got, delayed, c.want, c.delayed)
+		}
+	}
+}
+
+// undelayed negates x-delay (a signedint, a long past its range) and reads
+// priority and expiration back from the properties, leaving the rest.
+func TestUndelayed(t *testing.T) {
+	for _, c := range []struct {
+		delay any
+		want  any
+	}{{int32(250), int32(-250)}, {"250", int32(-250)}, {int64(maxDelay), int64(-maxDelay)}} {
+		props := amqp.Properties{Flags: amqp.FlagHeaders | amqp.FlagPriority | amqp.FlagExpiration | amqp.FlagMessageID,
+			Headers: amqp.Table{headerDelay: c.delay, "other": "kept"}, Priority: 3, Expiration: "1000", MessageID: "m1"}
+		m := &Message{Message: store.Message{Exchange: "x", RoutingKey: "k", Properties: props.Append(nil),
+			Body: []byte("b"), Persistent: true}}
+		out := undelayed(m)
+		p, err := out.decodeProperties()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Headers[headerDelay] != c.want || p.Headers["other"] != "kept" || p.MessageID != "m1" {
+			t.Errorf("x-delay %T %v: headers %v, message id %q", c.delay, c.delay, p.Headers, p.MessageID)
+		}
+		if out.Priority != 3 || !out.hasTTL || out.ttl != 1000 || !out.Persistent || out.Exchange != "x" ||
+			out.RoutingKey != "k" || string(out.Body) != "b" {
+			t.Errorf("x-delay %v: got %+v", c.delay, out)
+		}
+		if _, delayed := messageDelay(p.Headers); delayed {
+			t.Errorf("x-delay %v: still delayed after", c.delay)
+		}
+	}
+}
