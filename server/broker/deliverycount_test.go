@@ -115,6 +115,7 @@ func TestDeliveryCountGet(t *testing.T) {
 	ch.Close() // requeues it
 	ch = openChan(t, conn)
 	get(ch, 2)
+	//lint:ignore SA1019 basic.recover is part of the protocol under test
 	if err := ch.Recover(true); err != nil {
 		t.Fatal(err)
 	}

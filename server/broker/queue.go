@@ -96,6 +96,7 @@ func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args a
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize}
 	v.server.queues.Add(1)
 	q.cq = queue.NewClassic[qhandle](policy.core(), (*queueHost)(q), nil)
+	v.server.startSampler()
 	return q
 }
 

@@ -88,6 +88,10 @@ type Config struct {
 	// CheckpointInterval is how often the delivered bound is raised
 	// (storage.offsetcheckpointinterval; default 1s).
 	CheckpointInterval time.Duration
+	// StatsInterval is how often every queue's counters are sampled for
+	// their rates, which are over the last interval (default 5s,
+	// RabbitMQ's collect_statistics_interval).
+	StatsInterval time.Duration
 	// DiscardPersistent keeps persistent messages in memory only, like
 	// transient ones (storage.persistent: false); definitions still last.
 	DiscardPersistent bool
@@ -186,6 +190,8 @@ type Server struct {
 	acceptLog, limitLog, loginLog, refuseLog logLimiter
 	// deliveredLog rate-limits failures to store the delivered bound.
 	deliveredLog logLimiter
+	// sampler samples the queues' counters for their rates.
+	sampler rateSampler
 
 	// mu guards conns, vhosts, alarm and closed.
 	mu          sync.Mutex
@@ -346,23 +352,8 @@ func (s *Server) Close() error {
 		<-waited
 	}
 	s.stopDelayed() // before the queues: a firing publishes into them
-	s.mu.Lock()
-	vs := make([]*VHost, 0, len(s.vhosts))
-	for _, v := range s.vhosts {
-		vs = append(vs, v)
-	}
-	s.mu.Unlock()
-	for _, v := range vs {
-		v.mu.RLock()
-		qs := make([]*Queue, 0, len(v.queues))
-		for _, q := range v.queues {
-			qs = append(qs, q)
-		}
-		v.mu.RUnlock()
-		for _, q := range qs {
-			q.stop() // ends its driver; what it holds stays in the store
-		}
-	}
+	// End every queue's driver; what it holds stays in the store.
+	s.eachQueue(nil, func(q *Queue) { q.stop() })
 	s.queues.Wait()
 	if s.delivered != nil {
 		s.delivered.close()

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"sort"
 	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
@@ -38,14 +37,6 @@ type Stats struct {
 	Alarm string
 }
 
-// QueueStats is one queue's message counts.
-type QueueStats struct {
-	VHost   string
-	Name    string
-	Ready   int
-	Unacked int
-}
-
 // Stats returns the broker-wide counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -61,38 +52,6 @@ func (s *Server) Stats() Stats {
 		MessagesAcknowledged: s.stats.acknowledged.Load(),
 		Alarm:                alarm,
 	}
-}
-
-// QueueStats returns every queue's counts, ordered by vhost and name. Each
-// queue is locked only long enough to read its two counters.
-func (s *Server) QueueStats() []QueueStats {
-	s.mu.Lock()
-	vhosts := make([]*VHost, 0, len(s.vhosts))
-	for _, v := range s.vhosts {
-		vhosts = append(vhosts, v)
-	}
-	s.mu.Unlock()
-	var out []QueueStats
-	var qs []*Queue
-	for _, v := range vhosts {
-		v.mu.RLock()
-		qs = qs[:0]
-		for _, q := range v.queues {
-			qs = append(qs, q)
-		}
-		v.mu.RUnlock()
-		for _, q := range qs {
-			in := q.cq.Info()
-			out = append(out, QueueStats{VHost: v.name, Name: q.Name, Ready: int(in.Ready), Unacked: int(in.Unacked)})
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].VHost != out[j].VHost {
-			return out[i].VHost < out[j].VHost
-		}
-		return out[i].Name < out[j].Name
-	})
-	return out
 }
 
 // StorageStats are the durable store's counters (zero on the memory

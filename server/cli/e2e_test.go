@@ -475,7 +475,7 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if _, ok := m[`rabbitmq_queue_messages_ready{queue="m1",vhost="/"}`]; ok {
+	if _, ok := m[`rabbitmq_queue_messages_ready{vhost="/",queue="m1"}`]; ok {
 		t.Error("per-queue series on /metrics")
 	}
 	readme, _ := os.ReadFile("../../README.md")
@@ -507,10 +507,10 @@ func TestMetricsAfterKnownTraffic(t *testing.T) {
 	}
 	po := metrics(t, base+"/metrics/per-object")
 	for k, v := range map[string]string{
-		`rabbitmq_queue_messages_ready{queue="m1",vhost="/"}`:   "0",
-		`rabbitmq_queue_messages_unacked{queue="m1",vhost="/"}`: "6",
-		`rabbitmq_queue_messages{queue="m1",vhost="/"}`:         "6",
-		`rabbitmq_queue_messages_ready{queue="m2",vhost="/"}`:   "2",
+		`rabbitmq_queue_messages_ready{vhost="/",queue="m1"}`:   "0",
+		`rabbitmq_queue_messages_unacked{vhost="/",queue="m1"}`: "6",
+		`rabbitmq_queue_messages{vhost="/",queue="m1"}`:         "6",
+		`rabbitmq_queue_messages_ready{vhost="/",queue="m2"}`:   "2",
 	} {
 		if po[k] != v {
 			t.Errorf("per-object %s = %q, want %s", k, po[k], v)

@@ -88,7 +88,7 @@ func Handler(o Options) http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(agg, promhttp.HandlerOpts{}))
-	mux.Handle("/metrics/per-object", promhttp.HandlerFor(per, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics/per-object", perObject{reg: per, srv: o.Server})
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
 		st := o.Server.Stats()
 		w.Header().Set("Content-Type", "application/json")
@@ -116,7 +116,6 @@ func Serve(addr string, o Options) (*http.Server, net.Addr, error) {
 
 var (
 	protoLabel = prometheus.Labels{"protocol": "amqp091"}
-	queueLabel = []string{"vhost", "queue"}
 
 	descConnections = prometheus.NewDesc("rabbitmq_connections", "Connections currently open.", nil, nil)
 	descChannels    = prometheus.NewDesc("rabbitmq_channels", "Channels currently open.", nil, nil)
@@ -124,9 +123,6 @@ var (
 	descReady       = prometheus.NewDesc("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers.", nil, nil)
 	descUnacked     = prometheus.NewDesc("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged.", nil, nil)
 	descMessages    = prometheus.NewDesc("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages.", nil, nil)
-	descReadyQ      = prometheus.NewDesc("rabbitmq_queue_messages_ready", "Messages ready to be delivered to consumers.", queueLabel, nil)
-	descUnackedQ    = prometheus.NewDesc("rabbitmq_queue_messages_unacked", "Messages delivered to consumers but not yet acknowledged.", queueLabel, nil)
-	descMessagesQ   = prometheus.NewDesc("rabbitmq_queue_messages", "Sum of ready and unacknowledged messages.", queueLabel, nil)
 	descReceived    = prometheus.NewDesc("rabbitmq_global_messages_received_total", "Total number of messages received from publishers.", nil, protoLabel)
 	descConfirmed   = prometheus.NewDesc("rabbitmq_global_messages_confirmed_total", "Total number of messages confirmed to publishers.", nil, protoLabel)
 	descDelivered   = prometheus.NewDesc("rabbitmq_global_messages_delivered_total", "Total number of messages delivered to consumers (including basic.get).", nil, protoLabel)
@@ -146,15 +142,12 @@ type collector struct {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descChannels, descQueues, descReceived, descConfirmed,
+	for _, d := range []*prometheus.Desc{descConnections, descChannels, descReceived, descConfirmed,
 		descDelivered, descAcked, descRSS, descMemLimit, descDiskFree, descDiskLimit, descMemAlarm, descDiskAlarm} {
 		ch <- d
 	}
-	if c.perObject {
-		ch <- descReadyQ
-		ch <- descUnackedQ
-		ch <- descMessagesQ
-	} else {
+	if !c.perObject { // per-object, perObject writes the queue families
+		ch <- descQueues
 		ch <- descReady
 		ch <- descUnacked
 		ch <- descMessages
@@ -175,15 +168,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(descConfirmed, st.MessagesConfirmed)
 	counter(descDelivered, st.MessagesDelivered)
 	counter(descAcked, st.MessagesAcknowledged)
-	qs := c.o.Server.QueueStats()
-	gauge(descQueues, float64(len(qs)))
-	if c.perObject {
-		for _, q := range qs {
-			gauge(descReadyQ, float64(q.Ready), q.VHost, q.Name)
-			gauge(descUnackedQ, float64(q.Unacked), q.VHost, q.Name)
-			gauge(descMessagesQ, float64(q.Ready+q.Unacked), q.VHost, q.Name)
-		}
-	} else {
+	if !c.perObject {
+		qs := c.o.Server.AppendQueueStats(nil)
+		gauge(descQueues, float64(len(qs)))
 		var ready, unacked int
 		for _, q := range qs {
 			ready += q.Ready
