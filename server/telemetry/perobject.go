@@ -109,7 +109,11 @@ var queueFamilies = []queueFamily{
 // in the Prometheus text format (0.0.4). Each queue's two label sets are
 // escaped once, into one buffer.
 func writeQueueFamilies(w *bufio.Writer, qs []broker.QueueStats) {
-	var labels []byte
+	size := 0
+	for i := range qs {
+		size += 2 * (len(qs[i].VHost) + len(qs[i].Name) + len(`{queue_vhost="",queue=""}`))
+	}
+	labels := make([]byte, 0, size) // grows only for escapes
 	at := make([]int, 0, 2*len(qs)+1)
 	for i := range qs {
 		at = append(at, len(labels))
@@ -136,10 +140,19 @@ func writeQueueFamilies(w *bufio.Writer, qs []broker.QueueStats) {
 			line = append(line[:0], f.name...)
 			line = append(line, labels[at[set]:at[set+1]]...)
 			line = append(line, ' ')
-			line = strconv.AppendFloat(line, f.value(q), 'g', -1, 64)
+			line = appendValue(line, f.value(q))
 			_, _ = w.Write(append(line, '\n'))
 		}
 	}
+}
+
+// appendValue appends v as the text format has it: integers (counts,
+// counters, most samples) without the float formatting's cost.
+func appendValue(dst []byte, v float64) []byte {
+	if i := int64(v); float64(i) == v && i > -1<<53 && i < 1<<53 {
+		return strconv.AppendInt(dst, i, 10)
+	}
+	return strconv.AppendFloat(dst, v, 'g', -1, 64)
 }
 
 // appendLabels appends {vhostLabel="…",queue="…"} for q, escaped as the
