@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -74,6 +75,9 @@ type applyOpts struct {
 	// no client waits to hear of it.
 	queue    *Queue
 	exchange *Exchange
+	// authz, when set, is the channel whose user's permissions the
+	// change must pass (checked where RabbitMQ checks them).
+	authz *channel
 }
 
 func (o *applyOpts) internal() bool { return o.queue != nil || o.exchange != nil }
@@ -177,14 +181,31 @@ func (v *VHost) applyBinding(ch *DefChange, o *applyOpts) error {
 // an unbind left it auto-delete and unbound.
 func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 	m := ch.method()
-	// RabbitMQ's order: the default exchange, the exchanges (destination
-	// first) or the exchange then the queue, then exclusive access.
+	// RabbitMQ's order: write on the destination, the default exchange,
+	// read on the source (and on the key, for a topic source), the
+	// exchanges (destination first) or the exchange then the queue, then
+	// exclusive access.
+	destKind := resQueue
+	if ch.ToExchange {
+		destKind = resExchange
+	}
+	if ch.ToExchange || ch.Destination != "" {
+		if err := o.check(m, security.Write, destKind, ch.Destination); err != nil {
+			return nil, err
+		}
+	}
 	if ch.Exchange == "" || ch.Exchange == "amq.default" ||
 		ch.ToExchange && (ch.Destination == "" || ch.Destination == "amq.default") {
 		return nil, protoErr(amqp.AccessRefused, m, "operation not permitted on the default exchange")
 	}
+	if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
+		return nil, err
+	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
+	if err := o.checkTopic(m, v.exchanges[ch.Exchange], ch.RoutingKey); err != nil {
+		return nil, err
+	}
 	b := &binding{key: ch.RoutingKey, args: ch.Arguments}
 	if ch.ToExchange {
 		if b.x = v.exchanges[ch.Destination]; b.x == nil {
@@ -327,5 +348,5 @@ func (ch *channel) applyMethod(m amqp.Method) (DefResult, error) {
 	if !ok {
 		return DefResult{}, errors.New("not a definitions method: " + m.MethodName())
 	}
-	return ch.conn.vhost.Apply(c, withConn(ch.conn))
+	return ch.conn.vhost.Apply(c, withConn(ch.conn), authorize(ch))
 }

@@ -17,6 +17,9 @@ type channel struct {
 	id   uint16
 	conn *conn
 
+	// perm caches permission decisions (authz.go; reader goroutine).
+	perm permCache
+
 	// reader
 	closing       bool // channel.close sent, waiting for close-ok
 	publish       *amqp.BasicPublish

@@ -199,7 +199,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		}
 		c.send(ch.id, &amqp.QueueUnbindOk{})
 	case *amqp.QueuePurge:
-		q, err := ch.queueFor(m, m.Queue)
+		q, err := ch.readQueue(m, m.Queue)
 		if err != nil {
 			return err
 		}
@@ -240,12 +240,18 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 		if m.Immediate {
 			return protoErr(amqp.NotImplemented, m, "immediate=true")
 		}
+		if err := ch.checkPublishWrite(m); err != nil {
+			return err
+		}
 		x := ch.exchange(m.Exchange)
 		if x == nil {
 			return errNoExchange(m, v.name, m.Exchange)
 		}
 		if x.Internal {
 			return protoErr(amqp.AccessRefused, m, "cannot publish to internal exchange '%s' in vhost '%s'", m.Exchange, v.name)
+		}
+		if err := ch.checkPublishTopic(m, x); err != nil {
+			return err
 		}
 		ch.publish, ch.publishX = m, x
 		ch.props = nil
@@ -337,7 +343,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if m.Queue == replyQueue {
 		return ch.consumeReply(m)
 	}
-	q, err := ch.queueFor(m, m.Queue)
+	q, err := ch.readQueue(m, m.Queue)
 	if err != nil {
 		return err
 	}
@@ -392,7 +398,7 @@ func (ch *channel) cancel(tag string) {
 }
 
 func (ch *channel) get(m *amqp.BasicGet) error {
-	q, err := ch.queueFor(m, m.Queue)
+	q, err := ch.readQueue(m, m.Queue)
 	if err != nil {
 		return err
 	}
@@ -475,7 +481,7 @@ func (ch *channel) contentDone() error {
 	if flags&acted != 0 {
 		props, err := msg.decodeProperties()
 		if err == nil {
-			if props.Flags&amqp.FlagUserID != 0 && props.UserID != c.user {
+			if props.Flags&amqp.FlagUserID != 0 && props.UserID != c.user && !c.impersonates() {
 				return protoErr(amqp.PreconditionFailed, p,
 					"user_id property set to '%s' but authenticated user was '%s'", props.UserID, c.user)
 			}

@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 
+	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 	badger "github.com/dgraph-io/badger/v4"
@@ -21,6 +24,8 @@ import (
 //	q VHOST NAME                         queue: a field table with its id
 //	b VHOST SOURCE KIND DEST KEY ARGS    binding (KIND q or x; ARGS encoded)
 //	m next-queue-id                      the next durable queue id
+//	s security                           users, vhosts, permissions, limits:
+//	                                     RabbitMQ's definitions JSON (security.Store)
 //
 // A binding's key is rebuilt from the binding in memory, so deleting a
 // queue or exchange deletes exactly the keys of its own bindings (which the
@@ -210,7 +215,7 @@ func (d *definitions) load() ([]storedDef, error) {
 			if err != nil {
 				return fmt.Errorf("definition key %q: %w", k, err)
 			}
-			if len(parts) < 2 || parts[0] == "m" {
+			if len(parts) < 2 || parts[0] == "m" || parts[0] == "s" {
 				continue
 			}
 			var t amqp.Table
@@ -244,4 +249,57 @@ func tableOrEmpty(t amqp.Table) amqp.Table {
 		return amqp.Table{}
 	}
 	return t
+}
+
+// securityKey holds the security store's state, written whole at each
+// change (they are rare and small).
+var securityKey = key("s", "security")
+
+// putSecurity stores the security state (the security store's persister).
+func (d *definitions) putSecurity(sd *security.Definitions) error {
+	v, err := json.Marshal(sd)
+	if err != nil {
+		return err
+	}
+	return d.db.Update(func(txn *badger.Txn) error { return txn.Set(securityKey, v) })
+}
+
+// getSecurity reads the stored security state; found is false on a first
+// start.
+func (d *definitions) getSecurity() (sd *security.Definitions, found bool, err error) {
+	err = d.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get(securityKey)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return it.Value(func(v []byte) error {
+			sd, err = security.ReadDefinitions(bytes.NewReader(v))
+			found = err == nil
+			return err
+		})
+	})
+	return sd, found, err
+}
+
+// restoreSecurity makes cfg.Security what the store holds, or, on a first
+// start, stores what the config seeded (so a default user is created once:
+// deleted, it stays deleted); from then on every change is stored.
+func (d *definitions) restoreSecurity(cfg *Config) error {
+	cfg.securityDefaults()
+	sd, found, err := d.getSecurity()
+	if err != nil {
+		return fmt.Errorf("definitions store: security: %w", err)
+	}
+	if found {
+		if err := cfg.Security.Load(sd); err != nil {
+			return fmt.Errorf("definitions store: security: %w", err)
+		}
+	} else if err := d.putSecurity(cfg.Security.Export()); err != nil {
+		return fmt.Errorf("definitions store: security: %w", err)
+	}
+	cfg.Security.SetPersister(d.putSecurity)
+	return nil
 }

@@ -61,6 +61,11 @@ func Open(cfg Config) (*Server, error) {
 		messages.Close()
 		return nil, err
 	}
+	if err := defs.restoreSecurity(&cfg); err != nil {
+		messages.Close()
+		defs.close()
+		return nil, err
+	}
 	cfg.Store = messages
 	s = New(cfg)
 	s.defs = defs

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/monitor"
+	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
@@ -63,11 +64,19 @@ type Config struct {
 	// x-consumer-timeout argument overrides it.
 	ConsumerTimeout time.Duration
 	// Users maps user names to passwords (default guest/guest, which like
-	// RabbitMQ's may log in only from loopback).
+	// RabbitMQ's may log in only from loopback). Used only without
+	// Security: each gets every permission on every vhost of VHosts.
 	Users map[string]string
-	// VHosts lists the virtual hosts (default "/"); every user may use every
-	// vhost until the security work adds permissions.
+	// VHosts lists virtual hosts beside Security's (default, without
+	// Security: "/").
 	VHosts []string
+	// Security holds users, vhosts, permissions and limits (default: one
+	// seeded from Users and VHosts). Its vhosts are the server's, beside
+	// VHosts.
+	Security *security.Store
+	// LoopbackUsers may log in only over loopback, RabbitMQ's
+	// loopback_users (nil: guest; empty, not nil: nobody).
+	LoopbackUsers []string
 	// Store holds messages (default: memory, or the segment log when
 	// DataDir is set and the server is made with Open).
 	Store store.Store
@@ -148,12 +157,7 @@ func (c *Config) setDefaults() {
 	if c.ConsumerTimeout == 0 {
 		c.ConsumerTimeout = 30 * time.Minute
 	}
-	if c.Users == nil {
-		c.Users = map[string]string{"guest": "guest"}
-	}
-	if len(c.VHosts) == 0 {
-		c.VHosts = []string{"/"}
-	}
+	c.securityDefaults()
 	if c.Store == nil {
 		c.Store = store.NewMemory()
 	}
@@ -172,7 +176,9 @@ func (c *Config) setDefaults() {
 type Server struct {
 	cfg   Config
 	store store.Store
-	defs  *definitions // nil without a data directory
+	// sec answers who may do what (cfg.Security).
+	sec  *security.Store
+	defs *definitions // nil without a data directory
 	// delivered keeps the delivered bound (nil without a data directory).
 	delivered *deliveredMark
 	// replies routes direct reply-to replies to their channels.
@@ -220,10 +226,15 @@ type Server struct {
 // New builds a server from cfg; it does not listen yet.
 func New(cfg Config) *Server {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, store: cfg.Store, logger: cfg.Logger,
+	s := &Server{cfg: cfg, store: cfg.Store, sec: cfg.Security, logger: cfg.Logger,
 		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
 	for _, name := range cfg.VHosts {
 		s.vhosts[name] = newVHost(s, name)
+	}
+	for _, name := range cfg.Security.VHostNames() {
+		if s.vhosts[name] == nil {
+			s.vhosts[name] = newVHost(s, name)
+		}
 	}
 	return s
 }
@@ -374,24 +385,20 @@ func (s *Server) removeConn(c *conn) {
 	s.wg.Done()
 }
 
+// vhost returns vhost name, made on first use when the security store
+// has it (one created since start, by an import).
 func (s *Server) vhost(name string) *VHost {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.vhosts[name]
+	v := s.vhosts[name]
+	if v == nil {
+		if _, ok := s.sec.VHost(name); ok {
+			v = newVHost(s, name)
+			s.vhosts[name] = v
+		}
+	}
+	return v
 }
-
-func (s *Server) authenticate(user, pass string) bool {
-	p, ok := s.cfg.Users[user]
-	return ok && p == pass
-}
-
-// loopbackAllowed applies RabbitMQ's loopback_users default: guest may log
-// in only over loopback.
-func (s *Server) loopbackAllowed(user string, addr net.Addr) bool {
-	return user != "guest" || isLoopback(addr)
-}
-
-func (s *Server) permitted(user, vhost string) bool { return true }
 
 // serverProperties is connection.start's server-properties table.
 func serverProperties() amqp.Table {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -91,6 +92,9 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 	if !validKind(ch.Type) {
 		return protoErr(amqp.CommandInvalid, m, "unknown exchange type '%s'", ch.Type)
 	}
+	if err := o.check(m, security.Configure, resExchange, ch.Exchange); err != nil {
+		return err
+	}
 	if x := v.exchange(ch.Exchange); x != nil {
 		return x.equivalent(ch, v.name)
 	}
@@ -105,6 +109,15 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 		}
 		if err := checkExchangeArgs(m, v.name, ch.Exchange, ch.Arguments); err != nil {
 			return err
+		}
+		if ae, ok := asText(ch.Arguments[argAlternate]); ok {
+			// RabbitMQ: read on the new exchange, write on its alternate.
+			if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
+				return err
+			}
+			if err := o.check(m, security.Write, resExchange, ae); err != nil {
+				return err
+			}
 		}
 		if ch.Type == kindDelayed {
 			if err := checkDelayedArgs(m, ch.Arguments); err != nil {
@@ -168,6 +181,9 @@ func (v *VHost) removeExchange(ch *DefChange, o *applyOpts) error {
 	}
 	if reservedName(ch.Exchange) {
 		return protoErr(amqp.AccessRefused, m, "deletion of system exchange '%s' in vhost '%s' not allowed", ch.Exchange, v.name)
+	}
+	if err := o.check(m, security.Configure, resExchange, ch.Exchange); err != nil {
+		return err
 	}
 	emptied, err := v.removeExchangeDef(ch, o, m)
 	for _, src := range emptied {
@@ -233,6 +249,9 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	} else if reservedName(name) && !o.stored {
 		return nil, protoErr(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
+	if err := o.check(m, security.Configure, resQueue, name); err != nil {
+		return nil, err
+	}
 	if q := v.queue(name); q != nil {
 		return q, q.redeclared(ch, o.conn, v.name)
 	}
@@ -244,6 +263,16 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	var owner *conn
 	if ch.Exclusive {
 		owner = o.conn
+	}
+	if dlx, ok := asText(ch.Arguments[argDLX]); ok && !o.stored {
+		// RabbitMQ: read on the new queue, write on its dead-letter
+		// exchange.
+		if err := o.check(m, security.Read, resQueue, name); err != nil {
+			return nil, err
+		}
+		if err := o.check(m, security.Write, resExchange, dlx); err != nil {
+			return nil, err
+		}
 	}
 	policy, err := parsePolicy(m, v.name, name, ch.Arguments)
 	if err != nil {
@@ -384,6 +413,9 @@ func fieldTypeName(v any) string {
 // returning how many ready messages it dropped. A queue that does not
 // exist is no error: RabbitMQ's delete is idempotent.
 func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
+	if err := o.check(ch.method(), security.Configure, resQueue, ch.Queue); err != nil {
+		return 0, err
+	}
 	q, emptied, err := v.removeQueueDef(ch, o)
 	if q == nil || err != nil {
 		return 0, err

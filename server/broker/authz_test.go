@@ -1,0 +1,435 @@
+package broker_test
+
+import (
+	"net/url"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/security"
+	"github.com/amqp-go/amqp-go/server/servertest"
+	wire "github.com/amqp-go/amqp-go/shared/amqp"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// secAdmin sets users, vhosts and permissions up on the broker under
+// test: our store in-process, or rabbitmqctl (BROKER_TEST_CTL) against
+// BROKER_TEST_URL's RabbitMQ.
+type secAdmin interface {
+	addUser(t *testing.T, name, password string, tags ...string)
+	addVHost(t *testing.T, name string)
+	setPermissions(t *testing.T, user, vhost, configure, write, read string)
+	setTopicPermissions(t *testing.T, user, vhost, exchange, write, read string)
+}
+
+type storeAdmin struct{ s *security.Store }
+
+func (a storeAdmin) addUser(t *testing.T, name, password string, tags ...string) {
+	t.Helper()
+	if err := a.s.AddUser(name, password, tags...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a storeAdmin) addVHost(t *testing.T, name string) {
+	t.Helper()
+	if err := a.s.PutVHost(security.VHost{Name: name}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a storeAdmin) setPermissions(t *testing.T, user, vhost, configure, write, read string) {
+	t.Helper()
+	if err := a.s.SetPermissions(security.Permission{User: user, VHost: vhost, Configure: configure, Write: write, Read: read}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a storeAdmin) setTopicPermissions(t *testing.T, user, vhost, exchange, write, read string) {
+	t.Helper()
+	if err := a.s.SetTopicPermissions(security.TopicPermission{User: user, VHost: vhost, Exchange: exchange, Write: write, Read: read}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ctlAdmin runs BROKER_TEST_CTL (a command line that takes rabbitmqctl's
+// arguments, e.g. "bash scripts/rabbitmq-peer ctl 5684").
+type ctlAdmin struct{ cmd []string }
+
+func (a ctlAdmin) ctl(t *testing.T, args ...string) {
+	t.Helper()
+	c := exec.Command(a.cmd[0], append(a.cmd[1:], args...)...)
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("rabbitmqctl %v: %v\n%s", args, err, out)
+	}
+}
+
+func (a ctlAdmin) addUser(t *testing.T, name, password string, tags ...string) {
+	a.ctl(t, "add_user", name, password)
+	t.Cleanup(func() { a.ctl(t, "delete_user", name) })
+	if len(tags) > 0 {
+		a.ctl(t, append([]string{"set_user_tags", name}, tags...)...)
+	}
+}
+
+func (a ctlAdmin) addVHost(t *testing.T, name string) {
+	a.ctl(t, "add_vhost", name)
+	t.Cleanup(func() { a.ctl(t, "delete_vhost", name) })
+}
+
+func (a ctlAdmin) setPermissions(t *testing.T, user, vhost, configure, write, read string) {
+	a.ctl(t, "set_permissions", "-p", vhost, user, configure, write, read)
+}
+
+func (a ctlAdmin) setTopicPermissions(t *testing.T, user, vhost, exchange, write, read string) {
+	a.ctl(t, "set_topic_permissions", "-p", vhost, user, exchange, write, read)
+}
+
+// securedBroker returns the URL of a broker whose users the returned
+// admin sets up, with guest/guest an administrator on "/" as RabbitMQ's.
+// Against RabbitMQ it needs BROKER_TEST_CTL, and skips without it.
+func securedBroker(t *testing.T) (string, secAdmin) {
+	t.Helper()
+	if u := os.Getenv("BROKER_TEST_URL"); u != "" {
+		cmd := strings.Fields(os.Getenv("BROKER_TEST_CTL"))
+		if len(cmd) == 0 {
+			t.Skip("BROKER_TEST_URL is set without BROKER_TEST_CTL, the rabbitmqctl command to set users up with")
+		}
+		return u, ctlAdmin{cmd}
+	}
+	sec := security.NewStore()
+	a := storeAdmin{sec}
+	a.addVHost(t, "/")
+	a.addUser(t, "guest", "guest", security.TagAdministrator)
+	a.setPermissions(t, "guest", "/", ".*", ".*", ".*")
+	_, u := servertest.StartServer(t, broker.Config{Security: sec})
+	return u, a
+}
+
+// asUser is rawurl with another user, password and vhost.
+func asUser(t *testing.T, rawurl, user, password, vhost string) string {
+	t.Helper()
+	u, err := url.Parse(rawurl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, password)
+	u.Path, u.RawPath = "/"+vhost, "/"+url.PathEscape(vhost)
+	return u.String()
+}
+
+// TestPermissionMatrix checks each operation RabbitMQ authorises with a
+// permission that allows it and with ones that refuse it: reply code and
+// text. Resource names say what the user may do with them: all- (all),
+// cfg- (configure), wr- (write), rd- (read), none- (nothing).
+func TestPermissionMatrix(t *testing.T) {
+	base, admin := securedBroker(t)
+	user := "authz-" + runID
+	imp := "authz-imp-" + runID
+	admin.addUser(t, user, "pw")
+	admin.addUser(t, imp, "pw", security.TagImpersonator)
+	for _, u := range []string{user, imp} {
+		admin.setPermissions(t, u, "/", "^(all|cfg)-", "^(all|wr)-", "^(all|rd)-")
+	}
+	n := func(prefix string) string { return prefix + "-" + runID }
+	topicX := n("all-t")
+	admin.setTopicPermissions(t, user, "/", topicX, "^{username}\\.", "^r\\.")
+
+	// What the user works on, made by guest.
+	gc := openConn(t, base)
+	g := openChan(t, gc)
+	for _, q := range []string{"all-q", "wr-q", "rd-q", "none-q", "cfg-q2"} {
+		declareQueue(t, base, g, n(q))
+	}
+	for _, x := range []string{"wr-x", "rd-x", "rd-x2", "none-x"} {
+		if err := g.ExchangeDeclare(n(x), "fanout", false, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		cleanupExchanges(t, base, n(x))
+	}
+	if err := g.ExchangeDeclare(topicX, "topic", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	cleanupExchanges(t, base, topicX)
+	cleanupQueues(t, base, n("cfg-q"), n("all-dl1"))
+	cleanupExchanges(t, base, n("cfg-x"), n("all-ae1"))
+
+	uc := openConn(t, asUser(t, base, user, "pw", "/"))
+	// RabbitMQ 3.10's texts do not name the access refused (a says which
+	// it is, for the reader).
+	refused := func(a, kind, name string) string {
+		return "ACCESS_REFUSED - access to " + kind + " '" + name + "' in vhost '/' refused for user '" + user + "'"
+	}
+	topicRefused := func(_, key string) string {
+		return "ACCESS_REFUSED - access to topic '" + key + "' in exchange '" + topicX + "' in vhost '/' refused for user '" + user + "'"
+	}
+	// Each case runs on a fresh channel; want "" means it must succeed.
+	cases := []struct {
+		name string
+		op   func(ch *amqp.Channel) error
+		want string
+	}{
+		{"queue.declare allowed", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("cfg-q"), false, false, false, false, nil)
+			return err
+		}, ""},
+		{"queue.declare refused", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("wr-q"), false, false, false, false, nil)
+			return err
+		}, refused("configure", "queue", n("wr-q"))},
+		{"queue.declare passive needs nothing", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive(n("none-q"), false, false, false, false, nil)
+			return err
+		}, ""},
+		{"queue.declare dlx allowed", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("all-dl1"), false, false, false, false, amqp.Table{"x-dead-letter-exchange": n("wr-x")})
+			return err
+		}, ""},
+		{"queue.declare dlx not writable", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("all-dl2"), false, false, false, false, amqp.Table{"x-dead-letter-exchange": n("rd-x")})
+			return err
+		}, refused("write", "exchange", n("rd-x"))},
+		{"queue.declare dlx default exchange", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("all-dl3"), false, false, false, false, amqp.Table{"x-dead-letter-exchange": ""})
+			return err
+		}, refused("write", "exchange", "amq.default")},
+		{"queue.declare dlx queue not readable", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(n("cfg-dl"), false, false, false, false, amqp.Table{"x-dead-letter-exchange": n("wr-x")})
+			return err
+		}, refused("read", "queue", n("cfg-dl"))},
+		{"queue.delete allowed", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(n("cfg-q2"), false, false, false)
+			return err
+		}, ""},
+		{"queue.delete refused", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(n("none-q"), false, false, false)
+			return err
+		}, refused("configure", "queue", n("none-q"))},
+		{"queue.delete refused before not found", func(ch *amqp.Channel) error {
+			_, err := ch.QueueDelete(n("none-missing"), false, false, false)
+			return err
+		}, refused("configure", "queue", n("none-missing"))},
+		{"exchange.declare allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(n("cfg-x"), "direct", false, false, false, false, nil)
+		}, ""},
+		{"exchange.declare refused", func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(n("rd-x"), "fanout", false, false, false, false, nil)
+		}, refused("configure", "exchange", n("rd-x"))},
+		{"exchange.declare ae allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(n("all-ae1"), "direct", false, false, false, false, amqp.Table{"alternate-exchange": n("wr-x")})
+		}, ""},
+		{"exchange.declare ae not writable", func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(n("all-ae2"), "direct", false, false, false, false, amqp.Table{"alternate-exchange": n("rd-x")})
+		}, refused("write", "exchange", n("rd-x"))},
+		{"exchange.declare ae exchange not readable", func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(n("cfg-ae"), "direct", false, false, false, false, amqp.Table{"alternate-exchange": n("wr-x")})
+		}, refused("read", "exchange", n("cfg-ae"))},
+		{"exchange.delete allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeDelete(n("cfg-x"), false, false)
+		}, ""},
+		{"exchange.delete refused", func(ch *amqp.Channel) error {
+			return ch.ExchangeDelete(n("rd-x2"), false, false)
+		}, refused("configure", "exchange", n("rd-x2"))},
+		{"queue.bind allowed", func(ch *amqp.Channel) error {
+			return ch.QueueBind(n("wr-q"), "k", n("rd-x"), false, nil)
+		}, ""},
+		{"queue.bind queue not writable", func(ch *amqp.Channel) error {
+			return ch.QueueBind(n("rd-q"), "k", n("rd-x"), false, nil)
+		}, refused("write", "queue", n("rd-q"))},
+		{"queue.bind exchange not readable", func(ch *amqp.Channel) error {
+			return ch.QueueBind(n("wr-q"), "k", n("wr-x"), false, nil)
+		}, refused("read", "exchange", n("wr-x"))},
+		{"queue.bind topic key allowed", func(ch *amqp.Channel) error {
+			return ch.QueueBind(n("all-q"), "r.1", topicX, false, nil)
+		}, ""},
+		{"queue.bind topic key refused", func(ch *amqp.Channel) error {
+			return ch.QueueBind(n("all-q"), "x.1", topicX, false, nil)
+		}, topicRefused("read", "x.1")},
+		{"queue.unbind allowed", func(ch *amqp.Channel) error {
+			return ch.QueueUnbind(n("wr-q"), "k", n("rd-x"), nil)
+		}, ""},
+		{"queue.unbind queue not writable", func(ch *amqp.Channel) error {
+			return ch.QueueUnbind(n("rd-q"), "k", n("rd-x"), nil)
+		}, refused("write", "queue", n("rd-q"))},
+		{"queue.unbind exchange not readable", func(ch *amqp.Channel) error {
+			return ch.QueueUnbind(n("wr-q"), "k", n("wr-x"), nil)
+		}, refused("read", "exchange", n("wr-x"))},
+		{"exchange.bind allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeBind(n("wr-x"), "k", n("rd-x"), false, nil)
+		}, ""},
+		{"exchange.bind destination not writable", func(ch *amqp.Channel) error {
+			return ch.ExchangeBind(n("rd-x2"), "k", n("rd-x"), false, nil)
+		}, refused("write", "exchange", n("rd-x2"))},
+		{"exchange.bind source not readable", func(ch *amqp.Channel) error {
+			return ch.ExchangeBind(n("wr-x"), "k", n("none-x"), false, nil)
+		}, refused("read", "exchange", n("none-x"))},
+		{"exchange.unbind allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeUnbind(n("wr-x"), "k", n("rd-x"), false, nil)
+		}, ""},
+		{"exchange.unbind destination not writable", func(ch *amqp.Channel) error {
+			return ch.ExchangeUnbind(n("rd-x2"), "k", n("rd-x"), false, nil)
+		}, refused("write", "exchange", n("rd-x2"))},
+		{"basic.publish allowed", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, n("wr-x"), "k", amqp.Publishing{})
+		}, ""},
+		{"basic.publish refused", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, n("rd-x"), "k", amqp.Publishing{})
+		}, refused("write", "exchange", n("rd-x"))},
+		{"basic.publish default exchange", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, "", n("all-q"), amqp.Publishing{})
+		}, refused("write", "exchange", "amq.default")},
+		{"basic.publish refused before not found", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, n("none-missing"), "k", amqp.Publishing{})
+		}, refused("write", "exchange", n("none-missing"))},
+		{"basic.publish topic key allowed", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, topicX, user+".a", amqp.Publishing{})
+		}, ""},
+		{"basic.publish topic key refused", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, topicX, "other.a", amqp.Publishing{})
+		}, topicRefused("write", "other.a")},
+		{"basic.publish user_id of another user", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, n("wr-x"), "k", amqp.Publishing{UserId: "someone"})
+		}, "PRECONDITION_FAILED - user_id property set to 'someone' but authenticated user was '" + user + "'"},
+		{"basic.publish own user_id", func(ch *amqp.Channel) error {
+			return publishAndSync(ch, n("wr-x"), "k", amqp.Publishing{UserId: user})
+		}, ""},
+		{"basic.consume allowed", func(ch *amqp.Channel) error {
+			_, err := ch.Consume(n("rd-q"), "", false, false, false, false, nil)
+			return err
+		}, ""},
+		{"basic.consume refused", func(ch *amqp.Channel) error {
+			_, err := ch.Consume(n("wr-q"), "", false, false, false, false, nil)
+			return err
+		}, refused("read", "queue", n("wr-q"))},
+		{"basic.get allowed", func(ch *amqp.Channel) error {
+			_, _, err := ch.Get(n("rd-q"), false)
+			return err
+		}, ""},
+		{"basic.get refused", func(ch *amqp.Channel) error {
+			_, _, err := ch.Get(n("wr-q"), false)
+			return err
+		}, refused("read", "queue", n("wr-q"))},
+		{"queue.purge allowed", func(ch *amqp.Channel) error {
+			_, err := ch.QueuePurge(n("rd-q"), false)
+			return err
+		}, ""},
+		{"queue.purge refused", func(ch *amqp.Channel) error {
+			_, err := ch.QueuePurge(n("cfg-q"), false)
+			return err
+		}, refused("read", "queue", n("cfg-q"))},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := openChan(t, uc)
+			defer ch.Close()
+			err := tc.op(ch)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			code := 403
+			if strings.HasPrefix(tc.want, "PRECONDITION_FAILED") {
+				code = 406
+			}
+			wantErr(t, err, code, tc.want)
+		})
+	}
+
+	t.Run("impersonator sets another user_id", func(t *testing.T) {
+		ch := openChan(t, openConn(t, asUser(t, base, imp, "pw", "/")))
+		if err := publishAndSync(ch, n("wr-x"), "k", amqp.Publishing{UserId: "someone"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("connection.open without permissions in the vhost", func(t *testing.T) {
+		vh := "authz-v-" + runID
+		admin.addVHost(t, vh)
+		rc, _ := rawHandshake(t, asUser(t, base, user, "pw", "/"), rawOpts{vhost: vh, password: "pw", noOpen: true})
+		rc.send(0, &wire.ConnectionOpen{VirtualHost: vh})
+		rc.expectConnClose(530, "NOT_ALLOWED - access to vhost '"+vh+"' refused for user '"+user+"'")
+	})
+}
+
+// publishAndSync publishes and then makes a synchronous call on the same
+// channel, so a refusal of the publish (which has no reply of its own)
+// comes back: as that call's error, or, when the close beat the call, as
+// the channel's close.
+func publishAndSync(ch *amqp.Channel, exchange, key string, p amqp.Publishing) error {
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Publish(exchange, key, false, false, p); err != nil {
+		return err
+	}
+	_, err := ch.QueueDeclarePassive("amq.rabbitmq.reply-to", false, false, false, false, nil)
+	if err == nil {
+		return nil
+	}
+	select {
+	case e := <-closed:
+		if e != nil {
+			return e
+		}
+	case <-time.After(5 * time.Second):
+	}
+	return err
+}
+
+// Users and permissions live in the definitions store: the default user
+// is made on the first start only, so a deleted guest stays deleted, and
+// a user added at run time is there after a restart.
+func TestSecurityPersists(t *testing.T) {
+	inProcessOnly(t, "restarts the server")
+	dir := t.TempDir()
+	s, u := servertest.StartServer(t, broker.Config{DataDir: dir})
+	openConn(t, u).Close()
+	if err := s.ImportDefinitions(mustDefs(t, `{"users":[{"name":"alice","password_hash":"8jVoCkPvq4wEAN2EIpq2z9mgW8ifrmmRmXL7+BxTPB/NQyBh","hashing_algorithm":"rabbit_password_hashing_sha256","tags":["management"]}],
+		"vhosts":[{"name":"/"},{"name":"apps"}],
+		"permissions":[{"user":"alice","vhost":"apps","configure":"^a-","write":".*","read":".*"}],
+		"queues":[{"name":"a-q","vhost":"apps","durable":true,"auto_delete":false,"arguments":{"x-max-length":10}}],
+		"exchanges":[{"name":"a-x","vhost":"apps","type":"topic","durable":true,"auto_delete":false,"internal":false,"arguments":{}}],
+		"bindings":[{"source":"a-x","vhost":"apps","destination":"a-q","destination_type":"queue","routing_key":"k.#","arguments":{}}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Security().DeleteUser("guest"); err != nil {
+		t.Fatal(err)
+	}
+	d := s.ExportDefinitions()
+	if len(d.Users) != 1 || len(d.Queues) != 1 || len(d.Bindings) != 1 || d.Queues[0].Arguments["x-max-length"] != int64(10) {
+		t.Fatalf("export: users %v queues %v bindings %v", d.Users, d.Queues, d.Bindings)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted on the same directory with the default guest in the
+	// config: what the store holds wins.
+	s2, u2 := servertest.StartServer(t, broker.Config{DataDir: dir})
+	alice := asUser(t, u2, "alice", "p", "apps")
+	ch := openChan(t, openConn(t, alice))
+	if _, err := ch.QueueDeclarePassive("a-q", true, false, false, false, nil); err != nil {
+		t.Fatalf("imported queue after restart: %v", err)
+	}
+	if err := ch.Publish("a-x", "k.1", false, false, amqp.Publishing{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	waitCount(t, openConn(t, alice), "a-q", 1)
+	if _, err := amqp.Dial(u2); err == nil {
+		t.Fatal("guest, deleted before the restart, logged in after it")
+	}
+	if _, ok := s2.Security().User("guest"); ok {
+		t.Fatal("guest made again at restart")
+	}
+}
+
+func mustDefs(t *testing.T, js string) *security.Definitions {
+	t.Helper()
+	d, err := security.ReadDefinitions(strings.NewReader(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
