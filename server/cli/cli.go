@@ -77,7 +77,7 @@ func App() *ucli.App {
 			}
 			return run(cx)
 		},
-		Commands: []*ucli.Command{
+		Commands: append([]*ucli.Command{
 			{
 				Name:      "run",
 				Usage:     "run the broker",
@@ -104,7 +104,7 @@ func App() *ucli.App {
 					return nil
 				},
 			},
-		},
+		}, definitionsCommands()...),
 	}
 }
 

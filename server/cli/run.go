@@ -59,7 +59,7 @@ func run(cx *ucli.Context) (err error) {
 	}
 
 	bc := brokerConfig(cfg, logger)
-	srv, err := openBroker(cfg, loader, bc)
+	srv, err := openSecured(cfg, loader, bc)
 	if err != nil {
 		return err
 	}

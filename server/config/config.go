@@ -62,7 +62,11 @@ type Security struct {
 	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
 	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names, in no particular order (empty: Go's defaults; TLS 1.3's suites are not configurable)"`
 	CertLoginFrom       string `key:"certloginfrom" enum:"distinguished_name,common_name" doc:"the user name an EXTERNAL login takes from the client certificate (RabbitMQ's ssl_cert_login_from): its subject DN in RabbitMQ's format, or its common name"`
-	UsersFile           string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; guest/guest from loopback only)"`
+	UsersFile           string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; use definitionsfile)"`
+	DefaultUser         string `key:"defaultuser" doc:"user created, an administrator with every permission on vhost /, on the first start only (RabbitMQ's default_user; empty: none); not created when definitionsfile is set"`
+	DefaultPass         string `key:"defaultpass" doc:"defaultuser's password (RabbitMQ's default_pass)"`
+	LoopbackUsers       string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
+	DefinitionsFile     string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
 }
 
 // Server is the process: logging, pidfile, daemon mode and resource alarms.
@@ -104,6 +108,21 @@ type Telemetry struct {
 	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names (empty: Go's defaults)"`
 }
 
+// LoopbackUserList is security.loopbackusers as a list (none: empty, not
+// nil).
+func (s Security) LoopbackUserList() []string {
+	out := []string{}
+	if strings.TrimSpace(s.LoopbackUsers) == "none" {
+		return out
+	}
+	for _, u := range strings.Split(s.LoopbackUsers, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // Duration is a time.Duration written as Go duration text ("250ms", "1m").
 type Duration time.Duration
 
@@ -131,7 +150,8 @@ func Defaults() Config {
 			RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0,
 			ConsumerTimeout: Duration(30 * time.Minute),
 		},
-		Security:  Security{TLSMinVersion: "1.2", CertLoginFrom: "distinguished_name"},
+		Security: Security{TLSMinVersion: "1.2", CertLoginFrom: "distinguished_name",
+			DefaultUser: "guest", DefaultPass: "guest", LoopbackUsers: "guest"},
 		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419, TLSMinVersion: "1.2"},
 	}
 }
