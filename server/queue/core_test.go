@@ -36,6 +36,13 @@ import (
 //	purge | delete | tick | touch | info | deadline
 //	policy (as new, applied to the existing queue)
 //
+// and, on a delayed-message scheduler (Delayed) beside the core, made
+// anew by "new":
+//
+//	schedule NAME at=N (hold NAME until time N)
+//	due [max=N] (take what is due at the clock, at most N; prints "due: ...")
+//	delayed (how many wait and the next due time) | drain
+//
 // info prints the counters got, got-noack, deliver-noack and get-empty only
 // when they are not zero.
 var rewrite = flag.Bool("rewrite", false, "rewrite the transcripts with the actual output")
@@ -53,6 +60,7 @@ func TestTranscripts(t *testing.T) {
 // transcript is the state a transcript's commands act on.
 type transcript struct {
 	c    *Core[string]
+	d    *Delayed[string]
 	now  int64
 	seqs map[string]uint64 // message name to Seq, once pushed
 	// taken is each message's entry as last delivered or got, for return.
@@ -65,7 +73,7 @@ func runTranscript(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), seqs: map[string]uint64{},
+	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), d: NewDelayed[string](), seqs: map[string]uint64{},
 		taken: map[string]Entry[string]{}}
 	var out strings.Builder
 	for i := 0; i < len(lines); {
@@ -111,6 +119,15 @@ func runTranscript(t *testing.T, path string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// delayedNames lists the handles of es, each after a space.
+func delayedNames(es []Entry[string]) string {
+	var b strings.Builder
+	for _, e := range es {
+		b.WriteString(" " + e.Handle)
+	}
+	return b.String()
 }
 
 // args parses "key=value" and bare "flag" words.
@@ -174,6 +191,7 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 	switch words[0] {
 	case "new":
 		tr.c = New[string](tr.policy(t, where, words[1:]), tr.now)
+		tr.d = NewDelayed[string]()
 		tr.seqs, tr.taken = map[string]uint64{}, map[string]Entry[string]{}
 	case "policy":
 		effects = tr.c.SetPolicy(tr.policy(t, where, words[1:]), tr.now)
@@ -270,6 +288,18 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		tr.c.Touch(tr.now)
 	case "deadline":
 		out = append(out, fmt.Sprintf("deadline %d", tr.c.NextDeadline()))
+	case "schedule":
+		tr.d.Schedule(Message[string]{Handle: words[1], Timestamp: tr.now}, num(t, where, args(words[2:])["at"]))
+	case "due":
+		max := 0
+		if v, ok := args(words[1:])["max"]; ok {
+			max = int(num(t, where, v))
+		}
+		out = append(out, "due:"+delayedNames(tr.d.DueMax(tr.now, max)))
+	case "delayed":
+		out = append(out, fmt.Sprintf("waiting=%d next=%d", tr.d.Len(), tr.d.NextDeadline()))
+	case "drain":
+		out = append(out, "drained:"+delayedNames(tr.d.Drain()))
 	case "info":
 		in := tr.c.Info()
 		out = append(out, fmt.Sprintf("ready=%d unacked=%d bytes=%d unacked-bytes=%d consumers=%d head-ts=%d oldest-unacked=%d active=%d",
