@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"syscall"
 	"time"
@@ -19,7 +20,11 @@ var errPeerGone = errors.New("client closed the connection while blocked by a re
 // that raised the alarm could keep it raised for ever. It reports whether
 // the client went away.
 func (c *conn) waitAlarm(cleared <-chan struct{}) (peerGone bool) {
-	sc, ok := c.nc.(syscall.Conn)
+	var raw any = c.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn() // watched for a hang-up only: nothing is read
+	}
+	sc, ok := raw.(syscall.Conn)
 	var rc syscall.RawConn
 	if ok {
 		var err error

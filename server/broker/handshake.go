@@ -2,6 +2,8 @@ package broker
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -25,6 +27,17 @@ func (c *conn) handshake() error {
 	_ = c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer c.nc.SetDeadline(time.Time{})
 
+	var external *x509.Certificate // the verified client certificate, for EXTERNAL
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			if !errors.Is(err, io.EOF) { // a TCP health check says nothing
+				c.logRefused("TLS handshake failed", "err", err)
+			}
+			return fmt.Errorf("%w: TLS: %v", errHandshake, err)
+		}
+		external = verifiedPeer(tc)
+	}
+
 	var hdr [8]byte
 	if _, err := io.ReadFull(c.nc, hdr[:]); err != nil {
 		return err
@@ -40,7 +53,7 @@ func (c *conn) handshake() error {
 	// make us buffer a large frame.
 	c.fr.SetMaxFrame(amqp.FrameMinSize)
 
-	if err := c.writeNow(connectionStartFrame()); err != nil {
+	if err := c.writeNow(connectionStartFrame(external != nil)); err != nil {
 		return err
 	}
 
@@ -54,16 +67,24 @@ func (c *conn) handshake() error {
 		c.capCancel = caps["consumer_cancel_notify"] == true
 		authFailClose = caps["authentication_failure_close"] == true
 	}
-	user, pass, err := parseSASL(startOk.Mechanism, []byte(startOk.Response))
-	if err != nil {
-		return c.handshakeClose(protoErr(amqp.CommandInvalid, startOk, "%v", err))
-	}
-	authenticated := c.srv.authenticate(user, pass)
-	if loopbackOnly := authenticated && !c.srv.loopbackAllowed(user, c.nc.RemoteAddr()); !authenticated || loopbackOnly {
-		why := "invalid credentials"
-		if loopbackOnly {
-			why = fmt.Sprintf("user '%s' can only connect via localhost", user)
+	var user, why string
+	if startOk.Mechanism == "EXTERNAL" && external != nil {
+		// The response is ignored, as RabbitMQ ignores it.
+		user, why = c.srv.externalLogin(external)
+	} else {
+		var pass string
+		user, pass, err = parseSASL(startOk.Mechanism, []byte(startOk.Response))
+		if err != nil {
+			return c.handshakeClose(protoErr(amqp.CommandInvalid, startOk, "%v", err))
 		}
+		if !c.srv.authenticate(user, pass) {
+			why = "invalid credentials"
+		}
+	}
+	if why == "" && !c.srv.loopbackAllowed(user, c.nc.RemoteAddr()) {
+		why = fmt.Sprintf("user '%s' can only connect via localhost", user)
+	}
+	if why != "" {
 		if n, ok := c.srv.loginLog.allow(); ok {
 			c.logger.Info("login refused", "user", user, "mechanism", startOk.Mechanism, "reason", why, "suppressed", n)
 		}
@@ -153,17 +174,31 @@ func (c *conn) writeNow(b []byte) error {
 	return err
 }
 
-// connectionStartFrame is connection.start, the same for every
-// connection: encoded once, since its table costs more than the rest of a
-// handshake (and clients that reconnect in a loop pay it each time).
-var connectionStartFrame = sync.OnceValue(func() []byte {
+// connectionStartFrame is connection.start, one of two frames: with
+// EXTERNAL among the mechanisms for a TLS connection whose client
+// certificate was verified, without it for every other. Each is encoded
+// once, since its table costs more than the rest of a handshake (and
+// clients that reconnect in a loop pay it each time).
+func connectionStartFrame(external bool) []byte {
+	if external {
+		return startWithExternal()
+	}
+	return startPlain()
+}
+
+var (
+	startPlain        = sync.OnceValue(func() []byte { return startFrame("PLAIN AMQPLAIN") })
+	startWithExternal = sync.OnceValue(func() []byte { return startFrame("PLAIN AMQPLAIN EXTERNAL") })
+)
+
+func startFrame(mechanisms string) []byte {
 	return amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionStart{
 		VersionMajor: 0, VersionMinor: 9,
 		ServerProperties: serverProperties(),
-		Mechanisms:       "PLAIN AMQPLAIN",
+		Mechanisms:       mechanisms,
 		Locales:          "en_US",
 	})
-})
+}
 
 // handshakeClose sends connection.close during the handshake and waits
 // briefly for close-ok before giving up on the client.
@@ -241,6 +276,11 @@ func parseSASL(mechanism string, resp []byte) (user, pass string, err error) {
 		u, _ := t["LOGIN"].(string)
 		p, _ := t["PASSWORD"].(string)
 		return u, p, nil
+	case "EXTERNAL":
+		// Known, but not offered: a plain connection, or TLS without a
+		// verified client certificate (RabbitMQ's words for a mechanism
+		// it has but did not offer).
+		return "", "", fmt.Errorf("invalid authentication mechanism '%s'", mechanism)
 	}
 	return "", "", fmt.Errorf("unknown authentication mechanism '%s'", mechanism)
 }

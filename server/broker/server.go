@@ -4,6 +4,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,17 @@ var Version = "0.1.0-dev"
 type Config struct {
 	// Address is host:port to listen on (default ":5672").
 	Address string
+	// NoPlain turns the plain listener off: with TLS set, TLS only.
+	NoPlain bool
+	// TLS, when set, makes an AMQPS listener on TLSAddress beside the
+	// plain one, serving connections as the plain one does after the TLS
+	// handshake (which counts against the handshake timeout).
+	TLS *tls.Config
+	// TLSAddress is host:port of the AMQPS listener (default ":5671").
+	TLSAddress string
+	// CertLoginFrom is where an EXTERNAL login takes the user name from:
+	// CertLoginDN (default) or CertLoginCN.
+	CertLoginFrom string
 	// Heartbeat is the heartbeat interval proposed in connection.tune, in
 	// seconds (default 60; 0 disables).
 	Heartbeat uint16
@@ -130,6 +142,9 @@ func (c *Config) setDefaults() {
 	if c.Address == "" {
 		c.Address = ":5672"
 	}
+	if c.TLSAddress == "" {
+		c.TLSAddress = ":5671"
+	}
 	if c.Heartbeat == 0 && !c.DisableHeartbeatDefault {
 		c.Heartbeat = 60
 	}
@@ -185,7 +200,9 @@ type Server struct {
 	replies replyRegistry
 	logger  *slog.Logger
 
-	ln net.Listener
+	ln net.Listener // nil with Config.NoPlain
+	// tlsLn is the AMQPS listener (nil without Config.TLS).
+	tlsLn net.Listener
 	// handshakes counts connections in the opening handshake, against
 	// cfg.MaxHandshakes.
 	handshakes atomic.Int64
@@ -239,29 +256,81 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Listen binds the configured address.
+// Listen binds the configured addresses: the plain one unless NoPlain,
+// the TLS one if TLS is set. An error names the address.
 func (s *Server) Listen() error {
 	lc := net.ListenConfig{KeepAlive: s.cfg.TCPKeepAlive}
-	ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Address)
-	if err != nil {
-		return err
+	if !s.cfg.NoPlain {
+		ln, err := lc.Listen(context.Background(), "tcp", s.cfg.Address)
+		if err != nil {
+			return err
+		}
+		s.ln = ln
 	}
-	s.ln = ln
+	if s.cfg.TLS != nil {
+		ln, err := lc.Listen(context.Background(), "tcp", s.cfg.TLSAddress)
+		if err != nil {
+			if s.ln != nil {
+				s.ln.Close()
+			}
+			return fmt.Errorf("TLS listener: %w", err)
+		}
+		s.tlsLn = ln
+	}
+	if s.ln == nil && s.tlsLn == nil {
+		return errors.New("no listener: the plain one is off and TLS is not configured")
+	}
 	return nil
 }
 
-// Addr is the bound address (after Listen).
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+// Addr is the bound plain address, or the TLS one when the plain
+// listener is off (after Listen).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return s.tlsLn.Addr()
+	}
+	return s.ln.Addr()
+}
 
-// Serve accepts connections until Close. It returns nil after Close.
-// Temporary accept errors, such as running out of file descriptors, are
-// retried with a backoff, as net/http does, so that no client can stop the
-// listener.
+// TLSAddr is the bound TLS address, or nil without TLS (after Listen).
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
+
+// Serve accepts connections on every listener until Close. It returns nil
+// after Close, or the first listener's error (having closed the others).
 func (s *Server) Serve() error {
-	s.logger.Info("listening", "address", s.ln.Addr().String(), "max_connections", s.cfg.MaxConnections)
+	if s.ln == nil || s.tlsLn == nil {
+		if s.ln != nil {
+			return s.accept(s.ln, nil)
+		}
+		return s.accept(s.tlsLn, s.cfg.TLS)
+	}
+	tlsDone := make(chan error, 1)
+	go func() { tlsDone <- s.accept(s.tlsLn, s.cfg.TLS) }()
+	err := s.accept(s.ln, nil)
+	if err != nil {
+		s.tlsLn.Close()
+	}
+	if terr := <-tlsDone; err == nil && terr != nil {
+		err = terr
+		s.ln.Close()
+	}
+	return err
+}
+
+// accept is one listener's accept loop; with tlsCfg each socket is served
+// over TLS. Temporary accept errors, such as running out of file
+// descriptors, are retried with a backoff, as net/http does, so that no
+// client can stop the listener.
+func (s *Server) accept(ln net.Listener, tlsCfg *tls.Config) error {
+	s.logger.Info("listening", "address", ln.Addr().String(), "tls", tlsCfg != nil, "max_connections", s.cfg.MaxConnections)
 	var backoff time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
@@ -301,6 +370,11 @@ func (s *Server) Serve() error {
 			s.mu.Unlock()
 			s.refuse(nc, "too many handshakes in progress", "limit", s.cfg.MaxHandshakes)
 			continue
+		}
+		if tlsCfg != nil {
+			// The TLS handshake runs on the connection's goroutine, within
+			// the handshake timeout, not here.
+			nc = tls.Server(nc, tlsCfg)
 		}
 		c := newConn(s, nc)
 		s.handshakes.Add(1)
@@ -348,6 +422,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	if s.ln != nil {
 		s.ln.Close()
+	}
+	if s.tlsLn != nil {
+		s.tlsLn.Close()
 	}
 	for _, c := range conns {
 		c.forceClose()

@@ -52,7 +52,7 @@ func keyFlags() []ucli.Flag {
 func runFlags() []ucli.Flag {
 	return append([]ucli.Flag{
 		&ucli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "configuration file, YAML (.yaml, .yml) or JSON (.json), merged over the defaults"},
-		&ucli.StringFlag{Name: "pprof-address", EnvVars: []string{"AMQP_PPROF_ADDRESS"}, Usage: "also serve only Go's pprof handlers on this host:port (off when empty; telemetry serves them too)"},
+		&ucli.StringFlag{Name: "pprof-address", EnvVars: []string{"AMQP_PPROF_ADDRESS"}, Usage: "also serve only Go's pprof handlers on this host:port (off when empty; telemetry serves them with telemetry.pprof)"},
 	}, keyFlags()...)
 }
 

@@ -407,7 +407,7 @@ func TestPIDFileAndDaemon(t *testing.T) {
 // Exact counters after known traffic.
 func TestMetricsAfterKnownTraffic(t *testing.T) {
 	tport := freePort(t)
-	p := start(t, []string{"--enable-telemetry", "--telemetry-port", strconv.Itoa(tport)})
+	p := start(t, []string{"--enable-telemetry", "--telemetry-port", strconv.Itoa(tport), "--telemetry-pprof"})
 	c := dial(t, p.url)
 	ch, _ := c.Channel()
 	for _, q := range []string{"m1", "m2"} {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"github.com/amqp-go/amqp-go/server/config"
 	"github.com/amqp-go/amqp-go/server/monitor"
 	"github.com/amqp-go/amqp-go/server/telemetry"
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -59,13 +61,25 @@ func run(cx *ucli.Context) (err error) {
 	}
 
 	bc := brokerConfig(cfg, logger)
+	var amqpTLS, telemetryTLS *tlsconf.Server // reloaded on SIGHUP
+	if cfg.AMQPTLS().Enabled() {
+		if amqpTLS, err = tlsconf.New(cfg.AMQPTLS()); err != nil {
+			return fmt.Errorf("security.tlscertfile: %w", err)
+		}
+		bc.TLS = amqpTLS.Config()
+	}
+	if cfg.TelemetryTLS().Enabled() {
+		if telemetryTLS, err = tlsconf.New(cfg.TelemetryTLS()); err != nil {
+			return fmt.Errorf("telemetry.tlscertfile: %w", err)
+		}
+	}
 	srv, err := openSecured(cfg, loader, bc)
 	if err != nil {
 		return err
 	}
 	if err := srv.Listen(); err != nil {
 		srv.Close()
-		return fmt.Errorf("network.address %s: %w", cfg.ListenAddress(), err)
+		return fmt.Errorf("network.address %s (network.tlsport %d): %w", cfg.ListenAddress(), cfg.Network.TLSPort, err)
 	}
 
 	memLimit := monitor.MemoryLimit(cfg.Server.MemoryLimitPercent, cfg.Server.MemoryLimitBytes)
@@ -89,16 +103,20 @@ func run(cx *ucli.Context) (err error) {
 	defer mon.Stop()
 
 	if cfg.Telemetry.Enabled {
-		hs, addr, err := telemetry.Serve(cfg.TelemetryAddress(), telemetry.Options{
-			Server: srv, Resources: mon.State})
+		opts := telemetry.Options{Server: srv, Resources: mon.State, Pprof: cfg.Telemetry.Pprof}
+		if telemetryTLS != nil {
+			opts.TLS = telemetryTLS.Config()
+		}
+		hs, addr, err := telemetry.Serve(cfg.TelemetryAddress(), opts)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("telemetry %s: %w", cfg.TelemetryAddress(), err)
 		}
 		defer hs.Close()
-		logger.Info("telemetry listening", "address", addr.String())
+		logger.Info("telemetry listening", "address", addr.String(), "tls", telemetryTLS != nil, "pprof", cfg.Telemetry.Pprof)
+		warnExposed(logger, "telemetry", addr)
 	}
-	if pa := cx.String("pprof-address"); pa != "" || cfg.Telemetry.Enabled {
+	if pa := cx.String("pprof-address"); pa != "" || cfg.Telemetry.Enabled && cfg.Telemetry.Pprof {
 		// Sample contention for the mutex and block profiles whenever pprof
 		// is served: 1 in 100 contended locks, blocking events over 100µs
 		// (cheap enough for production, useful enough to find hot locks).
@@ -112,9 +130,16 @@ func run(cx *ucli.Context) (err error) {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		ps := &http.Server{Addr: pa, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = ps.ListenAndServe() }()
+		ln, err := net.Listen("tcp", pa)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("--pprof-address %s: %w", pa, err)
+		}
+		ps := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ps.Serve(ln) }()
 		defer ps.Close()
+		logger.Info("pprof listening", "address", ln.Addr().String())
+		warnExposed(logger, "pprof", ln.Addr())
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -141,11 +166,36 @@ func run(cx *ucli.Context) (err error) {
 				} else {
 					logger.Info("log file reopened")
 				}
+				reloadCert(logger, "security", amqpTLS)
+				reloadCert(logger, "telemetry", telemetryTLS)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String())
 			return shutdown(srv, served, time.Duration(cfg.Server.ShutdownTimeout), logger)
 		}
+	}
+}
+
+// reloadCert reads a listener's certificate and key again (SIGHUP): new
+// handshakes get the new certificate, open connections keep theirs, and a
+// pair that does not load leaves the old one in use.
+func reloadCert(logger *slog.Logger, section string, ts *tlsconf.Server) {
+	if ts == nil {
+		return
+	}
+	if err := ts.Reload(); err != nil {
+		logger.Error("reloading the TLS certificate; the old one stays in use", "section", section, "err", err)
+		return
+	}
+	leaf := ts.Certificate().Leaf
+	logger.Info("TLS certificate reloaded", "section", section, "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+}
+
+// warnExposed warns when an operations endpoint (telemetry, pprof) is
+// reachable from other hosts: it has no authentication.
+func warnExposed(logger *slog.Logger, what string, addr net.Addr) {
+	if ta, ok := addr.(*net.TCPAddr); ok && !ta.IP.IsLoopback() {
+		logger.Warn(what+" listens on a non-loopback address, reachable without authentication", "address", addr.String())
 	}
 }
 
@@ -183,6 +233,9 @@ func brokerConfig(c config.Config, logger *slog.Logger) broker.Config {
 	}
 	return broker.Config{
 		Address:                 c.ListenAddress(),
+		NoPlain:                 !c.Network.Plain,
+		TLSAddress:              c.TLSListenAddress(),
+		CertLoginFrom:           c.Security.CertLoginFrom,
 		Heartbeat:               uint16(c.Network.Heartbeat),
 		DisableHeartbeatDefault: true,
 		ChannelMax:              uint16(c.Network.ChannelMax),

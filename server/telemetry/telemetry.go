@@ -1,14 +1,16 @@
 // Package telemetry serves the broker's HTTP operations endpoint:
 // Prometheus metrics named as RabbitMQ's prometheus plugin names them,
-// a health check and Go's pprof handlers.
+// a health check and, when asked for, Go's pprof handlers; over HTTPS with
+// Options.TLS.
 //
 //	/metrics             aggregated metrics: cheap with any number of queues
 //	/metrics/per-object  the same plus one series per queue
 //	/health              200 {"status":"ok"} while the broker serves
-//	/debug/pprof/        net/http/pprof
+//	/debug/pprof/        net/http/pprof, with Options.Pprof
 package telemetry
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -73,6 +75,10 @@ type Options struct {
 	Server *broker.Server
 	// Resources, if set, reports the memory and disk monitor's state.
 	Resources func() monitor.State
+	// Pprof serves Go's pprof handlers under /debug/pprof/ too.
+	Pprof bool
+	// TLS, if set, serves HTTPS.
+	TLS *tls.Config
 }
 
 // Handler returns the endpoint's routes.
@@ -94,11 +100,13 @@ func Handler(o Options) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "ok", "alarm": st.Alarm, "connections": st.Connections})
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if o.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -108,6 +116,9 @@ func Serve(addr string, o Options) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, nil, err
+	}
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS)
 	}
 	hs := &http.Server{Handler: Handler(o), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = hs.Serve(ln) }()
