@@ -1,6 +1,8 @@
 package broker_test
 
 import (
+	"encoding/json"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,6 +25,10 @@ type secAdmin interface {
 	addVHost(t *testing.T, name string)
 	setPermissions(t *testing.T, user, vhost, configure, write, read string)
 	setTopicPermissions(t *testing.T, user, vhost, exchange, write, read string)
+	// setVHostLimits and setUserLimits take RabbitMQ's JSON object of
+	// limits, e.g. {"max-connections": 1}.
+	setVHostLimits(t *testing.T, vhost, limits string)
+	setUserLimits(t *testing.T, user, limits string)
 }
 
 type storeAdmin struct{ s *security.Store }
@@ -53,6 +59,33 @@ func (a storeAdmin) setTopicPermissions(t *testing.T, user, vhost, exchange, wri
 	if err := a.s.SetTopicPermissions(security.TopicPermission{User: user, VHost: vhost, Exchange: exchange, Write: write, Read: read}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (a storeAdmin) setVHostLimits(t *testing.T, vhost, limits string) {
+	t.Helper()
+	for k, n := range parseLimits(t, limits) {
+		if err := a.s.SetVHostLimit(vhost, k, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (a storeAdmin) setUserLimits(t *testing.T, user, limits string) {
+	t.Helper()
+	for k, n := range parseLimits(t, limits) {
+		if err := a.s.SetUserLimit(user, k, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func parseLimits(t *testing.T, limits string) map[string]int64 {
+	t.Helper()
+	var m map[string]int64
+	if err := json.Unmarshal([]byte(limits), &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // ctlAdmin runs BROKER_TEST_CTL (a command line that takes rabbitmqctl's
@@ -86,6 +119,14 @@ func (a ctlAdmin) setPermissions(t *testing.T, user, vhost, configure, write, re
 
 func (a ctlAdmin) setTopicPermissions(t *testing.T, user, vhost, exchange, write, read string) {
 	a.ctl(t, "set_topic_permissions", "-p", vhost, user, exchange, write, read)
+}
+
+func (a ctlAdmin) setVHostLimits(t *testing.T, vhost, limits string) {
+	a.ctl(t, "set_vhost_limits", "-p", vhost, limits)
+}
+
+func (a ctlAdmin) setUserLimits(t *testing.T, user, limits string) {
+	a.ctl(t, "set_user_limits", user, limits)
 }
 
 // securedBroker returns the URL of a broker whose users the returned
@@ -355,27 +396,39 @@ func TestPermissionMatrix(t *testing.T) {
 	})
 }
 
-// publishAndSync publishes and then makes a synchronous call on the same
-// channel, so a refusal of the publish (which has no reply of its own)
-// comes back: as that call's error, or, when the close beat the call, as
-// the channel's close.
+// publishAndSync publishes with a confirm and waits for it or for the
+// channel's close, so a refusal of the publish (which has no reply of its
+// own) comes back as the close. No other frame follows the publish on the
+// channel, which could cross the server's channel.close.
 func publishAndSync(ch *amqp.Channel, exchange, key string, p amqp.Publishing) error {
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := ch.Confirm(false); err != nil {
+		return err
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
 	if err := ch.Publish(exchange, key, false, false, p); err != nil {
 		return err
 	}
-	_, err := ch.QueueDeclarePassive("amq.rabbitmq.reply-to", false, false, false, false, nil)
-	if err == nil {
-		return nil
-	}
+	timeout := time.After(5 * time.Second)
 	select {
-	case e := <-closed:
-		if e != nil {
-			return e
+	case c, ok := <-confirms:
+		if ok && c.Ack {
+			return nil
 		}
-	case <-time.After(5 * time.Second):
+		if ok {
+			return errors.New("publish nacked")
+		}
+	case e := <-closed:
+		return e
+	case <-timeout:
+		return errors.New("no confirm and no close")
 	}
-	return err
+	select { // confirms closed with the channel: the close says why
+	case e := <-closed:
+		return e
+	case <-timeout:
+		return errors.New("confirms ended without a close")
+	}
 }
 
 // Users and permissions live in the definitions store: the default user
@@ -432,4 +485,88 @@ func mustDefs(t *testing.T, js string) *security.Definitions {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestSecurityLimits checks vhost max-connections and max-queues and user
+// max-connections and max-channels with RabbitMQ's codes and texts, and
+// that a closed connection's place is free again.
+func TestSecurityLimits(t *testing.T) {
+	base, admin := securedBroker(t)
+	user, other := "lim-"+runID, "lim2-"+runID
+	// vh limits queues, vhc connections: the connections of one subtest
+	// may still be going, server-side, when the next starts.
+	vh, vhc := "lim-v-"+runID, "lim-vc-"+runID
+	admin.addVHost(t, vh)
+	admin.addVHost(t, vhc)
+	admin.addUser(t, user, "pw")
+	admin.addUser(t, other, "pw")
+	for _, v := range []string{vh, vhc} {
+		admin.setPermissions(t, user, v, ".*", ".*", ".*")
+		admin.setPermissions(t, other, v, ".*", ".*", ".*")
+	}
+	admin.setVHostLimits(t, vh, `{"max-queues": 2}`)
+	admin.setVHostLimits(t, vhc, `{"max-connections": 2}`)
+	admin.setUserLimits(t, user, `{"max-channels": 2}`)
+	admin.setUserLimits(t, other, `{"max-connections": 1}`)
+	uurl := asUser(t, base, user, "pw", vh)
+
+	t.Run("user max-channels", func(t *testing.T) {
+		c := openConn(t, uurl)
+		openChan(t, c)
+		ch := openChan(t, c)
+		_, err := c.Channel()
+		wantErr(t, err, 530, "NOT_ALLOWED - number of channels opened for user '"+user+"' has reached the maximum allowed user limit of (2)")
+		_ = ch
+	})
+	t.Run("vhost max-queues", func(t *testing.T) {
+		c := openConn(t, uurl)
+		ch := openChan(t, c)
+		for _, q := range []string{"q1", "q2"} {
+			if _, err := ch.QueueDeclare(q, false, true, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ch.QueueDeclare("q1", false, true, false, false, nil); err != nil {
+			t.Fatalf("redeclare at the limit: %v", err)
+		}
+		_, err := ch.QueueDeclare("q3", false, true, false, false, nil)
+		wantErr(t, err, 406, "PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost '"+vh+"' (2) is reached")
+	})
+	t.Run("user max-connections", func(t *testing.T) {
+		ourl := asUser(t, base, other, "pw", vh)
+		c := openConn(t, ourl)
+		rc, _ := rawHandshake(t, asUser(t, base, other, "pw", vh), rawOpts{vhost: vh, password: "pw", noOpen: true})
+		rc.send(0, &wire.ConnectionOpen{VirtualHost: vh})
+		rc.expectConnClose(530, "NOT_ALLOWED - connection refused for user '"+other+"': user connection limit (1) is reached")
+		c.Close()
+		waitDial(t, ourl)
+	})
+	t.Run("vhost max-connections", func(t *testing.T) {
+		curl := asUser(t, base, user, "pw", vhc)
+		c1 := openConn(t, curl)
+		openConn(t, curl)
+		rc, _ := rawHandshake(t, curl, rawOpts{vhost: vhc, password: "pw", noOpen: true})
+		rc.send(0, &wire.ConnectionOpen{VirtualHost: vhc})
+		rc.expectConnClose(530, "NOT_ALLOWED - access to vhost '"+vhc+"' refused for user '"+user+"': connection limit (2) is reached")
+		c1.Close()
+		waitDial(t, curl)
+	})
+}
+
+// waitDial dials until a connection's place, freed by a close, is taken
+// (the server counts the close when it has torn the connection down).
+func waitDial(t *testing.T, u string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := amqp.Dial(u)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after a close: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

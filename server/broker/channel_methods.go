@@ -594,6 +594,7 @@ func (ch *channel) shutdown() {
 		return
 	}
 	ch.shut = true
+	ch.conn.srv.releaseChannel(ch.conn.user)
 	ch.mu.Lock()
 	ch.closed = true // an ack timeout may have set it already
 	es := ch.unacked.takeAll(nil)

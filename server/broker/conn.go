@@ -428,6 +428,10 @@ func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
 			return false, nil
 		}
 		_ = open
+		if e := c.srv.admitChannel(m, c.user); e != nil {
+			c.closeWith(e)
+			return false, nil
+		}
 		ch = newChannel(c, f.Channel)
 		c.srv.stats.channels.Add(1)
 		c.channels[f.Channel] = ch

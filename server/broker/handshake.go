@@ -136,6 +136,9 @@ func (c *conn) handshake() error {
 	if !c.srv.permitted(user, open.VirtualHost) {
 		return c.handshakeClose(protoErr(amqp.NotAllowed, open, "access to vhost '%s' refused for user '%s'", open.VirtualHost, user))
 	}
+	if e := c.srv.admitConnection(c, user, v.name); e != nil {
+		return c.handshakeClose(e)
+	}
 	c.vhost = v
 	if err := c.writeNow(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{})); err != nil {
 		return err

@@ -213,6 +213,8 @@ type Server struct {
 	acceptLog, limitLog, loginLog, refuseLog logLimiter
 	// deliveredLog rate-limits failures to store the delivered bound.
 	deliveredLog logLimiter
+	// tally counts connections and channels against the security limits.
+	tally tally
 	// sampler samples the queues' counters for their rates.
 	sampler rateSampler
 
@@ -456,6 +458,7 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) removeConn(c *conn) {
+	s.releaseConnection(c)
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()

@@ -278,6 +278,11 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !o.stored {
+		if err := v.checkQueueLimit(m, name); err != nil {
+			return nil, err
+		}
+	}
 	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy)
 	if o.stored {
 		q.id = o.id

@@ -526,3 +526,21 @@ func (s *Store) Empty() bool {
 	st := s.cur.Load()
 	return len(st.users) == 0 && len(st.vhosts) == 0
 }
+
+// VHostLimit returns one of vhost's limits, and whether it is set.
+func (s *Store) VHostLimit(vhost, limit string) (int64, bool) {
+	v := s.cur.Load().vhosts[vhost]
+	if v == nil {
+		return 0, false
+	}
+	return Limit(v.Limits, limit)
+}
+
+// UserLimit returns one of user's limits, and whether it is set.
+func (s *Store) UserLimit(user, limit string) (int64, bool) {
+	u := s.cur.Load().users[user]
+	if u == nil {
+		return 0, false
+	}
+	return Limit(u.Limits, limit)
+}
