@@ -15,12 +15,13 @@ import (
 // Config is every setting of the server, by section. Field tags give each
 // key's name, bounds and documentation; Keys lists them.
 type Config struct {
-	Network   Network   `key:"network"`
-	Storage   Storage   `key:"storage"`
-	Security  Security  `key:"security"`
-	Server    Server    `key:"server"`
-	Engine    Engine    `key:"engine"`
-	Telemetry Telemetry `key:"telemetry"`
+	Network    Network    `key:"network"`
+	Storage    Storage    `key:"storage"`
+	Security   Security   `key:"security"`
+	Server     Server     `key:"server"`
+	Engine     Engine     `key:"engine"`
+	Telemetry  Telemetry  `key:"telemetry"`
+	Management Management `key:"management"`
 }
 
 // Network is the AMQP listener and the connection parameters offered.
@@ -92,6 +93,14 @@ type Engine struct {
 	ConsumerTimeout Duration `key:"consumertimeout" min:"0" doc:"longest a delivery may stay unacknowledged before its channel is closed with 406 (RabbitMQ's consumer_timeout; 0s: off); a queue's or a consumer's x-consumer-timeout argument overrides it"`
 }
 
+// Management is RabbitMQ's management HTTP API (served by
+// server/management), on by default as RabbitMQ's plugin usually is.
+type Management struct {
+	Enabled bool   `key:"enabled" doc:"serve RabbitMQ's management HTTP API (HTTP basic auth against the broker's users)"`
+	Address string `key:"address" doc:"host or IP the management API binds to (empty: the AMQP listener's host)"`
+	Port    int    `key:"port" min:"0" max:"65535" doc:"management API port (0: any free port, logged at start)"`
+}
+
 // Telemetry is the HTTP endpoint with /metrics, /health and, when asked
 // for, /debug/pprof/. Its TLS keys mean what security's do.
 type Telemetry struct {
@@ -152,7 +161,8 @@ func Defaults() Config {
 		},
 		Security: Security{TLSMinVersion: "1.2", CertLoginFrom: "distinguished_name",
 			DefaultUser: "guest", DefaultPass: "guest", LoopbackUsers: "guest"},
-		Telemetry: Telemetry{Address: "127.0.0.1", Port: 9419, TLSMinVersion: "1.2"},
+		Telemetry:  Telemetry{Address: "127.0.0.1", Port: 9419, TLSMinVersion: "1.2"},
+		Management: Management{Enabled: true, Port: 15672},
 	}
 }
 

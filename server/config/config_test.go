@@ -256,7 +256,7 @@ func TestErrors(t *testing.T) {
 		{"unknown key", "c.yaml", "network:\n  prot: 1\n", nil,
 			"c.yaml:2: network.prot: unknown key (allowed: keys of network: address, port, maxconnections, maxhandshakes, maxmessagesize, sendtimeout, tcpkeepalive, readbuffersize, writebuffersize, heartbeat, channelmax, framemax, tlsport, plain)"},
 		{"unknown section", "c.yaml", "netwrk:\n  port: 1\n", nil,
-			"c.yaml:1: netwrk: unknown section (allowed: network, storage, security, server, engine, telemetry)"},
+			"c.yaml:1: netwrk: unknown section (allowed: network, storage, security, server, engine, telemetry, management)"},
 		{"wrong type", "c.yaml", "server:\n  daemonize: \"yes\"\n", nil,
 			`c.yaml:2: server.daemonize: wrong type: "yes" (allowed: true or false)`},
 		{"string given a number", "c.yaml", "network:\n  address: 5672\n", nil,

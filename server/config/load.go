@@ -369,6 +369,16 @@ func (c Config) TelemetryTLS() tlsconf.Settings {
 		VerifyPeer: t.TLSVerifyPeer, FailIfNoPeerCert: t.TLSFailIfNoPeerCert, MinVersion: t.TLSMinVersion, Ciphers: t.TLSCiphers}
 }
 
+// ManagementAddress is the host:port the management API binds: its own
+// address, or the AMQP listener's host (empty: every interface).
+func (c Config) ManagementAddress() string {
+	host := c.Management.Address
+	if host == "" {
+		host, _, _ = net.SplitHostPort(c.ListenAddress())
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), strconv.Itoa(c.Management.Port))
+}
+
 // TelemetryAddress is the host:port the telemetry endpoint binds.
 func (c Config) TelemetryAddress() string {
 	return net.JoinHostPort(strings.Trim(c.Telemetry.Address, "[]"), strconv.Itoa(c.Telemetry.Port))
