@@ -313,3 +313,25 @@ func pikaPython(t *testing.T) string {
 	t.Skip("no python3 with pika (apt-get install python3-pika)")
 	return ""
 }
+
+// The README's TLS example starts the server, its certificate paths and
+// ports pointed at what the test makes; PLAIN and EXTERNAL (by CN) log in.
+func TestReadmeTLS(t *testing.T) {
+	f := newTLSFixture(t)
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "amqp-server.yaml")
+	if err := os.WriteFile(cfg, []byte(readmeBlock(t, "<!-- example: tls -->")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tlsPort := freePort(t)
+	p := startIn(t, dir, freePort(t), []string{"run", "--config", cfg}, f.env(tlsPort)...)
+	roundTrip(t, p.url)
+	url := fmt.Sprintf("amqps://guest:guest@127.0.0.1:%d/", tlsPort)
+	roundTripConn(t, dialTLS(t, url, f.clientTLS(nil)))
+	c, err := amqp.DialTLS_ExternalAuth(fmt.Sprintf("amqps://127.0.0.1:%d/", tlsPort), f.clientTLS(f.guest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roundTripConn(t, c)
+	c.Close()
+}
