@@ -94,7 +94,10 @@ func baseEnv(dir string, port int, extra ...string) []string {
 		}
 	}
 	env = append(env, "AMQP_STORAGE_PATH="+filepath.Join(dir, "data"),
-		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), fmt.Sprintf("AMQP_NETWORK_PORT=%d", port))
+		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), fmt.Sprintf("AMQP_NETWORK_PORT=%d", port),
+		// The management API is on by default: any free port, so that
+		// servers of tests running in parallel do not share 15672.
+		"AMQP_MANAGEMENT_PORT=0")
 	return append(env, extra...)
 }
 

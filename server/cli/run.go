@@ -142,6 +142,21 @@ func run(cx *ucli.Context) (err error) {
 		warnExposed(logger, "pprof", ln.Addr())
 	}
 
+	closeManagement := func() {}
+	if cfg.Management.Enabled {
+		addr := cfg.ManagementAddress()
+		mg, err := startManagement(srv, addr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("management %s: %w", addr, err)
+		}
+		// Closed before the broker's shutdown on a signal, so that no
+		// request meets a closing broker; the defer covers the other exits.
+		closeManagement = func() { _ = mg.Close(5 * time.Second) }
+		defer closeManagement()
+		logger.Info("management listening", "address", mg.Addr().String())
+	}
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -171,6 +186,7 @@ func run(cx *ucli.Context) (err error) {
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String())
+			closeManagement()
 			return shutdown(srv, served, time.Duration(cfg.Server.ShutdownTimeout), logger)
 		}
 	}

@@ -1,0 +1,157 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/security"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// This file is what the management API reads of the broker: snapshots of
+// vhosts, queues, exchanges and bindings taken under the broker's own
+// locks, and the login check. Nothing here walks messages.
+
+// AuthenticateUser checks a password login for a client other than an
+// AMQP connection (the management API) and returns the user, whose tags
+// decide what it may do there. It asks the same store as AMQP's PLAIN.
+func (s *Server) AuthenticateUser(user, pass string) (security.User, bool) {
+	return s.sec.Authenticate(user, pass)
+}
+
+// LoopbackAllowed applies loopback_users to a login from remote, as
+// connection.open does: those users may log in only over loopback.
+func (s *Server) LoopbackAllowed(user string, remote net.Addr) bool {
+	return s.loopbackAllowed(user, remote)
+}
+
+// VHosts returns the server's vhosts ordered by name: the security
+// store's, each made on first use as (*Server).VHost makes it.
+func (s *Server) VHosts() []*VHost {
+	names := s.sec.VHostNames()
+	sort.Strings(names)
+	out := make([]*VHost, 0, len(names))
+	for _, n := range names {
+		if v := s.vhost(n); v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Name is the vhost's name.
+func (v *VHost) Name() string { return v.name }
+
+// Queues returns v's queues ordered by name, a snapshot taken under v's
+// read lock. A Queue's exported fields are fixed at declaration.
+func (v *VHost) Queues() []*Queue {
+	v.mu.RLock()
+	out := make([]*Queue, 0, len(v.queues))
+	for _, q := range v.queues {
+		out = append(out, q)
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Queue returns v's queue name, or nil.
+func (v *VHost) Queue(name string) *Queue { return v.queue(name) }
+
+// Stats reads q's QueueStats now (see (*VHost).QueueStats).
+func (q *Queue) Stats() QueueStats { return q.stats(time.Now()) }
+
+// Exchanges returns v's exchanges ordered by name (the default exchange,
+// "", first), a snapshot taken under v's read lock. An Exchange's
+// exported fields are fixed at declaration.
+func (v *VHost) Exchanges() []*Exchange {
+	v.mu.RLock()
+	out := make([]*Exchange, 0, len(v.exchanges))
+	for _, x := range v.exchanges {
+		out = append(out, x)
+	}
+	v.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Exchange returns v's exchange name ("" or amq.default: the default
+// exchange), or nil.
+func (v *VHost) Exchange(name string) *Exchange { return v.exchange(name) }
+
+// Binding is one binding as the management API lists it.
+type Binding struct {
+	Source      string
+	Destination string
+	// ToExchange: Destination is an exchange, not a queue.
+	ToExchange bool
+	RoutingKey string
+	Arguments  amqp.Table
+}
+
+// Bindings returns v's bindings: the default exchange's implied one to
+// every queue (key: the queue's name), as RabbitMQ lists them, then every
+// exchange's, ordered by source, destination kind, destination and key.
+// Each exchange is locked only to copy its bindings.
+func (v *VHost) Bindings() []Binding {
+	var out []Binding
+	for _, q := range v.Queues() {
+		out = append(out, Binding{Destination: q.Name, RoutingKey: q.Name})
+	}
+	for _, x := range v.Exchanges() {
+		if x.Name == "" {
+			continue
+		}
+		for _, b := range x.bindingList() {
+			nb := Binding{Source: x.Name, RoutingKey: b.key, Arguments: b.args}
+			if b.q != nil {
+				nb.Destination = b.q.Name
+			} else if b.x != nil {
+				nb.Destination, nb.ToExchange = b.x.Name, true
+			}
+			out = append(out, nb)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := &out[i], &out[j]
+		if a.Source != b.Source {
+			return a.Source < b.Source
+		}
+		if a.ToExchange != b.ToExchange {
+			return b.ToExchange // queues first
+		}
+		if a.Destination != b.Destination {
+			return a.Destination < b.Destination
+		}
+		return a.RoutingKey < b.RoutingKey
+	})
+	return out
+}
+
+// Purge drops queue name's ready messages, as queue.purge does, and
+// returns how many; ok is false when there is no such queue.
+func (v *VHost) Purge(name string) (n int, ok bool) {
+	q := v.queue(name)
+	if q == nil {
+		return 0, false
+	}
+	return q.purge(), true
+}
+
+// ReplyCode returns the AMQP reply code and text (without RabbitMQ's
+// upper-case code name) of an error Apply returned; ok is false for an
+// error that is not a protocol exception.
+func ReplyCode(err error) (code uint16, text string, ok bool) {
+	var e *amqpError
+	if !errors.As(err, &e) {
+		return 0, "", false
+	}
+	text = e.text
+	if name := replyNames[e.code]; name != "" {
+		text = strings.TrimPrefix(text, name+" - ")
+	}
+	return e.code, text, true
+}

@@ -1,0 +1,649 @@
+package management_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/management"
+	"github.com/amqp-go/amqp-go/server/security"
+	"github.com/amqp-go/amqp-go/server/servertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// api is a broker with the management API, both on 127.0.0.1:0.
+type api struct {
+	t    *testing.T
+	srv  *broker.Server
+	amqp string // amqp:// URL
+	base string // http://host:port/api
+	h    *management.Handler
+}
+
+func startAPI(t *testing.T) *api {
+	t.Helper()
+	srv, url := servertest.StartServer(t, broker.Config{StatsInterval: 100 * time.Millisecond})
+	h := management.New(management.Options{Server: srv, Node: "amqp-go@test",
+		Listeners: []management.Listener{{Protocol: "amqp", Addr: srv.Addr()}}})
+	svc, err := management.Serve("127.0.0.1:0", h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := svc.Close(5 * time.Second); err != nil {
+			t.Errorf("close management: %v", err)
+		}
+	})
+	return &api{t: t, srv: srv, amqp: url, base: "http://" + svc.Addr().String() + "/api", h: h}
+}
+
+// reply is one HTTP answer.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) json(t *testing.T) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("not JSON (%d): %q", r.status, r.body)
+	}
+	return v
+}
+
+func (r reply) obj(t *testing.T) map[string]any {
+	t.Helper()
+	m, ok := r.json(t).(map[string]any)
+	if !ok {
+		t.Fatalf("not an object: %s", r.body)
+	}
+	return m
+}
+
+func (r reply) list(t *testing.T) []any {
+	t.Helper()
+	l, ok := r.json(t).([]any)
+	if !ok {
+		t.Fatalf("not a list: %s", r.body)
+	}
+	return l
+}
+
+// do sends method path (under /api, escaped as given) as user:pass.
+func (a *api) do(user, pass, method, path, body string) reply {
+	a.t.Helper()
+	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+// guest sends as guest, the administrator.
+func (a *api) guest(method, path, body string) reply {
+	a.t.Helper()
+	return a.do("guest", "guest", method, path, body)
+}
+
+// want checks a reply's status and, for an error, RabbitMQ's body.
+func want(t *testing.T, what string, r reply, status int, errBody ...any) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("%s: status %d, want %d (%s)", what, r.status, status, r.body)
+	}
+	if status >= 400 && status != 405 {
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: Content-Type %q", what, ct)
+		}
+	}
+	if len(errBody) == 2 {
+		m := r.obj(t)
+		got, _ := json.Marshal(m["reason"])
+		exp, _ := json.Marshal(errBody[1])
+		if m["error"] != errBody[0] || string(got) != string(exp) {
+			t.Errorf("%s: %s, want error %v reason %s", what, r.body, errBody[0], exp)
+		}
+	}
+}
+
+func addUser(t *testing.T, s *broker.Server, name string, perms *security.Permission, tags ...string) {
+	t.Helper()
+	if err := s.Security().AddUser(name, "pw", tags...); err != nil {
+		t.Fatal(err)
+	}
+	if perms != nil {
+		p := *perms
+		p.User = name
+		if err := s.Security().SetPermissions(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var allOnRoot = &security.Permission{VHost: "/", Configure: ".*", Write: ".*", Read: ".*"}
+
+// The auth matrix by tag: who may log in, who sees which vhost, who may
+// change what; every refusal 401 with RabbitMQ's body.
+func TestAuthMatrix(t *testing.T) {
+	a := startAPI(t)
+	s := a.srv
+	if err := s.Security().PutVHost(security.VHost{Name: "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Security().SetPermissions(security.Permission{User: "guest", VHost: "v2", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
+	addUser(t, s, "mon", nil, "monitoring")
+	addUser(t, s, "mgmt", allOnRoot, "management")
+	addUser(t, s, "pm", allOnRoot, "policymaker")
+	addUser(t, s, "own", &security.Permission{VHost: "/", Configure: "^own-", Write: ".*", Read: ".*"}, "management")
+	addUser(t, s, "notag", allOnRoot)
+	want(t, "v2 queue", a.guest("PUT", "/queues/v2/q2", `{}`), 201)
+
+	for _, c := range []struct {
+		user, pass string
+		status     int
+		err        []any
+	}{
+		{"guest", "guest", 200, nil},
+		{"mon", "pw", 200, nil},
+		{"mgmt", "pw", 200, nil},
+		{"pm", "pw", 200, nil},
+		{"notag", "pw", 401, []any{"not_authorised", "Not management user"}},
+		{"guest", "bad", 401, []any{"not_authorized", "Login failed"}},
+		{"nobody", "pw", 401, []any{"not_authorized", "Login failed"}},
+	} {
+		r := a.do(c.user, c.pass, "GET", "/overview", "")
+		want(t, c.user+" overview", r, c.status, c.err...)
+		r = a.do(c.user, c.pass, "GET", "/whoami", "")
+		want(t, c.user+" whoami", r, c.status, c.err...)
+		if c.status == 200 && r.obj(t)["name"] != c.user {
+			t.Errorf("whoami as %s: %s", c.user, r.body)
+		}
+	}
+	r := a.do("", "", "GET", "/overview", "")
+	want(t, "no credentials", r, 401, "not_authorized", "Login failed")
+	if r.header.Get("WWW-Authenticate") == "" {
+		t.Error("401 without WWW-Authenticate")
+	}
+	if got := a.guest("GET", "/whoami", "").obj(t)["tags"]; fmt.Sprint(got) != "[administrator]" {
+		t.Errorf("guest's tags %v, want an array [administrator]", got)
+	}
+
+	// Who sees v2 (guest and mon see all; mgmt has no permissions there).
+	names := func(r reply) string {
+		var out []string
+		for _, it := range r.list(t) {
+			m := it.(map[string]any)
+			out = append(out, fmt.Sprint(m["vhost"], "/", m["name"]))
+		}
+		return strings.Join(out, ",")
+	}
+	want(t, "q1", a.guest("PUT", "/queues/%2F/q1", `{}`), 201)
+	for user, exp := range map[string]string{"guest": "//q1,v2/q2", "mon": "//q1,v2/q2", "mgmt": "//q1"} {
+		pass := "pw"
+		if user == "guest" {
+			pass = "guest"
+		}
+		r := a.do(user, pass, "GET", "/queues", "")
+		want(t, user+" queues", r, 200)
+		if got := names(r); got != exp {
+			t.Errorf("%s sees %s, want %s", user, got, exp)
+		}
+	}
+	want(t, "mgmt reads v2's queue", a.do("mgmt", "pw", "GET", "/queues/v2/q2", ""), 404, "Object Not Found", "Not Found")
+	want(t, "mgmt lists v2", a.do("mgmt", "pw", "GET", "/queues/v2", ""), 404)
+
+	// Changes: vhost access, then the user's configure permission.
+	want(t, "mon declares", a.do("mon", "pw", "PUT", "/queues/%2F/m", `{}`), 401,
+		"not_authorised", "User not authorised to access virtual host")
+	want(t, "mgmt declares", a.do("mgmt", "pw", "PUT", "/queues/%2F/m", `{}`), 201)
+	want(t, "mgmt in v2", a.do("mgmt", "pw", "PUT", "/queues/v2/m", `{}`), 401,
+		"not_authorised", "User not authorised to access virtual host")
+	want(t, "own outside its pattern", a.do("own", "pw", "PUT", "/queues/%2F/other", `{}`), 401,
+		"not_authorised", "Access refused.")
+	want(t, "own inside its pattern", a.do("own", "pw", "PUT", "/queues/%2F/own-1", `{}`), 201)
+	want(t, "own deletes outside", a.do("own", "pw", "DELETE", "/queues/%2F/m", ""), 401,
+		"not_authorised", "Access refused.")
+	want(t, "notag deletes", a.do("notag", "pw", "DELETE", "/queues/%2F/m", ""), 401,
+		"not_authorised", "Not management user")
+}
+
+// guest is loopback-only here as on AMQP: a request from another address
+// is refused with RabbitMQ's reason (served in-process: tests talk only
+// to 127.0.0.1).
+func TestGuestLoopbackOnly(t *testing.T) {
+	a := startAPI(t)
+	addUser(t, a.srv, "admin2", allOnRoot, "administrator")
+	for _, c := range []struct {
+		user, pass, remote string
+		status             int
+	}{
+		{"guest", "guest", "192.0.2.7:40000", 401},
+		{"guest", "guest", "127.0.0.1:40000", 200},
+		{"guest", "guest", "[::1]:40000", 200},
+		{"admin2", "pw", "192.0.2.7:40000", 200},
+	} {
+		req := httptest.NewRequest("GET", "/api/overview", nil)
+		req.RemoteAddr = c.remote
+		req.SetBasicAuth(c.user, c.pass)
+		w := httptest.NewRecorder()
+		a.h.ServeHTTP(w, req)
+		if w.Code != c.status {
+			t.Errorf("%s from %s: %d, want %d (%s)", c.user, c.remote, w.Code, c.status, w.Body)
+		}
+		if c.status == 401 && !strings.Contains(w.Body.String(), `"reason":"User can only log in via localhost"`) {
+			t.Errorf("%s from %s: %s", c.user, c.remote, w.Body)
+		}
+	}
+}
+
+// Vhost and object names arrive percent-encoded: / as %2F, in vhosts and
+// in queue, exchange and binding names.
+func TestEncodedPaths(t *testing.T) {
+	a := startAPI(t)
+	if err := a.srv.Security().PutVHost(security.VHost{Name: "a/b"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.srv.Security().SetPermissions(security.Permission{User: "guest", VHost: "a/b", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "PUT q/x in /", a.guest("PUT", "/queues/%2F/q%2Fx", `{"durable":true}`), 201)
+	want(t, "PUT q in a/b", a.guest("PUT", "/queues/a%2Fb/q", `{}`), 201)
+	want(t, "PUT x y in a/b", a.guest("PUT", "/exchanges/a%2Fb/x%20y", `{"type":"fanout"}`), 201)
+	r := a.guest("GET", "/queues/%2F/q%2Fx", "")
+	want(t, "GET q/x", r, 200)
+	if m := r.obj(t); m["name"] != "q/x" || m["vhost"] != "/" || m["durable"] != true {
+		t.Errorf("q/x: %s", r.body)
+	}
+	if m := a.guest("GET", "/queues/a%2Fb/q", "").obj(t); m["vhost"] != "a/b" {
+		t.Errorf("a/b's q: %v", m)
+	}
+	if m := a.guest("GET", "/exchanges/a%2Fb/x%20y", "").obj(t); m["name"] != "x y" || m["type"] != "fanout" {
+		t.Errorf("x y: %v", m)
+	}
+	want(t, "bind", a.guest("POST", "/bindings/a%2Fb/e/x%20y/q/q", `{"routing_key":"k/1"}`), 201)
+	r = a.guest("GET", "/bindings/a%2Fb/e/x%20y/q/q", "")
+	l := r.list(t)
+	if len(l) != 1 || l[0].(map[string]any)["properties_key"] != "k%2F1" {
+		t.Fatalf("bindings: %s", r.body)
+	}
+	if n := len(a.guest("GET", "/queues/a%2Fb", "").list(t)); n != 1 {
+		t.Errorf("a/b has %d queues", n)
+	}
+	// The default vhost's listing has q/x only; a trailing slash is the
+	// same list.
+	if n := len(a.guest("GET", "/queues/%2F/", "").list(t)); n != 1 {
+		t.Errorf("/ has %d queues", n)
+	}
+	want(t, "outside /api", a.guest("GET", "/apix", ""), 404)
+	want(t, "unknown", a.guest("GET", "/nope", ""), 404, "Object Not Found", "Not Found")
+}
+
+// Lists page, filter, sort and trim as RabbitMQ's do.
+func TestListParameters(t *testing.T) {
+	a := startAPI(t)
+	for _, n := range []string{"c", "a", "e", "b", "d"} {
+		want(t, "PUT "+n, a.guest("PUT", "/queues/%2F/"+n, `{}`), 201)
+	}
+	names := func(items []any) string {
+		var out []string
+		for _, it := range items {
+			out = append(out, it.(map[string]any)["name"].(string))
+		}
+		return strings.Join(out, "")
+	}
+	if got := names(a.guest("GET", "/queues", "").list(t)); got != "abcde" {
+		t.Errorf("unpaged %s", got)
+	}
+	r := a.guest("GET", "/queues?page=2&page_size=2", "")
+	want(t, "page 2", r, 200)
+	p := r.obj(t)
+	if names(p["items"].([]any)) != "cd" || p["page"] != 2.0 || p["page_count"] != 3.0 || p["page_size"] != 2.0 ||
+		p["item_count"] != 2.0 || p["filtered_count"] != 5.0 || p["total_count"] != 5.0 {
+		t.Errorf("page 2: %s", r.body)
+	}
+	if names(a.guest("GET", "/queues?page=3&page_size=2", "").obj(t)["items"].([]any)) != "e" {
+		t.Error("last page")
+	}
+	want(t, "page 4", a.guest("GET", "/queues?page=4&page_size=2", ""), 400,
+		"page_out_of_range", "Page out of range, page: 4 page size: 2, len: 5")
+	want(t, "page x", a.guest("GET", "/queues?page=x", ""), 400, "bad_request", "Pagination parameters are invalid")
+	want(t, "page_size 501", a.guest("GET", "/queues?page=1&page_size=501", ""), 400, "bad_request", "Pagination parameters are invalid")
+	if got := names(a.guest("GET", "/queues?sort=name&sort_reverse=true", "").list(t)); got != "edcba" {
+		t.Errorf("sort_reverse %s", got)
+	}
+	r = a.guest("GET", "/queues?name=b&page=1", "")
+	if p := r.obj(t); names(p["items"].([]any)) != "b" || p["filtered_count"] != 1.0 || p["total_count"] != 5.0 {
+		t.Errorf("name filter: %s", r.body)
+	}
+	if got := names(a.guest("GET", "/queues?name=%5E%5Bab%5D&use_regex=true", "").list(t)); got != "ab" {
+		t.Errorf("regex %s", got)
+	}
+	want(t, "bad regex", a.guest("GET", "/queues?name=(&use_regex=true", ""), 400)
+	l := a.guest("GET", "/queues?columns=name,message_stats.publish&page=1&page_size=1", "").obj(t)["items"].([]any)
+	if b, _ := json.Marshal(l); string(b) != `[{"message_stats":{"publish":0},"name":"a"}]` {
+		t.Errorf("columns: %s", b)
+	}
+}
+
+// PUT answers 201 when it creates and 204 when the object existed; bad
+// bodies, missing objects and inequivalent redeclares get RabbitMQ's
+// codes and texts (recorded from RabbitMQ 3.10.8 with curl).
+func TestWrites(t *testing.T) {
+	a := startAPI(t)
+	want(t, "PUT q1", a.guest("PUT", "/queues/%2F/q1", `{"durable":true,"auto_delete":false,"arguments":{"x-max-length":10}}`), 201)
+	want(t, "PUT q1 again", a.guest("PUT", "/queues/%2F/q1", `{"durable":true,"arguments":{"x-max-length":10}}`), 204)
+	want(t, "inequivalent", a.guest("PUT", "/queues/%2F/q1", `{"durable":false,"arguments":{"x-max-length":10}}`), 400,
+		"bad_request", "inequivalent arg 'durable' for queue 'q1' in vhost '/': received 'false' but current is 'true'")
+	if m := a.guest("GET", "/queues/%2F/q1", "").obj(t); fmt.Sprint(m["arguments"]) != "map[x-max-length:10]" {
+		t.Errorf("arguments %v", m["arguments"])
+	}
+	want(t, "not json", a.guest("PUT", "/queues/%2F/q2", `{"durable":tru`), 400, "bad_request", "not_json")
+	want(t, "array", a.guest("PUT", "/queues/%2F/q2", `[1]`), 400, "bad_request", "not_json")
+	want(t, "not boolean", a.guest("PUT", "/queues/%2F/q2", `{"durable":"yes"}`), 400, "bad_request", []any{"not_boolean", "yes"})
+	want(t, "bad arg", a.guest("PUT", "/queues/%2F/q3", `{"arguments":{"x-max-length":"a"}}`), 400, "bad_request",
+		`invalid arg 'x-max-length' for queue 'q3' in vhost '/': "expected integer, got longstr"`)
+	want(t, "no vhost", a.guest("PUT", "/queues/nov/q1", `{}`), 404, "not_found", "vhost_not_found")
+	want(t, "empty body", a.guest("PUT", "/queues/%2F/q4", ``), 201)
+	want(t, "too big", a.guest("PUT", "/queues/%2F/q5", `{"arguments":{"a":"`+strings.Repeat("x", 2<<20)+`"}}`), 413)
+	want(t, "POST queue", a.guest("POST", "/queues/%2F/q1", ``), 405)
+
+	want(t, "PUT x1", a.guest("PUT", "/exchanges/%2F/x1", `{"type":"direct","durable":true}`), 201)
+	want(t, "PUT x1 again", a.guest("PUT", "/exchanges/%2F/x1", `{"type":"direct","durable":true}`), 204)
+	want(t, "x1 fanout", a.guest("PUT", "/exchanges/%2F/x1", `{"type":"fanout","durable":true}`), 400, "bad_request",
+		"inequivalent arg 'type' for exchange 'x1' in vhost '/': received 'fanout' but current is 'direct'")
+	want(t, "bogus type", a.guest("PUT", "/exchanges/%2F/x2", `{"type":"bogus"}`), 400, "bad_request", "unknown exchange type 'bogus'")
+	want(t, "amq.foo", a.guest("PUT", "/exchanges/%2F/amq.foo", `{"type":"direct"}`), 401, "not_authorised", "Access refused.")
+	want(t, "DELETE amq.direct", a.guest("DELETE", "/exchanges/%2F/amq.direct", ``), 401, "not_authorised", "Access refused.")
+	want(t, "DELETE missing x", a.guest("DELETE", "/exchanges/%2F/nox", ``), 404, "Object Not Found", "Not Found")
+
+	r := a.guest("POST", "/bindings/%2F/e/x1/q/q1", `{"routing_key":"a b~c/d","arguments":{}}`)
+	want(t, "bind", r, 201)
+	if loc := r.header.Get("Location"); loc != "q1/a+b%7Ec%2Fd" {
+		t.Errorf("Location %q", loc)
+	}
+	want(t, "bind missing x", a.guest("POST", "/bindings/%2F/e/nox/q/q1", `{"routing_key":"k"}`), 404,
+		"not_found", "no exchange 'nox' in vhost '/'")
+	want(t, "bind headers", a.guest("POST", "/bindings/%2F/e/amq.headers/q/q1", `{"arguments":{"x-match":"any","a":1}}`), 201)
+	l := a.guest("GET", "/bindings/%2F", "").list(t)
+	var keys []string
+	for _, b := range l {
+		m := b.(map[string]any)
+		keys = append(keys, fmt.Sprint(m["source"], ">", m["destination"], ":", m["routing_key"]))
+	}
+	if strings.Join(keys, " ") != ">q1:q1 >q4:q4 amq.headers>q1: x1>q1:a b~c/d" {
+		t.Errorf("bindings %v", keys)
+	}
+	var hdrKey string
+	for _, b := range l {
+		if m := b.(map[string]any); m["source"] == "amq.headers" {
+			hdrKey = m["properties_key"].(string)
+		}
+	}
+	if !strings.HasPrefix(hdrKey, "~") || len(hdrKey) < 2 {
+		t.Errorf("headers binding's properties_key %q", hdrKey)
+	}
+	want(t, "GET binding", a.guest("GET", "/bindings/%2F/e/amq.headers/q/q1/"+hdrKey, ""), 200)
+	want(t, "unbind headers", a.guest("DELETE", "/bindings/%2F/e/amq.headers/q/q1/"+hdrKey, ""), 204)
+	// The key as listed, in the path as is (rabbitmqadmin) and escaped
+	// once more (url.PathEscape).
+	want(t, "unbind", a.guest("DELETE", "/bindings/%2F/e/x1/q/q1/a+b%7Ec%2Fd", ""), 204)
+	want(t, "unbind again", a.guest("DELETE", "/bindings/%2F/e/x1/q/q1/a+b%7Ec%2Fd", ""), 404, "Object Not Found", "Not Found")
+	want(t, "bind k", a.guest("POST", "/bindings/%2F/e/x1/q/q1", `{"routing_key":"k~"}`), 201)
+	want(t, "unbind escaped", a.guest("DELETE", "/bindings/%2F/e/x1/q/q1/k%257E", ""), 204)
+
+	// Purge and delete, with messages published over AMQP.
+	_, ch := dial(t, a.amqp)
+	for range 3 {
+		if err := ch.Publish("", "q1", false, false, amqp.Publishing{Body: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollQueue(t, a, "/queues/%2F/q1", func(m map[string]any) bool { return m["messages"] == 3.0 })
+	want(t, "DELETE if-empty", a.guest("DELETE", "/queues/%2F/q1?if-empty=true", ""), 400)
+	want(t, "purge", a.guest("DELETE", "/queues/%2F/q1/contents", ""), 204)
+	if m := a.guest("GET", "/queues/%2F/q1", "").obj(t); m["messages"] != 0.0 {
+		t.Errorf("after purge: %v messages", m["messages"])
+	}
+	want(t, "purge missing", a.guest("DELETE", "/queues/%2F/nope/contents", ""), 404, "Object Not Found", "Not Found")
+	want(t, "DELETE q1", a.guest("DELETE", "/queues/%2F/q1?if-empty=true", ""), 204)
+	want(t, "DELETE q1 again", a.guest("DELETE", "/queues/%2F/q1", ""), 404, "Object Not Found", "Not Found")
+	want(t, "DELETE x1", a.guest("DELETE", "/exchanges/%2F/x1", ""), 204)
+	want(t, "GET x1", a.guest("GET", "/exchanges/%2F/x1", ""), 404)
+}
+
+// dial opens a connection and a channel, closed when the test ends.
+func dial(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, ch
+}
+
+// pollQueue reads a queue until ok holds, failing after 10 s.
+func pollQueue(t *testing.T, a *api, path string, ok func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := a.guest("GET", path, "")
+		if r.status == 200 {
+			if m := r.obj(t); ok(m) {
+				return m
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: timed out; last %d %s", path, r.status, r.body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A queue's counts and counters come from its QueueStats.
+func TestQueueCounts(t *testing.T) {
+	a := startAPI(t)
+	_, ch := dial(t, a.amqp)
+	if _, err := ch.QueueDeclare("c", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := ch.Publish("", "c", false, false, amqp.Publishing{Body: []byte("abcd"), Timestamp: time.Unix(1700000000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Qos(1, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.Consume("c", "", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := pollQueue(t, a, "/queues/%2F/c", func(m map[string]any) bool {
+		return m["messages_unacknowledged"] == 1.0 && m["messages_ready"] == 2.0
+	})
+	ms := m["message_stats"].(map[string]any)
+	if m["messages"] != 3.0 || m["consumers"] != 1.0 || m["message_bytes"] != 12.0 || ms["publish"] != 3.0 ||
+		ms["deliver"] != 1.0 || ms["deliver_get"] != 1.0 || m["head_message_timestamp"] != 1700000000.0 ||
+		m["type"] != "classic" || m["durable"] != true || m["node"] != "amqp-go@test" {
+		t.Errorf("queue c: %v", m)
+	}
+	if age, _ := m["oldest_unacked_age_seconds"].(float64); age < 0 || age > 60 {
+		t.Errorf("oldest unacked age %v", m["oldest_unacked_age_seconds"])
+	}
+	o := a.guest("GET", "/overview", "").obj(t)
+	ot := o["object_totals"].(map[string]any)
+	qt := o["queue_totals"].(map[string]any)
+	if ot["queues"] != 1.0 || ot["consumers"] != 1.0 || ot["connections"] != 1.0 || ot["channels"] != 1.0 ||
+		ot["exchanges"] != 6.0 || qt["messages"] != 3.0 {
+		t.Errorf("overview totals %v %v", ot, qt)
+	}
+}
+
+// Field names and JSON types match RabbitMQ 3.10.8's replies for the same
+// objects (testdata/rabbitmq-*.json, recorded by
+// scripts/record-management-fixtures): every field RabbitMQ sends is here
+// with the same type, but for those listed as not reported.
+func TestFieldsMatchRabbitMQ(t *testing.T) {
+	a := startAPI(t)
+	// The fixture script's objects.
+	want(t, "q1", a.guest("PUT", "/queues/%2F/q1", `{"durable":true,"auto_delete":false,"arguments":{}}`), 201)
+	want(t, "x1", a.guest("PUT", "/exchanges/%2F/x1", `{"type":"direct","durable":true}`), 201)
+	want(t, "bind", a.guest("POST", "/bindings/%2F/e/x1/q/q1", `{"routing_key":"k","arguments":{}}`), 201)
+	conn, ch := dial(t, a.amqp)
+	for i := range 2 {
+		if err := ch.Publish("x1", "k", false, false, amqp.Publishing{Body: []byte(fmt.Sprint("m", i)), Timestamp: time.Unix(1700000000, 0)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollQueue(t, a, "/queues/%2F/q1", func(m map[string]any) bool { return m["messages"] == 2.0 })
+	d, ok, err := ch.Get("q1", false)
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	if err := d.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	pollQueue(t, a, "/queues/%2F/q1", func(m map[string]any) bool { return m["messages_ready"] == 2.0 })
+
+	// Fields we do not report (yet), by fixture; a dotted name is nested.
+	notReported := map[string][]string{
+		"overview":     {"sample_retention_policies.global", "listeners.socket_opts"},
+		"queue":        {"backing_queue_status", "garbage_collection", "idle_since"},
+		"queues":       {"backing_queue_status", "garbage_collection", "idle_since"},
+		"queues-paged": {"items.backing_queue_status", "items.garbage_collection", "items.idle_since"},
+		"nodes": {"io_*", "mnesia_*", "msg_store_*", "queue_index_*", "gc_*", "context_switches*", "metrics_gc_queue_length",
+			"ra_open_file_metrics", "db_dir", "channel_*", "connection_*", "queue_created*", "queue_declared*", "queue_deleted*"},
+		"exchange":  {"message_stats.publish_in", "message_stats.publish_in_details", "message_stats.publish_out", "message_stats.publish_out_details"},
+		"exchanges": {"message_stats"},
+		"vhosts":    {"message_stats.confirm*", "message_stats.drop_unroutable*", "message_stats.return_unroutable*"},
+	}
+	paths := map[string]string{
+		"overview": "/overview", "whoami": "/whoami", "extensions": "/extensions", "nodes": "/nodes",
+		"vhosts": "/vhosts", "queues": "/queues", "queue": "/queues/%2F/q1", "queues-paged": "/queues?page=1&page_size=1",
+		"exchanges": "/exchanges/%2F", "exchange": "/exchanges/%2F/x1", "bindings": "/bindings/%2F",
+	}
+	files, err := filepath.Glob("testdata/rabbitmq-*.json")
+	if err != nil || len(files) != len(paths) {
+		t.Fatalf("fixtures %v %v", files, err)
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "rabbitmq-"), ".json")
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var theirs any
+		if err := json.Unmarshal(b, &theirs); err != nil {
+			t.Fatal(f, err)
+		}
+		r := a.guest("GET", paths[name], "")
+		want(t, name, r, 200)
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: Content-Type %q", name, ct)
+		}
+		var diffs []string
+		compareShape(name, "", theirs, r.json(t), notReported[name], &diffs)
+		sort.Strings(diffs)
+		for _, d := range diffs {
+			t.Error(d)
+		}
+	}
+}
+
+// compareShape appends to diffs every field of theirs that ours lacks or
+// has with another JSON type (null in theirs matches anything), into
+// objects and the first element of arrays.
+func compareShape(file, path string, theirs, ours any, skip []string, diffs *[]string) {
+	for _, s := range skip {
+		if ok, _ := filepath.Match(s, strings.TrimPrefix(path, ".")); ok {
+			return
+		}
+	}
+	if theirs == nil {
+		return
+	}
+	if kind(theirs) != kind(ours) {
+		*diffs = append(*diffs, fmt.Sprintf("%s: %s is %s here, %s in RabbitMQ", file, path, kind(ours), kind(theirs)))
+		return
+	}
+	switch t := theirs.(type) {
+	case map[string]any:
+		o := ours.(map[string]any)
+		for k, v := range t {
+			p := path + "." + k
+			if strings.Contains(path, "cluster_state") {
+				continue // keyed by node name
+			}
+			ov, ok := o[k]
+			if !ok {
+				skipped := false
+				for _, s := range skip {
+					if m, _ := filepath.Match(s, strings.TrimPrefix(p, ".")); m {
+						skipped = true
+					}
+				}
+				if !skipped {
+					*diffs = append(*diffs, fmt.Sprintf("%s: no %s", file, p))
+				}
+				continue
+			}
+			compareShape(file, p, v, ov, skip, diffs)
+		}
+	case []any:
+		o := ours.([]any)
+		if len(t) > 0 && len(o) > 0 {
+			compareShape(file, path, t[0], o[0], skip, diffs)
+		}
+	}
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case map[string]any:
+		return "object"
+	case []any:
+		return "array"
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return fmt.Sprintf("%T", v)
+}
