@@ -10,9 +10,11 @@ import (
 	"strings"
 )
 
-// Lists take RabbitMQ's query parameters: page and page_size (default
-// 100, at most 500; with page the reply is the paged object), name (a
-// substring, or with use_regex=true a regular expression, matched against
+// Lists take RabbitMQ's query parameters, as RabbitMQ 3.10.8 reads them
+// (checked with curl): page and page_size (default 100, 1 to 500; with
+// page the reply is the paged object, without it page_size and name are
+// ignored), name (with page: a case-insensitive substring, or with
+// use_regex=true a case-insensitive regular expression, matched against
 // name), sort (a field, dotted for a nested one) with sort_reverse, and
 // columns (comma-separated fields, dotted for nested ones, kept in each
 // item). Not yet: disable_stats, lengths_age and the other sampling ones.
@@ -36,26 +38,30 @@ type listParams struct {
 func parseList(q url.Values) (*listParams, error) {
 	lp := &listParams{pageSize: defaultPageSize}
 	if s := q.Get("page"); s != "" {
+		invalid := errBadRequest("Pagination parameters are invalid")
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			return nil, errBadRequest("Pagination parameters are invalid")
+		if err != nil {
+			return nil, invalid
 		}
 		lp.page = n
-	}
-	if s := q.Get("page_size"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || (lp.page > 0 && n > maxPageSize) {
-			return nil, errBadRequest("Pagination parameters are invalid")
+		size := q.Get("page_size")
+		if size == "" {
+			size = "undefined" // RabbitMQ's word in the text
+		} else if lp.pageSize, err = strconv.Atoi(size); err != nil {
+			return nil, invalid
 		}
-		lp.pageSize = n
-	}
-	lp.name = q.Get("name")
-	if lp.name != "" && q.Get("use_regex") == "true" {
-		re, err := regexp.Compile(lp.name)
-		if err != nil {
-			return nil, errBadRequest(fmt.Sprintf("Invalid regular expression: %s", lp.name))
+		if lp.page < 1 || lp.pageSize < 1 || lp.pageSize > maxPageSize {
+			return nil, &apiError{400, "invalid_pagination_parameters",
+				fmt.Sprintf("Invalid pagination parameters: page number %d, page size %s", lp.page, size)}
 		}
-		lp.re = re
+		lp.name = q.Get("name")
+		if lp.name != "" && q.Get("use_regex") == "true" {
+			re, err := regexp.Compile("(?i)" + lp.name)
+			if err != nil {
+				return nil, invalid
+			}
+			lp.re = re
+		}
 	}
 	if s := q.Get("sort"); s != "" {
 		lp.sort = strings.Split(s, ".")
@@ -83,9 +89,10 @@ func (rq *request) reply(items []item) error {
 	total := len(items)
 	if lp.name != "" {
 		kept := items[:0:0]
+		lower := strings.ToLower(lp.name)
 		for _, it := range items {
 			n, _ := it["name"].(string)
-			if lp.re != nil && lp.re.MatchString(n) || lp.re == nil && strings.Contains(n, lp.name) {
+			if lp.re != nil && lp.re.MatchString(n) || lp.re == nil && strings.Contains(strings.ToLower(n), lower) {
 				kept = append(kept, it)
 			}
 		}
@@ -103,8 +110,8 @@ func (rq *request) reply(items []item) error {
 	}
 	filtered := len(items)
 	if lp.page > 0 {
-		pages := max(1, int(math.Ceil(float64(filtered)/float64(lp.pageSize))))
-		if lp.page > pages {
+		pages := int(math.Ceil(float64(filtered) / float64(lp.pageSize)))
+		if lp.page > max(pages, 1) {
 			return &apiError{400, "page_out_of_range",
 				fmt.Sprintf("Page out of range, page: %d page size: %d, len: %d", lp.page, lp.pageSize, filtered)}
 		}
@@ -124,11 +131,17 @@ func (rq *request) reply(items []item) error {
 func lookup(it item, path []string) any {
 	var v any = it
 	for _, k := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
+		switch m := v.(type) {
+		case map[string]any:
+			v = m[k]
+		case details:
+			if k != "rate" {
+				return nil
+			}
+			v = m.Rate
+		default:
 			return nil
 		}
-		v = m[k]
 	}
 	return v
 }

@@ -213,7 +213,7 @@ func (rq *request) seesAll() bool {
 
 // writeJSON answers 200 with v.
 func writeJSON(w http.ResponseWriter, v any) {
-	b, err := json.Marshal(v)
+	b, err := appendJSON(nil, v)
 	if err != nil {
 		writeError(w, &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()})
 		return

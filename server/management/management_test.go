@@ -335,18 +335,28 @@ func TestListParameters(t *testing.T) {
 	want(t, "page 4", a.guest("GET", "/queues?page=4&page_size=2", ""), 400,
 		"page_out_of_range", "Page out of range, page: 4 page size: 2, len: 5")
 	want(t, "page x", a.guest("GET", "/queues?page=x", ""), 400, "bad_request", "Pagination parameters are invalid")
-	want(t, "page_size 501", a.guest("GET", "/queues?page=1&page_size=501", ""), 400, "bad_request", "Pagination parameters are invalid")
+	want(t, "page_size 501", a.guest("GET", "/queues?page=1&page_size=501", ""), 400,
+		"invalid_pagination_parameters", "Invalid pagination parameters: page number 1, page size 501")
+	want(t, "page 0", a.guest("GET", "/queues?page=0", ""), 400,
+		"invalid_pagination_parameters", "Invalid pagination parameters: page number 0, page size undefined")
+	if n := len(a.guest("GET", "/queues?page_size=1&name=zz", "").list(t)); n != 5 {
+		t.Errorf("without page, page_size and name are ignored (as in RabbitMQ): %d queues", n)
+	}
+	r = a.guest("GET", "/queues?page=1&name=zz", "")
+	if b := string(r.body); b != `{"filtered_count":0,"item_count":0,"items":[],"page":1,"page_count":0,"page_size":100,"total_count":5}` {
+		t.Errorf("no match: %s", b)
+	}
 	if got := names(a.guest("GET", "/queues?sort=name&sort_reverse=true", "").list(t)); got != "edcba" {
 		t.Errorf("sort_reverse %s", got)
 	}
-	r = a.guest("GET", "/queues?name=b&page=1", "")
+	r = a.guest("GET", "/queues?name=B&page=1", "")
 	if p := r.obj(t); names(p["items"].([]any)) != "b" || p["filtered_count"] != 1.0 || p["total_count"] != 5.0 {
 		t.Errorf("name filter: %s", r.body)
 	}
-	if got := names(a.guest("GET", "/queues?name=%5E%5Bab%5D&use_regex=true", "").list(t)); got != "ab" {
+	if got := names(a.guest("GET", "/queues?page=1&name=%5E%5BAb%5D&use_regex=true", "").obj(t)["items"].([]any)); got != "ab" {
 		t.Errorf("regex %s", got)
 	}
-	want(t, "bad regex", a.guest("GET", "/queues?name=(&use_regex=true", ""), 400)
+	want(t, "bad regex", a.guest("GET", "/queues?page=1&name=(&use_regex=true", ""), 400, "bad_request", "Pagination parameters are invalid")
 	l := a.guest("GET", "/queues?columns=name,message_stats.publish&page=1&page_size=1", "").obj(t)["items"].([]any)
 	if b, _ := json.Marshal(l); string(b) != `[{"message_stats":{"publish":0},"name":"a"}]` {
 		t.Errorf("columns: %s", b)

@@ -110,8 +110,14 @@ func (h *Handler) readVHost(rq *request, name string) *broker.VHost {
 	return v
 }
 
-// rate is RabbitMQ's *_details object.
-func rate(r float64) item { return item{"rate": r} }
+// details is RabbitMQ's *_details object: a struct, not a map, since a
+// queue has a score of them and listings build thousands of queues.
+type details struct {
+	Rate float64 `json:"rate"`
+}
+
+// rate is a *_details object.
+func rate(r float64) details { return details{r} }
 
 // queueItem is a queue as RabbitMQ 3.10's /api/queues shows a classic
 // queue, from its stats, plus our age fields.
