@@ -80,7 +80,9 @@ func startBroker(t *testing.T, dataDir string, port int) *broker {
 	b := &broker{logs: &strings.Builder{}, mu: &sync.Mutex{}}
 	b.cmd = exec.Command(serverBinary(t), "run")
 	b.cmd.Env = append(os.Environ(),
-		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), "AMQP_STORAGE_PATH="+dataDir)
+		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), "AMQP_STORAGE_PATH="+dataDir,
+		// Management on any free port: 15672 may be another server's.
+		"AMQP_MANAGEMENT_PORT=0")
 	b.cmd.Stderr = lockedWriter{b.mu, b.logs}
 	b.cmd.Stdout = lockedWriter{b.mu, b.logs}
 	// A test binary killed by its timeout must not leave servers behind.
