@@ -657,3 +657,72 @@ func kind(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
+
+// Health checks answer as RabbitMQ 3.10.8's (recorded with curl): 200
+// ok, or 503 failed with the reason and what was looked for.
+func TestHealthChecks(t *testing.T) {
+	a := startAPI(t)
+	_, amqpPort, _ := strings.Cut(a.srv.Addr().String(), "127.0.0.1:")
+	_, httpPort, _ := strings.Cut(a.base, "127.0.0.1:")
+	httpPort = strings.TrimSuffix(httpPort, "/api")
+	for _, c := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/health/checks/alarms", 200, `{"status":"ok"}`},
+		{"/health/checks/local-alarms", 200, `{"status":"ok"}`},
+		{"/health/checks/virtual-hosts", 200, `{"status":"ok"}`},
+		{"/health/checks/port-listener/" + amqpPort, 200, `{"port":` + amqpPort + `,"status":"ok"}`},
+		{"/health/checks/port-listener/" + httpPort, 200, `{"port":` + httpPort + `,"status":"ok"}`},
+		{"/health/checks/port-listener/1", 503, `{"missing":1,"ports":[` + amqpPort + `,` + httpPort + `],"reason":"No active listener","status":"failed"}`},
+		{"/health/checks/port-listener/x", 400, `{"error":"bad_request","reason":"Invalid port"}`},
+		{"/health/checks/protocol-listener/amqp091", 200, `{"protocol":"amqp","status":"ok"}`},
+		{"/health/checks/protocol-listener/mqtt", 503, `{"missing":"mqtt","protocols":["amqp","http"],"reason":"No active listener","status":"failed"}`},
+		{"/health/checks/nope", 404, ""},
+	} {
+		r := a.guest("GET", c.path, "")
+		if r.status != c.status || c.body != "" && string(r.body) != c.body {
+			t.Errorf("%s: %d %s, want %d %s", c.path, r.status, r.body, c.status, c.body)
+		}
+	}
+	a.srv.SetAlarm("low on memory", true)
+	r := a.guest("GET", "/health/checks/alarms", "")
+	if exp := `{"alarms":[{"node":"amqp-go@test","resource":"memory"}],"reason":"resource alarm(s) in effect in the cluster","status":"failed"}`; r.status != 503 || string(r.body) != exp {
+		t.Errorf("alarm: %d %s", r.status, r.body)
+	}
+	a.srv.SetAlarm("", false)
+	want(t, "alarm cleared", a.guest("GET", "/health/checks/alarms", ""), 200)
+}
+
+// A queue's bindings and an exchange's as source or destination.
+func TestObjectBindings(t *testing.T) {
+	a := startAPI(t)
+	want(t, "q", a.guest("PUT", "/queues/%2F/q", `{}`), 201)
+	want(t, "x", a.guest("PUT", "/exchanges/%2F/x", `{"type":"fanout"}`), 201)
+	want(t, "x->q", a.guest("POST", "/bindings/%2F/e/x/q/q", `{"routing_key":"k"}`), 201)
+	want(t, "amq.fanout->x", a.guest("POST", "/bindings/%2F/e/amq.fanout/e/x", `{}`), 201)
+	keys := func(r reply) string {
+		var out []string
+		for _, b := range r.list(t) {
+			m := b.(map[string]any)
+			out = append(out, fmt.Sprint(m["source"], ">", m["destination"], "(", m["destination_type"], ")"))
+		}
+		return strings.Join(out, " ")
+	}
+	for path, exp := range map[string]string{
+		"/queues/%2F/q/bindings":                    ">q(queue) x>q(queue)",
+		"/exchanges/%2F/x/bindings/source":          "x>q(queue)",
+		"/exchanges/%2F/x/bindings/destination":     "amq.fanout>x(exchange)",
+		"/exchanges/%2F/amq.fanout/bindings/source": "amq.fanout>x(exchange)",
+		"/exchanges/%2F/amq.direct/bindings/source": "",
+	} {
+		r := a.guest("GET", path, "")
+		want(t, path, r, 200)
+		if got := keys(r); got != exp {
+			t.Errorf("%s: %s, want %s", path, got, exp)
+		}
+	}
+	want(t, "missing queue", a.guest("GET", "/queues/%2F/nope/bindings", ""), 404)
+	want(t, "missing exchange", a.guest("GET", "/exchanges/%2F/nope/bindings/source", ""), 404)
+}

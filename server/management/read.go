@@ -36,6 +36,8 @@ func (h *Handler) route(rq *request) error {
 		return h.exchanges(rq)
 	case "bindings":
 		return h.bindings(rq)
+	case "health":
+		return h.health(rq)
 	}
 	return errNotFound()
 }
@@ -207,6 +209,10 @@ func (h *Handler) serve(rq *request, res resource) error {
 
 // queues serves /api/queues[/{vhost}[/{name}[/contents]]].
 func (h *Handler) queues(rq *request) error {
+	if s := rq.seg; len(s) == 4 && s[3] == "bindings" {
+		return h.objectBindings(rq, func(b broker.Binding) bool { return !b.ToExchange && b.Destination == s[2] },
+			func(v *broker.VHost) bool { return v.Queue(s[2]) != nil })
+	}
 	if s := rq.seg; len(s) == 4 && s[3] == "contents" {
 		if rq.r.Method != http.MethodDelete {
 			return methodNotAllowed(rq, "DELETE, OPTIONS")
@@ -277,6 +283,15 @@ func exchangeItem(vhost string, x *broker.Exchange) item {
 
 // exchanges serves /api/exchanges[/{vhost}[/{name}]].
 func (h *Handler) exchanges(rq *request) error {
+	if s := rq.seg; len(s) == 5 && s[3] == "bindings" && (s[4] == "source" || s[4] == "destination") {
+		src := s[4] == "source"
+		return h.objectBindings(rq, func(b broker.Binding) bool {
+			if src {
+				return b.Source == s[2] && s[2] != ""
+			}
+			return b.ToExchange && b.Destination == s[2]
+		}, func(v *broker.VHost) bool { return v.Exchange(s[2]) != nil })
+	}
 	return h.serve(rq, resource{
 		list: func(v *broker.VHost) []item {
 			var items []item
@@ -294,6 +309,27 @@ func (h *Handler) exchanges(rq *request) error {
 		},
 		put: h.putExchange, del: h.deleteExchange,
 	})
+}
+
+// objectBindings answers /api/queues/{v}/{q}/bindings and
+// /api/exchanges/{v}/{x}/bindings/{source|destination}: the vhost's
+// bindings that match, 404 when the object does not exist (RabbitMQ
+// 3.10.8 lists a missing queue's implied default binding instead).
+func (h *Handler) objectBindings(rq *request, match func(broker.Binding) bool, exists func(*broker.VHost) bool) error {
+	if rq.r.Method != http.MethodGet && rq.r.Method != http.MethodHead {
+		return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
+	}
+	v := h.readVHost(rq, rq.seg[1])
+	if v == nil || !exists(v) {
+		return errNotFound()
+	}
+	var items []item
+	for _, b := range v.Bindings() {
+		if match(b) {
+			items = append(items, bindingItem(v.Name(), b))
+		}
+	}
+	return rq.reply(nonNil(items))
 }
 
 // propertiesKey is RabbitMQ's properties_key of a binding: the key
