@@ -396,8 +396,9 @@ func TestPermissionMatrix(t *testing.T) {
 	})
 }
 
-// publishAndSync publishes with a confirm and waits for it or for the
-// channel's close, so a refusal of the publish (which has no reply of its
+// publishAndSync, once on a fresh channel (it puts the channel in confirm
+// mode and listens for one confirm), publishes with a confirm and waits
+// for it or for the channel's close, so a refusal of the publish (which has no reply of its
 // own) comes back as the close. No other frame follows the publish on the
 // channel, which could cross the server's channel.close.
 func publishAndSync(ch *amqp.Channel, exchange, key string, p amqp.Publishing) error {
@@ -569,4 +570,67 @@ func waitDial(t *testing.T, u string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Deleting a vhost takes everything in it: its connections are closed
+// with 320, and after a restart its durable queue, exchange and messages
+// are gone, also when a vhost of the same name is made again.
+func TestDeleteVHost(t *testing.T) {
+	inProcessOnly(t, "deletes a vhost through the server's API")
+	dir := t.TempDir()
+	s, u := servertest.StartServer(t, broker.Config{DataDir: dir})
+	vh := "dv"
+	defs := `{"vhosts":[{"name":"dv"}],
+		"permissions":[{"user":"guest","vhost":"dv","configure":".*","write":".*","read":".*"}],
+		"queues":[{"name":"dq","vhost":"dv","durable":true,"auto_delete":false,"arguments":{}}],
+		"exchanges":[{"name":"dx","vhost":"dv","type":"fanout","durable":true,"auto_delete":false,"internal":false,"arguments":{}}],
+		"bindings":[{"source":"dx","vhost":"dv","destination":"dq","destination_type":"queue","routing_key":"","arguments":{}}]}`
+	if err := s.ImportDefinitions(mustDefs(t, defs)); err != nil {
+		t.Fatal(err)
+	}
+	vurl := asUser(t, u, "guest", "guest", vh)
+	c := openConn(t, vurl)
+	ch := openChan(t, c)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 10))
+	for i := 0; i < 10; i++ {
+		if err := ch.Publish("dx", "", false, false, amqp.Publishing{DeliveryMode: 2, Body: []byte("m")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 10; i++ {
+		select {
+		case cf := <-confirms:
+			if !cf.Ack {
+				t.Fatal("nacked")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no confirm")
+		}
+	}
+	closed := c.NotifyClose(make(chan *amqp.Error, 1))
+	if err := s.DeleteVHost(vh); err != nil {
+		t.Fatal(err)
+	}
+	wantClose(t, closed, 320, "CONNECTION_FORCED - vhost 'dv' is deleted")
+	rc, _ := rawHandshake(t, vurl, rawOpts{vhost: vh, noOpen: true})
+	rc.send(0, &wire.ConnectionOpen{VirtualHost: vh})
+	rc.expectConnClose(530, "NOT_ALLOWED - vhost dv not found")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2, u2 := servertest.StartServer(t, broker.Config{DataDir: dir})
+	if d := s2.ExportDefinitions(); len(d.Queues) != 0 || len(d.Exchanges) != 0 || len(d.Bindings) != 0 {
+		t.Fatalf("left after the delete and a restart: %+v %+v %+v", d.Queues, d.Exchanges, d.Bindings)
+	}
+	if err := s2.ImportDefinitions(mustDefs(t, `{"vhosts":[{"name":"dv"}],
+		"permissions":[{"user":"guest","vhost":"dv","configure":".*","write":".*","read":".*"}]}`)); err != nil {
+		t.Fatal(err)
+	}
+	ch2 := openChan(t, openConn(t, asUser(t, u2, "guest", "guest", vh)))
+	_, err := ch2.QueueDeclarePassive("dq", true, false, false, false, nil)
+	wantErr(t, err, 404, "NOT_FOUND - no queue 'dq' in vhost 'dv'")
 }

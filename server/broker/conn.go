@@ -632,13 +632,17 @@ func (c *conn) setBlocked(reason string, on bool) {
 // forceClose starts closing the connection from outside the reader, with
 // 320 CONNECTION_FORCED, and bounds how long the reader waits for close-ok.
 func (c *conn) forceClose() {
+	c.forceCloseWith("CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'")
+}
+
+// forceCloseWith is forceClose with another 320 text (a vhost deleted).
+func (c *conn) forceCloseWith(text string) {
 	c.forced.Store(true)
 	c.ending.Store(true)
 	c.stopOnce.Do(func() { close(c.stop) })
 	c.outMu.Lock()
 	if !c.outClosed {
-		c.appendMethodLocked(0, &amqp.ConnectionClose{ReplyCode: amqp.ConnectionForced,
-			ReplyText: "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"})
+		c.appendMethodLocked(0, &amqp.ConnectionClose{ReplyCode: amqp.ConnectionForced, ReplyText: text})
 	}
 	c.outMu.Unlock()
 	c.kick()
