@@ -246,14 +246,21 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	roundTripConn(t, dialTLS(t, url, f.clientTLS(nil)))
 }
 
-// Telemetry over HTTPS with the telemetry.tls* keys; pprof only when
-// telemetry.pprof asks for it.
+// Telemetry over HTTPS with the telemetry.tls* keys, client certificates
+// required; pprof only when telemetry.pprof asks for it.
 func TestTelemetryTLS(t *testing.T) {
 	f := newTLSFixture(t)
 	tport := freePort(t)
 	p := start(t, []string{"--enable-telemetry", "--telemetry-port", strconv.Itoa(tport)},
-		"AMQP_TELEMETRY_TLSCERTFILE="+f.server.CertFile, "AMQP_TELEMETRY_TLSKEYFILE="+f.server.KeyFile)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: f.clientTLS(nil)}, Timeout: 10 * time.Second}
+		"AMQP_TELEMETRY_TLSCERTFILE="+f.server.CertFile, "AMQP_TELEMETRY_TLSKEYFILE="+f.server.KeyFile,
+		"AMQP_TELEMETRY_TLSCAFILE="+f.ca.CAFile, "AMQP_TELEMETRY_TLSFAILIFNOPEERCERT=true")
+	// Without a client certificate the handshake fails.
+	noCert := &http.Client{Transport: &http.Transport{TLSClientConfig: f.clientTLS(nil)}, Timeout: 10 * time.Second}
+	if resp, err := noCert.Get(fmt.Sprintf("https://127.0.0.1:%d/health", tport)); err == nil {
+		resp.Body.Close()
+		t.Error("telemetry served a client without a certificate")
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: f.clientTLS(f.other)}, Timeout: 10 * time.Second}
 	get := func(path string) (int, string) {
 		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d%s", tport, path))
 		if err != nil {
