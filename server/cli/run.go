@@ -79,7 +79,10 @@ func run(cx *ucli.Context) (err error) {
 	}
 	if err := srv.Listen(); err != nil {
 		srv.Close()
-		return fmt.Errorf("network.address %s (network.tlsport %d): %w", cfg.ListenAddress(), cfg.Network.TLSPort, err)
+		if cfg.AMQPTLS().Enabled() {
+			return fmt.Errorf("network.address %s, network.tlsport %d: %w", cfg.ListenAddress(), cfg.Network.TLSPort, err)
+		}
+		return fmt.Errorf("network.address %s: %w", cfg.ListenAddress(), err)
 	}
 
 	memLimit := monitor.MemoryLimit(cfg.Server.MemoryLimitPercent, cfg.Server.MemoryLimitBytes)

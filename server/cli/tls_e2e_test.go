@@ -342,3 +342,30 @@ func TestReadmeTLS(t *testing.T) {
 	roundTripConn(t, c)
 	c.Close()
 }
+
+// Start-up errors of TLS name the key: an unknown cipher suite in the
+// environment, and a TLS port already taken.
+func TestTLSStartupErrors(t *testing.T) {
+	f := newTLSFixture(t)
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "run")
+	cmd.Env = baseEnv(dir, freePort(t), f.env(freePort(t), "AMQP_SECURITY_TLSCIPHERS=TLS_RSA_WITH_RC4_128_SHA")...)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.HasPrefix(string(out), `amqp-server: AMQP_SECURITY_TLSCIPHERS: security.tlsciphers: unknown cipher suite "TLS_RSA_WITH_RC4_128_SHA": "TLS_RSA_WITH_RC4_128_SHA" (allowed: a comma-separated list of TLS_ECDHE_`) {
+		t.Errorf("unknown suite: %v %q", err, out)
+	}
+
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+	cmd = exec.Command(binary, "run")
+	cmd.Env = baseEnv(dir, freePort(t), f.env(port)...)
+	out, err = cmd.CombinedOutput()
+	if want := fmt.Sprintf("network.tlsport %d: TLS listener: listen tcp 127.0.0.1:%d: bind: address already in use", port, port); err == nil ||
+		!strings.Contains(string(out), want) {
+		t.Errorf("TLS port taken: %v %q, want %q", err, out, want)
+	}
+}
