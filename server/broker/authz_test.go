@@ -634,3 +634,25 @@ func TestDeleteVHost(t *testing.T) {
 	_, err := ch2.QueueDeclarePassive("dq", true, false, false, false, nil)
 	wantErr(t, err, 404, "NOT_FOUND - no queue 'dq' in vhost 'dv'")
 }
+
+// A user without a password cannot log in by PLAIN or AMQPLAIN, with an
+// empty password or any other (it may only by EXTERNAL).
+func TestLoginWithoutPassword(t *testing.T) {
+	inProcessOnly(t, "rabbitmqctl cannot make a user without a password")
+	base, admin := securedBroker(t)
+	admin.addUser(t, "cert-only", "")
+	admin.setPermissions(t, "cert-only", "/", ".*", ".*", ".*")
+	for _, tc := range []struct{ mechanism, response string }{
+		{"PLAIN", "\x00cert-only\x00"},
+		{"PLAIN", "\x00cert-only\x00x"},
+		{"AMQPLAIN", string(wire.AppendTable(nil, wire.Table{"LOGIN": "cert-only", "PASSWORD": ""})[4:])},
+	} {
+		r := rawDial(t, base)
+		r.write(wire.ProtocolHeader)
+		r.readMethod()
+		r.send(0, &wire.ConnectionStartOk{
+			ClientProperties: wire.Table{"capabilities": wire.Table{"authentication_failure_close": true}},
+			Mechanism:        tc.mechanism, Response: tc.response, Locale: "en_US"})
+		r.expectConnClose(403, "ACCESS_REFUSED - Login was refused using authentication mechanism "+tc.mechanism+". For details see the broker logfile.")
+	}
+}
