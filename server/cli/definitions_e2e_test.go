@@ -185,3 +185,36 @@ func TestDefinitionsRoundTripRabbitMQ(t *testing.T) {
 	}
 	c.Close()
 }
+
+// remoteLoginURL, when set, makes this test binary the remote client of
+// TestRemoteLoopbackUsersNone.
+const remoteLoginURL = "AMQP_TEST_REMOTE_LOGIN_URL"
+
+// security.loopbackusers none lets guest log in from another host (the
+// default, guest only over loopback, is TestRemoteGuestRefused).
+func TestRemoteLoopbackUsersNone(t *testing.T) {
+	ns, hostIP := netnsPeer(t)
+	port := freePort(t)
+	startIn(t, t.TempDir(), port, []string{"run", "--storage-backend", "memory"},
+		fmt.Sprintf("AMQP_NETWORK_ADDRESS=:%d", port), "AMQP_SECURITY_LOOPBACKUSERS=none")
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run", "^TestRemoteLoginClient$", "-test.v")
+	// remoteGuestURL also tells TestMain not to build the server binary.
+	cmd.Env = append(os.Environ(), remoteGuestURL+"=unused",
+		fmt.Sprintf("%s=amqp://guest:guest@%s:%d/", remoteLoginURL, hostIP, port))
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "--- PASS: TestRemoteLoginClient") {
+		t.Fatalf("remote client: %v\n%s", err, out)
+	}
+}
+
+// TestRemoteLoginClient is the remote side of TestRemoteLoopbackUsersNone.
+func TestRemoteLoginClient(t *testing.T) {
+	url := os.Getenv(remoteLoginURL)
+	if url == "" {
+		t.Skip("run by TestRemoteLoopbackUsersNone inside its network namespace")
+	}
+	c, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatalf("guest refused from another host with loopbackusers none: %v", err)
+	}
+	c.Close()
+}
