@@ -528,6 +528,9 @@ func TestQueueCounts(t *testing.T) {
 func TestFieldsMatchRabbitMQ(t *testing.T) {
 	a := startAPI(t)
 	// The fixture script's objects.
+	if err := a.srv.Security().SetTopicPermissions(security.TopicPermission{User: "guest", VHost: "/", Exchange: "amq.topic", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
 	want(t, "q1", a.guest("PUT", "/queues/%2F/q1", `{"durable":true,"auto_delete":false,"arguments":{}}`), 201)
 	want(t, "x1", a.guest("PUT", "/exchanges/%2F/x1", `{"type":"direct","durable":true}`), 201)
 	want(t, "bind", a.guest("POST", "/bindings/%2F/e/x1/q/q1", `{"routing_key":"k","arguments":{}}`), 201)
@@ -564,6 +567,7 @@ func TestFieldsMatchRabbitMQ(t *testing.T) {
 		"overview": "/overview", "whoami": "/whoami", "extensions": "/extensions", "nodes": "/nodes",
 		"vhosts": "/vhosts", "queues": "/queues", "queue": "/queues/%2F/q1", "queues-paged": "/queues?page=1&page_size=1",
 		"exchanges": "/exchanges/%2F", "exchange": "/exchanges/%2F/x1", "bindings": "/bindings/%2F",
+		"users": "/users", "permissions": "/permissions", "topic-permissions": "/topic-permissions",
 	}
 	files, err := filepath.Glob("testdata/rabbitmq-*.json")
 	if err != nil || len(files) != len(paths) {
@@ -725,4 +729,81 @@ func TestObjectBindings(t *testing.T) {
 	}
 	want(t, "missing queue", a.guest("GET", "/queues/%2F/nope/bindings", ""), 404)
 	want(t, "missing exchange", a.guest("GET", "/exchanges/%2F/nope/bindings/source", ""), 404)
+}
+
+// Users, permissions and topic permissions: administrators only, the
+// codes and texts of RabbitMQ 3.10.8 (recorded with curl), and the effect
+// on AMQP logins.
+func TestUsersAndPermissions(t *testing.T) {
+	a := startAPI(t)
+	want(t, "no tags", a.guest("PUT", "/users/u1", `{"password":"pw"}`), 400, "bad_request", "tags_not_present")
+	want(t, "new user", a.guest("PUT", "/users/u1", `{"password":"pw","tags":"management"}`), 201)
+	want(t, "same user", a.guest("PUT", "/users/u1", `{"password":"pw","tags":"management,monitoring"}`), 204)
+	want(t, "array tags", a.guest("PUT", "/users/u2", `{"password":"pw","tags":["monitoring"]}`), 201)
+	want(t, "no password", a.guest("PUT", "/users/u3", `{"password_hash":"","tags":""}`), 201)
+	r := a.guest("GET", "/users/u1", "")
+	want(t, "GET u1", r, 200)
+	if m := r.obj(t); fmt.Sprint(m["tags"]) != "[management monitoring]" || m["hashing_algorithm"] != "rabbit_password_hashing_sha256" ||
+		m["password_hash"] == "" || fmt.Sprint(m["limits"]) != "map[]" {
+		t.Errorf("u1: %s", r.body)
+	}
+	if m := a.guest("GET", "/users/u3", "").obj(t); m["password_hash"] != "" || fmt.Sprint(m["tags"]) != "[]" {
+		t.Errorf("u3: %v", m)
+	}
+	want(t, "GET missing", a.guest("GET", "/users/nope", ""), 404, "Object Not Found", "Not Found")
+	want(t, "not admin", a.do("u1", "pw", "GET", "/users", ""), 401, "not_authorised", "Not administrator user")
+	want(t, "not admin permissions", a.do("u1", "pw", "GET", "/permissions", ""), 401, "not_authorised", "Not administrator user")
+	if n := len(a.guest("GET", "/users", "").list(t)); n != 4 {
+		t.Errorf("%d users", n)
+	}
+
+	all := `{"configure":".*","write":".*","read":".*"}`
+	want(t, "permit", a.guest("PUT", "/permissions/%2F/u1", all), 201)
+	want(t, "permit again", a.guest("PUT", "/permissions/%2F/u1", all), 204)
+	want(t, "missing user", a.guest("PUT", "/permissions/%2F/nope", all), 400, "bad_request", "vhost_or_user_not_found")
+	want(t, "missing vhost", a.guest("PUT", "/permissions/nov/u1", all), 400, "bad_request", "vhost_or_user_not_found")
+	want(t, "missing keys", a.guest("PUT", "/permissions/%2F/u2", `{"configure":".*"}`), 400,
+		"bad_request", "[{key_missing,write},{key_missing,read}]")
+	want(t, "bad regexp", a.guest("PUT", "/permissions/%2F/u2", `{"configure":"(","write":"","read":""}`), 400)
+	r = a.guest("GET", "/permissions/%2F/u1", "")
+	if b := string(r.body); b != `{"configure":".*","read":".*","user":"u1","vhost":"/","write":".*"}` {
+		t.Errorf("u1's permission: %s", b)
+	}
+	want(t, "no permission", a.guest("GET", "/permissions/%2F/u2", ""), 404)
+	for path, n := range map[string]int{"/permissions": 2, "/users/u1/permissions": 1, "/vhosts/%2F/permissions": 2, "/users/u2/permissions": 0} {
+		if got := len(a.guest("GET", path, "").list(t)); got != n {
+			t.Errorf("%s: %d, want %d", path, got, n)
+		}
+	}
+	// The API's user logs in over AMQP with the API's permission.
+	conn, err := amqp.Dial(strings.Replace(a.amqp, "guest:guest", "u1:pw", 1))
+	if err != nil {
+		t.Fatalf("u1 over AMQP: %v", err)
+	}
+	conn.Close()
+	want(t, "revoke", a.guest("DELETE", "/permissions/%2F/u1", ""), 204)
+	want(t, "revoke again", a.guest("DELETE", "/permissions/%2F/u1", ""), 404, "Object Not Found", "Not Found")
+	if c, err := amqp.Dial(strings.Replace(a.amqp, "guest:guest", "u1:pw", 1)); err == nil {
+		c.Close()
+		t.Error("u1 opened / without a permission")
+	}
+
+	topic := `{"exchange":"amq.topic","write":"^a","read":".*"}`
+	want(t, "topic", a.guest("PUT", "/topic-permissions/%2F/u1", topic), 201)
+	want(t, "topic again", a.guest("PUT", "/topic-permissions/%2F/u1", topic), 204)
+	want(t, "topic missing exchange", a.guest("PUT", "/topic-permissions/%2F/u1", `{"write":".*","read":".*"}`), 400,
+		"bad_request", "[{key_missing,exchange}]")
+	r = a.guest("GET", "/topic-permissions/%2F/u1", "")
+	if b := string(r.body); b != `[{"exchange":"amq.topic","read":".*","user":"u1","vhost":"/","write":"^a"}]` {
+		t.Errorf("topic permissions: %s", b)
+	}
+	if n := len(a.guest("GET", "/users/u2/topic-permissions", "").list(t)); n != 0 {
+		t.Errorf("u2 has %d topic permissions", n)
+	}
+	want(t, "clear topic", a.guest("DELETE", "/topic-permissions/%2F/u1", ""), 204)
+	want(t, "clear topic again", a.guest("DELETE", "/topic-permissions/%2F/u1", ""), 404)
+
+	want(t, "delete user", a.guest("DELETE", "/users/u1", ""), 204)
+	want(t, "delete user again", a.guest("DELETE", "/users/u1", ""), 404, "Object Not Found", "Not Found")
+	want(t, "deleted user logs in", a.do("u1", "pw", "GET", "/overview", ""), 401, "not_authorized", "Login failed")
 }

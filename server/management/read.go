@@ -25,7 +25,22 @@ func (h *Handler) route(rq *request) error {
 	}
 	get := rq.r.Method == http.MethodGet || rq.r.Method == http.MethodHead
 	switch rq.seg[0] {
-	case "overview", "whoami", "extensions", "nodes", "vhosts":
+	case "users":
+		return h.users(rq)
+	case "permissions", "topic-permissions":
+		return h.permissions(rq, rq.seg[0] == "topic-permissions")
+	case "vhosts":
+		if len(rq.seg) == 3 && (rq.seg[2] == "permissions" || rq.seg[2] == "topic-permissions") {
+			if !get {
+				return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
+			}
+			return h.vhostPermissions(rq)
+		}
+		if !get {
+			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
+		}
+		return h.readGlobal(rq)
+	case "overview", "whoami", "extensions", "nodes":
 		if !get {
 			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
 		}
