@@ -160,7 +160,8 @@ func TestTLSListener(t *testing.T) {
 }
 
 // tlsfailifnopeercert: a client without a certificate fails the TLS
-// handshake, which is logged at info; one with a certificate gets in.
+// handshake, which is logged at info; one with a certificate gets in; a
+// new CA bundle is taken on SIGHUP.
 func TestTLSFailIfNoPeerCert(t *testing.T) {
 	f := newTLSFixture(t)
 	tlsPort := freePort(t)
@@ -174,7 +175,29 @@ func TestTLSFailIfNoPeerCert(t *testing.T) {
 		return strings.Contains(p.stderr.String(), `level=INFO msg="TLS handshake failed"`) &&
 			strings.Contains(p.stderr.String(), "certificate")
 	})
-	roundTripConn(t, dialTLS(t, url, f.clientTLS(f.other)))
+	old := dialTLS(t, url, f.clientTLS(f.other))
+	roundTripConn(t, old)
+
+	// A new CA bundle, taken on SIGHUP: its clients get in, the old
+	// connection goes on.
+	newCA := tlstest.NewCA(t, t.TempDir(), "new")
+	client := newCA.Client("client", pkix.Name{CommonName: "client"})
+	withNew := &tls.Config{RootCAs: f.ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{client.TLS}}
+	if c, err := amqp.DialTLS(url, withNew); err == nil {
+		c.Close()
+		t.Fatal("a certificate of a CA not in the bundle got in")
+	}
+	pem, err := os.ReadFile(newCA.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.ca.CAFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	eventually(t, "the reload logged", func() bool { return strings.Contains(p.stderr.String(), `msg="TLS certificate reloaded"`) })
+	roundTripConn(t, dialTLS(t, url, withNew))
+	roundTripConn(t, old)
 }
 
 // TLS only: network.plain false leaves the plain port closed.

@@ -57,7 +57,7 @@ type Storage struct {
 type Security struct {
 	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain) of the AMQPS listener; with tlskeyfile it turns TLS on (reloaded on SIGHUP)"`
 	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile (reloaded on SIGHUP)"`
-	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots)"`
+	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots; reloaded on SIGHUP)"`
 	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask TLS clients for a certificate and verify one that is given (RabbitMQ's ssl_options.verify = verify_peer); a verified certificate may log in by EXTERNAL"`
 	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse a TLS handshake without a valid client certificate (RabbitMQ's ssl_options.fail_if_no_peer_cert); implies tlsverifypeer"`
 	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
@@ -110,7 +110,7 @@ type Telemetry struct {
 	Pprof               bool   `key:"pprof" doc:"serve Go's pprof handlers under /debug/pprof/ too"`
 	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain): serve HTTPS (reloaded on SIGHUP)"`
 	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile"`
-	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots)"`
+	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots; reloaded on SIGHUP)"`
 	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask HTTPS clients for a certificate and verify one that is given"`
 	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse an HTTPS client without a valid certificate; implies tlsverifypeer"`
 	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`

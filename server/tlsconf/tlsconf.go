@@ -104,7 +104,11 @@ func ParseCiphers(list string) ([]uint16, error) {
 type Server struct {
 	s    Settings
 	cert atomic.Pointer[tls.Certificate]
-	cfg  *tls.Config
+	// clientCAs is the configuration with the current CA bundle, which
+	// cfg's GetConfigForClient hands each handshake (nil without a
+	// CAFile).
+	clientCAs atomic.Pointer[tls.Config]
+	cfg       *tls.Config
 }
 
 // New checks s, loads the certificate, the key and the CA bundle, and
@@ -125,20 +129,17 @@ func New(s Settings) (*Server, error) {
 		return nil, err
 	}
 	srv := &Server{s: s}
-	if err := srv.Reload(); err != nil {
+	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	if err != nil {
 		return nil, err
 	}
+	srv.cert.Store(&cert)
 	cfg := &tls.Config{
 		MinVersion:   minV,
 		CipherSuites: ciphers,
 		// The current certificate, swapped by Reload: handshakes already
 		// done keep theirs.
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return srv.cert.Load(), nil },
-	}
-	if s.CAFile != "" {
-		if cfg.ClientCAs, err = LoadCAs(s.CAFile); err != nil {
-			return nil, err
-		}
 	}
 	switch {
 	case s.FailIfNoPeerCert:
@@ -147,7 +148,27 @@ func New(s Settings) (*Server, error) {
 		cfg.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	srv.cfg = cfg
+	if s.CAFile != "" {
+		pool, err := LoadCAs(s.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientCAs = pool
+		srv.storeCAs(pool)
+		// Each handshake takes the configuration of the bundle current
+		// when it starts; Reload replaces it whole.
+		cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { return srv.clientCAs.Load(), nil }
+	}
 	return srv, nil
+}
+
+// storeCAs makes the configuration handshakes get with pool as ClientCAs
+// (a copy of cfg: its GetConfigForClient is not called again).
+func (srv *Server) storeCAs(pool *x509.CertPool) {
+	c := srv.cfg.Clone()
+	c.ClientCAs = pool
+	c.GetConfigForClient = nil
+	srv.clientCAs.Store(c)
 }
 
 // LoadCAs reads a PEM bundle of CA certificates.
@@ -169,18 +190,30 @@ func LoadPair(s Settings) error {
 	return err
 }
 
-// Config is the configuration to serve with; do not modify it.
+// Config is the configuration to serve with; do not modify it. Its
+// ClientCAs is the bundle at start; handshakes verify against the bundle
+// of the last Reload (through GetConfigForClient).
 func (srv *Server) Config() *tls.Config { return srv.cfg }
 
-// Reload reads the certificate and key files again and, if they make a
-// valid pair, serves the new certificate to every handshake from now on.
-// On error the certificate in use stays.
+// Reload reads the certificate, key and CA files again and, if they all
+// load (the certificate and key as a pair), uses them for every handshake
+// from now on; connections already made keep what they had. On error
+// nothing changes.
 func (srv *Server) Reload() error {
 	cert, err := tls.LoadX509KeyPair(srv.s.CertFile, srv.s.KeyFile)
 	if err != nil {
 		return err
 	}
+	var pool *x509.CertPool
+	if srv.s.CAFile != "" {
+		if pool, err = LoadCAs(srv.s.CAFile); err != nil {
+			return fmt.Errorf("%s: %w", srv.s.CAFile, err)
+		}
+	}
 	srv.cert.Store(&cert)
+	if pool != nil {
+		srv.storeCAs(pool)
+	}
 	return nil
 }
 

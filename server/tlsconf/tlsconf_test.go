@@ -47,6 +47,42 @@ func TestNewAndReload(t *testing.T) {
 	if err := srv.Reload(); err != nil || cert() != "renewed" {
 		t.Errorf("after Reload: %q, %v", cert(), err)
 	}
+	// The CA bundle is reloaded too: handshakes verify against the new one.
+	current := func() *tls.Config {
+		c, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if !current().ClientCAs.Equal(ca.Pool()) || current().ClientAuth != tls.VerifyClientCertIfGiven {
+		t.Error("handshakes do not verify against the CA file")
+	}
+	newCA := tlstest.NewCA(t, t.TempDir(), "new")
+	pem, err := os.ReadFile(newCA.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ca.CAFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(); err != nil || !current().ClientCAs.Equal(newCA.Pool()) {
+		t.Errorf("after Reload the handshakes' CAs are not the new file's (%v)", err)
+	}
+	if c, err := current().GetCertificate(&tls.ClientHelloInfo{}); err != nil || c.Leaf.Subject.CommonName != "renewed" {
+		t.Errorf("the handshakes' configuration serves %v, %v", c, err)
+	}
+	// A CA file that does not load: the error, and nothing changes.
+	if err := os.WriteFile(ca.CAFile, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(); err == nil || !current().ClientCAs.Equal(newCA.Pool()) {
+		t.Errorf("a bad CA file: %v", err)
+	}
+	if err := os.WriteFile(ca.CAFile, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	// A key that is not the certificate's: the error, and the old pair stays.
 	other := ca.Server("other")
 	if err := os.Rename(other.KeyFile, first.KeyFile); err != nil {
