@@ -807,3 +807,44 @@ func TestUsersAndPermissions(t *testing.T) {
 	want(t, "delete user again", a.guest("DELETE", "/users/u1", ""), 404, "Object Not Found", "Not Found")
 	want(t, "deleted user logs in", a.do("u1", "pw", "GET", "/overview", ""), 401, "not_authorized", "Login failed")
 }
+
+// Vhosts are made, updated and deleted as in RabbitMQ 3.10.8 (recorded
+// with curl): the maker gets every permission, an update replaces the
+// metadata, a delete takes the vhost's queues and closes its
+// connections with 320.
+func TestVHostPutDelete(t *testing.T) {
+	a := startAPI(t)
+	addUser(t, a.srv, "mon", nil, "monitoring")
+	want(t, "not admin", a.do("mon", "pw", "PUT", "/vhosts/v9", `{}`), 401, "not_authorised", "Not administrator user")
+	want(t, "PUT v9", a.guest("PUT", "/vhosts/v9", `{"description":"d","tags":"a,b"}`), 201)
+	if m := a.guest("GET", "/vhosts/v9", "").obj(t); m["description"] != "d" || fmt.Sprint(m["tags"]) != "[a b]" {
+		t.Errorf("v9: %v", m)
+	}
+	if l := a.guest("GET", "/vhosts/v9/permissions", "").list(t); len(l) != 1 || l[0].(map[string]any)["user"] != "guest" {
+		t.Errorf("v9's permissions: %v", l)
+	}
+	want(t, "PUT v9 again", a.guest("PUT", "/vhosts/v9", `{"description":"e"}`), 204)
+	if m := a.guest("GET", "/vhosts/v9", "").obj(t); m["description"] != "e" || fmt.Sprint(m["tags"]) != "[]" {
+		t.Errorf("v9 updated: %v", m)
+	}
+	want(t, "tracing", a.guest("PUT", "/vhosts/v10", `{"tracing":"x"}`), 400, "bad_request", []any{"not_boolean", "x"})
+	want(t, "queue in v9", a.guest("PUT", "/queues/v9/q", `{"durable":true}`), 201)
+	conn, err := amqp.Dial(strings.TrimSuffix(a.amqp, "/") + "/v9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	want(t, "DELETE v9", a.guest("DELETE", "/vhosts/v9", ""), 204)
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != 320 {
+			t.Errorf("v9's connection closed with %v, want 320", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("v9's connection still open")
+	}
+	want(t, "GET v9", a.guest("GET", "/vhosts/v9", ""), 404)
+	want(t, "v9's queue", a.guest("GET", "/queues/v9/q", ""), 404)
+	want(t, "DELETE v9 again", a.guest("DELETE", "/vhosts/v9", ""), 404, "Object Not Found", "Not Found")
+}

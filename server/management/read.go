@@ -36,8 +36,14 @@ func (h *Handler) route(rq *request) error {
 			}
 			return h.vhostPermissions(rq)
 		}
+		if len(rq.seg) == 2 && rq.r.Method == http.MethodPut {
+			return h.putVHost(rq, rq.seg[1])
+		}
+		if len(rq.seg) == 2 && rq.r.Method == http.MethodDelete {
+			return h.deleteVHost(rq, rq.seg[1])
+		}
 		if !get {
-			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
+			return methodNotAllowed(rq, "HEAD, GET, PUT, DELETE, OPTIONS")
 		}
 		return h.readGlobal(rq)
 	case "overview", "whoami", "extensions", "nodes":

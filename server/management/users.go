@@ -127,26 +127,12 @@ func (h *Handler) putUser(rq *request, name string) error {
 	if err != nil {
 		return err
 	}
-	var tags []string
-	switch t := m["tags"].(type) {
-	case nil:
+	if m["tags"] == nil {
 		return errBadRequest("tags_not_present")
-	case string:
-		for _, p := range strings.Split(t, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				tags = append(tags, p)
-			}
-		}
-	case []any:
-		for _, e := range t {
-			s, ok := e.(string)
-			if !ok {
-				return errBadRequest("tags must be strings")
-			}
-			tags = append(tags, s)
-		}
-	default:
-		return errBadRequest("tags must be a string or an array")
+	}
+	tags, err := tagList(m["tags"])
+	if err != nil {
+		return err
 	}
 	f := fields{m: m}
 	password, alg := f.string("password", ""), f.string("hashing_algorithm", security.HashSHA256)
