@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"crypto/tls"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"fmt"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	"github.com/amqp-go/amqp-go/server/tlsconf/tlstest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -20,8 +23,9 @@ import (
 // on the next port) trusting a CA made here, creates each case's expected
 // DN as a user with rabbitmqctl, and logs in by EXTERNAL with a
 // certificate of that subject: a login means RabbitMQ derived the same
-// name. Skipped unless EXTERNAL_RABBITMQ_PORT is set; the node is stopped
-// at the end.
+// name. Then, restarted with ssl_cert_login_from = common_name, the same
+// for a subject of two CNs, and ours takes the same name. Skipped unless
+// EXTERNAL_RABBITMQ_PORT is set; the node is stopped at the end.
 func TestExternalDNRabbitMQ(t *testing.T) {
 	port, _ := strconv.Atoi(os.Getenv("EXTERNAL_RABBITMQ_PORT"))
 	if port == 0 {
@@ -40,9 +44,11 @@ func TestExternalDNRabbitMQ(t *testing.T) {
 	}
 	tlsPort := port + 1
 	script := filepath.Join("..", "..", "scripts", "rabbitmq-peer")
+	loginFrom := "distinguished_name"
 	peer := func(args ...string) (string, error) {
 		cmd := exec.Command("bash", append([]string{script}, args...)...)
 		cmd.Env = append(os.Environ(), "PLUGINS=rabbitmq_auth_mechanism_ssl", "CONF="+strings.Join([]string{
+			"ssl_cert_login_from = " + loginFrom,
 			"listeners.ssl.1 = 127.0.0.1:" + strconv.Itoa(tlsPort),
 			"ssl_options.cacertfile = " + ca.CAFile,
 			"ssl_options.certfile = " + srv.CertFile,
@@ -98,4 +104,37 @@ func TestExternalDNRabbitMQ(t *testing.T) {
 	// above did check the name), in the words our server uses.
 	raw, _ := asn1.Marshal(dnCases[0].subject[:1])
 	wantRefused(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), ca, ca.ClientRawSubject("control", raw))
+
+	// common_name: the CNs in encoded order, joined by "," and not
+	// escaped.
+	if out, err := peer("stop", strconv.Itoa(port)); err != nil {
+		t.Fatalf("stopping RabbitMQ: %v\n%s", err, out)
+	}
+	loginFrom = "common_name"
+	if out, err := peer("start", strconv.Itoa(port)); err != nil {
+		t.Fatalf("starting RabbitMQ: %v\n%s", err, out)
+	}
+	raw, _ = asn1.Marshal(pkix.RDNSequence{{atv(oidO, "Org")}, {atv(oidCN, "first")}, {atv(oidOU, "u"), atv(oidCN, `x,y+z "q"`)}})
+	name := `first,x,y+z "q"`
+	for _, args := range [][]string{{"add_user", name, "unused-password"}, {"set_permissions", "-p", "/", name, ".*", ".*", ".*"}} {
+		if out, err := peer(append([]string{"ctl", strconv.Itoa(port)}, args...)...); err != nil {
+			t.Fatalf("%s: %v\n%s", args[0], err, out)
+		}
+	}
+	cert := ca.ClientRawSubject("cns", raw)
+	c, err := amqp.DialConfig(fmt.Sprintf("amqps://127.0.0.1:%d/", tlsPort), amqp.Config{
+		SASL:            []amqp.Authentication{&amqp.ExternalAuth{}},
+		TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert.TLS}}})
+	if err != nil {
+		t.Fatalf("RabbitMQ refused EXTERNAL by CN as %q: %v", name, err)
+	}
+	c.Close()
+	// And ours takes the same name from the same certificate.
+	srvTLS := tlsconf.Settings{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CAFile: ca.CAFile, VerifyPeer: true}
+	_, ours, _ := tlsBroker(t, srvTLS, broker.CertLoginCN, map[string]string{name: ""})
+	c, err = dialExternal(ours, ca, cert)
+	if err != nil {
+		t.Fatalf("ours refused EXTERNAL by CN as %q: %v", name, err)
+	}
+	c.Close()
 }
