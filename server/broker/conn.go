@@ -79,6 +79,10 @@ type conn struct {
 
 	wake chan struct{} // writer wake-up, capacity 1
 	done chan struct{} // closed by the reader when the connection ends
+
+	// info is what the management API shows of the connection, published
+	// once its handshake has succeeded (nil before), immutable after.
+	info atomic.Pointer[ConnInfo]
 }
 
 func newConn(s *Server, nc net.Conn) *conn {

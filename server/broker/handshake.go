@@ -140,6 +140,7 @@ func (c *conn) handshake() error {
 		return c.handshakeClose(e)
 	}
 	c.vhost = v
+	c.publishInfo(startOk)
 	if err := c.writeNow(amqp.AppendMethodFrame(nil, 0, &amqp.ConnectionOpenOk{})); err != nil {
 		return err
 	}

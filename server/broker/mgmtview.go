@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"crypto/tls"
 	"errors"
 	"net"
 	"sort"
@@ -154,4 +155,68 @@ func ReplyCode(err error) (code uint16, text string, ok bool) {
 		text = strings.TrimPrefix(text, name+" - ")
 	}
 	return e.code, text, true
+}
+
+// ConnInfo is a client connection as the management API lists it: what
+// its handshake settled.
+type ConnInfo struct {
+	// Name is RabbitMQ's "peerhost:peerport -> host:port".
+	Name             string
+	Peer, Local      net.Addr
+	User, VHost      string
+	AuthMechanism    string
+	ClientProperties amqp.Table
+	ConnectedAt      time.Time
+	TLS              bool
+	FrameMax         uint32
+	ChannelMax       uint16
+	Heartbeat        time.Duration
+}
+
+// publishInfo records the connection's ConnInfo once its handshake has
+// succeeded (the reader's fields are settled by then).
+func (c *conn) publishInfo(startOk *amqp.ConnectionStartOk) {
+	_, isTLS := c.nc.(*tls.Conn)
+	peer, local := c.nc.RemoteAddr(), c.nc.LocalAddr()
+	c.info.Store(&ConnInfo{
+		Name: peer.String() + " -> " + local.String(), Peer: peer, Local: local,
+		User: c.user, VHost: c.vhost.name, AuthMechanism: startOk.Mechanism,
+		ClientProperties: startOk.ClientProperties, ConnectedAt: time.Now(), TLS: isTLS,
+		FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
+	})
+}
+
+// Connections returns the open client connections past their handshake
+// and not closing, ordered by name; s.mu is held only to copy the set.
+func (s *Server) Connections() []*ConnInfo {
+	s.mu.Lock()
+	out := make([]*ConnInfo, 0, len(s.conns))
+	for c := range s.conns {
+		if in := c.info.Load(); in != nil && !c.ending.Load() {
+			out = append(out, in)
+		}
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// CloseConnection closes the connection named name (ConnInfo.Name) with
+// 320 "CONNECTION_FORCED - reason", as RabbitMQ's management plugin does;
+// false when there is none.
+func (s *Server) CloseConnection(name, reason string) bool {
+	var found *conn
+	s.mu.Lock()
+	for c := range s.conns {
+		if in := c.info.Load(); in != nil && in.Name == name {
+			found = c
+			break
+		}
+	}
+	s.mu.Unlock()
+	if found == nil {
+		return false
+	}
+	found.forceCloseWith("CONNECTION_FORCED - " + reason)
+	return true
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -848,3 +849,97 @@ func TestVHostPutDelete(t *testing.T) {
 	want(t, "v9's queue", a.guest("GET", "/queues/v9/q", ""), 404)
 	want(t, "DELETE v9 again", a.guest("DELETE", "/vhosts/v9", ""), 404, "Object Not Found", "Not Found")
 }
+
+// Connections are listed as amqp091-go's recovery tests find them (GET
+// /api/connections/, client_properties.connection_name, then DELETE
+// /api/connections/{url.PathEscape(name)}) and closed with 320 and the
+// X-Reason header, or RabbitMQ's "Closed via management plugin".
+func TestConnections(t *testing.T) {
+	a := startAPI(t)
+	addUser(t, a.srv, "mgmt", allOnRoot, "management")
+	dialNamed := func(user, name string) (*amqp.Connection, chan *amqp.Error) {
+		url := strings.Replace(a.amqp, "guest:guest", user, 1)
+		c, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, c.NotifyClose(make(chan *amqp.Error, 1))
+	}
+	_, closed1 := dialNamed("guest:guest", "first")
+	_, closed2 := dialNamed("guest:guest", "second")
+	_, _ = dialNamed("mgmt:pw", "mine")
+
+	// find polls the list until a connection of that connection_name shows.
+	find := func(user, pass, cname string) map[string]any {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := a.do(user, pass, "GET", "/connections/", "")
+			want(t, "connections", r, 200)
+			for _, it := range r.list(t) {
+				m := it.(map[string]any)
+				if cp, _ := m["client_properties"].(map[string]any); cp["connection_name"] == cname {
+					return m
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no connection %s in %s", user, cname, r.body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	m := find("guest", "guest", "first")
+	for _, k := range []string{"name", "node", "protocol", "user", "connected_at", "client_properties", "vhost",
+		"peer_host", "peer_port", "host", "port", "auth_mechanism", "ssl", "timeout", "frame_max", "channel_max"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("connection has no %s: %v", k, m)
+		}
+	}
+	name := m["name"].(string)
+	if !strings.Contains(name, " -> "+a.srv.Addr().String()) || m["user"] != "guest" || m["vhost"] != "/" ||
+		m["protocol"] != "AMQP 0-9-1" || m["auth_mechanism"] != "PLAIN" || m["ssl"] != false {
+		t.Errorf("connection: %v", m)
+	}
+	if n := len(a.do("mgmt", "pw", "GET", "/connections", "").list(t)); n != 1 {
+		t.Errorf("mgmt sees %d connections, want its own", n)
+	}
+	if n := len(a.guest("GET", "/vhosts/%2F/connections", "").list(t)); n != 3 {
+		t.Errorf("/'s connections: %d", n)
+	}
+	want(t, "GET one", a.guest("GET", "/connections/"+urlPathEscape(name), ""), 200)
+	want(t, "mgmt deletes guest's", a.do("mgmt", "pw", "DELETE", "/connections/"+urlPathEscape(name), ""), 404)
+
+	req, _ := http.NewRequest("DELETE", a.base+"/connections/"+urlPathEscape(name), nil)
+	req.SetBasicAuth("guest", "guest")
+	req.Header.Set("X-Reason", "bye")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 204 {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
+	}
+	select {
+	case e := <-closed1:
+		if e == nil || e.Code != 320 || e.Reason != "CONNECTION_FORCED - bye" {
+			t.Errorf("closed with %v, want 320 CONNECTION_FORCED - bye", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed")
+	}
+	second := find("guest", "guest", "second")["name"].(string)
+	want(t, "DELETE second", a.guest("DELETE", "/connections/"+urlPathEscape(second), ""), 204)
+	select {
+	case e := <-closed2:
+		if e == nil || e.Code != 320 || e.Reason != "CONNECTION_FORCED - Closed via management plugin" {
+			t.Errorf("closed with %v", e)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("second connection not closed")
+	}
+	want(t, "DELETE gone", a.guest("DELETE", "/connections/"+urlPathEscape(second), ""), 404)
+}
+
+// urlPathEscape is url.PathEscape, as amqp091-go's tests escape names.
+func urlPathEscape(s string) string { return url.PathEscape(s) }

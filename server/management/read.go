@@ -25,6 +25,8 @@ func (h *Handler) route(rq *request) error {
 	}
 	get := rq.r.Method == http.MethodGet || rq.r.Method == http.MethodHead
 	switch rq.seg[0] {
+	case "connections":
+		return h.connections(rq, nil)
 	case "users":
 		return h.users(rq)
 	case "permissions", "topic-permissions":
@@ -35,6 +37,9 @@ func (h *Handler) route(rq *request) error {
 				return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
 			}
 			return h.vhostPermissions(rq)
+		}
+		if len(rq.seg) == 3 && rq.seg[2] == "connections" {
+			return h.connections(rq, &rq.seg[1])
 		}
 		if len(rq.seg) == 2 && rq.r.Method == http.MethodPut {
 			return h.putVHost(rq, rq.seg[1])
