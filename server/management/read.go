@@ -27,6 +27,8 @@ func (h *Handler) route(rq *request) error {
 	switch rq.seg[0] {
 	case "connections":
 		return h.connections(rq, nil)
+	case "definitions":
+		return h.definitions(rq)
 	case "users":
 		return h.users(rq)
 	case "permissions", "topic-permissions":
