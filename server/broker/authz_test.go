@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/monitor"
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/server/servertest"
 	wire "github.com/amqp-go/amqp-go/shared/amqp"
@@ -654,5 +655,25 @@ func TestLoginWithoutPassword(t *testing.T) {
 			ClientProperties: wire.Table{"capabilities": wire.Table{"authentication_failure_close": true}},
 			Mechanism:        tc.mechanism, Response: tc.response, Locale: "en_US"})
 		r.expectConnClose(403, "ACCESS_REFUSED - Login was refused using authentication mechanism "+tc.mechanism+". For details see the broker logfile.")
+	}
+}
+
+// A security change is refused, and not made, while the disk alarm holds
+// durable definitions back (a Badger write on a full disk can kill the
+// process), and goes ahead once it clears.
+func TestSecurityChangeUnderDiskAlarm(t *testing.T) {
+	inProcessOnly(t, "raises the in-process server's alarm")
+	s, _ := servertest.StartServer(t, broker.Config{DataDir: t.TempDir()})
+	s.SetAlarm(monitor.DiskReason, true)
+	err := s.Security().AddUser("late", "pw")
+	if err == nil || !strings.Contains(err.Error(), "definitions are not written while the disk alarm is raised") {
+		t.Fatalf("AddUser under the disk alarm: %v", err)
+	}
+	if _, ok := s.Security().User("late"); ok {
+		t.Fatal("the refused user was made")
+	}
+	s.SetAlarm(monitor.DiskReason, false)
+	if err := s.Security().AddUser("late", "pw"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -300,6 +300,17 @@ func (d *definitions) restoreSecurity(cfg *Config) error {
 	} else if err := d.putSecurity(cfg.Security.Export()); err != nil {
 		return fmt.Errorf("definitions store: security: %w", err)
 	}
-	cfg.Security.SetPersister(d.putSecurity)
 	return nil
+}
+
+// persistSecurity makes every later security change stored, except while
+// the disk guard holds durable definitions back (the change is refused
+// then, as a durable declare is).
+func (s *Server) persistSecurity() {
+	s.sec.SetPersister(func(sd *security.Definitions) error {
+		if why := s.definitionsBlocked(); why != "" {
+			return fmt.Errorf("definitions are not written while %s", why)
+		}
+		return s.defs.putSecurity(sd)
+	})
 }

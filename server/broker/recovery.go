@@ -69,6 +69,7 @@ func Open(cfg Config) (*Server, error) {
 	cfg.Store = messages
 	s = New(cfg)
 	s.defs = defs
+	s.persistSecurity()
 	bound, err := loadDelivered(defs.db)
 	if err != nil {
 		messages.Close()
