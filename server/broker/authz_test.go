@@ -308,6 +308,12 @@ func TestPermissionMatrix(t *testing.T) {
 		{"exchange.bind source not readable", func(ch *amqp.Channel) error {
 			return ch.ExchangeBind(n("wr-x"), "k", n("none-x"), false, nil)
 		}, refused("read", "exchange", n("none-x"))},
+		{"exchange.bind topic key allowed", func(ch *amqp.Channel) error {
+			return ch.ExchangeBind(n("wr-x"), "r.2", topicX, false, nil)
+		}, ""},
+		{"exchange.bind topic key refused", func(ch *amqp.Channel) error {
+			return ch.ExchangeBind(n("wr-x"), "y.2", topicX, false, nil)
+		}, topicRefused("read", "y.2")},
 		{"exchange.unbind allowed", func(ch *amqp.Channel) error {
 			return ch.ExchangeUnbind(n("wr-x"), "k", n("rd-x"), false, nil)
 		}, ""},
