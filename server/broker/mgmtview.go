@@ -3,12 +3,14 @@ package broker
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/security"
+	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -219,4 +221,41 @@ func (s *Server) CloseConnection(name, reason string) bool {
 	}
 	found.forceCloseWith("CONNECTION_FORCED - " + reason)
 	return true
+}
+
+// publishWait bounds how long PublishMessage waits for the store.
+const publishWait = 30 * time.Second
+
+// PublishMessage publishes one message from exchange ("" or amq.default:
+// the default exchange) in v as user, as the management API's publish
+// does: through Publish, the one way into queues, counted as a client's
+// publish, with RabbitMQ's user_id check. It waits until the message is
+// as safe as the store makes it. routed is false when no queue took it.
+func (v *VHost) PublishMessage(user, exchange, routingKey string, props amqp.Properties, body []byte) (routed bool, err error) {
+	m := &amqp.BasicPublish{Exchange: exchange, RoutingKey: routingKey}
+	x := v.exchange(exchange)
+	if x == nil || x.removed.Load() {
+		return false, errNoExchange(m, v.name, exchange)
+	}
+	if props.Flags&amqp.FlagUserID != 0 && props.UserID != user {
+		if u, ok := v.server.lookupUser(user); !ok || !u.HasTag(security.TagImpersonator) {
+			return false, protoErr(amqp.PreconditionFailed, m,
+				"user_id property set to '%s' but authenticated user was '%s'", props.UserID, user)
+		}
+	}
+	msg := &Message{Message: store.Message{Exchange: x.Name, RoutingKey: routingKey, Properties: props.Append(nil),
+		Body: body, Persistent: props.DeliveryMode == 2, Meta: store.Meta{Priority: props.Priority}}}
+	msg.ttl, msg.hasTTL = messageTTL(&props)
+	v.server.stats.received.Add(1)
+	done := make(chan error, 1) // buffered: a late store answer does not block
+	out := v.Publish(&publisher{}, x, msg, nil, func(err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, errQueueFull) {
+			return false, err
+		}
+	case <-time.After(publishWait):
+		return false, fmt.Errorf("the store did not take the message within %v", publishWait)
+	}
+	return out.Queues > 0, nil
 }

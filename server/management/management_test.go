@@ -990,3 +990,43 @@ func TestDefinitions(t *testing.T) {
 	}
 	want(t, "missing vhost", a.guest("GET", "/definitions/nov", ""), 400, "bad_request", "vhost_not_found")
 }
+
+// Publishing through the API reaches queues as a client's publish does,
+// with RabbitMQ 3.10.8's replies (recorded with curl).
+func TestPublish(t *testing.T) {
+	a := startAPI(t)
+	want(t, "pq", a.guest("PUT", "/queues/%2F/pq", `{}`), 201)
+	pub := func(x, body string) reply { return a.guest("POST", "/exchanges/%2F/"+x+"/publish", body) }
+	r := pub("amq.default", `{"properties":{"delivery_mode":2,"timestamp":1700000000,"content_type":"text/plain","headers":{"a":1,"b":"s"}},"routing_key":"pq","payload":"aGk=","payload_encoding":"base64"}`)
+	if want(t, "publish", r, 200); string(r.body) != `{"routed":true}` {
+		t.Errorf("publish: %s", r.body)
+	}
+	if r := pub("amq.direct", `{"properties":{},"routing_key":"none","payload":"x","payload_encoding":"string"}`); string(r.body) != `{"routed":false}` {
+		t.Errorf("unroutable: %s", r.body)
+	}
+	want(t, "missing key", pub("amq.direct", `{"routing_key":"k","payload":"x","payload_encoding":"string"}`), 400,
+		"bad_request", "[{key_missing,properties}]")
+	want(t, "not base64", pub("amq.direct", `{"properties":{},"routing_key":"k","payload":"%%%","payload_encoding":"base64"}`), 400,
+		"bad_request", []any{"not_base64", "%%%"})
+	want(t, "encoding", pub("amq.direct", `{"properties":{},"routing_key":"k","payload":"x","payload_encoding":"zz"}`), 400,
+		"bad_request", []any{"unsupported_encoding", "zz"})
+	want(t, "not int", pub("amq.direct", `{"properties":{"priority":"x"},"routing_key":"k","payload":"x","payload_encoding":"string"}`), 400,
+		"bad_request", []any{"not_int", "priority"})
+	want(t, "user_id", pub("amq.direct", `{"properties":{"user_id":"bob"},"routing_key":"k","payload":"x","payload_encoding":"string"}`), 400,
+		"bad_request", "406 PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'")
+	want(t, "no exchange", pub("nox", `{"properties":{},"routing_key":"k","payload":"x","payload_encoding":"string"}`), 400,
+		"bad_request", "404 NOT_FOUND - no exchange 'nox' in vhost '/'")
+
+	_, ch := dial(t, a.amqp)
+	d, ok, err := ch.Get("pq", true)
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if string(d.Body) != "hi" || d.DeliveryMode != 2 || d.ContentType != "text/plain" || d.Timestamp.Unix() != 1700000000 ||
+		d.Headers["a"] != int64(1) || d.Headers["b"] != "s" || d.RoutingKey != "pq" {
+		t.Errorf("delivered %+v", d)
+	}
+	if m := a.guest("GET", "/queues/%2F/pq", "").obj(t); m["message_stats"].(map[string]any)["publish"] != 1.0 {
+		t.Errorf("publish count %v", m["message_stats"])
+	}
+}

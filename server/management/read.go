@@ -311,6 +311,9 @@ func exchangeItem(vhost string, x *broker.Exchange) item {
 
 // exchanges serves /api/exchanges[/{vhost}[/{name}]].
 func (h *Handler) exchanges(rq *request) error {
+	if s := rq.seg; len(s) == 4 && s[3] == "publish" {
+		return h.publish(rq, s[1], s[2])
+	}
 	if s := rq.seg; len(s) == 5 && s[3] == "bindings" && (s[4] == "source" || s[4] == "destination") {
 		src := s[4] == "source"
 		return h.objectBindings(rq, func(b broker.Binding) bool {
