@@ -123,9 +123,11 @@ func TestKill9DelayedAndTTL(t *testing.T) {
 		arrived: map[string]time.Time{}, count: map[string]int{}}
 	stopProducer, stopConsumer := make(chan struct{}), make(chan struct{})
 	produced, consumed := make(chan struct{}), make(chan struct{})
+	// The producer's generator is seeded here: rng belongs to this goroutine.
+	producerRng := rand.New(rand.NewSource(rng.Int63()))
 	go func() {
 		defer close(produced)
-		produceTimed(b.url, l, rand.New(rand.NewSource(rng.Int63())), stopProducer)
+		produceTimed(b.url, l, producerRng, stopProducer)
 	}()
 	go consumeTimed(b.url, l, stopConsumer, consumed)
 
