@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -258,4 +259,75 @@ func (v *VHost) PublishMessage(user, exchange, routingKey string, props amqp.Pro
 		return false, fmt.Errorf("the store did not take the message within %v", publishWait)
 	}
 	return out.Queues > 0, nil
+}
+
+// GetMode is what GetMessages does with the messages it takes, the
+// management API's ackmode.
+type GetMode uint8
+
+// The management API's ackmodes.
+const (
+	// GetRequeue gives every message back, flagged redelivered
+	// (ack_requeue_true, reject_requeue_true): a peek.
+	GetRequeue GetMode = iota
+	// GetAck acknowledges them (ack_requeue_false).
+	GetAck
+	// GetReject rejects them without requeue: dead-lettered where the
+	// queue has a dead-letter exchange (reject_requeue_false).
+	GetReject
+)
+
+// GotMessage is one message GetMessages took.
+type GotMessage struct {
+	Exchange, RoutingKey string
+	Redelivered          bool
+	// Remaining is the queue's ready count after this take.
+	Remaining  int
+	Properties amqp.Properties
+	Body       []byte
+}
+
+// GetMessages takes up to count messages from queue name as basic.get
+// does, one after another, and then settles them all by mode, so a peek
+// of several shows several messages. Another connection's exclusive
+// queue is refused (405), as a channel of no connection would be.
+func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage, error) {
+	m := &amqp.BasicGet{Queue: name}
+	q := v.queue(name)
+	if q == nil {
+		return nil, errNoQueue(m, v.name, name)
+	}
+	if err := q.checkOwner(nil, m); err != nil {
+		return nil, err
+	}
+	var out []GotMessage
+	var taken []qentry
+	for range count {
+		e, remaining, ok, err := q.get(false)
+		if err != nil {
+			q.requeue(taken)
+			return nil, errUnavailable(m, q)
+		}
+		if !ok {
+			break
+		}
+		props, _ := e.msg.decodeProperties()
+		out = append(out, GotMessage{Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, Redelivered: e.redelivered(),
+			Remaining: remaining, Properties: props, Body: e.msg.Body})
+		taken = append(taken, e)
+	}
+	if len(taken) == 0 {
+		return out, nil
+	}
+	v.server.stats.delivered.Add(uint64(len(taken)))
+	switch mode {
+	case GetAck:
+		v.server.stats.acknowledged.Add(uint64(len(taken)))
+		q.cq.Settle(seqsOf(taken), queue.Ack)
+	case GetReject:
+		q.cq.Settle(seqsOf(taken), queue.Reject)
+	default:
+		q.requeue(taken)
+	}
+	return out, nil
 }

@@ -1030,3 +1030,55 @@ func TestPublish(t *testing.T) {
 		t.Errorf("publish count %v", m["message_stats"])
 	}
 }
+
+// Getting messages through the API: a peek gives them back redelivered,
+// ack_requeue_false removes them, reject_requeue_false dead-letters them;
+// replies as RabbitMQ 3.10.8's (recorded with curl).
+func TestGetMessages(t *testing.T) {
+	a := startAPI(t)
+	want(t, "dlq", a.guest("PUT", "/queues/%2F/dlq", `{}`), 201)
+	want(t, "gq", a.guest("PUT", "/queues/%2F/gq", `{"arguments":{"x-dead-letter-exchange":"","x-dead-letter-routing-key":"dlq"}}`), 201)
+	_, ch := dial(t, a.amqp)
+	for _, p := range []amqp.Publishing{{Body: []byte("plain")},
+		{Body: []byte{0xff}, DeliveryMode: 2, Timestamp: time.Unix(5, 0), Headers: amqp.Table{"a": int32(1)}},
+		{Body: []byte("third")}} {
+		if err := ch.Publish("", "gq", false, false, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pollQueue(t, a, "/queues/%2F/gq", func(m map[string]any) bool { return m["messages"] == 3.0 })
+	get := func(body string) reply { return a.guest("POST", "/queues/%2F/gq/get", body) }
+
+	r := get(`{"count":2,"ackmode":"ack_requeue_true","encoding":"auto","truncate":3}`)
+	want(t, "peek", r, 200)
+	exp := `[{"exchange":"","message_count":2,"payload":"pla","payload_bytes":5,"payload_encoding":"string","properties":[],"redelivered":false,"routing_key":"gq"},` +
+		`{"exchange":"","message_count":1,"payload":"/w==","payload_bytes":1,"payload_encoding":"base64","properties":{"delivery_mode":2,"headers":{"a":1},"timestamp":5},"redelivered":false,"routing_key":"gq"}]`
+	if string(r.body) != exp {
+		t.Errorf("peek:\n%s\nwant\n%s", r.body, exp)
+	}
+	if m := pollQueue(t, a, "/queues/%2F/gq", func(m map[string]any) bool { return m["messages_ready"] == 3.0 }); m["messages_unacknowledged"] != 0.0 {
+		t.Errorf("after a peek: %v unacked", m["messages_unacknowledged"])
+	}
+	r = get(`{"count":"1","ackmode":"ack_requeue_false","encoding":"base64"}`) // a string, as rabbitmqadmin sends it
+	if l := r.list(t); len(l) != 1 || l[0].(map[string]any)["payload"] != "cGxhaW4=" || l[0].(map[string]any)["redelivered"] != true {
+		t.Errorf("ack: %s", r.body)
+	}
+	r = get(`{"count":1,"ackmode":"reject_requeue_false","encoding":"auto"}`)
+	want(t, "reject", r, 200)
+	pollQueue(t, a, "/queues/%2F/dlq", func(m map[string]any) bool { return m["messages"] == 1.0 })
+	pollQueue(t, a, "/queues/%2F/gq", func(m map[string]any) bool { return m["messages"] == 1.0 })
+	if l := a.guest("POST", "/queues/%2F/dlq/get", `{"count":9,"ackmode":"ack_requeue_false","encoding":"auto"}`).list(t); len(l) != 1 {
+		t.Errorf("dlq: %v", l)
+	}
+	if l := a.guest("POST", "/queues/%2F/dlq/get", `{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}`).list(t); len(l) != 0 {
+		t.Errorf("empty dlq: %v", l)
+	}
+
+	want(t, "missing key", get(`{"count":1,"ackmode":"ack_requeue_true"}`), 400, "bad_request", "[{key_missing,encoding}]")
+	want(t, "encoding", get(`{"count":1,"ackmode":"ack_requeue_true","encoding":"zz"}`), 400,
+		"bad_request", "Unsupported encoding. Please use auto or base64.")
+	want(t, "count", get(`{"count":"x","ackmode":"ack_requeue_true","encoding":"auto"}`), 400, "bad_request", []any{"not_integer", "x"})
+	want(t, "ackmode", get(`{"count":1,"ackmode":"bogus","encoding":"auto"}`), 400)
+	want(t, "missing queue", a.guest("POST", "/queues/%2F/nope/get", `{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}`), 404,
+		"not_found", "NOT_FOUND - no queue 'nope' in vhost '/'")
+}

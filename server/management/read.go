@@ -241,6 +241,9 @@ func (h *Handler) queues(rq *request) error {
 		return h.objectBindings(rq, func(b broker.Binding) bool { return !b.ToExchange && b.Destination == s[2] },
 			func(v *broker.VHost) bool { return v.Queue(s[2]) != nil })
 	}
+	if s := rq.seg; len(s) == 4 && s[3] == "get" {
+		return h.getMessages(rq, s[1], s[2])
+	}
 	if s := rq.seg; len(s) == 4 && s[3] == "contents" {
 		if rq.r.Method != http.MethodDelete {
 			return methodNotAllowed(rq, "DELETE, OPTIONS")
