@@ -1082,3 +1082,43 @@ func TestGetMessages(t *testing.T) {
 	want(t, "missing queue", a.guest("POST", "/queues/%2F/nope/get", `{"count":1,"ackmode":"ack_requeue_true","encoding":"auto"}`), 404,
 		"not_found", "NOT_FOUND - no queue 'nope' in vhost '/'")
 }
+
+// Vhost and user limits and the aliveness test, as RabbitMQ 3.10.8
+// answers them (recorded with curl); a limit set here is enforced.
+func TestLimitsAndAliveness(t *testing.T) {
+	a := startAPI(t)
+	want(t, "vhost limit", a.guest("PUT", "/vhost-limits/%2F/max-queues", `{"value":1}`), 204)
+	want(t, "again", a.guest("PUT", "/vhost-limits/%2F/max-queues", `{"value":1}`), 204)
+	want(t, "not a number", a.guest("PUT", "/vhost-limits/%2F/max-connections", `{"value":"x"}`), 400)
+	want(t, "unknown limit", a.guest("PUT", "/vhost-limits/%2F/bogus", `{"value":1}`), 400)
+	want(t, "no value", a.guest("PUT", "/vhost-limits/%2F/max-queues", `{}`), 400, "bad_request", "[{key_missing,value}]")
+	want(t, "no vhost", a.guest("PUT", "/vhost-limits/nov/max-queues", `{"value":1}`), 404, "not_found", "vhost_not_found")
+	if b := string(a.guest("GET", "/vhost-limits", "").body); b != `[{"value":{"max-queues":1},"vhost":"/"}]` {
+		t.Errorf("vhost limits: %s", b)
+	}
+	want(t, "first queue", a.guest("PUT", "/queues/%2F/one", `{}`), 201)
+	want(t, "over the limit", a.guest("PUT", "/queues/%2F/two", `{}`), 400)
+	want(t, "clear", a.guest("DELETE", "/vhost-limits/%2F/max-queues", ""), 204)
+	want(t, "clear again", a.guest("DELETE", "/vhost-limits/%2F/max-queues", ""), 204)
+	want(t, "second queue", a.guest("PUT", "/queues/%2F/two", `{}`), 201)
+	if b := string(a.guest("GET", "/vhost-limits/%2F", "").body); b != `[]` {
+		t.Errorf("cleared: %s", b)
+	}
+
+	want(t, "user limit", a.guest("PUT", "/user-limits/guest/max-channels", `{"value":3}`), 204)
+	want(t, "no user", a.guest("PUT", "/user-limits/nouser/max-channels", `{"value":3}`), 400, "bad_request", []any{"no_such_user", "nouser"})
+	want(t, "not a user limit", a.guest("PUT", "/user-limits/guest/max-queues", `{"value":3}`), 400)
+	if b := string(a.guest("GET", "/user-limits/guest", "").body); b != `[{"user":"guest","value":{"max-channels":3}}]` {
+		t.Errorf("user limits: %s", b)
+	}
+	want(t, "clear user limit", a.guest("DELETE", "/user-limits/guest/max-channels", ""), 204)
+
+	r := a.guest("GET", "/aliveness-test/%2F", "")
+	if r.status != 200 || string(r.body) != `{"status":"ok"}` {
+		t.Errorf("aliveness: %d %s", r.status, r.body)
+	}
+	if m := a.guest("GET", "/queues/%2F/aliveness-test", "").obj(t); m["messages"] != 0.0 || m["durable"] != false {
+		t.Errorf("aliveness-test queue: %v", m)
+	}
+	want(t, "aliveness of no vhost", a.guest("GET", "/aliveness-test/nov", ""), 404, "Object Not Found", "Not Found")
+}

@@ -29,6 +29,10 @@ func (h *Handler) route(rq *request) error {
 		return h.connections(rq, nil)
 	case "definitions":
 		return h.definitions(rq)
+	case "vhost-limits", "user-limits":
+		return h.limits(rq, rq.seg[0] == "user-limits")
+	case "aliveness-test":
+		return h.aliveness(rq)
 	case "users":
 		return h.users(rq)
 	case "permissions", "topic-permissions":
