@@ -8,8 +8,7 @@ import "sort"
 // (dead entries that keep their Seq for searches) that the head skips.
 type level[H any] struct {
 	front []Entry[H] // requeued, ascending Seq
-	back  []Entry[H]
-	head  int // first entry of back still held
+	back  deque[H]
 	// maxExpiry is the latest expiry pushed: a message expiring before it
 	// is out of order and needs the expiry heap. unbounded is set once a
 	// message that never expires was pushed: every later expiring one
@@ -21,21 +20,12 @@ type level[H any] struct {
 // empty reports whether the level holds no ready message.
 func (l *level[H]) empty() bool { return l.frontEntry() == nil }
 
-func (l *level[H]) pushBack(e Entry[H]) { l.back = append(l.back, e) }
+func (l *level[H]) pushBack(e Entry[H]) { l.back.pushBack(e) }
 
-// skipDead moves head past tombstones and compacts a mostly taken back.
+// skipDead drops the tombstones at the head of back.
 func (l *level[H]) skipDead() {
-	for l.head < len(l.back) && l.back[l.head].dead {
-		l.back[l.head] = Entry[H]{}
-		l.head++
-	}
-	switch {
-	case l.head == len(l.back):
-		l.back, l.head = l.back[:0], 0
-	case l.head > 1024 && l.head > len(l.back)/2:
-		n := copy(l.back, l.back[l.head:])
-		clear(l.back[n:])
-		l.back, l.head = l.back[:n], 0
+	for l.back.n > 0 && l.back.at(0).dead {
+		l.back.popFront()
 	}
 }
 
@@ -45,8 +35,8 @@ func (l *level[H]) frontEntry() *Entry[H] {
 		return &l.front[0]
 	}
 	l.skipDead()
-	if l.head < len(l.back) {
-		return &l.back[l.head]
+	if l.back.n > 0 {
+		return l.back.at(0)
 	}
 	return nil
 }
@@ -62,12 +52,10 @@ func (l *level[H]) popFront() (Entry[H], bool) {
 		return e, true
 	}
 	l.skipDead()
-	if l.head == len(l.back) {
+	if l.back.n == 0 {
 		return Entry[H]{}, false
 	}
-	e := l.back[l.head]
-	l.back[l.head] = Entry[H]{}
-	l.head++
+	e := l.back.popFront()
 	l.skipDead()
 	return e, true
 }
@@ -81,11 +69,11 @@ func (l *level[H]) remove(seq uint64) (Entry[H], bool) {
 		l.front = append(l.front[:i], l.front[i+1:]...)
 		return e, true
 	}
-	live := l.back[l.head:]
-	j := sort.Search(len(live), func(j int) bool { return live[j].Seq >= seq })
-	if j < len(live) && live[j].Seq == seq && !live[j].dead {
-		e := live[j]
-		live[j] = Entry[H]{Seq: seq, dead: true} // drops the handle, keeps the order
+	b := &l.back
+	j := sort.Search(b.n, func(j int) bool { return b.at(j).Seq >= seq })
+	if j < b.n && b.at(j).Seq == seq && !b.at(j).dead {
+		e := *b.at(j)
+		*b.at(j) = Entry[H]{Seq: seq, dead: true} // drops the handle, keeps the order
 		l.skipDead()
 		return e, true
 	}
@@ -95,18 +83,103 @@ func (l *level[H]) remove(seq uint64) (Entry[H], bool) {
 // insert puts a requeued message back at its place by Seq.
 func (l *level[H]) insert(e Entry[H]) {
 	l.skipDead()
-	if l.head < len(l.back) && e.Seq > l.back[l.head].Seq {
+	if b := &l.back; b.n > 0 && e.Seq > b.at(0).Seq {
 		// Not before every pushed message (only a driver bug does this):
 		// keep the order anyway, at a copy's cost.
-		live := l.back[l.head:]
-		j := l.head + sort.Search(len(live), func(j int) bool { return live[j].Seq >= e.Seq })
-		l.back = append(l.back, Entry[H]{})
-		copy(l.back[j+1:], l.back[j:])
-		l.back[j] = e
+		j := sort.Search(b.n, func(j int) bool { return b.at(j).Seq >= e.Seq })
+		b.pushBack(Entry[H]{})
+		for k := b.n - 1; k > j; k-- {
+			*b.at(k) = *b.at(k - 1)
+		}
+		*b.at(j) = e
 		return
 	}
 	i := sort.Search(len(l.front), func(i int) bool { return l.front[i].Seq >= e.Seq })
 	l.front = append(l.front, Entry[H]{})
 	copy(l.front[i+1:], l.front[i:])
 	l.front[i] = e
+}
+
+// blockSize is how many entries a deque block holds once a queue is long:
+// a million-message queue grows by a block at a time, never by doubling
+// and copying, and frees each block as its head passes it.
+const blockSize = 1024
+
+// deque holds entries in order in fixed-size blocks. A short queue keeps
+// one small block that grows by doubling up to blockSize, so an idle queue
+// costs a few entries, not a block.
+//
+// Invariant: with more than one block, every block is blockSize long;
+// entry i is at blocks[(head+i)/blockSize][(head+i)%blockSize].
+type deque[H any] struct {
+	blocks [][]Entry[H]
+	head   int // index of the first entry in blocks[0]
+	n      int
+	spare  []Entry[H] // one emptied full block kept for reuse
+}
+
+// at returns the i-th entry, 0 <= i < n.
+func (d *deque[H]) at(i int) *Entry[H] {
+	j := d.head + i
+	if len(d.blocks) == 1 {
+		return &d.blocks[0][j]
+	}
+	return &d.blocks[j/blockSize][j%blockSize]
+}
+
+func (d *deque[H]) pushBack(e Entry[H]) {
+	if len(d.blocks) == 0 {
+		d.blocks = [][]Entry[H]{make([]Entry[H], 8)}
+		d.head = 0
+	}
+	j := d.head + d.n
+	if len(d.blocks) == 1 && j == len(d.blocks[0]) {
+		b := d.blocks[0]
+		switch {
+		case d.head > 0 && d.n <= len(b)/2:
+			// Room at the front: slide down rather than grow.
+			copy(b, b[d.head:j])
+			clear(b[d.n:j])
+			d.head, j = 0, d.n
+		case len(b) < blockSize:
+			nb := make([]Entry[H], min(2*len(b), blockSize))
+			copy(nb, b[d.head:j])
+			d.blocks[0], d.head, j = nb, 0, d.n
+		}
+	}
+	if last := len(d.blocks) - 1; j >= (last+1)*blockSize || len(d.blocks) == 1 && j == len(d.blocks[0]) {
+		nb := d.spare
+		d.spare = nil
+		if nb == nil {
+			nb = make([]Entry[H], blockSize)
+		}
+		d.blocks = append(d.blocks, nb)
+	}
+	*d.at(d.n) = e
+	d.n++
+}
+
+// popFront takes the first entry, n > 0.
+func (d *deque[H]) popFront() Entry[H] {
+	p := d.at(0)
+	e := *p
+	*p = Entry[H]{}
+	d.head++
+	d.n--
+	switch {
+	case d.n == 0:
+		if len(d.blocks) > 1 {
+			d.spare = nil
+			d.blocks = d.blocks[len(d.blocks)-1:]
+		}
+		d.head = 0
+	case len(d.blocks) > 1 && d.head == blockSize:
+		if d.spare == nil {
+			d.spare = d.blocks[0]
+		}
+		d.blocks[0] = nil
+		d.blocks = d.blocks[1:]
+		d.head = 0
+	}
+	return e
 }
