@@ -114,6 +114,8 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 
 	delayed := s.delayedByID()
 	var messages int
+	// Recovered messages go to their queue in batches, one lock each.
+	batch := make([]queue.Message[qhandle], 0, 4096)
 	for id, rq := range rec.Queues {
 		q := byID[uint64(id)]
 		if d := delayed[uint64(id)]; q == nil && d != nil {
@@ -133,6 +135,7 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 			continue
 		}
 		now := time.Now().UnixNano()
+		batch = batch[:0]
 		for _, e := range rq.Entries {
 			// Only messages at or below the delivered bound can have
 			// reached a consumer before the restart.
@@ -143,8 +146,13 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 				m.Timestamp = e.Meta.Timestamp
 				m.Expires = q.recoveredExpiry(e.Meta)
 			}
-			_, _, _ = q.cq.Push(m)
+			if batch = append(batch, m); len(batch) == cap(batch) {
+				q.cq.PushRecovered(batch)
+				batch = batch[:0]
+			}
 		}
+		q.cq.PushRecovered(batch)
+		clear(batch) // no handle kept alive by the scratch
 		messages += len(rq.Entries)
 		if rq.Corrupt {
 			q.unavailable = "the message log has a corrupt record that may belong to it"

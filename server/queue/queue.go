@@ -11,6 +11,9 @@ type Queue[H any] interface {
 	// consumers after it (for flow control), or ErrRejected from a full
 	// reject-publish queue. Delivery happens later, on the queue's terms.
 	Push(m Message[H]) (ready int64, consumers int, err error)
+	// PushRecovered enqueues the messages a restart found, in order,
+	// before any consumer is added.
+	PushRecovered(ms []Message[H])
 	// Admits reports whether a reject-publish queue would take a message
 	// of size bytes now (the publisher's admission check).
 	Admits(size uint32) bool

@@ -204,6 +204,12 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 		e := Entry{ID: id, Pos: Position{Segment: rc.seg.Number, Offset: r.off}, Size: r.size, BodySize: uint32(len(body)), Meta: meta}
 		for _, q := range rc.scratch {
 			qs := rc.queue(q)
+			if len(qs.entries) == cap(qs.entries) && len(qs.entries) >= 1024 {
+				// Double rather than append's 1.25×: a long queue's entries
+				// are copied about twice in all instead of four or five
+				// times, which was a fifth of recovering a million.
+				qs.entries = append(make([]Entry, 0, 2*cap(qs.entries)), qs.entries...)
+			}
 			qs.entries = append(qs.entries, e)
 		}
 	case RecordAck:
