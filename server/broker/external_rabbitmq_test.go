@@ -18,7 +18,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// TestExternalDNRabbitMQ checks dnCases against RabbitMQ: it starts a node
+// TestExternalDNRabbitMQ checks tlstest.DNCases against RabbitMQ: it starts a node
 // with scripts/rabbitmq-peer on EXTERNAL_RABBITMQ_PORT (its TLS listener
 // on the next port) trusting a CA made here, creates each case's expected
 // DN as a user with rabbitmqctl, and logs in by EXTERNAL with a
@@ -79,30 +79,30 @@ func TestExternalDNRabbitMQ(t *testing.T) {
 			t.Errorf("stopping RabbitMQ: %v\n%s", err, out)
 		}
 	})
-	for i, tc := range dnCases {
-		raw, err := asn1.Marshal(tc.subject)
+	for i, tc := range tlstest.DNCases {
+		raw, err := asn1.Marshal(tc.Subject)
 		if err != nil {
 			t.Fatal(err)
 		}
 		cert := ca.ClientRawSubject(fmt.Sprintf("client%d", i), raw)
-		if out, err := peer("ctl", strconv.Itoa(port), "add_user", tc.dn, "unused-password"); err != nil {
-			t.Fatalf("%s: add_user %q: %v\n%s", tc.name, tc.dn, err, out)
+		if out, err := peer("ctl", strconv.Itoa(port), "add_user", tc.DN, "unused-password"); err != nil {
+			t.Fatalf("%s: add_user %q: %v\n%s", tc.Name, tc.DN, err, out)
 		}
-		if out, err := peer("ctl", strconv.Itoa(port), "set_permissions", "-p", "/", tc.dn, ".*", ".*", ".*"); err != nil {
-			t.Fatalf("%s: set_permissions: %v\n%s", tc.name, err, out)
+		if out, err := peer("ctl", strconv.Itoa(port), "set_permissions", "-p", "/", tc.DN, ".*", ".*", ".*"); err != nil {
+			t.Fatalf("%s: set_permissions: %v\n%s", tc.Name, err, out)
 		}
 		c, err := amqp.DialConfig(fmt.Sprintf("amqps://127.0.0.1:%d/", tlsPort), amqp.Config{
 			SASL:            []amqp.Authentication{&amqp.ExternalAuth{}},
 			TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1", Certificates: []tls.Certificate{cert.TLS}}})
 		if err != nil {
-			t.Errorf("%s: RabbitMQ refused EXTERNAL as %q: %v (its log names the user it derived)", tc.name, tc.dn, err)
+			t.Errorf("%s: RabbitMQ refused EXTERNAL as %q: %v (its log names the user it derived)", tc.Name, tc.DN, err)
 			continue
 		}
 		c.Close()
 	}
 	// The control: a subject that names no user is refused (so a login
 	// above did check the name), in the words our server uses.
-	raw, _ := asn1.Marshal(dnCases[0].subject[:1])
+	raw, _ := asn1.Marshal(tlstest.DNCases[0].Subject[:1])
 	wantRefused(t, fmt.Sprintf("127.0.0.1:%d", tlsPort), ca, ca.ClientRawSubject("control", raw))
 
 	// common_name: the CNs in encoded order, joined by "," and not
@@ -114,7 +114,7 @@ func TestExternalDNRabbitMQ(t *testing.T) {
 	if out, err := peer("start", strconv.Itoa(port)); err != nil {
 		t.Fatalf("starting RabbitMQ: %v\n%s", err, out)
 	}
-	raw, _ = asn1.Marshal(pkix.RDNSequence{{atv(oidO, "Org")}, {atv(oidCN, "first")}, {atv(oidOU, "u"), atv(oidCN, `x,y+z "q"`)}})
+	raw, _ = asn1.Marshal(pkix.RDNSequence{{tlstest.ATV(tlstest.OIDO, "Org")}, {tlstest.ATV(tlstest.OIDCN, "first")}, {tlstest.ATV(tlstest.OIDOU, "u"), tlstest.ATV(tlstest.OIDCN, `x,y+z "q"`)}})
 	name := `first,x,y+z "q"`
 	for _, args := range [][]string{{"add_user", name, "unused-password"}, {"set_permissions", "-p", "/", name, ".*", ".*", ".*"}} {
 		if out, err := peer(append([]string{"ctl", strconv.Itoa(port)}, args...)...); err != nil {

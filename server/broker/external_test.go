@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"errors"
 	"log/slog"
 	"net"
@@ -20,72 +19,6 @@ import (
 	wire "github.com/amqp-go/amqp-go/shared/amqp"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-func atv(oid asn1.ObjectIdentifier, v any) pkix.AttributeTypeAndValue {
-	return pkix.AttributeTypeAndValue{Type: oid, Value: v}
-}
-
-func str(tag int, b []byte) asn1.RawValue { return asn1.RawValue{Tag: tag, Bytes: b} }
-
-var (
-	oidCN     = asn1.ObjectIdentifier{2, 5, 4, 3}
-	oidO      = asn1.ObjectIdentifier{2, 5, 4, 10}
-	oidOU     = asn1.ObjectIdentifier{2, 5, 4, 11}
-	oidC      = asn1.ObjectIdentifier{2, 5, 4, 6}
-	oidL      = asn1.ObjectIdentifier{2, 5, 4, 7}
-	oidStreet = asn1.ObjectIdentifier{2, 5, 4, 9}
-	oidDC     = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 25}
-	oidUID    = asn1.ObjectIdentifier{0, 9, 2342, 19200300, 100, 1, 1}
-	oidEmail  = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
-)
-
-// dnCases are subjects and the user name RabbitMQ 3.10.8 derives from them
-// (rabbit_cert_info:subject), checked against it by TestExternalDNRabbitMQ.
-var dnCases = []struct {
-	name    string
-	subject pkix.RDNSequence
-	dn      string
-}{
-	{"plain", pkix.RDNSequence{{atv(oidC, "GB")}, {atv(oidO, "Example")}, {atv(oidCN, "client")}},
-		"CN=client,O=Example,C=GB"},
-	{"escapes", pkix.RDNSequence{{atv(oidO, `a,b+c;d<e>f"g\h=i`)}, {atv(oidCN, "#lead and trail ")}},
-		`CN=\#lead and trail\ ,O=a\,b\+c\;d\<e\>f\"g\\h=i`},
-	{"leading space and tilde", pkix.RDNSequence{{atv(oidCN, " x~y")}}, `CN=\ x\7Ey`},
-	{"non-ASCII", pkix.RDNSequence{{atv(oidCN, "Zoë λ")}}, `CN=Zo\C3\AB \CE\BB`},
-	{"multi-valued", pkix.RDNSequence{{atv(oidO, "Org")}, {atv(oidOU, "unit"), atv(oidCN, "both")}},
-		"CN=both+OU=unit,O=Org"},
-	{"named and dotted types", pkix.RDNSequence{{atv(oidDC, str(asn1.TagIA5String, []byte("example")))}, {atv(oidL, "Town")},
-		{atv(oidStreet, "1 Main St")}, {atv(oidEmail, str(asn1.TagIA5String, []byte("a@example.com")))}, {atv(oidUID, "u1")}},
-		"UID=u1,EMAILADDRESS=a@example.com,2.5.4.9=1 Main St,L=Town,DC=example"},
-	{"string types", pkix.RDNSequence{{atv(oidO, str(asn1.TagT61String, []byte{'c', 0xe9}))}, {atv(oidCN, str(asn1.TagBMPString, []byte{0, 'b', 0x03, 0xbb}))}},
-		`CN=b\CE\BB,O=c\C3\A9`},
-}
-
-func TestSubjectDN(t *testing.T) {
-	for _, tc := range dnCases {
-		raw, err := asn1.Marshal(tc.subject)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := broker.SubjectDN(raw); err != nil || got != tc.dn {
-			t.Errorf("%s: %q, %v; want %q", tc.name, got, err, tc.dn)
-		}
-	}
-	for _, bad := range [][]byte{nil, {0x30}, {0x30, 0x03, 0x31, 0x01}, bytes.Repeat([]byte{0x30}, 70000)} {
-		if dn, err := broker.SubjectDN(bad); err == nil {
-			t.Errorf("% x: %q, want an error", bad[:min(len(bad), 8)], dn)
-		}
-	}
-}
-
-// FuzzSubjectDN: any bytes give a DN or an error, never a panic.
-func FuzzSubjectDN(f *testing.F) {
-	for _, tc := range dnCases {
-		raw, _ := asn1.Marshal(tc.subject)
-		f.Add(raw)
-	}
-	f.Fuzz(func(t *testing.T, raw []byte) { _, _ = broker.SubjectDN(raw) })
-}
 
 // logBuffer collects a server's log lines.
 type logBuffer struct {
