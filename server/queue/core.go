@@ -750,9 +750,12 @@ func (c *Core[H]) compactUnacked() {
 	switch {
 	case i == len(c.unackedBy):
 		c.unackedBy = c.unackedBy[:0] // keeps the capacity
-	case i > 0 && (i > 64 || 2*i > len(c.unackedBy)):
-		n := copy(c.unackedBy, c.unackedBy[i:])
-		c.unackedBy = c.unackedBy[:n]
+	case i > 0:
+		// Advance past them at once: left in place, every settle
+		// scanned the settled prefix again (up to 64 map lookups an
+		// ack with acks in delivery order). append reallocates with
+		// only the live seqs once the front has used up the capacity.
+		c.unackedBy = c.unackedBy[i:]
 	}
 	if len(c.unackedBy) > 64 && len(c.unackedBy) > 2*len(c.unacked) {
 		c.unackedBy = slices.DeleteFunc(c.unackedBy, func(s uint64) bool { _, ok := c.unacked[s]; return !ok })

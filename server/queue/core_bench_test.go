@@ -31,3 +31,28 @@ func BenchmarkBacklog(b *testing.B) {
 		c.Credit(1, 128, int64(b.N))
 	}
 }
+
+// BenchmarkUnackedWindow keeps 4,000 deliveries unacked, as 20 consumers
+// with a prefetch of 200 do on a busy queue: each message is pushed,
+// delivered, and acked 4,000 deliveries later.
+func BenchmarkUnackedWindow(b *testing.B) {
+	const window = 4000
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	c.Consume(1, 0, false, 0)
+	ring := make([]uint64, window)
+	seqs := make([]uint64, 1)
+	b.ReportAllocs()
+	for i := range b.N + window {
+		now := int64(i)
+		c.Push(Message[int]{Handle: i, Size: 100}, now)
+		seq := c.Credit(1, 1, now)[0].Entries[0].Seq // read before the next command reuses it
+		if i >= window {
+			seqs[0] = ring[i%window]
+			c.Settle(seqs, Ack, now)
+		}
+		ring[i%window] = seq
+		if i == window {
+			b.ResetTimer()
+		}
+	}
+}
