@@ -3,6 +3,7 @@ package amqp
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"testing"
 )
@@ -175,7 +176,9 @@ func FuzzAppendWithLongHeader(f *testing.F) {
 		if err := got.Decode(out); err != nil {
 			t.Fatal(err)
 		}
-		if want := withCount(t, raw, n); !reflect.DeepEqual(got, want) {
+		// Compared as printed: a float header may be NaN, which
+		// reflect.DeepEqual finds unequal to itself; %#v sorts map keys.
+		if want := withCount(t, raw, n); fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
 			t.Errorf("got  %#v\nwant %#v", got, want)
 		}
 	})
