@@ -22,12 +22,7 @@ func (s *Server) ExportDefinitions() *security.Definitions {
 	d := s.sec.Export()
 	d.RabbitVersion, d.RabbitMQVersion = "3.10.8", "3.10.8"
 	d.ProductName, d.ProductVersion = "AMQP-Go Server", Version
-	s.mu.Lock()
-	vs := make([]*VHost, 0, len(s.vhosts))
-	for _, v := range s.vhosts {
-		vs = append(vs, v)
-	}
-	s.mu.Unlock()
+	vs := s.vhostSnapshot()
 	slices.SortFunc(vs, func(a, b *VHost) int { return cmp.Compare(a.name, b.name) })
 	for _, v := range vs {
 		v.exportInto(d)

@@ -420,12 +420,7 @@ func (d *delayedExchange) recoverEntries(es []store.Entry) {
 
 // delayedExchanges lists the delayed exchanges of every vhost.
 func (s *Server) delayedExchanges() []*delayedExchange {
-	s.mu.Lock()
-	vs := make([]*VHost, 0, len(s.vhosts))
-	for _, v := range s.vhosts {
-		vs = append(vs, v)
-	}
-	s.mu.Unlock()
+	vs := s.vhostSnapshot()
 	var out []*delayedExchange
 	for _, v := range vs {
 		v.mu.RLock()

@@ -1,10 +1,13 @@
 package broker
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +49,14 @@ func (s *Server) VHosts() []*VHost {
 	return out
 }
 
+// vhostSnapshot returns the server's vhosts, unordered, taken under s.mu,
+// for walks that then lock each vhost on its own.
+func (s *Server) vhostSnapshot() []*VHost {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Values(s.vhosts))
+}
+
 // Name is the vhost's name.
 func (v *VHost) Name() string { return v.name }
 
@@ -53,12 +64,9 @@ func (v *VHost) Name() string { return v.name }
 // read lock. A Queue's exported fields are fixed at declaration.
 func (v *VHost) Queues() []*Queue {
 	v.mu.RLock()
-	out := make([]*Queue, 0, len(v.queues))
-	for _, q := range v.queues {
-		out = append(out, q)
-	}
+	out := slices.Collect(maps.Values(v.queues))
 	v.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *Queue) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -73,12 +81,9 @@ func (q *Queue) Stats() QueueStats { return q.stats(time.Now()) }
 // exported fields are fixed at declaration.
 func (v *VHost) Exchanges() []*Exchange {
 	v.mu.RLock()
-	out := make([]*Exchange, 0, len(v.exchanges))
-	for _, x := range v.exchanges {
-		out = append(out, x)
-	}
+	out := slices.Collect(maps.Values(v.exchanges))
 	v.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b *Exchange) int { return cmp.Compare(a.Name, b.Name) })
 	return out
 }
 

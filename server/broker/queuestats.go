@@ -103,13 +103,7 @@ func (s *Server) AppendQueueStats(dst []QueueStats) []QueueStats {
 // queues of a vhost are gathered into scratch under its read lock first.
 // It returns scratch (cleared) for the next walk.
 func (s *Server) eachQueue(scratch []*Queue, f func(*Queue)) []*Queue {
-	s.mu.Lock()
-	vhosts := make([]*VHost, 0, len(s.vhosts))
-	for _, v := range s.vhosts {
-		vhosts = append(vhosts, v)
-	}
-	s.mu.Unlock()
-	for _, v := range vhosts {
+	for _, v := range s.vhostSnapshot() {
 		v.mu.RLock()
 		scratch = scratch[:0]
 		for _, q := range v.queues {
