@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/amqp-go/amqp-go/server/security"
@@ -30,6 +32,12 @@ func (s *Server) admitConnection(c *conn, user, vhost string) *amqpError {
 	t := &s.tally
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Asked again under mu: a user or vhost deleted since the handshake's
+	// check has had its connections closed from this tally already (the
+	// store changes first), so one admitted now would stay open.
+	if !s.sec.CanAccessVHost(user, vhost) {
+		return protoErr(amqp.NotAllowed, &amqp.ConnectionOpen{}, "access to vhost '%s' refused for user '%s'", vhost, user)
+	}
 	if n, ok := s.sec.VHostLimit(vhost, security.LimitMaxConnections); ok && int64(t.vhostConns[vhost]) >= n {
 		return protoErr(amqp.NotAllowed, &amqp.ConnectionOpen{},
 			"access to vhost '%s' refused for user '%s': connection limit (%d) is reached", vhost, user, n)
@@ -45,6 +53,31 @@ func (s *Server) admitConnection(c *conn, user, vhost string) *amqpError {
 	t.vhostConns[vhost]++
 	t.userConns[user]++
 	return nil
+}
+
+// closeUserConnections closes the connections of users just deleted with
+// RabbitMQ 3.10.8's 320 (checked with rabbitmqctl delete_user):
+// "CONNECTION_FORCED - user 'u' is deleted". It is the security store's
+// users-deleted hook, so every way of deleting a user closes them.
+//
+// Locking: takes t.mu to copy the connections, and closes them without it.
+func (s *Server) closeUserConnections(users []string) {
+	t := &s.tally
+	type forced struct {
+		c    *conn
+		user string
+	}
+	var cs []forced
+	t.mu.Lock()
+	for c, e := range t.conns {
+		if slices.Contains(users, e.user) {
+			cs = append(cs, forced{c, e.user})
+		}
+	}
+	t.mu.Unlock()
+	for _, f := range cs {
+		f.c.forceCloseWith(fmt.Sprintf("CONNECTION_FORCED - user '%s' is deleted", f.user))
+	}
 }
 
 // releaseConnection uncounts c (if admitted) when it ends.

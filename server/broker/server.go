@@ -247,6 +247,7 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: cfg.Store, sec: cfg.Security, logger: cfg.Logger,
 		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
+	s.sec.SetUsersDeletedHook(s.closeUserConnections)
 	for _, name := range cfg.VHosts {
 		s.vhosts[name] = newVHost(s, name)
 	}

@@ -162,6 +162,9 @@ type Store struct {
 	mu      sync.Mutex
 	cur     atomic.Pointer[state]
 	persist func(*Definitions) error
+	// usersDeleted is told, after mu is released, which users a change
+	// removed (SetUsersDeletedHook).
+	usersDeleted func(names []string)
 }
 
 // NewStore returns an empty store.
@@ -181,6 +184,16 @@ func (s *Store) SetPersister(persist func(*Definitions) error) {
 	s.mu.Unlock()
 }
 
+// SetUsersDeletedHook makes every later change that removes users
+// (DeleteUser; Load, a start-up replacement, does not call it) call f
+// with their names once the change is current, with the store's lock
+// released: the broker closes their connections, as RabbitMQ does.
+func (s *Store) SetUsersDeletedHook(f func(names []string)) {
+	s.mu.Lock()
+	s.usersDeleted = f
+	s.mu.Unlock()
+}
+
 // Generation changes whenever anything in the store changes, so a cached
 // decision is valid while the generation it was made at is current.
 func (s *Store) Generation() uint64 { return s.cur.Load().gen }
@@ -189,17 +202,33 @@ func (s *Store) Generation() uint64 { return s.cur.Load().gen }
 // once persisted.
 func (s *Store) update(f func(*state) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := s.cur.Load().clone()
+	old := s.cur.Load()
+	n := old.clone()
 	if err := f(n); err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	if s.persist != nil {
 		if err := s.persist(n.definitions()); err != nil {
+			s.mu.Unlock()
 			return err
 		}
 	}
 	s.cur.Store(n)
+	hook := s.usersDeleted
+	s.mu.Unlock()
+	if hook != nil {
+		var gone []string
+		for name := range old.users {
+			if n.users[name] == nil {
+				gone = append(gone, name)
+			}
+		}
+		if len(gone) > 0 {
+			slices.Sort(gone)
+			hook(gone)
+		}
+	}
 	return nil
 }
 
