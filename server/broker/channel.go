@@ -73,6 +73,9 @@ type channel struct {
 	closeOkOwed   bool            // the client closed; close-ok waits for confirms
 	closeSeq      uint64          // the last publish before the client's close
 
+	// view is what the management API reads of the channel (mgmtview.go).
+	view chanView
+
 	// ended is set, under the conn's outMu, once the channel's last frame
 	// (close-ok, or the server's channel.close) is queued: from then on
 	// nothing of this channel may go out, and a channel that reuses the id
@@ -179,6 +182,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 		}
 	}
 	cn.outMu.Lock()
+	redelivered := 0
 	for _, d := range ds {
 		ch.nextTag++
 		tag := ch.nextTag
@@ -190,12 +194,16 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered(),
 			Exchange: m.Exchange, RoutingKey: m.RoutingKey,
 		}
+		if cn.deliver.Redelivered {
+			redelivered++
+		}
 		cn.appendMethodLocked(ch.id, &cn.deliver)
 		cn.appendDeliveryLocked(ch.id, m, d.e.deliveries)
 	}
 	cn.outMu.Unlock()
 	ch.mu.Unlock()
 	cn.srv.stats.delivered.Add(uint64(len(ds)))
+	ch.view.delivered(c.noAck, len(ds), redelivered)
 	if c.noAck {
 		q.releaseDelivered(ds)
 	}
@@ -386,7 +394,9 @@ func (ch *channel) confirmed(seq uint64, err error) {
 	ack := err == nil
 	if ack {
 		ch.conn.srv.stats.confirmed.Add(1)
+		ch.view.confirmed.Add(1)
 	}
+	ch.view.unconfirmed.Add(-1)
 	if seq == ch.confirmLowest {
 		if !ack {
 			ch.confirmNacks = append(ch.confirmNacks, seq)

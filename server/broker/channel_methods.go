@@ -24,7 +24,7 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 		}
 		switch m.(type) {
 		case *amqp.ChannelCloseOk:
-			delete(c.channels, ch.id)
+			c.dropChannel(ch.id)
 		case *amqp.ChannelClose:
 			// Crossing closes: answer it, but keep the channel until the
 			// peer's close-ok for our channel.close arrives (as RabbitMQ).
@@ -108,7 +108,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			c.send(ch.id, &amqp.ChannelCloseOk{})
 			return nil
 		}
-		delete(c.channels, ch.id)
+		c.dropChannel(ch.id)
 		ch.closeOk()
 	case *amqp.ChannelCloseOk:
 		// Nothing pending; tolerate.
@@ -227,6 +227,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			}
 		} else {
 			ch.prefetch = int32(m.PrefetchCount)
+			ch.view.prefetch.Store(ch.prefetch)
 		}
 		c.send(ch.id, &amqp.BasicQosOk{})
 	case *amqp.BasicConsume:
@@ -280,6 +281,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			return protoErr(amqp.PreconditionFailed, m, "cannot switch from confirm to tx mode")
 		}
 		ch.tx = true
+		ch.view.tx.Store(true)
 		c.send(ch.id, &amqp.TxSelectOk{})
 	case *amqp.TxCommit:
 		if !ch.tx {
@@ -298,6 +300,7 @@ func (ch *channel) handleMethod(m amqp.Method) error {
 			return protoErr(amqp.PreconditionFailed, m, "cannot switch from tx to confirm mode")
 		}
 		ch.confirm = true
+		ch.view.confirm.Store(true)
 		if !m.Nowait {
 			c.send(ch.id, &amqp.ConfirmSelectOk{})
 		}
@@ -358,7 +361,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		delete(ch.consumers, tag)
 	}
 	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch,
-		timeout: c.srv.ackTimeout(q, m.Arguments)}
+		timeout: c.srv.ackTimeout(q, m.Arguments), args: m.Arguments}
 	if v, ok := m.Arguments["x-priority"]; ok {
 		p, isInt := asInt(v)
 		if !isInt {
@@ -377,6 +380,8 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		return err
 	}
 	ch.consumers[tag] = cn
+	cn.listed.Store(true)
+	ch.view.consumers.Add(1)
 	c.addConsumerQueue(q)
 	return nil
 }
@@ -391,6 +396,7 @@ func (ch *channel) cancel(tag string) {
 		return
 	}
 	delete(ch.consumers, tag)
+	ch.view.unlist(cn)
 	ch.conn.removeConsumerQueue(cn.q)
 	if cn.q.removeConsumer(cn) {
 		_, _ = cn.q.vhost.deleteQueue(cn.q, nil)
@@ -407,6 +413,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		return errUnavailable(m, q)
 	}
 	if !ok {
+		ch.view.getEmpty.Add(1)
 		ch.conn.send(ch.id, &amqp.BasicGetEmpty{})
 		return nil
 	}
@@ -430,6 +437,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg, e.deliveries)
 	ch.mu.Unlock()
 	ch.conn.srv.stats.delivered.Add(1)
+	ch.view.got(m.NoAck, e.redelivered())
 	if m.NoAck {
 		q.release([]qentry{e})
 	}
@@ -446,9 +454,11 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 	}
 	if !negative {
 		ch.conn.srv.stats.acknowledged.Add(uint64(len(es)))
+		ch.view.ack.Add(uint64(len(es)))
 	}
 	if ch.tx {
 		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
+		ch.view.txAcks.Add(int32(len(es)))
 		return nil
 	}
 	ch.settle(es, negative && requeue, negative && !requeue)
@@ -471,6 +481,7 @@ func (ch *channel) contentDone() error {
 	msg := &Message{Message: store.Message{Exchange: p.Exchange, RoutingKey: p.RoutingKey, Properties: ch.props, Body: ch.body}}
 	ch.publish, ch.props, ch.body = nil, nil, nil
 	c.srv.stats.received.Add(1)
+	ch.view.publish.Add(1)
 	flags := propFlags(msg.Properties)
 	if flags&amqp.FlagDeliveryMode != 0 {
 		msg.Persistent = amqp.PeekDeliveryMode(msg.Properties) == 2
@@ -501,12 +512,14 @@ func (ch *channel) contentDone() error {
 	}
 	if ch.tx {
 		ch.txPublishes = append(ch.txPublishes, txPublish{msg: msg, x: x, mandatory: p.Mandatory})
+		ch.view.txMsgs.Store(int32(len(ch.txPublishes)))
 		return nil
 	}
 	var done func(error)
 	if ch.confirm {
 		ch.publishSeq++
 		seq := ch.publishSeq
+		ch.view.unconfirmed.Add(1)
 		done = func(err error) { ch.confirmed(seq, err) }
 	}
 	ch.route(msg, x, p.Mandatory, done)
@@ -526,6 +539,9 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 		returned = ch.returnUnroutable
 	}
 	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
+	if out.Queues == 0 && !mandatory {
+		ch.view.dropUnroutable.Add(1)
+	}
 	if out.Congested != nil && ch.conn.flowWait == nil {
 		ch.conn.flowWait = out.Congested
 	}
@@ -533,6 +549,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 
 // returnUnroutable answers a mandatory publish that reached no queue.
 func (ch *channel) returnUnroutable(msg *Message) {
+	ch.view.returnUnroutable.Add(1)
 	ch.conn.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
 		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg, 0)
 }
@@ -565,6 +582,7 @@ func (ch *channel) commit() {
 		ch.settle(a.entries, a.requeue, a.drop)
 	}
 	ch.txAcks = nil
+	ch.view.txReset()
 	finish(nil)
 }
 
@@ -577,6 +595,7 @@ func (ch *channel) rollback() {
 		back = append(back, a.entries...)
 	}
 	ch.txAcks = nil
+	ch.view.txReset()
 	if len(back) > 0 {
 		ch.mu.Lock()
 		ch.unacked.restore(back)

@@ -37,7 +37,10 @@ type conn struct {
 	heartbeat  time.Duration
 	capBlocked bool // client handles connection.blocked
 	capCancel  bool // client handles server-sent basic.cancel
+	// channels is the reader's; it changes only under chansMu, which
+	// other goroutines take to read it (Server.Channels).
 	channels   map[uint16]*channel
+	chansMu    sync.Mutex
 	closing    bool // connection.close sent, waiting for close-ok
 	gotCloseOk bool // the client answered our connection.close
 	needKick   bool // output appended during this read batch
@@ -438,7 +441,9 @@ func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
 		}
 		ch = newChannel(c, f.Channel)
 		c.srv.stats.channels.Add(1)
+		c.chansMu.Lock()
 		c.channels[f.Channel] = ch
+		c.chansMu.Unlock()
 		c.send(f.Channel, &amqp.ChannelOpenOk{})
 		return false, nil
 	}
@@ -567,7 +572,9 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 func (c *conn) teardown() {
 	for id, ch := range c.channels {
 		ch.shutdown()
+		c.chansMu.Lock()
 		delete(c.channels, id)
+		c.chansMu.Unlock()
 	}
 	c.exclusiveMu.Lock()
 	qs := append([]*Queue(nil), c.exclusive...)
@@ -601,6 +608,7 @@ func (c *conn) removeExclusive(q *Queue) {
 // sees the tag, so only the notification is sent here.
 func (c *conn) consumerGone(ch *channel, cn *consumer) {
 	cn.gone.Store(true)
+	ch.view.unlist(cn)
 	ch.mu.Lock()
 	closed := ch.closed
 	ch.mu.Unlock()

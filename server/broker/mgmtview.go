@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/queue"
@@ -335,4 +336,210 @@ func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage,
 		q.requeue(taken)
 	}
 	return out, nil
+}
+
+// dropChannel removes channel id from the connection's set (reader).
+func (c *conn) dropChannel(id uint16) {
+	c.chansMu.Lock()
+	delete(c.channels, id)
+	c.chansMu.Unlock()
+}
+
+// chanView is what the management API reads of a channel: mirrors of the
+// reader's own state and the channel's message counters, all atomics, so
+// that a reader on another goroutine needs no lock for them.
+type chanView struct {
+	prefetch         atomic.Int32 // basic.qos global=false
+	confirm, tx      atomic.Bool
+	consumers        atomic.Int32 // consumers not cancelled
+	txMsgs, txAcks   atomic.Int32 // publishes and acked messages of the open transaction
+	unconfirmed      atomic.Int64 // confirm mode: publishes not yet confirmed
+	publish          atomic.Uint64
+	confirmed        atomic.Uint64
+	returnUnroutable atomic.Uint64
+	dropUnroutable   atomic.Uint64
+	deliver          atomic.Uint64
+	deliverNoAck     atomic.Uint64
+	get              atomic.Uint64
+	getNoAck         atomic.Uint64
+	getEmpty         atomic.Uint64
+	redeliver        atomic.Uint64
+	ack              atomic.Uint64
+}
+
+// unlist uncounts a consumer that is cancelled or whose queue went.
+func (v *chanView) unlist(cn *consumer) {
+	if cn.listed.Swap(false) {
+		v.consumers.Add(-1)
+	}
+}
+
+func (v *chanView) delivered(noAck bool, n, redelivered int) {
+	if noAck {
+		v.deliverNoAck.Add(uint64(n))
+	} else {
+		v.deliver.Add(uint64(n))
+	}
+	if redelivered > 0 {
+		v.redeliver.Add(uint64(redelivered))
+	}
+}
+
+func (v *chanView) got(noAck, redelivered bool) {
+	if noAck {
+		v.getNoAck.Add(1)
+	} else {
+		v.get.Add(1)
+	}
+	if redelivered {
+		v.redeliver.Add(1)
+	}
+}
+
+func (v *chanView) txReset() {
+	v.txMsgs.Store(0)
+	v.txAcks.Store(0)
+}
+
+// ChannelCounters are a channel's message counts since it opened, named
+// as RabbitMQ's channel message_stats.
+type ChannelCounters struct {
+	Publish, Confirm, ReturnUnroutable, DropUnroutable uint64
+	Deliver, DeliverNoAck, Get, GetNoAck, GetEmpty     uint64
+	Redeliver, Ack                                     uint64
+}
+
+// ChannelInfo is a channel as the management API lists it.
+type ChannelInfo struct {
+	Conn   *ConnInfo
+	Number uint16
+	// Name is RabbitMQ's "connection name (number)".
+	Name                string
+	PrefetchCount       int // basic.qos global=false, for new consumers
+	GlobalPrefetchCount int // basic.qos global=true
+	Consumers           int
+	Unacked             int
+	Unconfirmed         int
+	UncommittedMessages int
+	UncommittedAcks     int
+	Confirm             bool
+	Transactional       bool
+	Counters            ChannelCounters
+}
+
+// Channels returns the open channels of the connections Connections
+// lists, ordered by name. Locks, each alone: Server.mu to copy the
+// connections, each conn.chansMu to copy its channels, each channel.mu to
+// count its unacked deliveries; the rest are atomics.
+func (s *Server) Channels() []ChannelInfo {
+	type connChans struct {
+		c  *conn
+		in *ConnInfo
+	}
+	s.mu.Lock()
+	conns := make([]connChans, 0, len(s.conns))
+	for c := range s.conns {
+		if in := c.info.Load(); in != nil && !c.ending.Load() {
+			conns = append(conns, connChans{c, in})
+		}
+	}
+	s.mu.Unlock()
+	var out []ChannelInfo
+	var chans []*channel
+	for _, cc := range conns {
+		chans = chans[:0]
+		cc.c.chansMu.Lock()
+		for _, ch := range cc.c.channels {
+			chans = append(chans, ch)
+		}
+		cc.c.chansMu.Unlock()
+		for _, ch := range chans {
+			if ch.ended.Load() {
+				continue
+			}
+			out = append(out, ch.info(cc.in))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Conn.Name != out[j].Conn.Name {
+			return out[i].Conn.Name < out[j].Conn.Name
+		}
+		return out[i].Number < out[j].Number
+	})
+	return out
+}
+
+// info reads the channel's ChannelInfo; it takes ch.mu alone.
+func (ch *channel) info(in *ConnInfo) ChannelInfo {
+	ch.mu.Lock()
+	unacked := ch.unacked.live()
+	ch.mu.Unlock()
+	v := &ch.view
+	return ChannelInfo{
+		Conn: in, Number: ch.id, Name: fmt.Sprintf("%s (%d)", in.Name, ch.id),
+		PrefetchCount: int(v.prefetch.Load()), GlobalPrefetchCount: int(ch.globalLimit.Load()),
+		Consumers: int(v.consumers.Load()), Unacked: unacked, Unconfirmed: int(max(v.unconfirmed.Load(), 0)),
+		UncommittedMessages: int(v.txMsgs.Load()), UncommittedAcks: int(v.txAcks.Load()),
+		Confirm: v.confirm.Load(), Transactional: v.tx.Load(),
+		Counters: ChannelCounters{
+			Publish: v.publish.Load(), Confirm: v.confirmed.Load(),
+			ReturnUnroutable: v.returnUnroutable.Load(), DropUnroutable: v.dropUnroutable.Load(),
+			Deliver: v.deliver.Load(), DeliverNoAck: v.deliverNoAck.Load(),
+			Get: v.get.Load(), GetNoAck: v.getNoAck.Load(), GetEmpty: v.getEmpty.Load(),
+			Redeliver: v.redeliver.Load(), Ack: v.ack.Load(),
+		},
+	}
+}
+
+// ConsumerInfo is a consumer as the management API lists it.
+type ConsumerInfo struct {
+	Tag          string
+	VHost, Queue string
+	// Conn and Channel are its channel's connection and number.
+	Conn                   *ConnInfo
+	Channel                uint16
+	AckRequired, Exclusive bool
+	PrefetchCount          int
+	Arguments              amqp.Table
+	// Active is false for a consumer of a single-active-consumer queue
+	// that is not the active one.
+	Active bool
+	// SingleActive: the queue has a single active consumer.
+	SingleActive bool
+}
+
+// Consumers returns q's consumers in the order they subscribed. Locks,
+// each alone: q.mu to copy them, then the queue core's for its active
+// consumer.
+func (q *Queue) Consumers() []ConsumerInfo {
+	q.mu.Lock()
+	cs := slices.Clone(q.consumers)
+	q.mu.Unlock()
+	if len(cs) == 0 {
+		return nil
+	}
+	active := uint64(q.cq.Info().Active)
+	out := make([]ConsumerInfo, 0, len(cs))
+	for _, c := range cs {
+		in := c.ch.conn.info.Load()
+		if in == nil || c.gone.Load() {
+			continue
+		}
+		out = append(out, ConsumerInfo{
+			Tag: c.tag, VHost: q.vhost.name, Queue: q.Name, Conn: in, Channel: c.ch.id,
+			AckRequired: !c.noAck, Exclusive: c.exclusive, PrefetchCount: int(c.prefetch), Arguments: c.args,
+			Active: active == 0 || c.cid.Load() == active, SingleActive: active != 0,
+		})
+	}
+	return out
+}
+
+// Consumers returns the consumers of every queue of v, by queue name,
+// then in subscription order (see (*Queue).Consumers for the locks).
+func (v *VHost) Consumers() []ConsumerInfo {
+	var out []ConsumerInfo
+	for _, q := range v.Queues() {
+		out = append(out, q.Consumers()...)
+	}
+	return out
 }

@@ -366,6 +366,7 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	q.exclusiveConsumer = c.exclusive
 	q.mu.Unlock()
 	c.id = q.cq.Consume(c, c.priority, c.noAck)
+	c.cid.Store(uint64(c.id))
 	return nil
 }
 
@@ -542,6 +543,13 @@ type consumer struct {
 	timeout time.Duration
 	// ds is the driver's scratch for a delivered batch.
 	ds []delivery
+	// args are basic.consume's arguments (the management API's).
+	args amqp.Table
+	// listed: counted in its channel's view.consumers.
+	listed atomic.Bool
+	// cid is id once the queue has given it, for readers other than the
+	// channel's reader (the management API); 0 before.
+	cid atomic.Uint64
 }
 
 // Acquire takes up to n delivery credits from the consumer's and its

@@ -26,7 +26,17 @@ func (h *Handler) route(rq *request) error {
 	get := rq.r.Method == http.MethodGet || rq.r.Method == http.MethodHead
 	switch rq.seg[0] {
 	case "connections":
+		if len(rq.seg) == 3 && rq.seg[2] == "channels" {
+			return h.channels(rq, nil, &rq.seg[1])
+		}
 		return h.connections(rq, nil)
+	case "channels":
+		if len(rq.seg) > 2 {
+			return errNotFound()
+		}
+		return h.channels(rq, nil, nil)
+	case "consumers":
+		return h.consumers(rq)
 	case "definitions":
 		return h.definitions(rq)
 	case "vhost-limits", "user-limits":
@@ -46,6 +56,9 @@ func (h *Handler) route(rq *request) error {
 		}
 		if len(rq.seg) == 3 && rq.seg[2] == "connections" {
 			return h.connections(rq, &rq.seg[1])
+		}
+		if len(rq.seg) == 3 && rq.seg[2] == "channels" {
+			return h.channels(rq, &rq.seg[1], nil)
 		}
 		if len(rq.seg) == 2 && rq.r.Method == http.MethodPut {
 			return h.putVHost(rq, rq.seg[1])
@@ -267,7 +280,9 @@ func (h *Handler) queues(rq *request) error {
 			if q == nil {
 				return nil, false
 			}
-			return h.queueItem(q, q.Stats()), true
+			it := h.queueItem(q, q.Stats())
+			h.queueConsumers(it, q)
+			return it, true
 		},
 		put: h.putQueue, del: h.deleteQueue,
 	})

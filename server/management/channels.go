@@ -1,0 +1,172 @@
+package management
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+)
+
+// Channels and consumers as RabbitMQ 3.10.8's management API shows them
+// (recorded by scripts/record-management-fixtures). The counters are the
+// channel's own since it opened; their *_details rates are not sampled
+// yet and read 0. Visibility is the connections': administrators and
+// monitoring users see every channel, others their own; consumers are
+// listed per visible vhost, as RabbitMQ lists them.
+
+// channelStats is a channel's message_stats: as in RabbitMQ, the
+// publishing side's counters once it has published, the consuming side's
+// once it has had a delivery, a get or an ack.
+func channelStats(c broker.ChannelCounters) item {
+	m := item{}
+	add := func(k string, n uint64) { m[k], m[k+"_details"] = n, rate(0) }
+	if c.Publish > 0 {
+		add("publish", c.Publish)
+		add("confirm", c.Confirm)
+		add("return_unroutable", c.ReturnUnroutable)
+		add("drop_unroutable", c.DropUnroutable)
+	}
+	if c.Deliver+c.DeliverNoAck+c.Get+c.GetNoAck+c.GetEmpty+c.Ack > 0 {
+		add("deliver", c.Deliver)
+		add("deliver_no_ack", c.DeliverNoAck)
+		add("get", c.Get)
+		add("get_no_ack", c.GetNoAck)
+		add("get_empty", c.GetEmpty)
+		add("redeliver", c.Redeliver)
+		add("ack", c.Ack)
+		add("deliver_get", c.Deliver+c.DeliverNoAck+c.Get+c.GetNoAck)
+	}
+	return m
+}
+
+// channelItem is a channel as /api/channels lists it.
+func (h *Handler) channelItem(c *broker.ChannelInfo) item {
+	peerHost, peerPort := splitAddr(c.Conn.Peer)
+	return item{
+		"name": c.Name, "number": int(c.Number), "node": h.node, "user": c.Conn.User,
+		"connection_details":        item{"name": c.Conn.Name, "peer_host": peerHost, "peer_port": peerPort},
+		"user_who_performed_action": c.Conn.User, "vhost": c.Conn.VHost,
+		"state": "running", "prefetch_count": c.PrefetchCount, "global_prefetch_count": c.GlobalPrefetchCount,
+		"consumer_count": c.Consumers, "messages_unacknowledged": c.Unacked,
+		"messages_unconfirmed": c.Unconfirmed, "messages_uncommitted": c.UncommittedMessages,
+		"acks_uncommitted": c.UncommittedAcks, "pending_raft_commands": 0,
+		"confirm": c.Confirm, "transactional": c.Transactional,
+		"reductions": 0, "reductions_details": rate(0),
+		"message_stats": channelStats(c.Counters),
+	}
+}
+
+// consumerItem is a consumer as /api/consumers and a queue's
+// consumer_details show it.
+func (h *Handler) consumerItem(c *broker.ConsumerInfo) item {
+	peerHost, peerPort := splitAddr(c.Conn.Peer)
+	status := "up"
+	if c.SingleActive {
+		status = "single_active"
+		if !c.Active {
+			status = "waiting"
+		}
+	}
+	return item{
+		"consumer_tag": c.Tag, "queue": item{"name": c.Queue, "vhost": c.VHost},
+		"channel_details": item{
+			"name": c.Conn.Name + " (" + strconv.Itoa(int(c.Channel)) + ")", "number": int(c.Channel),
+			"connection_name": c.Conn.Name, "node": h.node, "user": c.Conn.User,
+			"peer_host": peerHost, "peer_port": peerPort,
+		},
+		"ack_required": c.AckRequired, "exclusive": c.Exclusive, "prefetch_count": c.PrefetchCount,
+		"active": c.Active, "activity_status": status, "arguments": tableJSON(c.Arguments),
+	}
+}
+
+// seesChannel: the user sees a channel of a connection it sees.
+func (rq *request) seesChannel(c *broker.ChannelInfo) bool {
+	return rq.seesConnection(c.Conn)
+}
+
+// channels serves /api/channels[/{name}], /api/vhosts/{vhost}/channels
+// (vhost set) and /api/connections/{name}/channels (conn set).
+func (h *Handler) channels(rq *request, vhost, conn *string) error {
+	if rq.r.Method != http.MethodGet && rq.r.Method != http.MethodHead {
+		return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
+	}
+	s := rq.seg
+	if vhost != nil && h.readVHost(rq, *vhost) == nil {
+		return errNotFound()
+	}
+	all := h.srv.Channels()
+	if conn != nil {
+		found := false
+		for _, c := range h.srv.Connections() {
+			found = found || c.Name == *conn && rq.seesConnection(c)
+		}
+		if !found {
+			return errNotFound()
+		}
+	}
+	if vhost != nil || conn != nil || len(s) == 1 {
+		items := []item{}
+		for i := range all {
+			c := &all[i]
+			if rq.seesChannel(c) && (vhost == nil || c.Conn.VHost == *vhost) && (conn == nil || c.Conn.Name == *conn) {
+				items = append(items, h.channelItem(c))
+			}
+		}
+		return rq.reply(items)
+	}
+	if len(s) != 2 {
+		return errNotFound()
+	}
+	for i := range all {
+		c := &all[i]
+		if c.Name != s[1] || !rq.seesChannel(c) {
+			continue
+		}
+		it := h.channelItem(c)
+		// One channel also has its consumers and, in RabbitMQ, the
+		// per-exchange and per-queue stats (not kept here: empty).
+		details := []item{}
+		if v := h.srv.VHost(c.Conn.VHost); v != nil {
+			for _, cn := range v.Consumers() {
+				if cn.Conn == c.Conn && cn.Channel == c.Number {
+					details = append(details, h.consumerItem(&cn))
+				}
+			}
+		}
+		it["consumer_details"], it["deliveries"], it["publishes"] = details, []item{}, []item{}
+		writeJSON(rq.w, it)
+		return nil
+	}
+	return errNotFound()
+}
+
+// consumers serves /api/consumers[/{vhost}].
+func (h *Handler) consumers(rq *request) error {
+	if len(rq.seg) > 2 {
+		return errNotFound()
+	}
+	return h.listAll(rq, func(v *broker.VHost) []item {
+		var items []item
+		for _, c := range v.Consumers() {
+			items = append(items, h.consumerItem(&c))
+		}
+		return items
+	})
+}
+
+// queueConsumers adds a queue's consumer_details and the tags of its
+// exclusive and single active consumers to its item, as RabbitMQ's GET of
+// one queue shows them.
+func (h *Handler) queueConsumers(it item, q *broker.Queue) {
+	details := []item{}
+	for _, c := range q.Consumers() {
+		details = append(details, h.consumerItem(&c))
+		if c.Exclusive {
+			it["exclusive_consumer_tag"] = c.Tag
+		}
+		if c.SingleActive && c.Active {
+			it["single_active_consumer_tag"] = c.Tag
+		}
+	}
+	it["consumer_details"] = details
+}
