@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,7 +62,7 @@ func run(cx *ucli.Context) (err error) {
 	}
 
 	bc := brokerConfig(cfg, logger)
-	var amqpTLS, telemetryTLS *tlsconf.Server // reloaded on SIGHUP
+	var amqpTLS, telemetryTLS, managementTLS *tlsconf.Server // reloaded on SIGHUP
 	if cfg.AMQPTLS().Enabled() {
 		if amqpTLS, err = tlsconf.New(cfg.AMQPTLS()); err != nil {
 			return fmt.Errorf("security.tlscertfile: %w", err)
@@ -71,6 +72,11 @@ func run(cx *ucli.Context) (err error) {
 	if cfg.TelemetryTLS().Enabled() {
 		if telemetryTLS, err = tlsconf.New(cfg.TelemetryTLS()); err != nil {
 			return fmt.Errorf("telemetry.tlscertfile: %w", err)
+		}
+	}
+	if cfg.Management.Enabled && cfg.ManagementTLS().Enabled() {
+		if managementTLS, err = tlsconf.New(cfg.ManagementTLS()); err != nil {
+			return fmt.Errorf("management.tlscertfile: %w", err)
 		}
 	}
 	srv, err := openSecured(cfg, loader, bc)
@@ -148,7 +154,11 @@ func run(cx *ucli.Context) (err error) {
 	closeManagement := func() {}
 	if cfg.Management.Enabled {
 		addr := cfg.ManagementAddress()
-		mg, err := startManagement(srv, addr)
+		var mtls *tls.Config
+		if managementTLS != nil {
+			mtls = managementTLS.Config()
+		}
+		mg, err := startManagement(srv, addr, mtls)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("management %s: %w", addr, err)
@@ -157,7 +167,7 @@ func run(cx *ucli.Context) (err error) {
 		// request meets a closing broker; the defer covers the other exits.
 		closeManagement = func() { _ = mg.Close(5 * time.Second) }
 		defer closeManagement()
-		logger.Info("management listening", "address", mg.Addr().String())
+		logger.Info("management listening", "address", mg.Addr().String(), "tls", managementTLS != nil)
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -186,6 +196,7 @@ func run(cx *ucli.Context) (err error) {
 				}
 				reloadCert(logger, "security", amqpTLS)
 				reloadCert(logger, "telemetry", telemetryTLS)
+				reloadCert(logger, "management", managementTLS)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String())

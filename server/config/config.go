@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 )
 
 // Config is every setting of the server, by section. Field tags give each
@@ -55,19 +57,14 @@ type Storage struct {
 // Security holds TLS and authentication settings. A key tagged notyet is
 // reserved for work not done: a non-empty value stops start-up.
 type Security struct {
-	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain) of the AMQPS listener; with tlskeyfile it turns TLS on (reloaded on SIGHUP)"`
-	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile (reloaded on SIGHUP)"`
-	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots; reloaded on SIGHUP)"`
-	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask TLS clients for a certificate and verify one that is given (RabbitMQ's ssl_options.verify = verify_peer); a verified certificate may log in by EXTERNAL"`
-	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse a TLS handshake without a valid client certificate (RabbitMQ's ssl_options.fail_if_no_peer_cert); implies tlsverifypeer"`
-	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
-	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names, in no particular order (empty: Go's defaults; TLS 1.3's suites are not configurable)"`
-	CertLoginFrom       string `key:"certloginfrom" enum:"distinguished_name,common_name" doc:"the user name an EXTERNAL login takes from the client certificate (RabbitMQ's ssl_cert_login_from): its subject DN in RabbitMQ's format, or its common name"`
-	UsersFile           string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; use definitionsfile)"`
-	DefaultUser         string `key:"defaultuser" doc:"user created, an administrator with every permission on vhost /, on the first start only (RabbitMQ's default_user; empty: none); not created when definitionsfile is set"`
-	DefaultPass         string `key:"defaultpass" doc:"defaultuser's password (RabbitMQ's default_pass)"`
-	LoopbackUsers       string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
-	DefinitionsFile     string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
+	// TLS is the AMQPS listener's (network.tlsport).
+	TLS
+	CertLoginFrom   string `key:"certloginfrom" enum:"distinguished_name,common_name" doc:"the user name an EXTERNAL login takes from the client certificate (RabbitMQ's ssl_cert_login_from): its subject DN in RabbitMQ's format, or its common name"`
+	UsersFile       string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; use definitionsfile)"`
+	DefaultUser     string `key:"defaultuser" doc:"user created, an administrator with every permission on vhost /, on the first start only (RabbitMQ's default_user; empty: none); not created when definitionsfile is set"`
+	DefaultPass     string `key:"defaultpass" doc:"defaultuser's password (RabbitMQ's default_pass)"`
+	LoopbackUsers   string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
+	DefinitionsFile string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
 }
 
 // Server is the process: logging, pidfile, daemon mode and resource alarms.
@@ -99,22 +96,42 @@ type Management struct {
 	Enabled bool   `key:"enabled" doc:"serve RabbitMQ's management HTTP API (HTTP basic auth against the broker's users)"`
 	Address string `key:"address" doc:"host or IP the management API binds to (empty: the AMQP listener's host)"`
 	Port    int    `key:"port" min:"0" max:"65535" doc:"management API port (0: any free port, logged at start)"`
+	// TLS makes the API HTTPS (RabbitMQ's management.ssl.*).
+	TLS
 }
+
+// TLS is one listener's TLS keys. The sections with a listener (security
+// for AMQPS, telemetry, management) embed it, so each has the same keys
+// with the same meaning and checks; with tlscertfile and tlskeyfile set,
+// that listener speaks TLS.
+type TLS struct {
+	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate chain (the server's first) of this section's listener; with tlskeyfile it turns TLS on (reloaded on SIGHUP)"`
+	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile (reloaded on SIGHUP)"`
+	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots; reloaded on SIGHUP)"`
+	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask TLS clients for a certificate and verify one that is given (RabbitMQ's ssl_options.verify = verify_peer); on AMQPS a verified certificate may log in by EXTERNAL"`
+	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse a TLS handshake without a valid client certificate (RabbitMQ's ssl_options.fail_if_no_peer_cert); implies tlsverifypeer"`
+	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
+	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names, in no particular order (empty: Go's defaults; TLS 1.3's suites are not configurable)"`
+}
+
+// Settings is t as tlsconf takes it.
+func (t TLS) Settings() tlsconf.Settings {
+	return tlsconf.Settings{CertFile: t.TLSCertFile, KeyFile: t.TLSKeyFile, CAFile: t.TLSCAFile,
+		VerifyPeer: t.TLSVerifyPeer, FailIfNoPeerCert: t.TLSFailIfNoPeerCert, MinVersion: t.TLSMinVersion, Ciphers: t.TLSCiphers}
+}
+
+// tlsDefaults is every section's TLS before configuration.
+var tlsDefaults = TLS{TLSMinVersion: "1.2"}
 
 // Telemetry is the HTTP endpoint with /metrics, /health and, when asked
 // for, /debug/pprof/. Its TLS keys mean what security's do.
 type Telemetry struct {
-	Enabled             bool   `key:"enabled" doc:"serve telemetry over HTTP"`
-	Address             string `key:"address" doc:"host or IP the telemetry endpoint binds to (a warning is logged when it is not loopback)"`
-	Port                int    `key:"port" min:"0" max:"65535" doc:"telemetry port"`
-	Pprof               bool   `key:"pprof" doc:"serve Go's pprof handlers under /debug/pprof/ too"`
-	TLSCertFile         string `key:"tlscertfile" doc:"PEM certificate (chain): serve HTTPS (reloaded on SIGHUP)"`
-	TLSKeyFile          string `key:"tlskeyfile" doc:"PEM private key of tlscertfile"`
-	TLSCAFile           string `key:"tlscafile" doc:"PEM CA bundle that client certificates are verified against (empty: the system's roots; reloaded on SIGHUP)"`
-	TLSVerifyPeer       bool   `key:"tlsverifypeer" doc:"ask HTTPS clients for a certificate and verify one that is given"`
-	TLSFailIfNoPeerCert bool   `key:"tlsfailifnopeercert" doc:"refuse an HTTPS client without a valid certificate; implies tlsverifypeer"`
-	TLSMinVersion       string `key:"tlsminversion" enum:"1.2,1.3" doc:"oldest TLS version accepted"`
-	TLSCiphers          string `key:"tlsciphers" doc:"comma-separated TLS 1.2 cipher suites by Go's names (empty: Go's defaults)"`
+	Enabled bool   `key:"enabled" doc:"serve telemetry over HTTP"`
+	Address string `key:"address" doc:"host or IP the telemetry endpoint binds to (a warning is logged when it is not loopback)"`
+	Port    int    `key:"port" min:"0" max:"65535" doc:"telemetry port"`
+	Pprof   bool   `key:"pprof" doc:"serve Go's pprof handlers under /debug/pprof/ too"`
+	// TLS makes the endpoint HTTPS.
+	TLS
 }
 
 // LoopbackUserList is security.loopbackusers as a list (none: empty, not
@@ -159,10 +176,10 @@ func Defaults() Config {
 			RingBufferSize: 16384, RingBufferBytes: 256 << 20, WALBatchSize: 4 << 20, WALBatchTimeout: 0,
 			ConsumerTimeout: Duration(30 * time.Minute),
 		},
-		Security: Security{TLSMinVersion: "1.2", CertLoginFrom: "distinguished_name",
+		Security: Security{TLS: tlsDefaults, CertLoginFrom: "distinguished_name",
 			DefaultUser: "guest", DefaultPass: "guest", LoopbackUsers: "guest"},
-		Telemetry:  Telemetry{Address: "127.0.0.1", Port: 9419, TLSMinVersion: "1.2"},
-		Management: Management{Enabled: true, Port: 15672},
+		Telemetry:  Telemetry{Address: "127.0.0.1", Port: 9419, TLS: tlsDefaults},
+		Management: Management{Enabled: true, Port: 15672, TLS: tlsDefaults},
 	}
 }
 
@@ -251,10 +268,23 @@ func buildKeys() []Key {
 	ct := reflect.TypeFor[Config]()
 	for i := range ct.NumField() {
 		sf := ct.Field(i)
+		var fields []reflect.StructField // a section's keys, an embedded struct's (TLS) in its place
 		for j := range sf.Type.NumField() {
 			kf := sf.Type.Field(j)
+			kf.Index = []int{i, j}
+			if !kf.Anonymous {
+				fields = append(fields, kf)
+				continue
+			}
+			for n := range kf.Type.NumField() {
+				ef := kf.Type.Field(n)
+				ef.Index = []int{i, j, n}
+				fields = append(fields, ef)
+			}
+		}
+		for _, kf := range fields {
 			k := Key{Section: sf.Tag.Get("key"), Name: kf.Tag.Get("key"), Doc: kf.Tag.Get("doc"),
-				Min: kf.Tag.Get("min"), Max: kf.Tag.Get("max"), NotYet: kf.Tag.Get("notyet") == "true", index: []int{i, j}}
+				Min: kf.Tag.Get("min"), Max: kf.Tag.Get("max"), NotYet: kf.Tag.Get("notyet") == "true", index: kf.Index}
 			if e := kf.Tag.Get("enum"); e != "" {
 				k.Enum = strings.Split(e, ",")
 			}

@@ -356,18 +356,13 @@ func (c Config) TLSListenAddress() string {
 }
 
 // AMQPTLS is the AMQPS listener's TLS settings (security.tls*).
-func (c Config) AMQPTLS() tlsconf.Settings {
-	s := c.Security
-	return tlsconf.Settings{CertFile: s.TLSCertFile, KeyFile: s.TLSKeyFile, CAFile: s.TLSCAFile,
-		VerifyPeer: s.TLSVerifyPeer, FailIfNoPeerCert: s.TLSFailIfNoPeerCert, MinVersion: s.TLSMinVersion, Ciphers: s.TLSCiphers}
-}
+func (c Config) AMQPTLS() tlsconf.Settings { return c.Security.TLS.Settings() }
 
 // TelemetryTLS is the telemetry endpoint's TLS settings (telemetry.tls*).
-func (c Config) TelemetryTLS() tlsconf.Settings {
-	t := c.Telemetry
-	return tlsconf.Settings{CertFile: t.TLSCertFile, KeyFile: t.TLSKeyFile, CAFile: t.TLSCAFile,
-		VerifyPeer: t.TLSVerifyPeer, FailIfNoPeerCert: t.TLSFailIfNoPeerCert, MinVersion: t.TLSMinVersion, Ciphers: t.TLSCiphers}
-}
+func (c Config) TelemetryTLS() tlsconf.Settings { return c.Telemetry.TLS.Settings() }
+
+// ManagementTLS is the management API's TLS settings (management.tls*).
+func (c Config) ManagementTLS() tlsconf.Settings { return c.Management.TLS.Settings() }
 
 // ManagementAddress is the host:port the management API binds: its own
 // address, or the AMQP listener's host (empty: every interface).

@@ -11,9 +11,9 @@ import (
 // (RabbitMQ's listeners.ssl.default).
 const defaultTLSPort = 5671
 
-// checkTLS validates the TLS keys of the AMQP listener and of telemetry,
-// loading their files so that a bad certificate stops start-up rather
-// than the first handshake, and settles the listeners: network.tlsport's
+// checkTLS validates the TLS keys of the AMQP listener, telemetry and the
+// management API, loading their files so that a bad certificate stops
+// start-up rather than the first handshake, and settles the listeners: network.tlsport's
 // default, and TLS only when network.tlsport is given without a
 // network.port of its own (or network.plain is false).
 func (l *Loader) checkTLS(c *Config) error {
@@ -21,6 +21,9 @@ func (l *Loader) checkTLS(c *Config) error {
 		return err
 	}
 	if err := l.checkTLSSection("telemetry", c.TelemetryTLS()); err != nil {
+		return err
+	}
+	if err := l.checkTLSSection("management", c.ManagementTLS()); err != nil {
 		return err
 	}
 	on := c.AMQPTLS().Enabled()

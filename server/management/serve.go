@@ -2,6 +2,7 @@ package management
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -20,10 +21,16 @@ type Service struct {
 // Serve listens on addr and serves h there until Close; its one serving
 // goroutine (net/http's per-connection ones under it) is owned by the
 // Service.
-func Serve(addr string, h http.Handler) (*Service, error) {
+func Serve(addr string, h http.Handler) (*Service, error) { return ServeTLS(addr, h, nil) }
+
+// ServeTLS is Serve over HTTPS with cfg (plain HTTP when cfg is nil).
+func ServeTLS(addr string, h http.Handler, cfg *tls.Config) (*Service, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	s := &Service{ln: ln, done: make(chan struct{}),
 		hs: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute,
