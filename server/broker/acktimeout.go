@@ -43,8 +43,8 @@ func (s *Server) ackTimeout(q *Queue, args amqp.Table) time.Duration {
 			return msDuration(n)
 		}
 	}
-	if q.policy.consumerTimeout >= 0 {
-		return msDuration(q.policy.consumerTimeout)
+	if t := q.settings().consumerTimeout; t >= 0 {
+		return msDuration(t)
 	}
 	return s.cfg.ConsumerTimeout
 }

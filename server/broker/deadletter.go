@@ -11,7 +11,11 @@ import (
 // with RabbitMQ's x-death bookkeeping, through the publish path clients use.
 func (q *Queue) deadLetter(e *qentry, reason string) {
 	v := q.vhost
-	x := v.exchange(q.policy.dlx)
+	p := q.settings()
+	if !p.hasDLX {
+		return // a policy took the dead-letter exchange away meanwhile
+	}
+	x := v.exchange(p.dlx)
 	if x == nil {
 		return // RabbitMQ drops too when the exchange is missing
 	}
@@ -63,10 +67,10 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 	props.Headers = headers
 	props.Flags |= amqp.FlagHeaders
 	key := m.RoutingKey
-	if q.policy.hasDLRK {
-		key = q.policy.dlrk
+	if p.hasDLRK {
+		key = p.dlrk
 	}
-	dm := &Message{Message: store.Message{Exchange: q.policy.dlx, RoutingKey: key, Properties: props.Append(nil),
+	dm := &Message{Message: store.Message{Exchange: p.dlx, RoutingKey: key, Properties: props.Append(nil),
 		Body: m.Body, Persistent: m.Persistent, Meta: store.Meta{Priority: m.Priority}}}
 	// A message expiring or overflowing round a cycle back into a queue it
 	// died in would loop for ever; RabbitMQ drops it there unless a client

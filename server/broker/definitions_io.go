@@ -80,11 +80,16 @@ func sortedKeys[V any](m map[string]V) []string {
 // security part first (all or nothing), then exchanges, queues and
 // bindings, each declared as a client would (an existing equivalent one is
 // kept; one that is not equivalent fails the import with RabbitMQ's
-// text). Policies are stored with the vhost, not applied.
+// text). Policies and operator policies are checked first, stored with
+// the vhost and applied to its queues and exchanges.
 func (s *Server) ImportDefinitions(d *security.Definitions) error {
+	if err := checkImportedPolicies(d); err != nil {
+		return err
+	}
 	if err := s.sec.Import(d); err != nil {
 		return err
 	}
+	defer s.reapplyAllPolicies()
 	for _, x := range d.Exchanges {
 		args, err := amqpTable(x.Arguments)
 		if err != nil {

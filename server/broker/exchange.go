@@ -41,6 +41,9 @@ type Exchange struct {
 	// alternate is the alternate-exchange argument ("": none; the default
 	// exchange would route nothing there either, as in RabbitMQ).
 	alternate string
+	// policy is the policy that applies (nil: none); its
+	// alternate-exchange serves when the argument is not given.
+	policy atomic.Pointer[exchangePolicy]
 	// delayed schedules the delayed messages of an x-delayed-message
 	// exchange (nil for any other kind); router is its x-delayed-type's.
 	delayed *delayedExchange
@@ -62,16 +65,16 @@ func checkExchangeArgs(m amqp.Method, vhost, name string, args amqp.Table) error
 	return nil
 }
 
-// alternateExchange resolves x's alternate exchange by its exact name
-// ("amq.default" names none), nil if it has none or it does not exist: then
+// alternateExchange resolves x's alternate exchange name (alternateName)
+// exactly ("amq.default" names none), nil if it has none or it does not exist: then
 // what x does not route is unroutable, as RabbitMQ has it (without a log
 // line). It takes vhost.mu shared; the caller holds no exchange lock.
-func (x *Exchange) alternateExchange() *Exchange {
-	if x.alternate == "" || x.vhost == nil {
+func (x *Exchange) alternateExchange(name string) *Exchange {
+	if name == "" || x.vhost == nil {
 		return nil
 	}
 	x.vhost.mu.RLock()
-	ae := x.vhost.exchanges[x.alternate]
+	ae := x.vhost.exchanges[name]
 	x.vhost.mu.RUnlock()
 	return ae
 }
@@ -350,11 +353,11 @@ func routeMessage(x *Exchange, m *Message, out []*Queue, scratch *routeScratch) 
 		}
 		scratch.bindings = cur.router.route(m, props, scratch.bindings[:0])
 		cur.mu.RUnlock()
-		if len(scratch.bindings) == 0 && cur.alternate != "" {
+		if len(scratch.bindings) == 0 {
 			// Each exchange whose own bindings match nothing passes the
 			// message on to its alternate; one already visited ends a
 			// chain that loops (RabbitMQ's rule).
-			if ae := cur.alternateExchange(); ae != nil && !containsExchange(scratch.seenX, ae) {
+			if ae := cur.alternateExchange(cur.alternateName()); ae != nil && !containsExchange(scratch.seenX, ae) {
 				scratch.seenX = append(scratch.seenX, ae)
 				scratch.pending = append(scratch.pending, ae)
 			}

@@ -36,8 +36,11 @@ type Queue struct {
 	dropped atomic.Bool
 	// gone mirrors deleted for lock-free checks by channel caches.
 	gone atomic.Bool
-	// policy is fixed at declaration from the queue's arguments.
-	policy queuePolicy
+	// own is what the queue's arguments ask, fixed at declaration; eff
+	// is that merged with the policies that apply (reapplyPolicies
+	// swaps it), read through settings.
+	own queuePolicy
+	eff atomic.Pointer[appliedPolicy]
 
 	// cq holds the messages and delivers them: a queue.Classic today,
 	// behind the interface every queue kind implements.
@@ -91,11 +94,12 @@ func fromEntry(e *queue.Entry[qhandle]) qentry {
 		deliveries: e.Deliveries}
 }
 
-func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, policy queuePolicy) *Queue {
-	q := &Queue{policy: policy, Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
+func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, own queuePolicy, ap *appliedPolicy) *Queue {
+	q := &Queue{own: own, Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
 		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize}
 	v.server.queues.Add(1)
-	q.cq = queue.NewClassic[qhandle](policy.core(), (*queueHost)(q), nil)
+	q.eff.Store(ap)
+	q.cq = queue.NewClassic[qhandle](ap.core(), (*queueHost)(q), nil)
 	v.server.startSampler()
 	return q
 }
@@ -137,10 +141,11 @@ const (
 func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m, ref: m.ref}
 	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority}
-	if q.policy.ttl >= 0 || m.hasTTL {
+	p := q.settings()
+	if p.ttl >= 0 || m.hasTTL {
 		// Otherwise the core stamps the push with its own clock read.
 		now := time.Now()
-		cm.Timestamp, cm.Expires = now.UnixNano(), q.expiryFor(m, now)
+		cm.Timestamp, cm.Expires = now.UnixNano(), expiryFor(p.ttl, m, now)
 	}
 	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server
@@ -157,7 +162,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 		// Refused (a reject-publish queue filled since the publisher's
 		// check): the queue never held it. With reject-publish-dlx and a
 		// DLX the core dead-lettered it, which released it.
-		if !q.policy.rejectPublishDLX || !q.policy.hasDLX {
+		if !p.rejectPublishDLX || !p.hasDLX {
 			(*queueHost)(q).Release([]queue.Entry[qhandle]{{Handle: h}})
 		}
 		return nil, true
@@ -191,7 +196,8 @@ func (q *Queue) flowCheck() {
 // limited reports whether the queue may refuse publishes: reject-publish
 // with a length limit.
 func (q *Queue) limited() bool {
-	return q.policy.rejectPublish && (q.policy.maxLen >= 0 || q.policy.maxLenBytes >= 0)
+	p := q.settings()
+	return p.rejectPublish && (p.maxLen >= 0 || p.maxLenBytes >= 0)
 }
 
 // full reports whether a reject-publish queue refuses m: it would take the
@@ -354,7 +360,7 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	}
 	// RabbitMQ refuses an exclusive consumer on a single-active-consumer
 	// queue even when it has no consumers, with the same text.
-	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers) > 0 || q.policy.singleActive)) {
+	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers) > 0 || q.own.singleActive)) {
 		q.mu.Unlock()
 		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
 	}
@@ -423,7 +429,7 @@ func (q *Queue) stop() {
 
 // touch records a use of the queue (declare, basic.get) for x-expires.
 func (q *Queue) touch() {
-	if q.policy.expires != 0 {
+	if q.settings().expires != 0 {
 		q.cq.Touch()
 	}
 }

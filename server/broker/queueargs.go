@@ -153,9 +153,9 @@ func erlangQuoted(s string) string {
 }
 
 // expiryFor returns when a message pushed now expires (0: never): the
-// smaller of the queue's TTL and the message's expiration property.
-func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
-	ttl := q.policy.ttl
+// smaller of the queue's TTL (ttl, -1: none) and the message's expiration
+// property.
+func expiryFor(ttl int64, m *Message, now time.Time) int64 {
 	if m.hasTTL && (ttl < 0 || m.ttl < ttl) {
 		ttl = m.ttl
 	}
@@ -169,8 +169,8 @@ func (q *Queue) expiryFor(m *Message, now time.Time) int64 {
 // smaller of its own deadline and the queue's TTL from its publish time.
 func (q *Queue) recoveredExpiry(meta store.Meta) int64 {
 	expires := meta.Expires
-	if q.policy.ttl >= 0 {
-		if byQueue := meta.Timestamp + q.policy.ttl*int64(time.Millisecond); expires == 0 || byQueue < expires {
+	if ttl := q.settings().ttl; ttl >= 0 {
+		if byQueue := meta.Timestamp + ttl*int64(time.Millisecond); expires == 0 || byQueue < expires {
 			expires = byQueue
 		}
 	}

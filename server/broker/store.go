@@ -27,7 +27,7 @@ func (s *Server) putMessage(p *publisher, m *Message, queues []*Queue, done func
 	for _, q := range queues {
 		if q.id != 0 {
 			ids = append(ids, store.QueueID(q.id))
-			ttlQueue = ttlQueue || q.policy.ttl >= 0
+			ttlQueue = ttlQueue || q.settings().ttl >= 0
 		}
 	}
 	if len(ids) == 0 {

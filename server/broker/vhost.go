@@ -20,6 +20,8 @@ type VHost struct {
 	// the maps and the bindings change only under it, so a holder reads
 	// them without mu. It is taken before mu, never while holding it.
 	defsMu sync.Mutex
+	// policyMu serialises rounds of reapplyPolicies; taken before defsMu.
+	policyMu sync.Mutex
 	// mu guards the name maps: writers hold defsMu too and take mu only
 	// for the map update; lookups take mu shared. Bindings live under each
 	// exchange's lock; the lock order is defsMu, vhost.mu, exchange.mu,
@@ -39,6 +41,10 @@ func newVHost(s *Server, name string) *VHost {
 		{"amq.headers", kindHeaders}, {"amq.match", kindHeaders},
 	} {
 		v.addExchange(newExchange(x.name, x.kind, true, false, false, nil))
+	}
+	vp := s.policiesOf(name) // a restart's stored policies apply to amq.* too
+	for _, x := range v.exchanges {
+		x.setPolicy(vp.exchangePolicyFor(x.Name))
 	}
 	return v
 }
@@ -126,6 +132,7 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 		}
 	}
 	x := newExchange(ch.Exchange, ch.Type, ch.Durable, ch.AutoDelete, ch.Internal, ch.Arguments)
+	x.setPolicy(v.server.policiesOf(v.name).exchangePolicyFor(x.Name))
 	if o.stored && x.delayed != nil {
 		x.delayed.id = o.id
 	}
@@ -283,7 +290,8 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 			return nil, err
 		}
 	}
-	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy)
+	ap := v.server.policiesOf(v.name).queuePolicyFor(name, ch.Arguments, policy)
+	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy, ap)
 	if o.stored {
 		q.id = o.id
 	} else if err := v.server.persistQueue(m, v, q); err != nil {

@@ -365,6 +365,22 @@ func (q *Classic[H]) Head() (e Entry[H], ok bool) {
 	return q.core.Head()
 }
 
+// SetPolicy changes the policy (see Core.SetPolicy) as every command
+// does: under mu, its drops carried out after; the driver is woken to
+// re-arm its clock for a new x-expires.
+func (q *Classic[H]) SetPolicy(p Policy) {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return
+	}
+	p.SingleActive = q.core.policy.SingleActive
+	todo := q.detach(q.core.SetPolicy(p, q.clock()))
+	q.mu.Unlock()
+	q.carryOut(todo)
+	q.signal()
+}
+
 // Touch records a declare for x-expires.
 func (q *Classic[H]) Touch() {
 	q.mu.Lock()

@@ -53,6 +53,10 @@ type Queue[H any] interface {
 	Touch()
 	// Wake asks the queue to look for work (a consumer has credit again).
 	Wake()
+	// SetPolicy changes the queue's limits, dead-lettering and expiry (a
+	// policy was set or cleared); lower limits drop what they leave over
+	// at once. MaxPriority and SingleActive keep their declared values.
+	SetPolicy(p Policy)
 }
 
 var _ Queue[struct{}] = (*Classic[struct{}])(nil)

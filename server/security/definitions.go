@@ -14,7 +14,8 @@ import (
 // Definitions is RabbitMQ's definitions file (rabbitmqctl
 // export_definitions, load_definitions): the security part, which Store
 // imports and exports, and the exchanges, queues and bindings, which the
-// broker does. Policies are carried (Store keeps them) but not applied.
+// broker does. Store keeps policies and operator policies (parameters of
+// component operator_policy); the broker validates and applies them.
 type Definitions struct {
 	RabbitVersion    string               `json:"rabbit_version,omitempty"`
 	RabbitMQVersion  string               `json:"rabbitmq_version,omitempty"`
@@ -102,8 +103,9 @@ type TopicPermissionDef struct {
 	Read     string `json:"read"`
 }
 
-// ParameterDef is a runtime parameter; only component vhost-limits is
-// understood (the others are kept out: nothing here would act on them).
+// ParameterDef is a runtime parameter; only components vhost-limits and
+// operator_policy are understood (the others are kept out: nothing here
+// would act on them).
 type ParameterDef struct {
 	VHost     string          `json:"vhost,omitempty"`
 	Component string          `json:"component,omitempty"`
@@ -183,6 +185,37 @@ func WriteDefinitions(w io.Writer, d *Definitions) error {
 // vhostLimitsComponent is the runtime parameter component of vhost limits.
 const vhostLimitsComponent = "vhost-limits"
 
+// operatorPolicyComponent is the runtime parameter component RabbitMQ
+// exports operator policies under.
+const operatorPolicyComponent = "operator_policy"
+
+// operatorPolicyValue is an operator policy as a parameter's value.
+type operatorPolicyValue struct {
+	Pattern    string         `json:"pattern"`
+	Definition map[string]any `json:"definition"`
+	Priority   int            `json:"priority"`
+	ApplyTo    string         `json:"apply-to"`
+}
+
+// OperatorPolicies are the operator policies among d's parameters.
+func (d *Definitions) OperatorPolicies() ([]PolicyDef, error) {
+	var out []PolicyDef
+	for _, p := range d.Parameters {
+		if p.Component != operatorPolicyComponent {
+			continue
+		}
+		dec := json.NewDecoder(bytes.NewReader(p.Value))
+		dec.UseNumber()
+		var v operatorPolicyValue
+		if err := dec.Decode(&v); err != nil {
+			return nil, fmt.Errorf("parameters: operator policy '%s' of vhost '%s': %w", p.Name, p.VHost, err)
+		}
+		out = append(out, PolicyDef{VHost: p.VHost, Name: p.Name, Pattern: v.Pattern, ApplyTo: v.ApplyTo,
+			Definition: v.Definition, Priority: v.Priority})
+	}
+	return out, nil
+}
+
 // definitions is the security part of st as a definitions file, sorted.
 func (st *state) definitions() *Definitions {
 	d := &Definitions{Users: []UserDef{}, VHosts: []VHostDef{}, Permissions: []PermissionDef{},
@@ -201,6 +234,12 @@ func (st *state) definitions() *Definitions {
 			val, _ := json.Marshal(v.Limits)
 			d.Parameters = append(d.Parameters, ParameterDef{VHost: v.Name, Component: vhostLimitsComponent,
 				Name: "limits", Value: val})
+		}
+		for _, p := range v.operatorPolicies {
+			val, _ := json.Marshal(operatorPolicyValue{Pattern: p.Pattern, Definition: p.Definition,
+				Priority: p.Priority, ApplyTo: p.ApplyTo})
+			d.Parameters = append(d.Parameters, ParameterDef{VHost: v.Name, Component: operatorPolicyComponent,
+				Name: p.Name, Value: val})
 		}
 		d.Policies = append(d.Policies, v.policies...)
 	}
@@ -294,7 +333,7 @@ func (st *state) merge(d *Definitions) error {
 			}
 		}
 		if old := st.vhosts[v.Name]; old != nil {
-			nv.Limits, nv.policies = old.Limits, old.policies
+			nv.Limits, nv.policies, nv.operatorPolicies = old.Limits, old.policies, old.operatorPolicies
 		}
 		st.vhosts[v.Name] = nv
 	}
@@ -326,16 +365,21 @@ func (st *state) merge(d *Definitions) error {
 		}
 		st.putTopic(compileTopic(TopicPermission(p)))
 	}
-	for _, p := range d.Policies {
-		v := st.vhosts[p.VHost]
-		if v == nil {
-			return fmt.Errorf("policies: policy '%s' in vhost '%s', which is not defined", p.Name, p.VHost)
+	ops, err := d.OperatorPolicies()
+	if err != nil {
+		return err
+	}
+	for i, list := range [][]PolicyDef{d.Policies, ops} {
+		for _, p := range list {
+			v := st.vhosts[p.VHost]
+			if v == nil {
+				return fmt.Errorf("policies: policy '%s' in vhost '%s', which is not defined", p.Name, p.VHost)
+			}
+			c := *v
+			l := c.listOf(i == 1)
+			*l = withPolicy(*l, p)
+			st.vhosts[p.VHost] = &c
 		}
-		c := *v
-		c.policies = slices.DeleteFunc(slices.Clone(v.policies), func(o PolicyDef) bool { return o.Name == p.Name })
-		c.policies = append(c.policies, p)
-		slices.SortFunc(c.policies, func(a, b PolicyDef) int { return cmp.Compare(a.Name, b.Name) })
-		st.vhosts[p.VHost] = &c
 	}
 	return nil
 }

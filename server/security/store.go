@@ -1,6 +1,7 @@
 package security
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -51,8 +52,9 @@ type VHost struct {
 	Tags             []string
 	// Limits holds LimitMaxConnections and LimitMaxQueues.
 	Limits map[string]int64
-	// policies are kept and exported, not applied (yet).
-	policies []PolicyDef
+	// policies and operatorPolicies, sorted by name; the broker
+	// validates and applies them.
+	policies, operatorPolicies []PolicyDef
 }
 
 // Permission is one user's configure, write and read patterns in one
@@ -539,14 +541,76 @@ func (s *Store) TopicMatcher(user, vhost, exchange string, a Access) (re *regexp
 	return t.re[i], true
 }
 
-// Policies returns the policies stored for vhost (kept and exported; the
-// broker does not apply them yet).
-func (s *Store) Policies(vhost string) []PolicyDef {
+// Policies returns the policies stored for vhost, sorted by name, or
+// with operator its operator policies.
+func (s *Store) Policies(vhost string, operator bool) []PolicyDef {
 	v := s.cur.Load().vhosts[vhost]
 	if v == nil {
 		return nil
 	}
+	if operator {
+		return slices.Clone(v.operatorPolicies)
+	}
 	return slices.Clone(v.policies)
+}
+
+// PutPolicy creates or replaces policy p (an operator policy with
+// operator) in its vhost, which must exist; created is true for a new
+// one. The caller has validated it.
+func (s *Store) PutPolicy(p PolicyDef, operator bool) (created bool, err error) {
+	err = s.update(func(st *state) error {
+		v := st.vhosts[p.VHost]
+		if v == nil {
+			return fmt.Errorf("vhost '%s': %w", p.VHost, ErrNotFound)
+		}
+		c := *v
+		list := c.listOf(operator)
+		created = !slices.ContainsFunc(*list, func(o PolicyDef) bool { return o.Name == p.Name })
+		*list = withPolicy(*list, p)
+		st.vhosts[p.VHost] = &c
+		return nil
+	})
+	return created, err
+}
+
+// DeletePolicy removes a policy (an operator policy with operator);
+// ErrNotFound if there is none of that name.
+func (s *Store) DeletePolicy(vhost, name string, operator bool) error {
+	return s.update(func(st *state) error {
+		v := st.vhosts[vhost]
+		if v == nil {
+			return fmt.Errorf("vhost '%s': %w", vhost, ErrNotFound)
+		}
+		c := *v
+		list := c.listOf(operator)
+		i := slices.IndexFunc(*list, func(o PolicyDef) bool { return o.Name == name })
+		if i < 0 {
+			return fmt.Errorf("policy '%s': %w", name, ErrNotFound)
+		}
+		*list = slices.Delete(slices.Clone(*list), i, i+1)
+		st.vhosts[vhost] = &c
+		return nil
+	})
+}
+
+// listOf is v's policy list, or its operator policy list.
+func (v *VHost) listOf(operator bool) *[]PolicyDef {
+	if operator {
+		return &v.operatorPolicies
+	}
+	return &v.policies
+}
+
+// withPolicy is list (not changed: older states share it) with p in
+// place of the one of its name, sorted by name.
+func withPolicy(list []PolicyDef, p PolicyDef) []PolicyDef {
+	if p.ApplyTo == "" {
+		p.ApplyTo = "all" // RabbitMQ's default
+	}
+	out := slices.DeleteFunc(slices.Clone(list), func(o PolicyDef) bool { return o.Name == p.Name })
+	out = append(out, p)
+	slices.SortFunc(out, func(a, b PolicyDef) int { return cmp.Compare(a.Name, b.Name) })
+	return out
 }
 
 // Empty reports whether the store holds no users and no vhosts (a first
