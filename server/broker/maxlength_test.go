@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -401,4 +403,42 @@ func TestRejectPublishConcurrentConfirms(t *testing.T) {
 	if n, _ := queueCounts(t, conn, src); total != limit || n != limit {
 		t.Fatalf("%d acks, %d messages in the queue, want %d of each", total, n, limit)
 	}
+}
+
+// A reject-publish queue that a requeue took over its limit keeps every
+// message across a restart: they were all confirmed, and the limit refuses
+// publishes, not what the log recovers.
+func TestRejectPublishOverLimitRecovered(t *testing.T) {
+	inProcessOnly(t, "restarts the server")
+	dir := t.TempDir()
+	s, url := servertest.StartServer(t, broker.Config{DataDir: dir})
+	conn := openConn(t, url)
+	ch := confirmChan(t, conn)
+	if _, err := ch.QueueDeclare("capped", true, false, false, false,
+		amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	persistent := func(b string) amqp.Publishing {
+		return amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(b)}
+	}
+	if !confirmed(t, ch, "", "capped", persistent("first")) {
+		t.Fatal("first publish nacked")
+	}
+	d, ok, err := ch.Get("capped", false)
+	if err != nil || !ok {
+		t.Fatalf("get: %v %v", ok, err)
+	}
+	if !confirmed(t, ch, "", "capped", persistent("second")) {
+		t.Fatal("second publish nacked with the first unacked")
+	}
+	if err := d.Nack(false, true); err != nil { // over the limit now: 2 ready
+		t.Fatal(err)
+	}
+	waitCount(t, conn, "capped", 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, url = servertest.StartServer(t, broker.Config{DataDir: dir})
+	ch = openChan(t, openConn(t, url))
+	wantBodies(t, ch, "capped", "first", "second")
 }

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -215,24 +216,13 @@ func (q *Classic[H]) PushRecovered(ms []Message[H]) {
 		q.mu.Unlock()
 		return
 	}
-	now := q.clock()
-	var expires bool
-	for i := range ms {
-		effects, _ := q.core.Push(ms[i], now)
-		expires = expires || ms[i].Expires != 0
-		if len(effects) > 0 {
-			// Expired while the server was down, or over a drop-head
-			// limit: the Host is called without the lock, as always.
-			todo := q.detach(effects)
-			q.mu.Unlock()
-			q.carryOut(todo)
-			q.mu.Lock()
-			if q.closed {
-				break
-			}
-		}
-	}
+	expires := slices.ContainsFunc(ms, func(m Message[H]) bool { return m.Expires != 0 })
+	effects := q.core.Recover(ms, q.clock())
+	// Expired while the server was down, or over a drop-head limit: the
+	// Host is called without the lock, as always.
+	todo := q.detach(effects)
 	q.mu.Unlock()
+	q.carryOut(todo)
 	if expires {
 		q.signal() // the driver runs the clock of their expiries
 	}

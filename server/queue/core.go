@@ -301,6 +301,31 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 		}
 		return c.out, ErrRejected
 	}
+	c.enqueue(m, now)
+	c.stats.Published++
+	c.enforceLimits()
+	c.dispatch(now)
+	return c.out, nil
+}
+
+// Recover enqueues, in order, the messages a restart found, before any
+// consumer. A reject-publish limit refuses none of them: they were accepted
+// before the restart, and a requeue may have taken the queue over its
+// limit. A drop-head limit and the expiries due by now apply once, after
+// the batch. Recovered messages do not count as published.
+func (c *Core[H]) Recover(ms []Message[H], now int64) []Effect[H] {
+	c.begin()
+	for i := range ms {
+		c.enqueue(ms[i], now)
+	}
+	c.expire(now)
+	c.enforceLimits()
+	c.dispatch(now)
+	return c.out
+}
+
+// enqueue adds m at the tail of its priority level.
+func (c *Core[H]) enqueue(m Message[H], now int64) {
 	if m.Timestamp == 0 {
 		m.Timestamp = now // one clock read per push: the caller's
 	}
@@ -322,10 +347,6 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 	l.pushBack(e)
 	c.ready++
 	c.bytes += int64(m.Size)
-	c.stats.Published++
-	c.enforceLimits()
-	c.dispatch(now)
-	return c.out, nil
 }
 
 // Admits reports whether Push would take a message of size body bytes (as

@@ -216,6 +216,24 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		} else {
 			tr.seqs[words[1]] = tr.c.nextSeq
 		}
+	case "recover":
+		// recover HANDLE... [expires=T]: the messages a restart found.
+		var ms []Message[string]
+		a := args(words[1:])
+		for _, w := range words[1:] {
+			if strings.Contains(w, "=") {
+				continue
+			}
+			m := Message[string]{Handle: w, Timestamp: tr.now}
+			if v, ok := a["expires"]; ok {
+				m.Expires = num(t, where, v)
+			}
+			ms = append(ms, m)
+		}
+		effects = tr.c.Recover(ms, tr.now)
+		for i, m := range ms {
+			tr.seqs[m.Handle] = tr.c.nextSeq - uint64(len(ms)-1-i)
+		}
 	case "consume":
 		a := args(words[2:])
 		var prio int64
