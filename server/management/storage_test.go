@@ -1,0 +1,97 @@
+package management_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// TestXStorage checks GET /api/x-storage, ours: the log's counters and
+// which queues hold messages in its oldest segment, on a data directory;
+// an empty log view on the memory store; monitoring may read it and a
+// management user may not.
+func TestXStorage(t *testing.T) {
+	a := startAPIWith(t, broker.Config{DataDir: t.TempDir(), SegmentSize: 8 << 10})
+	c, err := amqp.Dial(a.amqp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 64))
+	for _, q := range []string{"pinned", "rolling"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(q string, n, size int) {
+		for range n {
+			if err := ch.Publish("", q, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(strings.Repeat("m", size))}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case cf := <-confirms:
+				if !cf.Ack {
+					t.Fatal("nacked")
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("no confirm")
+			}
+		}
+	}
+	publish("pinned", 2, 10)
+	publish("rolling", 10, 2000)
+
+	st := a.guest("GET", "/x-storage", "")
+	want(t, "x-storage", st, 200)
+	m := st.obj(t)
+	if m["segmented"] != true || m["segments"].(float64) < 2 || m["appended_records"].(float64) != 12 || m["fsyncs"].(float64) < 1 {
+		t.Fatalf("x-storage: %s", st.body)
+	}
+	if b := m["fsync_buckets"].([]any); len(b) != 5 {
+		t.Errorf("fsync_buckets %v", b)
+	}
+	segs := m["segment_files"].([]any)
+	first := segs[0].(map[string]any)
+	holders := map[string]float64{}
+	for _, h := range first["holders"].([]any) {
+		h := h.(map[string]any)
+		if h["kind"] != "queue" || h["vhost"] != "/" {
+			t.Errorf("holder %v", h)
+		}
+		holders[h["name"].(string)] = h["live"].(float64)
+	}
+	if holders["pinned"] != 2 || first["active"] != false {
+		t.Errorf("oldest segment %v", first)
+	}
+	if last := segs[len(segs)-1].(map[string]any); last["active"] != true {
+		t.Errorf("newest segment %v", last)
+	}
+
+	want(t, "PUT user", a.guest("PUT", "/users/mon", `{"password":"p","tags":"monitoring"}`), 201)
+	want(t, "PUT user", a.guest("PUT", "/users/mgmt", `{"password":"p","tags":"management"}`), 201)
+	want(t, "monitoring", a.do("mon", "p", "GET", "/x-storage", ""), 200)
+	want(t, "management", a.do("mgmt", "p", "GET", "/x-storage", ""), 401, "not_authorised", "Not monitor user")
+	want(t, "POST", a.guest("POST", "/x-storage", "{}"), 405)
+
+	if os.Getenv(servertest.StoreEnv) == "badger" {
+		return // startAPI's server has a data directory too
+	}
+	mem := startAPI(t)
+	r := mem.guest("GET", "/x-storage", "")
+	want(t, "memory x-storage", r, 200)
+	if mm := r.obj(t); mm["segmented"] != false || len(mm["segment_files"].([]any)) != 0 {
+		t.Errorf("memory store: %s", r.body)
+	}
+}
