@@ -43,6 +43,8 @@ func (h *Handler) route(rq *request) error {
 		return h.limits(rq, rq.seg[0] == "user-limits")
 	case "aliveness-test":
 		return h.aliveness(rq)
+	case "policies", "operator-policies":
+		return h.policies(rq, rq.seg[0] == "operator-policies")
 	case "users":
 		return h.users(rq)
 	case "permissions", "topic-permissions":
@@ -208,6 +210,16 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 	if st.HasHeadTimestamp {
 		it["head_message_timestamp"] = st.HeadTimestamp
 	}
+	policy, operator, def := q.PolicyInfo()
+	if policy != "" {
+		it["policy"] = policy
+	}
+	if operator != "" {
+		it["operator_policy"] = operator
+	}
+	if len(def) > 0 {
+		it["effective_policy_definition"] = def
+	}
 	return it
 }
 
@@ -319,16 +331,20 @@ func (h *Handler) listVHosts(rq *request, s []string) ([]*broker.VHost, error) {
 
 // exchangeItem is an exchange as RabbitMQ's /api/exchanges shows it.
 func exchangeItem(vhost string, x *broker.Exchange) item {
-	return item{
+	it := item{
 		"name": x.Name, "vhost": vhost, "type": x.Kind, "durable": x.Durable,
 		"auto_delete": x.AutoDelete, "internal": x.Internal, "arguments": tableJSON(x.Args),
-		"policy": nil, "user_who_performed_action": "rmq-internal",
-		"incoming": []item{}, "outgoing": []item{},
+		"user_who_performed_action": "rmq-internal", "incoming": []item{}, "outgoing": []item{},
 		// Not counted per exchange yet: RabbitMQ shows message_stats only
 		// once an exchange has routed, so an empty object is what a new
 		// exchange shows there too.
 		"message_stats": item{},
 	}
+	// RabbitMQ shows policy only when one applies.
+	if p := x.Policy(); p != "" {
+		it["policy"] = p
+	}
+	return it
 }
 
 // exchanges serves /api/exchanges[/{vhost}[/{name}]].
