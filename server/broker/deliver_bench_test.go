@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/url"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,15 +26,17 @@ func BenchmarkPublishDeliver(b *testing.B) {
 	for _, c := range []struct {
 		name              string
 		noAck, persistent bool
-	}{{"noack", true, false}, {"ack-every-50", false, false}, {"persistent-ack-every-50", false, true}} {
-		b.Run(c.name+"/1000B", func(b *testing.B) { benchPublishDeliver(b, 1000, c.noAck, c.persistent) })
+		ackEach           bool
+	}{{"noack", true, false, false}, {"ack-every-50", false, false, false}, {"ack-each", false, false, true},
+		{"persistent-ack-every-50", false, true, false}} {
+		b.Run(c.name+"/1000B", func(b *testing.B) { benchPublishDeliver(b, 1000, c.noAck, c.persistent, c.ackEach) })
 	}
 }
 
 // benchPublishDeliver: persistent publishes go to a durable queue on the
 // file store (segment log without fsync, so the figure is the broker's
 // work, not the disk's).
-func benchPublishDeliver(b *testing.B, size int, noAck, persistent bool) {
+func benchPublishDeliver(b *testing.B, size int, noAck, persistent, ackEach bool) {
 	const window, batch, ackEvery = 2000, 50, 50
 	cfg := broker.Config{}
 	props := &wire.Properties{}
@@ -64,6 +67,9 @@ func benchPublishDeliver(b *testing.B, size int, noAck, persistent bool) {
 	b.ReportAllocs()
 	b.SetBytes(int64(size))
 	b.ResetTimer()
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	cpu0 := time.Duration(ru0.Utime.Nano() + ru0.Stime.Nano())
 	go func() {
 		var ack []byte
 		var n, tag int64
@@ -79,7 +85,18 @@ func benchPublishDeliver(b *testing.B, size int, noAck, persistent bool) {
 			}
 			n++
 			tag++
-			if !noAck && (tag%ackEvery == 0 || n == total) {
+			if ackEach {
+				// One basic.ack per delivery, as perftest sends them,
+				// written ackEvery at a time.
+				ack = wire.AppendMethodFrame(ack, 1, &wire.BasicAck{DeliveryTag: uint64(tag)})
+				if tag%ackEvery == 0 || n == total {
+					if _, err := cons.nc.Write(ack); err != nil {
+						done <- err
+						return
+					}
+					ack = ack[:0]
+				}
+			} else if !noAck && (tag%ackEvery == 0 || n == total) {
 				ack = wire.AppendMethodFrame(ack[:0], 1, &wire.BasicAck{DeliveryTag: uint64(tag), Multiple: true})
 				if _, err := cons.nc.Write(ack); err != nil {
 					done <- err
@@ -111,6 +128,10 @@ func benchPublishDeliver(b *testing.B, size int, noAck, persistent bool) {
 		b.Fatalf("delivered %d of %d", delivered.Load(), total)
 	}
 	b.StopTimer()
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64(cpu-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // benchConn is a raw-frame client for benchmarks: one connection with

@@ -255,11 +255,18 @@ func (q *Classic[H]) Cancel(id ConsumerID) bool {
 
 // Settle acks, rejects or requeues deliveries by Seq.
 func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
+	var now int64
+	if outcome == Requeue {
+		now = q.clock() // only a requeue dispatches
+	}
 	q.mu.Lock()
-	todo := q.detach(q.core.Settle(seqs, outcome, q.clock()))
+	todo := q.detach(q.core.Settle(seqs, outcome, now))
+	ready, consumers := q.core.Counts()
 	q.mu.Unlock()
 	q.carryOut(todo)
-	q.signal() // requeued messages, or credit the settle freed
+	if ready > 0 && consumers > 0 {
+		q.signal() // requeued messages, or credit the settle freed for ready ones
+	}
 }
 
 // Get takes the head message (basic.get); ok is false if there is none.

@@ -170,6 +170,7 @@ type unackedEntry[H any] struct {
 	e        Entry[H]
 	consumer ConsumerID // 0 for basic.get
 	at       int64      // delivery time, for the oldest unacked age
+	pos      uint64     // its place in unackedBy, counted from unackedBase
 }
 
 // Core is one queue's state. Make it with New.
@@ -181,7 +182,12 @@ type Core[H any] struct {
 	nextSeq     uint64
 	expiries    minHeap[expiryItem]
 	unacked     map[uint64]unackedEntry[H]
-	unackedBy   []uint64 // seqs in delivery order, for the oldest age (lazy)
+	// unackedBy holds seqs in delivery order, for the oldest age; a
+	// settled one is zeroed in place (seqs start at 1), so settling needs
+	// no lookup to find the live front. unackedBase is the place of
+	// unackedBy[0] since the core began.
+	unackedBy   []uint64
+	unackedBase uint64
 	unackedB    int64
 	consumers   []*consumerState // by priority, highest first, then order
 	rr          int
@@ -304,7 +310,7 @@ func (c *Core[H]) Push(m Message[H], now int64) ([]Effect[H], error) {
 	c.enqueue(m, now)
 	c.stats.Published++
 	c.enforceLimits()
-	c.dispatch(now)
+	c.deliver(now) // expired above
 	return c.out, nil
 }
 
@@ -434,7 +440,9 @@ func (c *Core[H]) expire(now int64) {
 	}
 	for i := range c.levels {
 		l := &c.levels[i]
-		for {
+		// maxExpiry 0: nothing pushed in order since the level was last
+		// empty expires (requeued expiring entries are in the heap).
+		for l.maxExpiry != 0 {
 			f := l.frontEntry()
 			if f == nil || f.Expires == 0 || f.Expires > now {
 				break
@@ -598,6 +606,11 @@ func (c *Core[H]) pickConsumer() *consumerState {
 // consecutive messages for the same consumer into one Deliver effect.
 func (c *Core[H]) dispatch(now int64) {
 	c.expire(now)
+	c.deliver(now)
+}
+
+// deliver is dispatch without expiring first.
+func (c *Core[H]) deliver(now int64) {
 	var cur *Effect[H]
 	start := 0
 	for c.ready > 0 {
@@ -612,7 +625,7 @@ func (c *Core[H]) dispatch(now int64) {
 			c.stats.Redelivered++
 		}
 		if !cs.noAck {
-			c.unacked[e.Seq] = unackedEntry[H]{e: e, consumer: cs.id, at: now}
+			c.unacked[e.Seq] = unackedEntry[H]{e: e, consumer: cs.id, at: now, pos: c.unackedEnd()}
 			c.unackedBy = append(c.unackedBy, e.Seq)
 			c.unackedB += int64(e.Size)
 			cs.unacked++
@@ -647,7 +660,7 @@ func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Eff
 		c.stats.Redelivered++
 	}
 	if !noAck {
-		c.unacked[e.Seq] = unackedEntry[H]{e: e, at: now}
+		c.unacked[e.Seq] = unackedEntry[H]{e: e, at: now, pos: c.unackedEnd()}
 		c.unackedBy = append(c.unackedBy, e.Seq)
 		c.unackedB += int64(e.Size)
 	} else {
@@ -669,6 +682,7 @@ const (
 // Settle ends the deliveries seqs: acked (released), rejected (dropped or
 // dead-lettered) or requeued to their original places, flagged
 // redelivered. Seqs not unacked are ignored (the channel checks tags).
+// now is used only by a requeue, which dispatches.
 func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] {
 	c.begin()
 	start := c.mark()
@@ -678,6 +692,7 @@ func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] 
 			continue
 		}
 		delete(c.unacked, seq)
+		c.unackedBy[u.pos-c.unackedBase] = 0
 		c.unackedB -= int64(u.e.Size)
 		if u.consumer != 0 {
 			for _, cs := range c.consumers {
@@ -718,6 +733,7 @@ func (c *Core[H]) Return(es []Entry[H], got bool) {
 		u, acked := c.unacked[e.Seq] // else it went out in no-ack mode
 		if acked {
 			delete(c.unacked, e.Seq)
+			c.unackedBy[u.pos-c.unackedBase] = 0
 			c.unackedB -= int64(u.e.Size)
 			for _, cs := range c.consumers {
 				if cs.id == u.consumer {
@@ -758,28 +774,40 @@ func (c *Core[H]) requeueOne(e Entry[H]) {
 	}
 }
 
-// compactUnacked drops settled seqs from the front of the delivery-order
-// list, and rebuilds it when mostly settled.
+// unackedEnd is the place the next delivery takes in unackedBy.
+func (c *Core[H]) unackedEnd() uint64 { return c.unackedBase + uint64(len(c.unackedBy)) }
+
+// compactUnacked drops settled (zeroed) seqs from the front of the
+// delivery-order list, and rebuilds it, renumbering the live entries'
+// places, when mostly settled.
 func (c *Core[H]) compactUnacked() {
 	i := 0
-	for i < len(c.unackedBy) {
-		if _, ok := c.unacked[c.unackedBy[i]]; ok {
-			break
-		}
+	for i < len(c.unackedBy) && c.unackedBy[i] == 0 {
 		i++
 	}
 	switch {
 	case i == len(c.unackedBy):
+		c.unackedBase += uint64(i)
 		c.unackedBy = c.unackedBy[:0] // keeps the capacity
 	case i > 0:
-		// Advance past them at once: left in place, every settle
-		// scanned the settled prefix again (up to 64 map lookups an
-		// ack with acks in delivery order). append reallocates with
-		// only the live seqs once the front has used up the capacity.
+		// append reallocates with only the live seqs once the front has
+		// used up the capacity.
+		c.unackedBase += uint64(i)
 		c.unackedBy = c.unackedBy[i:]
 	}
 	if len(c.unackedBy) > 64 && len(c.unackedBy) > 2*len(c.unacked) {
-		c.unackedBy = slices.DeleteFunc(c.unackedBy, func(s uint64) bool { _, ok := c.unacked[s]; return !ok })
+		live := c.unackedBy[:0]
+		for _, seq := range c.unackedBy {
+			if seq == 0 {
+				continue
+			}
+			u := c.unacked[seq]
+			u.pos = c.unackedBase + uint64(len(live))
+			c.unacked[seq] = u
+			live = append(live, seq)
+		}
+		clear(c.unackedBy[len(live):])
+		c.unackedBy = live
 	}
 }
 
@@ -811,11 +839,12 @@ func (c *Core[H]) Delete() (int, []Effect[H]) {
 	n, _ := c.Purge()
 	start := c.mark()
 	for _, seq := range c.unackedBy {
-		if u, ok := c.unacked[seq]; ok {
-			c.add(u.e)
+		if seq != 0 {
+			c.add(c.unacked[seq].e)
 		}
 	}
 	clear(c.unacked)
+	c.unackedBase += uint64(len(c.unackedBy))
 	c.unackedBy, c.unackedB = nil, 0
 	if es := c.run(start); len(es) > 0 {
 		c.emit(Release, 0, ReasonDeleted, es)
@@ -852,8 +881,8 @@ func (c *Core[H]) Info() Info {
 		in.HeadTimestamp = e.Timestamp
 	}
 	for _, seq := range c.unackedBy {
-		if u, ok := c.unacked[seq]; ok {
-			in.OldestUnacked = u.at
+		if seq != 0 {
+			in.OldestUnacked = c.unacked[seq].at
 			break
 		}
 	}

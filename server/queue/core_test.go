@@ -3,8 +3,10 @@ package queue
 import (
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -101,6 +103,9 @@ func runTranscript(t *testing.T, path string) {
 			tail--
 		}
 		got := tr.run(t, fmt.Sprintf("%s:%d", path, i+1), cmd)
+		if tr.c != nil {
+			checkUnacked(t, fmt.Sprintf("%s:%d", path, i+1), tr.c)
+		}
 		if !*rewrite && strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s:%d: > %s\nwant:\n  %s\ngot:\n  %s", path, i+1, cmd,
 				strings.Join(want, "\n  "), strings.Join(got, "\n  "))
@@ -377,4 +382,84 @@ func effectText(e Effect[string]) string {
 		return fmt.Sprintf("active c%d", e.Consumer)
 	}
 	return fmt.Sprintf("effect %d", e.Kind)
+}
+
+// checkUnacked checks the unacked index against its delivery-order list:
+// every unacked seq sits at its recorded place, and the list holds nothing
+// else but settled (zeroed) places.
+func checkUnacked[H any](t *testing.T, where string, c *Core[H]) {
+	t.Helper()
+	live := 0
+	for _, seq := range c.unackedBy {
+		if seq != 0 {
+			live++
+		}
+	}
+	if live != len(c.unacked) {
+		t.Fatalf("%s: %d live seqs in the delivery-order list, %d unacked", where, live, len(c.unacked))
+	}
+	for seq, u := range c.unacked {
+		if u.pos < c.unackedBase || u.pos-c.unackedBase >= uint64(len(c.unackedBy)) || c.unackedBy[u.pos-c.unackedBase] != seq {
+			t.Fatalf("%s: unacked seq %d is not at its place %d (base %d, %d places)", where, seq, u.pos, c.unackedBase, len(c.unackedBy))
+		}
+	}
+}
+
+// TestUnackedIndexRandomSettles settles deliveries in random (seeded)
+// order and groups, requeueing some, and checks the unacked index after
+// every command and that the oldest unacked age is the oldest live
+// delivery's.
+func TestUnackedIndexRandomSettles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	c.Consume(1, 0, false, 0)
+	type delivery struct {
+		seq uint64
+		at  int64
+	}
+	var delivered []delivery
+	took := func(effects []Effect[int], now int64) {
+		for _, e := range effects {
+			if e.Kind == Deliver {
+				for _, en := range e.Entries {
+					delivered = append(delivered, delivery{en.Seq, now})
+				}
+			}
+		}
+	}
+	for step := range 20000 {
+		now := int64(step + 1)
+		switch r := rng.IntN(10); {
+		case r < 4:
+			c.Push(Message[int]{Handle: step, Size: 10}, now)
+		case r < 7:
+			took(c.Credit(1, int64(rng.IntN(5)+1), now), now)
+			c.TakeCredit(1)
+		case len(delivered) > 0:
+			var seqs []uint64
+			for range rng.IntN(4) + 1 {
+				if len(delivered) == 0 {
+					break
+				}
+				i := rng.IntN(len(delivered))
+				seqs = append(seqs, delivered[i].seq)
+				delivered = slices.Delete(delivered, i, i+1)
+			}
+			outcome := Ack
+			if rng.IntN(4) == 0 {
+				outcome = Requeue
+			}
+			took(c.Settle(seqs, outcome, now), now)
+		}
+		checkUnacked(t, fmt.Sprintf("step %d", step), c)
+		oldest := int64(0)
+		for _, d := range delivered {
+			if oldest == 0 || d.at < oldest {
+				oldest = d.at
+			}
+		}
+		if got := c.Info().OldestUnacked; got != oldest {
+			t.Fatalf("step %d: oldest unacked at %d, want %d", step, got, oldest)
+		}
+	}
 }
