@@ -14,14 +14,29 @@ import (
 )
 
 // securityConfig carries the security section into the broker's config:
-// the default user (made on a first start only; none when a definitions
-// file seeds the users, as RabbitMQ skips it then) and loopback_users.
-func securityConfig(c config.Config, bc *broker.Config) {
-	bc.Users = map[string]string{}
-	if c.Security.DefaultUser != "" && c.Security.DefinitionsFile == "" {
-		bc.Users[c.Security.DefaultUser] = c.Security.DefaultPass
+// what a first start creates (the broker stores it then, and from then
+// on starts from what is stored), which is the default vhost and the
+// default user with its tags and permissions there (none when a
+// definitions file seeds the users, as RabbitMQ skips it then), and
+// loopback_users.
+func securityConfig(c config.Config, bc *broker.Config) error {
+	s := c.Security
+	sec := security.NewStore()
+	if err := sec.PutVHost(security.VHost{Name: s.DefaultVHost}); err != nil {
+		return fmt.Errorf("security.defaultvhost: %w", err)
 	}
-	bc.LoopbackUsers = c.Security.LoopbackUserList()
+	if s.DefaultUser != "" && s.DefinitionsFile == "" {
+		if err := sec.AddUser(s.DefaultUser, s.DefaultPass, s.DefaultUserTagList()...); err != nil {
+			return fmt.Errorf("security.defaultuser: %w", err)
+		}
+		if err := sec.SetPermissions(security.Permission{User: s.DefaultUser, VHost: s.DefaultVHost,
+			Configure: s.DefaultPermissionsConfigure, Write: s.DefaultPermissionsWrite, Read: s.DefaultPermissionsRead}); err != nil {
+			return fmt.Errorf("security.defaultuser: %w", err)
+		}
+	}
+	bc.Security = sec
+	bc.LoopbackUsers = s.LoopbackUserList()
+	return nil
 }
 
 // openSecured opens the broker with the security section applied and
@@ -29,7 +44,9 @@ func securityConfig(c config.Config, bc *broker.Config) {
 // load_definitions: what it defines is added or replaced, nothing else is
 // removed).
 func openSecured(c config.Config, l *config.Loader, bc broker.Config) (*broker.Server, error) {
-	securityConfig(c, &bc)
+	if err := securityConfig(c, &bc); err != nil {
+		return nil, err
+	}
 	srv, err := openBroker(c, l, bc)
 	if err != nil {
 		return nil, err

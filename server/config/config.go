@@ -61,10 +61,17 @@ type Security struct {
 	TLS
 	CertLoginFrom   string `key:"certloginfrom" enum:"distinguished_name,common_name" doc:"the user name an EXTERNAL login takes from the client certificate (RabbitMQ's ssl_cert_login_from): its subject DN in RabbitMQ's format, or its common name"`
 	UsersFile       string `key:"usersfile" notyet:"true" doc:"file of users and password hashes (not supported yet: must be empty; use definitionsfile)"`
-	DefaultUser     string `key:"defaultuser" doc:"user created, an administrator with every permission on vhost /, on the first start only (RabbitMQ's default_user; empty: none); not created when definitionsfile is set"`
+	DefaultUser     string `key:"defaultuser" doc:"user created on the first start only (an empty data directory), with defaultusertags and the defaultpermissions* on defaultvhost (RabbitMQ's default_user; empty: none); not created when definitionsfile is set"`
 	DefaultPass     string `key:"defaultpass" doc:"defaultuser's password (RabbitMQ's default_pass)"`
-	LoopbackUsers   string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
-	DefinitionsFile string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
+	DefaultVHost    string `key:"defaultvhost" doc:"vhost created on the first start only (RabbitMQ's default_vhost)"`
+	DefaultUserTags string `key:"defaultusertags" doc:"comma-separated tags of defaultuser (RabbitMQ's default_user_tags; empty: none)"`
+	// The defaultuser's permissions on defaultvhost (RabbitMQ's
+	// default_permissions.configure, .write and .read).
+	DefaultPermissionsConfigure string `key:"defaultpermissionsconfigure" doc:"defaultuser's configure pattern on defaultvhost (RabbitMQ's default_permissions.configure; empty: nothing)"`
+	DefaultPermissionsWrite     string `key:"defaultpermissionswrite" doc:"defaultuser's write pattern on defaultvhost (RabbitMQ's default_permissions.write; empty: nothing)"`
+	DefaultPermissionsRead      string `key:"defaultpermissionsread" doc:"defaultuser's read pattern on defaultvhost (RabbitMQ's default_permissions.read; empty: nothing)"`
+	LoopbackUsers               string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
+	DefinitionsFile             string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
 }
 
 // Server is the process: logging, pidfile, daemon mode and resource alarms.
@@ -134,14 +141,23 @@ type Telemetry struct {
 	TLS
 }
 
+// DefaultUserTagList is security.defaultusertags as a list.
+func (s Security) DefaultUserTagList() []string { return commaList(s.DefaultUserTags) }
+
 // LoopbackUserList is security.loopbackusers as a list (none: empty, not
 // nil).
 func (s Security) LoopbackUserList() []string {
-	out := []string{}
 	if strings.TrimSpace(s.LoopbackUsers) == "none" {
-		return out
+		return []string{}
 	}
-	for _, u := range strings.Split(s.LoopbackUsers, ",") {
+	return commaList(s.LoopbackUsers)
+}
+
+// commaList splits a comma-separated key into its non-empty items,
+// trimmed (empty, not nil, for none).
+func commaList(v string) []string {
+	out := []string{}
+	for _, u := range strings.Split(v, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			out = append(out, u)
 		}
@@ -177,7 +193,8 @@ func Defaults() Config {
 			ConsumerTimeout: Duration(30 * time.Minute),
 		},
 		Security: Security{TLS: tlsDefaults, CertLoginFrom: "distinguished_name",
-			DefaultUser: "guest", DefaultPass: "guest", LoopbackUsers: "guest"},
+			DefaultUser: "guest", DefaultPass: "guest", DefaultVHost: "/", DefaultUserTags: "administrator",
+			DefaultPermissionsConfigure: ".*", DefaultPermissionsWrite: ".*", DefaultPermissionsRead: ".*", LoopbackUsers: "guest"},
 		Telemetry:  Telemetry{Address: "127.0.0.1", Port: 9419, TLS: tlsDefaults},
 		Management: Management{Enabled: true, Port: 15672, TLS: tlsDefaults},
 	}

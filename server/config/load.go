@@ -322,6 +322,9 @@ func (l *Loader) Config() (Config, error) {
 	if err := l.checkTLS(&c); err != nil {
 		return Config{}, err
 	}
+	if err := l.checkDefaults(&c); err != nil {
+		return Config{}, err
+	}
 	if c.Server.Daemonize && c.Server.PIDFile == "" {
 		return Config{}, &Error{Source: l.Source("server.daemonize"), Key: "server.daemonize", Reason: "needs server.pidfile",
 			Value: "true", Allowed: "true only with server.pidfile set"}
