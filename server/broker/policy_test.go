@@ -405,3 +405,49 @@ func TestPolicyRefusals(t *testing.T) {
 		t.Fatal("a refused policy was stored")
 	}
 }
+
+// TestPolicyExpiresExistingQueue: an expires policy set on an unused
+// queue deletes it once that long has passed, as the argument would.
+func TestPolicyExpiresExistingQueue(t *testing.T) {
+	url, admin := policyBroker(t)
+	conn := openConn(t, url)
+	ch := openChan(t, conn)
+	q := uname(t, "q")
+	declareQueue(t, url, ch, q)
+	setPolicy(t, admin, false, uname(t, "exp"), "^"+q+"$", "queues", 0, `{"expires":200}`)
+	// A passive declare is a use, so polls are spaced wider than the expiry.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pc := openChan(t, conn)
+		_, err := pc.QueueDeclarePassive(q, false, false, false, false, nil)
+		if err != nil {
+			wantErr(t, err, 404, "NOT_FOUND - no queue '"+q+"' in vhost '/'")
+			return
+		}
+		pc.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the queue did not expire")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestPolicyConsumerTimeout: consumer-timeout (RabbitMQ 3.12's key; 3.10
+// refuses it) set by a policy times deliveries out as x-consumer-timeout.
+func TestPolicyConsumerTimeout(t *testing.T) {
+	inProcessOnly(t, "RabbitMQ 3.10 has no consumer-timeout policy key")
+	url, admin := policyBroker(t)
+	conn := openConn(t, url)
+	ch := openChan(t, conn)
+	q := uname(t, "q")
+	declareQueue(t, url, ch, q)
+	setPolicy(t, admin, false, uname(t, "ct"), "^"+q+"$", "queues", 0, `{"consumer-timeout":200}`)
+	publish(t, ch, "", q, body("m"))
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	ds, err := ch.Consume(q, "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv(t, ds)
+	wantTimeoutClose(t, closed, 1, 200*time.Millisecond)
+}

@@ -203,4 +203,19 @@ func TestPolicyEndpoints(t *testing.T) {
 	if len(d.Policies) != 2 {
 		t.Errorf("definitions' policies: %+v", d.Policies)
 	}
+
+	// An import (RabbitMQ's format) applies its policies to the queues
+	// that exist; a bad one is refused whole.
+	want(t, "import", a.guest("POST", "/definitions", `{"policies":[{"vhost":"/","name":"imp","pattern":"^capped$",
+		"apply-to":"queues","definition":{"max-length":1},"priority":0}],
+		"parameters":[{"vhost":"/","component":"operator_policy","name":"impop",
+		"value":{"pattern":"^capped$","definition":{"message-ttl":60000},"priority":0,"apply-to":"queues"}}]}`), 204)
+	q = a.guest("GET", "/queues/%2F/capped", "").obj(t)
+	if q["messages"] != 1.0 || q["policy"] != "imp" || q["operator_policy"] != "impop" {
+		t.Errorf("after the import: messages %v policy %v operator_policy %v", q["messages"], q["policy"], q["operator_policy"])
+	}
+	want(t, "bad import", a.guest("POST", "/definitions", `{"policies":[{"vhost":"/","name":"bad","pattern":"x",
+		"definition":{"max-length":"ten"}}]}`), 400, "bad_request",
+		`policies: policy 'bad' in vhost '/': <<"ten">> is not a valid maximum length`)
+	want(t, "not imported", a.guest("GET", "/policies/%2F/bad", ""), 404)
 }
