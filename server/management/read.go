@@ -85,6 +85,8 @@ func (h *Handler) route(rq *request) error {
 		return h.bindings(rq)
 	case "health":
 		return h.health(rq)
+	case "x-storage":
+		return h.storage(rq)
 	}
 	return errNotFound()
 }
