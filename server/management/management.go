@@ -118,6 +118,10 @@ func errNotAuthorised(reason string) *apiError {
 // ServeHTTP authenticates the request and routes it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-cache")
+	if isUIPath(r.URL.Path) {
+		serveUI(w, r)
+		return
+	}
 	seg, ok := splitPath(r.URL.EscapedPath())
 	if !ok {
 		writeError(w, errNotFound())
@@ -125,7 +129,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	user, aerr := h.authenticate(r)
 	if aerr != nil {
-		if aerr.kind == "not_authorized" {
+		// The UI's requests (X-Requested-With) get no challenge, so that
+		// the browser shows the UI's login form, not its own prompt.
+		if aerr.kind == "not_authorized" && r.Header.Get("X-Requested-With") != "XMLHttpRequest" {
 			w.Header().Set("WWW-Authenticate", `Basic realm="RabbitMQ Management"`)
 		}
 		writeError(w, aerr)

@@ -1,0 +1,92 @@
+// A small SVG line chart of samples taken by the page (the API gives
+// current rates and counts; the history is kept here, per chart, for the
+// browser session).
+import { el } from './lib.js';
+
+const MAX_SAMPLES = 120;
+const histories = new Map();
+
+// History is a chart's samples: [{t, values: {series: number}}].
+export function history(id) {
+  if (!histories.has(id)) histories.set(id, []);
+  return histories.get(id);
+}
+
+export function addSample(id, values, t = Date.now()) {
+  const h = history(id);
+  h.push({ t, values });
+  if (h.length > MAX_SAMPLES) h.splice(0, h.length - MAX_SAMPLES);
+}
+
+function niceMax(v) {
+  if (v <= 0) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+function label(v, unit) {
+  const s = v >= 1e6 ? (v / 1e6).toFixed(1) + 'M' : v >= 1e4 ? (v / 1e3).toFixed(0) + 'k' : String(+v.toFixed(2));
+  return s + (unit || '');
+}
+
+// lineChart draws series [{key, label, color}] of history id.
+export function lineChart(id, series, { title, unit = '', width = 560, height = 180 } = {}) {
+  const h = history(id);
+  const pad = { l: 52, r: 10, t: 10, b: 22 };
+  const w = width - pad.l - pad.r, ht = height - pad.t - pad.b;
+  let max = 0;
+  for (const s of h) for (const k of series) max = Math.max(max, s.values[k.key] || 0);
+  max = niceMax(max);
+  const t0 = h.length ? h[0].t : 0, t1 = h.length ? h[h.length - 1].t : 1;
+  const span = Math.max(t1 - t0, 1);
+  const x = t => pad.l + (h.length < 2 ? w : ((t - t0) / span) * w);
+  const y = v => pad.t + ht - (v / max) * ht;
+  const svg = el('svg', {
+    class: 'chart', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': title, 'data-chart': id, 'data-points': h.length, 'data-max': max,
+  });
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    svg.append(el('line', { x1: pad.l, x2: pad.l + w, y1: y(v), y2: y(v), stroke: '#e6eaee' }),
+      el('text', { x: pad.l - 6, y: y(v) + 4, 'text-anchor': 'end' }, label(v, unit)));
+  }
+  const secs = span < 10000 ? (span / 1000).toFixed(1) : Math.round(span / 1000);
+  svg.append(el('text', { x: pad.l, y: height - 6 }, h.length > 1 ? `-${secs} s` : ''),
+    el('text', { x: pad.l + w, y: height - 6, 'text-anchor': 'end' }, 'now'));
+  for (const k of series) {
+    const pts = h.map(s => `${x(s.t).toFixed(1)},${y(s.values[k.key] || 0).toFixed(1)}`).join(' ');
+    const lastV = h.length ? h[h.length - 1].values[k.key] || 0 : 0;
+    const line = el('polyline', { points: pts, fill: 'none', stroke: k.color, 'stroke-width': 2, 'data-series': k.key, 'data-last': lastV });
+    svg.append(line);
+    if (h.length) {
+      const last = h[h.length - 1];
+      svg.append(el('circle', { cx: x(last.t), cy: y(last.values[k.key] || 0), r: 3, fill: k.color }));
+    }
+  }
+  const last = h.length ? h[h.length - 1].values : {};
+  const legend = el('div', { class: 'legend' }, series.map(k =>
+    el('span', {}, el('i', { class: 'sw', dataset: { color: k.color } }), `${k.label}: ${label(last[k.key] || 0, unit)}`)));
+  for (const i of legend.querySelectorAll('i')) i.style.background = i.dataset.color;
+  return el('div', { class: 'card' }, el('h2', {}, title), svg, legend);
+}
+
+// barChart draws labelled bars [{label, value}] (the fsync histogram).
+export function barChart(bars, { title, width = 420, height = 160 } = {}) {
+  const pad = { l: 40, r: 10, t: 10, b: 22 };
+  const w = width - pad.l - pad.r, ht = height - pad.t - pad.b;
+  const max = niceMax(Math.max(0, ...bars.map(b => b.value)));
+  const bw = w / Math.max(bars.length, 1);
+  const svg = el('svg', { class: 'chart', width, height, viewBox: `0 0 ${width} ${height}`, role: 'img',
+    'aria-label': title, 'data-points': bars.length });
+  svg.append(el('text', { x: pad.l - 6, y: pad.t + 8, 'text-anchor': 'end' }, label(max)),
+    el('text', { x: pad.l - 6, y: pad.t + ht, 'text-anchor': 'end' }, '0'));
+  bars.forEach((b, i) => {
+    const bh = (b.value / max) * ht;
+    svg.append(
+      el('rect', { x: pad.l + i * bw + 4, y: pad.t + ht - bh, width: bw - 8, height: bh, fill: '#e06000' },
+        el('title', {}, `${b.label}: ${b.value}`)),
+      el('text', { x: pad.l + i * bw + bw / 2, y: height - 6, 'text-anchor': 'middle' }, b.label));
+  });
+  return el('div', { class: 'card' }, el('h2', {}, title), svg);
+}

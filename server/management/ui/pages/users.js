@@ -1,0 +1,56 @@
+import { api, el, enc, run, table, tags, confirmButton, vhostSelect } from '../lib.js';
+
+export const name = 'users';
+
+export async function mount(root) {
+  const users = el('div', { id: 'users-list' });
+  const perms = el('div', { id: 'permissions-list' });
+
+  async function refresh() {
+    const [us, ps] = await Promise.all([api('GET', 'users'), api('GET', 'permissions')]);
+    users.replaceChildren(table(['Name', 'Tags', 'Password', 'Can access virtual hosts', ''], us.map(u =>
+      el('tr', { dataset: { name: u.name } }, el('td', {}, u.name), el('td', {}, tags(typeof u.tags === 'string' ? u.tags.split(',').filter(Boolean) : u.tags)),
+        el('td', {}, u.password_hash ? '●●●●' : el('span', { class: 'muted' }, 'none')),
+        el('td', {}, ps.filter(p => p.user === u.name).map(p => p.vhost).join(', ') || el('span', { class: 'muted' }, 'no access')),
+        el('td', {}, confirmButton('Delete', 'Confirm delete', async () => {
+          if (await run(() => api('DELETE', `users/${enc(u.name)}`), `User ${u.name} deleted`)) refresh();
+        }))))));
+    perms.replaceChildren(table(['User', 'Virtual host', 'Configure', 'Write', 'Read', ''], ps.map(p =>
+      el('tr', {}, el('td', {}, p.user), el('td', {}, p.vhost), el('td', {}, el('code', {}, p.configure)),
+        el('td', {}, el('code', {}, p.write)), el('td', {}, el('code', {}, p.read)),
+        el('td', {}, el('button', { type: 'button', class: 'danger', onclick: async () => {
+          if (await run(() => api('DELETE', `permissions/${enc(p.vhost)}/${enc(p.user)}`), 'Permissions cleared')) refresh();
+        } }, 'Clear'))))));
+  }
+
+  const uname = el('input', { id: 'add-user-name', required: true });
+  const upass = el('input', { id: 'add-user-password', type: 'password', autocomplete: 'new-password' });
+  const utags = el('input', { id: 'add-user-tags', placeholder: 'administrator, monitoring, management, policymaker' , size: 36 });
+  const uform = el('form', { class: 'inline', id: 'add-user' }, el('label', {}, 'Username', uname), el('label', {}, 'Password', upass),
+    el('label', {}, 'Tags (comma-separated)', utags), el('button', { type: 'submit', class: 'primary' }, 'Add / update user'));
+  uform.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const body = { tags: utags.value.split(',').map(s => s.trim()).filter(Boolean).join(',') };
+    if (upass.value) body.password = upass.value; else body.password_hash = '';
+    if (await run(() => api('PUT', `users/${enc(uname.value)}`, body), `User ${uname.value} saved`)) { uname.value = upass.value = ''; refresh(); }
+  });
+
+  const pvhost = await vhostSelect({ id: 'set-perm-vhost' });
+  const puser = el('input', { id: 'set-perm-user', required: true });
+  const pc = el('input', { id: 'set-perm-configure', value: '.*', size: 8 });
+  const pw = el('input', { id: 'set-perm-write', value: '.*', size: 8 });
+  const pr = el('input', { id: 'set-perm-read', value: '.*', size: 8 });
+  const pform = el('form', { class: 'inline', id: 'set-permission' }, el('label', {}, 'User', puser), el('label', {}, 'Virtual host', pvhost),
+    el('label', {}, 'Configure regexp', pc), el('label', {}, 'Write regexp', pw), el('label', {}, 'Read regexp', pr),
+    el('button', { type: 'submit', class: 'primary' }, 'Set permission'));
+  pform.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (await run(() => api('PUT', `permissions/${enc(pvhost.value)}/${enc(puser.value)}`,
+      { configure: pc.value, write: pw.value, read: pr.value }), 'Permission set')) refresh();
+  });
+
+  await refresh();
+  root.append(el('h1', {}, 'Users'), users, el('h2', {}, 'Add a user'), el('div', { class: 'card' }, uform),
+    el('h2', {}, 'Permissions'), perms, el('h2', {}, 'Set permission'), el('div', { class: 'card' }, pform));
+  return null;
+}
