@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
@@ -78,6 +79,39 @@ type applyOpts struct {
 	// authz, when set, is the channel whose user's permissions the
 	// change must pass (checked where RabbitMQ checks them).
 	authz *channel
+	// defaultQueueType: a queue declare without x-queue-type gets the
+	// vhost's default queue type, as a client's declare does.
+	defaultQueueType bool
+}
+
+// WithDefaultQueueType declares a queue as a client's queue.declare does
+// (RabbitMQ 3.10's default_queue_type, vhost metadata): a durable queue
+// that is neither exclusive nor auto-delete, declared without
+// x-queue-type, gets its vhost's default queue type, when that is not
+// classic. RabbitMQ's management API declares through a channel, so it
+// does this too; recovery and definitions imports do not.
+func WithDefaultQueueType() ApplyOption { return func(o *applyOpts) { o.defaultQueueType = true } }
+
+// withDefaultQueueType is ch with its vhost's default queue type added
+// to its arguments where WithDefaultQueueType says (a copy: the caller's
+// table is not changed).
+func (v *VHost) withDefaultQueueType(ch *DefChange) {
+	if !ch.Durable || ch.Exclusive || ch.AutoDelete {
+		return
+	}
+	if _, given := ch.Arguments["x-queue-type"]; given {
+		return
+	}
+	t := v.server.sec.DefaultQueueType(v.name)
+	if t == "" || t == queueTypeClassic {
+		return
+	}
+	args := maps.Clone(ch.Arguments)
+	if args == nil {
+		args = amqp.Table{}
+	}
+	args["x-queue-type"] = t
+	ch.Arguments = args
 }
 
 func (o *applyOpts) internal() bool { return o.queue != nil || o.exchange != nil }
@@ -348,5 +382,5 @@ func (ch *channel) applyMethod(m amqp.Method) (DefResult, error) {
 	if !ok {
 		return DefResult{}, errors.New("not a definitions method: " + m.MethodName())
 	}
-	return ch.conn.vhost.Apply(c, withConn(ch.conn), authorize(ch))
+	return ch.conn.vhost.Apply(c, withConn(ch.conn), authorize(ch), WithDefaultQueueType())
 }

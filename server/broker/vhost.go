@@ -249,6 +249,9 @@ func (v *VHost) passiveQueue(m *amqp.QueueDeclare, c *conn) (*Queue, error) {
 // declareQueue creates a queue or checks an existing one, returning it
 // (Apply). A redeclare takes only v.mu shared.
 func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
+	if o.defaultQueueType {
+		v.withDefaultQueueType(ch)
+	}
 	m := ch.method()
 	name := ch.Queue
 	if name == "" {

@@ -213,7 +213,7 @@ func (h *Handler) putQueue(rq *request, vhost, name string) error {
 	}
 	prev := v.Queue(name)
 	r, err := v.Apply(broker.DefChange{Kind: broker.QueueDeclare, Queue: name, Durable: durable,
-		AutoDelete: autoDelete, Arguments: args})
+		AutoDelete: autoDelete, Arguments: args}, broker.WithDefaultQueueType())
 	if err != nil {
 		return applyError(err)
 	}

@@ -339,6 +339,15 @@ func (s *Store) VHost(name string) (VHost, bool) {
 	return c, true
 }
 
+// DefaultQueueType is vhost's default queue type ("" when it has none
+// or does not exist), without copying the rest of its metadata.
+func (s *Store) DefaultQueueType(vhost string) string {
+	if v := s.cur.Load().vhosts[vhost]; v != nil {
+		return v.DefaultQueueType
+	}
+	return ""
+}
+
 // VHostNames lists the vhosts, sorted.
 func (s *Store) VHostNames() []string {
 	return slices.Sorted(maps.Keys(s.cur.Load().vhosts))
