@@ -116,4 +116,30 @@ func TestPermissionChangeOnOpenChannels(t *testing.T) {
 	other := "other-" + runID
 	_, err = openChan(t, conn).QueueDeclare(other, false, false, false, false, nil)
 	wantErr(t, err, 403, refused("queue", other))
+
+	// Without any permission in the vhost the connection stays open (as
+	// in RabbitMQ 3.10.8: the vhost is checked at connection.open only),
+	// and every operation is refused.
+	admin.(permClearer).clearPermissions(t, user, "/")
+	_, err = openChan(t, conn).QueueDeclare(q, false, false, false, false, nil)
+	wantErr(t, err, 403, refused("queue", q))
+	if conn.IsClosed() {
+		t.Fatal("clearing the permissions closed the connection")
+	}
+}
+
+// permClearer removes a user's permissions in a vhost.
+type permClearer interface {
+	clearPermissions(t *testing.T, user, vhost string)
+}
+
+func (a storeAdmin) clearPermissions(t *testing.T, user, vhost string) {
+	t.Helper()
+	if err := a.s.ClearPermissions(user, vhost); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (a ctlAdmin) clearPermissions(t *testing.T, user, vhost string) {
+	a.ctl(t, "clear_permissions", "-p", vhost, user)
 }
