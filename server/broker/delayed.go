@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"iter"
 	"math"
 	"strconv"
 	"sync"
@@ -410,9 +411,9 @@ func (d *delayedExchange) start() {
 // recoverEntries schedules again a durable delayed exchange's messages
 // found in the log, each at its stored due time (one already due is routed
 // as soon as the server starts). The timer is armed by start.
-func (d *delayedExchange) recoverEntries(es []store.Entry) {
+func (d *delayedExchange) recoverEntries(es iter.Seq[store.Entry]) {
 	d.mu.Lock()
-	for _, e := range es {
+	for e := range es {
 		d.sched.Schedule(queue.Message[delayedHandle]{Handle: delayedHandle{ref: e.Ref}, Size: e.Size}, e.Meta.Due)
 	}
 	d.mu.Unlock()

@@ -120,8 +120,8 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 		q := byID[uint64(id)]
 		if d := delayed[uint64(id)]; q == nil && d != nil {
 			// A durable delayed exchange's waiting messages.
-			d.recoverEntries(rq.Entries)
-			messages += len(rq.Entries)
+			d.recoverEntries(rq.Entries())
+			messages += rq.Len()
 			if rq.Corrupt {
 				s.logger.Error("message log corruption: a delayed exchange may have lost waiting messages",
 					"vhost", d.x.vhost.name, "exchange", d.x.Name)
@@ -136,7 +136,7 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 		}
 		now := time.Now().UnixNano()
 		batch = batch[:0]
-		for _, e := range rq.Entries {
+		for e := range rq.Entries() {
 			// Only messages at or below the delivered bound can have
 			// reached a consumer before the restart.
 			m := queue.Message[qhandle]{Handle: qhandle{ref: e.Ref}, Timestamp: now,
@@ -153,7 +153,7 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 		}
 		q.cq.PushRecovered(batch)
 		clear(batch) // no handle kept alive by the scratch
-		messages += len(rq.Entries)
+		messages += rq.Len()
 		if rq.Corrupt {
 			q.unavailable = "the message log has a corrupt record that may belong to it"
 		}

@@ -71,13 +71,10 @@ func (s *file) recovered(w *wal.Recovered) *Recovered {
 		Segments: w.Segments, Bytes: w.Bytes, Duration: w.Duration}
 	for id, wq := range w.Queues {
 		q := QueueID(id)
-		rq := &RecoveredQueue{Entries: make([]Entry, len(wq.Entries)), Corrupt: wq.Corrupt}
-		for i, e := range wq.Entries {
-			ref := refAt(e.ID, e.Pos)
-			rq.Entries[i] = Entry{Ref: ref, Meta: Meta(e.Meta), Size: e.BodySize}
-			s.idx.add(ref.ID, q, e.BodySize)
+		for i := range wq.Entries {
+			s.idx.add(wq.Entries[i].ID, q, wq.Entries[i].BodySize)
 		}
-		rec.Queues[q] = rq
+		rec.Queues[q] = &RecoveredQueue{log: wq.Entries, Corrupt: wq.Corrupt}
 	}
 	for _, c := range w.Corruptions {
 		rc := Corruption{File: c.File, Offset: c.Offset, Length: c.Length, Reason: c.Reason}

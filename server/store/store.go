@@ -31,6 +31,7 @@ package store
 
 import (
 	"errors"
+	"iter"
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
@@ -101,11 +102,27 @@ type Entry struct {
 
 // RecoveredQueue is what a durable queue held when the store was opened.
 type RecoveredQueue struct {
-	// Entries are its live messages in publish order.
-	Entries []Entry
 	// Corrupt: a damaged record may have held messages or acks of it (the
 	// broker refuses the queue until an offline repair).
 	Corrupt bool
+	// log is the log's own list, converted entry by entry as it is read:
+	// a million recovered messages are not copied into a second list.
+	log []wal.Entry
+}
+
+// Len is the number of its live messages.
+func (q *RecoveredQueue) Len() int { return len(q.log) }
+
+// Entries yields its live messages in publish order.
+func (q *RecoveredQueue) Entries() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for i := range q.log {
+			e := &q.log[i]
+			if !yield(Entry{Ref: refAt(e.ID, e.Pos), Meta: Meta(e.Meta), Size: e.BodySize}) {
+				return
+			}
+		}
+	}
 }
 
 // Corruption is a damaged stretch of the log other than a torn tail.

@@ -116,7 +116,7 @@ func TestFileReopen(t *testing.T) {
 		t.Fatalf("recovered queues %v, want 1 and 2", slices.Collect(mapKeys(rec.Queues)))
 	}
 	for q, ws := range want {
-		es := rec.Queues[q].Entries
+		es := slices.Collect(rec.Queues[q].Entries())
 		if len(es) != len(ws) {
 			t.Fatalf("queue %d recovered %d messages, want %d", q, len(es), len(ws))
 		}
@@ -154,7 +154,7 @@ func TestFileReopen(t *testing.T) {
 	defer s.Close()
 	rec = recoverAll(t, s)
 	var got []store.Ref
-	for _, e := range rec.Queues[2].Entries {
+	for e := range rec.Queues[2].Entries() {
 		got = append(got, e.Ref)
 	}
 	if len(rec.Queues) != 1 || !slices.Equal(got, rest) {
@@ -193,7 +193,10 @@ func TestFileCrash(t *testing.T) {
 		seen := map[store.Ref]bool{}
 		var entries []store.Entry
 		if q := rec.Queues[1]; q != nil {
-			entries = q.Entries
+			entries = slices.Collect(q.Entries())
+			if len(entries) != q.Len() {
+				t.Fatalf("round %d: Len %d, Entries yields %d", round, q.Len(), len(entries))
+			}
 		}
 		for _, e := range entries {
 			st := all[e.Ref]
@@ -303,7 +306,7 @@ func TestFileTornTail(t *testing.T) {
 		t.Fatalf("tail not cut: %d bytes, want %d", len(after), len(data))
 	}
 	var got []store.Ref
-	for _, e := range rec.Queues[4].Entries {
+	for e := range rec.Queues[4].Entries() {
 		got = append(got, e.Ref)
 	}
 	if !slices.Equal(got, refs) {
