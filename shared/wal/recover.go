@@ -156,6 +156,7 @@ type recovery struct {
 	qsegs    map[uint64]map[uint64]int64
 	lastQ    uint64
 	lastQS   *qstate
+	total    int64 // bytes of all the segments to scan
 	ackFn    func(q uint64, r Ref)
 	existing []SegmentFile // segments that remain after recovery
 }
@@ -205,10 +206,7 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 		for _, q := range rc.scratch {
 			qs := rc.queue(q)
 			if len(qs.entries) == cap(qs.entries) && len(qs.entries) >= 1024 {
-				// Double rather than append's 1.25×: a long queue's entries
-				// are copied about twice in all instead of four or five
-				// times, which was a fifth of recovering a million.
-				qs.entries = append(make([]Entry, 0, 2*cap(qs.entries)), qs.entries...)
+				qs.entries = append(make([]Entry, 0, rc.grownCap(len(qs.entries))), qs.entries...)
 			}
 			qs.entries = append(qs.entries, e)
 		}
@@ -235,6 +233,26 @@ func (rc *recovery) onRecord(r *scannedRecord) error {
 	return nil
 }
 
+// grownCap is the capacity a queue's full list of n entries grows to: what
+// the share of the log scanned so far says the whole log holds for it (5 %
+// over), and at least twice n. Doubling alone copied a long queue's
+// entries about twice in all and allocated twice their size, which was a
+// fifth of recovering a million messages; the estimate grows a queue that
+// fills the log once, after its first segment.
+func (rc *recovery) grownCap(n int) int {
+	grown := 2 * n
+	if done := rc.res.Bytes; done > 0 && rc.total > done {
+		est := float64(n) * float64(rc.total) / float64(done) * 1.05
+		if est > float64(grown) && est < float64(maxEntries) {
+			grown = int(est)
+		}
+	}
+	return grown
+}
+
+// maxEntries bounds grownCap's estimate: no log holds more records.
+const maxEntries = 1 << 40
+
 func (rc *recovery) onAck(q uint64, r Ref) {
 	if r.ID+1 > rc.maxID {
 		rc.maxID = r.ID + 1
@@ -254,8 +272,13 @@ func runRecovery(fsys FS, segs []SegmentFile, truncate bool) (*recovery, error) 
 		corrupt: map[uint64]bool{},
 		maxID:   1,
 	}
+	for _, seg := range segs {
+		rc.total += seg.Size
+	}
 	rc.ackFn = rc.onAck
-	var sc segScanner
+	// Recovery keeps nothing of a record past onRecord, and truncates only
+	// after a segment's scan: it may map the segments.
+	sc := segScanner{mapFiles: true}
 	for i, seg := range segs {
 		rc.seg = seg
 		last := i == len(segs)-1

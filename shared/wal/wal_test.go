@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -757,5 +759,78 @@ func TestBatchDelayGathersAppends(t *testing.T) {
 	// are queued well within that and join it.
 	if got := s.Batches - before.Batches; got > 2 {
 		t.Fatalf("%d batches for 50 quick appends with a 200 ms batch delay", got)
+	}
+}
+
+// TestMappedRecoveryMatchesRead recovers the same damaged log twice: from
+// the OS's files, which recovery maps, and from a MemFS, which it reads. A
+// corrupt record mid-log, acks and a torn tail must come out the same, and
+// Open must then cut the torn tail of the mapped files.
+func TestMappedRecoveryMatchesRead(t *testing.T) {
+	fsys := NewMemFS()
+	l, _ := openMem(t, fsys, func(o *Options) { o.SegmentSize = 1 << 10 })
+	var poss []Position
+	for i := range 60 {
+		m := testMsg(fmt.Sprint(i), uint64(10+i%4))
+		m.Meta = Meta{Timestamp: int64(i), Priority: uint8(i % 3)}
+		poss = append(poss, appendWait(t, l, m))
+	}
+	l.Ack(11, []Ref{{ID: 2, Segment: poss[1].Segment}, {ID: 6, Segment: poss[5].Segment}}, nil)
+	if err := l.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	segs, _ := listSegments(fsys, "/data")
+	first, _ := fsys.ReadFile(segs[0].Path)
+	first[poss[1].Offset+30] ^= 0xff
+	fsys.WriteFile(segs[0].Path, first)
+	last := segs[len(segs)-1]
+	data, _ := fsys.ReadFile(last.Path)
+	fsys.WriteFile(last.Path, append(data, AppendMessageRecord(nil, testMsg("torn", 7))[:30]...))
+
+	dir := t.TempDir()
+	names, _ := fsys.ReadDir("/data")
+	for _, name := range names {
+		b, _ := fsys.ReadFile("/data/" + name)
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recover := func(fs FS, d string) *Recovered {
+		r, err := OpenReaderFS(fs, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := r.Recover()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// File names differ by directory only.
+		for _, c := range rec.Corruptions {
+			c.File = filepath.Base(c.File)
+		}
+		if rec.TruncatedTail != nil {
+			rec.TruncatedTail.File = filepath.Base(rec.TruncatedTail.File)
+		}
+		rec.Duration = 0
+		return rec
+	}
+	read, mapped := recover(fsys, "/data"), recover(OSFS{}, dir)
+	if read.TruncatedTail == nil || len(read.Corruptions) != 1 {
+		t.Fatalf("the read log has tail %+v and corruptions %v, want one of each", read.TruncatedTail, read.Corruptions)
+	}
+	if !reflect.DeepEqual(read, mapped) {
+		t.Fatalf("mapped recovery differs from read:\nread   %+v\nmapped %+v", read, mapped)
+	}
+	l, rec, err := Open(Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if rec.TruncatedTail == nil {
+		t.Fatal("Open found no torn tail in the mapped files")
+	}
+	if st, _ := os.Stat(filepath.Join(dir, filepath.Base(last.Path))); st.Size() != int64(len(data)) {
+		t.Fatalf("torn tail not cut: %d bytes, want %d", st.Size(), len(data))
 	}
 }
