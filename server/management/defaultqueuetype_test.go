@@ -10,7 +10,8 @@ import (
 // declares through a channel): in a vhost whose default queue type is
 // quorum, a durable queue without x-queue-type gets what x-queue-type
 // quorum gets (400 with the broker's 406 text: quorum queues are not built
-// yet); a transient one is classic.
+// yet); a transient one is classic, and so is a queue a definitions
+// import makes.
 func TestPutQueueDefaultQueueType(t *testing.T) {
 	a := startAPI(t)
 	if err := a.srv.Security().PutVHost(security.VHost{Name: "qv", DefaultQueueType: "quorum"}); err != nil {
@@ -28,5 +29,13 @@ func TestPutQueueDefaultQueueType(t *testing.T) {
 	want(t, "durable classic", a.do("admin2", "pw", "PUT", "/queues/qv/c", `{"durable":true,"arguments":{"x-queue-type":"classic"}}`), 201)
 	if m := a.do("admin2", "pw", "GET", "/queues/qv/t", "").obj(t); m["type"] != "classic" {
 		t.Errorf("transient queue: %v", m)
+	}
+	// A definitions import is not a declare: its durable queue without
+	// x-queue-type is classic, as RabbitMQ 3.10.8 imports it (checked with
+	// rabbitmqctl import_definitions into a vhost whose default is quorum).
+	want(t, "import", a.guest("POST", "/definitions",
+		`{"queues":[{"name":"imported","vhost":"qv","durable":true,"auto_delete":false,"arguments":{}}]}`), 204)
+	if m := a.guest("GET", "/queues/qv/imported", "").obj(t); m["type"] != "classic" || m["durable"] != true {
+		t.Errorf("imported queue: %v", m)
 	}
 }
