@@ -53,7 +53,7 @@ func TestUIServesAssets(t *testing.T) {
 	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") {
 		t.Errorf("Content-Security-Policy %q", csp)
 	}
-	for _, p := range []string{"/app.js", "/lib.js", "/chart.js", "/paged.js", "/style.css", "/pages/overview.js", "/pages/storage.js"} {
+	for _, p := range []string{"/app.js", "/lib.js", "/chart.js", "/paged.js", "/publish.js", "/style.css", "/pages/overview.js", "/pages/storage.js"} {
 		if code, h, _ := get(p); code != 200 || h.Get("Content-Type") == "" {
 			t.Errorf("GET %s: %d %q", p, code, h.Get("Content-Type"))
 		}
@@ -111,6 +111,8 @@ func uiPoll[T any](t *testing.T, e *uiEnv, what, expr string) T {
 	v, err := chromedp.Run(ctx, chromedp.Poll[T](expr, chromedp.WithPollingTimeout(14*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
 	if err != nil {
 		msg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`(document.querySelector('#toast:not([hidden])')||{}).textContent||''`))
+		dbg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('svg[data-chart]')].map(s => s.dataset.chart + ' ' + s.dataset.points + ' ' + [...s.querySelectorAll('polyline')].map(p => p.dataset.series + '=' + p.dataset.last).join(',')).join('; ')`))
+		t.Logf("charts on the page: %s", dbg)
 		t.Fatalf("%s: waiting for %s: %v (toast: %q)", what, expr, err, msg)
 	}
 	return v
@@ -391,10 +393,11 @@ func TestUIBrowser(t *testing.T) {
 		}
 		uiJS[any](t, e, `sessionStorage.setItem('amqp-go.refresh', '300'); null`)
 		uiPoll[bool](t, e, "password cleared", `document.querySelector('#login-pass').value === ''`)
-		e.step(t, "log in", chromedp.SendKeys(chromedp.CSS("#login-pass"), "guest"), chromedp.Click(chromedp.CSS("#login-submit")))
+		e.step(t, "type", chromedp.SendKeys(chromedp.CSS("#login-pass"), "guest"))
 		if v := uiJS[string](t, e, `document.querySelector('#login-user').value + ':' + document.querySelector('#login-pass').value`); v != "guest:guest" {
 			t.Fatalf("login form holds %q", v)
 		}
+		e.step(t, "log in", chromedp.Click(chromedp.CSS("#login-submit")))
 		uiPoll[bool](t, e, "logged in", `!document.querySelector('#top').hidden && document.querySelector('#whoami').textContent === 'guest'`)
 	})
 
@@ -481,6 +484,7 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("QueueActions", func(t *testing.T) {
 		e.open(t, "#/queues/%2F/orders", "queue")
 		uiPoll[bool](t, e, "total", `document.querySelector('#q-total .v').textContent === '7'`)
+		uiPoll[bool](t, e, "queue chart", `(c => c && c.dataset.points >= 2 && Number(c.querySelector('polyline[data-series=ready]').dataset.last) === 7)(document.querySelector('svg[data-chart="queue-counts:%2F/orders"]'))`)
 		// Peek at two messages; they stay in the queue.
 		e.step(t, "get", chromedp.SetValue(chromedp.CSS("#get-count"), "2"), chromedp.Click(chromedp.CSS("#get-submit")))
 		uiPoll[bool](t, e, "peeked", `(p => p.length === 2 && p[0].textContent === 'order-1' && p[1].textContent === 'order-2')(document.querySelectorAll('#queue-messages pre.payload'))`)
@@ -555,6 +559,25 @@ func TestUIBrowser(t *testing.T) {
 		})
 		uiPoll[bool](t, e, "shown", `!!document.querySelector('#exchanges-table tr[data-name="ui-x"]')`)
 		e.shot(t, "exchanges")
+		// Its page: bind it to bulk-02, publish through it, delete it.
+		e.step(t, "open", chromedp.Click(chromedp.CSS(`#exchanges-table tr[data-name="ui-x"] a`)))
+		uiPoll[bool](t, e, "exchange page", `location.hash === '#/exchanges/%2F/ui-x' && !!document.querySelector('#main .page[data-page=exchange]')`)
+		e.step(t, "bind", chromedp.SendKeys(chromedp.CSS("#xbind-destination"), "bulk-02"), chromedp.Click(chromedp.CSS("#xbind-form button[type=submit]")))
+		e.waitAPI(t, "bound", "/exchanges/%2F/ui-x/bindings/source", func(_ int, v any) bool {
+			l, _ := v.([]any)
+			return len(l) == 1 && l[0].(map[string]any)["destination"] == "bulk-02"
+		})
+		uiPoll[bool](t, e, "binding shown", `document.querySelector('#exchange-bindings-source').textContent.includes('bulk-02')`)
+		e.step(t, "publish", chromedp.SendKeys(chromedp.CSS("#xpublish-payload"), "via-ui-x"), chromedp.Click(chromedp.CSS("#xpublish-submit")))
+		uiPoll[bool](t, e, "routed", `document.querySelector('#xpublish-result').textContent === 'routed'`)
+		e.shot(t, "exchange")
+		_, got := e.call(t, "POST", "/queues/%2F/bulk-02/get", `{"count":5,"ackmode":"ack_requeue_false","encoding":"auto"}`)
+		if l, _ := got.([]any); len(l) != 1 || l[0].(map[string]any)["payload"] != "via-ui-x" || l[0].(map[string]any)["exchange"] != "ui-x" {
+			t.Errorf("bulk-02 holds %v", got)
+		}
+		e.step(t, "delete", chromedp.Click(chromedp.CSS("#delete-exchange")), chromedp.Click(chromedp.CSS("#delete-exchange")))
+		e.waitAPI(t, "deleted", "/exchanges/%2F/ui-x", func(code int, _ any) bool { return code == 404 })
+		uiPoll[bool](t, e, "back to the list", `location.hash === '#/exchanges'`)
 	})
 
 	t.Run("Channels", func(t *testing.T) {

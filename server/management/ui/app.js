@@ -6,6 +6,7 @@ import * as overview from './pages/overview.js';
 import * as queues from './pages/queues.js';
 import * as queue from './pages/queue.js';
 import * as exchanges from './pages/exchanges.js';
+import * as exchange from './pages/exchange.js';
 import * as connections from './pages/connections.js';
 import * as channels from './pages/channels.js';
 import * as users from './pages/users.js';
@@ -19,6 +20,7 @@ const routes = [
   [/^queues$/, queues, 'Queues'],
   [/^queues\/([^/]+)\/([^/]+)$/, queue, 'Queues'],
   [/^exchanges$/, exchanges, 'Exchanges'],
+  [/^exchanges\/([^/]+)\/([^/]+)$/, exchange, 'Exchanges'],
   [/^connections$/, connections, 'Connections'],
   [/^channels$/, channels, 'Channels'],
   [/^users$/, users, 'Users'],

@@ -1,5 +1,6 @@
 import { api, el, enc, fmtRate, rateOf, run, vhostSelect, parseArgs, jsonText, confirmButton } from '../lib.js';
 import { pagedList } from '../paged.js';
+import { exchangeLink } from './exchange.js';
 
 export const name = 'exchanges';
 
@@ -9,7 +10,7 @@ export async function mount(root) {
     path: 'exchanges', id: 'exchanges', empty: 'No exchanges.',
     columns: [
       { title: 'Virtual host', sort: 'vhost', cell: x => x.vhost },
-      { title: 'Name', sort: 'name', cell: x => x.name || '(AMQP default)' },
+      { title: 'Name', sort: 'name', cell: x => exchangeLink(x.vhost, x.name) },
       { title: 'Type', sort: 'type', cell: x => x.type },
       { title: 'Features', cell: x => [x.durable && 'D', x.auto_delete && 'AD', x.internal && 'I'].filter(Boolean).map(t => el('span', { class: 'tag' }, t)) },
       { title: 'Arguments', cell: x => jsonText(x.arguments) },

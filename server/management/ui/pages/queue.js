@@ -1,4 +1,7 @@
-import { api, apiOrNull, el, enc, fmtNum, fmtRate, fmtAge, fmtBytes, rateOf, run, kv, table, tags, jsonText, confirmButton, parseArgs, toast } from '../lib.js';
+import { addSample, lineChart } from '../chart.js';
+import { exchangeLink } from './exchange.js';
+import { publishForm } from '../publish.js';
+import { api, apiOrNull, el, enc, fmtNum, fmtRate, fmtAge, fmtBytes, rateOf, run, kv, table, tags, jsonText, confirmButton, parseArgs } from '../lib.js';
 
 export const name = 'queue';
 
@@ -9,6 +12,8 @@ function stat(k, v, id) {
 export async function mount(root, [vhost, qname]) {
   const path = `queues/${enc(vhost)}/${enc(qname)}`;
   const stats = el('div', { class: 'cards', id: 'queue-stats' });
+  const charts = el('div', { class: 'charts', id: 'queue-charts' });
+  const countsId = `queue-counts:${enc(vhost)}/${enc(qname)}`, ratesId = `queue-rates:${enc(vhost)}/${enc(qname)}`;
   const details = el('div', { class: 'card', id: 'queue-details' });
   const consumers = el('div', { class: 'card', id: 'queue-consumers' });
   const bindings = el('div', { id: 'queue-bindings-list' });
@@ -29,6 +34,14 @@ export async function mount(root, [vhost, qname]) {
       stat('Published', fmtNum(ms.publish || 0), 'q-published'), stat('Delivered / got', fmtNum(ms.deliver_get || 0), 'q-delivered'),
       stat('Acked', fmtNum(ms.ack || 0), 'q-acked'),
       stat('Rates in / out / ack', `${fmtRate(rateOf(ms, 'publish'))} · ${fmtRate(rateOf(ms, 'deliver_get'))} · ${fmtRate(rateOf(ms, 'ack'))}`, 'q-rates'));
+    addSample(countsId, { ready: q.messages_ready || 0, unacked: q.messages_unacknowledged || 0 });
+    addSample(ratesId, { publish: rateOf(ms, 'publish'), deliver: rateOf(ms, 'deliver_get'), ack: rateOf(ms, 'ack'), redeliver: rateOf(ms, 'redeliver') });
+    charts.replaceChildren(
+      lineChart(countsId, [{ key: 'ready', label: 'Ready', color: '#e06000' }, { key: 'unacked', label: 'Unacked', color: '#1f77b4' }],
+        { title: 'Queued messages', height: 150 }),
+      lineChart(ratesId, [{ key: 'publish', label: 'Publish', color: '#e06000' }, { key: 'deliver', label: 'Deliver / get', color: '#1f77b4' },
+        { key: 'ack', label: 'Ack', color: '#2ca02c' }, { key: 'redeliver', label: 'Redelivered', color: '#9467bd' }],
+      { title: 'Message rates', unit: '/s', height: 150 }));
     const feats = [q.durable && 'durable', q.auto_delete && 'auto-delete', q.exclusive && 'exclusive'].filter(Boolean);
     details.replaceChildren(el('h2', {}, 'Details'), kv([
       ['Type', q.type], ['State', q.state], ['Node', q.node], ['Features', feats.length ? tags(feats) : 'none'],
@@ -59,7 +72,7 @@ export async function mount(root, [vhost, qname]) {
   async function showBindings() {
     const bs = await api('GET', path + '/bindings');
     bindings.replaceChildren(table(['From', 'Routing key', 'Arguments', ''], bs.map(b =>
-      el('tr', {}, el('td', {}, b.source || '(default exchange)'), el('td', {}, b.routing_key), el('td', {}, jsonText(b.arguments)),
+      el('tr', {}, el('td', {}, b.source ? exchangeLink(vhost, b.source) : '(default exchange)'), el('td', {}, b.routing_key), el('td', {}, jsonText(b.arguments)),
         el('td', {}, b.source ? el('button', { type: 'button', class: 'danger', onclick: () => unbind(b) }, 'Unbind') : ''))),
     { id: 'queue-bindings-table' }));
   }
@@ -107,25 +120,7 @@ export async function mount(root, [vhost, qname]) {
   });
 
   // Publish form (through the default exchange, to this queue).
-  const pmode = el('select', { id: 'publish-delivery-mode' }, el('option', { value: '2' }, 'Persistent'), el('option', { value: '1' }, 'Non-persistent'));
-  const pheaders = el('input', { id: 'publish-headers', size: 30, placeholder: 'k=v, …' });
-  const pprops = el('input', { id: 'publish-props', size: 30, placeholder: 'content_type=text/plain, priority=1' });
-  const ppayload = el('textarea', { id: 'publish-payload', rows: 4, cols: 60 });
-  const pubForm = el('form', { class: 'stack', id: 'publish-form' },
-    el('div', { class: 'inline' }, el('label', {}, 'Delivery mode', pmode), el('label', {}, 'Headers', pheaders), el('label', {}, 'Properties', pprops)),
-    el('label', {}, 'Payload', ppayload), el('div', {}, el('button', { type: 'submit', class: 'primary', id: 'publish-submit' }, 'Publish message')));
-  pubForm.addEventListener('submit', async ev => {
-    ev.preventDefault();
-    await run(async () => {
-      const props = { ...parseArgs(pprops.value), delivery_mode: Number(pmode.value) };
-      const h = parseArgs(pheaders.value);
-      if (Object.keys(h).length) props.headers = h;
-      const r = await api('POST', `exchanges/${enc(vhost)}/amq.default/publish`,
-        { properties: props, routing_key: qname, payload: ppayload.value, payload_encoding: 'string' });
-      toast(r.routed ? 'Message published.' : 'Message published, but not routed.', !r.routed);
-      refresh();
-    });
-  });
+  const pubForm = publishForm({ vhost, exchange: 'amq.default', routingKey: qname, prefix: 'publish', onDone: () => refresh() });
 
   const purge = confirmButton('Purge messages', 'Click again to purge', async () => {
     if (await run(() => api('DELETE', path + '/contents'), 'Queue purged')) refresh();
@@ -134,7 +129,7 @@ export async function mount(root, [vhost, qname]) {
     if (await run(() => api('DELETE', path), `Queue ${qname} deleted`)) { deleted = true; location.hash = '#/queues'; }
   }, { id: 'delete-queue' });
 
-  root.append(el('h1', {}, el('span', { class: 'muted' }, `Queue · ${vhost} · `), qname), stats, details, consumers,
+  root.append(el('h1', {}, el('span', { class: 'muted' }, `Queue · ${vhost} · `), qname), stats, charts, details, consumers,
     el('h2', {}, 'Bindings'), el('div', { class: 'card' }, bindings, el('p'), bindForm),
     el('h2', {}, 'Get messages'), el('div', { class: 'card' },
       el('p', { class: 'muted' }, 'Getting messages is a destructive action unless the ack mode requeues them; requeued messages come back flagged redelivered.'),
