@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,28 +79,15 @@ func TestManagementTLS(t *testing.T) {
 		t.Log("no rabbitmqadmin (Debian's rabbitmq-server package): only Go's client checked")
 	}
 	// SIGHUP reloads the certificate, as for AMQPS.
-	served := func() string {
-		nc, err := tls.Dial("tcp", addr, f.clientTLS(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		return nc.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
-	if cn := served(); cn != "server" {
+	if cn := f.servedCN(t, addr); cn != "server" {
 		t.Fatalf("served %q", cn)
 	}
-	f.ca.Server("server-renewed")
-	for _, ext := range []string{".pem", "-key.pem"} {
-		if err := os.Rename(filepath.Join(f.dir, "server-renewed"+ext), filepath.Join(f.dir, "server"+ext)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.renewServer(t)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	eventually(t, "the reload logged", func() bool {
 		return strings.Contains(p.stderr.String(), `msg="TLS certificate reloaded" section=management subject="CN=server-renewed"`)
 	})
-	if cn := served(); cn != "server-renewed" {
+	if cn := f.servedCN(t, addr); cn != "server-renewed" {
 		t.Errorf("after SIGHUP the API served %q", cn)
 	}
 	if code := p.stop(syscall.SIGTERM); code != 0 {

@@ -46,6 +46,30 @@ func (f *tlsFixture) env(tlsPort int, extra ...string) []string {
 		"AMQP_SECURITY_TLSCAFILE=" + f.ca.CAFile, "AMQP_NETWORK_TLSPORT=" + strconv.Itoa(tlsPort)}, extra...)
 }
 
+// servedCN is the common name of the certificate the TLS listener at
+// addr serves to a new handshake.
+func (f *tlsFixture) servedCN(t *testing.T, addr string) string {
+	t.Helper()
+	nc, err := tls.Dial("tcp", addr, f.clientTLS(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	return nc.ConnectionState().PeerCertificates[0].Subject.CommonName
+}
+
+// renewServer writes a renewed server certificate (CN server-renewed)
+// over the server's files, for a SIGHUP to load.
+func (f *tlsFixture) renewServer(t *testing.T) {
+	t.Helper()
+	f.ca.Server("server-renewed")
+	for _, ext := range []string{".pem", "-key.pem"} {
+		if err := os.Rename(filepath.Join(f.dir, "server-renewed"+ext), filepath.Join(f.dir, "server"+ext)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (f *tlsFixture) clientTLS(cert *tlstest.Issued) *tls.Config {
 	c := &tls.Config{RootCAs: f.ca.Pool(), ServerName: "127.0.0.1"}
 	if cert != nil {
@@ -224,27 +248,14 @@ func TestTLSReloadOnSIGHUP(t *testing.T) {
 	p := start(t, nil, f.env(tlsPort)...)
 	addr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
 	url := "amqps://guest:guest@" + addr + "/"
-	served := func() string {
-		nc, err := tls.Dial("tcp", addr, f.clientTLS(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		return nc.ConnectionState().PeerCertificates[0].Subject.CommonName
-	}
+	served := func() string { return f.servedCN(t, addr) }
 	if cn := served(); cn != "server" {
 		t.Fatalf("served %q", cn)
 	}
 	old := dialTLS(t, url, f.clientTLS(nil))
 	roundTripConn(t, old)
 
-	// The renewed certificate, written over the files.
-	f.ca.Server("server-renewed")
-	for _, ext := range []string{".pem", "-key.pem"} {
-		if err := os.Rename(filepath.Join(f.dir, "server-renewed"+ext), filepath.Join(f.dir, "server"+ext)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f.renewServer(t)
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	eventually(t, "the reload logged", func() bool {
 		return strings.Contains(p.stderr.String(), `msg="TLS certificate reloaded" section=security subject="CN=server-renewed"`)
