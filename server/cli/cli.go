@@ -104,7 +104,7 @@ func App() *ucli.App {
 					return nil
 				},
 			},
-		}, definitionsCommands()...),
+		}, append(definitionsCommands(), ctlCommand())...),
 	}
 }
 
