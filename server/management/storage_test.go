@@ -2,12 +2,15 @@ package management_test
 
 import (
 	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/server/servertest"
+	"github.com/amqp-go/amqp-go/shared/wal"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -16,7 +19,8 @@ import (
 // an empty log view on the memory store; monitoring may read it and a
 // management user may not.
 func TestXStorage(t *testing.T) {
-	a := startAPIWith(t, broker.Config{DataDir: t.TempDir(), SegmentSize: 8 << 10})
+	dir := t.TempDir()
+	a := startAPIWith(t, broker.Config{DataDir: dir, SegmentSize: 8 << 10})
 	c, err := amqp.Dial(a.amqp)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +81,70 @@ func TestXStorage(t *testing.T) {
 	}
 	if last := segs[len(segs)-1].(map[string]any); last["active"] != true {
 		t.Errorf("newest segment %v", last)
+	}
+
+	// After acks, what the page says holds each segment is what the files
+	// say (read as walinspect reads them, next to the running server),
+	// once the acks' records are written.
+	for range 4 {
+		d, ok, err := ch.Get("rolling", false)
+		if err != nil || !ok {
+			t.Fatalf("get: %v %v", ok, err)
+		}
+		if err := d.Ack(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holdersOf := func() map[uint64]map[uint64]int {
+		out := map[uint64]map[uint64]int{}
+		for _, s := range a.guest("GET", "/x-storage", "").obj(t)["segment_files"].([]any) {
+			s := s.(map[string]any)
+			for _, h := range s["holders"].([]any) {
+				h := h.(map[string]any)
+				seg := uint64(s["number"].(float64))
+				if out[seg] == nil {
+					out[seg] = map[uint64]int{}
+				}
+				out[seg][uint64(h["store_id"].(float64))] = int(h["live"].(float64))
+			}
+		}
+		return out
+	}
+	inFiles := func() map[uint64]map[uint64]int {
+		r, err := wal.OpenReader(filepath.Join(dir, "messages"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := r.Recover()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[uint64]map[uint64]int{}
+		for id, q := range rec.Queues {
+			for _, e := range q.Entries {
+				if out[e.Pos.Segment] == nil {
+					out[e.Pos.Segment] = map[uint64]int{}
+				}
+				out[e.Pos.Segment][id]++
+			}
+		}
+		return out
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		page, files := holdersOf(), inFiles()
+		total := 0
+		for _, m := range page {
+			for _, n := range m {
+				total += n
+			}
+		}
+		if reflect.DeepEqual(page, files) && total == 8 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("x-storage holders %v, the files' live messages %v (want 8 in all)", page, files)
+		}
+		time.Sleep(20 * time.Millisecond) // a poll interval, under the deadline
 	}
 
 	want(t, "PUT user", a.guest("PUT", "/users/mon", `{"password":"p","tags":"monitoring"}`), 201)
