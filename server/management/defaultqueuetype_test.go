@@ -1,6 +1,7 @@
 package management_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/amqp-go/amqp-go/server/security"
@@ -37,5 +38,24 @@ func TestPutQueueDefaultQueueType(t *testing.T) {
 		`{"queues":[{"name":"imported","vhost":"qv","durable":true,"auto_delete":false,"arguments":{}}]}`), 204)
 	if m := a.guest("GET", "/queues/qv/imported", "").obj(t); m["type"] != "classic" || m["durable"] != true {
 		t.Errorf("imported queue: %v", m)
+	}
+}
+
+// PUT /api/vhosts/{v} keeps a default_queue_type RabbitMQ knows and, as
+// RabbitMQ 3.10.8 does (checked with curl), silently none other: the vhost
+// shows "undefined" and its queues are classic.
+func TestPutVHostDefaultQueueType(t *testing.T) {
+	a := startAPI(t)
+	want(t, "PUT quorum", a.guest("PUT", "/vhosts/vq", `{"default_queue_type":"quorum"}`), 201)
+	if m := a.guest("GET", "/vhosts/vq", "").obj(t); m["default_queue_type"] != "quorum" {
+		t.Errorf("vq: %v", m)
+	}
+	want(t, "PUT foo", a.guest("PUT", "/vhosts/vfoo", `{"default_queue_type":"foo"}`), 201)
+	if m := a.guest("GET", "/vhosts/vfoo", "").obj(t); m["default_queue_type"] != "undefined" {
+		t.Errorf("vfoo: %v", m)
+	}
+	_, ch := dial(t, strings.TrimSuffix(a.amqp, "/")+"/vfoo")
+	if _, err := ch.QueueDeclare("d", true, false, false, false, nil); err != nil {
+		t.Fatalf("durable queue in vfoo: %v", err)
 	}
 }

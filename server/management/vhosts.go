@@ -31,6 +31,9 @@ func (h *Handler) putVHost(rq *request, name string) error {
 	if err != nil {
 		return err
 	}
+	if !knownQueueType(dqt) {
+		dqt = "" // RabbitMQ 3.10.8 keeps no default it does not know (shown as "undefined")
+	}
 	sec := h.srv.Security()
 	v, existed := sec.VHost(name) // a copy: its limits and policies are kept
 	v.Name, v.Description, v.Tags, v.DefaultQueueType = name, desc, tags, dqt
@@ -46,6 +49,10 @@ func (h *Handler) putVHost(rq *request, name string) error {
 	created(rq.w, !existed)
 	return nil
 }
+
+// knownQueueType reports whether t is a queue type RabbitMQ 3.10 knows,
+// which a vhost's default_queue_type may be.
+func knownQueueType(t string) bool { return t == "classic" || t == "quorum" || t == "stream" }
 
 // deleteVHost deletes a vhost with everything in it
 // ((*broker.Server).DeleteVHost: its connections are closed with 320).
