@@ -652,4 +652,21 @@ func TestUIBrowser(t *testing.T) {
 		e.step(t, "import", chromedp.SetValue(chromedp.CSS("#import-json"), imp), chromedp.Click(chromedp.CSS("#import")))
 		e.waitAPI(t, "imported", "/queues/%2F/imported-q", func(code int, _ any) bool { return code == 200 })
 	})
+
+	t.Run("LogOutAndMonitoring", func(t *testing.T) {
+		// Log out, then in as ui-user (monitoring, made above): the menu
+		// leaves out what needs an administrator.
+		e.step(t, "log out", chromedp.Click(chromedp.CSS("#logout")))
+		uiPoll[bool](t, e, "login form", `!document.querySelector('#login').hidden && document.querySelector('#top').hidden && !sessionStorage.getItem('amqp-go.auth')`)
+		uiJS[any](t, e, `document.querySelector('#login-user').value = ''; document.querySelector('#login-pass').value = ''; null`)
+		e.step(t, "log in", chromedp.SendKeys(chromedp.CSS("#login-user"), "ui-user"), chromedp.SendKeys(chromedp.CSS("#login-pass"), "s3cret"),
+			chromedp.Click(chromedp.CSS("#login-submit")))
+		uiPoll[bool](t, e, "logged in", `document.querySelector('#whoami').textContent === 'ui-user'`)
+		menu := uiPoll[[]string](t, e, "menu", `(l => l.includes('Queues') && l)([...document.querySelectorAll('#nav a:not([hidden])')].map(a => a.textContent))`)
+		if got := strings.Join(menu, ","); got != "Overview,Connections,Channels,Exchanges,Queues,Log & storage,Virtual hosts,Policies" {
+			t.Errorf("monitoring's menu: %s", got)
+		}
+		e.open(t, "#/storage", "storage")
+		uiPoll[bool](t, e, "storage for monitoring", `!!document.querySelector('#st-segments')`)
+	})
 }

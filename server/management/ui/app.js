@@ -117,6 +117,13 @@ async function start() {
   document.getElementById('login').hidden = true;
   document.getElementById('top').hidden = false;
   document.getElementById('whoami').textContent = currentUser();
+  // Pages the user's tags cannot read are left out of the menu (the API
+  // refuses them anyway).
+  try {
+    const me = await api('GET', 'whoami');
+    const mine = new Set(me.tags || []);
+    for (const a of document.querySelectorAll('#nav a[data-need]')) a.hidden = !a.dataset.need.split(' ').some(t => mine.has(t));
+  } catch { /* a refusal logs out */ }
   try {
     const o = await api('GET', 'overview?columns=cluster_name,product_version');
     document.getElementById('cluster').textContent = `${o.product_version} · ${o.cluster_name}`;
