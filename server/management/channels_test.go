@@ -187,6 +187,16 @@ func TestChannelsAndConsumers(t *testing.T) {
 		}
 	}
 
+	// The connection counts them.
+	cr := a.guest("GET", "/connections/"+urlPathEscape(connName), "")
+	want(t, "connection", cr, 200)
+	if n := cr.obj(t)["channels"]; n != 3.0 {
+		t.Errorf("connection's channels: %v", n)
+	}
+	if cl := a.guest("GET", "/connections", "").list(t); len(cl) != 1 || cl[0].(map[string]any)["channels"] != 3.0 {
+		t.Errorf("connections list: %v", cl)
+	}
+
 	// The same three through the vhost and the connection.
 	for _, p := range []string{"/vhosts/%2F/channels", "/connections/" + urlPathEscape(connName) + "/channels"} {
 		r := a.guest("GET", p, "")

@@ -11,9 +11,9 @@ import (
 const closeReason = "Closed via management plugin"
 
 // connectionItem is a connection as RabbitMQ's /api/connections shows it
-// (the byte and frame counters and the channel count are not kept yet,
-// so they are left out rather than reported as 0).
-func (h *Handler) connectionItem(c *broker.ConnInfo) item {
+// (the byte and frame counters are not kept yet, so they are left out
+// rather than reported as 0); channels is its open channels' count.
+func (h *Handler) connectionItem(c *broker.ConnInfo, channels int) item {
 	host, port := splitAddr(c.Local)
 	peerHost, peerPort := splitAddr(c.Peer)
 	it := item{
@@ -22,7 +22,7 @@ func (h *Handler) connectionItem(c *broker.ConnInfo) item {
 		"connected_at": c.ConnectedAt.UnixMilli(), "host": host, "port": port,
 		"peer_host": peerHost, "peer_port": peerPort, "ssl": c.TLS, "auth_mechanism": c.AuthMechanism,
 		"channel_max": int(c.ChannelMax), "frame_max": int64(c.FrameMax), "timeout": int64(c.Heartbeat.Seconds()),
-		"client_properties": tableJSON(c.ClientProperties),
+		"client_properties": tableJSON(c.ClientProperties), "channels": channels,
 	}
 	for _, k := range []string{"ssl_protocol", "ssl_key_exchange", "ssl_cipher", "ssl_hash",
 		"peer_cert_subject", "peer_cert_issuer", "peer_cert_validity"} {
@@ -50,9 +50,10 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 			return errNotFound()
 		}
 		items := []item{}
+		counts := h.channelCounts()
 		for _, c := range h.srv.Connections() {
 			if rq.seesConnection(c) && (vhost == nil || c.VHost == *vhost) {
-				items = append(items, h.connectionItem(c))
+				items = append(items, h.connectionItem(c, counts[c]))
 			}
 		}
 		return rq.reply(items)
@@ -71,7 +72,7 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 	}
 	switch {
 	case get:
-		writeJSON(rq.w, h.connectionItem(found))
+		writeJSON(rq.w, h.connectionItem(found, h.channelCounts()[found]))
 		return nil
 	case rq.r.Method == http.MethodDelete:
 		// Monitoring users see every connection but close only their own.
@@ -89,4 +90,13 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 		return nil
 	}
 	return methodNotAllowed(rq, "HEAD, GET, DELETE, OPTIONS")
+}
+
+// channelCounts is the number of open channels of each connection.
+func (h *Handler) channelCounts() map[*broker.ConnInfo]int {
+	counts := map[*broker.ConnInfo]int{}
+	for _, ch := range h.srv.Channels() {
+		counts[ch.Conn]++
+	}
+	return counts
 }
