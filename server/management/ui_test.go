@@ -182,6 +182,21 @@ func (e *uiEnv) call(t *testing.T, method, path, body string) (int, any) {
 	return resp.StatusCode, v
 }
 
+// list GETs an API list as guest.
+func (e *uiEnv) list(t *testing.T, path string) []map[string]any {
+	t.Helper()
+	code, v := e.call(t, "GET", path, "")
+	l, ok := v.([]any)
+	if code != 200 || !ok {
+		t.Fatalf("GET %s: %d %v", path, code, v)
+	}
+	out := make([]map[string]any, len(l))
+	for i, x := range l {
+		out[i], _ = x.(map[string]any)
+	}
+	return out
+}
+
 // waitAPI polls an API path until ok(status, body) or fails after 10 s.
 func (e *uiEnv) waitAPI(t *testing.T, what, path string, ok func(int, any) bool) {
 	t.Helper()
@@ -536,6 +551,26 @@ func TestUIBrowser(t *testing.T) {
 			t.Errorf("victim's row: %q", txt)
 		}
 		e.shot(t, "connections")
+		// The consumer's page: its two channels, one with the jobs consumer
+		// (prefetch 2, 2 unacked).
+		var consumerName string
+		for _, c := range e.list(t, "/connections") {
+			if cp, _ := c["client_properties"].(map[string]any); cp["connection_name"] == "ui-consumer" {
+				consumerName, _ = c["name"].(string)
+			}
+		}
+		e.step(t, "open consumer", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#connections-table tr[data-name=%q] a`, consumerName))))
+		uiPoll[bool](t, e, "connection page", `!!document.querySelector('#main .page[data-page=connection]')`)
+		uiPoll[bool](t, e, "channels", `document.querySelector('#connection-channels h2').textContent === 'Channels (2)'`)
+		cells := uiJS[[]string](t, e, `[...document.querySelectorAll('#connection-channels tr[data-number="1"] td')].map(td => td.textContent)`)
+		if len(cells) != 7 || cells[2] != "1" || cells[3] != "2" || cells[4] != "2" {
+			t.Errorf("ui-consumer's channel 1: %q (want 1 consumer, prefetch 2, 2 unacked)", cells)
+		}
+		if d := uiJS[string](t, e, `document.querySelector('#connection-details').textContent`); !strings.Contains(d, "ui-consumer") || !strings.Contains(d, "PLAIN") {
+			t.Errorf("ui-consumer's details: %q", d)
+		}
+		e.open(t, "#/connections", "connections")
+		uiPoll[bool](t, e, "three listed again", `document.querySelector('#connections-count').textContent === '3 of 3 items'`)
 		e.step(t, "close", chromedp.Click(chromedp.CSS(row+" button.close-connection")), chromedp.Click(chromedp.CSS(row+" button.close-connection")))
 		select {
 		case err := <-closed:

@@ -8,6 +8,7 @@ import * as queue from './pages/queue.js';
 import * as exchanges from './pages/exchanges.js';
 import * as exchange from './pages/exchange.js';
 import * as connections from './pages/connections.js';
+import * as connection from './pages/connection.js';
 import * as channels from './pages/channels.js';
 import * as users from './pages/users.js';
 import * as vhosts from './pages/vhosts.js';
@@ -22,6 +23,7 @@ const routes = [
   [/^exchanges$/, exchanges, 'Exchanges'],
   [/^exchanges\/([^/]+)\/([^/]+)$/, exchange, 'Exchanges'],
   [/^connections$/, connections, 'Connections'],
+  [/^connections\/([^/]+)$/, connection, 'Connections'],
   [/^channels$/, channels, 'Channels'],
   [/^users$/, users, 'Users'],
   [/^vhosts$/, vhosts, 'Virtual hosts'],

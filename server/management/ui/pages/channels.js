@@ -1,4 +1,4 @@
-import { apiOrNull, el, fmtNum, fmtRate, rateOf } from '../lib.js';
+import { apiOrNull, el, enc, fmtNum, fmtRate, rateOf } from '../lib.js';
 import { pagedList } from '../paged.js';
 
 export const name = 'channels';
@@ -12,7 +12,7 @@ export async function mount(root) {
   const list = await pagedList({
     path: 'channels', id: 'channels', empty: 'No channels.',
     columns: [
-      { title: 'Channel', sort: 'name', cell: c => c.name },
+      { title: 'Channel', sort: 'name', cell: c => c.connection_details ? el('a', { href: `#/connections/${enc(c.connection_details.name)}` }, c.name) : c.name },
       { title: 'User', sort: 'user', cell: c => c.user },
       { title: 'Virtual host', sort: 'vhost', cell: c => c.vhost },
       { title: 'Mode', cell: c => [c.confirm && 'confirm', c.transactional && 'tx'].filter(Boolean).join(', ') },

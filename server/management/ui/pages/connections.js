@@ -1,5 +1,6 @@
 import { api, el, enc, fmtNum, fmtTime, run, confirmButton } from '../lib.js';
 import { pagedList } from '../paged.js';
+import { connectionLink } from './connection.js';
 
 export const name = 'connections';
 
@@ -9,7 +10,7 @@ export async function mount(root) {
   list = await pagedList({
     path: 'connections', id: 'connections', vhosts: false, empty: 'No connections.',
     columns: [
-      { title: 'Name', sort: 'name', cell: c => c.name },
+      { title: 'Name', sort: 'name', cell: c => connectionLink(c.name) },
       { title: 'Client', cell: c => clientName(c.client_properties) },
       { title: 'User', sort: 'user', cell: c => c.user },
       { title: 'Virtual host', sort: 'vhost', cell: c => c.vhost },
