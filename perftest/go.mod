@@ -10,7 +10,7 @@ require (
 
 require (
 	github.com/amqp-go/amqp-go/server v0.0.0
-	github.com/amqp-go/amqp-go/shared v0.0.0 // indirect
+	github.com/amqp-go/amqp-go/shared v0.0.0
 	github.com/cpuguy83/go-md2man/v2 v2.0.7 // indirect
 	github.com/russross/blackfriday/v2 v2.1.0 // indirect
 	github.com/xrash/smetrics v0.0.0-20240521201337-686a1a2994c1 // indirect

@@ -45,12 +45,24 @@ type Config struct {
 	Interval         time.Duration // -i/--interval
 	ID               string        // -d/--id
 	Heartbeat        time.Duration // -b/--heartbeat; 0 = broker's choice
+	Client           string        // --client: ClientAMQP091 (default) or ClientBuffered
 
 	// DrainTimeout bounds how long a count-bounded run waits, after the
 	// producers are done, for consumers to receive the remaining messages.
 	// 0 means ConfirmTimeout.
 	DrainTimeout time.Duration
 }
+
+// Clients of producers and consumers (--client).
+const (
+	// ClientAMQP091 is amqp091-go, which writes and flushes every publish
+	// and every ack: the client most Go applications use.
+	ClientAMQP091 = "amqp091"
+	// ClientBuffered is perftest's own client on shared/amqp (wire.go),
+	// which buffers publishes and acks and writes them in batches, and
+	// handles deliveries on its reader goroutine.
+	ClientBuffered = "buffered"
+)
 
 // DefaultConfig returns PerfTest's defaults.
 func DefaultConfig() Config {
@@ -66,6 +78,7 @@ func DefaultConfig() Config {
 		ConsumerRate:   -1,
 		AutoDelete:     true,
 		Interval:       time.Second,
+		Client:         ClientAMQP091,
 	}
 }
 
@@ -96,6 +109,8 @@ func (c *Config) Validate() error {
 		return usageErr("--size must not be negative")
 	case c.Time < 0:
 		return usageErr("--time must not be negative")
+	case c.Client != ClientAMQP091 && c.Client != ClientBuffered:
+		return usageErr("--client wants %s or %s, not %q", ClientAMQP091, ClientBuffered, c.Client)
 	}
 	if c.QueuePattern != "" {
 		if c.Queue != "" {

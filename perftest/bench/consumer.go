@@ -17,6 +17,7 @@ type consumer struct {
 	queue      string
 	ctag       string
 	deliveries <-chan amqp.Delivery
+	w          *wireConn // --client buffered: instead of conn and ch
 	tracker    *QueueTracker
 	order      *OrderTracker
 	lat        *latencyRecorder
@@ -30,6 +31,9 @@ type consumer struct {
 func (c *consumer) isDone() bool { return c.finished.Load() }
 
 func (r *runner) newConsumer(i int) (*consumer, error) {
+	if r.cfg.Client == ClientBuffered {
+		return r.newBufferedConsumer(i)
+	}
 	cfg := &r.cfg
 	conn, _, err := r.dial(fmt.Sprintf("consumer-%d", i))
 	if err != nil {
@@ -58,11 +62,7 @@ func (r *runner) newConsumer(i int) (*consumer, error) {
 				return fail(fmt.Errorf("binding queue %q: %w", q, err))
 			}
 		}
-		if !cfg.Exclusive {
-			r.declared = append(r.declared, q)
-		}
-		r.serverQ[q] = true
-		r.trackers[q] = NewQueueTracker(q, cfg.Producers)
+		r.addServerNamed(q)
 	}
 	c := &consumer{
 		r: r, idx: i, conn: conn, ch: ch, queue: q,
@@ -80,7 +80,20 @@ func (r *runner) newConsumer(i int) (*consumer, error) {
 	return c, nil
 }
 
+// addServerNamed records a server-named queue a consumer declared.
+func (r *runner) addServerNamed(q string) {
+	if !r.cfg.Exclusive {
+		r.declared = append(r.declared, q)
+	}
+	r.serverQ[q] = true
+	r.trackers[q] = NewQueueTracker(q, r.cfg.Producers)
+}
+
 func (c *consumer) run() {
+	if c.w != nil {
+		c.runWire()
+		return
+	}
 	defer close(c.done)
 	defer c.finished.Store(true)
 	cfg := &c.r.cfg

@@ -72,7 +72,7 @@ func TestAllShortForms(t *testing.T) {
 		"-e", "ex", "-t", "topic", "-k", "rk", "-s", "1000", "-f", "persistent", "-f", "mandatory",
 		"-c", "100", "-ct", "7", "-q", "50", "-A", "10", "-r", "500", "-R", "400", "-z", "9",
 		"-C", "1000", "-D", "2000", "-ad", "false", "-qa", "x-max-length=10,x-queue-type=quorum,x-flag=true",
-		"-i", "2", "-d", "myid", "-b", "5", "-E", "-p")
+		"-i", "2", "-d", "myid", "-b", "5", "-E", "-p", "--client", "buffered")
 	want := Config{
 		URI: "amqp://u:p@127.0.0.1:5999/vh", Producers: 3, Consumers: 4, Queue: "q1",
 		Exchange: "ex", ExchangeType: "topic", RoutingKey: "rk", Size: 1000,
@@ -80,7 +80,7 @@ func TestAllShortForms(t *testing.T) {
 		Qos: 50, MultiAckEvery: 10, Rate: 500, ConsumerRate: 400, Time: 9 * time.Second,
 		ProducerMessages: 1000, ConsumerMessages: 2000, AutoDelete: false,
 		Interval: 2 * time.Second, ID: "myid", Heartbeat: 5 * time.Second, Exclusive: true,
-		Predeclared: true, QueuePatternFrom: 1, DrainTimeout: 7 * time.Second,
+		Predeclared: true, QueuePatternFrom: 1, DrainTimeout: 7 * time.Second, Client: ClientBuffered,
 	}
 	qa := c.QueueArgs
 	c.QueueArgs = nil
@@ -135,6 +135,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--queue-pattern", "p-%d", "--queue-pattern-from", "3", "--queue-pattern-to", "2"},
 		{"--queue-pattern", "nopattern", "--queue-pattern-to", "2"},
 		{"-qa", "novalue"},
+		{"--client", "java"},
 		{"--no-such-flag"},
 		{"extra-arg"},
 	} {

@@ -124,7 +124,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		select {
 		case <-p.loopDone:
 		case <-grace.C:
-			_ = p.raw.Close()
+			p.cut()
 		}
 	}
 	grace.Stop()
@@ -133,17 +133,18 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	for _, p := range r.producers {
 		<-p.done
 		p.closing.Store(true)
-		_ = p.conn.CloseDeadline(time.Now().Add(closeTimeout))
+		p.closeDeadline(time.Now().Add(closeTimeout))
 	}
 	for _, c := range r.consumers {
 		<-c.done
 		c.closing.Store(true)
-		_ = c.conn.CloseDeadline(time.Now().Add(closeTimeout))
+		c.closeDeadline(time.Now().Add(closeTimeout))
 	}
 	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
 
 	res := r.result(stopped.Sub(start), reason, complete)
 	r.cleanup()
+	res.PerftestCPUS = ownCPU()
 	fmt.Fprint(out, rep.Summary(res))
 	var errs []error
 	for _, e := range r.errors() {
@@ -199,10 +200,7 @@ const closeTimeout = 5 * time.Second
 // dial opens a connection named after the test id; it also returns the raw
 // socket so that a producer blocked by broker back-pressure can be cut off.
 func (r *runner) dial(name string) (*amqp.Connection, net.Conn, error) {
-	hb := r.cfg.Heartbeat
-	if hb <= 0 {
-		hb = 10 * time.Second
-	}
+	hb := r.heartbeat()
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(fmt.Sprintf("perftest-%s-%s", r.cfg.ID, name))
 	var raw net.Conn
@@ -216,6 +214,31 @@ func (r *runner) dial(name string) (*amqp.Connection, net.Conn, error) {
 		return nil, nil, err
 	}
 	return conn, raw, nil
+}
+
+// heartbeat is the heartbeat interval perftest asks for.
+func (r *runner) heartbeat() time.Duration {
+	if r.cfg.Heartbeat > 0 {
+		return r.cfg.Heartbeat
+	}
+	return 10 * time.Second
+}
+
+// watchWire is watch for a buffered producer's connection.
+func (r *runner) watchWire(what string, w *wireConn) {
+	go func() {
+		select {
+		case <-w.errCh:
+		case <-w.readDone:
+			return
+		}
+		var e *amqp.Error
+		if errors.As(w.Err(), &e) && e.Code == amqp.FrameError && w.closing.Load() {
+			fmt.Fprintf(r.out, "id: %s, warning: %s: connection closed during shutdown: %v\n", r.cfg.ID, what, e)
+			return
+		}
+		r.fail(fmt.Errorf("%s: closed by server: %v", what, w.Err()))
+	}()
 }
 
 // watch turns a server-initiated connection or channel close into a run
@@ -355,10 +378,10 @@ func (r *runner) cleanup() {
 
 func (r *runner) closeAll() {
 	for _, p := range r.producers {
-		_ = p.conn.Close()
+		p.closeDeadline(time.Now().Add(time.Second))
 	}
 	for _, c := range r.consumers {
-		_ = c.conn.Close()
+		c.closeDeadline(time.Now().Add(time.Second))
 	}
 	if r.setup != nil {
 		_ = r.setup.Close()

@@ -112,11 +112,15 @@ type Result struct {
 	// LossChecked tells whether Lost is meaningful: only count-bounded runs
 	// (-C without -D) that ran to completion on a topology perftest declared
 	// are checked for loss.
-	LossChecked bool     `json:"loss_checked"`
-	Unconfirmed int64    `json:"unconfirmed"`
-	DurationS   float64  `json:"duration_s"`
-	StopReason  string   `json:"stop_reason"`
-	Errors      []string `json:"errors,omitempty"`
+	LossChecked bool    `json:"loss_checked"`
+	Unconfirmed int64   `json:"unconfirmed"`
+	DurationS   float64 `json:"duration_s"`
+	// PerftestCPUS is perftest's own CPU time (user plus system) in
+	// seconds, from its start to the end of the run, including the
+	// processes it started (--producer-processes, --consumer-processes).
+	PerftestCPUS float64  `json:"perftest_cpu_s"`
+	StopReason   string   `json:"stop_reason"`
+	Errors       []string `json:"errors,omitempty"`
 }
 
 // Output labels, as in PerfTest.
@@ -222,5 +226,6 @@ func (r *Reporter) Summary(res *Result) string {
 	}
 	fmt.Fprintf(&b, "%slost: %s, duplicated: %d, out of order: %d, unconfirmed: %d\n",
 		p, lost, res.Duplicates, res.OutOfOrder, res.Unconfirmed)
+	fmt.Fprintf(&b, "%sperftest CPU: %.2f s (user + system)\n", p, res.PerftestCPUS)
 	return b.String()
 }

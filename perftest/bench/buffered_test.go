@@ -1,0 +1,107 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The buffered client (--client buffered) against a real broker: every
+// message arrives once, in order, confirmed, with the loss check on.
+func TestBufferedSharedQueueConfirmsAndAcks(t *testing.T) {
+	q := fmt.Sprintf("perftest-buf-%d", time.Now().UnixNano())
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-x", "2", "-y", "2", "-u", q,
+		"-C", "20000", "-f", "persistent", "-c", "100", "-q", "200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	if res.Sent != 40000 || res.Received != res.Sent || res.Confirmed != res.Sent || !res.LossChecked {
+		t.Fatalf("result: %+v", res)
+	}
+	if res.ConfirmLatencyUS == nil || res.ConfirmLatencyUS.P50 <= 0 || res.LatencyUS.P50 <= 0 {
+		t.Errorf("latencies: confirm %+v consumer %+v", res.ConfirmLatencyUS, res.LatencyUS)
+	}
+	assertQueueGone(t, q)
+}
+
+// Server-named queues (every consumer gets every message), multi-ack, and
+// no confirms: the publisher only flushes by size, age and at the end.
+func TestBufferedServerNamedQueuesMultiAck(t *testing.T) {
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-x", "1", "-y", "3", "-C", "30000", "-A", "7", "-q", "100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	if res.Sent != 30000 || res.Received != 3*res.Sent || !res.LossChecked {
+		t.Fatalf("result: %+v", res)
+	}
+}
+
+// Unroutable mandatory publishes come back as basic.return and are counted.
+func TestBufferedMandatoryReturns(t *testing.T) {
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-x", "1", "-y", "0",
+		"-k", "nowhere", "-f", "mandatory", "-c", "10", "-C", "500")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Sent != 500 || res.Returned != 500 || res.Confirmed != 500 {
+		t.Fatalf("result: %+v", res)
+	}
+}
+
+// Rate-limited publishing flushes before each wait, so a slow producer's
+// messages are not held back: consumer latency stays far below the 100 ms
+// between publishes.
+func TestBufferedRateLimitedLatency(t *testing.T) {
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-x", "1", "-y", "1", "-r", "10", "-z", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkClean(t, res)
+	if res.Received < 15 || res.LatencyUS.P99 > 50000 {
+		t.Fatalf("received %d, latency %+v", res.Received, res.LatencyUS)
+	}
+}
+
+// A server-side channel error ends a buffered run with an error.
+func TestBufferedProtocolErrorFails(t *testing.T) {
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-p", "-y", "0",
+		"-e", fmt.Sprintf("perftest-missing-%d", time.Now().UnixNano()), "-z", "3")
+	if err == nil || res.StopReason != ReasonError || !strings.Contains(err.Error(), "404") {
+		t.Fatalf("err=%v result=%+v", err, res)
+	}
+}
+
+// Against the null sink, what the sink counts is what perftest sent, every
+// publish is confirmed, and consumers receive the generated deliveries.
+func TestSinkCountsWhatPerftestSends(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Sink{DeliverySize: 100}
+	go func() { _ = s.Serve(ln) }()
+	defer s.Close()
+	url := "amqp://guest:guest@" + ln.Addr().String() + "/"
+	for _, client := range []string{ClientAMQP091, ClientBuffered} {
+		before := s.Published.Load()
+		cfg := DefaultConfig()
+		cfg.URI, cfg.Client, cfg.Producers, cfg.Consumers = url, client, 2, 2
+		cfg.Queue, cfg.Confirm, cfg.Qos, cfg.Time, cfg.ID = "q", 50, 100, 2*time.Second, t.Name()
+		var out syncBuffer
+		res, err := Run(context.Background(), cfg, &out)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", client, err, out.String())
+		}
+		if got := s.Published.Load() - before; got != res.Sent || res.Sent == 0 || res.Confirmed != res.Sent {
+			t.Errorf("%s: sink saw %d publishes, perftest sent %d, confirmed %d", client, got, res.Sent, res.Confirmed)
+		}
+		if res.Received == 0 || res.PerftestCPUS <= 0 {
+			t.Errorf("%s: received %d, perftest CPU %.3f s", client, res.Received, res.PerftestCPUS)
+		}
+	}
+}
