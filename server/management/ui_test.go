@@ -64,8 +64,20 @@ func TestUIServesAssets(t *testing.T) {
 	if code, _, _ := get("/nope.js"); code != 404 {
 		t.Errorf("GET /nope.js: %d", code)
 	}
-	if code, h, _ := get("/api/overview"); code != 401 || h.Get("Content-Type") != "application/json" {
-		t.Errorf("GET /api/overview without auth: %d %q", code, h.Get("Content-Type"))
+	if code, h, _ := get("/api/overview"); code != 401 || h.Get("Content-Type") != "application/json" || h.Get("WWW-Authenticate") == "" {
+		t.Errorf("GET /api/overview without auth: %d %q %q", code, h.Get("Content-Type"), h.Get("WWW-Authenticate"))
+	}
+	// The UI's calls: refused without a challenge, so no browser prompt.
+	req, _ := http.NewRequest("GET", root+"/api/overview", nil)
+	req.Header.Set("X-Requested-With", "XMLHttpRequest")
+	req.SetBasicAuth("guest", "wrong")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || resp.Header.Get("WWW-Authenticate") != "" {
+		t.Errorf("the UI's refused call: %d, WWW-Authenticate %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 }
 
@@ -643,12 +655,31 @@ func TestUIBrowser(t *testing.T) {
 			return code == 200 && m["write"] == "^ui-" && m["read"] == ".*"
 		})
 		uiPoll[bool](t, e, "shown", `document.querySelector('#users-list tr[data-name="ui-user"]').textContent.includes('monitoring')`)
+		e.step(t, "set topic permission", chromedp.SendKeys(chromedp.CSS("#set-topic-user"), "ui-user"), chromedp.SetValue(chromedp.CSS("#set-topic-write"), `^ui\.`),
+			chromedp.Click(chromedp.CSS("#set-topic-permission button[type=submit]")))
+		e.waitAPI(t, "topic permission", "/topic-permissions/%2F/ui-user", func(code int, v any) bool {
+			l, _ := v.([]any)
+			if code != 200 || len(l) != 1 {
+				return false
+			}
+			m := l[0].(map[string]any)
+			return m["exchange"] == "amq.topic" && m["write"] == `^ui\.` && m["read"] == ".*"
+		})
+		uiPoll[bool](t, e, "topic permission shown", `document.querySelector('#topic-permissions-list').textContent.includes('^ui\\.')`)
 		e.shot(t, "users")
 		e.open(t, "#/vhosts", "vhosts")
 		uiPoll[bool](t, e, "default vhost", `!!document.querySelector('#vhosts-list tr[data-name="/"]')`)
 		e.step(t, "add vhost", chromedp.SendKeys(chromedp.CSS("#add-vhost-name"), "ui-vhost"), chromedp.Click(chromedp.CSS("#add-vhost button[type=submit]")))
 		e.waitAPI(t, "vhost", "/vhosts/ui-vhost", func(code int, _ any) bool { return code == 200 })
 		uiPoll[bool](t, e, "vhost shown", `!!document.querySelector('#vhosts-list tr[data-name="ui-vhost"]')`)
+		uiPoll[bool](t, e, "vhost in the limit form", `[...document.querySelectorAll('#set-limit-vhost option')].some(o => o.value === 'ui-vhost')`)
+		e.step(t, "set limit", chromedp.SetValue(chromedp.CSS("#set-limit-vhost"), "ui-vhost"), chromedp.SetValue(chromedp.CSS("#set-limit-name"), "max-queues"),
+			chromedp.SendKeys(chromedp.CSS("#set-limit-value"), "5"), chromedp.Click(chromedp.CSS("#set-limit button[type=submit]")))
+		e.waitAPI(t, "limit", "/vhost-limits/ui-vhost", func(code int, v any) bool {
+			l, _ := v.([]any)
+			return code == 200 && len(l) == 1 && uiNum(l[0].(map[string]any)["value"], "max-queues") == 5
+		})
+		uiPoll[bool](t, e, "limit shown", `document.querySelector('#vhosts-list tr[data-name="ui-vhost"]').textContent.includes('max-queues=5')`)
 	})
 
 	t.Run("Policies", func(t *testing.T) {

@@ -5,9 +5,16 @@ export const name = 'users';
 export async function mount(root) {
   const users = el('div', { id: 'users-list' });
   const perms = el('div', { id: 'permissions-list' });
+  const topics = el('div', { id: 'topic-permissions-list' });
 
   async function refresh() {
-    const [us, ps] = await Promise.all([api('GET', 'users'), api('GET', 'permissions')]);
+    const [us, ps, tps] = await Promise.all([api('GET', 'users'), api('GET', 'permissions'), api('GET', 'topic-permissions')]);
+    topics.replaceChildren(table(['User', 'Virtual host', 'Exchange', 'Write', 'Read', ''], tps.map(p =>
+      el('tr', {}, el('td', {}, p.user), el('td', {}, p.vhost), el('td', {}, p.exchange),
+        el('td', {}, el('code', {}, p.write)), el('td', {}, el('code', {}, p.read)),
+        el('td', {}, el('button', { type: 'button', class: 'danger', onclick: async () => {
+          if (await run(() => api('DELETE', `topic-permissions/${enc(p.vhost)}/${enc(p.user)}`), 'Topic permissions cleared')) refresh();
+        } }, 'Clear'))))));
     users.replaceChildren(table(['Name', 'Tags', 'Password', 'Can access virtual hosts', ''], us.map(u =>
       el('tr', { dataset: { name: u.name } }, el('td', {}, u.name), el('td', {}, tags(typeof u.tags === 'string' ? u.tags.split(',').filter(Boolean) : u.tags)),
         el('td', {}, u.password_hash ? '●●●●' : el('span', { class: 'muted' }, 'none')),
@@ -49,8 +56,23 @@ export async function mount(root) {
       { configure: pc.value, write: pw.value, read: pr.value }), 'Permission set')) refresh();
   });
 
+  const tvhost = await vhostSelect({ id: 'set-topic-vhost' });
+  const tuser = el('input', { id: 'set-topic-user', required: true });
+  const tx = el('input', { id: 'set-topic-exchange', value: 'amq.topic', size: 12 });
+  const tw = el('input', { id: 'set-topic-write', value: '.*', size: 8 });
+  const tr = el('input', { id: 'set-topic-read', value: '.*', size: 8 });
+  const tform = el('form', { class: 'inline', id: 'set-topic-permission' }, el('label', {}, 'User', tuser), el('label', {}, 'Virtual host', tvhost),
+    el('label', {}, 'Exchange', tx), el('label', {}, 'Write regexp', tw), el('label', {}, 'Read regexp', tr),
+    el('button', { type: 'submit', class: 'primary' }, 'Set topic permission'));
+  tform.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (await run(() => api('PUT', `topic-permissions/${enc(tvhost.value)}/${enc(tuser.value)}`,
+      { exchange: tx.value, write: tw.value, read: tr.value }), 'Topic permission set')) refresh();
+  });
+
   await refresh();
   root.append(el('h1', {}, 'Users'), users, el('h2', {}, 'Add a user'), el('div', { class: 'card' }, uform),
-    el('h2', {}, 'Permissions'), perms, el('h2', {}, 'Set permission'), el('div', { class: 'card' }, pform));
+    el('h2', {}, 'Permissions'), perms, el('h2', {}, 'Set permission'), el('div', { class: 'card' }, pform),
+    el('h2', {}, 'Topic permissions'), topics, el('h2', {}, 'Set topic permission'), el('div', { class: 'card' }, tform));
   return null;
 }

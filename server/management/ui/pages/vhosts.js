@@ -6,6 +6,9 @@ export async function mount(root) {
   const list = el('div', { id: 'vhosts-list' });
   async function refresh() {
     const [vs, ps, limits] = await Promise.all([api('GET', 'vhosts'), api('GET', 'permissions'), api('GET', 'vhost-limits').catch(() => [])]);
+    const chosen = lvhost.value;
+    lvhost.replaceChildren(...vs.map(v => el('option', { value: v.name }, v.name)));
+    if (chosen && vs.some(v => v.name === chosen)) lvhost.value = chosen;
     list.replaceChildren(table(['Name', 'Users', 'Ready', 'Unacked', 'Total', 'Limits', ''], vs.map(v =>
       el('tr', { dataset: { name: v.name } }, el('td', {}, v.name),
         el('td', {}, ps.filter(p => p.vhost === v.name).map(p => p.user).join(', ')),
@@ -16,6 +19,18 @@ export async function mount(root) {
           if (await run(() => api('DELETE', `vhosts/${enc(v.name)}`), `Virtual host ${v.name} deleted`)) refresh();
         }))))));
   }
+  const lvhost = el('select', { id: 'set-limit-vhost' });
+  const lkind = el('select', { id: 'set-limit-name' }, el('option', { value: 'max-connections' }, 'max-connections'), el('option', { value: 'max-queues' }, 'max-queues'));
+  const lvalue = el('input', { id: 'set-limit-value', type: 'number', required: true, size: 6 });
+  const lform = el('form', { class: 'inline', id: 'set-limit' }, el('label', {}, 'Virtual host', lvhost), el('label', {}, 'Limit', lkind),
+    el('label', {}, 'Value (negative: none)', lvalue), el('button', { type: 'submit', class: 'primary' }, 'Set limit'),
+    el('button', { type: 'button', id: 'clear-limit', onclick: async () => {
+      if (await run(() => api('DELETE', `vhost-limits/${enc(lvhost.value)}/${lkind.value}`), 'Limit cleared')) refresh();
+    } }, 'Clear limit'));
+  lform.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (await run(() => api('PUT', `vhost-limits/${enc(lvhost.value)}/${lkind.value}`, { value: Number(lvalue.value) }), 'Limit set')) refresh();
+  });
   const name = el('input', { id: 'add-vhost-name', required: true });
   const form = el('form', { class: 'inline', id: 'add-vhost' }, el('label', {}, 'Name', name), el('button', { type: 'submit', class: 'primary' }, 'Add virtual host'));
   form.addEventListener('submit', async ev => {
@@ -23,6 +38,7 @@ export async function mount(root) {
     if (await run(() => api('PUT', `vhosts/${enc(name.value)}`, {}), `Virtual host ${name.value} added`)) { name.value = ''; refresh(); }
   });
   await refresh();
-  root.append(el('h1', {}, 'Virtual hosts'), list, el('h2', {}, 'Add a virtual host'), el('div', { class: 'card' }, form));
+  root.append(el('h1', {}, 'Virtual hosts'), list, el('h2', {}, 'Add a virtual host'), el('div', { class: 'card' }, form),
+    el('h2', {}, 'Limits'), el('div', { class: 'card' }, lform));
   return { refresh };
 }
