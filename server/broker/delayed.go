@@ -198,7 +198,7 @@ func (j *confirmJoin) one(err error) {
 // or for a persistent message on a durable delayed exchange after the
 // fsync that stores it (with the store's error if that fails).
 func (d *delayedExchange) schedule(msg *Message, delay int64, done func(error)) {
-	due := time.Now().UnixNano() + delay*int64(time.Millisecond)
+	due := queue.Now() + delay*int64(time.Millisecond)
 	h := delayedHandle{msg: msg}
 	srv := d.x.vhost.server
 	if d.id != 0 && msg.Persistent {
@@ -239,7 +239,7 @@ func (d *delayedExchange) armLocked() {
 	if next == 0 || d.closed || d.armedFor != 0 && d.armedFor <= next {
 		return
 	}
-	wait := time.Duration(next - time.Now().UnixNano())
+	wait := time.Duration(next - queue.Now())
 	if d.timer == nil {
 		d.timer = time.AfterFunc(wait, d.fire)
 	} else {
@@ -263,7 +263,7 @@ func (d *delayedExchange) fire() {
 		}
 		// The slice stays valid until the next DueMax, which only this
 		// loop calls (under fireMu).
-		round := d.sched.DueMax(time.Now().UnixNano(), delayedRound)
+		round := d.sched.DueMax(queue.Now(), delayedRound)
 		for i := range round {
 			if round[i].Handle.msg != nil && !round[i].Handle.ref.IsZero() {
 				d.hot--

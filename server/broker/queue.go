@@ -144,8 +144,8 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	p := q.settings()
 	if p.ttl >= 0 || m.hasTTL {
 		// Otherwise the core stamps the push with its own clock read.
-		now := time.Now()
-		cm.Timestamp, cm.Expires = now.UnixNano(), expiryFor(p.ttl, m, now)
+		now := queue.Now()
+		cm.Timestamp, cm.Expires = now, expiryFor(p.ttl, m, now)
 	}
 	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server

@@ -155,14 +155,14 @@ func erlangQuoted(s string) string {
 // expiryFor returns when a message pushed now expires (0: never): the
 // smaller of the queue's TTL (ttl, -1: none) and the message's expiration
 // property.
-func expiryFor(ttl int64, m *Message, now time.Time) int64 {
+func expiryFor(ttl int64, m *Message, now int64) int64 {
 	if m.hasTTL && (ttl < 0 || m.ttl < ttl) {
 		ttl = m.ttl
 	}
 	if ttl < 0 {
 		return 0
 	}
-	return now.UnixNano() + ttl*int64(time.Millisecond)
+	return now + ttl*int64(time.Millisecond)
 }
 
 // recoveredExpiry is when a recovered message expires (0: never): the

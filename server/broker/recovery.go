@@ -134,7 +134,7 @@ func (s *Server) recover(rec *store.Recovered, start time.Time, deliveredBound u
 			s.store.DropQueue(id)
 			continue
 		}
-		now := time.Now().UnixNano()
+		now := queue.Now()
 		batch = batch[:0]
 		for e := range rq.Entries() {
 			// Only messages at or below the delivered bound can have

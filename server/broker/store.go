@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/server/store"
 )
 
@@ -92,7 +93,7 @@ func (q *Queue) dropFromStore() {
 func messageMeta(m *Message, ttlQueue bool) store.Meta {
 	meta := store.Meta{Priority: m.Priority}
 	if ttlQueue || m.hasTTL {
-		now := time.Now().UnixNano()
+		now := queue.Now()
 		meta.Timestamp = now
 		if m.hasTTL {
 			meta.Expires = now + m.ttl*int64(time.Millisecond)

@@ -78,7 +78,7 @@ type Classic[H any] struct {
 // ns (nil: the wall clock).
 func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic[H] {
 	if clock == nil {
-		clock = func() int64 { return time.Now().UnixNano() }
+		clock = Now
 	}
 	q := &Classic[H]{host: host, clock: clock, core: New[H](policy, clock()),
 		consumers: map[ConsumerID]Consumer[H]{}, wake: make(chan struct{}, 1),

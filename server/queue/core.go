@@ -175,13 +175,13 @@ type unackedEntry[H any] struct {
 
 // Core is one queue's state. Make it with New.
 type Core[H any] struct {
-	policy      Policy
-	levels      []level[H] // by priority, index 0 lowest
-	ready       int64
-	bytes       int64 // ready bodies
-	nextSeq     uint64
-	expiries    minHeap[expiryItem]
-	unacked     map[uint64]unackedEntry[H]
+	policy   Policy
+	levels   []level[H] // by priority, index 0 lowest
+	ready    int64
+	bytes    int64 // ready bodies
+	nextSeq  uint64
+	expiries minHeap[expiryItem]
+	unacked  map[uint64]unackedEntry[H]
 	// unackedBy holds seqs in delivery order, for the oldest age; a
 	// settled one is zeroed in place (seqs start at 1), so settling needs
 	// no lookup to find the live front. unackedBase is the place of
