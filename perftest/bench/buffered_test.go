@@ -105,3 +105,25 @@ func TestSinkCountsWhatPerftestSends(t *testing.T) {
 		}
 	}
 }
+
+// --nack-every 3 requeues every third delivery: with both clients, every
+// message is still kept exactly once (the loss check passes), the requeued
+// ones come back, and nothing counts as out of order.
+func TestNackEveryRequeues(t *testing.T) {
+	for _, client := range []string{ClientAMQP091, ClientBuffered} {
+		q := fmt.Sprintf("perftest-nack-%s-%d", client, time.Now().UnixNano())
+		res, _, err := run(t, context.Background(), "--client", client, "-x", "2", "-y", "2", "-u", q,
+			"-C", "3000", "-q", "50", "--nack-every", "3")
+		if err != nil {
+			t.Fatalf("%s: %v", client, err)
+		}
+		checkClean(t, res)
+		if res.Sent != 6000 || !res.LossChecked || res.Requeued == 0 || res.Received != res.Sent+res.Requeued {
+			t.Fatalf("%s: result: %+v", client, res)
+		}
+		// Every third delivery goes back: about half as many requeues as messages.
+		if res.Requeued < res.Sent/3 {
+			t.Errorf("%s: %d requeued of %d sent", client, res.Requeued, res.Sent)
+		}
+	}
+}

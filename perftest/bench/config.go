@@ -29,6 +29,7 @@ type Config struct {
 	Qos              int           // -q/--qos; 0 = unlimited
 	AutoAck          bool          // -a/--autoack
 	MultiAckEvery    int           // -A/--multi-ack-every
+	NackEvery        int           // --nack-every: nack with requeue every Nth delivery; 0 = never
 	Rate             float64       // -r/--rate, per producer; <=0 = unlimited
 	ConsumerRate     float64       // -R/--consumer-rate, per consumer; <=0 = unlimited
 	Time             time.Duration // -z/--time; 0 = unlimited
@@ -103,6 +104,8 @@ func (c *Config) Validate() error {
 		return usageErr("message counts must not be negative")
 	case c.MultiAckEvery < 0:
 		return usageErr("--multi-ack-every must not be negative")
+	case c.NackEvery < 0 || (c.NackEvery > 0 && c.AutoAck):
+		return usageErr("--nack-every must not be negative, and needs acks (not --autoack)")
 	case c.Qos < 0 || c.Qos > 65535:
 		return usageErr("--qos must be between 0 and 65535")
 	case c.Size < 0:

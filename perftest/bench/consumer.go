@@ -23,6 +23,7 @@ type consumer struct {
 	lat        *latencyRecorder
 
 	received atomic.Int64
+	requeued atomic.Int64 // deliveries nacked with requeue (--nack-every)
 	finished atomic.Bool
 	closing  atomic.Bool // set before perftest closes conn
 	done     chan struct{}
@@ -99,6 +100,7 @@ func (c *consumer) run() {
 	cfg := &c.r.cfg
 	limit := int64(cfg.ConsumerMessages)
 	multi := int64(cfg.MultiAckEvery)
+	nackEvery := int64(cfg.NackEvery)
 	var interval float64
 	if cfg.ConsumerRate > 0 {
 		interval = float64(time.Second) / cfg.ConsumerRate
@@ -130,12 +132,16 @@ func (c *consumer) run() {
 			}
 			return
 		}
-		c.handle(d.Body)
 		n++
+		nack := nackEvery > 0 && n%nackEvery == 0
+		c.handle(d.Body, !nack, d.Redelivered)
 		c.received.Add(1)
 		if !cfg.AutoAck {
 			var err error
 			switch {
+			case nack:
+				err = d.Nack(false, true)
+				c.requeued.Add(1)
 			case multi <= 1:
 				err = d.Ack(false)
 			case n%multi == 0:
@@ -163,8 +169,10 @@ func (c *consumer) run() {
 	}
 }
 
-// handle records latency and sequence information for one body.
-func (c *consumer) handle(body []byte) {
+// handle records latency and sequence information for one body. A
+// delivery perftest nacks back to its queue (--nack-every) is not tracked,
+// its redelivery is; a redelivery is not checked for order.
+func (c *consumer) handle(body []byte, track, redelivered bool) {
 	now := time.Now().UnixNano()
 	seq, tag, sent, err := DecodeHeader(body)
 	if err != nil {
@@ -172,10 +180,10 @@ func (c *consumer) handle(body []byte) {
 	}
 	c.lat.record((now - sent) / int64(time.Microsecond))
 	run, p := splitProducerTag(tag)
-	if run != c.r.runTag || c.tracker == nil {
-		return // another run's message
+	if run != c.r.runTag || c.tracker == nil || !track {
+		return // another run's message, or one that comes back
 	}
-	if !c.tracker.Add(p, seq) {
+	if !c.tracker.Add(p, seq) && !redelivered {
 		c.order.Add(p, seq)
 	}
 }

@@ -92,6 +92,7 @@ func (c *consumer) readWire(cfg *Config) error {
 	w := c.w
 	limit := int64(cfg.ConsumerMessages)
 	multi := int64(cfg.MultiAckEvery)
+	nackEvery := int64(cfg.NackEvery)
 	var interval float64
 	if cfg.ConsumerRate > 0 {
 		interval = float64(time.Second) / cfg.ConsumerRate
@@ -100,6 +101,7 @@ func (c *consumer) readWire(cfg *Config) error {
 	var n int64
 	var pending uint64 // highest delivery tag not yet acked (multi-ack)
 	var tag uint64     // current delivery's tag
+	var redelivered bool
 	var bodyLeft uint64
 	var head [HeaderSize]byte // the current body's first bytes
 	var have int
@@ -127,11 +129,17 @@ func (c *consumer) readWire(cfg *Config) error {
 	}()
 	// complete handles a delivery whose body has been read.
 	complete := func() error {
-		c.handle(head[:have])
 		n++
+		nack := nackEvery > 0 && n%nackEvery == 0
+		c.handle(head[:have], !nack, redelivered)
 		c.received.Add(1)
 		if !cfg.AutoAck {
 			switch {
+			case nack:
+				w.wmu.Lock()
+				w.wbuf = wire.AppendMethodFrame(w.wbuf, wireChannel, &wire.BasicNack{DeliveryTag: tag, Requeue: true})
+				w.wmu.Unlock()
+				c.requeued.Add(1)
 			case multi <= 1:
 				ack(tag, false)
 			case n%multi == 0:
@@ -211,7 +219,7 @@ func (c *consumer) readWire(cfg *Config) error {
 		}
 		switch m := m.(type) {
 		case *wire.BasicDeliver:
-			tag, inContent = m.DeliveryTag, true
+			tag, redelivered, inContent = m.DeliveryTag, m.Redelivered, true
 		case *wire.BasicCancel:
 			return fmt.Errorf("consumer cancelled by the server (basic.cancel)")
 		case *wire.ChannelClose:

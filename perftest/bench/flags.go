@@ -48,6 +48,7 @@ func Flags() []cli.Flag {
 		&cli.IntFlag{Name: "interval", Aliases: []string{"i"}, Value: int(d.Interval / time.Second), Usage: "sampling interval in seconds"},
 		&cli.StringFlag{Name: "id", Aliases: []string{"d"}, Usage: "test ID (default: test-HHmmss-SSS)"},
 		&cli.IntFlag{Name: "heartbeat", Aliases: []string{"b"}, Usage: "heartbeat interval in seconds (0: broker's choice)"},
+		&cli.IntFlag{Name: "nack-every", Usage: "nack with requeue every Nth delivery instead of acking it (0: never)"},
 		&cli.StringFlag{Name: "client", Value: d.Client, Usage: "producers' and consumers' client: amqp091 (amqp091-go: a write per publish and per ack) or buffered (perftest's own, on shared/amqp: publishes and acks written in batches)"},
 		&cli.BoolFlag{Name: "json", Usage: "print a JSON summary on stdout; the report lines go to stderr"},
 	}
@@ -96,6 +97,7 @@ func ConfigFromContext(c *cli.Context) (Config, error) {
 	cfg.ID = c.String("id")
 	cfg.Heartbeat = time.Duration(c.Int("heartbeat")) * time.Second
 	cfg.Client = c.String("client")
+	cfg.NackEvery = c.Int("nack-every")
 	return cfg, nil
 }
 

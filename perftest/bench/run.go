@@ -432,7 +432,7 @@ func (r *runner) control(ctx context.Context) (string, bool) {
 	idle := max(2*time.Second, 2*c.Interval)
 	deadline := time.NewTimer(c.DrainTimeout)
 	defer deadline.Stop()
-	last, lastChange := r.received(), time.Now()
+	last, lastChange := r.settled(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -445,7 +445,7 @@ func (r *runner) control(ctx context.Context) (string, bool) {
 			return ReasonMessageLimit, true
 		case <-tick.C:
 		}
-		n := r.received()
+		n := r.settled()
 		if n >= expected {
 			return ReasonMessageLimit, true
 		}
@@ -466,6 +466,16 @@ func allDone[T doner](xs []T) bool {
 		}
 	}
 	return true
+}
+
+// settled returns the deliveries the consumers kept: received minus those
+// they nacked back to their queues (--nack-every).
+func (r *runner) settled() int64 {
+	var n int64
+	for _, c := range r.consumers {
+		n += c.received.Load() - c.requeued.Load()
+	}
+	return n
 }
 
 func (r *runner) received() int64 {
@@ -572,6 +582,9 @@ func (r *runner) result(elapsed time.Duration, reason string, complete bool) *Re
 		Received:   t.received,
 		DurationS:  elapsed.Seconds(),
 		StopReason: reason,
+	}
+	for _, c := range r.consumers {
+		res.Requeued += c.requeued.Load()
 	}
 	if s := elapsed.Seconds(); s > 0 {
 		res.SendRate = float64(t.sent) / s

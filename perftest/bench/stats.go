@@ -94,12 +94,15 @@ func LatencyOf(h *hdr.Histogram) Latency {
 
 // Result is the outcome of a run; with --json it is printed as JSON.
 type Result struct {
-	ID          string  `json:"id"`
-	Sent        int64   `json:"sent"`
-	Confirmed   int64   `json:"confirmed"`
-	Nacked      int64   `json:"nacked"`
-	Returned    int64   `json:"returned"`
-	Received    int64   `json:"received"`
+	ID        string `json:"id"`
+	Sent      int64  `json:"sent"`
+	Confirmed int64  `json:"confirmed"`
+	Nacked    int64  `json:"nacked"`
+	Returned  int64  `json:"returned"`
+	Received  int64  `json:"received"`
+	// Requeued counts deliveries nacked back to their queue (--nack-every);
+	// they are in Received too.
+	Requeued    int64   `json:"requeued"`
 	SendRate    float64 `json:"send_rate"`
 	ReceiveRate float64 `json:"receive_rate"`
 	LatencyUS   Latency `json:"latency_us"`

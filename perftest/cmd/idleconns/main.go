@@ -14,6 +14,20 @@
 // broker may still be starting.
 //
 //	idleconns -uri ... -queue backlog -want 1000000 -timeout 600s
+//
+// With -at-most N instead of -want, it waits until the queue holds at most N
+// messages (B16: a queue emptied by TTL; B17: a backlog drained).
+//
+//	idleconns -uri ... -queue ttl -at-most 0 -timeout 600s
+//
+// Churn mode (benchmark B14): open -churn connections at -rate per second,
+// each one publishing one message to -queue (declared at start with
+// x-max-length 1000, deleted at the end) and closing; print one JSON object:
+// {"opened", "failed", "seconds", "conn_per_s", "start_unix", "mark_unix",
+// "end_unix", "first_error"}, where mark_unix is when -mark connections had
+// been opened and closed (for RSS drift after the first ones).
+//
+//	idleconns -uri ... -churn 20000 -rate 200 -mark 10000 -queue churn
 package main
 
 import (
@@ -42,9 +56,20 @@ func main() {
 	want := flag.Int("want", 0, "queue-wait mode: message count to wait for")
 	poll := flag.Duration("poll", 50*time.Millisecond, "queue-wait mode: poll interval")
 	timeout := flag.Duration("timeout", 600*time.Second, "queue-wait mode: give up after this long")
+	atMost := flag.Int("at-most", -1, "queue-wait mode: wait until the queue holds at most this many messages (instead of -want)")
+	churn := flag.Int("churn", 0, "churn mode: connections to open, publish one message on and close")
+	rate := flag.Float64("rate", 200, "churn mode: connections per second")
+	mark := flag.Int("mark", 10000, "churn mode: report when this many connections are done")
 	flag.Parse()
+	if *churn > 0 {
+		os.Exit(churnConns(*uri, *queue, *churn, *rate, *mark, *par))
+	}
 	if *queue != "" {
-		os.Exit(waitQueue(start, *uri, *queue, *want, *poll, *timeout))
+		reached := func(n int) bool { return n >= *want }
+		if *atMost >= 0 {
+			reached = func(n int) bool { return n <= *atMost }
+		}
+		os.Exit(waitQueue(start, *uri, *queue, reached, *poll, *timeout))
 	}
 	os.Exit(idle(*uri, *n, *par, *heartbeat))
 }
@@ -121,7 +146,7 @@ type waitResult struct {
 	Error    string  `json:"error,omitempty"`
 }
 
-func waitQueue(start time.Time, uri, queue string, want int, poll, timeout time.Duration) int {
+func waitQueue(start time.Time, uri, queue string, reached func(int) bool, poll, timeout time.Duration) int {
 	res := waitResult{Queue: queue}
 	deadline := start.Add(timeout)
 	var conn *amqp.Connection
@@ -157,7 +182,7 @@ func waitQueue(start time.Time, uri, queue string, want int, poll, timeout time.
 		}
 		res.Error = ""
 		res.Messages = q.Messages
-		if q.Messages >= want {
+		if reached(q.Messages) {
 			res.Reached = true
 			break
 		}
@@ -169,6 +194,96 @@ func waitQueue(start time.Time, uri, queue string, want int, poll, timeout time.
 	}
 	_ = json.NewEncoder(os.Stdout).Encode(res)
 	if !res.Reached {
+		return 1
+	}
+	return 0
+}
+
+type churnResult struct {
+	Opened     int64   `json:"opened"`
+	Failed     int64   `json:"failed"`
+	Seconds    float64 `json:"seconds"`
+	ConnPerS   float64 `json:"conn_per_s"`
+	StartUnix  float64 `json:"start_unix"`
+	MarkUnix   float64 `json:"mark_unix,omitempty"`
+	EndUnix    float64 `json:"end_unix"`
+	FirstError string  `json:"first_error,omitempty"`
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// churnConns opens n connections at rate per second (at most par at a
+// time), each publishing one message to queue and closing.
+func churnConns(uri, queue string, n int, rate float64, mark, par int) int {
+	if queue == "" {
+		queue = "churn"
+	}
+	setup, err := amqp.Dial(uri)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idleconns:", err)
+		return 1
+	}
+	defer setup.Close()
+	sch, err := setup.Channel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idleconns:", err)
+		return 1
+	}
+	if _, err := sch.QueueDeclare(queue, false, false, false, false, amqp.Table{"x-max-length": int32(1000)}); err != nil {
+		fmt.Fprintln(os.Stderr, "idleconns:", err)
+		return 1
+	}
+	var res churnResult
+	var done, failed atomic.Int64
+	var firstErr atomic.Value
+	var markAt atomic.Int64
+	one := func() {
+		c, err := amqp.Dial(uri)
+		if err == nil {
+			var ch *amqp.Channel
+			if ch, err = c.Channel(); err == nil {
+				err = ch.Publish("", queue, false, false, amqp.Publishing{Body: []byte("churn")})
+			}
+			if cerr := c.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			failed.Add(1)
+			firstErr.CompareAndSwap(nil, err.Error())
+		}
+		if done.Add(1) == int64(mark) {
+			markAt.Store(time.Now().UnixNano())
+		}
+	}
+	start := time.Now()
+	sem := make(chan struct{}, par)
+	var wg sync.WaitGroup
+	interval := time.Duration(float64(time.Second) / rate)
+	for i := 0; i < n; i++ {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			time.Sleep(d) // pacing: the i-th connection opens at start + i/rate
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() { defer wg.Done(); one(); <-sem }()
+	}
+	wg.Wait()
+	end := time.Now()
+	_, _ = sch.QueueDelete(queue, false, false, false)
+	res.Failed = failed.Load()
+	res.Opened = int64(n) - res.Failed
+	res.Seconds = end.Sub(start).Seconds()
+	res.ConnPerS = float64(res.Opened) / res.Seconds
+	res.StartUnix, res.EndUnix = unixSeconds(start), unixSeconds(end)
+	if m := markAt.Load(); m != 0 {
+		res.MarkUnix = float64(m) / 1e9
+	}
+	if e, ok := firstErr.Load().(string); ok {
+		res.FirstError = e
+	}
+	_ = json.NewEncoder(os.Stdout).Encode(res)
+	if res.Failed > 0 {
 		return 1
 	}
 	return 0
