@@ -395,6 +395,21 @@ func ctlList(cx *ucli.Context) error {
 
 // args checks the positional arguments' count.
 func args(cx *ucli.Context, min, max int, usage string) ([]string, error) {
+	// Flags are parsed only before the arguments: one after them would
+	// be taken as an argument.
+	for _, a := range cx.Args().Slice() {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name == "" {
+			continue
+		}
+		for _, f := range cx.Command.Flags {
+			for _, n := range f.Names() {
+				if n == name {
+					return nil, ucli.Exit(fmt.Sprintf("Error: %s must come before the arguments: amqp-server ctl %s %s", a, cx.Command.Name, usage), exitUsage)
+				}
+			}
+		}
+	}
 	n := cx.NArg()
 	if n < min || n > max {
 		return nil, ucli.Exit(fmt.Sprintf("Error: usage: amqp-server ctl %s %s", cx.Command.Name, usage), exitUsage)

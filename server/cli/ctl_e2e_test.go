@@ -315,6 +315,8 @@ func TestCtlUsersAndPermissions(t *testing.T) {
 	ctl(t, base, "delete-user", "alice").ok(t, "delete-user")
 	ctl(t, base, "delete-user", "alice").fails(t, "delete-user twice", 70, "user 'alice' does not exist")
 	ctl(t, base, "set-permissions", "alice", ".*").fails(t, "usage", 64, "usage: amqp-server ctl set-permissions")
+	ctl(t, base, "set-permissions", "alice", ".*", ".*", ".*", "--vhost", "v1").fails(t, "flag after the arguments", 64,
+		"--vhost must come before the arguments")
 }
 
 // purge-queue, delete-queue and close-connection act on what a client sees.
