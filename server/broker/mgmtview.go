@@ -543,3 +543,8 @@ func (v *VHost) Consumers() []ConsumerInfo {
 	}
 	return out
 }
+
+// StatsInterval is how often queue counters are sampled for their rates
+// (Config.StatsInterval, default 5 s): the management API samples
+// channels' counters no more often.
+func (s *Server) StatsInterval() time.Duration { return s.statsInterval() }

@@ -3,6 +3,7 @@ package management
 import (
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
 )
@@ -16,31 +17,42 @@ import (
 
 // channelStats is a channel's message_stats: as in RabbitMQ, the
 // publishing side's counters once it has published, the consuming side's
-// once it has had a delivery, a get or an ack.
-func channelStats(c broker.ChannelCounters) item {
+// once it has had a delivery, a get or an ack, each with its rate.
+func channelStats(vals map[string]uint64, rates map[string]float64) item {
 	m := item{}
-	add := func(k string, n uint64) { m[k], m[k+"_details"] = n, rate(0) }
-	if c.Publish > 0 {
-		add("publish", c.Publish)
-		add("confirm", c.Confirm)
-		add("return_unroutable", c.ReturnUnroutable)
-		add("drop_unroutable", c.DropUnroutable)
+	add := func(keys []string) {
+		for _, k := range keys {
+			m[k], m[k+"_details"] = vals[k], rate(rates[k])
+		}
 	}
-	if c.Deliver+c.DeliverNoAck+c.Get+c.GetNoAck+c.GetEmpty+c.Ack > 0 {
-		add("deliver", c.Deliver)
-		add("deliver_no_ack", c.DeliverNoAck)
-		add("get", c.Get)
-		add("get_no_ack", c.GetNoAck)
-		add("get_empty", c.GetEmpty)
-		add("redeliver", c.Redeliver)
-		add("ack", c.Ack)
-		add("deliver_get", c.Deliver+c.DeliverNoAck+c.Get+c.GetNoAck)
+	if vals["publish"] > 0 {
+		add(publishKeys)
+	}
+	if vals["deliver_get"]+vals["get_empty"]+vals["ack"] > 0 {
+		add(consumeKeys)
 	}
 	return m
 }
 
-// channelItem is a channel as /api/channels lists it.
-func (h *Handler) channelItem(c *broker.ChannelInfo) item {
+// The channel counters' names in message_stats.
+var (
+	publishKeys = []string{"publish", "confirm", "return_unroutable", "drop_unroutable"}
+	consumeKeys = []string{"deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "redeliver", "ack", "deliver_get"}
+)
+
+// counterValues are a channel's counters by their message_stats names.
+func counterValues(c broker.ChannelCounters) map[string]uint64 {
+	return map[string]uint64{
+		"publish": c.Publish, "confirm": c.Confirm, "return_unroutable": c.ReturnUnroutable,
+		"drop_unroutable": c.DropUnroutable, "deliver": c.Deliver, "deliver_no_ack": c.DeliverNoAck,
+		"get": c.Get, "get_no_ack": c.GetNoAck, "get_empty": c.GetEmpty, "redeliver": c.Redeliver,
+		"ack": c.Ack, "deliver_get": c.Deliver + c.DeliverNoAck + c.Get + c.GetNoAck,
+	}
+}
+
+// channelItem is a channel as /api/channels lists it, with its
+// counters' values and rates (chanRates.sample).
+func (h *Handler) channelItem(c *broker.ChannelInfo, vals map[string]uint64, rates map[string]float64) item {
 	peerHost, peerPort := splitAddr(c.Conn.Peer)
 	return item{
 		"name": c.Name, "number": int(c.Number), "node": h.node, "user": c.Conn.User,
@@ -52,7 +64,7 @@ func (h *Handler) channelItem(c *broker.ChannelInfo) item {
 		"acks_uncommitted": c.UncommittedAcks, "pending_raft_commands": 0,
 		"confirm": c.Confirm, "transactional": c.Transactional,
 		"reductions": 0, "reductions_details": rate(0),
-		"message_stats": channelStats(c.Counters),
+		"message_stats": channelStats(vals, rates),
 	}
 }
 
@@ -95,6 +107,7 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		return errNotFound()
 	}
 	all := h.srv.Channels()
+	vals, rates := h.rates.sample(time.Now(), h.srv.StatsInterval(), all)
 	if conn != nil {
 		found := false
 		for _, c := range h.srv.Connections() {
@@ -109,7 +122,7 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		for i := range all {
 			c := &all[i]
 			if rq.seesChannel(c) && (vhost == nil || c.Conn.VHost == *vhost) && (conn == nil || c.Conn.Name == *conn) {
-				items = append(items, h.channelItem(c))
+				items = append(items, h.channelItem(c, vals[i], rates[i]))
 			}
 		}
 		return rq.reply(items)
@@ -122,7 +135,7 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		if c.Name != s[1] || !rq.seesChannel(c) {
 			continue
 		}
-		it := h.channelItem(c)
+		it := h.channelItem(c, vals[i], rates[i])
 		// One channel also has its consumers and, in RabbitMQ, the
 		// per-exchange and per-queue stats (not kept here: empty).
 		details := []item{}

@@ -350,3 +350,46 @@ func jsonNum(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A channel's message rates: above 0 while it publishes, back to 0 once
+// it has stopped for a sampling interval (100 ms here).
+func TestChannelsRates(t *testing.T) {
+	a := startAPI(t)
+	_, ch := dial(t, a.amqp)
+	if _, err := ch.QueueDeclare("rated", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	rateOf := func(l []map[string]any) float64 {
+		if len(l) != 1 {
+			return -1
+		}
+		return num(l[0], "message_stats.publish_details.rate")
+	}
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if err := ch.Publish("", "rated", false, false, amqp.Publishing{Body: []byte("m")}); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	l := pollList(t, a, "guest", "guest", "/channels", func(l []map[string]any) bool { return rateOf(l) > 0 })
+	published := num(l[0], "message_stats.publish")
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := rateOf(l); r > published*10 {
+		t.Errorf("rate %v for %v messages in at most 10 s", r, published)
+	}
+	pollList(t, a, "guest", "guest", "/channels", func(l []map[string]any) bool { return rateOf(l) == 0 })
+}

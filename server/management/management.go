@@ -70,6 +70,8 @@ type Handler struct {
 	cluster string
 	ls      []Listener
 	started time.Time
+	// rates samples the channels' counters (chanrates.go).
+	rates chanRates
 }
 
 // New makes the API's handler over o.Server.
