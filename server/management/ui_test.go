@@ -120,7 +120,9 @@ func uiPoll[T any](t *testing.T, e *uiEnv, what, expr string) T {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
 	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Poll[T](expr, chromedp.WithPollingTimeout(14*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
+	// An expression that throws (an element not rendered yet) is falsy.
+	safe := fmt.Sprintf("(() => { try { return (%s); } catch (e) { return false; } })()", expr)
+	v, err := chromedp.Run(ctx, chromedp.Poll[T](safe, chromedp.WithPollingTimeout(14*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
 	if err != nil {
 		msg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`(document.querySelector('#toast:not([hidden])')||{}).textContent||''`))
 		dbg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('svg[data-chart]')].map(s => s.dataset.chart + ' ' + s.dataset.points + ' ' + [...s.querySelectorAll('polyline')].map(p => p.dataset.series + '=' + p.dataset.last).join(',')).join('; ')`))
@@ -143,8 +145,13 @@ func uiJS[T any](t *testing.T, e *uiEnv, expr string) T {
 // open goes to a hash route and waits for its page.
 func (e *uiEnv) open(t *testing.T, route, page string) {
 	t.Helper()
-	uiJS[any](t, e, fmt.Sprintf(`location.hash = %q; null`, route))
-	uiPoll[bool](t, e, "open "+route, fmt.Sprintf(`!!document.querySelector('#main .page[data-page=%q]')`, page))
+	// The page shown now is marked stale, so the wait is for the new one
+	// (hashchange fires after this returns; an unchanged hash, none).
+	uiJS[any](t, e, fmt.Sprintf(`(r => {
+		document.querySelectorAll('#main .page').forEach(p => p.dataset.stale = '1');
+		if (location.hash === r) window.dispatchEvent(new HashChangeEvent('hashchange')); else location.hash = r;
+	})(%q); null`, route))
+	uiPoll[bool](t, e, "open "+route, fmt.Sprintf(`!!document.querySelector('#main .page[data-page=%q]:not([data-stale])')`, page))
 }
 
 // shot saves a screenshot of the page as docs/ui/name.png when
@@ -581,6 +588,7 @@ func TestUIBrowser(t *testing.T) {
 		if d := uiJS[string](t, e, `document.querySelector('#connection-details').textContent`); !strings.Contains(d, "ui-consumer") || !strings.Contains(d, "PLAIN") {
 			t.Errorf("ui-consumer's details: %q", d)
 		}
+		e.shot(t, "connection")
 		e.open(t, "#/connections", "connections")
 		uiPoll[bool](t, e, "three listed again", `document.querySelector('#connections-count').textContent === '3 of 3 items'`)
 		e.step(t, "close", chromedp.Click(chromedp.CSS(row+" button.close-connection")), chromedp.Click(chromedp.CSS(row+" button.close-connection")))

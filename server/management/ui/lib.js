@@ -154,8 +154,11 @@ export function confirmButton(label, confirmLabel, action, attrs = {}) {
 }
 
 export function table(headers, rows, attrs = {}) {
+  // A header is right-aligned over a column of numbers.
+  const first = rows[0] && rows[0].children;
+  const num = i => !!(first && first[i] && first[i].classList.contains('num'));
   return el('table', attrs,
-    el('thead', {}, el('tr', {}, headers.map(h => typeof h === 'string' ? el('th', {}, h) : h))),
+    el('thead', {}, el('tr', {}, headers.map((h, i) => typeof h === 'string' ? el('th', { class: num(i) ? 'num' : null }, h) : h))),
     el('tbody', {}, rows));
 }
 
