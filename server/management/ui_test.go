@@ -518,6 +518,9 @@ func TestUIBrowser(t *testing.T) {
 	t.Run("QueueActions", func(t *testing.T) {
 		e.open(t, "#/queues/%2F/orders", "queue")
 		uiPoll[bool](t, e, "total", `document.querySelector('#q-total .v').textContent === '7'`)
+		if title := uiJS[string](t, e, `document.title`); title != "orders · Queues · AMQP-Go" {
+			t.Errorf("title %q", title)
+		}
 		uiPoll[bool](t, e, "queue chart", `(c => c && c.dataset.points >= 2 && Number(c.querySelector('polyline[data-series=ready]').dataset.last) === 7)(document.querySelector('svg[data-chart="queue-counts:%2F/orders"]'))`)
 		// Peek at two messages; they stay in the queue.
 		e.step(t, "get", chromedp.SetValue(chromedp.CSS("#get-count"), "2"), chromedp.Click(chromedp.CSS("#get-submit")))

@@ -66,10 +66,11 @@ async function navigate() {
     const m = raw.match(re);
     if (!m) continue;
     for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.textContent === nav);
+    const params = m.slice(1).map(decodeURIComponent);
+    document.title = [params.at(-1), nav, 'AMQP-Go'].filter(Boolean).join(' · ');
     main.replaceChildren(el('p', { class: 'muted' }, 'Loading…'));
     const gen = generation;
     try {
-      const params = m.slice(1).map(decodeURIComponent);
       const content = el('div', { class: 'page', dataset: { page: page.name || nav } });
       const r = await page.mount(content, params);
       if (gen !== generation) return;
