@@ -486,6 +486,16 @@ func TestUIBrowser(t *testing.T) {
 			t.Errorf("jobs row: %q (want redelivered and oldest unacked)", cells)
 		}
 		e.shot(t, "queues")
+		// Add a queue with arguments: numbers typed as numbers.
+		e.step(t, "add queue", chromedp.SendKeys(chromedp.CSS("#add-queue-name"), "ui-q"),
+			chromedp.SendKeys(chromedp.CSS("#add-queue-args"), "x-max-length=10, x-overflow=reject-publish"),
+			chromedp.Click(chromedp.CSS("#add-queue button[type=submit]")))
+		e.waitAPI(t, "declared", "/queues/%2F/ui-q", func(code int, v any) bool {
+			m, _ := v.(map[string]any)
+			args, _ := m["arguments"].(map[string]any)
+			return code == 200 && m["durable"] == true && args["x-max-length"] == 10.0 && args["x-overflow"] == "reject-publish"
+		})
+		uiPoll[bool](t, e, "listed", fmt.Sprintf(`document.querySelector('#queues-count').textContent === '%d of %d items'`, n+1, n+1))
 	})
 
 	t.Run("Storage", func(t *testing.T) {
