@@ -51,9 +51,16 @@ type conn struct {
 	flowTimer *time.Timer
 
 	// outMu guards the output buffer and the confirm flush list.
-	outMu        sync.Mutex
-	out          []byte
-	spare        []byte
+	outMu sync.Mutex
+	out   []byte
+	spare []byte
+	// refs are the large bodies of deliveries that go out by writev
+	// (net.Buffers) from the message itself instead of being copied into
+	// out: each is written after out[:at]. Only on a TCP socket (vec):
+	// TLS would make each buffer a record of its own.
+	refs         []outRef
+	spareRefs    []outRef
+	vec          bool
 	confirmChans []*channel
 	outClosed    bool
 	outBytes     atomic.Int64
@@ -89,12 +96,46 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{
+	c := &conn{
 		srv: s, nc: nc,
 		fr:       amqp.NewFrameReader(nc, s.cfg.ReadBufferSize),
 		logger:   s.logger.With("peer", nc.RemoteAddr().String()),
 		frameMax: amqp.FrameMinSize, channels: map[uint16]*channel{},
 		wake: make(chan struct{}, 1), done: make(chan struct{}), stop: make(chan struct{}),
+	}
+	c.fr.SetBodySink(c)
+	_, c.vec = nc.(*net.TCPConn)
+	return c
+}
+
+// outRef is a body frame's payload written in place: after out[:at].
+type outRef struct {
+	at int
+	b  []byte
+}
+
+// vecMin is the smallest body written in place rather than copied.
+const vecMin = 8 << 10
+
+// appendBodyLocked appends body as body frames of at most frame_max
+// bytes: copied into out, or, for a large body on a TCP socket, as frame
+// headers and ends in out around references to the body itself.
+func (c *conn) appendBodyLocked(ch uint16, body []byte) {
+	if !c.vec || len(body) < vecMin {
+		c.out = amqp.AppendBodyFrames(c.out, ch, body, c.frameMax)
+		return
+	}
+	chunk := len(body)
+	if c.frameMax != 0 {
+		chunk = min(chunk, int(max(c.frameMax, amqp.FrameMinSize))-8)
+	}
+	for len(body) > 0 {
+		n := min(chunk, len(body))
+		c.out = append(c.out, amqp.FrameBody, byte(ch>>8), byte(ch), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		c.refs = append(c.refs, outRef{at: len(c.out), b: body[:n]})
+		c.out = append(c.out, amqp.FrameEnd)
+		c.outBytes.Add(int64(n))
+		body = body[n:]
 	}
 }
 
@@ -124,7 +165,7 @@ func (c *conn) appendMethodLocked(ch uint16, m amqp.Method) {
 func (c *conn) appendContentLocked(ch uint16, m *Message) {
 	n := len(c.out)
 	c.out = amqp.AppendHeaderFrame(c.out, ch, amqp.ClassBasic, uint64(len(m.Body)), m.Properties)
-	c.out = amqp.AppendBodyFrames(c.out, ch, m.Body, c.frameMax)
+	c.appendBodyLocked(ch, m.Body)
 	c.outBytes.Add(int64(len(c.out) - n))
 }
 
@@ -146,7 +187,8 @@ func (c *conn) appendDeliveryLocked(ch uint16, m *Message, deliveries uint16) {
 		c.appendContentLocked(ch, m)
 		return
 	}
-	c.out = amqp.AppendBodyFrames(out, ch, m.Body, c.frameMax)
+	c.out = out
+	c.appendBodyLocked(ch, m.Body)
 	c.outBytes.Add(int64(len(c.out) - n))
 }
 
@@ -199,8 +241,10 @@ func (c *conn) queueConfirms(ch *channel) {
 }
 
 // writeLoop is the writer goroutine: it swaps out the output buffer, adds
-// pending confirms, and writes the whole batch with one syscall.
+// pending confirms, and writes the whole batch with one syscall (write,
+// or writev when large bodies are written in place).
 func (c *conn) writeLoop() {
+	var bufs net.Buffers
 	var hb <-chan time.Time
 	if c.heartbeat > 0 {
 		t := time.NewTicker(c.heartbeat / 2)
@@ -224,14 +268,17 @@ func (c *conn) writeLoop() {
 			final = true
 		}
 		c.outMu.Lock()
-		buf := c.out
-		c.out = c.spare[:0]
-		c.spare = nil
+		buf, refs := c.out, c.refs
+		c.out, c.refs = c.spare[:0], c.spareRefs[:0]
+		c.spare, c.spareRefs = nil, nil
 		confirms = append(confirms[:0], c.confirmChans...)
 		clear(c.confirmChans)
 		c.confirmChans = c.confirmChans[:0]
 		c.outMu.Unlock()
 		queued := int64(len(buf))
+		for _, r := range refs {
+			queued += int64(len(r.b))
+		}
 		for _, ch := range confirms {
 			buf = ch.appendConfirms(buf)
 		}
@@ -241,7 +288,16 @@ func (c *conn) writeLoop() {
 			// A client that stops reading must not pin this goroutine,
 			// the socket and the buffer for ever (RabbitMQ's send_timeout).
 			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.SendTimeout))
-			if _, err := c.nc.Write(buf); err != nil {
+			var err error
+			if len(refs) == 0 {
+				_, err = c.nc.Write(buf)
+			} else {
+				bufs = gather(bufs[:0], buf, refs)
+				v := bufs // WriteTo consumes its receiver
+				_, err = v.WriteTo(c.nc)
+				clear(bufs)
+			}
+			if err != nil {
 				if ne, ok := err.(net.Error); ok && ne.Timeout() {
 					c.logger.Info("closing connection: client stopped reading", "send_timeout", c.srv.cfg.SendTimeout)
 				}
@@ -253,8 +309,12 @@ func (c *conn) writeLoop() {
 		if cap(buf) > 8<<20 {
 			buf = nil // don't pin a burst's buffer forever
 		}
+		clear(refs) // the bodies are written: don't pin them
+		if cap(refs) > 4096 {
+			refs, bufs = nil, nil
+		}
 		c.outMu.Lock()
-		c.spare = buf[:0]
+		c.spare, c.spareRefs = buf[:0], refs[:0]
 		if final {
 			c.outClosed = true
 		}
@@ -268,6 +328,17 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// gather lists what the writer writes in order: out with each ref's
+// bytes at its place.
+func gather(dst net.Buffers, out []byte, refs []outRef) net.Buffers {
+	prev := 0
+	for _, r := range refs {
+		dst = append(dst, out[prev:r.at], r.b)
+		prev = r.at
+	}
+	return append(dst, out[prev:])
 }
 
 // wakeConsumers signals the queue of every consumer on this connection.

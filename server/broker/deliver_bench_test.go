@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"fmt"
 	"net"
 	"net/url"
 	"sync/atomic"
@@ -31,13 +32,28 @@ func BenchmarkPublishDeliver(b *testing.B) {
 		{"persistent-ack-every-50", false, true, false}} {
 		b.Run(c.name+"/1000B", func(b *testing.B) { benchPublishDeliver(b, 1000, c.noAck, c.persistent, c.ackEach) })
 	}
+	// Large bodies (issue 12): transient and persistent, acked in
+	// batches, at the default frame_max (131072), so a 1 MB body is 9
+	// body frames each way.
+	for _, c := range []struct {
+		name       string
+		persistent bool
+	}{{"ack-every-50", false}, {"persistent-ack-every-50", true}} {
+		for _, size := range []int{64 << 10, 1 << 20} {
+			b.Run(fmt.Sprintf("%s/%dKB", c.name, size>>10), func(b *testing.B) { benchPublishDeliver(b, size, false, c.persistent, false) })
+		}
+	}
 }
 
 // benchPublishDeliver: persistent publishes go to a durable queue on the
 // file store (segment log without fsync, so the figure is the broker's
 // work, not the disk's).
 func benchPublishDeliver(b *testing.B, size int, noAck, persistent, ackEach bool) {
-	const window, batch, ackEvery = 2000, 50, 50
+	const ackEvery = 50
+	// At most 2,000 messages or 16 MB in flight, written 50 messages or
+	// 4 MB at a time.
+	window := int64(min(2000, max(4, (16<<20)/size)))
+	batch := min(50, max(1, (4<<20)/size))
 	cfg := broker.Config{}
 	props := &wire.Properties{}
 	if persistent {

@@ -30,6 +30,8 @@ type RawOptions struct {
 	RecvBuffer int
 	// Heartbeat is sent in tune-ok (0: off).
 	Heartbeat uint16
+	// FrameMax is sent in tune-ok (0: the server's offer).
+	FrameMax uint32
 	// VHost overrides the URL's vhost.
 	VHost string
 	// Password overrides the URL's password.
@@ -110,7 +112,11 @@ func RawHandshake(t testing.TB, rawurl string, o RawOptions) (*RawConn, *wire.Co
 	if !ok {
 		return r, start
 	}
-	r.Send(0, &wire.ConnectionTuneOk{ChannelMax: tune.ChannelMax, FrameMax: tune.FrameMax, Heartbeat: o.Heartbeat})
+	frameMax := tune.FrameMax
+	if o.FrameMax != 0 {
+		frameMax = o.FrameMax
+	}
+	r.Send(0, &wire.ConnectionTuneOk{ChannelMax: tune.ChannelMax, FrameMax: frameMax, Heartbeat: o.Heartbeat})
 	if o.NoOpen {
 		return r, start
 	}

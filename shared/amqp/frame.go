@@ -34,10 +34,33 @@ type Frame struct {
 // FrameReader reads frames from a connection through its own read buffer.
 // It is not safe for concurrent use.
 type FrameReader struct {
-	br  *readBuffer
-	max uint32
-	big []byte // buffer for frames larger than br's buffer
+	br   *readBuffer
+	max  uint32
+	big  []byte // buffer for frames larger than br's buffer
+	sink BodySink
 }
+
+// BodySink lets the owner of a FrameReader take body frames straight into
+// its own buffers: a large body's bytes then go from the socket to where
+// they stay, without passing through the reader's buffer.
+type BodySink interface {
+	// BodyBuffer returns where the payload of the body frame just
+	// announced belongs: exactly size bytes, or nil to have ReadFrame
+	// return it in the reader's own buffer as usual. It is called once
+	// the frame's header has passed the size checks, before its payload
+	// is read; the returned bytes are overwritten even if the frame then
+	// turns out malformed (a connection error).
+	BodyBuffer(channel uint16, size int) []byte
+}
+
+// SetBodySink makes ReadFrame read body frames of at most MaxSinkFrame
+// payload bytes into what s.BodyBuffer returns (nil: none). Such a frame's
+// Payload is then that slice.
+func (fr *FrameReader) SetBodySink(s BodySink) { fr.sink = s }
+
+// MaxSinkFrame is the largest body frame payload ReadFrame asks a BodySink
+// for; larger frames are read as usual.
+const MaxSinkFrame = largeKeep
 
 // NewFrameReader returns a FrameReader reading from r through a buffer of
 // up to bufSize bytes (at least FrameMinSize). The buffer starts small and
@@ -185,6 +208,11 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 			"FRAME_ERROR - frame size %d > maximum frame size %d (type %d, channel %d)", total, AbsoluteMaxFrame, typ, channel)}
 	}
 
+	if typ == FrameBody && fr.sink != nil && size > 0 && size <= MaxSinkFrame {
+		if dst := fr.sink.BodyBuffer(channel, int(size)); len(dst) == int(size) {
+			return fr.readInto(dst, typ, channel, size)
+		}
+	}
 	var payload []byte
 	if total <= uint64(fr.br.Size()) {
 		buf, err := fr.br.Peek(int(total))
@@ -212,6 +240,43 @@ func (fr *FrameReader) ReadFrame() (Frame, error) {
 		payload = buf[:size:size]
 	}
 	return Frame{Type: typ, Channel: channel, Payload: payload}, nil
+}
+
+// readInto reads the payload of the frame whose header is next in the
+// buffer into dst (len(dst) == size): the buffered part is copied, the rest
+// read from the connection straight into dst. A frame that is all
+// buffered is checked before anything is consumed, as in ReadFrame.
+func (fr *FrameReader) readInto(dst []byte, typ uint8, channel uint16, size uint32) (Frame, error) {
+	total := int(size) + frameOverhead
+	if fr.br.Buffered() >= total {
+		buf, _ := fr.br.Peek(total) // buffered: cannot fail
+		if end := buf[total-1]; end != FrameEnd {
+			return Frame{}, badFrameEnd(end, typ, channel, size)
+		}
+		copy(dst, buf[7:7+size])
+		_, _ = fr.br.Discard(total)
+		return Frame{Type: typ, Channel: channel, Payload: dst}, nil
+	}
+	_, _ = fr.br.Discard(7)
+	// readBuffer.Read serves what is buffered, then reads into dst.
+	if _, err := io.ReadFull(fr.br, dst); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	end, err := fr.br.Peek(1)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	if end[0] != FrameEnd {
+		return Frame{}, badFrameEnd(end[0], typ, channel, size)
+	}
+	_, _ = fr.br.Discard(1)
+	return Frame{Type: typ, Channel: channel, Payload: dst}, nil
 }
 
 func badFrameEnd(end, typ uint8, channel uint16, size uint32) error {
