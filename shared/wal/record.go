@@ -168,6 +168,26 @@ func finishRecord(buf []byte, start int) []byte {
 // set) to buf and returns the extended buffer: version 2 if m.Meta is set,
 // else version 1.
 func AppendMessageRecord(buf []byte, m *Message) []byte {
+	buf, start := appendMessageHead(buf, m)
+	buf = append(buf, m.Body...)
+	return finishRecord(buf, start)
+}
+
+// appendMessageRecordHead appends m's message record without its body,
+// which the caller writes right after: the header's length and CRC cover
+// the body too.
+func appendMessageRecordHead(buf []byte, m *Message) []byte {
+	buf, start := appendMessageHead(buf, m)
+	head := buf[start+RecordHeaderSize:]
+	binary.LittleEndian.PutUint32(buf[start:], uint32(len(head)+len(m.Body)))
+	crc := crc32.Update(crc32.Checksum(head, castagnoli), castagnoli, m.Body)
+	binary.LittleEndian.PutUint32(buf[start+4:], crc)
+	return buf
+}
+
+// appendMessageHead appends a message record's header placeholder and its
+// fields up to the body, and returns where the record starts.
+func appendMessageHead(buf []byte, m *Message) ([]byte, int) {
 	ver := messageVersion(m)
 	buf, start := beginRecord(buf, RecordMessage, ver)
 	buf = binary.AppendUvarint(buf, m.ID)
@@ -184,8 +204,7 @@ func AppendMessageRecord(buf []byte, m *Message) []byte {
 	buf = append(buf, m.RoutingKey...)
 	buf = binary.AppendUvarint(buf, uint64(len(m.Properties)))
 	buf = append(buf, m.Properties...)
-	buf = append(buf, m.Body...)
-	return finishRecord(buf, start)
+	return buf, start
 }
 
 // AppendAckRecord appends an ack record for queue q to buf.
