@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 	"github.com/amqp-go/amqp-go/shared/wal"
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // definitions persists durable exchanges, queues and bindings in Badger, so
@@ -32,6 +35,10 @@ import (
 // vhost's destination index lists) without iterating the others.
 type definitions struct {
 	db *badger.DB
+	// compacting is set while a compaction runs (compactIfNeeded);
+	// close waits for it.
+	compacting  atomic.Bool
+	compactions sync.WaitGroup
 }
 
 // openDefinitions opens the store in dir. Badger creates its files 0666
@@ -55,7 +62,18 @@ func openDefinitions(dir string) (*definitions, error) {
 		WithMemTableSize(8 << 20).
 		WithValueLogFileSize(16 << 20).
 		WithNumMemtables(2).
-		WithBlockCacheSize(4 << 20).
+		// Idle cost (issue 12): each of Badger's compactors polls every
+		// 50 ms, which was most of an idle broker's CPU, and a block
+		// cache runs goroutines with their own tickers. So no
+		// compactor runs: compactIfNeeded compacts after the writes
+		// that leave level 0 with compactAtL0 tables. The store's few
+		// blocks need no cache once uncompressed (Badger requires one
+		// for compressed tables; tables written compressed before
+		// still read).
+		WithNumCompactors(0).
+		WithNumLevelZeroTables(2). // Flatten compacts a level 0 of more tables than this
+		WithCompression(options.None).
+		WithBlockCacheSize(0).
 		WithIndexCacheSize(0)
 	db, err := badger.Open(opts)
 	if err != nil {
@@ -65,10 +83,44 @@ func openDefinitions(dir string) (*definitions, error) {
 		db.Close()
 		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
 	}
-	return &definitions{db: db}, nil
+	d := &definitions{db: db}
+	d.compactIfNeeded() // tables left by a server without this rule
+	return d, nil
 }
 
-func (d *definitions) close() error { return d.db.Close() }
+func (d *definitions) close() error {
+	d.compactions.Wait()
+	return d.db.Close()
+}
+
+// compactAtL0 is the number of level-0 tables (one per memtable flush)
+// that starts a compaction: well below Badger's write stall at 15
+// (NumLevelZeroTablesStall), and more than NumLevelZeroTables, below which
+// Flatten leaves a store that is all in level 0 as it is.
+const compactAtL0 = 4
+
+// update is db.Update followed by the compaction check.
+func (d *definitions) update(fn func(txn *badger.Txn) error) error {
+	err := d.db.Update(fn)
+	d.compactIfNeeded()
+	return err
+}
+
+// compactIfNeeded starts a compaction of the whole store (Flatten), in a
+// goroutine of its own and one at a time, once level 0 holds
+// compactAtL0 tables. Every write to the store calls it after its
+// commit; it costs a look at the level sizes.
+func (d *definitions) compactIfNeeded() {
+	if lv := d.db.Levels(); len(lv) == 0 || lv[0].NumTables < compactAtL0 || !d.compacting.CompareAndSwap(false, true) {
+		return
+	}
+	d.compactions.Add(1)
+	go func() {
+		defer d.compactions.Done()
+		defer d.compacting.Store(false)
+		_ = d.db.Flatten(1) // a failure leaves level 0 as it was: the next write retries
+	}()
+}
 
 func key(parts ...string) []byte {
 	var k []byte
@@ -97,7 +149,7 @@ func splitKey(k []byte) ([]string, error) {
 // records of a deleted queue can never be mistaken for a new one's.
 func (d *definitions) nextQueueID() (uint64, error) {
 	var id uint64
-	err := d.db.Update(func(txn *badger.Txn) error {
+	err := d.update(func(txn *badger.Txn) error {
 		k := key("m", "next-queue-id")
 		id = 1
 		if it, err := txn.Get(k); err == nil {
@@ -120,7 +172,7 @@ func (d *definitions) nextQueueID() (uint64, error) {
 
 func (d *definitions) put(k []byte, t amqp.Table) error {
 	v := amqp.AppendTable(nil, t)
-	return d.db.Update(func(txn *badger.Txn) error { return txn.Set(k, v) })
+	return d.update(func(txn *badger.Txn) error { return txn.Set(k, v) })
 }
 
 func (d *definitions) putExchange(vhost string, x *Exchange) error {
@@ -169,7 +221,9 @@ func (d *definitions) deleteKeys(keys ...[]byte) error {
 				return err
 			}
 		}
-		if err := txn.Commit(); err != nil {
+		err := txn.Commit()
+		d.compactIfNeeded()
+		if err != nil {
 			return err
 		}
 		keys = keys[n:]
@@ -261,7 +315,7 @@ func (d *definitions) putSecurity(sd *security.Definitions) error {
 	if err != nil {
 		return err
 	}
-	return d.db.Update(func(txn *badger.Txn) error { return txn.Set(securityKey, v) })
+	return d.update(func(txn *badger.Txn) error { return txn.Set(securityKey, v) })
 }
 
 // getSecurity reads the stored security state; found is false on a first

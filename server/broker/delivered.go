@@ -24,7 +24,7 @@ import (
 // delivered comes back flagged redelivered, which AMQP allows ("may have
 // been delivered"); a delivered one never comes back unflagged.
 type deliveredMark struct {
-	db       *badger.DB
+	defs     *definitions
 	interval time.Duration
 	// guard, if set, is asked before each Badger write; an error skips it
 	// (Server.guardDefinitions: no writes on a nearly full disk).
@@ -66,8 +66,8 @@ func loadDelivered(db *badger.DB) (uint64, error) {
 	return v, err
 }
 
-func newDeliveredMark(db *badger.DB, start uint64, interval time.Duration, guard func() error) *deliveredMark {
-	d := &deliveredMark{db: db, interval: interval, guard: guard, stop: make(chan struct{}), done: make(chan struct{})}
+func newDeliveredMark(defs *definitions, start uint64, interval time.Duration, guard func() error) *deliveredMark {
+	d := &deliveredMark{defs: defs, interval: interval, guard: guard, stop: make(chan struct{}), done: make(chan struct{})}
 	d.bound.Store(start)
 	d.delivered.Store(start)
 	d.lastSeen = start
@@ -112,7 +112,7 @@ func (d *deliveredMark) raise(to uint64) error {
 		}
 	}
 	v := binary.BigEndian.AppendUint64(nil, to)
-	if err := d.db.Update(func(txn *badger.Txn) error { return txn.Set(deliveredKey, v) }); err != nil {
+	if err := d.defs.update(func(txn *badger.Txn) error { return txn.Set(deliveredKey, v) }); err != nil {
 		return err
 	}
 	d.bound.Store(to)

@@ -86,7 +86,7 @@ func Open(cfg Config) (*Server, error) {
 	if interval <= 0 {
 		interval = time.Second
 	}
-	s.delivered = newDeliveredMark(defs.db, bound, interval, s.guardDefinitions)
+	s.delivered = newDeliveredMark(defs, bound, interval, s.guardDefinitions)
 	return s, nil
 }
 
