@@ -127,3 +127,24 @@ func TestNackEveryRequeues(t *testing.T) {
 		}
 	}
 }
+
+// Fast buffered producers into a queue with a slow consumer: the broker
+// throttles the publishers (flow control) and holds their unread publishes
+// when the run stops. The run still ends cleanly and promptly: connections
+// are closed all at once (the consumer's going lets the broker read the
+// publishers again), not one close timeout after another.
+func TestBufferedStopUnderFlowControl(t *testing.T) {
+	q := fmt.Sprintf("perftest-flow-%d", time.Now().UnixNano())
+	start := time.Now()
+	res, _, err := run(t, context.Background(), "--client", "buffered", "-x", "4", "-y", "1", "-u", q,
+		"-R", "200", "-q", "10", "-z", "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 2*time.Second+stopGrace+closeTimeout+2*time.Second {
+		t.Errorf("run took %v", took)
+	}
+	if res.Sent <= res.Received || res.Received == 0 || len(res.Errors) != 0 {
+		t.Fatalf("result: %+v", res)
+	}
+}

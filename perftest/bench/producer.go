@@ -180,6 +180,7 @@ func (p *producer) closeDeadline(t time.Time) {
 // cut closes the producer's socket under it.
 func (p *producer) cut() {
 	if p.w != nil {
+		p.w.closing.Store(true) // the write error this causes is not the broker's
 		_ = p.w.nc.Close()
 		return
 	}
@@ -241,6 +242,9 @@ func (p *producer) acquire(timer **time.Timer) error {
 
 var errStopped = fmt.Errorf("stopped")
 
+// rateSlack is how early a buffered producer may publish under -r.
+const rateSlack = 100 * time.Microsecond
+
 func (p *producer) run(start time.Time) {
 	defer close(p.done)
 	defer p.finished.Store(true)
@@ -263,7 +267,9 @@ func (p *producer) run(start time.Time) {
 		}
 		if interval > 0 {
 			due := start.Add(time.Duration(float64(seq) * interval))
-			if d := time.Until(due); d > 0 {
+			// A buffered producer publishes up to rateSlack early rather than
+			// sleep (and flush) before every message at high rates.
+			if d := time.Until(due); d > 0 && (p.bp == nil || d > rateSlack) {
 				if err := p.flush(); err != nil {
 					p.r.fail(fmt.Errorf("producer #%d: publish: %w", p.idx, err))
 					break

@@ -119,27 +119,44 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	<-repDone
 	// A producer can be stuck in a socket write while the broker applies
 	// back-pressure; give it a moment, then cut its socket.
+	// The timer fires once: after it, every producer still stuck is cut at
+	// once.
 	grace := time.NewTimer(stopGrace)
+	expired := false
 	for _, p := range r.producers {
+		if !expired {
+			select {
+			case <-p.loopDone:
+				continue
+			case <-grace.C:
+				expired = true
+			}
+		}
 		select {
 		case <-p.loopDone:
-		case <-grace.C:
+		default:
 			p.cut()
 		}
 	}
 	grace.Stop()
-	// Close the producers' connections before anything is deleted: closing
-	// waits for the broker to process everything published before.
+	// Close every connection before anything is deleted: a producer's close
+	// waits for the broker to process everything published before. They are
+	// closed all at once: a broker that stops reading a publisher while its
+	// queue has consumers and a backlog (flow control) reads it again once
+	// the consumers have gone, and closing one after another could wait the
+	// close timeout for each.
+	var closing sync.WaitGroup
 	for _, p := range r.producers {
 		<-p.done
 		p.closing.Store(true)
-		p.closeDeadline(time.Now().Add(closeTimeout))
+		closing.Go(func() { p.closeDeadline(time.Now().Add(closeTimeout)) })
 	}
 	for _, c := range r.consumers {
 		<-c.done
 		c.closing.Store(true)
-		c.closeDeadline(time.Now().Add(closeTimeout))
+		closing.Go(func() { c.closeDeadline(time.Now().Add(closeTimeout)) })
 	}
+	closing.Wait()
 	fmt.Fprintf(out, "id: %s, test stopped (%s)\n", cfg.ID, reason)
 
 	res := r.result(stopped.Sub(start), reason, complete)

@@ -53,7 +53,7 @@ const wireChannel = 1
 // before the producer blocks (confirm window, rate limit, end of run).
 const (
 	flushBytes = 64 << 10
-	flushAge   = 500 * time.Microsecond
+	flushAge   = 200 * time.Microsecond
 )
 
 // dialWire opens a connection and channel 1 on it, as amqp091-go would for
