@@ -38,7 +38,12 @@ func startDurable(t *testing.T, cfg Config) (*Server, *amqp.Connection) {
 // blocks publishers.
 func TestLogFailureNacksAndRaisesAlarm(t *testing.T) {
 	fsys := wal.NewMemFS()
-	_, conn := startDurable(t, Config{logFS: fsys})
+	s, conn := startDurable(t, Config{logFS: fsys})
+	// The failure's alarm lasts until a restart, and a publishing
+	// connection held by an alarm is not read, so its client's
+	// connection.close would wait for ever (as with RabbitMQ's blocked
+	// connections): the server goes first, ending the connection.
+	defer s.Close()
 	blocked := conn.NotifyBlocked(make(chan amqp.Blocking, 2))
 	ch, err := conn.Channel()
 	if err != nil {
