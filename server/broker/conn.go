@@ -90,6 +90,9 @@ type conn struct {
 	wake chan struct{} // writer wake-up, capacity 1
 	done chan struct{} // closed by the reader when the connection ends
 
+	// hb is the connection's place in the server's heartbeat rounds.
+	hb hbState
+
 	// info is what the management API shows of the connection, published
 	// once its handshake has succeeded (nil before), immutable after.
 	info atomic.Pointer[ConnInfo]
@@ -245,11 +248,10 @@ func (c *conn) queueConfirms(ch *channel) {
 // or writev when large bodies are written in place).
 func (c *conn) writeLoop() {
 	var bufs net.Buffers
-	var hb <-chan time.Time
 	if c.heartbeat > 0 {
-		t := time.NewTicker(c.heartbeat / 2)
-		defer t.Stop()
-		hb = t.C
+		// The server's heartbeat rounds kick this writer when one is due.
+		c.srv.heartbeats.add(c)
+		defer c.srv.heartbeats.remove(c)
 	}
 	wrote := false
 	var confirms []*channel
@@ -257,15 +259,16 @@ func (c *conn) writeLoop() {
 		final := false
 		select {
 		case <-c.wake:
-		case <-hb:
+		case <-c.done:
+			final = true
+		}
+		if c.hb.due.Swap(false) {
 			if !wrote {
 				c.outMu.Lock()
 				c.out = amqp.AppendHeartbeatFrame(c.out)
 				c.outMu.Unlock()
 			}
 			wrote = false
-		case <-c.done:
-			final = true
 		}
 		c.outMu.Lock()
 		buf, refs := c.out, c.refs

@@ -194,6 +194,8 @@ type Server struct {
 	// sec answers who may do what (cfg.Security).
 	sec  *security.Store
 	defs *definitions // nil without a data directory
+	// heartbeats sends the connections' heartbeats (heartbeats.go).
+	heartbeats heartbeats
 	// policies caches the security store's policies compiled.
 	policies policyCache
 	// delivered keeps the delivered bound (nil without a data directory).
