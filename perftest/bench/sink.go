@@ -107,6 +107,7 @@ type sinkGen struct {
 	noAck  bool
 	window int // prefetch; 0 = unlimited
 	acked  atomic.Uint64
+	wake   chan struct{} // an ack opened the window
 	stop   chan struct{}
 	done   chan struct{}
 }
@@ -271,7 +272,7 @@ func (c *sinkConn) handle(n uint16, m wire.Method) error {
 				return err
 			}
 		}
-		g := &sinkGen{ctag: tag, noAck: m.NoAck, window: ch.prefech, stop: make(chan struct{}), done: make(chan struct{})}
+		g := &sinkGen{ctag: tag, noAck: m.NoAck, window: ch.prefech, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		ch.gens = append(ch.gens, g)
 		go c.generate(n, g)
 	case *wire.BasicCancel:
@@ -310,6 +311,10 @@ func (c *sinkConn) ack(ch *sinkChannel, tag uint64, multiple bool) {
 		}
 		if g.acked.CompareAndSwap(cur, next) {
 			c.s.Acked.Add(int64(next - cur))
+			select {
+			case g.wake <- struct{}{}:
+			default:
+			}
 			return
 		}
 	}
@@ -327,8 +332,6 @@ func (c *sinkConn) generate(n uint16, g *sinkGen) {
 	deliver := wire.BasicDeliver{ConsumerTag: g.ctag, Exchange: "direct", RoutingKey: "sink"}
 	var sent uint64
 	var buf []byte
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
 	for {
 		select {
 		case <-g.stop:
@@ -340,11 +343,10 @@ func (c *sinkConn) generate(n uint16, g *sinkGen) {
 			allowed = g.acked.Load() + uint64(g.window)
 		}
 		if sent >= allowed {
-			idle.Reset(50 * time.Microsecond)
 			select {
 			case <-g.stop:
 				return
-			case <-idle.C:
+			case <-g.wake:
 			}
 			continue
 		}
