@@ -40,6 +40,7 @@ type channel struct {
 	confirm       bool
 	publishSeq    uint64
 	pub           publisher // routing buffers, default-exchange queue cache
+	stripe        uint32    // its stripe of the exchanges' publish counters
 	settleScratch []uint64
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
@@ -96,7 +97,7 @@ type txAck struct {
 }
 
 func newChannel(c *conn, id uint16) *channel {
-	return &channel{id: id, conn: c, consumers: map[string]*consumer{}, confirmLowest: 1}
+	return &channel{id: id, conn: c, consumers: map[string]*consumer{}, confirmLowest: 1, stripe: nextStripe.Add(1)}
 }
 
 // startContent begins buffering a publish's content after its header.

@@ -539,6 +539,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 		returned = ch.returnUnroutable
 	}
 	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
+	x.published.count(ch.stripe, out.Queues)
 	if out.Queues == 0 && !mandatory {
 		ch.view.dropUnroutable.Add(1)
 	}

@@ -47,6 +47,8 @@ type Exchange struct {
 	// delayed schedules the delayed messages of an x-delayed-message
 	// exchange (nil for any other kind); router is its x-delayed-type's.
 	delayed *delayedExchange
+	// published counts its message_stats (exchangestats.go).
+	published publishStats
 }
 
 // argAlternate names an exchange's alternate exchange, RabbitMQ's

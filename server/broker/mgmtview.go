@@ -256,6 +256,7 @@ func (v *VHost) PublishMessage(user, exchange, routingKey string, props amqp.Pro
 	v.server.stats.received.Add(1)
 	done := make(chan error, 1) // buffered: a late store answer does not block
 	out := v.Publish(&publisher{}, x, msg, nil, func(err error) { done <- err })
+	x.published.count(0, out.Queues)
 	select {
 	case err := <-done:
 		if err != nil && !errors.Is(err, errQueueFull) {

@@ -70,8 +70,10 @@ type Handler struct {
 	cluster string
 	ls      []Listener
 	started time.Time
-	// rates samples the channels' counters (chanrates.go).
-	rates chanRates
+	// rates samples the channels' counters (chanrates.go), xrates the
+	// exchanges' (xrates.go).
+	rates  chanRates
+	xrates exchangeRates
 }
 
 // New makes the API's handler over o.Server.

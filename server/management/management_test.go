@@ -567,9 +567,7 @@ func TestFieldsMatchRabbitMQ(t *testing.T) {
 		"queues-paged": {"items.backing_queue_status", "items.garbage_collection", "items.idle_since"},
 		"nodes": {"io_*", "mnesia_*", "msg_store_*", "queue_index_*", "gc_*", "context_switches*", "metrics_gc_queue_length",
 			"ra_open_file_metrics", "db_dir", "channel_*", "connection_*", "queue_created*", "queue_declared*", "queue_deleted*"},
-		"exchange":  {"message_stats.publish_in", "message_stats.publish_in_details", "message_stats.publish_out", "message_stats.publish_out_details"},
-		"exchanges": {"message_stats"},
-		"vhosts":    {"message_stats.confirm*", "message_stats.drop_unroutable*", "message_stats.return_unroutable*"},
+		"vhosts": {"message_stats.confirm*", "message_stats.drop_unroutable*", "message_stats.return_unroutable*"},
 	}
 	paths := map[string]string{
 		"overview": "/overview", "whoami": "/whoami", "extensions": "/extensions", "nodes": "/nodes",

@@ -332,15 +332,16 @@ func (h *Handler) listVHosts(rq *request, s []string) ([]*broker.VHost, error) {
 }
 
 // exchangeItem is an exchange as RabbitMQ's /api/exchanges shows it.
-func exchangeItem(vhost string, x *broker.Exchange) item {
+func (h *Handler) exchangeItem(vhost string, x *broker.Exchange) item {
 	it := item{
 		"name": x.Name, "vhost": vhost, "type": x.Kind, "durable": x.Durable,
 		"auto_delete": x.AutoDelete, "internal": x.Internal, "arguments": tableJSON(x.Args),
 		"user_who_performed_action": "rmq-internal", "incoming": []item{}, "outgoing": []item{},
-		// Not counted per exchange yet: RabbitMQ shows message_stats only
-		// once an exchange has routed, so an empty object is what a new
-		// exchange shows there too.
-		"message_stats": item{},
+	}
+	// As in RabbitMQ, only an exchange something was published to has
+	// message_stats.
+	if ms := h.xrates.sample(time.Now(), h.srv.StatsInterval(), vhost, x).messageStats(); ms != nil {
+		it["message_stats"] = ms
 	}
 	// RabbitMQ shows policy only when one applies.
 	if p := x.Policy(); p != "" {
@@ -366,9 +367,11 @@ func (h *Handler) exchanges(rq *request) error {
 	return h.serve(rq, resource{
 		list: func(v *broker.VHost) []item {
 			var items []item
-			for _, x := range v.Exchanges() {
-				items = append(items, exchangeItem(v.Name(), x))
+			xs := v.Exchanges()
+			for _, x := range xs {
+				items = append(items, h.exchangeItem(v.Name(), x))
 			}
+			h.xrates.forget(v.Name(), xs)
 			return items
 		},
 		get: func(v *broker.VHost, name string) (item, bool) {
@@ -376,7 +379,7 @@ func (h *Handler) exchanges(rq *request) error {
 			if x == nil {
 				return nil, false
 			}
-			return exchangeItem(v.Name(), x), true
+			return h.exchangeItem(v.Name(), x), true
 		},
 		put: h.putExchange, del: h.deleteExchange,
 	})
