@@ -13,24 +13,7 @@ import (
 // control): the queue's backlog stays bounded instead of growing with the
 // publish rate, well below any memory alarm.
 func TestFastPublisherIsThrottled(t *testing.T) {
-	url := servertest.Start(t)
-	conn := openConn(t, url)
-	ch := openChan(t, conn)
-	q, err := ch.QueueDeclare("", false, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A consumer that takes 10 messages and never acks: the queue has a
-	// consumer, so a growing backlog means publishers outrun it.
-	cconn := openConn(t, url)
-	cch := openChan(t, cconn)
-	if err := cch.Qos(10, 0, false); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cch.Consume(q.Name, "", false, false, false, false, nil); err != nil {
-		t.Fatal(err)
-	}
-
+	url, conn, cconn, q := stuckConsumer(t, 10)
 	pconn := openConn(t, url)
 	pch := openChan(t, pconn)
 	var published atomic.Int64
@@ -45,14 +28,14 @@ func TestFastPublisherIsThrottled(t *testing.T) {
 				return
 			default:
 			}
-			if err := pch.Publish("", q.Name, false, false, amqp.Publishing{Body: body}); err != nil {
+			if err := pch.Publish("", q, false, false, amqp.Publishing{Body: body}); err != nil {
 				return
 			}
 			published.Add(1)
 		}
 	}()
 	time.Sleep(1500 * time.Millisecond) // let the publisher run flat out
-	ready, _ := queueCounts(t, conn, q.Name)
+	ready, _ := queueCounts(t, conn, q)
 	close(stop)
 	cconn.Close() // without consumers nothing is throttled: the publisher stops
 	<-done
@@ -66,4 +49,28 @@ func TestFastPublisherIsThrottled(t *testing.T) {
 	if published.Load() < 4096 {
 		t.Fatalf("publisher only managed %d messages; the test did not reach the threshold", published.Load())
 	}
+}
+
+// stuckConsumer starts a server with a queue whose one consumer takes
+// prefetch messages and never acks: the queue has a consumer, so a growing
+// backlog means publishers outrun it. It returns the server's URL, a
+// connection for checking the queue, the consumer's connection and the
+// queue's name.
+func stuckConsumer(t *testing.T, prefetch int) (string, *amqp.Connection, *amqp.Connection, string) {
+	t.Helper()
+	url := servertest.Start(t)
+	conn := openConn(t, url)
+	q, err := openChan(t, conn).QueueDeclare("", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cconn := openConn(t, url)
+	cch := openChan(t, cconn)
+	if err := cch.Qos(prefetch, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cch.Consume(q.Name, "", false, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	return url, conn, cconn, q.Name
 }

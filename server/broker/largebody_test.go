@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/server/servertest"
 	wire "github.com/amqp-go/amqp-go/shared/amqp"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Bodies on both sides of every size boundary the publish and delivery
@@ -185,4 +187,40 @@ func (s smallReads) Read(p []byte) (int, error) {
 		p = p[:1000]
 	}
 	return s.c.Read(p)
+}
+
+// Publisher flow control counts bytes too: 1 MiB messages into a queue
+// whose consumer takes 2 and never acks are held near 32 MiB of ready
+// bodies (32 messages), not 4,096 messages (4 GiB). Watched for 2 s with
+// the publisher flat out; a throttled publisher still gets one message in
+// per 50 ms pause.
+func TestLargeMessagePublisherIsThrottled(t *testing.T) {
+	url, conn, _, q := stuckConsumer(t, 2)
+	pconn := openConn(t, url)
+	pch := openChan(t, pconn)
+	var published atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		body := make([]byte, 1<<20)
+		for published.Load() < 2000 {
+			if err := pch.Publish("", q, false, false, amqp.Publishing{Body: body}); err != nil {
+				return
+			}
+			published.Add(1)
+		}
+	}()
+	defer func() { pconn.Close(); <-done }()
+	const bound = 32 + 60
+	var most int
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); {
+		ready, _ := queueCounts(t, conn, q)
+		most = max(most, ready)
+		if most > bound {
+			t.Fatalf("backlog grew to %d ready 1 MiB messages (published %d); flow control should hold it near 32", most, published.Load())
+		}
+	}
+	if most < 32 {
+		t.Fatalf("backlog only reached %d messages (published %d): the test did not reach the threshold", most, published.Load())
+	}
 }
