@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"strings"
@@ -147,4 +148,33 @@ func TestBufferedStopUnderFlowControl(t *testing.T) {
 	if res.Sent <= res.Received || res.Received == 0 || len(res.Errors) != 0 {
 		t.Fatalf("result: %+v", res)
 	}
+}
+
+// --producer-processes and --consumer-processes: the test binary re-executes
+// itself (TestMain runs Main for a child); the parent merges the children's
+// counts and latencies, and the run is as clean as in one process.
+func TestProcesses(t *testing.T) {
+	q := fmt.Sprintf("perftest-procs-%d", time.Now().UnixNano())
+	var stdout, stderr syncBuffer
+	code := Main(context.Background(), []string{"perftest", "-h", brokerURL(t), "--client", "buffered",
+		"-x", "3", "-y", "2", "-u", q, "-c", "50", "-q", "100", "-r", "500", "-z", "2",
+		"--producer-processes", "2", "--consumer-processes=2", "--json"}, &stdout, &stderr)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	var res Result
+	if err := json.Unmarshal([]byte(stdout.String()), &res); err != nil {
+		t.Fatalf("%v: %s", err, stdout.String())
+	}
+	checkClean(t, &res)
+	// 3 producers at 500 msg/s for 2 s, all confirmed; the consumers got
+	// (almost) all of it, with latencies from both consumer processes.
+	if res.Sent < 2000 || res.Sent > 3100 || res.Confirmed != res.Sent || res.Received < res.Sent*9/10 || res.LatencyUS.P50 <= 0 ||
+		res.ConfirmLatencyUS == nil || res.ConfirmLatencyUS.P50 <= 0 || res.PerftestCPUS <= 0 {
+		t.Fatalf("result: %+v", res)
+	}
+	if n := strings.Count(stderr.String(), "in process "); n != 4 {
+		t.Errorf("%d child processes, want 4: %s", n, stderr.String())
+	}
+	assertQueueGone(t, q)
 }

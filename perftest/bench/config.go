@@ -14,39 +14,52 @@ import (
 // Config holds the parameters of one perftest run. The zero value is not
 // usable; start from DefaultConfig.
 type Config struct {
-	URI              string        // -h/--uri
-	Producers        int           // -x/--producers
-	Consumers        int           // -y/--consumers
-	Queue            string        // -u/--queue; "" = one server-named queue per consumer
-	Exchange         string        // -e/--exchange
-	ExchangeType     string        // -t/--type
-	RoutingKey       string        // -k/--routing-key; "" = random UUID
-	Size             int           // -s/--size; raised to HeaderSize if smaller
-	Persistent       bool          // -f persistent
-	Mandatory        bool          // -f mandatory
-	Confirm          int           // -c/--confirm; <0 = no confirms, 0 = confirms without window
-	ConfirmTimeout   time.Duration // -ct/--confirm-timeout
-	Qos              int           // -q/--qos; 0 = unlimited
-	AutoAck          bool          // -a/--autoack
-	MultiAckEvery    int           // -A/--multi-ack-every
-	NackEvery        int           // --nack-every: nack with requeue every Nth delivery; 0 = never
-	Rate             float64       // -r/--rate, per producer; <=0 = unlimited
-	ConsumerRate     float64       // -R/--consumer-rate, per consumer; <=0 = unlimited
-	Time             time.Duration // -z/--time; 0 = unlimited
-	ProducerMessages int           // -C/--pmessages; 0 = unlimited
-	ConsumerMessages int           // -D/--cmessages; 0 = unlimited
-	QueuePattern     string        // --queue-pattern, e.g. perf-test-%d
-	QueuePatternFrom int           // --queue-pattern-from
-	QueuePatternTo   int           // --queue-pattern-to
-	Predeclared      bool          // -p/--predeclared
-	AutoDelete       bool          // -ad/--auto-delete
-	Exclusive        bool          // -E/--exclusive
-	QueueArgs        amqp.Table    // -qa/--queue-args
-	JSON             bool          // --json
-	Interval         time.Duration // -i/--interval
-	ID               string        // -d/--id
-	Heartbeat        time.Duration // -b/--heartbeat; 0 = broker's choice
-	Client           string        // --client: ClientAMQP091 (default) or ClientBuffered
+	URI            string        // -h/--uri
+	Producers      int           // -x/--producers
+	Consumers      int           // -y/--consumers
+	Queue          string        // -u/--queue; "" = one server-named queue per consumer
+	Exchange       string        // -e/--exchange
+	ExchangeType   string        // -t/--type
+	RoutingKey     string        // -k/--routing-key; "" = random UUID
+	Size           int           // -s/--size; raised to HeaderSize if smaller
+	Persistent     bool          // -f persistent
+	Mandatory      bool          // -f mandatory
+	Confirm        int           // -c/--confirm; <0 = no confirms, 0 = confirms without window
+	ConfirmTimeout time.Duration // -ct/--confirm-timeout
+	Qos            int           // -q/--qos; 0 = unlimited
+	AutoAck        bool          // -a/--autoack
+	MultiAckEvery  int           // -A/--multi-ack-every
+	NackEvery      int           // --nack-every: nack with requeue every Nth delivery; 0 = never
+	// ProducerProcesses and ConsumerProcesses (--producer-processes,
+	// --consumer-processes) run the producers and consumers in that many
+	// child processes (perftest re-executes itself); 0 = in this process.
+	ProducerProcesses int
+	ConsumerProcesses int
+	Rate              float64       // -r/--rate, per producer; <=0 = unlimited
+	ConsumerRate      float64       // -R/--consumer-rate, per consumer; <=0 = unlimited
+	Time              time.Duration // -z/--time; 0 = unlimited
+	ProducerMessages  int           // -C/--pmessages; 0 = unlimited
+	ConsumerMessages  int           // -D/--cmessages; 0 = unlimited
+	QueuePattern      string        // --queue-pattern, e.g. perf-test-%d
+	QueuePatternFrom  int           // --queue-pattern-from
+	QueuePatternTo    int           // --queue-pattern-to
+	Predeclared       bool          // -p/--predeclared
+	AutoDelete        bool          // -ad/--auto-delete
+	Exclusive         bool          // -E/--exclusive
+	QueueArgs         amqp.Table    // -qa/--queue-args
+	JSON              bool          // --json
+	Interval          time.Duration // -i/--interval
+	ID                string        // -d/--id
+	Heartbeat         time.Duration // -b/--heartbeat; 0 = broker's choice
+	Client            string        // --client: ClientAMQP091 (default) or ClientBuffered
+
+	// A child process's part (set by hidden flags): role "producers" or
+	// "consumers", the global indices [childFirst, childFirst+childCount),
+	// and the parent's run tag plus one (0: none).
+	childRole              string
+	childFirst, childCount int
+	runTag                 int
+	argv                   []string // the command line, for re-executing (Main sets it)
 
 	// DrainTimeout bounds how long a count-bounded run waits, after the
 	// producers are done, for consumers to receive the remaining messages.
@@ -112,6 +125,10 @@ func (c *Config) Validate() error {
 		return usageErr("--size must not be negative")
 	case c.Time < 0:
 		return usageErr("--time must not be negative")
+	case c.ProducerProcesses < 0 || c.ConsumerProcesses < 0:
+		return usageErr("--producer-processes and --consumer-processes must not be negative")
+	case (c.ProducerProcesses > 0 || c.ConsumerProcesses > 0) && c.Time == 0 && (c.ConsumerMessages == 0 || c.Consumers == 0):
+		return usageErr("--producer-processes/--consumer-processes need -z, or -D with consumers (the drain wait and the loss check of -C alone need one process)")
 	case c.Client != ClientAMQP091 && c.Client != ClientBuffered:
 		return usageErr("--client wants %s or %s, not %q", ClientAMQP091, ClientBuffered, c.Client)
 	}

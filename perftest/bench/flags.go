@@ -49,6 +49,12 @@ func Flags() []cli.Flag {
 		&cli.StringFlag{Name: "id", Aliases: []string{"d"}, Usage: "test ID (default: test-HHmmss-SSS)"},
 		&cli.IntFlag{Name: "heartbeat", Aliases: []string{"b"}, Usage: "heartbeat interval in seconds (0: broker's choice)"},
 		&cli.IntFlag{Name: "nack-every", Usage: "nack with requeue every Nth delivery instead of acking it (0: never)"},
+		&cli.IntFlag{Name: "producer-processes", Usage: "run the producers in N child processes (perftest re-executes itself; 0: in this one)"},
+		&cli.IntFlag{Name: "consumer-processes", Usage: "run the consumers in N child processes (0: in this one)"},
+		&cli.StringFlag{Name: "child-role", Hidden: true},
+		&cli.IntFlag{Name: "child-first", Hidden: true},
+		&cli.IntFlag{Name: "child-count", Hidden: true},
+		&cli.IntFlag{Name: "run-tag", Hidden: true}, // the parent's run tag + 1; 0 = none
 		&cli.StringFlag{Name: "client", Value: d.Client, Usage: "producers' and consumers' client: amqp091 (amqp091-go: a write per publish and per ack) or buffered (perftest's own, on shared/amqp: publishes and acks written in batches)"},
 		&cli.BoolFlag{Name: "json", Usage: "print a JSON summary on stdout; the report lines go to stderr"},
 	}
@@ -98,6 +104,12 @@ func ConfigFromContext(c *cli.Context) (Config, error) {
 	cfg.Heartbeat = time.Duration(c.Int("heartbeat")) * time.Second
 	cfg.Client = c.String("client")
 	cfg.NackEvery = c.Int("nack-every")
+	cfg.ProducerProcesses = c.Int("producer-processes")
+	cfg.ConsumerProcesses = c.Int("consumer-processes")
+	cfg.childRole = c.String("child-role")
+	cfg.childFirst = c.Int("child-first")
+	cfg.childCount = c.Int("child-count")
+	cfg.runTag = c.Int("run-tag")
 	return cfg, nil
 }
 
@@ -143,6 +155,7 @@ const (
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	status := ExitOK
 	app := NewApp(stdout, stderr, func(cfg Config) error {
+		cfg.argv = args
 		report, human := stdout, stdout
 		if cfg.JSON {
 			human = stderr

@@ -136,6 +136,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--queue-pattern", "nopattern", "--queue-pattern-to", "2"},
 		{"-qa", "novalue"},
 		{"--client", "java"},
+		{"--producer-processes", "2", "-C", "100"},
 		{"--no-such-flag"},
 		{"extra-arg"},
 	} {

@@ -44,6 +44,7 @@ type runner struct {
 
 	producers []*producer
 	consumers []*consumer
+	child     bool // a child process's part of a run (--producer-processes, --consumer-processes)
 	trackers  map[string]*QueueTracker
 	serverQ   map[string]bool // server-named queues
 }
@@ -63,6 +64,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.childRole == "" && (cfg.ProducerProcesses > 0 || cfg.ConsumerProcesses > 0) {
+		return runProcesses(ctx, cfg, topo, out)
+	}
 	r := &runner{
 		cfg:      cfg,
 		out:      out,
@@ -72,12 +76,19 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		fatalCh:  make(chan struct{}),
 		trackers: map[string]*QueueTracker{},
 		serverQ:  map[string]bool{},
+		child:    cfg.childRole != "",
+	}
+	if cfg.runTag > 0 {
+		r.runTag = uint16(cfg.runTag - 1)
 	}
 	defer r.closeAll()
 	if err := r.declare(); err != nil {
 		return nil, err
 	}
 	for i := range cfg.Consumers {
+		if !r.mine("consumers", i) {
+			continue
+		}
 		fmt.Fprintf(out, "id: %s, starting consumer #%d\n", cfg.ID, i)
 		c, err := r.newConsumer(i)
 		if err != nil {
@@ -89,6 +100,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		r.consumers = append(r.consumers, c)
 	}
 	for i := range cfg.Producers {
+		if !r.mine("producers", i) {
+			continue
+		}
 		fmt.Fprintf(out, "id: %s, starting producer #%d\n", cfg.ID, i)
 		p, err := r.newProducer(i)
 		if err != nil {
@@ -100,6 +114,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Result, error) {
 		r.producers = append(r.producers, p)
 	}
 
+	if r.child {
+		fmt.Fprintf(out, "%s\n", childReady)
+	}
 	start := time.Now()
 	for _, c := range r.consumers {
 		go c.run()
@@ -304,6 +321,9 @@ func (r *runner) watch(what string, conn *amqp.Connection, ch *amqp.Channel, clo
 // declare opens the setup connection and declares the exchange and the named
 // queues, unless --predeclared.
 func (r *runner) declare() error {
+	if r.child { // the parent declared
+		return r.addNamedTrackers()
+	}
 	conn, _, err := r.dial("setup")
 	if err != nil {
 		return err
@@ -366,7 +386,7 @@ func (r *runner) addNamedTrackers() error {
 // --predeclared or --auto-delete false (PerfTest leaves such queues in
 // place, e.g. to be consumed by a later run).
 func (r *runner) cleanup() {
-	if r.setup == nil || r.setup.IsClosed() || r.cfg.Predeclared {
+	if r.child || r.setup == nil || r.setup.IsClosed() || r.cfg.Predeclared {
 		return
 	}
 	var ch *amqp.Channel
@@ -415,8 +435,8 @@ func (r *runner) control(ctx context.Context) (string, bool) {
 		defer t.Stop()
 		timeLimit = t.C
 	}
-	pBounded := c.ProducerMessages > 0 && c.Producers > 0
-	cBounded := c.ConsumerMessages > 0 && c.Consumers > 0
+	pBounded := c.ProducerMessages > 0 && len(r.producers) > 0
+	cBounded := c.ConsumerMessages > 0 && len(r.consumers) > 0
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -438,7 +458,7 @@ func (r *runner) control(ctx context.Context) (string, bool) {
 		if cBounded && !allDone(r.consumers) {
 			continue
 		}
-		if !pBounded || cBounded || c.Consumers == 0 {
+		if !pBounded || cBounded || len(r.consumers) == 0 {
 			return ReasonMessageLimit, true
 		}
 		break
@@ -514,8 +534,8 @@ func (p *producer) delivered() int64 {
 func (r *runner) expectedReceived() int64 {
 	var n int64
 	for q := range r.trackers {
-		for i, p := range r.producers {
-			if r.topo.routes(&r.cfg, i, q, r.serverQ[q]) {
+		for _, p := range r.producers {
+			if r.topo.routes(&r.cfg, p.idx, q, r.serverQ[q]) {
 				n += p.delivered()
 			}
 		}
@@ -627,11 +647,22 @@ func (r *runner) result(elapsed time.Duration, reason string, complete bool) *Re
 	for _, q := range r.trackers {
 		res.Duplicates += int64(q.Duplicates())
 	}
-	res.LossChecked = complete && !r.cfg.Predeclared && r.cfg.ProducerMessages > 0 &&
+	if r.child {
+		res.LatencyHist = h.Export()
+		if r.cfg.Confirm > 0 && len(r.producers) > 0 {
+			ch := newHist()
+			for _, p := range r.producers {
+				p.lat.mergeTotal(ch)
+			}
+			res.ConfirmHist = ch.Export()
+		}
+	}
+	res.LossChecked = !r.child && complete && !r.cfg.Predeclared && r.cfg.ProducerMessages > 0 &&
 		r.cfg.ConsumerMessages == 0 && len(r.consumers) > 0
 	if res.LossChecked {
 		for q, tr := range r.trackers {
-			for i, p := range r.producers {
+			for _, p := range r.producers {
+				i := p.idx
 				if r.topo.routes(&r.cfg, i, q, r.serverQ[q]) {
 					sent := uint64(p.sent.Load())
 					got := int64(sent - tr.Missing(i, sent))

@@ -124,6 +124,12 @@ type Result struct {
 	PerftestCPUS float64  `json:"perftest_cpu_s"`
 	StopReason   string   `json:"stop_reason"`
 	Errors       []string `json:"errors,omitempty"`
+
+	// LatencyHist and ConfirmHist are the whole-run histograms, set only by
+	// a child process (--producer-processes, --consumer-processes) for its
+	// parent to merge.
+	LatencyHist *hdr.Snapshot `json:"latency_hist,omitempty"`
+	ConfirmHist *hdr.Snapshot `json:"confirm_hist,omitempty"`
 }
 
 // Output labels, as in PerfTest.
