@@ -170,7 +170,7 @@ func altValue(k Key) string {
 		}
 		return strconv.FormatInt(n+1, 10)
 	case k.Type == "string":
-		return "/tmp/x/" + k.Name
+		return "x/" + k.Name
 	}
 	return def
 }
@@ -240,7 +240,7 @@ func TestFileSetsEveryKey(t *testing.T) {
 		}
 	}
 	// The storage and engine keys as the store will receive them.
-	if c.Storage.Backend != "memory" || c.Storage.Path != "/tmp/x/path" || c.Storage.Persistent || c.Storage.Fsync != "always" ||
+	if c.Storage.Backend != "memory" || c.Storage.Path != "x/path" || c.Storage.Persistent || c.Storage.Fsync != "always" ||
 		c.Storage.SegmentSize != 64<<20-1 || c.Storage.OffsetCheckpointInterval.String() != "2s" ||
 		c.Engine.RingBufferSize != 16383 || c.Engine.WALBatchSize != 4<<20-1 || c.Engine.WALBatchTimeout.String() != "5ms" {
 		t.Errorf("storage %+v engine %+v", c.Storage, c.Engine)
