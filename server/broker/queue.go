@@ -455,6 +455,11 @@ type queueHost Queue
 // undelivered in-memory ones off the ring-buffer budget.
 func (h *queueHost) Release(es []queue.Entry[qhandle]) {
 	q := (*Queue)(h)
+	var freed int64
+	for i := range es {
+		freed += int64(es[i].Size)
+	}
+	q.vhost.server.freedBytes.Add(freed)
 	if q.id == 0 {
 		return // a transient queue's messages are on the heap alone, never counted hot
 	}

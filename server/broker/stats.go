@@ -37,6 +37,11 @@ type Stats struct {
 	Alarm string
 }
 
+// FreedBytes is the body bytes of all the messages queues have let go of
+// since the server started (acked, expired, dropped, dead-lettered,
+// purged); it only grows.
+func (s *Server) FreedBytes() int64 { return s.freedBytes.Load() }
+
 // Stats returns the broker-wide counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

@@ -108,6 +108,7 @@ func run(cx *ucli.Context) (err error) {
 			}
 			srv.SetAlarm(reason, on)
 		},
+		Freed: srv.FreedBytes,
 	})
 	defer mon.Stop()
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -38,6 +39,9 @@ type Options struct {
 	Interval time.Duration
 	// SetAlarm is told when the combined alarm is raised or cleared.
 	SetAlarm func(reason string, on bool)
+	// Freed, if set, is the bytes of messages the broker has let go of so
+	// far (it only grows): see releaseIdleMemory.
+	Freed func() int64
 }
 
 // State is the latest measurement.
@@ -60,6 +64,12 @@ type Monitor struct {
 	// lastGC is when check last collected garbage to confirm an alarm
 	// (loop goroutine only).
 	lastGC time.Time
+	// releaseIdleMemory's state (loop goroutine only): the collector's
+	// cycle count at the last check, since when it has not changed, and
+	// Freed then.
+	cycles     uint64
+	quietSince time.Time
+	freedAt    int64
 }
 
 // gcConfirmInterval is how often, at most, a memory reading over the limit
@@ -108,6 +118,7 @@ func (m *Monitor) loop() {
 }
 
 func (m *Monitor) check() {
+	m.releaseIdleMemory(time.Now())
 	m.mu.Lock()
 	prev := m.st
 	m.mu.Unlock()
@@ -148,6 +159,45 @@ func (m *Monitor) check() {
 	if m.opt.SetAlarm != nil {
 		m.opt.SetAlarm(strings.Join(reasons, " & "), len(reasons) > 0)
 	}
+}
+
+// An idle heap's garbage is collected and returned to the OS once the
+// collector has not run for releaseQuiet while the broker let go of at
+// least releaseFreed bytes of messages since it last ran: a backlog that
+// expired, was purged or drained stays in the heap until the next
+// collection, which nothing triggers while nothing allocates (Go forces
+// one every 2 minutes and returns the pages later still), so RSS stayed
+// gigabytes over the baseline after a million messages expired (B16). A
+// busy broker collects on its own and never waits releaseQuiet.
+const (
+	releaseQuiet = 3 * time.Second
+	releaseFreed = 64 << 20
+)
+
+// cyclesSample reads the collector's completed cycles.
+var cyclesSample = []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+
+// releaseIdleMemory runs debug.FreeOSMemory (a collection, then every
+// free page back to the OS) when the heap is quiet with garbage in it:
+// see releaseQuiet.
+func (m *Monitor) releaseIdleMemory(now time.Time) {
+	if m.opt.Freed == nil {
+		return
+	}
+	s := make([]metrics.Sample, 1)
+	copy(s, cyclesSample)
+	metrics.Read(s)
+	freed := m.opt.Freed()
+	if c := s[0].Value.Uint64(); c != m.cycles || m.quietSince.IsZero() {
+		m.cycles, m.quietSince, m.freedAt = c, now, freed
+		return
+	}
+	if now.Sub(m.quietSince) < releaseQuiet || freed-m.freedAt < releaseFreed {
+		return
+	}
+	debug.FreeOSMemory()
+	metrics.Read(s)
+	m.cycles, m.quietSince, m.freedAt = s[0].Value.Uint64(), now, freed
 }
 
 // inUseSamples are the runtime metrics InUse reads.
