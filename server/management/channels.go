@@ -40,6 +40,31 @@ var (
 	consumeKeys = []string{"deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "redeliver", "ack", "deliver_get"}
 )
 
+// chanKey names a channel for its rates: its connection's ConnInfo (one
+// per connection, never reused) and its number.
+type chanKey struct {
+	conn *broker.ConnInfo
+	n    uint16
+}
+
+// sampleChannels samples every open channel's counters (chans, all of
+// them: the samples of channels not among them are dropped) and returns,
+// in chans' order, their values and current rates.
+func (h *Handler) sampleChannels(chans []broker.ChannelInfo) ([]map[string]uint64, []map[string]float64) {
+	now, interval := time.Now(), h.srv.StatsInterval()
+	vals := make([]map[string]uint64, len(chans))
+	rates := make([]map[string]float64, len(chans))
+	open := make(map[chanKey]bool, len(chans))
+	for i := range chans {
+		k := chanKey{chans[i].Conn, chans[i].Number}
+		open[k] = true
+		vals[i] = counterValues(chans[i].Counters)
+		rates[i] = h.chanRates.sample(now, interval, k, vals[i])
+	}
+	h.chanRates.prune(func(k chanKey) bool { return !open[k] })
+	return vals, rates
+}
+
 // counterValues are a channel's counters by their message_stats names.
 func counterValues(c broker.ChannelCounters) map[string]uint64 {
 	return map[string]uint64{
@@ -51,7 +76,7 @@ func counterValues(c broker.ChannelCounters) map[string]uint64 {
 }
 
 // channelItem is a channel as /api/channels lists it, with its
-// counters' values and rates (chanRates.sample).
+// counters' values and rates (sampleChannels).
 func (h *Handler) channelItem(c *broker.ChannelInfo, vals map[string]uint64, rates map[string]float64) item {
 	peerHost, peerPort := splitAddr(c.Conn.Peer)
 	return item{
@@ -107,7 +132,7 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		return errNotFound()
 	}
 	all := h.srv.Channels()
-	vals, rates := h.rates.sample(time.Now(), h.srv.StatsInterval(), all)
+	vals, rates := h.sampleChannels(all)
 	if conn != nil {
 		found := false
 		for _, c := range h.srv.Connections() {

@@ -70,10 +70,10 @@ type Handler struct {
 	cluster string
 	ls      []Listener
 	started time.Time
-	// rates samples the channels' counters (chanrates.go), xrates the
-	// exchanges' (xrates.go).
-	rates  chanRates
-	xrates exchangeRates
+	// chanRates and xRates sample the channels' and the exchanges'
+	// counters for their rates (chanrates.go).
+	chanRates counterRates[chanKey]
+	xRates    counterRates[xKey]
 }
 
 // New makes the API's handler over o.Server.

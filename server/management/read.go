@@ -340,7 +340,7 @@ func (h *Handler) exchangeItem(vhost string, x *broker.Exchange) item {
 	}
 	// As in RabbitMQ, only an exchange something was published to has
 	// message_stats.
-	if ms := h.xrates.sample(time.Now(), h.srv.StatsInterval(), vhost, x).messageStats(); ms != nil {
+	if ms := h.exchangeStats(vhost, x); ms != nil {
 		it["message_stats"] = ms
 	}
 	// RabbitMQ shows policy only when one applies.
@@ -371,7 +371,7 @@ func (h *Handler) exchanges(rq *request) error {
 			for _, x := range xs {
 				items = append(items, h.exchangeItem(v.Name(), x))
 			}
-			h.xrates.forget(v.Name(), xs)
+			h.forgetExchanges(v.Name(), xs)
 			return items
 		},
 		get: func(v *broker.VHost, name string) (item, bool) {

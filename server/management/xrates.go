@@ -1,79 +1,41 @@
 package management
 
 import (
-	"sync"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
 )
 
-// exchangeRates turns exchanges' publish counters into message_stats
-// rates, as chanRates does for channels: a listing or a read of an
-// exchange takes the sample, at most once per StatsInterval for an
-// exchange, so a rate is the change over the last interval of at least
-// StatsInterval between two reads (0 until read twice that far apart).
-// mu is the handler's own lock, held only while samples are read and
-// updated. Samples of deleted exchanges are dropped when a listing of
-// their vhost no longer has them.
-type exchangeRates struct {
-	mu sync.Mutex
-	m  map[*broker.Exchange]*exchangeSample
+// xKey names an exchange for its rates: its vhost, for dropping the
+// samples of deleted exchanges at a listing of the vhost, and itself.
+type xKey struct {
+	vhost string
+	x     *broker.Exchange
 }
 
-type exchangeSample struct {
-	vhost           string
-	at              time.Time
-	in, out         uint64
-	inRate, outRate float64
-}
-
-// sample reads x's counters and returns them with their rates.
-func (r *exchangeRates) sample(now time.Time, interval time.Duration, vhost string, x *broker.Exchange) exchangeSample {
+// exchangeStats is an exchange's message_stats as RabbitMQ 3.10 shows
+// them, its counters sampled for their rates: none until something was
+// published to it, publish_out once something was routed on.
+func (h *Handler) exchangeStats(vhost string, x *broker.Exchange) item {
 	in, out := x.PublishStats()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = map[*broker.Exchange]*exchangeSample{}
+	vals := map[string]uint64{"publish_in": in, "publish_out": out}
+	rates := h.xRates.sample(time.Now(), h.srv.StatsInterval(), xKey{vhost, x}, vals)
+	if in == 0 {
+		return nil
 	}
-	s := r.m[x]
-	switch {
-	case s == nil:
-		s = &exchangeSample{vhost: vhost, at: now, in: in, out: out}
-		r.m[x] = s
-	case now.Sub(s.at) >= interval:
-		dt := now.Sub(s.at).Seconds()
-		s.inRate, s.outRate = float64(in-s.in)/dt, float64(out-s.out)/dt
-		s.at, s.in, s.out = now, in, out
+	ms := item{"publish_in": in, "publish_in_details": rate(rates["publish_in"])}
+	if out > 0 {
+		ms["publish_out"], ms["publish_out_details"] = out, rate(rates["publish_out"])
 	}
-	return exchangeSample{vhost: vhost, at: s.at, in: in, out: out, inRate: s.inRate, outRate: s.outRate}
+	return ms
 }
 
-// forget drops the samples of vhost's exchanges that are not in xs
-// (deleted).
-func (r *exchangeRates) forget(vhost string, xs []*broker.Exchange) {
+// forgetExchanges drops the samples of vhost's exchanges that are not in
+// xs (deleted).
+func (h *Handler) forgetExchanges(vhost string, xs []*broker.Exchange) {
 	keep := make(map[*broker.Exchange]bool, len(xs))
 	for _, x := range xs {
 		keep[x] = true
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for x := range r.m {
-		if r.m[x].vhost == vhost && !keep[x] {
-			delete(r.m, x)
-		}
-	}
-}
-
-// messageStats is an exchange's message_stats: none until something was
-// published to it, publish_out once something was routed on, as RabbitMQ
-// 3.10 shows them.
-func (s exchangeSample) messageStats() item {
-	if s.in == 0 {
-		return nil
-	}
-	ms := item{"publish_in": s.in, "publish_in_details": rate(s.inRate)}
-	if s.out > 0 {
-		ms["publish_out"], ms["publish_out_details"] = s.out, rate(s.outRate)
-	}
-	return ms
+	h.xRates.prune(func(k xKey) bool { return k.vhost == vhost && !keep[k.x] })
 }
