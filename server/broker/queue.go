@@ -32,6 +32,8 @@ type Queue struct {
 	// ringSize is how many ready messages stay in memory; beyond it,
 	// messages already in the log are kept as references only.
 	ringSize int
+	// stripe is its part of the server's striped counters (freedBytes).
+	stripe uint32
 	// dropped is set once the queue's deletion reached the store.
 	dropped atomic.Bool
 	// gone mirrors deleted for lock-free checks by channel caches.
@@ -96,7 +98,7 @@ func fromEntry(e *queue.Entry[qhandle]) qentry {
 
 func newQueue(v *VHost, name string, durable, exclusive, autoDelete bool, args amqp.Table, owner *conn, own queuePolicy, ap *appliedPolicy) *Queue {
 	q := &Queue{own: own, Name: name, Durable: durable, Exclusive: exclusive, AutoDelete: autoDelete, Args: args,
-		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize}
+		vhost: v, owner: owner, store: v.server.store, ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1)}
 	v.server.queues.Add(1)
 	q.eff.Store(ap)
 	q.cq = queue.NewClassic[qhandle](ap.core(), (*queueHost)(q), nil)
@@ -455,11 +457,11 @@ type queueHost Queue
 // undelivered in-memory ones off the ring-buffer budget.
 func (h *queueHost) Release(es []queue.Entry[qhandle]) {
 	q := (*Queue)(h)
-	var freed int64
+	var freed uint64
 	for i := range es {
-		freed += int64(es[i].Size)
+		freed += uint64(es[i].Size)
 	}
-	q.vhost.server.freedBytes.Add(freed)
+	q.vhost.server.freedBytes.add(q.stripe, freed)
 	if q.id == 0 {
 		return // a transient queue's messages are on the heap alone, never counted hot
 	}

@@ -234,7 +234,7 @@ type Server struct {
 	// freedBytes counts the body bytes of every message a queue let go of
 	// (acked, expired, dropped, dead-lettered, purged): the monitor's hint
 	// that an idle heap holds garbage worth collecting (FreedBytes).
-	freedBytes atomic.Int64
+	freedBytes counterStripes
 	// hotBytes is the body bytes of ready, pageable messages held in memory
 	// by durable queues, against cfg.RingBufferBytes.
 	hotBytes atomic.Int64

@@ -40,7 +40,7 @@ type Stats struct {
 // FreedBytes is the body bytes of all the messages queues have let go of
 // since the server started (acked, expired, dropped, dead-lettered,
 // purged); it only grows.
-func (s *Server) FreedBytes() int64 { return s.freedBytes.Load() }
+func (s *Server) FreedBytes() int64 { return int64(s.freedBytes.load()) }
 
 // Stats returns the broker-wide counters.
 func (s *Server) Stats() Stats {
