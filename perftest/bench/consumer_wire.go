@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -28,7 +29,7 @@ func (r *runner) newBufferedConsumer(i int) (*consumer, error) {
 	q := r.topo.consumerQueues[i]
 	if q == "" {
 		m, err := w.call(&wire.QueueDeclare{Durable: cfg.Persistent, AutoDelete: cfg.AutoDelete,
-			Exclusive: cfg.Exclusive, Arguments: wireTable(cfg.QueueArgs)}, "queue.declare-ok")
+			Exclusive: cfg.Exclusive, Arguments: wire.Table(cfg.QueueArgs)}, "queue.declare-ok")
 		if err != nil {
 			return fail(fmt.Errorf("declaring queue: %w", err))
 		}
@@ -52,18 +53,6 @@ func (r *runner) newBufferedConsumer(i int) (*consumer, error) {
 		return fail(fmt.Errorf("consuming from %q: %w", q, err))
 	}
 	return c, nil
-}
-
-// wireTable converts queue arguments to shared/amqp's table type.
-func wireTable(t amqp.Table) wire.Table {
-	if t == nil {
-		return nil
-	}
-	out := wire.Table{}
-	for k, v := range t {
-		out[k] = v
-	}
-	return out
 }
 
 // runWire is run for a buffered consumer: it reads the connection itself
@@ -187,11 +176,12 @@ func (c *consumer) readWire(cfg *Config) error {
 			if !inContent {
 				continue
 			}
-			h, err := wire.ParseContentHeader(f.Payload)
-			if err != nil {
-				return err
+			// Only the body size is needed: read in place (class,
+			// weight, then size), not the whole parsed header.
+			if len(f.Payload) < 14 {
+				return fmt.Errorf("content header of %d bytes", len(f.Payload))
 			}
-			bodyLeft, have = h.BodySize, 0
+			bodyLeft, have = binary.BigEndian.Uint64(f.Payload[4:12]), 0
 			if bodyLeft == 0 {
 				inContent = false
 				if err := complete(); err != nil {
@@ -211,6 +201,10 @@ func (c *consumer) readWire(cfg *Config) error {
 					return err
 				}
 			}
+			continue
+		}
+		if t, r, ok := deliverArgs(f.Payload); ok {
+			tag, redelivered, inContent = t, r, true
 			continue
 		}
 		m, err := wire.DecodeMethod(f.Payload)
@@ -241,4 +235,22 @@ func (c *consumer) closeDeadline(t time.Time) {
 		return
 	}
 	_ = c.conn.CloseDeadline(t)
+}
+
+// deliverClass and deliverMethod identify basic.deliver's frames.
+var deliverClass, deliverMethod = (&wire.BasicDeliver{}).ClassID(), (&wire.BasicDeliver{}).MethodID()
+
+// deliverArgs reads basic.deliver's delivery tag and redelivered flag, all
+// a consumer uses of it, in place (decoding it made a method and three
+// strings a delivery); ok is false for any other method or a short
+// payload, which DecodeMethod then handles.
+func deliverArgs(p []byte) (tag uint64, redelivered, ok bool) {
+	if len(p) < 5 || binary.BigEndian.Uint16(p) != deliverClass || binary.BigEndian.Uint16(p[2:]) != deliverMethod {
+		return 0, false, false
+	}
+	n := 5 + int(p[4]) // past the class, method and consumer tag
+	if len(p) < n+9 {
+		return 0, false, false
+	}
+	return binary.BigEndian.Uint64(p[n:]), p[n+8]&1 != 0, true
 }

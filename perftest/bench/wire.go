@@ -206,8 +206,6 @@ func (c *wireConn) Err() error {
 
 func (c *wireConn) read() {
 	defer close(c.readDone)
-	skip := 0 // content frames of a basic.return still to skip: header, then body bytes
-	var bodyLeft uint64
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
@@ -217,19 +215,8 @@ func (c *wireConn) read() {
 			return
 		}
 		switch f.Type {
-		case wire.FrameHeartbeat:
-			continue
-		case wire.FrameHeader:
-			if skip == 1 {
-				if h, err := wire.ParseContentHeader(f.Payload); err == nil {
-					bodyLeft = h.BodySize
-				}
-				skip = 0
-			}
-			continue
-		case wire.FrameBody:
-			bodyLeft -= min(bodyLeft, uint64(len(f.Payload)))
-			continue
+		case wire.FrameHeartbeat, wire.FrameHeader, wire.FrameBody:
+			continue // a basic.return's content: nothing in it is needed
 		}
 		m, err := wire.DecodeMethod(f.Payload)
 		if err != nil {
@@ -247,7 +234,6 @@ func (c *wireConn) read() {
 				c.onConfirm(m.DeliveryTag, m.Multiple, false)
 			}
 		case *wire.BasicReturn:
-			skip = 1
 			if c.onReturn != nil {
 				c.onReturn()
 			}
