@@ -4,6 +4,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -17,12 +18,6 @@ import (
 // the oldest delivery's deadline while the channel has unacked deliveries
 // with a timeout, so the close comes on time. A channel with nothing unacked
 // has no timer running.
-
-// monoBase anchors monoNow: delivery times are monotonic clock readings.
-var monoBase = time.Now()
-
-// monoNow is nanoseconds on the monotonic clock.
-func monoNow() int64 { return int64(time.Since(monoBase)) }
 
 // maxAckCheck is the longest wait between checks while deliveries are
 // unacked, RabbitMQ's tick: a younger delivery with a shorter timeout than
@@ -100,7 +95,7 @@ func (ch *channel) checkAckTimeout() {
 		return
 	}
 	timeout := ch.entryTimeout(e)
-	age := time.Duration(monoNow() - e.at)
+	age := time.Duration(queue.Now() - e.at)
 	if timeout < 0 || age < timeout {
 		wait := maxAckCheck
 		if timeout >= 0 {

@@ -214,7 +214,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	cn := ch.conn
 	var now int64
 	if !c.noAck {
-		now = monoNow()
+		now = queue.Now()
 		if c.timeout >= 0 && !ch.ackArmed {
 			ch.armAckTimerLocked(c.timeout)
 		}
@@ -268,7 +268,7 @@ type unackedEntry struct {
 	q   *Queue // nil marks an entry already taken
 	e   qentry
 	c   *consumer // nil for basic.get
-	at  int64     // when it was delivered (monoNow)
+	at  int64     // when it was delivered (queue.Now)
 }
 
 // unackedList keeps unacked deliveries in tag order.

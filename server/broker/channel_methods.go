@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/server/store"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
@@ -428,7 +429,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {
-		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e, at: monoNow()})
+		ch.unacked.push(unackedEntry{tag: tag, q: q, e: e, at: queue.Now()})
 		if t := ch.conn.srv.ackTimeout(q, nil); t >= 0 && !ch.ackArmed {
 			ch.armAckTimerLocked(t)
 		}

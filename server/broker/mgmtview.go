@@ -75,7 +75,7 @@ func (v *VHost) Queues() []*Queue {
 func (v *VHost) Queue(name string) *Queue { return v.queue(name) }
 
 // Stats reads q's QueueStats now (see (*VHost).QueueStats).
-func (q *Queue) Stats() QueueStats { return q.stats(time.Now()) }
+func (q *Queue) Stats() QueueStats { return q.stats(queue.Now()) }
 
 // Exchanges returns v's exchanges ordered by name (the default exchange,
 // "", first), a snapshot taken under v's read lock. An Exchange's

@@ -43,15 +43,16 @@ type QueueStats struct {
 	Rates queue.Rates
 }
 
-// stats reads q's QueueStats at now (wall clock). It takes the queue's
+// stats reads q's QueueStats at now (queue.Now, the clock the queue's
+// timestamps are on: the wall clock's steps since start would skew the
+// ages). It takes the queue's
 // lock twice, for its Info and its head, and reads the head message's
 // properties, immutable once routed, with no lock.
-func (q *Queue) stats(now time.Time) QueueStats {
+func (q *Queue) stats(ns int64) QueueStats {
 	in := q.cq.Info()
 	st := QueueStats{VHost: q.vhost.name, Name: q.Name, Ready: int(in.Ready), Unacked: int(in.Unacked),
 		ReadyBytes: in.ReadyBytes, UnackedBytes: in.UnackedBytes, Consumers: in.Consumers,
 		Counters: in.Stats, Rates: in.Rates}
-	ns := now.UnixNano()
 	if in.HeadTimestamp != 0 {
 		st.HeadAge = time.Duration(max(ns-in.HeadTimestamp, 0))
 	}
@@ -72,7 +73,7 @@ func (v *VHost) QueueStats(name string) (st QueueStats, ok bool) {
 	if q == nil {
 		return st, false
 	}
-	return q.stats(time.Now()), true
+	return q.stats(queue.Now()), true
 }
 
 // VHost returns the virtual host name, or nil if there is none.
@@ -94,7 +95,7 @@ func (s *Server) QueueStats() []QueueStats {
 // order, from one walk over the queues (a scrape reuses its buffer). Each
 // queue is locked only to read it; no lock is held across queues.
 func (s *Server) AppendQueueStats(dst []QueueStats) []QueueStats {
-	now := time.Now()
+	now := queue.Now()
 	s.eachQueue(nil, func(q *Queue) { dst = append(dst, q.stats(now)) })
 	return dst
 }
