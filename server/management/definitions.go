@@ -2,7 +2,6 @@ package management
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 
 	"github.com/amqp-go/amqp-go/server/security"
@@ -52,18 +51,15 @@ func (h *Handler) definitions(rq *request) error {
 		writeJSON(rq.w, out)
 		return nil
 	case http.MethodPost:
-		b, err := io.ReadAll(rq.r.Body)
+		// The same reader as the CLI's import: numbers kept exact.
+		d, err := security.ReadDefinitions(rq.r.Body)
 		if err != nil {
-			return errBadRequest("failed_to_parse_json")
-		}
-		var d security.Definitions
-		if err := json.Unmarshal(b, &d); err != nil {
-			return errBadRequest("failed_to_parse_json")
+			return bodyError(err, "failed_to_parse_json")
 		}
 		if len(s) == 2 {
-			intoVHost(&d, vhost)
+			intoVHost(d, vhost)
 		}
-		if err := h.srv.ImportDefinitions(&d); err != nil {
+		if err := h.srv.ImportDefinitions(d); err != nil {
 			return errBadRequest(err.Error())
 		}
 		rq.w.WriteHeader(http.StatusNoContent)

@@ -42,8 +42,13 @@ import (
 const RabbitMQVersion = "3.10.8"
 
 // maxBody caps a request body, RabbitMQ's management.http.max_body_size
-// default (20 MiB) being far more than any definition here needs.
-const maxBody = 1 << 20
+// default (20 MiB) being far more than any one object needs; a
+// definitions import gets that whole default (maxDefinitionsBody), as an
+// export of some 7,000 queues is already over 1 MiB.
+const (
+	maxBody            = 1 << 20
+	maxDefinitionsBody = 20 << 20
+)
 
 // Options is what the API reports on.
 type Options struct {
@@ -143,7 +148,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rq := &request{w: w, r: r, user: user, seg: seg}
 	if r.Body != nil {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		limit := int64(maxBody)
+		if len(seg) > 0 && seg[0] == "definitions" {
+			limit = maxDefinitionsBody
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 	}
 	if err := h.route(rq); err != nil {
 		var ae *apiError

@@ -21,17 +21,23 @@ import (
 // locked, invalid arguments or exchange types) to 400 bad_request with
 // the reply text less its code name.
 
+// bodyError is the answer to a request body that could not be read: 413
+// past the cap ServeHTTP put on it, else 400 with reason.
+func bodyError(err error, reason string) error {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return &apiError{http.StatusRequestEntityTooLarge, "bad_request", "request body too large"}
+	}
+	return errBadRequest(reason)
+}
+
 // body decodes a request's JSON object (an empty body is {}), with
 // RabbitMQ's "not_json" for anything else; the body was capped by
 // ServeHTTP.
 func (rq *request) body() (map[string]any, error) {
 	b, err := io.ReadAll(rq.r.Body)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, &apiError{http.StatusRequestEntityTooLarge, "bad_request", "request body too large"}
-		}
-		return nil, errBadRequest("not_json")
+		return nil, bodyError(err, "not_json")
 	}
 	if len(bytes.TrimSpace(b)) == 0 {
 		return map[string]any{}, nil
