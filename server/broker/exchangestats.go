@@ -44,6 +44,10 @@ func (p *publishStats) count(stripe uint32, queues int) {
 	}
 }
 
+// Deleted reports whether x was deleted (the exchanges of a deleted
+// vhost are not marked: their vhost is gone).
+func (x *Exchange) Deleted() bool { return x.removed.Load() }
+
 // PublishStats returns the exchange's publish_in and publish_out counts.
 func (x *Exchange) PublishStats() (in, out uint64) {
 	return x.published.in.load(), x.published.out.load()

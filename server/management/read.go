@@ -367,11 +367,10 @@ func (h *Handler) exchanges(rq *request) error {
 	return h.serve(rq, resource{
 		list: func(v *broker.VHost) []item {
 			var items []item
-			xs := v.Exchanges()
-			for _, x := range xs {
+			for _, x := range v.Exchanges() {
 				items = append(items, h.exchangeItem(v.Name(), x))
 			}
-			h.forgetExchanges(v.Name(), xs)
+			h.forgetExchanges()
 			return items
 		},
 		get: func(v *broker.VHost, name string) (item, bool) {

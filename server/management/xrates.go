@@ -6,8 +6,8 @@ import (
 	"github.com/amqp-go/amqp-go/server/broker"
 )
 
-// xKey names an exchange for its rates: its vhost, for dropping the
-// samples of deleted exchanges at a listing of the vhost, and itself.
+// xKey names an exchange for its rates: its vhost, whose deletion ends
+// the sample as the exchange's own does, and itself.
 type xKey struct {
 	vhost string
 	x     *broker.Exchange
@@ -30,12 +30,9 @@ func (h *Handler) exchangeStats(vhost string, x *broker.Exchange) item {
 	return ms
 }
 
-// forgetExchanges drops the samples of vhost's exchanges that are not in
-// xs (deleted).
-func (h *Handler) forgetExchanges(vhost string, xs []*broker.Exchange) {
-	keep := make(map[*broker.Exchange]bool, len(xs))
-	for _, x := range xs {
-		keep[x] = true
-	}
-	h.xRates.prune(func(k xKey) bool { return k.vhost == vhost && !keep[k.x] })
+// forgetExchanges drops the samples of deleted exchanges and of the
+// exchanges of deleted vhosts, whichever vhost is being listed: a sample
+// holds its exchange, and so its vhost, in memory.
+func (h *Handler) forgetExchanges() {
+	h.xRates.prune(func(k xKey) bool { return k.x.Deleted() || h.srv.VHost(k.vhost) == nil })
 }
