@@ -41,8 +41,8 @@ func TestManagementTLS(t *testing.T) {
 	p := start(t, []string{"run"}, "AMQP_MANAGEMENT_TLSCERTFILE="+f.server.CertFile,
 		"AMQP_MANAGEMENT_TLSKEYFILE="+f.server.KeyFile, "AMQP_MANAGEMENT_TLSCAFILE="+f.ca.CAFile)
 	addr := managementAddr(t, p, true)
-	overview := func(c *http.Client, scheme string) (int, string, error) {
-		req, err := http.NewRequest("GET", scheme+"://"+addr+"/api/overview", nil)
+	get := func(c *http.Client, scheme, path string) (int, string, error) {
+		req, err := http.NewRequest("GET", scheme+"://"+addr+path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -55,6 +55,7 @@ func TestManagementTLS(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b), nil
 	}
+	overview := func(c *http.Client, scheme string) (int, string, error) { return get(c, scheme, "/api/overview") }
 	client := func(cfg *tls.Config) *http.Client {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
 	}
@@ -64,6 +65,10 @@ func TestManagementTLS(t *testing.T) {
 	}
 	if err != nil || code != 200 || json.Unmarshal([]byte(body), &ov) != nil || len(ov.Listeners) != 1 || ov.Listeners[0].Port != p.port {
 		t.Fatalf("GET /api/overview over HTTPS: %d %v %s", code, err, body)
+	}
+	// The API's own listener is https to the health check, as RabbitMQ's.
+	if code, body, err := get(client(f.clientTLS(nil)), "https", "/api/health/checks/protocol-listener/https"); err != nil || code != 200 {
+		t.Errorf("protocol-listener/https over HTTPS: %d %v %s", code, err, body)
 	}
 	if code, body, err := overview(client(f.clientTLS(nil)), "http"); err == nil && code != 400 {
 		t.Errorf("plain HTTP to the HTTPS port: %d %s", code, body)

@@ -92,7 +92,11 @@ func alarmResource(reason string) string {
 func (h *Handler) listenerAddrs(rq *request) []Listener {
 	ls := append([]Listener{}, h.ls...)
 	if a, ok := rq.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		ls = append(ls, Listener{Protocol: "http", Addr: a})
+		proto := "http"
+		if rq.r.TLS != nil {
+			proto = "https" // as protocolName names https and http/ssl
+		}
+		ls = append(ls, Listener{Protocol: proto, Addr: a})
 	}
 	return ls
 }
