@@ -69,7 +69,7 @@ func BenchmarkDelayedHeap(b *testing.B) {
 	}
 	dx.delayed.drop()
 	queued := measure(v.exchange(""), "q")
-	if r, _ := v.queue("q").cq.Counts(); r != int64(n) {
+	if r, _, _ := v.queue("q").cq.Backlog(); r != int64(n) {
 		b.Fatalf("%d queued, want %d", r, n)
 	}
 	b.ReportMetric(scheduled, "heapB/scheduled-msg")

@@ -156,7 +156,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	}
 	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server
-		if ready, _ := q.cq.Counts(); ready >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
+		if ready, _, _ := q.cq.Backlog(); ready >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
 			h.msg = nil // the log has it; memory stays bounded by the rings
 		} else {
 			h.hot = true
@@ -200,9 +200,9 @@ func (q *Queue) flowCheck() {
 	if !waiting {
 		return
 	}
-	in := q.cq.Info()
+	ready, readyBytes, consumers := q.cq.Backlog() // not Info: no head peek, no stats copy
 	q.mu.Lock()
-	if q.flowClear != nil && (in.Ready < flowLow && in.ReadyBytes < flowLowBytes || in.Consumers == 0 || q.deleted) {
+	if q.flowClear != nil && (ready < flowLow && readyBytes < flowLowBytes || consumers == 0 || q.deleted) {
 		close(q.flowClear)
 		q.flowClear = nil
 	}
@@ -260,7 +260,7 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 		}
 		return qentry{}, 0, false, nil
 	}
-	ready, _ := q.cq.Counts()
+	ready, _, _ := q.cq.Backlog()
 	q.flowCheck()
 	return fromEntry(&ce), int(ready), true, nil
 }
@@ -362,7 +362,7 @@ func (q *Queue) purge() int {
 
 // counts returns the ready messages and the consumers.
 func (q *Queue) counts() (messages, consumers int) {
-	ready, consumers := q.cq.Counts()
+	ready, _, consumers := q.cq.Backlog()
 	return int(ready), consumers
 }
 

@@ -93,11 +93,12 @@ func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic
 // buffer has room again.
 func (q *Classic[H]) Wake() { q.signal() }
 
-// Counts returns the ready messages and the consumers.
-func (q *Classic[H]) Counts() (ready int64, consumers int) {
+// Backlog returns the ready messages, their body bytes and the
+// consumers (see Core.Backlog).
+func (q *Classic[H]) Backlog() (ready, readyBytes int64, consumers int) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.core.Counts()
+	return q.core.Backlog()
 }
 
 // Admits reports whether a push of size body bytes would be taken now (see

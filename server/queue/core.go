@@ -856,6 +856,12 @@ func (c *Core[H]) Delete() (int, []Effect[H]) {
 // Counts returns the ready messages and the consumers, cheaply.
 func (c *Core[H]) Counts() (ready int64, consumers int) { return c.ready, len(c.consumers) }
 
+// Backlog returns the ready messages, their body bytes and the consumers,
+// cheaply.
+func (c *Core[H]) Backlog() (ready, readyBytes int64, consumers int) {
+	return c.ready, c.bytes, len(c.consumers)
+}
+
 // Info is a queue's state for operators.
 type Info struct {
 	Ready, Unacked           int64

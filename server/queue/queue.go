@@ -47,8 +47,9 @@ type Queue[H any] interface {
 	// Head returns the head message, the next to go out, leaving it in
 	// place (ok false: none is ready), for reading its properties.
 	Head() (e Entry[H], ok bool)
-	// Counts is the ready count and consumers, cheaper than Info.
-	Counts() (ready int64, consumers int)
+	// Backlog is the ready messages, their body bytes and the consumers,
+	// cheaper than Info.
+	Backlog() (ready, readyBytes int64, consumers int)
 	// Touch records a use for x-expires (declare, basic.get).
 	Touch()
 	// Wake asks the queue to look for work (a consumer has credit again).
