@@ -128,7 +128,7 @@ func (c *conn) appendBodyLocked(ch uint16, body []byte) {
 		c.out = amqp.AppendBodyFrames(c.out, ch, body, c.frameMax)
 		return
 	}
-	chunk := len(body)
+	chunk, total := len(body), len(body)
 	if c.frameMax != 0 {
 		chunk = min(chunk, int(max(c.frameMax, amqp.FrameMinSize))-8)
 	}
@@ -137,9 +137,9 @@ func (c *conn) appendBodyLocked(ch uint16, body []byte) {
 		c.out = append(c.out, amqp.FrameBody, byte(ch>>8), byte(ch), byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 		c.refs = append(c.refs, outRef{at: len(c.out), b: body[:n]})
 		c.out = append(c.out, amqp.FrameEnd)
-		c.outBytes.Add(int64(n))
 		body = body[n:]
 	}
+	c.outBytes.Add(int64(total)) // one add a body, not a frame
 }
 
 // kick wakes the writer.

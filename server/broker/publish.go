@@ -104,7 +104,7 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 		case p.deaths != nil && p.cycles(q):
 		case q.full(msg):
 			refused = true
-			if q.settings().rejectPublishDLX && q.settings().hasDLX {
+			if st := q.settings(); st.rejectPublishDLX && st.hasDLX {
 				refusedDLX = append(refusedDLX, q)
 			}
 		default:

@@ -10,8 +10,8 @@ import (
 
 // Channels and consumers as RabbitMQ 3.10.8's management API shows them
 // (recorded by scripts/record-management-fixtures). The counters are the
-// channel's own since it opened; their *_details rates are not sampled
-// yet and read 0. Visibility is the connections': administrators and
+// channel's own since it opened, their *_details rates sampled by the
+// listings (counterRates). Visibility is the connections': administrators and
 // monitoring users see every channel, others their own; consumers are
 // listed per visible vhost, as RabbitMQ lists them.
 
