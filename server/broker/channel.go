@@ -388,7 +388,7 @@ func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 }
 
 // settleRuns settles entries (see settle) a run of one queue at a time, so
-// each queue is locked once per run; scratch (the runs' queue places) is
+// each queue is locked once per run; scratch (the runs' delivery tags) is
 // reused and returned, so an ack allocates nothing. The queue wakes its
 // driver itself.
 func settleRuns(es []unackedEntry, requeue, rejected bool, scratch []uint64) []uint64 {
@@ -404,12 +404,12 @@ func settleRuns(es []unackedEntry, requeue, rejected bool, scratch []uint64) []u
 		for j < len(es) && es[j].q == es[i].q {
 			j++
 		}
-		seqs := scratch[:0]
+		tags := scratch[:0]
 		for _, e := range es[i:j] {
-			seqs = append(seqs, e.e.seq)
+			tags = append(tags, e.e.tag)
 		}
-		es[i].q.cq.Settle(seqs, outcome)
-		scratch = seqs[:0]
+		es[i].q.cq.Settle(tags, outcome)
+		scratch = tags[:0]
 		i = j
 	}
 	return scratch

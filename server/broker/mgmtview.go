@@ -330,9 +330,9 @@ func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage,
 	switch mode {
 	case GetAck:
 		v.server.stats.acknowledged.Add(uint64(len(taken)))
-		q.cq.Settle(seqsOf(taken), queue.Ack)
+		q.cq.Settle(tagsOf(taken), queue.Ack)
 	case GetReject:
-		q.cq.Settle(seqsOf(taken), queue.Reject)
+		q.cq.Settle(tagsOf(taken), queue.Reject)
 	default:
 		q.requeue(taken)
 	}

@@ -76,7 +76,10 @@ type qhandle struct {
 // it. msg is nil while the message is paged out; ref then says where the
 // log has it.
 type qentry struct {
-	seq     uint64
+	seq uint64 // its place in the queue
+	// tag is the queue's delivery tag, which settles it (0: delivered
+	// without acknowledgement, or not delivered).
+	tag     uint64
 	msg     *Message
 	ref     store.Ref
 	expires int64 // unix ns; 0: never
@@ -91,8 +94,8 @@ type qentry struct {
 // redelivered reports whether the delivery is flagged redelivered.
 func (e *qentry) redelivered() bool { return e.deliveries > 1 }
 
-func fromEntry(e *queue.Entry[qhandle]) qentry {
-	return qentry{seq: e.Seq, msg: e.Handle.msg, ref: e.Handle.ref, expires: e.Expires, prio: e.Priority,
+func fromEntry(e *queue.Entry[qhandle], tag uint64) qentry {
+	return qentry{seq: e.Seq, tag: tag, msg: e.Handle.msg, ref: e.Handle.ref, expires: e.Expires, prio: e.Priority,
 		deliveries: e.Deliveries}
 }
 
@@ -222,18 +225,18 @@ func (q *Queue) full(m *Message) bool {
 	return q.limited() && !q.cq.Admits(uint32(len(m.Body)))
 }
 
-// seqsOf returns the queue places of entries.
-func seqsOf(es []qentry) []uint64 {
-	seqs := make([]uint64, len(es))
+// tagsOf returns the delivery tags of entries.
+func tagsOf(es []qentry) []uint64 {
+	tags := make([]uint64, len(es))
 	for i := range es {
-		seqs[i] = es[i].seq
+		tags[i] = es[i].tag
 	}
-	return seqs
+	return tags
 }
 
 // requeue returns unacked messages to their original places, flagged
 // redelivered.
-func (q *Queue) requeue(es []qentry) { q.cq.Settle(seqsOf(es), queue.Requeue) }
+func (q *Queue) requeue(es []qentry) { q.cq.Settle(tagsOf(es), queue.Requeue) }
 
 // release lets go of messages that were delivered without acknowledgement
 // (no-ack), so never counted as unacked.
@@ -252,7 +255,7 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 // empty. remaining is the ready count after the take; err is set when the
 // message could not be read back (the queue is then unavailable).
 func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
-	ce, ok := q.cq.Get(noAck) // a use, for x-expires
+	ce, tag, ok := q.cq.Get(noAck) // a use, for x-expires
 
 	if !ok {
 		if q.isUnavailable() {
@@ -262,13 +265,13 @@ func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
 	}
 	ready, _, _ := q.cq.Backlog()
 	q.flowCheck()
-	return fromEntry(&ce), int(ready), true, nil
+	return fromEntry(&ce, tag), int(ready), true, nil
 }
 
 // giveBack returns a message taken by get that could not be handed over.
 func (q *Queue) giveBack(e qentry) {
-	q.cq.GiveBack([]queue.Entry[qhandle]{{Handle: qhandle{msg: e.msg, ref: e.ref}, Seq: e.seq,
-		Expires: e.expires, Priority: e.prio, Deliveries: e.deliveries}})
+	q.cq.GiveBack(queue.Entry[qhandle]{Handle: qhandle{msg: e.msg, ref: e.ref}, Seq: e.seq,
+		Expires: e.expires, Priority: e.prio, Deliveries: e.deliveries}, e.tag)
 }
 
 // loadFailed marks the queue unavailable when a paged-out message cannot be
@@ -489,7 +492,7 @@ func (q *Queue) unheat(es []queue.Entry[qhandle], delivering bool) {
 func (h *queueHost) DeadLetter(es []queue.Entry[qhandle], reason queue.Reason) {
 	q := (*Queue)(h)
 	for i := range es {
-		qe := fromEntry(&es[i])
+		qe := fromEntry(&es[i], 0)
 		q.deadLetter(&qe, reason.String())
 	}
 	h.Release(es)
@@ -595,10 +598,14 @@ func (c *consumer) Unacquire(n int64) {
 }
 
 // Deliver hands a batch to the channel.
-func (c *consumer) Deliver(es []queue.Entry[qhandle]) {
+func (c *consumer) Deliver(es []queue.Entry[qhandle], tag uint64) {
 	ds := c.ds[:0]
 	for i := range es {
-		ds = append(ds, delivery{c: c, e: fromEntry(&es[i])})
+		t := tag
+		if t != 0 {
+			t += uint64(i)
+		}
+		ds = append(ds, delivery{c: c, e: fromEntry(&es[i], t)})
 	}
 	c.ch.deliver(c, c.q, ds)
 	clear(ds)

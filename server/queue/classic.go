@@ -33,9 +33,11 @@ type Consumer[H any] interface {
 	Acquire(n int64) int64
 	// Unacquire gives back credits acquired and not used.
 	Unacquire(n int64)
-	// Deliver hands messages over, in order. The queue's driver is the
-	// only caller, so a consumer's deliveries never interleave.
-	Deliver(es []Entry[H])
+	// Deliver hands messages over, in order, with the delivery tag of
+	// es[0], the others' following on (0 for a no-ack consumer): the
+	// channel settles them by these tags. The queue's driver is the only
+	// caller, so a consumer's deliveries never interleave.
+	Deliver(es []Entry[H], tag uint64)
 }
 
 // maxBatch bounds the credit a consumer is asked for at a time, so one
@@ -109,10 +111,11 @@ func (q *Classic[H]) Admits(size uint32) bool {
 	return q.core.Admits(size)
 }
 
-// GiveBack returns messages taken by Get that could not be handed over
-// (the channel closed meanwhile): ready again, as if never taken.
-func (q *Classic[H]) GiveBack(es []Entry[H]) {
-	q.giveBack(es, true)
+// GiveBack returns a message taken by Get, with its tag, that could not
+// be handed over (the channel closed meanwhile): ready again, as if never
+// taken.
+func (q *Classic[H]) GiveBack(e Entry[H], tag uint64) {
+	q.giveBack([]Entry[H]{e}, tag, true)
 	q.signal()
 }
 
@@ -254,14 +257,14 @@ func (q *Classic[H]) Cancel(id ConsumerID) bool {
 	return left
 }
 
-// Settle acks, rejects or requeues deliveries by Seq.
-func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
+// Settle acks, rejects or requeues deliveries by tag.
+func (q *Classic[H]) Settle(tags []uint64, outcome Outcome) {
 	var now int64
 	if outcome == Requeue {
 		now = q.clock() // only a requeue dispatches
 	}
 	q.mu.Lock()
-	todo := q.detach(q.core.Settle(seqs, outcome, now))
+	todo := q.detach(q.core.Settle(tags, outcome, now))
 	ready, consumers := q.core.Counts()
 	q.mu.Unlock()
 	q.carryOut(todo)
@@ -270,29 +273,30 @@ func (q *Classic[H]) Settle(seqs []uint64, outcome Outcome) {
 	}
 }
 
-// Get takes the head message (basic.get); ok is false if there is none.
-func (q *Classic[H]) Get(noAck bool) (e Entry[H], ok bool) {
+// Get takes the head message (basic.get) and its tag (0 with noAck); ok
+// is false if there is none.
+func (q *Classic[H]) Get(noAck bool) (e Entry[H], tag uint64, ok bool) {
 	q.mu.Lock()
-	e, ok, effects := q.core.Get(noAck, q.clock())
+	e, tag, ok, effects := q.core.Get(noAck, q.clock())
 	todo := q.detach(effects)
 	q.mu.Unlock()
 	q.carryOut(todo)
 	if ok {
 		prepared := q.host.Prepare([]Entry[H]{e})
 		if len(prepared) == 0 {
-			q.giveBack([]Entry[H]{e}, true) // not readable: as if never taken
-			return Entry[H]{}, false
+			q.giveBack([]Entry[H]{e}, tag, true) // not readable: as if never taken
+			return Entry[H]{}, 0, false
 		}
 		e = prepared[0]
 	}
-	return e, ok
+	return e, tag, ok
 }
 
 // giveBack returns entries taken for delivery (got false) or by Get (got
-// true) that could not be handed over.
-func (q *Classic[H]) giveBack(es []Entry[H], got bool) {
+// true) that could not be handed over; tag is es[0]'s (see Core.Return).
+func (q *Classic[H]) giveBack(es []Entry[H], tag uint64, got bool) {
 	q.mu.Lock()
-	q.core.Return(es, got)
+	q.core.Return(es, tag, got)
 	q.mu.Unlock()
 }
 
@@ -472,7 +476,11 @@ func (q *Classic[H]) dispatchOnce() bool {
 		if rest := e.Entries[len(ready):]; len(rest) > 0 {
 			// The rest could not be read back: they return to the queue
 			// as if never delivered, and their credit to the consumer.
-			q.giveBack(rest, false)
+			restTag := e.Tag
+			if restTag != 0 {
+				restTag += uint64(len(ready))
+			}
+			q.giveBack(rest, restTag, false)
 			for _, g := range grants {
 				if g.id == e.Consumer {
 					g.c.Unacquire(int64(len(rest)))
@@ -482,7 +490,7 @@ func (q *Classic[H]) dispatchOnce() bool {
 		if len(ready) > 0 {
 			for _, g := range grants {
 				if g.id == e.Consumer {
-					g.c.Deliver(ready)
+					g.c.Deliver(ready, e.Tag)
 				}
 			}
 			delivered = true

@@ -53,7 +53,7 @@ func (h *testHost) Expired() { h.expired.Store(true) }
 type testConsumer struct {
 	prefetch int64
 	inFlight atomic.Int64
-	got      chan Entry[int]
+	got      chan delivered
 }
 
 func (c *testConsumer) Acquire(n int64) int64 {
@@ -71,9 +71,15 @@ func (c *testConsumer) Acquire(n int64) int64 {
 
 func (c *testConsumer) Unacquire(n int64) { c.inFlight.Add(-n) }
 
-func (c *testConsumer) Deliver(es []Entry[int]) {
-	for _, e := range es {
-		c.got <- e
+// delivered is an entry as a test consumer got it, with its tag.
+type delivered struct {
+	Entry[int]
+	tag uint64
+}
+
+func (c *testConsumer) Deliver(es []Entry[int], tag uint64) {
+	for i, e := range es {
+		c.got <- delivered{e, tag + uint64(i)}
 	}
 }
 
@@ -95,7 +101,7 @@ func TestClassicConcurrentPublishConsume(t *testing.T) {
 	h := &testHost{}
 	q := NewClassic[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, h, nil)
 	const publishers, each = 4, 2000
-	cs := []*testConsumer{{prefetch: 10, got: make(chan Entry[int], 16)}, {prefetch: 10, got: make(chan Entry[int], 16)}}
+	cs := []*testConsumer{{prefetch: 10, got: make(chan delivered, 16)}, {prefetch: 10, got: make(chan delivered, 16)}}
 	var seen sync.Map
 	var wg sync.WaitGroup
 	total := atomic.Int64{}
@@ -118,7 +124,7 @@ func TestClassicConcurrentPublishConsume(t *testing.T) {
 					}
 					last[p] = n
 					c.inFlight.Add(-1)
-					q.Settle([]uint64{e.Seq}, Ack)
+					q.Settle([]uint64{e.tag}, Ack)
 					if total.Add(1) == publishers*each {
 						close(all)
 					}
@@ -155,7 +161,7 @@ func TestClassicConcurrentPublishConsume(t *testing.T) {
 func TestClassicRequeueAndUnreadable(t *testing.T) {
 	h := &testHost{unreadable: map[int]bool{2: true}}
 	q := NewClassic[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, h, nil)
-	c := &testConsumer{prefetch: 1, got: make(chan Entry[int], 4)}
+	c := &testConsumer{prefetch: 1, got: make(chan delivered, 4)}
 	q.Push(Message[int]{Handle: 1})
 	q.Push(Message[int]{Handle: 2})
 	q.Consume(c, 0, false)
@@ -164,13 +170,13 @@ func TestClassicRequeueAndUnreadable(t *testing.T) {
 		t.Fatalf("first delivery %+v", e)
 	}
 	c.inFlight.Add(-1)
-	q.Settle([]uint64{e.Seq}, Requeue)
+	q.Settle([]uint64{e.tag}, Requeue)
 	e = <-c.got
 	if e.Handle != 1 || !e.Redelivered() {
 		t.Fatalf("after requeue %+v", e)
 	}
 	c.inFlight.Add(-1)
-	q.Settle([]uint64{e.Seq}, Ack)
+	q.Settle([]uint64{e.tag}, Ack)
 	// 2 is unreadable: each attempt gives it back, with its credit.
 	waitFor(t, "the unreadable message back in the queue", func() bool {
 		in := q.Info()
@@ -206,14 +212,14 @@ func TestClassicExpiry(t *testing.T) {
 // as consumers of one channel with a channel-wide prefetch do.
 type sharedWindow struct {
 	window *testConsumer
-	got    chan Entry[int]
+	got    chan delivered
 }
 
 func (c *sharedWindow) Acquire(n int64) int64 { return c.window.Acquire(n) }
 func (c *sharedWindow) Unacquire(n int64)     { c.window.Unacquire(n) }
-func (c *sharedWindow) Deliver(es []Entry[int]) {
-	for _, e := range es {
-		c.got <- e
+func (c *sharedWindow) Deliver(es []Entry[int], tag uint64) {
+	for i, e := range es {
+		c.got <- delivered{e, tag + uint64(i)}
 	}
 }
 
@@ -224,8 +230,8 @@ func TestClassicSingleActiveSharedWindow(t *testing.T) {
 	q := NewClassic[int](Policy{MaxLength: -1, MaxLengthBytes: -1, SingleActive: true}, &testHost{}, nil)
 	defer q.Delete()
 	window := &testConsumer{prefetch: 2}
-	active := &sharedWindow{window: window, got: make(chan Entry[int], 4)}
-	waiting := &sharedWindow{window: window, got: make(chan Entry[int], 4)}
+	active := &sharedWindow{window: window, got: make(chan delivered, 4)}
+	waiting := &sharedWindow{window: window, got: make(chan delivered, 4)}
 	q.Consume(active, 0, false)
 	q.Consume(waiting, 10, false) // first in the core's order, not active
 	for i := range 3 {

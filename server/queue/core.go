@@ -151,6 +151,10 @@ type Effect[H any] struct {
 	Consumer ConsumerID
 	Reason   Reason
 	Entries  []Entry[H]
+	// Tag is a Deliver's delivery tag for Entries[0], the next entries'
+	// following on (0: a no-ack delivery, which is settled by nobody).
+	// Settle and Return take these tags.
+	Tag uint64
 }
 
 // ErrRejected refuses a push to a full reject-publish queue.
@@ -162,34 +166,20 @@ type consumerState struct {
 	priority int64
 	credit   int64 // deliveries it may take now
 	noAck    bool
-	unacked  int64
 	order    uint64 // subscription order
-}
-
-type unackedEntry[H any] struct {
-	e        Entry[H]
-	consumer ConsumerID // 0 for basic.get
-	at       int64      // delivery time, for the oldest unacked age
-	pos      uint64     // its place in unackedBy, counted from unackedBase
 }
 
 // Core is one queue's state. Make it with New.
 type Core[H any] struct {
-	policy   Policy
-	levels   []level[H] // by priority, index 0 lowest
-	ready    int64
-	bytes    int64 // ready bodies
-	nextSeq  uint64
-	expiries minHeap[expiryItem]
-	unacked  map[uint64]unackedEntry[H]
-	// unackedBy holds seqs in delivery order, for the oldest age; a
-	// settled one is zeroed in place (seqs start at 1), so settling needs
-	// no lookup to find the live front. unackedBase is the place of
-	// unackedBy[0] since the core began.
-	unackedBy   []uint64
-	unackedBase uint64
-	unackedB    int64
+	policy      Policy
+	levels      []level[H] // by priority, index 0 lowest
+	ready       int64
+	bytes       int64 // ready bodies
+	nextSeq     uint64
+	expiries    minHeap[expiryItem]
+	unacked     unackedTable[H]
 	consumers   []*consumerState // by priority, highest first, then order
+	credit      int64            // the consumers' credit, summed
 	rr          int
 	order       uint64
 	active      ConsumerID // single active consumer, 0: none
@@ -227,7 +217,7 @@ type Stats struct {
 
 // New makes a core with policy, its clock starting at now.
 func New[H any](policy Policy, now int64) *Core[H] {
-	c := &Core[H]{policy: policy, unacked: map[uint64]unackedEntry[H]{}, lastUsed: now,
+	c := &Core[H]{policy: policy, unacked: unackedTable[H]{base: tableStart}, lastUsed: now,
 		expiries: minHeap[expiryItem]{less: func(a, b expiryItem) bool { return a.at < b.at }}}
 	c.levels = make([]level[H], int(policy.MaxPriority)+1)
 	return c
@@ -530,6 +520,7 @@ func (c *Core[H]) Cancel(id ConsumerID, now int64) ([]Effect[H], bool) {
 	c.begin()
 	for i, cs := range c.consumers {
 		if cs.id == id {
+			c.credit -= cs.credit
 			c.consumers = slices.Delete(c.consumers, i, i+1)
 			break
 		}
@@ -549,6 +540,7 @@ func (c *Core[H]) Credit(id ConsumerID, n int64, now int64) []Effect[H] {
 	for _, cs := range c.consumers {
 		if cs.id == id {
 			cs.credit += n
+			c.credit += n
 			break
 		}
 	}
@@ -563,6 +555,7 @@ func (c *Core[H]) TakeCredit(id ConsumerID) int64 {
 		if cs.id == id {
 			n := cs.credit
 			cs.credit = 0
+			c.credit -= n
 			return n
 		}
 	}
@@ -581,8 +574,12 @@ func (c *Core[H]) waiting(id ConsumerID) bool {
 }
 
 // pickConsumer takes a credit from the highest-priority consumer that has
-// one, round-robin among equals.
+// one, round-robin among equals. With no credit anywhere (a push between
+// the driver's rounds, a round's last look) it looks at no consumer.
 func (c *Core[H]) pickConsumer() *consumerState {
+	if c.credit <= 0 {
+		return nil
+	}
 	n := len(c.consumers)
 	for start := 0; start < n; {
 		end := start + 1
@@ -590,11 +587,16 @@ func (c *Core[H]) pickConsumer() *consumerState {
 			end++
 		}
 		size := end - start
+		k := c.rr % size // one division a pick, not one a consumer looked at
 		for i := range size {
-			if cs := c.consumers[start+(c.rr+i)%size]; c.eligible(cs) {
+			if cs := c.consumers[start+k]; c.eligible(cs) {
 				c.rr += i + 1
 				cs.credit--
+				c.credit--
 				return cs
+			}
+			if k++; k == size {
+				k = 0
 			}
 		}
 		start = end
@@ -624,11 +626,9 @@ func (c *Core[H]) deliver(now int64) {
 		if e.Deliveries > 1 {
 			c.stats.Redelivered++
 		}
+		tag := uint64(0)
 		if !cs.noAck {
-			c.unacked[e.Seq] = unackedEntry[H]{e: e, consumer: cs.id, at: now, pos: c.unackedEnd()}
-			c.unackedBy = append(c.unackedBy, e.Seq)
-			c.unackedB += int64(e.Size)
-			cs.unacked++
+			tag = c.unacked.add(e, now)
 		} else {
 			c.stats.DeliveredNoAck++
 		}
@@ -636,6 +636,7 @@ func (c *Core[H]) deliver(now int64) {
 			start = c.mark()
 			c.emit(Deliver, cs.id, 0, nil)
 			cur = &c.out[len(c.out)-1]
+			cur.Tag = tag // a consumer's run has consecutive tags
 		}
 		c.add(e) // the newest run: the current Deliver's
 		cur.Entries = c.run(start)
@@ -643,15 +644,15 @@ func (c *Core[H]) deliver(now int64) {
 }
 
 // Get takes the head message for basic.get (ok false: none). Unless noAck
-// it stays unacked, to be settled by its Seq.
-func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Effect[H]) {
+// it stays unacked, to be settled by tag (0 with noAck).
+func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], tag uint64, ok bool, effects []Effect[H]) {
 	c.begin()
 	c.expire(now)
 	c.lastUsed = now
 	e, ok = c.popHead()
 	if !ok {
 		c.stats.GetEmpty++
-		return e, false, c.out
+		return e, 0, false, c.out
 	}
 	e.delivered()
 	c.stats.Delivered++
@@ -660,13 +661,11 @@ func (c *Core[H]) Get(noAck bool, now int64) (e Entry[H], ok bool, effects []Eff
 		c.stats.Redelivered++
 	}
 	if !noAck {
-		c.unacked[e.Seq] = unackedEntry[H]{e: e, at: now, pos: c.unackedEnd()}
-		c.unackedBy = append(c.unackedBy, e.Seq)
-		c.unackedB += int64(e.Size)
+		tag = c.unacked.add(e, now)
 	} else {
 		c.stats.GotNoAck++
 	}
-	return e, true, c.out
+	return e, tag, true, c.out
 }
 
 // Outcome is how a delivery is settled.
@@ -679,32 +678,21 @@ const (
 	Requeue
 )
 
-// Settle ends the deliveries seqs: acked (released), rejected (dropped or
-// dead-lettered) or requeued to their original places, flagged
-// redelivered. Seqs not unacked are ignored (the channel checks tags).
-// now is used only by a requeue, which dispatches.
-func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] {
+// Settle ends the deliveries with these tags (Effect.Tag, Get's): acked
+// (released), rejected (dropped or dead-lettered) or requeued to their
+// original places, flagged redelivered. Tags not unacked are ignored (the
+// channel checks its own). now is used only by a requeue, which
+// dispatches.
+func (c *Core[H]) Settle(tags []uint64, outcome Outcome, now int64) []Effect[H] {
 	c.begin()
 	start := c.mark()
-	for _, seq := range seqs {
-		u, ok := c.unacked[seq]
-		if !ok {
-			continue
+	for _, tag := range tags {
+		if e, ok := c.unacked.take(tag); ok {
+			c.add(e)
 		}
-		delete(c.unacked, seq)
-		c.unackedBy[u.pos-c.unackedBase] = 0
-		c.unackedB -= int64(u.e.Size)
-		if u.consumer != 0 {
-			for _, cs := range c.consumers {
-				if cs.id == u.consumer {
-					cs.unacked--
-				}
-			}
-		}
-		c.add(u.e)
 	}
 	es := c.run(start)
-	c.compactUnacked()
+	c.unacked.compact()
 	switch outcome {
 	case Ack:
 		c.stats.Acked += uint64(len(es))
@@ -727,19 +715,13 @@ func (c *Core[H]) Settle(seqs []uint64, outcome Outcome, now int64) []Effect[H] 
 // Return puts back entries taken by a delivery (got false) or a basic.get
 // (got true) that could not be handed over (their message could not be
 // read, the channel closed): they are ready again at their places, and the
-// delivery does not count, in any counter.
-func (c *Core[H]) Return(es []Entry[H], got bool) {
-	for _, e := range es {
-		u, acked := c.unacked[e.Seq] // else it went out in no-ack mode
-		if acked {
-			delete(c.unacked, e.Seq)
-			c.unackedBy[u.pos-c.unackedBase] = 0
-			c.unackedB -= int64(u.e.Size)
-			for _, cs := range c.consumers {
-				if cs.id == u.consumer {
-					cs.unacked--
-				}
-			}
+// delivery does not count, in any counter. tag is es[0]'s delivery tag,
+// the others' following on (0: they went out in no-ack mode).
+func (c *Core[H]) Return(es []Entry[H], tag uint64, got bool) {
+	for i, e := range es {
+		acked := false
+		if tag != 0 {
+			_, acked = c.unacked.take(tag + uint64(i))
 		}
 		s := &c.stats
 		s.Delivered--
@@ -760,7 +742,7 @@ func (c *Core[H]) Return(es []Entry[H], got bool) {
 		}
 		c.requeueOne(e)
 	}
-	c.compactUnacked()
+	c.unacked.compact()
 }
 
 // requeueOne puts e back at its original place in its level.
@@ -771,43 +753,6 @@ func (c *Core[H]) requeueOne(e Entry[H]) {
 	c.bytes += int64(e.Size)
 	if e.Expires != 0 {
 		c.expiries.push(expiryItem{at: e.Expires, seq: e.Seq, prio: min(e.Priority, c.policy.MaxPriority)})
-	}
-}
-
-// unackedEnd is the place the next delivery takes in unackedBy.
-func (c *Core[H]) unackedEnd() uint64 { return c.unackedBase + uint64(len(c.unackedBy)) }
-
-// compactUnacked drops settled (zeroed) seqs from the front of the
-// delivery-order list, and rebuilds it, renumbering the live entries'
-// places, when mostly settled.
-func (c *Core[H]) compactUnacked() {
-	i := 0
-	for i < len(c.unackedBy) && c.unackedBy[i] == 0 {
-		i++
-	}
-	switch {
-	case i == len(c.unackedBy):
-		c.unackedBase += uint64(i)
-		c.unackedBy = c.unackedBy[:0] // keeps the capacity
-	case i > 0:
-		// append reallocates with only the live seqs once the front has
-		// used up the capacity.
-		c.unackedBase += uint64(i)
-		c.unackedBy = c.unackedBy[i:]
-	}
-	if len(c.unackedBy) > 64 && len(c.unackedBy) > 2*len(c.unacked) {
-		live := c.unackedBy[:0]
-		for _, seq := range c.unackedBy {
-			if seq == 0 {
-				continue
-			}
-			u := c.unacked[seq]
-			u.pos = c.unackedBase + uint64(len(live))
-			c.unacked[seq] = u
-			live = append(live, seq)
-		}
-		clear(c.unackedBy[len(live):])
-		c.unackedBy = live
 	}
 }
 
@@ -838,18 +783,11 @@ func (c *Core[H]) Purge() (int, []Effect[H]) {
 func (c *Core[H]) Delete() (int, []Effect[H]) {
 	n, _ := c.Purge()
 	start := c.mark()
-	for _, seq := range c.unackedBy {
-		if seq != 0 {
-			c.add(c.unacked[seq].e)
-		}
-	}
-	clear(c.unacked)
-	c.unackedBase += uint64(len(c.unackedBy))
-	c.unackedBy, c.unackedB = nil, 0
+	c.arena = c.unacked.takeAll(c.arena)
 	if es := c.run(start); len(es) > 0 {
 		c.emit(Release, 0, ReasonDeleted, es)
 	}
-	c.consumers = nil
+	c.consumers, c.credit = nil, 0
 	return n, c.out
 }
 
@@ -881,16 +819,10 @@ type Info struct {
 
 // Info reports counts, ages and counters.
 func (c *Core[H]) Info() Info {
-	in := Info{Ready: c.ready, Unacked: int64(len(c.unacked)), ReadyBytes: c.bytes, UnackedBytes: c.unackedB,
-		Consumers: len(c.consumers), Active: c.active, Stats: c.stats}
+	in := Info{Ready: c.ready, Unacked: int64(c.unacked.live), ReadyBytes: c.bytes, UnackedBytes: c.unacked.bytes,
+		Consumers: len(c.consumers), Active: c.active, Stats: c.stats, OldestUnacked: c.unacked.oldest()}
 	if e, ok := c.peekHead(); ok {
 		in.HeadTimestamp = e.Timestamp
-	}
-	for _, seq := range c.unackedBy {
-		if seq != 0 {
-			in.OldestUnacked = c.unacked[seq].at
-			break
-		}
 	}
 	return in
 }

@@ -13,7 +13,7 @@ func BenchmarkPushDeliverAck(b *testing.B) {
 		now := int64(i)
 		c.Push(Message[int]{Handle: i, Size: 100}, now)
 		es := c.Credit(1, 1, now)
-		seqs[0] = es[0].Entries[0].Seq
+		seqs[0] = es[0].Tag
 		c.Settle(seqs, Ack, now)
 	}
 }
@@ -45,7 +45,7 @@ func BenchmarkUnackedWindow(b *testing.B) {
 	for i := range b.N + window {
 		now := int64(i)
 		c.Push(Message[int]{Handle: i, Size: 100}, now)
-		seq := c.Credit(1, 1, now)[0].Entries[0].Seq // read before the next command reuses it
+		seq := c.Credit(1, 1, now)[0].Tag
 		if i >= window {
 			seqs[0] = ring[i%window]
 			c.Settle(seqs, Ack, now)
@@ -54,5 +54,37 @@ func BenchmarkUnackedWindow(b *testing.B) {
 		if i == window {
 			b.ResetTimer()
 		}
+	}
+}
+
+// BenchmarkTwentyConsumers is one queue with 20 consumers, as the driver
+// runs it: messages are pushed between rounds, and each round credits every
+// consumer in turn, takes back what is left, and acks what was delivered.
+func BenchmarkTwentyConsumers(b *testing.B) {
+	const consumers = 20
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	for id := range consumers {
+		c.Consume(ConsumerID(id+1), 0, false, 0)
+	}
+	tags := make([]uint64, 0, 128)
+	b.ReportAllocs()
+	for i := 0; i < b.N; {
+		now := int64(i)
+		for range 64 {
+			c.Push(Message[int]{Handle: i, Size: 100}, now)
+			i++
+		}
+		tags = tags[:0]
+		for id := range consumers {
+			for _, e := range c.Credit(ConsumerID(id+1), 8, now) {
+				for j := range e.Entries {
+					tags = append(tags, e.Tag+uint64(j))
+				}
+			}
+		}
+		for id := range consumers {
+			c.TakeCredit(ConsumerID(id + 1))
+		}
+		c.Settle(tags, Ack, now)
 	}
 }

@@ -61,12 +61,17 @@ func TestTranscripts(t *testing.T) {
 
 // transcript is the state a transcript's commands act on.
 type transcript struct {
-	c    *Core[string]
-	d    *Delayed[string]
-	now  int64
-	seqs map[string]uint64 // message name to Seq, once pushed
-	// taken is each message's entry as last delivered or got, for return.
-	taken map[string]Entry[string]
+	c   *Core[string]
+	d   *Delayed[string]
+	now int64
+	// taken is each message's entry and delivery tag as last delivered or
+	// got, for settle and return.
+	taken map[string]taken
+}
+
+type taken struct {
+	e   Entry[string]
+	tag uint64
 }
 
 func runTranscript(t *testing.T, path string) {
@@ -75,8 +80,8 @@ func runTranscript(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), d: NewDelayed[string](), seqs: map[string]uint64{},
-		taken: map[string]Entry[string]{}}
+	tr := &transcript{c: New[string](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0), d: NewDelayed[string](),
+		taken: map[string]taken{}}
 	var out strings.Builder
 	for i := 0; i < len(lines); {
 		line := lines[i]
@@ -197,7 +202,7 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 	case "new":
 		tr.c = New[string](tr.policy(t, where, words[1:]), tr.now)
 		tr.d = NewDelayed[string]()
-		tr.seqs, tr.taken = map[string]uint64{}, map[string]Entry[string]{}
+		tr.taken = map[string]taken{}
 	case "policy":
 		effects = tr.c.SetPolicy(tr.policy(t, where, words[1:]), tr.now)
 	case "time":
@@ -218,8 +223,6 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		effects, err = tr.c.Push(m, tr.now)
 		if err != nil {
 			out = append(out, "push refused: "+err.Error())
-		} else {
-			tr.seqs[words[1]] = tr.c.nextSeq
 		}
 	case "recover":
 		// recover HANDLE... [expires=T]: the messages a restart found.
@@ -236,9 +239,6 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 			ms = append(ms, m)
 		}
 		effects = tr.c.Recover(ms, tr.now)
-		for i, m := range ms {
-			tr.seqs[m.Handle] = tr.c.nextSeq - uint64(len(ms)-1-i)
-		}
 	case "consume":
 		a := args(words[2:])
 		var prio int64
@@ -262,21 +262,21 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		if outcome == 0 {
 			t.Fatalf("%s: settle ack|reject|requeue", where)
 		}
-		var seqs []uint64
+		var tags []uint64
 		for _, name := range words[2:] {
-			seq, ok := tr.seqs[name]
-			if !ok {
-				seq = 1 << 62 // never pushed: the core must ignore it
+			tag := tr.taken[name].tag
+			if tag == 0 {
+				tag = 1 << 62 // never delivered: the core must ignore it
 			}
-			seqs = append(seqs, seq)
+			tags = append(tags, tag)
 		}
-		effects = tr.c.Settle(seqs, outcome, tr.now)
+		effects = tr.c.Settle(tags, outcome, tr.now)
 	case "get":
 		_, noAck := args(words[1:])["noack"]
-		e, ok, es := tr.c.Get(noAck, tr.now)
+		e, tag, ok, es := tr.c.Get(noAck, tr.now)
 		effects = es
 		if ok {
-			tr.taken[e.Handle] = e
+			tr.taken[e.Handle] = taken{e, tag}
 			out = append(out, "got "+entryText(e))
 		} else {
 			out = append(out, "empty")
@@ -286,15 +286,13 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 		if len(names) > 0 && names[0] == "got" {
 			names, got = names[1:], true
 		}
-		var es []Entry[string]
 		for _, name := range names {
-			e, ok := tr.taken[name]
+			tk, ok := tr.taken[name]
 			if !ok {
 				t.Fatalf("%s: %s was never delivered", where, name)
 			}
-			es = append(es, e)
+			tr.c.Return([]Entry[string]{tk.e}, tk.tag, got)
 		}
-		tr.c.Return(es, got)
 	case "admits":
 		out = append(out, fmt.Sprintf("admits %v", tr.c.Admits(uint32(num(t, where, words[1])))))
 	case "purge":
@@ -344,8 +342,12 @@ func (tr *transcript) run(t *testing.T, where, line string) []string {
 	}
 	for _, e := range effects {
 		if e.Kind == Deliver {
-			for _, en := range e.Entries {
-				tr.taken[en.Handle] = en
+			for i, en := range e.Entries {
+				tk := taken{e: en}
+				if e.Tag != 0 {
+					tk.tag = e.Tag + uint64(i)
+				}
+				tr.taken[en.Handle] = tk
 			}
 		}
 		out = append(out, effectText(e))
@@ -384,24 +386,40 @@ func effectText(e Effect[string]) string {
 	return fmt.Sprintf("effect %d", e.Kind)
 }
 
-// checkUnacked checks the unacked index against its delivery-order list:
-// every unacked seq sits at its recorded place, and the list holds nothing
-// else but settled (zeroed) places.
+// checkUnacked checks the unacked table (its counts match its entries,
+// the window's front is live, and every old entry's tag is below the
+// window) and the credit count.
 func checkUnacked[H any](t *testing.T, where string, c *Core[H]) {
 	t.Helper()
-	live := 0
-	for _, seq := range c.unackedBy {
-		if seq != 0 {
+	u := &c.unacked
+	live, bytes := len(u.old), int64(0)
+	for tag, o := range u.old {
+		if tag >= u.base || o.e.Seq == 0 {
+			t.Fatalf("%s: old entry with tag %d (seq %d) at or above the window's base %d", where, tag, o.e.Seq, u.base)
+		}
+		bytes += int64(o.e.Size)
+	}
+	for i := range u.n {
+		if w := u.slot(i); w.e.Seq != 0 {
 			live++
+			bytes += int64(w.e.Size)
 		}
 	}
-	if live != len(c.unacked) {
-		t.Fatalf("%s: %d live seqs in the delivery-order list, %d unacked", where, live, len(c.unacked))
+	if live != u.live || bytes != u.bytes {
+		t.Fatalf("%s: %d live entries of %d bytes, the table counts %d of %d", where, live, bytes, u.live, u.bytes)
 	}
-	for seq, u := range c.unacked {
-		if u.pos < c.unackedBase || u.pos-c.unackedBase >= uint64(len(c.unackedBy)) || c.unackedBy[u.pos-c.unackedBase] != seq {
-			t.Fatalf("%s: unacked seq %d is not at its place %d (base %d, %d places)", where, seq, u.pos, c.unackedBase, len(c.unackedBy))
-		}
+	if u.n > 0 && u.slot(0).e.Seq == 0 {
+		t.Fatalf("%s: the window's front is settled", where)
+	}
+	if n := u.n; n > 64 && n > 4*(u.live-len(u.old)) {
+		t.Fatalf("%s: a window of %d slots holds %d live entries", where, n, u.live-len(u.old))
+	}
+	credit := int64(0)
+	for _, cs := range c.consumers {
+		credit += cs.credit
+	}
+	if credit != c.credit {
+		t.Fatalf("%s: the consumers hold %d credit, the core counts %d", where, credit, c.credit)
 	}
 }
 
@@ -414,15 +432,15 @@ func TestUnackedIndexRandomSettles(t *testing.T) {
 	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
 	c.Consume(1, 0, false, 0)
 	type delivery struct {
-		seq uint64
+		tag uint64
 		at  int64
 	}
 	var delivered []delivery
 	took := func(effects []Effect[int], now int64) {
 		for _, e := range effects {
 			if e.Kind == Deliver {
-				for _, en := range e.Entries {
-					delivered = append(delivered, delivery{en.Seq, now})
+				for i := range e.Entries {
+					delivered = append(delivered, delivery{e.Tag + uint64(i), now})
 				}
 			}
 		}
@@ -442,7 +460,7 @@ func TestUnackedIndexRandomSettles(t *testing.T) {
 					break
 				}
 				i := rng.IntN(len(delivered))
-				seqs = append(seqs, delivered[i].seq)
+				seqs = append(seqs, delivered[i].tag)
 				delivered = slices.Delete(delivered, i, i+1)
 			}
 			outcome := Ack
@@ -461,5 +479,35 @@ func TestUnackedIndexRandomSettles(t *testing.T) {
 		if got := c.Info().OldestUnacked; got != oldest {
 			t.Fatalf("step %d: oldest unacked at %d, want %d", step, got, oldest)
 		}
+	}
+}
+
+// TestUnackedStraggler holds one delivery while 10,000 after it are
+// delivered and acked: the table keeps it (settled by its tag, with its
+// age) without a window over all 10,001 places.
+func TestUnackedStraggler(t *testing.T) {
+	c := New[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, 0)
+	c.Consume(1, 0, false, 0)
+	c.Push(Message[int]{Handle: -1, Size: 7}, 1)
+	held := c.Credit(1, 1, 1)[0].Tag
+	for i := range 10000 {
+		now := int64(i + 2)
+		c.Push(Message[int]{Handle: i, Size: 1}, now)
+		tag := c.Credit(1, 1, now)[0].Tag
+		c.Settle([]uint64{tag}, Ack, now)
+		checkUnacked(t, fmt.Sprintf("ack %d", i), c)
+	}
+	if n := c.unacked.n; n > 64 {
+		t.Fatalf("one unacked delivery keeps a window of %d places", n)
+	}
+	if in := c.Info(); in.Unacked != 1 || in.UnackedBytes != 7 || in.OldestUnacked != 1 {
+		t.Fatalf("unacked %d (%d bytes), oldest at %d; want 1 (7 bytes) at 1", in.Unacked, in.UnackedBytes, in.OldestUnacked)
+	}
+	effects := c.Settle([]uint64{held, held}, Ack, 20000) // a second settle of one tag is ignored
+	if len(effects) != 1 || len(effects[0].Entries) != 1 || effects[0].Entries[0].Handle != -1 {
+		t.Fatalf("settling the held delivery gave %v", effects)
+	}
+	if in := c.Info(); in.Unacked != 0 || in.OldestUnacked != 0 || len(c.unacked.old) != 0 {
+		t.Fatalf("after the last settle: %d unacked, oldest at %d, %d old", in.Unacked, in.OldestUnacked, len(c.unacked.old))
 	}
 }

@@ -24,13 +24,14 @@ type Queue[H any] interface {
 	// reports whether consumers are left.
 	Cancel(id ConsumerID) bool
 	// Settle acks, rejects (dead-lettering if the queue has a
-	// dead-letter exchange) or requeues deliveries by Entry.Seq.
-	Settle(seqs []uint64, outcome Outcome)
-	// Get takes the head message (basic.get).
-	Get(noAck bool) (e Entry[H], ok bool)
-	// GiveBack returns messages taken by Get that could not be handed
-	// over, as if never taken.
-	GiveBack(es []Entry[H])
+	// dead-letter exchange) or requeues deliveries by the tags Deliver and
+	// Get gave them.
+	Settle(tags []uint64, outcome Outcome)
+	// Get takes the head message (basic.get) and its tag (0 with noAck).
+	Get(noAck bool) (e Entry[H], tag uint64, ok bool)
+	// GiveBack returns a message taken by Get, with its tag, that could
+	// not be handed over, as if never taken.
+	GiveBack(e Entry[H], tag uint64)
 	// Purge drops every ready message and returns how many.
 	Purge() int
 	// Delete releases everything and stops the queue; it returns the

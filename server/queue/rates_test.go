@@ -54,11 +54,11 @@ func TestClassicRates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e, ok := q.Get(false)
+	_, tag, ok := q.Get(false)
 	if !ok {
 		t.Fatal("get")
 	}
-	q.Settle([]uint64{e.Seq}, Ack)
+	q.Settle([]uint64{tag}, Ack)
 	now.Add(2e9)
 	q.SampleRates()
 	if got, want := q.Info().Rates, (Rates{Publish: 3, DeliverGet: 0.5, Ack: 0.5}); got != want {
