@@ -76,6 +76,8 @@ type channel struct {
 
 	// view is what the management API reads of the channel (mgmtview.go).
 	view chanView
+	// dests are its counters per exchange and per queue (chandests.go).
+	dests chanDests
 
 	// ended is set, under the conn's outMu, once the channel's last frame
 	// (close-ok, or the server's channel.close) is queued: from then on
@@ -242,6 +244,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 	ch.mu.Unlock()
 	cn.srv.stats.delivered.Add(uint64(len(ds)))
 	ch.view.delivered(c.noAck, len(ds), redelivered)
+	c.dests.delivered(c.noAck, len(ds), redelivered)
 	if c.noAck {
 		q.releaseDelivered(ds)
 	}

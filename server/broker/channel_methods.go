@@ -362,7 +362,7 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 		delete(ch.consumers, tag)
 	}
 	cn := &consumer{tag: tag, ch: ch, q: q, noAck: m.NoAck, exclusive: m.Exclusive, prefetch: ch.prefetch,
-		timeout: c.srv.ackTimeout(q, m.Arguments), args: m.Arguments}
+		timeout: c.srv.ackTimeout(q, m.Arguments), args: m.Arguments, dests: ch.dests.queue(q)}
 	if v, ok := m.Arguments["x-priority"]; ok {
 		p, isInt := asInt(v)
 		if !isInt {
@@ -415,6 +415,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	}
 	if !ok {
 		ch.view.getEmpty.Add(1)
+		ch.dests.queue(q).getEmpty.Add(1)
 		ch.conn.send(ch.id, &amqp.BasicGetEmpty{})
 		return nil
 	}
@@ -439,6 +440,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	ch.mu.Unlock()
 	ch.conn.srv.stats.delivered.Add(1)
 	ch.view.got(m.NoAck, e.redelivered())
+	ch.dests.queue(q).got(m.NoAck, e.redelivered())
 	if m.NoAck {
 		q.release([]qentry{e})
 	}
@@ -456,6 +458,7 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 	if !negative {
 		ch.conn.srv.stats.acknowledged.Add(uint64(len(es)))
 		ch.view.ack.Add(uint64(len(es)))
+		ch.dests.acked(es)
 	}
 	if ch.tx {
 		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
@@ -511,6 +514,8 @@ func (ch *channel) contentDone() error {
 	if x.removed.Load() {
 		return errNoExchange(p, c.vhost.name, p.Exchange)
 	}
+	xd := ch.dests.exchange(x)
+	xd.publish.Add(1)
 	if ch.tx {
 		ch.txPublishes = append(ch.txPublishes, txPublish{msg: msg, x: x, mandatory: p.Mandatory})
 		ch.view.txMsgs.Store(int32(len(ch.txPublishes)))
@@ -521,7 +526,12 @@ func (ch *channel) contentDone() error {
 		ch.publishSeq++
 		seq := ch.publishSeq
 		ch.view.unconfirmed.Add(1)
-		done = func(err error) { ch.confirmed(seq, err) }
+		done = func(err error) {
+			if err == nil {
+				xd.confirm.Add(1)
+			}
+			ch.confirmed(seq, err)
+		}
 	}
 	ch.route(msg, x, p.Mandatory, done)
 	return nil
@@ -541,8 +551,12 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	}
 	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
 	x.published.count(ch.stripe, out.Queues)
-	if out.Queues == 0 && !mandatory {
+	switch {
+	case out.Queues == 0 && !mandatory:
 		ch.view.dropUnroutable.Add(1)
+		ch.dests.exchange(x).dropUnroutable.Add(1)
+	case out.Unroutable && mandatory:
+		ch.dests.exchange(x).returnUnroutable.Add(1)
 	}
 	if out.Congested != nil && ch.conn.flowWait == nil {
 		ch.conn.flowWait = out.Congested

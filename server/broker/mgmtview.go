@@ -359,41 +359,13 @@ type chanView struct {
 	confirmed        atomic.Uint64
 	returnUnroutable atomic.Uint64
 	dropUnroutable   atomic.Uint64
-	deliver          atomic.Uint64
-	deliverNoAck     atomic.Uint64
-	get              atomic.Uint64
-	getNoAck         atomic.Uint64
-	getEmpty         atomic.Uint64
-	redeliver        atomic.Uint64
-	ack              atomic.Uint64
+	deliveryCounters // over every queue (chandests.go has them per queue)
 }
 
 // unlist uncounts a consumer that is cancelled or whose queue went.
 func (v *chanView) unlist(cn *consumer) {
 	if cn.listed.Swap(false) {
 		v.consumers.Add(-1)
-	}
-}
-
-func (v *chanView) delivered(noAck bool, n, redelivered int) {
-	if noAck {
-		v.deliverNoAck.Add(uint64(n))
-	} else {
-		v.deliver.Add(uint64(n))
-	}
-	if redelivered > 0 {
-		v.redeliver.Add(uint64(redelivered))
-	}
-}
-
-func (v *chanView) got(noAck, redelivered bool) {
-	if noAck {
-		v.getNoAck.Add(1)
-	} else {
-		v.get.Add(1)
-	}
-	if redelivered {
-		v.redeliver.Add(1)
 	}
 }
 
@@ -426,6 +398,7 @@ type ChannelInfo struct {
 	Confirm             bool
 	Transactional       bool
 	Counters            ChannelCounters
+	ch                  *channel // for Destinations
 }
 
 // Channels returns the open channels of the connections Connections
@@ -481,7 +454,7 @@ func (ch *channel) info(in *ConnInfo) ChannelInfo {
 		PrefetchCount: int(v.prefetch.Load()), GlobalPrefetchCount: int(ch.globalLimit.Load()),
 		Consumers: int(v.consumers.Load()), Unacked: unacked, Unconfirmed: int(max(v.unconfirmed.Load(), 0)),
 		UncommittedMessages: int(v.txMsgs.Load()), UncommittedAcks: int(v.txAcks.Load()),
-		Confirm: v.confirm.Load(), Transactional: v.tx.Load(),
+		Confirm: v.confirm.Load(), Transactional: v.tx.Load(), ch: ch,
 		Counters: ChannelCounters{
 			Publish: v.publish.Load(), Confirm: v.confirmed.Load(),
 			ReturnUnroutable: v.returnUnroutable.Load(), DropUnroutable: v.dropUnroutable.Load(),

@@ -580,6 +580,8 @@ type consumer struct {
 	// cid is id once the queue has given it, for readers other than the
 	// channel's reader (the management API); 0 before.
 	cid atomic.Uint64
+	// dests is its channel's counters for q (chandests.go).
+	dests *chanQCounters
 }
 
 // Acquire takes up to n delivery credits from the consumer's and its

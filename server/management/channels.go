@@ -1,6 +1,7 @@
 package management
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,16 +21,11 @@ import (
 // once it has had a delivery, a get or an ack, each with its rate.
 func channelStats(vals map[string]uint64, rates map[string]float64) item {
 	m := item{}
-	add := func(keys []string) {
-		for _, k := range keys {
-			m[k], m[k+"_details"] = vals[k], rate(rates[k])
-		}
-	}
 	if vals["publish"] > 0 {
-		add(publishKeys)
+		maps.Copy(m, statsItem(publishKeys, vals, rates))
 	}
 	if vals["deliver_get"]+vals["get_empty"]+vals["ack"] > 0 {
-		add(consumeKeys)
+		maps.Copy(m, statsItem(consumeKeys, vals, rates))
 	}
 	return m
 }
@@ -62,7 +58,54 @@ func (h *Handler) sampleChannels(chans []broker.ChannelInfo) ([]map[string]uint6
 		rates[i] = h.chanRates.sample(now, interval, k, vals[i])
 	}
 	h.chanRates.prune(func(k chanKey) bool { return !open[k] })
+	h.chanIdle.prune(func(k chanKey) bool { return !open[k] })
+	h.destRates.prune(func(k destKey) bool {
+		return !open[k.chanKey] || k.x != nil && k.x.Deleted() || k.q != nil && k.q.Deleted()
+	})
 	return vals, rates
+}
+
+// destKey names a channel's counters for one exchange (x) or one queue
+// (q) for their rates.
+type destKey struct {
+	chanKey
+	x *broker.Exchange
+	q *broker.Queue
+}
+
+// channelDests are one channel's publishes (per exchange) and deliveries
+// (per queue), as RabbitMQ 3.10 shows them with rates_mode detailed: every
+// counter, with its rate, in each.
+func (h *Handler) channelDests(c *broker.ChannelInfo) (publishes, deliveries []item) {
+	now, interval := time.Now(), h.srv.StatsInterval()
+	k := chanKey{c.Conn, c.Number}
+	xs, qs := c.Destinations()
+	publishes, deliveries = []item{}, []item{}
+	for _, x := range xs {
+		vals := map[string]uint64{"publish": x.Publish, "confirm": x.Confirm,
+			"return_unroutable": x.ReturnUnroutable, "drop_unroutable": x.DropUnroutable}
+		rates := h.destRates.sample(now, interval, destKey{chanKey: k, x: x.Exchange}, vals)
+		publishes = append(publishes, item{"exchange": item{"name": x.Exchange.Name, "vhost": c.Conn.VHost},
+			"stats": statsItem(publishKeys, vals, rates)})
+	}
+	for _, q := range qs {
+		vals := map[string]uint64{"deliver": q.Deliver, "deliver_no_ack": q.DeliverNoAck, "get": q.Get,
+			"get_no_ack": q.GetNoAck, "get_empty": q.GetEmpty, "redeliver": q.Redeliver, "ack": q.Ack,
+			"deliver_get": q.Deliver + q.DeliverNoAck + q.Get + q.GetNoAck}
+		rates := h.destRates.sample(now, interval, destKey{chanKey: k, q: q.Queue}, vals)
+		deliveries = append(deliveries, item{"queue": item{"name": q.Queue.Name, "vhost": c.Conn.VHost},
+			"stats": statsItem(consumeKeys, vals, rates)})
+	}
+	return publishes, deliveries
+}
+
+// statsItem is message_stats with keys, each with its rate.
+func statsItem(keys []string, vals map[string]uint64, rates map[string]float64) item {
+	m := make(item, 2*len(keys))
+	for _, k := range keys {
+		m[k], m[k+"_details"] = vals[k], rate(rates[k])
+	}
+	return m
 }
 
 // counterValues are a channel's counters by their message_stats names.
@@ -79,7 +122,11 @@ func counterValues(c broker.ChannelCounters) map[string]uint64 {
 // counters' values and rates (sampleChannels).
 func (h *Handler) channelItem(c *broker.ChannelInfo, vals map[string]uint64, rates map[string]float64) item {
 	peerHost, peerPort := splitAddr(c.Conn.Peer)
-	return item{
+	var activity uint64
+	for _, v := range vals {
+		activity += v
+	}
+	it := item{
 		"name": c.Name, "number": int(c.Number), "node": h.node, "user": c.Conn.User,
 		"connection_details":        item{"name": c.Conn.Name, "peer_host": peerHost, "peer_port": peerPort},
 		"user_who_performed_action": c.Conn.User, "vhost": c.Conn.VHost,
@@ -89,8 +136,10 @@ func (h *Handler) channelItem(c *broker.ChannelInfo, vals map[string]uint64, rat
 		"acks_uncommitted": c.UncommittedAcks, "pending_raft_commands": 0,
 		"confirm": c.Confirm, "transactional": c.Transactional,
 		"reductions": 0, "reductions_details": rate(0),
-		"message_stats": channelStats(vals, rates),
+		"message_stats": channelStats(vals, rates), "garbage_collection": garbageCollection(),
 	}
+	h.chanIdle.set(it, chanKey{c.Conn, c.Number}, activity)
+	return it
 }
 
 // consumerItem is a consumer as /api/consumers and a queue's
@@ -161,8 +210,8 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 			continue
 		}
 		it := h.channelItem(c, vals[i], rates[i])
-		// One channel also has its consumers and, in RabbitMQ, the
-		// per-exchange and per-queue stats (not kept here: empty).
+		// One channel also has its consumers and its per-exchange and
+		// per-queue stats.
 		details := []item{}
 		if v := h.srv.VHost(c.Conn.VHost); v != nil {
 			for _, cn := range v.Consumers() {
@@ -171,7 +220,8 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 				}
 			}
 		}
-		it["consumer_details"], it["deliveries"], it["publishes"] = details, []item{}, []item{}
+		it["consumer_details"] = details
+		it["publishes"], it["deliveries"] = h.channelDests(c)
 		writeJSON(rq.w, it)
 		return nil
 	}

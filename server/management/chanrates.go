@@ -41,7 +41,7 @@ func (r *counterRates[K]) sample(now time.Time, interval time.Duration, key K, v
 		dt := now.Sub(s.at).Seconds()
 		s.rates = make(map[string]float64, len(vals))
 		for name, v := range vals {
-			s.rates[name] = float64(v-s.vals[name]) / dt
+			s.rates[name] = float64(v-min(v, s.vals[name])) / dt // a counter never goes back
 		}
 		s.at, s.vals = now, vals
 	}

@@ -79,6 +79,13 @@ type Handler struct {
 	// counters for their rates (chanrates.go).
 	chanRates counterRates[chanKey]
 	xRates    counterRates[xKey]
+	// destRates sample a channel's counters per exchange and per queue
+	// (channelDests).
+	destRates counterRates[destKey]
+	// chanIdle and queueIdle give channels and queues their idle_since
+	// (idle.go).
+	chanIdle  idleTracker[chanKey]
+	queueIdle idleTracker[*broker.Queue]
 }
 
 // New makes the API's handler over o.Server.

@@ -208,7 +208,10 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 		// Ours: the ages RabbitMQ does not report, in seconds.
 		"head_message_age_seconds":   st.HeadAge.Seconds(),
 		"oldest_unacked_age_seconds": st.OldestUnackedAge.Seconds(),
+		"garbage_collection":         garbageCollection(),
 	}
+	h.queueIdle.set(it, q, c.Published+c.Delivered+c.GetEmpty+c.Acked+c.Rejected+
+		c.Expired+c.DeadLettered+c.Dropped)
 	if st.HasHeadTimestamp {
 		it["head_message_timestamp"] = st.HeadTimestamp
 	}
@@ -287,6 +290,7 @@ func (h *Handler) queues(rq *request) error {
 			for _, q := range v.Queues() {
 				items = append(items, h.queueItem(q, q.Stats()))
 			}
+			h.queueIdle.pruneGrown((*broker.Queue).Deleted)
 			return items
 		},
 		get: func(v *broker.VHost, name string) (item, bool) {
