@@ -71,7 +71,7 @@ type Security struct {
 	DefaultPermissionsWrite     string `key:"defaultpermissionswrite" doc:"defaultuser's write pattern on defaultvhost (RabbitMQ's default_permissions.write; empty: nothing)"`
 	DefaultPermissionsRead      string `key:"defaultpermissionsread" doc:"defaultuser's read pattern on defaultvhost (RabbitMQ's default_permissions.read; empty: nothing)"`
 	LoopbackUsers               string `key:"loopbackusers" doc:"comma-separated users who may log in only over loopback (RabbitMQ's loopback_users); none: nobody"`
-	DefinitionsFile             string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings; policies are stored and exported but not applied"`
+	DefinitionsFile             string `key:"definitionsfile" doc:"RabbitMQ definitions JSON (rabbitmqctl export_definitions) imported at every start: users, vhosts, permissions, topic permissions, vhost limits, exchanges, queues, bindings, policies and operator policies (applied)"`
 }
 
 // Server is the process: logging, pidfile, daemon mode and resource alarms.
