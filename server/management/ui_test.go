@@ -657,6 +657,46 @@ func TestUIBrowser(t *testing.T) {
 			uiPoll[bool](t, e, "listed", fmt.Sprintf(`document.querySelector('#channels-count').textContent === '%d of %d items'`, n, n))
 			e.shot(t, "channels")
 		}
+		// channelOf is the name of channel number of the connection
+		// whose client calls itself client.
+		channelOf := func(client string, number int) string {
+			var conn string
+			for _, c := range e.list(t, "/connections") {
+				if cp, _ := c["client_properties"].(map[string]any); cp["connection_name"] == client {
+					conn, _ = c["name"].(string)
+				}
+			}
+			for _, c := range e.list(t, "/channels") {
+				if cd, _ := c["connection_details"].(map[string]any); cd["name"] == conn && c["number"] == float64(number) {
+					return c["name"].(string)
+				}
+			}
+			t.Fatalf("no channel %d of %s", number, client)
+			return ""
+		}
+		// The jobs consumer's channel, from the list: its consumer, and
+		// the jobs deliveries (job-1, job-2 and job-1 redelivered), 2 unacked.
+		jobsChan := channelOf("ui-consumer", 1)
+		e.step(t, "open channel", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#channels-table tr[data-name=%q] td:first-child a`, jobsChan))))
+		uiPoll[bool](t, e, "channel page", `!!document.querySelector('#main .page[data-page=channel]')`)
+		uiPoll[bool](t, e, "consumer", `!!document.querySelector('#channel-consumers-table tr[data-tag="ui-jobs-consumer"]')`)
+		cells := uiPoll[[]string](t, e, "jobs deliveries", `(c => c.length === 8 && c)([...document.querySelectorAll('#channel-deliveries-table tr[data-name="jobs"] td')].map(td => td.textContent))`)
+		if !strings.HasPrefix(cells[1], "3 · ") || !strings.HasPrefix(cells[6], "1 · ") || !strings.HasPrefix(cells[7], "0 · ") {
+			t.Errorf("jobs deliveries: %q (want 3 delivered, 1 redelivered, 0 acked)", cells)
+		}
+		if d := uiJS[string](t, e, `document.querySelector('#channel-details').textContent`); !strings.Contains(d, "Unacked / unconfirmed2 / 0") {
+			t.Errorf("jobs channel details: %q", d)
+		}
+		if txt := uiJS[string](t, e, `document.querySelector('#channel-publishes').textContent`); !strings.Contains(txt, "Nothing published.") {
+			t.Errorf("jobs channel publishes: %q", txt)
+		}
+		e.shot(t, "channel")
+		// The steady publisher's channel: the default exchange, at a rate.
+		e.open(t, "#/channels/"+urlPathEscape(channelOf("ui-publisher", 2)), "channel")
+		uiPoll[bool](t, e, "publish rate", `(c => c && /^[\d,]+ · [\d.]+\/s$/.test(c.textContent) && !c.textContent.endsWith(' 0.0/s'))(document.querySelectorAll('#channel-publishes-table tr[data-name=""] td')[1])`)
+		if txt := uiJS[string](t, e, `document.querySelector('#channel-publishes-table tr[data-name=""] td').textContent`); txt != "(AMQP default)" {
+			t.Errorf("publisher's exchange: %q", txt)
+		}
 	})
 
 	t.Run("UsersAndVhosts", func(t *testing.T) {
@@ -687,6 +727,35 @@ func TestUIBrowser(t *testing.T) {
 			return m["exchange"] == "amq.topic" && m["write"] == `^ui\.` && m["read"] == ".*"
 		})
 		uiPoll[bool](t, e, "topic permission shown", `document.querySelector('#topic-permissions-list').textContent.includes('^ui\\.')`)
+		// User limits: set, shown, cleared; one left for the screenshot.
+		limits := func(want map[string]float64) func(int, any) bool {
+			return func(code int, v any) bool {
+				l, _ := v.([]any)
+				if code != 200 || len(l) != min(len(want), 1) {
+					return false
+				}
+				for k, n := range want {
+					if uiNum(l[0].(map[string]any)["value"], k) != n {
+						return false
+					}
+				}
+				return true
+			}
+		}
+		limitCell := `document.querySelector('#users-list tr[data-name="ui-user"] td.limits').textContent`
+		setLimit := func(kind, value string) {
+			e.step(t, "set "+kind, chromedp.SetValue(chromedp.CSS("#set-user-limit-user"), "ui-user"), chromedp.SetValue(chromedp.CSS("#set-user-limit-name"), kind),
+				chromedp.SetValue(chromedp.CSS("#set-user-limit-value"), value), chromedp.Click(chromedp.CSS("#set-user-limit button[type=submit]")))
+		}
+		setLimit("max-connections", "3")
+		e.waitAPI(t, "user limit", "/user-limits/ui-user", limits(map[string]float64{"max-connections": 3}))
+		uiPoll[bool](t, e, "user limit shown", limitCell+` === 'max-connections=3'`)
+		e.step(t, "clear user limit", chromedp.Click(chromedp.CSS("#clear-user-limit")))
+		e.waitAPI(t, "user limit cleared", "/user-limits/ui-user", limits(nil))
+		uiPoll[bool](t, e, "user limit gone", limitCell+` === ''`)
+		setLimit("max-channels", "20")
+		e.waitAPI(t, "channel limit", "/user-limits/ui-user", limits(map[string]float64{"max-channels": 20}))
+		uiPoll[bool](t, e, "channel limit shown", limitCell+` === 'max-channels=20'`)
 		e.shot(t, "users")
 		e.open(t, "#/vhosts", "vhosts")
 		uiPoll[bool](t, e, "default vhost", `!!document.querySelector('#vhosts-list tr[data-name="/"]')`)

@@ -10,6 +10,7 @@ import * as exchange from './pages/exchange.js';
 import * as connections from './pages/connections.js';
 import * as connection from './pages/connection.js';
 import * as channels from './pages/channels.js';
+import * as channel from './pages/channel.js';
 import * as users from './pages/users.js';
 import * as vhosts from './pages/vhosts.js';
 import * as policies from './pages/policies.js';
@@ -25,6 +26,7 @@ const routes = [
   [/^connections$/, connections, 'Connections'],
   [/^connections\/([^/]+)$/, connection, 'Connections'],
   [/^channels$/, channels, 'Channels'],
+  [/^channels\/([^/]+)$/, channel, 'Channels'],
   [/^users$/, users, 'Users'],
   [/^vhosts$/, vhosts, 'Virtual hosts'],
   [/^policies$/, policies, 'Policies'],

@@ -201,3 +201,24 @@ export function parseArgs(text) {
   }
   return out;
 }
+
+// limitForm sets and clears a vhost's or a user's limit: kind is the API's
+// "vhost-limits" or "user-limits", target the <select> of the vhost or user
+// (labelled label), names the limits offered; id is the form's id and its
+// fields' prefix (id-name, id-value), clearId the clear button's. onDone
+// runs after a change.
+export function limitForm({ kind, target, names, id, label, clearId, onDone }) {
+  const lkind = el('select', { id: id + '-name' }, names.map(k => el('option', { value: k }, k)));
+  const lvalue = el('input', { id: id + '-value', type: 'number', required: true, size: 6 });
+  const path = () => `${kind}/${enc(target.value)}/${lkind.value}`;
+  const form = el('form', { class: 'inline', id }, el('label', {}, label, target), el('label', {}, 'Limit', lkind),
+    el('label', {}, 'Value (negative: none)', lvalue), el('button', { type: 'submit', class: 'primary' }, 'Set limit'),
+    el('button', { type: 'button', id: clearId, onclick: async () => {
+      if (await run(() => api('DELETE', path()), 'Limit cleared')) onDone();
+    } }, 'Clear limit'));
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    if (await run(() => api('PUT', path(), { value: Number(lvalue.value) }), 'Limit set')) onDone();
+  });
+  return form;
+}

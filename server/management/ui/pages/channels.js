@@ -1,4 +1,6 @@
-import { apiOrNull, el, enc, fmtNum, fmtRate, rateOf } from '../lib.js';
+import { apiOrNull, el, fmtNum, fmtRate, rateOf } from '../lib.js';
+import { channelLink } from './channel.js';
+import { connectionLink } from './connection.js';
 import { pagedList } from '../paged.js';
 
 export const name = 'channels';
@@ -12,11 +14,12 @@ export async function mount(root) {
   const list = await pagedList({
     path: 'channels', id: 'channels', empty: 'No channels.',
     columns: [
-      { title: 'Channel', sort: 'name', cell: c => c.connection_details ? el('a', { href: `#/connections/${enc(c.connection_details.name)}` }, c.name) : c.name },
+      { title: 'Channel', sort: 'name', cell: c => channelLink(c.name) },
+      { title: 'Connection', sort: 'connection_details.name', cell: c => c.connection_details ? connectionLink(c.connection_details.name) : '' },
       { title: 'User', sort: 'user', cell: c => c.user },
       { title: 'Virtual host', sort: 'vhost', cell: c => c.vhost },
       { title: 'Mode', cell: c => [c.confirm && 'confirm', c.transactional && 'tx'].filter(Boolean).join(', ') },
-      { title: 'State', sort: 'state', cell: c => c.state },
+      { title: 'State', sort: 'state', cell: c => c.idle_since ? 'idle' : c.state },
       { title: 'Consumers', sort: 'consumer_count', num: true, cell: c => fmtNum(c.consumer_count) },
       { title: 'Prefetch', sort: 'prefetch_count', num: true, cell: c => fmtNum(c.prefetch_count) },
       { title: 'Unacked', sort: 'messages_unacknowledged', num: true, cell: c => fmtNum(c.messages_unacknowledged) },

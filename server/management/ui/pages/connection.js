@@ -27,7 +27,7 @@ export async function mount(root, [cname]) {
     channels.replaceChildren(el('h2', {}, `Channels (${chs ? chs.length : fmtNum(c.channels)})`), chs === null ?
       el('p', { class: 'muted' }, 'This server does not list a connection\'s channels yet.') :
       chs.length ? table(['Channel', 'Mode', 'Consumers', 'Prefetch', 'Unacked', 'Unconfirmed', 'State'], chs.map(ch =>
-        el('tr', { dataset: { number: ch.number } }, el('td', {}, ch.number), el('td', {}, [ch.confirm && 'confirm', ch.transactional && 'tx'].filter(Boolean).join(', ')),
+        el('tr', { dataset: { number: ch.number } }, el('td', {}, el('a', { href: `#/channels/${enc(ch.name)}` }, ch.number)), el('td', {}, [ch.confirm && 'confirm', ch.transactional && 'tx'].filter(Boolean).join(', ')),
           el('td', { class: 'num' }, fmtNum(ch.consumer_count)), el('td', { class: 'num' }, fmtNum(ch.prefetch_count)),
           el('td', { class: 'num' }, fmtNum(ch.messages_unacknowledged)), el('td', { class: 'num' }, fmtNum(ch.messages_unconfirmed)),
           el('td', {}, ch.state)))) : el('p', { class: 'muted' }, 'No channels.'));

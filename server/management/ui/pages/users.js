@@ -1,4 +1,4 @@
-import { api, el, enc, run, table, tags, confirmButton, vhostSelect } from '../lib.js';
+import { api, el, enc, run, table, tags, confirmButton, vhostSelect, limitForm } from '../lib.js';
 
 export const name = 'users';
 
@@ -8,17 +8,22 @@ export async function mount(root) {
   const topics = el('div', { id: 'topic-permissions-list' });
 
   async function refresh() {
-    const [us, ps, tps] = await Promise.all([api('GET', 'users'), api('GET', 'permissions'), api('GET', 'topic-permissions')]);
+    const [us, ps, tps, limits] = await Promise.all([api('GET', 'users'), api('GET', 'permissions'), api('GET', 'topic-permissions'),
+      api('GET', 'user-limits').catch(() => [])]);
+    const chosen = luser.value;
+    luser.replaceChildren(...us.map(u => el('option', { value: u.name }, u.name)));
+    if (chosen && us.some(u => u.name === chosen)) luser.value = chosen;
     topics.replaceChildren(table(['User', 'Virtual host', 'Exchange', 'Write', 'Read', ''], tps.map(p =>
       el('tr', {}, el('td', {}, p.user), el('td', {}, p.vhost), el('td', {}, p.exchange),
         el('td', {}, el('code', {}, p.write)), el('td', {}, el('code', {}, p.read)),
         el('td', {}, el('button', { type: 'button', class: 'danger', onclick: async () => {
           if (await run(() => api('DELETE', `topic-permissions/${enc(p.vhost)}/${enc(p.user)}`), 'Topic permissions cleared')) refresh();
         } }, 'Clear'))))));
-    users.replaceChildren(table(['Name', 'Tags', 'Password', 'Can access virtual hosts', ''], us.map(u =>
+    users.replaceChildren(table(['Name', 'Tags', 'Password', 'Can access virtual hosts', 'Limits', ''], us.map(u =>
       el('tr', { dataset: { name: u.name } }, el('td', {}, u.name), el('td', {}, tags(typeof u.tags === 'string' ? u.tags.split(',').filter(Boolean) : u.tags)),
         el('td', {}, u.password_hash ? '●●●●' : el('span', { class: 'muted' }, 'none')),
         el('td', {}, ps.filter(p => p.user === u.name).map(p => p.vhost).join(', ') || el('span', { class: 'muted' }, 'no access')),
+        el('td', { class: 'limits' }, Object.entries((limits.find(l => l.user === u.name) || {}).value || {}).map(([k, n]) => `${k}=${n}`).join(', ')),
         el('td', {}, confirmButton('Delete', 'Confirm delete', async () => {
           if (await run(() => api('DELETE', `users/${enc(u.name)}`), `User ${u.name} deleted`)) refresh();
         }))))));
@@ -29,6 +34,11 @@ export async function mount(root) {
           if (await run(() => api('DELETE', `permissions/${enc(p.vhost)}/${enc(p.user)}`), 'Permissions cleared')) refresh();
         } }, 'Clear'))))));
   }
+
+  // User limits (RabbitMQ's max-connections and max-channels).
+  const luser = el('select', { id: 'set-user-limit-user' });
+  const lform = limitForm({ kind: 'user-limits', target: luser, names: ['max-connections', 'max-channels'], id: 'set-user-limit',
+    label: 'User', clearId: 'clear-user-limit', onDone: () => refresh() });
 
   const uname = el('input', { id: 'add-user-name', required: true });
   const upass = el('input', { id: 'add-user-password', type: 'password', autocomplete: 'new-password' });
@@ -72,6 +82,7 @@ export async function mount(root) {
 
   await refresh();
   root.append(el('h1', {}, 'Users'), users, el('h2', {}, 'Add a user'), el('div', { class: 'card' }, uform),
+    el('h2', {}, 'User limits'), el('div', { class: 'card' }, lform),
     el('h2', {}, 'Permissions'), perms, el('h2', {}, 'Set permission'), el('div', { class: 'card' }, pform),
     el('h2', {}, 'Topic permissions'), topics, el('h2', {}, 'Set topic permission'), el('div', { class: 'card' }, tform));
   return null;

@@ -1,4 +1,4 @@
-import { api, el, enc, fmtNum, run, table, confirmButton } from '../lib.js';
+import { api, el, enc, fmtNum, run, table, confirmButton, limitForm } from '../lib.js';
 
 export const name = 'vhosts';
 
@@ -20,17 +20,8 @@ export async function mount(root) {
         }))))));
   }
   const lvhost = el('select', { id: 'set-limit-vhost' });
-  const lkind = el('select', { id: 'set-limit-name' }, el('option', { value: 'max-connections' }, 'max-connections'), el('option', { value: 'max-queues' }, 'max-queues'));
-  const lvalue = el('input', { id: 'set-limit-value', type: 'number', required: true, size: 6 });
-  const lform = el('form', { class: 'inline', id: 'set-limit' }, el('label', {}, 'Virtual host', lvhost), el('label', {}, 'Limit', lkind),
-    el('label', {}, 'Value (negative: none)', lvalue), el('button', { type: 'submit', class: 'primary' }, 'Set limit'),
-    el('button', { type: 'button', id: 'clear-limit', onclick: async () => {
-      if (await run(() => api('DELETE', `vhost-limits/${enc(lvhost.value)}/${lkind.value}`), 'Limit cleared')) refresh();
-    } }, 'Clear limit'));
-  lform.addEventListener('submit', async ev => {
-    ev.preventDefault();
-    if (await run(() => api('PUT', `vhost-limits/${enc(lvhost.value)}/${lkind.value}`, { value: Number(lvalue.value) }), 'Limit set')) refresh();
-  });
+  const lform = limitForm({ kind: 'vhost-limits', target: lvhost, names: ['max-connections', 'max-queues'], id: 'set-limit',
+    label: 'Virtual host', clearId: 'clear-limit', onDone: () => refresh() });
   const name = el('input', { id: 'add-vhost-name', required: true });
   const form = el('form', { class: 'inline', id: 'add-vhost' }, el('label', {}, 'Name', name), el('button', { type: 'submit', class: 'primary' }, 'Add virtual host'));
   form.addEventListener('submit', async ev => {
