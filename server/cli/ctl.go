@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	ucli "github.com/urfave/cli/v2"
 )
 
@@ -44,8 +46,45 @@ func newCtlClient(cx *ucli.Context) (*ctlClient, error) {
 		return nil, ucli.Exit(fmt.Sprintf("Error: --url %q is not an http:// or https:// URL", raw), exitUsage)
 	}
 	raw = strings.TrimSuffix(raw, "/api")
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	cfg, err := ctlTLS(cx)
+	if err != nil {
+		return nil, err
+	}
+	tr.TLSClientConfig = cfg
 	return &ctlClient{base: raw, user: cx.String("user"), pass: cx.String("password"),
-		http: &http.Client{Timeout: cx.Duration("timeout")}}, nil
+		http: &http.Client{Timeout: cx.Duration("timeout"), Transport: tr}}, nil
+}
+
+// ctlTLS is the HTTPS client's configuration from --cacert, --cert, --key
+// and --insecure, rabbitmqadmin's --ssl-ca-cert-file, --ssl-cert-file,
+// --ssl-key-file and --ssl-insecure (nil: Go's defaults, the system's
+// roots): an API behind a self-signed or private CA's certificate, or one
+// that asks for a client certificate (management.tlsfailifnopeercert).
+func ctlTLS(cx *ucli.Context) (*tls.Config, error) {
+	ca, cert, key, insecure := cx.String("cacert"), cx.String("cert"), cx.String("key"), cx.Bool("insecure")
+	if ca == "" && cert == "" && key == "" && !insecure {
+		return nil, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: insecure} // only when asked, as with curl -k
+	if ca != "" {
+		pool, err := tlsconf.LoadCAs(ca)
+		if err != nil {
+			return nil, ucli.Exit(fmt.Sprintf("Error: --cacert %s: %v", ca, err), exitUsage)
+		}
+		cfg.RootCAs = pool
+	}
+	if (cert == "") != (key == "") {
+		return nil, ucli.Exit("Error: --cert and --key go together", exitUsage)
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, ucli.Exit(fmt.Sprintf("Error: --cert %s --key %s: %v", cert, key, err), exitUsage)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }
 
 // apiError is an error reply of the API.
@@ -550,6 +589,13 @@ func ctlCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "user", Aliases: []string{"u"}, Value: "guest", EnvVars: []string{"AMQP_CTL_USER"}, Usage: "user name for HTTP basic auth"},
 			&ucli.StringFlag{Name: "password", Value: "guest", EnvVars: []string{"AMQP_CTL_PASSWORD"}, Usage: "password for HTTP basic auth"},
 			&ucli.DurationFlag{Name: "timeout", Value: 60 * time.Second, EnvVars: []string{"AMQP_CTL_TIMEOUT"}, Usage: "give up on a call after this long"},
+			&ucli.StringFlag{Name: "cacert", Aliases: []string{"ssl-ca-cert-file"}, EnvVars: []string{"AMQP_CTL_CACERT"},
+				Usage: "PEM CA bundle that an https:// API's certificate is verified against (default: the system's roots)"},
+			&ucli.StringFlag{Name: "cert", Aliases: []string{"ssl-cert-file"}, EnvVars: []string{"AMQP_CTL_CERT"},
+				Usage: "PEM client certificate for an API that asks for one (with --key)"},
+			&ucli.StringFlag{Name: "key", Aliases: []string{"ssl-key-file"}, EnvVars: []string{"AMQP_CTL_KEY"}, Usage: "PEM private key of --cert"},
+			&ucli.BoolFlag{Name: "insecure", Aliases: []string{"k", "ssl-insecure"},
+				Usage: "do not verify the API's certificate (as rabbitmqadmin -k and curl -k): anyone on the path can read the password"},
 		},
 		Subcommands: []*ucli.Command{
 			{

@@ -83,6 +83,20 @@ func TestManagementTLS(t *testing.T) {
 	} else {
 		t.Log("no rabbitmqadmin (Debian's rabbitmq-server package): only Go's client checked")
 	}
+	// amqp-server ctl reaches it with the CA (--cacert, or rabbitmqadmin's
+	// name for it) or with --insecure; with the system's roots it does not.
+	base := "https://" + addr
+	ctl(t, base, "status").fails(t, "ctl with the system's roots", 69, "certificate signed by unknown authority")
+	for _, flag := range []string{"--cacert", "--ssl-ca-cert-file"} {
+		if out := ctl(t, base, flag, f.ca.CAFile, "list", "vhosts").ok(t, "ctl "+flag); !strings.Contains(out, "/") {
+			t.Errorf("ctl %s list vhosts: %q", flag, out)
+		}
+	}
+	if out := ctl(t, base, "--insecure", "list", "users").ok(t, "ctl --insecure"); !strings.Contains(out, "guest") {
+		t.Errorf("ctl --insecure list users: %q", out)
+	}
+	ctl(t, base, "--cacert", f.server.KeyFile, "status").fails(t, "ctl --cacert of a key", 64, "--cacert "+f.server.KeyFile+": no PEM certificate in it")
+	ctl(t, base, "--cacert", f.ca.CAFile, "--cert", f.other.CertFile, "status").fails(t, "ctl --cert without --key", 64, "--cert and --key go together")
 	// SIGHUP reloads the certificate, as for AMQPS.
 	if cn := f.servedCN(t, addr); cn != "server" {
 		t.Fatalf("served %q", cn)
@@ -117,6 +131,12 @@ func TestManagementTLS(t *testing.T) {
 		if err != nil || strings.TrimSpace(string(out)) != "guest" {
 			t.Errorf("rabbitmqadmin --ssl with a client certificate, list users: %v %q", err, out)
 		}
+	}
+	base = "https://" + addr
+	ctl(t, base, "--cacert", f.ca.CAFile, "status").fails(t, "ctl without a client certificate", 69, "cannot reach the management API")
+	if out := ctl(t, base, "--cacert", f.ca.CAFile, "--cert", f.other.CertFile, "--key", f.other.KeyFile, "list", "users").ok(t,
+		"ctl with a client certificate"); !strings.Contains(out, "guest") {
+		t.Errorf("ctl with a client certificate, list users: %q", out)
 	}
 }
 
