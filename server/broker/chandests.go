@@ -103,23 +103,41 @@ func (d *chanDests) pruneLocked() {
 	}
 }
 
-// acked counts acknowledged deliveries on their queues' entries; those of
-// consumers have theirs at hand, those of basic.get are looked up, once per
-// run of the same queue.
+// acked counts acknowledged deliveries on their queues' entries, one add
+// per run of entries of the same one: those of consumers have theirs at
+// hand, those of basic.get are looked up, once per run of the same queue.
 func (d *chanDests) acked(es []unackedEntry) {
-	var last *Queue
-	var e *chanQCounters
+	var run, got *chanQCounters // the run's entry; the last get's queue's
+	var n uint64
 	for i := range es {
 		u := &es[i]
-		switch {
-		case u.c != nil && u.c.dests != nil:
-			u.c.dests.ack.Add(1)
-			continue
-		case u.q != last:
-			last, e = u.q, d.queue(u.q)
+		e := u.c.countersOf()
+		if e == nil {
+			if got == nil || got.q != u.q {
+				got = d.queue(u.q)
+			}
+			e = got
 		}
-		e.ack.Add(1)
+		if e != run {
+			if run != nil {
+				run.ack.Add(n)
+			}
+			run, n = e, 0
+		}
+		n++
 	}
+	if run != nil {
+		run.ack.Add(n)
+	}
+}
+
+// countersOf is c's entry in its channel's chanDests (nil for no consumer:
+// a basic.get).
+func (c *consumer) countersOf() *chanQCounters {
+	if c == nil {
+		return nil
+	}
+	return c.dests
 }
 
 // ExchangeCounters are a channel's publishes to one exchange (RabbitMQ's
@@ -141,7 +159,8 @@ type QueueCounters struct {
 func (q *Queue) Deleted() bool { return q.gone.Load() }
 
 // Destinations returns the channel's counters per exchange and per queue,
-// by name, leaving out deleted exchanges and queues. It takes the
+// by name, leaving out deleted exchanges and queues, and queues it has
+// taken nothing from yet. It takes the
 // channel's chanDests lock alone.
 func (c *ChannelInfo) Destinations() ([]ExchangeCounters, []QueueCounters) {
 	if c.ch == nil {
@@ -158,7 +177,9 @@ func (c *ChannelInfo) Destinations() ([]ExchangeCounters, []QueueCounters) {
 		}
 	}
 	for q, e := range d.qs {
-		if !q.gone.Load() {
+		// An entry is made at basic.consume; RabbitMQ lists the queue
+		// only from its first delivery.
+		if !q.gone.Load() && e.any() {
 			qs = append(qs, QueueCounters{Queue: q, Deliver: e.deliver.Load(), DeliverNoAck: e.deliverNoAck.Load(),
 				Get: e.get.Load(), GetNoAck: e.getNoAck.Load(), GetEmpty: e.getEmpty.Load(),
 				Redeliver: e.redeliver.Load(), Ack: e.ack.Load()})
@@ -193,4 +214,10 @@ func (e *deliveryCounters) got(noAck, redelivered bool) {
 	if redelivered {
 		e.redeliver.Add(1)
 	}
+}
+
+// any reports whether a counter is above 0.
+func (e *deliveryCounters) any() bool {
+	return e.deliver.Load()|e.deliverNoAck.Load()|e.get.Load()|e.getNoAck.Load()|e.getEmpty.Load()|
+		e.redeliver.Load()|e.ack.Load() != 0
 }

@@ -11,12 +11,12 @@ import (
 )
 
 // destTraffic is one channel's traffic whose per-exchange and per-queue
-// counts RabbitMQ 3.10.8 (rates_mode detailed) gives as checked in
-// TestChannelDestinations: to the default exchange 5 publishes to pq1
-// and 5 to pq2; to amq.direct 5 routed to pq1, 5 mandatory unroutable
-// (returned) and one unroutable dropped, all confirmed; a get of pq2
-// acked (RabbitMQ's count of this one is not checked), one with no ack,
-// one of the empty pq3; pq1's 10 consumed,
+// counts RabbitMQ 3.10.8 (rates_mode detailed) gives exactly as checked in
+// TestChannelDestinations (run on the side node with amqp091-go): to the
+// default exchange 5 publishes to pq1 and 5 to pq2; to amq.direct 5
+// routed to pq1, 5 mandatory unroutable (returned) and one unroutable
+// dropped, all confirmed; a get of pq2 acked, one with no ack, one of the
+// empty pq3; pq1's 10 consumed,
 // the even ones acked, the first odd one nacked with requeue (so
 // redelivered), the other odd ones nacked without.
 func destTraffic(t *testing.T, ch *amqp.Channel) {
