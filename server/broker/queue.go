@@ -38,6 +38,14 @@ type Queue struct {
 	dropped atomic.Bool
 	// gone mirrors deleted for lock-free checks by channel caches.
 	gone atomic.Bool
+	// lastReady is the ready count the last push left: the ring-buffer
+	// check of the next durable push reads it instead of locking the queue
+	// (at most one push stale, and the ring is a memory bound, not a
+	// limit).
+	lastReady atomic.Int64
+	// flowWaiting mirrors flowClear != nil, so a delivery batch finds no
+	// publisher waiting without taking mu.
+	flowWaiting atomic.Bool
 	// own is what the queue's arguments ask, fixed at declaration; eff
 	// is that merged with the policies that apply (reapplyPolicies
 	// swaps it), read through settings.
@@ -159,7 +167,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	}
 	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server
-		if ready, _, _ := q.cq.Backlog(); ready >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
+		if q.lastReady.Load() >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
 			h.msg = nil // the log has it; memory stays bounded by the rings
 		} else {
 			h.hot = true
@@ -168,6 +176,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	}
 	cm.Handle = h
 	ready, consumers, err := q.cq.Push(cm)
+	q.lastReady.Store(ready)
 	if err != nil {
 		// Refused (a reject-publish queue filled since the publisher's
 		// check): the queue never held it. With reject-publish-dlx and a
@@ -190,6 +199,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 	}
 	if q.flowClear == nil {
 		q.flowClear = make(chan struct{})
+		q.flowWaiting.Store(true)
 	}
 	return q.flowClear, false
 }
@@ -197,10 +207,7 @@ func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
 // flowCheck releases waiting publishers once the backlog is low enough (or
 // nobody consumes any more, or the queue is gone).
 func (q *Queue) flowCheck() {
-	q.mu.Lock()
-	waiting := q.flowClear != nil
-	q.mu.Unlock()
-	if !waiting {
+	if !q.flowWaiting.Load() {
 		return
 	}
 	ready, readyBytes, consumers := q.cq.Backlog() // not Info: no head peek, no stats copy
@@ -208,6 +215,7 @@ func (q *Queue) flowCheck() {
 	if q.flowClear != nil && (ready < flowLow && readyBytes < flowLowBytes || consumers == 0 || q.deleted) {
 		close(q.flowClear)
 		q.flowClear = nil
+		q.flowWaiting.Store(false)
 	}
 	q.mu.Unlock()
 }

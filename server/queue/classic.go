@@ -3,6 +3,7 @@ package queue
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -72,8 +73,11 @@ type Classic[H any] struct {
 	arena   []Entry[H]
 
 	wake chan struct{} // capacity 1: "there may be work"
-	stop chan struct{}
-	done chan struct{}
+	// woken is set from a signal until the driver takes the wake-up, so
+	// the publishers of a busy queue skip the channel (and its lock).
+	woken atomic.Bool
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // NewClassic starts a classic queue with policy; clock gives the time in
@@ -121,6 +125,9 @@ func (q *Classic[H]) GiveBack(e Entry[H], tag uint64) {
 
 // signal wakes the driver.
 func (q *Classic[H]) signal() {
+	if q.woken.Load() || q.woken.Swap(true) {
+		return // the driver has yet to take a wake-up, and looks after it
+	}
 	select {
 	case q.wake <- struct{}{}:
 	default:
@@ -192,13 +199,14 @@ func (q *Classic[H]) carryOut(d *detached[H]) {
 // (for flow control). It returns ErrRejected from a full reject-publish
 // queue. It does not deliver: it wakes the driver.
 func (q *Classic[H]) Push(m Message[H]) (ready int64, consumers int, err error) {
+	now := q.clock() // outside the lock: the core takes times out of order (see Core.enqueue)
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		q.host.Release([]Entry[H]{m.entry(0)})
 		return 0, 0, nil
 	}
-	effects, err := q.core.Push(m, q.clock())
+	effects, err := q.core.Push(m, now)
 	todo := q.detach(effects)
 	ready, consumers = q.core.Counts()
 	q.mu.Unlock()
@@ -403,6 +411,9 @@ func (q *Classic[H]) drive() {
 		case <-q.stop:
 			return
 		case <-q.wake:
+			// Before the round: a signal from now on wakes it again, and
+			// every earlier one's command is under the lock it takes.
+			q.woken.Store(false)
 		case <-timer.C:
 		}
 		for q.dispatchOnce() {
