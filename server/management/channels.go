@@ -136,7 +136,7 @@ func (h *Handler) channelItem(c *broker.ChannelInfo, vals map[string]uint64, rat
 		"acks_uncommitted": c.UncommittedAcks, "pending_raft_commands": 0,
 		"confirm": c.Confirm, "transactional": c.Transactional,
 		"reductions": 0, "reductions_details": rate(0),
-		"message_stats": channelStats(vals, rates), "garbage_collection": garbageCollection(),
+		"message_stats": channelStats(vals, rates), "garbage_collection": gcStats{},
 	}
 	h.chanIdle.set(it, chanKey{c.Conn, c.Number}, activity)
 	return it

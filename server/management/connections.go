@@ -23,7 +23,7 @@ func (h *Handler) connectionItem(c *broker.ConnInfo, channels int) item {
 		"peer_host": peerHost, "peer_port": peerPort, "ssl": c.TLS, "auth_mechanism": c.AuthMechanism,
 		"channel_max": int(c.ChannelMax), "frame_max": int64(c.FrameMax), "timeout": int64(c.Heartbeat.Seconds()),
 		"client_properties": tableJSON(c.ClientProperties), "channels": channels,
-		"garbage_collection": garbageCollection(),
+		"garbage_collection": gcStats{},
 	}
 	for _, k := range []string{"ssl_protocol", "ssl_key_exchange", "ssl_cipher", "ssl_hash",
 		"peer_cert_subject", "peer_cert_issuer", "peer_cert_validity"} {

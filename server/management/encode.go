@@ -83,6 +83,8 @@ func (e *encoder) append(dst []byte, v any) ([]byte, error) {
 	case details:
 		dst = append(dst, `{"rate":`...)
 		return append(appendFloat(dst, x.Rate), '}'), nil
+	case gcStats:
+		return append(dst, gcJSON...), nil
 	case map[string]any:
 		o := e.sortedKeys(x)
 		dst = append(dst, '{')

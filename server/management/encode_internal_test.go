@@ -14,7 +14,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	v := []item{{
 		"s": "a\"b\\c\n\x01<>&é\u2028", "bad": "\xff", "i": 3, "i64": int64(-4), "u": uint64(1 << 63),
 		"f": 0.25, "big": 1e21, "whole": 2.0, "nan": math.NaN(), "t": true, "n": nil,
-		"d": rate(1.5), "m": item{"z": 1, "a": []string{"x"}}, "l": []item{{"k": "v"}}, "e": item{},
+		"d": rate(1.5), "m": item{"z": 1, "a": []string{"x"}}, "l": []item{{"k": "v"}}, "e": item{}, "gc": gcStats{},
 	}}
 	b, err := appendJSON(nil, v)
 	if err != nil {
