@@ -480,9 +480,13 @@ func TestDelayedPagedOut(t *testing.T) {
 	if err := ch.QueueBind("pq", "", "px", false, nil); err != nil {
 		t.Fatal(err)
 	}
+	// Published latest-due first, 150 ms apart in delay: a publish (with
+	// its fsync) stalling for longer on a loaded machine would reorder
+	// the due times themselves.
+	const step = 150
 	start := time.Now()
 	for i := 6; i >= 1; i-- {
-		p := delayedMsg(strconv.Itoa(i), int32(i*60))
+		p := delayedMsg(strconv.Itoa(i), int32(i*step))
 		p.DeliveryMode = amqp.Persistent
 		publish(t, ch, "px", "", p)
 	}
@@ -490,8 +494,8 @@ func TestDelayedPagedOut(t *testing.T) {
 		if want := strconv.Itoa(i + 1); string(a.d.Body) != want {
 			t.Fatalf("got %q, want %q", a.d.Body, want)
 		}
-		if el := a.at.Sub(start); el < time.Duration(i+1)*60*time.Millisecond {
-			t.Fatalf("%s arrived after %v, before its %d ms", a.d.Body, el, (i+1)*60)
+		if el := a.at.Sub(start); el < time.Duration(i+1)*step*time.Millisecond {
+			t.Fatalf("%s arrived after %v, before its %d ms", a.d.Body, el, (i+1)*step)
 		}
 	}
 }
