@@ -42,6 +42,10 @@ type channel struct {
 	pub           publisher // routing buffers, default-exchange queue cache
 	stripe        uint32    // its stripe of the exchanges' publish counters
 	settleScratch []uint64
+	// ackScratch holds the entries one ack takes, reused by the next: an
+	// ack outside a transaction allocates nothing (owned by the reader,
+	// which handles the channel's methods).
+	ackScratch []unackedEntry
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex
@@ -165,7 +169,7 @@ func (c *conn) BodyBuffer(id uint16, size int) []byte {
 	if c.closing {
 		return nil
 	}
-	ch := c.channels[id]
+	ch := c.channel(id)
 	if ch == nil || ch.closing || ch.publish == nil || ch.props == nil || uint64(len(ch.body))+uint64(size) > ch.bodySize {
 		return nil
 	}

@@ -449,9 +449,21 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 
 // ackOrNack handles basic.ack, basic.nack and basic.reject.
 func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requeue bool) error {
+	var scratch []unackedEntry
+	if !ch.tx { // a transaction keeps what it took until it ends
+		scratch = ch.ackScratch[:0]
+	}
 	ch.mu.Lock()
-	es, ok := ch.unacked.take(tag, multiple, nil)
+	es, ok := ch.unacked.take(tag, multiple, scratch)
 	ch.mu.Unlock()
+	if !ch.tx {
+		defer func() {
+			clear(es) // no queue or message pinned until the next ack
+			if cap(es) <= 4096 {
+				ch.ackScratch = es[:0]
+			}
+		}()
+	}
 	if !ok {
 		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
 	}
@@ -549,6 +561,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	if mandatory {
 		returned = ch.returnUnroutable
 	}
+	ch.pub.now = ch.conn.now // the reader's, read once per socket read
 	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
 	x.published.count(ch.stripe, out.Queues)
 	switch {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -39,8 +40,18 @@ type conn struct {
 	capCancel  bool // client handles server-sent basic.cancel
 	// channels is the reader's; it changes only under chansMu, which
 	// other goroutines take to read it (Server.Channels).
-	channels   map[uint16]*channel
-	chansMu    sync.Mutex
+	channels map[uint16]*channel
+	chansMu  sync.Mutex
+	// now is the reader's clock (queue.Now), read once per read from the
+	// socket and every 64 frames, not once per frame: the time a publish
+	// gives its queues (0: not read since a pause). readsAt is the
+	// FrameReader's read count when it was read. Reader goroutine only.
+	now     int64
+	readsAt uint64
+	// lastCh is the channel the reader last found in channels: most
+	// connections use one channel, and a map lookup per frame was a tenth
+	// of a small message's cost. Reader goroutine only.
+	lastCh     *channel
 	closing    bool // connection.close sent, waiting for close-ok
 	gotCloseOk bool // the client answered our connection.close
 	needKick   bool // output appended during this read batch
@@ -231,8 +242,20 @@ func (c *conn) endedLocked(id uint16) bool {
 	if id == 0 || !c.ackTimedOut.Load() {
 		return false
 	}
-	ch := c.channels[id]
+	ch := c.channel(id)
 	return ch != nil && ch.ended.Load() && !ch.closing
+}
+
+// channel returns channel id, nil if it is not open. Reader goroutine.
+func (c *conn) channel(id uint16) *channel {
+	if ch := c.lastCh; ch != nil && ch.id == id {
+		return ch
+	}
+	ch := c.channels[id]
+	if ch != nil {
+		c.lastCh = ch
+	}
+	return ch
 }
 
 // queueConfirms schedules ch's resolved confirms for the next write.
@@ -397,6 +420,7 @@ func (c *conn) readLoop() error {
 					return errPeerGone
 				}
 				lastDeadline = time.Time{}
+				c.now = 0
 			}
 		}
 		if c.flowWait != nil {
@@ -405,6 +429,7 @@ func (c *conn) readLoop() error {
 			// that a throttled connection's own close waits its turn,
 			// as with RabbitMQ's blocked connections.
 			c.pauseForFlow()
+			c.now = 0
 		}
 		frames++
 		if c.heartbeat > 0 && !c.closing && !c.forced.Load() && (frames%64 == 0 || c.fr.Buffered() == 0) {
@@ -429,6 +454,9 @@ func (c *conn) readLoop() error {
 				c.logger.Info("missed heartbeats from client, timeout", "heartbeat", c.heartbeat)
 			}
 			return err
+		}
+		if r := c.fr.Reads(); r != c.readsAt || c.now == 0 || frames%64 == 0 {
+			c.readsAt, c.now = r, queue.Now()
 		}
 		if f.Type == amqp.FrameHeader {
 			c.publishing = true // only basic.publish carries content from clients
@@ -488,7 +516,7 @@ func (c *conn) handleFrame(f amqp.Frame) (done bool, err error) {
 	if c.closing {
 		return false, nil // only connection.close-ok matters now
 	}
-	ch := c.channels[f.Channel]
+	ch := c.channel(f.Channel)
 	if ch == nil {
 		if f.Type != amqp.FrameMethod {
 			c.closeWith(protoErr(amqp.ChannelError, nil, "expected 'channel.open'"))
@@ -644,6 +672,7 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 
 // teardown releases everything the connection held. Reader goroutine only.
 func (c *conn) teardown() {
+	c.lastCh = nil
 	for id, ch := range c.channels {
 		ch.shutdown()
 		c.chansMu.Lock()

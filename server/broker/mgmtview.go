@@ -341,6 +341,9 @@ func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage,
 
 // dropChannel removes channel id from the connection's set (reader).
 func (c *conn) dropChannel(id uint16) {
+	if ch := c.lastCh; ch != nil && ch.id == id {
+		c.lastCh = nil
+	}
 	c.chansMu.Lock()
 	delete(c.channels, id)
 	c.chansMu.Unlock()

@@ -24,6 +24,11 @@ type publisher struct {
 	// publish): the queues it would reach round a cycle are skipped (see
 	// cycles).
 	deaths []any
+	// now is the time of the publish on queue.Now's clock, which its
+	// queues take as the push's (a connection's reader sets it from its
+	// clock read per socket read); 0: Publish reads the clock, once for
+	// all the queues.
+	now int64
 }
 
 // cycles reports whether a dead-letter reaching q would close a cycle of
@@ -134,8 +139,12 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 	// Put first: it gives msg the log reference each queue entry keeps.
 	v.server.putMessage(p, msg, kept, stored)
 	refusedLate := false
+	now := p.now
+	if now == 0 && len(kept) > 0 {
+		now = queue.Now()
+	}
 	for _, q := range kept {
-		wait, r := q.push(msg)
+		wait, r := q.push(msg, now)
 		if wait != nil && out.Congested == nil {
 			out.Congested = wait
 		}

@@ -155,15 +155,14 @@ const (
 // push appends a routed message (already Put in the store). It returns a
 // channel to wait on if the queue is congested, else nil, and whether the
 // queue refused the message (a reject-publish queue that filled after the
-// publisher's admission check).
-func (q *Queue) push(m *Message) (wait <-chan struct{}, refused bool) {
+// publisher's admission check). now is the publish's time (queue.Now's
+// clock): the message's time in the queue, and its TTL's start.
+func (q *Queue) push(m *Message, now int64) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m, ref: m.ref}
-	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority}
+	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority, Timestamp: now}
 	p := q.settings()
 	if p.ttl >= 0 || m.hasTTL {
-		// Otherwise the core stamps the push with its own clock read.
-		now := queue.Now()
-		cm.Timestamp, cm.Expires = now, expiryFor(p.ttl, m, now)
+		cm.Expires = expiryFor(p.ttl, m, now)
 	}
 	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
 		srv := q.vhost.server

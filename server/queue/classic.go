@@ -196,10 +196,14 @@ func (q *Classic[H]) carryOut(d *detached[H]) {
 }
 
 // Push enqueues m and returns the ready messages and consumers after it
-// (for flow control). It returns ErrRejected from a full reject-publish
+// (for flow control). Its time is m.Timestamp when set (on the queue's
+// clock), else a clock read. It returns ErrRejected from a full reject-publish
 // queue. It does not deliver: it wakes the driver.
 func (q *Classic[H]) Push(m Message[H]) (ready int64, consumers int, err error) {
-	now := q.clock() // outside the lock: the core takes times out of order (see Core.enqueue)
+	now := m.Timestamp // the caller's clock read, for all the queues of a fan-out
+	if now == 0 {
+		now = q.clock() // outside the lock: the core takes times out of order (see Core.enqueue)
+	}
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()

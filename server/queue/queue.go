@@ -10,6 +10,7 @@ type Queue[H any] interface {
 	// Push enqueues a routed message and returns the ready count and
 	// consumers after it (for flow control), or ErrRejected from a full
 	// reject-publish queue. Delivery happens later, on the queue's terms.
+	// m.Timestamp, when set, is the push's time as well as the message's.
 	Push(m Message[H]) (ready int64, consumers int, err error)
 	// PushRecovered enqueues the messages a restart found, in order,
 	// before any consumer is added.

@@ -87,6 +87,9 @@ type readBuffer struct {
 	max  int
 	full bool // the last read filled all free space: grow before the next
 	err  error
+	// reads counts reads from rd, so a caller can tell whether a frame
+	// came from a read just made or from what an earlier one buffered.
+	reads uint64
 }
 
 func (b *readBuffer) Buffered() int { return b.w - b.r }
@@ -109,6 +112,7 @@ func (b *readBuffer) fill(need int) {
 			b.buf = nb
 		}
 	}
+	b.reads++
 	n, err := b.rd.Read(b.buf[b.w:])
 	b.full = n > 0 && b.w+n == len(b.buf)
 	b.w += n
@@ -155,6 +159,7 @@ func (b *readBuffer) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.takeErr()
 	}
+	b.reads++
 	return b.rd.Read(p)
 }
 
@@ -164,6 +169,11 @@ func (b *readBuffer) Read(p []byte) (int, error) {
 // applies. A frame over the limit is rejected from its header, before its
 // payload is read or any memory is allocated for it.
 func (fr *FrameReader) SetMaxFrame(n uint32) { fr.max = n }
+
+// Reads returns how many reads the FrameReader has made from its reader:
+// when it has not changed over a ReadFrame, the frame was already buffered
+// (a caller reading the clock once a read, not once a frame, uses it).
+func (fr *FrameReader) Reads() uint64 { return fr.br.reads }
 
 // Buffered returns the number of bytes already read from the connection and
 // buffered, i.e. readable without blocking. A server can flush its writes
