@@ -17,7 +17,8 @@ import (
 // use_regex=true a case-insensitive regular expression, matched against
 // name), sort (a field, dotted for a nested one) with sort_reverse, and
 // columns (comma-separated fields, dotted for nested ones, kept in each
-// item). Not yet: disable_stats, lengths_age and the other sampling ones.
+// item). Not yet: disable_stats. The range parameters (lengths_age and the
+// others) are read by the overview and the queues (history.go).
 
 const (
 	defaultPageSize = 100

@@ -86,6 +86,9 @@ type Handler struct {
 	// (idle.go).
 	chanIdle  idleTracker[chanKey]
 	queueIdle idleTracker[*broker.Queue]
+	// hist are the sampled histories the range parameters read
+	// (history.go).
+	hist histories
 }
 
 // New makes the API's handler over o.Server.
@@ -98,6 +101,7 @@ func New(o Options) *Handler {
 	if h.cluster == "" {
 		h.cluster = h.node
 	}
+	h.startHistory()
 	return h
 }
 

@@ -95,7 +95,11 @@ func (h *Handler) route(rq *request) error {
 func (h *Handler) readGlobal(rq *request) error {
 	switch {
 	case rq.seg[0] == "overview" && len(rq.seg) == 1:
-		writeJSON(rq.w, h.overview(rq))
+		rg, err := parseRanges(rq.r)
+		if err != nil {
+			return err
+		}
+		writeJSON(rq.w, h.overview(rq, rg))
 	case rq.seg[0] == "whoami" && len(rq.seg) == 1:
 		tags := rq.user.Tags
 		if tags == nil {
@@ -284,11 +288,20 @@ func (h *Handler) queues(rq *request) error {
 		}
 		return h.purgeQueue(rq, s[1], s[2])
 	}
+	rg, err := parseRanges(rq.r)
+	if err != nil {
+		return err
+	}
 	return h.serve(rq, resource{
 		list: func(v *broker.VHost) []item {
 			var items []item
 			for _, q := range v.Queues() {
-				items = append(items, h.queueItem(q, q.Stats()))
+				st := q.Stats()
+				it := h.queueItem(q, st)
+				if rg.any() {
+					h.queueRanges(it, q, st, rg)
+				}
+				items = append(items, it)
 			}
 			h.queueIdle.pruneGrown((*broker.Queue).Deleted)
 			return items
@@ -298,7 +311,11 @@ func (h *Handler) queues(rq *request) error {
 			if q == nil {
 				return nil, false
 			}
-			it := h.queueItem(q, q.Stats())
+			st := q.Stats()
+			it := h.queueItem(q, st)
+			if rg.any() {
+				h.queueRanges(it, q, st, rg)
+			}
 			h.queueConsumers(it, q)
 			return it, true
 		},
@@ -590,11 +607,12 @@ func (t *totals) messageStats() item {
 	}
 }
 
-// overview is /api/overview.
-func (h *Handler) overview(rq *request) item {
+// overview is /api/overview, with samples per rg.
+func (h *Handler) overview(rq *request, rg ranges) item {
 	var t totals
 	exchanges := 0
-	for _, v := range h.visibleVHosts(rq) {
+	vhosts := h.visibleVHosts(rq)
+	for _, v := range vhosts {
 		for _, q := range v.Queues() {
 			t.add(q.Stats())
 		}
@@ -624,7 +642,7 @@ func (h *Handler) overview(rq *request) item {
 	for _, k := range []string{"direct", "fanout", "headers", "topic", "x-delayed-message"} {
 		types = append(types, item{"name": k, "description": "", "enabled": true})
 	}
-	return item{
+	it := item{
 		"management_version": RabbitMQVersion, "rates_mode": "basic", "exchange_types": types,
 		"product_name": "AMQP-Go", "product_version": broker.Version, "rabbitmq_version": RabbitMQVersion,
 		"cluster_name": h.cluster, "erlang_version": goVersion, "erlang_full_version": goVersion + " " + runtime.GOOS + "/" + runtime.GOARCH,
@@ -636,6 +654,10 @@ func (h *Handler) overview(rq *request) item {
 		"statistics_db_event_queue": 0, "node": h.node, "listeners": listeners, "contexts": []item{},
 		"sample_retention_policies": item{"global": []int{600, 3600, 28800, 86400}, "basic": []int{600, 3600}, "detailed": []int{600}},
 	}
+	if rg.any() {
+		h.overviewRanges(it, qt, rg, vhosts)
+	}
+	return it
 }
 
 // splitAddr is a listener address's host and port.

@@ -56,6 +56,9 @@ func (s *Service) Close(timeout time.Duration) error {
 			s.err = s.hs.Close()
 		}
 		<-s.done
+		if c, ok := s.hs.Handler.(interface{ Close() }); ok {
+			c.Close() // a Handler's sampling round
+		}
 	})
 	return s.err
 }
