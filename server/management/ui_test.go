@@ -439,6 +439,19 @@ func TestUIBrowser(t *testing.T) {
 		return
 	}
 	t.Run("Overview", func(t *testing.T) {
+		// Once the server's history holds the messages queued before the
+		// page opened, a freshly loaded page charts them at its first
+		// render: ten minutes of the server's samples, not one of its own.
+		e.waitAPI(t, "history", "/overview?lengths_age=600&lengths_incr=5", func(_ int, v any) bool {
+			s, _ := v.(map[string]any)["queue_totals"].(map[string]any)["messages_details"].(map[string]any)["samples"].([]any)
+			return len(s) > 0 && uiNum(s[0], "sample") >= 15
+		})
+		e.step(t, "reload", chromedp.Reload())
+		uiPoll[bool](t, e, "first chart", `!!document.querySelector('svg[data-chart=queued]')`)
+		first := uiJS[[]float64](t, e, `(c => [Number(c.dataset.points), Number(c.querySelector('polyline[data-series=total]').dataset.last)])(document.querySelector('svg[data-chart=queued]'))`)
+		if len(first) != 2 || first[0] != 121 || first[1] < 15 {
+			t.Errorf("queued chart at its first render: points and last total %v, want 121 and at least 15", first)
+		}
 		e.open(t, "#/", "overview")
 		_, ov := e.call(t, "GET", "/overview", "")
 		queues := uiNum(ov.(map[string]any)["object_totals"], "queues")
@@ -532,6 +545,11 @@ func TestUIBrowser(t *testing.T) {
 			t.Errorf("title %q", title)
 		}
 		uiPoll[bool](t, e, "queue chart", `(c => c && c.dataset.points >= 2 && Number(c.querySelector('polyline[data-series=ready]').dataset.last) === 7)(document.querySelector('svg[data-chart="queue-counts:%2F/orders"]'))`)
+		// The server followed the queue before the page opened: its
+		// charts start with the server's samples.
+		if n := uiJS[float64](t, e, `Number(document.querySelector('svg[data-chart="queue-counts:%2F/orders"]').dataset.points)`); n != 121 {
+			t.Errorf("queue chart has %v points, want the server's 121", n)
+		}
 		// Peek at two messages; they stay in the queue.
 		e.step(t, "get", chromedp.SetValue(chromedp.CSS("#get-count"), "2"), chromedp.Click(chromedp.CSS("#get-submit")))
 		uiPoll[bool](t, e, "peeked", `(p => p.length === 2 && p[0].textContent === 'order-1' && p[1].textContent === 'order-2')(document.querySelectorAll('#queue-messages pre.payload'))`)

@@ -1,6 +1,7 @@
-// A small SVG line chart of samples taken by the page (the API gives
-// current rates and counts; the history is kept here, per chart, for the
-// browser session).
+// A small SVG line chart of a history: the server's own samples (the
+// API's *_details.samples, asked for with RANGE), so that a page opened
+// now shows the last minutes; or, from a server without them, samples
+// taken by the page itself, per chart, for the browser session.
 import { el } from './lib.js';
 
 const MAX_SAMPLES = 120;
@@ -16,6 +17,34 @@ export function addSample(id, values, t = Date.now()) {
   const h = history(id);
   h.push({ t, values });
   if (h.length > MAX_SAMPLES) h.splice(0, h.length - MAX_SAMPLES);
+}
+
+// RANGE asks the API for ten minutes of samples, one per 5 s
+// (RabbitMQ's collect_statistics_interval).
+export const RANGE = 'lengths_age=600&lengths_incr=5&msg_rates_age=600&msg_rates_incr=5';
+
+// fromSamples replaces history id with the server's samples: details maps
+// each series key to a *_details object; asRate charts the change per
+// second between samples (counters), otherwise the samples (lengths). It
+// returns false when the server gave no samples.
+export function fromSamples(id, details, asRate) {
+  const keys = Object.keys(details);
+  const first = details[keys[0]];
+  if (!first || !Array.isArray(first.samples) || first.samples.length < 2) return false;
+  const byKey = Object.fromEntries(keys.map(k => [k, [...((details[k] || {}).samples || [])].reverse()]));
+  const ts = byKey[keys[0]].map(s => s.timestamp);
+  const h = [];
+  for (let i = asRate ? 1 : 0; i < ts.length; i++) {
+    const values = {};
+    for (const k of keys) {
+      const s = byKey[k];
+      if (!s[i]) continue;
+      values[k] = asRate ? Math.max(0, (s[i].sample - s[i - 1].sample) / ((s[i].timestamp - s[i - 1].timestamp) / 1000)) : s[i].sample;
+    }
+    h.push({ t: ts[i], values });
+  }
+  histories.set(id, h);
+  return true;
 }
 
 function niceMax(v) {

@@ -1,5 +1,5 @@
 import { api, el, fmtNum, fmtRate, kv, table } from '../lib.js';
-import { addSample, lineChart } from '../chart.js';
+import { RANGE, addSample, fromSamples, lineChart } from '../chart.js';
 
 export const name = 'overview';
 
@@ -26,11 +26,16 @@ export async function mount(root) {
   root.append(el('h1', {}, 'Overview'), totals, charts, node);
 
   async function refresh() {
-    const [o, nodes] = await Promise.all([api('GET', 'overview'), api('GET', 'nodes')]);
+    const [o, nodes] = await Promise.all([api('GET', 'overview?' + RANGE), api('GET', 'nodes')]);
     const ms = o.message_stats || {}, qt = o.queue_totals || {}, ot = o.object_totals || {};
     const r = k => (ms[k + '_details'] || {}).rate || 0;
-    addSample('rates', { publish: r('publish'), deliver: r('deliver_get'), ack: r('ack'), redeliver: r('redeliver') });
-    addSample('queued', { ready: qt.messages_ready || 0, unacked: qt.messages_unacknowledged || 0, total: qt.messages || 0 });
+    const d = k => ms[k + '_details'];
+    if (!fromSamples('rates', { publish: d('publish'), deliver: d('deliver_get'), ack: d('ack'), redeliver: d('redeliver') }, true)) {
+      addSample('rates', { publish: r('publish'), deliver: r('deliver_get'), ack: r('ack'), redeliver: r('redeliver') });
+    }
+    if (!fromSamples('queued', { ready: qt.messages_ready_details, unacked: qt.messages_unacknowledged_details, total: qt.messages_details }, false)) {
+      addSample('queued', { ready: qt.messages_ready || 0, unacked: qt.messages_unacknowledged || 0, total: qt.messages || 0 });
+    }
     charts.replaceChildren(
       lineChart('rates', rateSeries, { title: 'Message rates', unit: '/s' }),
       lineChart('queued', queuedSeries, { title: 'Queued messages' }));

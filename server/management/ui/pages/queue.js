@@ -1,4 +1,4 @@
-import { addSample, lineChart } from '../chart.js';
+import { RANGE, addSample, fromSamples, lineChart } from '../chart.js';
 import { exchangeLink } from './exchange.js';
 import { publishForm } from '../publish.js';
 import { api, apiOrNull, el, enc, fmtNum, fmtRate, fmtAge, fmtBytes, rateOf, run, kv, table, tags, jsonText, confirmButton, parseArgs } from '../lib.js';
@@ -22,7 +22,7 @@ export async function mount(root, [vhost, qname]) {
 
   async function refresh() {
     if (deleted) return;
-    const q = await api('GET', path);
+    const q = await api('GET', path + '?' + RANGE);
     const ms = q.message_stats || {};
     stats.replaceChildren(
       stat('Ready', fmtNum(q.messages_ready), 'q-ready'), stat('Unacked', fmtNum(q.messages_unacknowledged), 'q-unacked'),
@@ -34,8 +34,12 @@ export async function mount(root, [vhost, qname]) {
       stat('Published', fmtNum(ms.publish || 0), 'q-published'), stat('Delivered / got', fmtNum(ms.deliver_get || 0), 'q-delivered'),
       stat('Acked', fmtNum(ms.ack || 0), 'q-acked'),
       stat('Rates in / out / ack', `${fmtRate(rateOf(ms, 'publish'))} · ${fmtRate(rateOf(ms, 'deliver_get'))} · ${fmtRate(rateOf(ms, 'ack'))}`, 'q-rates'));
-    addSample(countsId, { ready: q.messages_ready || 0, unacked: q.messages_unacknowledged || 0 });
-    addSample(ratesId, { publish: rateOf(ms, 'publish'), deliver: rateOf(ms, 'deliver_get'), ack: rateOf(ms, 'ack'), redeliver: rateOf(ms, 'redeliver') });
+    if (!fromSamples(countsId, { ready: q.messages_ready_details, unacked: q.messages_unacknowledged_details }, false)) {
+      addSample(countsId, { ready: q.messages_ready || 0, unacked: q.messages_unacknowledged || 0 });
+    }
+    if (!fromSamples(ratesId, { publish: ms.publish_details, deliver: ms.deliver_get_details, ack: ms.ack_details, redeliver: ms.redeliver_details }, true)) {
+      addSample(ratesId, { publish: rateOf(ms, 'publish'), deliver: rateOf(ms, 'deliver_get'), ack: rateOf(ms, 'ack'), redeliver: rateOf(ms, 'redeliver') });
+    }
     charts.replaceChildren(
       lineChart(countsId, [{ key: 'ready', label: 'Ready', color: '#e06000' }, { key: 'unacked', label: 'Unacked', color: '#1f77b4' }],
         { title: 'Queued messages', height: 150 }),
