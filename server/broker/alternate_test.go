@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -355,7 +356,7 @@ func TestAlternateExchangeRecovered(t *testing.T) {
 	inProcessOnly(t, "restarts the server")
 	dir := t.TempDir()
 	start := func() (*broker.Server, string) {
-		s, err := broker.Open(broker.Config{Address: "127.0.0.1:0", DataDir: dir,
+		s, err := broker.Open(broker.Config{Address: "127.0.0.1:0", DataDir: dir, OpenDefinitions: servertest.OpenDefinitions,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	wire "github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -17,7 +18,7 @@ import (
 // segment log and Badger) and returns its URL.
 func startDurableURL(t *testing.T) string {
 	t.Helper()
-	s, err := broker.Open(broker.Config{Address: "127.0.0.1:0", DataDir: t.TempDir(),
+	s, err := broker.Open(broker.Config{Address: "127.0.0.1:0", DataDir: t.TempDir(), OpenDefinitions: servertest.OpenDefinitions,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -6,19 +6,36 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/shared/amqp"
-	"github.com/amqp-go/amqp-go/shared/wal"
-	badger "github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/options"
 )
 
-// definitions persists durable exchanges, queues and bindings in Badger, so
-// they survive restarts. Every write is synchronous: declarations are rare
-// and a declare-ok must mean the definition is on disk.
+// DefinitionsStore is the durable key-value store Open keeps definitions
+// in (package definitions' Store, which Config.OpenDefinitions opens).
+// Every write must be on disk when it returns: a declare-ok means the
+// definition is.
+type DefinitionsStore interface {
+	// Get returns the value under k; found is false if there is none.
+	Get(k []byte) (v []byte, found bool, err error)
+	// Set stores v under k.
+	Set(k, v []byte) error
+	// Modify replaces the value under k with what fn makes of it, in one
+	// transaction.
+	Modify(k []byte, fn func(v []byte, found bool) ([]byte, error)) error
+	// Delete removes keys, in order, in as few transactions as hold them.
+	Delete(keys ...[]byte) error
+	// Each calls fn for every key with prefix, in key order; k and v are
+	// valid only during the call.
+	Each(prefix []byte, fn func(k, v []byte) error) error
+	// Close closes the store.
+	Close() error
+}
+
+// definitions persists durable exchanges, queues and bindings in a
+// DefinitionsStore, so they survive restarts. Every write is synchronous:
+// declarations are rare and a declare-ok must mean the definition is on
+// disk.
 //
 // Keys are sequences of length-prefixed parts (names and routing keys may
 // hold any byte):
@@ -34,93 +51,22 @@ import (
 // queue or exchange deletes exactly the keys of its own bindings (which the
 // vhost's destination index lists) without iterating the others.
 type definitions struct {
-	db *badger.DB
-	// compacting is set while a compaction runs (compactIfNeeded);
-	// close waits for it.
-	compacting  atomic.Bool
-	compactions sync.WaitGroup
+	kv DefinitionsStore
 }
 
-// openDefinitions opens the store in dir. Badger creates its files 0666
-// less the umask and has no option for another mode, so dir is made
-// wal.DirMode with a default ACL that makes what Badger creates in it
-// wal.FileMode, and what is already there is given wal.FileMode after the
-// open. Where the file system has no ACLs, files Badger creates later (new
-// tables, value-log files) keep the umask's mode, inside a directory only
-// the owner can enter.
-func openDefinitions(dir string) (*definitions, error) {
-	if err := wal.MkdirPrivate(dir); err != nil {
-		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+// openDefinitions opens the store in dir with open.
+func openDefinitions(open func(dir string) (DefinitionsStore, error), dir string) (*definitions, error) {
+	if open == nil {
+		return nil, errors.New("definitions store: no Config.OpenDefinitions to open it with")
 	}
-	if err := wal.PrivateFiles(dir); err != nil && !errors.Is(err, wal.ErrNoPrivateFiles) {
-		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
-	}
-	opts := badger.DefaultOptions(dir).
-		WithLogger(nil).
-		WithSyncWrites(true).
-		WithNumVersionsToKeep(1).
-		WithMemTableSize(8 << 20).
-		WithValueLogFileSize(16 << 20).
-		WithNumMemtables(2).
-		// Idle cost (issue 12): each of Badger's compactors polls every
-		// 50 ms, which was most of an idle broker's CPU, and a block
-		// cache runs goroutines with their own tickers. So no
-		// compactor runs: compactIfNeeded compacts after the writes
-		// that leave level 0 with compactAtL0 tables. The store's few
-		// blocks need no cache once uncompressed (Badger requires one
-		// for compressed tables; tables written compressed before
-		// still read).
-		WithNumCompactors(0).
-		WithNumLevelZeroTables(2). // Flatten compacts a level 0 of more tables than this
-		WithCompression(options.None).
-		WithBlockCacheSize(0).
-		WithIndexCacheSize(0)
-	db, err := badger.Open(opts)
+	kv, err := open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
+		return nil, err
 	}
-	if err := wal.ChmodFiles(dir); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("definitions store %s: %w", dir, err)
-	}
-	d := &definitions{db: db}
-	d.compactIfNeeded() // tables left by a server without this rule
-	return d, nil
+	return &definitions{kv: kv}, nil
 }
 
-func (d *definitions) close() error {
-	d.compactions.Wait()
-	return d.db.Close()
-}
-
-// compactAtL0 is the number of level-0 tables (one per memtable flush)
-// that starts a compaction: well below Badger's write stall at 15
-// (NumLevelZeroTablesStall), and more than NumLevelZeroTables, below which
-// Flatten leaves a store that is all in level 0 as it is.
-const compactAtL0 = 4
-
-// update is db.Update followed by the compaction check.
-func (d *definitions) update(fn func(txn *badger.Txn) error) error {
-	err := d.db.Update(fn)
-	d.compactIfNeeded()
-	return err
-}
-
-// compactIfNeeded starts a compaction of the whole store (Flatten), in a
-// goroutine of its own and one at a time, once level 0 holds
-// compactAtL0 tables. Every write to the store calls it after its
-// commit; it costs a look at the level sizes.
-func (d *definitions) compactIfNeeded() {
-	if lv := d.db.Levels(); len(lv) == 0 || lv[0].NumTables < compactAtL0 || !d.compacting.CompareAndSwap(false, true) {
-		return
-	}
-	d.compactions.Add(1)
-	go func() {
-		defer d.compactions.Done()
-		defer d.compacting.Store(false)
-		_ = d.db.Flatten(1) // a failure leaves level 0 as it was: the next write retries
-	}()
-}
+func (d *definitions) close() error { return d.kv.Close() }
 
 func key(parts ...string) []byte {
 	var k []byte
@@ -149,30 +95,21 @@ func splitKey(k []byte) ([]string, error) {
 // records of a deleted queue can never be mistaken for a new one's.
 func (d *definitions) nextQueueID() (uint64, error) {
 	var id uint64
-	err := d.update(func(txn *badger.Txn) error {
-		k := key("m", "next-queue-id")
+	err := d.kv.Modify(key("m", "next-queue-id"), func(v []byte, found bool) ([]byte, error) {
 		id = 1
-		if it, err := txn.Get(k); err == nil {
-			if err := it.Value(func(v []byte) error {
-				if len(v) != 8 {
-					return errors.New("corrupt next-queue-id")
-				}
-				id = binary.BigEndian.Uint64(v)
-				return nil
-			}); err != nil {
-				return err
+		if found {
+			if len(v) != 8 {
+				return nil, errors.New("corrupt next-queue-id")
 			}
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return err
+			id = binary.BigEndian.Uint64(v)
 		}
-		return txn.Set(k, binary.BigEndian.AppendUint64(nil, id+1))
+		return binary.BigEndian.AppendUint64(nil, id+1), nil
 	})
 	return id, err
 }
 
 func (d *definitions) put(k []byte, t amqp.Table) error {
-	v := amqp.AppendTable(nil, t)
-	return d.update(func(txn *badger.Txn) error { return txn.Set(k, v) })
+	return d.kv.Set(k, amqp.AppendTable(nil, t))
 }
 
 func (d *definitions) putExchange(vhost string, x *Exchange) error {
@@ -208,28 +145,7 @@ func (d *definitions) putBinding(vhost, source string, b *binding) error {
 
 // deleteKeys removes keys in one transaction, or in several, in order,
 // when one cannot hold them all.
-func (d *definitions) deleteKeys(keys ...[]byte) error {
-	for len(keys) > 0 {
-		txn := d.db.NewTransaction(true)
-		n := 0
-		for ; n < len(keys); n++ {
-			if err := txn.Delete(keys[n]); err != nil {
-				if errors.Is(err, badger.ErrTxnTooBig) && n > 0 {
-					break
-				}
-				txn.Discard()
-				return err
-			}
-		}
-		err := txn.Commit()
-		d.compactIfNeeded()
-		if err != nil {
-			return err
-		}
-		keys = keys[n:]
-	}
-	return nil
-}
+func (d *definitions) deleteKeys(keys ...[]byte) error { return d.kv.Delete(keys...) }
 
 // deleteWithBindings removes the exchange or queue definition under k and
 // the stored ones among bs, the bindings that went with it. The definition
@@ -260,38 +176,29 @@ type storedDef struct {
 // load reads every definition, exchanges and queues before bindings.
 func (d *definitions) load() ([]storedDef, error) {
 	var out, bindings []storedDef
-	err := d.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.DefaultIteratorOptions)
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			parts, err := splitKey(k)
-			if err != nil {
-				return fmt.Errorf("definition key %q: %w", k, err)
+	err := d.kv.Each(nil, func(k, v []byte) error {
+		parts, err := splitKey(k)
+		if err != nil {
+			return fmt.Errorf("definition key %q: %w", k, err)
+		}
+		if len(parts) < 2 || parts[0] == "m" || parts[0] == "s" {
+			return nil
+		}
+		t, _, err := amqp.ReadTable(v)
+		if err != nil {
+			return fmt.Errorf("definition %q: %w", k, err)
+		}
+		def := storedDef{kind: parts[0][0], parts: parts[1:], t: t}
+		if def.kind == 'b' {
+			if len(parts) != 7 {
+				return fmt.Errorf("definition %q: malformed binding key", k)
 			}
-			if len(parts) < 2 || parts[0] == "m" || parts[0] == "s" {
-				continue
+			bindings = append(bindings, def)
+		} else {
+			if len(parts) != 3 {
+				return fmt.Errorf("definition %q: malformed key", k)
 			}
-			var t amqp.Table
-			if err := it.Item().Value(func(v []byte) error {
-				var err error
-				t, _, err = amqp.ReadTable(v)
-				return err
-			}); err != nil {
-				return fmt.Errorf("definition %q: %w", k, err)
-			}
-			def := storedDef{kind: parts[0][0], parts: parts[1:], t: t}
-			if def.kind == 'b' {
-				if len(parts) != 7 {
-					return fmt.Errorf("definition %q: malformed binding key", k)
-				}
-				bindings = append(bindings, def)
-			} else {
-				if len(parts) != 3 {
-					return fmt.Errorf("definition %q: malformed key", k)
-				}
-				out = append(out, def)
-			}
+			out = append(out, def)
 		}
 		return nil
 	})
@@ -315,26 +222,18 @@ func (d *definitions) putSecurity(sd *security.Definitions) error {
 	if err != nil {
 		return err
 	}
-	return d.update(func(txn *badger.Txn) error { return txn.Set(securityKey, v) })
+	return d.kv.Set(securityKey, v)
 }
 
 // getSecurity reads the stored security state; found is false on a first
 // start.
 func (d *definitions) getSecurity() (sd *security.Definitions, found bool, err error) {
-	err = d.db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(securityKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return it.Value(func(v []byte) error {
-			sd, err = security.ReadDefinitions(bytes.NewReader(v))
-			found = err == nil
-			return err
-		})
-	})
+	v, found, err := d.kv.Get(securityKey)
+	if err != nil || !found {
+		return nil, false, err
+	}
+	sd, err = security.ReadDefinitions(bytes.NewReader(v))
+	found = err == nil
 	return sd, found, err
 }
 

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // deliveredMark makes the redelivered flag accurate after a crash without
@@ -19,20 +17,20 @@ import (
 // id delivered plus headroom, twice what deliveries advanced in the last
 // checkpoint interval (storage.offsetcheckpointinterval), at least
 // minHeadroom. The checkpoint goroutine raises it every interval; a
-// delivery that overtakes it raises it synchronously first (a Badger write),
+// delivery that overtakes it raises it synchronously first (a store write),
 // which at a steady rate is rare. A message below the bound that was never
 // delivered comes back flagged redelivered, which AMQP allows ("may have
 // been delivered"); a delivered one never comes back unflagged.
 type deliveredMark struct {
 	defs     *definitions
 	interval time.Duration
-	// guard, if set, is asked before each Badger write; an error skips it
+	// guard, if set, is asked before each store write; an error skips it
 	// (Server.guardDefinitions: no writes on a nearly full disk).
 	guard func() error
 
 	bound     atomic.Uint64 // durable: deliveries may go up to it
 	delivered atomic.Uint64 // highest log id delivered so far
-	mu        sync.Mutex    // serialises raises (Badger writes)
+	mu        sync.Mutex    // serialises raises (store writes)
 	lastSeen  uint64        // delivered at the previous checkpoint (mu)
 	headroom  atomic.Uint64 // current headroom
 	stop      chan struct{}
@@ -45,25 +43,15 @@ const minHeadroom = 256
 var deliveredKey = key("m", "delivered-bound")
 
 // loadDelivered reads the persisted bound (0 if none).
-func loadDelivered(db *badger.DB) (uint64, error) {
-	var v uint64
-	err := db.View(func(txn *badger.Txn) error {
-		it, err := txn.Get(deliveredKey)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return it.Value(func(b []byte) error {
-			if len(b) != 8 {
-				return errors.New("corrupt delivered bound")
-			}
-			v = binary.BigEndian.Uint64(b)
-			return nil
-		})
-	})
-	return v, err
+func loadDelivered(defs *definitions) (uint64, error) {
+	b, found, err := defs.kv.Get(deliveredKey)
+	if err != nil || !found {
+		return 0, err
+	}
+	if len(b) != 8 {
+		return 0, errors.New("corrupt delivered bound")
+	}
+	return binary.BigEndian.Uint64(b), nil
 }
 
 func newDeliveredMark(defs *definitions, start uint64, interval time.Duration, guard func() error) *deliveredMark {
@@ -112,7 +100,7 @@ func (d *deliveredMark) raise(to uint64) error {
 		}
 	}
 	v := binary.BigEndian.AppendUint64(nil, to)
-	if err := d.defs.update(func(txn *badger.Txn) error { return txn.Set(deliveredKey, v) }); err != nil {
+	if err := d.defs.kv.Set(deliveredKey, v); err != nil {
 		return err
 	}
 	d.bound.Store(to)

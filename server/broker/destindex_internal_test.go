@@ -6,8 +6,6 @@ import (
 	"log/slog"
 	"testing"
 
-	wire "github.com/amqp-go/amqp-go/shared/amqp"
-	badger "github.com/dgraph-io/badger/v4"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -23,6 +21,7 @@ func serveIn(t *testing.T, dir string) (s *Server, conn *amqp.Connection, stop f
 func serveConfig(t *testing.T, cfg Config) (s *Server, conn *amqp.Connection, stop func()) {
 	t.Helper()
 	cfg.Address, cfg.Logger = "127.0.0.1:0", slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.OpenDefinitions = openBadger
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -58,22 +57,18 @@ func stores(t *testing.T, f func(t *testing.T, dir string)) {
 // storedBindings lists the binding keys in a closed server's Badger store.
 func storedBindings(t *testing.T, dir string) []string {
 	t.Helper()
-	d, err := openDefinitions(dir + "/definitions")
+	d, err := openDefinitions(openBadger, dir+"/definitions")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.close()
 	var out []string
-	err = d.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: key("b")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			parts, err := splitKey(it.Item().Key())
-			if err != nil {
-				return err
-			}
-			out = append(out, fmt.Sprint(parts[2:6]))
+	err = d.kv.Each(key("b"), func(k, _ []byte) error {
+		parts, err := splitKey(k)
+		if err != nil {
+			return err
 		}
+		out = append(out, fmt.Sprint(parts[2:6]))
 		return nil
 	})
 	if err != nil {
@@ -190,7 +185,7 @@ func TestRecoveryDropsOrphanBindings(t *testing.T) {
 	must(t, ch.QueueBind("q", "k", "x", false, nil))
 	stop()
 
-	d, err := openDefinitions(dir + "/definitions")
+	d, err := openDefinitions(openBadger, dir+"/definitions")
 	must(t, err)
 	must(t, d.deleteKeys(key("x", "/", "x")))
 	must(t, d.close())
@@ -209,34 +204,6 @@ func TestRecoveryDropsOrphanBindings(t *testing.T) {
 	s, _, _ = serveIn(t, dir)
 	if n := s.vhost("/").exchange("x").bindingCount(); n != 0 {
 		t.Errorf("redeclared x has %d bindings, want 0", n)
-	}
-}
-
-// More bindings than one Badger transaction holds are deleted in several.
-func TestDeleteKeysSplitsLargeDeletes(t *testing.T) {
-	d, err := openDefinitions(t.TempDir())
-	must(t, err)
-	defer d.close()
-	const n = 100000
-	keys := make([][]byte, n)
-	wb := d.db.NewWriteBatch()
-	for i := range keys {
-		keys[i] = key("b", "/", "x", "q", fmt.Sprint("q", i), "k", "")
-		must(t, wb.Set(keys[i], wire.AppendTable(nil, wire.Table{})))
-	}
-	must(t, wb.Flush())
-	must(t, d.deleteKeys(keys...))
-	left := 0
-	must(t, d.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: key("b")})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			left++
-		}
-		return nil
-	}))
-	if left != 0 {
-		t.Errorf("%d of %d keys left", left, n)
 	}
 }
 

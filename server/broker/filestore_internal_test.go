@@ -15,7 +15,7 @@ import (
 // connects to it; both are closed when the test ends.
 func startDurable(t *testing.T, cfg Config) (*Server, *amqp.Connection) {
 	t.Helper()
-	cfg.Address, cfg.DataDir = "127.0.0.1:0", t.TempDir()
+	cfg.Address, cfg.DataDir, cfg.OpenDefinitions = "127.0.0.1:0", t.TempDir(), openBadger
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := Open(cfg)
 	if err != nil {

@@ -56,7 +56,7 @@ func Open(cfg Config) (*Server, error) {
 		messages.Close()
 		return nil, fmt.Errorf("message log in %s: %w", cfg.DataDir, err)
 	}
-	defs, err := openDefinitions(filepath.Join(cfg.DataDir, "definitions"))
+	defs, err := openDefinitions(cfg.OpenDefinitions, filepath.Join(cfg.DataDir, "definitions"))
 	if err != nil {
 		messages.Close()
 		return nil, err
@@ -70,7 +70,7 @@ func Open(cfg Config) (*Server, error) {
 	s = New(cfg)
 	s.defs = defs
 	s.persistSecurity()
-	bound, err := loadDelivered(defs.db)
+	bound, err := loadDelivered(defs)
 	if err != nil {
 		messages.Close()
 		defs.close()

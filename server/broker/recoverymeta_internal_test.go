@@ -12,7 +12,7 @@ import (
 // openAt runs a durable server on dir until the returned stop is called.
 func openAt(t *testing.T, dir string) (*amqp.Connection, func()) {
 	t.Helper()
-	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := Open(Config{Address: "127.0.0.1:0", DataDir: dir, OpenDefinitions: openBadger, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -92,9 +92,15 @@ type Config struct {
 	// Store holds messages (default: memory, or the segment log when
 	// DataDir is set and the server is made with Open).
 	Store store.Store
-	// DataDir is where Open keeps durable state: definitions in Badger under
-	// definitions/, messages in the segment log under messages/.
+	// DataDir is where Open keeps durable state: definitions under
+	// definitions/ (in the store OpenDefinitions opens), messages in the
+	// segment log under messages/.
 	DataDir string
+	// OpenDefinitions opens the definitions store in a directory; Open
+	// needs it with DataDir set. It is definitions.Open (Badger): the
+	// broker does not import it, so that a binary that never opens a data
+	// directory (FuzzConn's) does not link Badger.
+	OpenDefinitions func(dir string) (DefinitionsStore, error)
 	// SegmentSize is the log's segment size in bytes (default 64 MiB).
 	SegmentSize int64
 	// WALBatchBytes bounds one group-commit write (default 4 MiB).

@@ -17,6 +17,7 @@ import (
 
 	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/server/config"
+	"github.com/amqp-go/amqp-go/server/definitions"
 	"github.com/amqp-go/amqp-go/server/monitor"
 	"github.com/amqp-go/amqp-go/server/telemetry"
 	"github.com/amqp-go/amqp-go/server/tlsconf"
@@ -291,6 +292,7 @@ func openBroker(c config.Config, _ *config.Loader, bc broker.Config) (*broker.Se
 		return broker.New(bc), nil
 	}
 	bc.DataDir = c.Storage.Path
+	bc.OpenDefinitions = func(dir string) (broker.DefinitionsStore, error) { return definitions.Open(dir) }
 	bc.SegmentSize = c.Storage.SegmentSize
 	bc.WALBatchBytes = c.Engine.WALBatchSize
 	bc.RingBufferSize = c.Engine.RingBufferSize

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/definitions"
 )
 
 // StoreEnv selects the store of servers the tests start: "memory" (the
@@ -24,9 +25,14 @@ func Start(t testing.TB) string {
 	return url
 }
 
+// OpenDefinitions is broker.Config.OpenDefinitions for tests: the Badger
+// store (package definitions).
+func OpenDefinitions(dir string) (broker.DefinitionsStore, error) { return definitions.Open(dir) }
+
 // StartServer is Start with a caller-supplied config (Address is
 // overridden); it also returns the server. A config with a DataDir gets
-// the durable store whatever StoreEnv says.
+// the durable store whatever StoreEnv says, opened with OpenDefinitions
+// unless the config names another.
 func StartServer(t testing.TB, cfg broker.Config) (*broker.Server, string) {
 	t.Helper()
 	cfg.Address = "127.0.0.1:0"
@@ -38,6 +44,9 @@ func StartServer(t testing.TB, cfg broker.Config) (*broker.Server, string) {
 		}
 	default:
 		t.Fatalf("%s=%q: want memory or badger", StoreEnv, store)
+	}
+	if cfg.DataDir != "" && cfg.OpenDefinitions == nil {
+		cfg.OpenDefinitions = OpenDefinitions
 	}
 	if cfg.Logger == nil {
 		var w io.Writer = io.Discard
