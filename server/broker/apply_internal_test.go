@@ -9,15 +9,8 @@ import (
 	"testing"
 	"time"
 
-	wire "github.com/amqp-go/amqp-go/shared/amqp"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// deleteExchange applies a client's exchange.delete (tests).
-func (v *VHost) deleteExchange(m *wire.ExchangeDelete) error {
-	_, err := v.Apply(DefChange{Kind: ExchangeDelete, Exchange: m.Exchange, IfUnused: m.IfUnused})
-	return err
-}
 
 // definitionsOf lists v's exchanges, queues and bindings, sorted, after
 // checking that they agree: every binding's ends are in the maps and the

@@ -1,4 +1,4 @@
-package broker
+package fuzzconn
 
 import (
 	"bytes"
@@ -9,17 +9,16 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
-	"maps"
 	"net"
 	"runtime"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -73,6 +72,7 @@ func FuzzConn(f *testing.F) {
 	// heap stays small however often it runs.
 	gc := debug.SetGCPercent(800)
 	f.Cleanup(func() { debug.SetGCPercent(gc) })
+	f.Cleanup(fuzzStackBallast())
 	// The server is started here, outside any input, so that no input's
 	// coverage includes starting it.
 	fuzzShared.mu.Lock()
@@ -92,6 +92,42 @@ func FuzzConn(f *testing.F) {
 		f.Add(s.stream, s.opened)
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, opened bool) { fuzzConn(t, stream, opened) })
+}
+
+// fuzzStackBallast starts goroutines that sit on deep stacks until stop
+// is called, so that new goroutines start with larger stacks: the runtime
+// starts each with the average stack depth it saw at the last collection
+// (adaptive stack start), which the process's idle goroutines otherwise
+// keep at the minimum. Every input starts a connection's goroutines, and
+// each grew its stack, doubling and copying every frame, deep in the
+// handshake and the methods: a tenth of the target's time. It changes
+// nothing but stack sizes.
+func fuzzStackBallast() (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range fuzzBallast {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			fuzzDeepWait(done)
+		}()
+	}
+	return func() {
+		close(done)
+		wg.Wait()
+	}
+}
+
+// fuzzBallast is how many goroutines fuzzStackBallast starts.
+const fuzzBallast = 64
+
+// fuzzDeepWait waits for done on a stack of some 24 KiB.
+//
+//go:noinline
+func fuzzDeepWait(done <-chan struct{}) byte {
+	var b [24 << 10]byte
+	<-done
+	return b[len(b)-1]
 }
 
 // fuzzShared is the server this process runs FuzzConn's inputs through;
@@ -145,8 +181,8 @@ func fuzzConn(t testing.TB, stream []byte, opened bool) {
 		return
 	}
 	fs.reset(t)
-	fuzzAwait(t, "the deleted queues' goroutines to end", fs.s.queues.Wait)
-	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d", goroutines), func() bool {
+	fuzzAwait(t, "the deleted queues' goroutines to end", fs.s.WaitQueues)
+	fuzzWaitFor(t, "goroutines to return to %d", goroutines, func() bool {
 		return runtime.NumGoroutine() <= goroutines
 	})
 }
@@ -200,7 +236,7 @@ const (
 // fuzzServer is a broker with memory storage whose listener hands it
 // in-memory pipes: no sockets, ports or file descriptors per input.
 type fuzzServer struct {
-	s      *Server
+	s      *broker.Server
 	l      *fuzzListener
 	served chan error // Serve's result; Serve's goroutine is the only one started here
 }
@@ -208,7 +244,7 @@ type fuzzServer struct {
 // startFuzzServer starts a fuzzServer.
 func startFuzzServer() *fuzzServer {
 	fs := &fuzzServer{served: make(chan error, 1)}
-	fs.s = New(Config{
+	fs.s = broker.New(broker.Config{
 		Address:                 "fuzz",
 		FrameMax:                fuzzConnFrameMax,
 		ReadBufferSize:          amqp.FrameMinSize,
@@ -217,7 +253,7 @@ func startFuzzServer() *fuzzServer {
 		Logger:                  slog.New(slog.DiscardHandler),
 	})
 	fs.l = &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{})}
-	fs.s.ln = fs.l
+	fs.s.UseListener(fs.l)
 	go func() { fs.served <- fs.s.Serve() }()
 	return fs
 }
@@ -238,78 +274,21 @@ func (fs *fuzzServer) close(t testing.TB, goroutines int) {
 	if err := <-fs.served; err != nil {
 		t.Fatalf("serve: %v", err)
 	}
-	fuzzWaitFor(t, fmt.Sprintf("goroutines to return to %d once the server closed", goroutines), func() bool {
+	fuzzWaitFor(t, "goroutines to return to %d once the server closed", goroutines, func() bool {
 		return runtime.NumGoroutine() <= goroutines
 	})
 }
 
 // reset returns the server, its connections gone, to the state of a new
 // one: it checks that nothing of a connection is left, then deletes every
-// queue and exchange and the bindings between the built-in exchanges, the
-// only ones these deletions leave, and checks that nothing is left.
+// queue and exchange and the bindings between the built-in exchanges, and
+// checks that nothing is left (Server.ConnectionsLeft, Server.DeleteAll).
 func (fs *fuzzServer) reset(t testing.TB) {
-	s := fs.s
-	if st := s.Stats(); st.Connections != 0 || st.Channels != 0 {
-		t.Fatalf("with every client gone, the server counts %d connections and %d channels", st.Connections, st.Channels)
+	if err := fs.s.ConnectionsLeft(); err != nil {
+		t.Fatal(err)
 	}
-	if n := s.handshakes.Load(); n != 0 {
-		t.Fatalf("with every client gone, the server counts %d handshakes", n)
-	}
-	s.replies.mu.Lock()
-	replies := len(s.replies.chans)
-	s.replies.mu.Unlock()
-	if replies != 0 {
-		t.Fatalf("with every client gone, %d direct reply-to consumers are registered", replies)
-	}
-	s.mu.Lock()
-	vhosts := slices.Collect(maps.Values(s.vhosts))
-	s.mu.Unlock()
-	for _, v := range vhosts {
-		v.mu.RLock()
-		qs := slices.Collect(maps.Values(v.queues))
-		xs := slices.Collect(maps.Values(v.exchanges))
-		v.mu.RUnlock()
-		for _, q := range qs {
-			if _, err := v.deleteQueue(q, nil); err != nil {
-				t.Fatalf("deleting queue %q: %v", q.Name, err)
-			}
-		}
-		for _, x := range xs {
-			if x.Name != "" && !reservedName(x.Name) {
-				// An auto-delete exchange may have gone with its last
-				// binding already.
-				_ = v.deleteExchange(&amqp.ExchangeDelete{Exchange: x.Name})
-				continue
-			}
-			x.mu.RLock()
-			bs := slices.Collect(maps.Values(x.bindings))
-			x.mu.RUnlock()
-			for _, b := range bs {
-				x.unbind(b)
-			}
-		}
-		fuzzWantEmpty(t, v)
-	}
-}
-
-// fuzzWantEmpty checks that v holds nothing but its built-in exchanges,
-// unbound.
-func fuzzWantEmpty(t testing.TB, v *VHost) {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	if len(v.queues) != 0 || len(v.exchanges) != 6 {
-		t.Fatalf("vhost %q holds %d queues and %d exchanges once all were deleted", v.name, len(v.queues), len(v.exchanges))
-	}
-	for _, x := range v.exchanges {
-		if n := x.bindingCount(); n != 0 {
-			t.Fatalf("exchange %q of vhost %q has %d bindings once all were deleted", x.Name, v.name, n)
-		}
-	}
-	v.dests.mu.Lock()
-	dests := len(v.dests.m)
-	v.dests.mu.Unlock()
-	if dests != 0 {
-		t.Fatalf("vhost %q indexes bindings into %d destinations once all were deleted", v.name, dests)
+	if err := fs.s.DeleteAll(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -568,7 +547,7 @@ func fuzzCheckServes(t testing.TB, l *fuzzListener) {
 // count of connections it waits for on Close is zero.
 func (fs *fuzzServer) awaitConns(t testing.TB, what string) {
 	// No connection is accepted meanwhile, which Add would race with.
-	fuzzAwait(t, what, fs.s.wg.Wait)
+	fuzzAwait(t, what, fs.s.WaitConnections)
 	if n := fs.s.Stats().Connections; n != 0 {
 		t.Fatalf("after %s, the server counts %d connections", what, n)
 	}
@@ -595,10 +574,12 @@ func fuzzAwait(t testing.TB, what string, wait func()) {
 	}
 }
 
-// fuzzWaitFor polls cond until it holds, failing after fuzzConnDeadline.
-// It yields to the server's goroutines before it starts to sleep: a sleep
-// lasts far longer than the teardown it waits for.
-func fuzzWaitFor(t testing.TB, what string, cond func() bool) {
+// fuzzWaitFor polls cond until it holds, failing after fuzzConnDeadline
+// with what, formatted with n, as what it waited for (formatted only then:
+// a Sprintf per input was a few per cent of the target's time). It yields
+// to the server's goroutines before it starts to sleep: a sleep lasts far
+// longer than the teardown it waits for.
+func fuzzWaitFor(t testing.TB, what string, n int, cond func() bool) {
 	deadline := time.Now().Add(fuzzConnDeadline)
 	for i := 0; !cond(); i++ {
 		if i < 1000 {
@@ -608,7 +589,7 @@ func fuzzWaitFor(t testing.TB, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
 			t.Fatalf("timed out after %v waiting for %s; goroutines:\n%s",
-				fuzzConnDeadline, what, buf[:runtime.Stack(buf, true)])
+				fuzzConnDeadline, fmt.Sprintf(what, n), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(100 * time.Microsecond)
 	}
@@ -626,10 +607,7 @@ func TestFuzzConnSeedsClose(t *testing.T) {
 	}
 	fuzzCheckServes(t, fs.l)
 	fs.awaitConns(t, "the checking connection to be torn down")
-	fs.s.mu.Lock()
-	v := fs.s.vhosts["/"]
-	fs.s.mu.Unlock()
-	if v.queue("q") == nil {
+	if fs.s.VHost("/").Queue("q") == nil {
 		t.Fatal("the seeds left no queue q: the server would close with nothing to end")
 	}
 	fs.close(t, goroutines)
