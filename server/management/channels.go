@@ -177,6 +177,10 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
 	}
 	s := rq.seg
+	rg, err := parseRanges(rq.r)
+	if err != nil {
+		return err
+	}
 	if vhost != nil && h.readVHost(rq, *vhost) == nil {
 		return errNotFound()
 	}
@@ -196,7 +200,11 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 		for i := range all {
 			c := &all[i]
 			if rq.seesChannel(c) && (vhost == nil || c.Conn.VHost == *vhost) && (conn == nil || c.Conn.Name == *conn) {
-				items = append(items, h.channelItem(c, vals[i], rates[i]))
+				it := h.channelItem(c, vals[i], rates[i])
+				if rg.any() {
+					h.channelRanges(it, chanKey{c.Conn, c.Number}, vals[i], rg)
+				}
+				items = append(items, it)
 			}
 		}
 		return rq.reply(items)
@@ -210,6 +218,9 @@ func (h *Handler) channels(rq *request, vhost, conn *string) error {
 			continue
 		}
 		it := h.channelItem(c, vals[i], rates[i])
+		if rg.any() {
+			h.channelRanges(it, chanKey{c.Conn, c.Number}, vals[i], rg)
+		}
 		// One channel also has its consumers and its per-exchange and
 		// per-queue stats.
 		details := []item{}

@@ -2,7 +2,9 @@ package management
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,16 +43,17 @@ var seriesNames = [nSeries]string{"publish", "deliver_get", "deliver", "deliver_
 // start.
 const histLen = 121
 
-// maxQueueHistories bounds the queues with a history of their own: while
-// there is room, a sampling round follows the queues it finds (so that a
-// small broker's queue pages have history at once), and a queue read with
-// a *_age parameter is followed from that read; a queue loses its history
-// when deleted, and one followed on a read queueHistoryIdle after the last
-// such read. With 13.6 KB per history, this caps them at about 3.5 MB
-// whatever the number of queues.
+// maxFollowed bounds the queues, and apart the exchanges and the
+// channels, with a history of their own: while there is room, a sampling
+// round follows those it finds (so that a small broker's pages have
+// history at once), and one read with a range parameter is followed from
+// that read; an object loses its history when it is gone (a round does
+// not find it), and one followed on a read followIdle after the last
+// such read. With 13.6 KB per history, this caps each kind at about
+// 3.4 MB whatever the number of objects.
 const (
-	maxQueueHistories = 256
-	queueHistoryIdle  = 10 * time.Minute
+	maxFollowed = 256
+	followIdle  = 10 * time.Minute
 )
 
 // maxRangePoints bounds a reply's samples per series (age/incr+1).
@@ -92,23 +95,112 @@ func (h *history) valueAt(t int64, s int) (uint64, bool) {
 
 // histories are the handler's sampled histories: one per vhost (the
 // overview's, summed over the vhosts a user sees), one for the server's
-// own counters, and one per queue asked for with a *_age parameter. A
-// round (a time.AfterFunc re-armed each StatsInterval, none between
+// own counters, and those of the queues, exchanges and channels followed.
+// A round (a time.AfterFunc re-armed each StatsInterval, none between
 // rounds) samples them all; mu, a leaf, is held only while rings are
 // read and written, never with a broker lock or across an HTTP write.
 type histories struct {
-	start  sync.Once
-	mu     sync.Mutex
-	timer  *time.Timer
-	closed bool
-	vhosts map[string]*history
-	server history
-	queues map[*broker.Queue]*queueHistory
+	start     sync.Once
+	mu        sync.Mutex
+	timer     *time.Timer
+	closed    bool
+	vhosts    map[string]*history
+	server    history
+	queues    followed[*broker.Queue]
+	exchanges followed[xKey]
+	channels  followed[chanKey]
 }
 
-type queueHistory struct {
+// followed are the objects of one kind with a history of their own (see
+// maxFollowed); its methods are called with histories.mu held.
+type followed[K comparable] map[K]*followedHistory
+
+type followedHistory struct {
 	history
-	asked time.Time // zero: followed by a round, kept until deleted
+	asked time.Time // zero: followed by a round, kept while it exists
+}
+
+// keys are the objects followed now (those read with a range and not
+// since followIdle dropped), and the room for more.
+func (f followed[K]) keys(now time.Time) (map[K]bool, int) {
+	out := make(map[K]bool, len(f))
+	for k, fh := range f {
+		if !fh.asked.IsZero() && now.Sub(fh.asked) > followIdle {
+			delete(f, k)
+			continue
+		}
+		out[k] = true
+	}
+	return out, maxFollowed - len(out)
+}
+
+// walk is what a round found of one kind: the objects it sampled (the
+// followed ones that exist and new ones while there was room) and their
+// samples.
+type walk[K comparable] struct {
+	keys []K
+	vals []series
+	room int
+	was  map[K]bool
+}
+
+// take adds k's sample v if k is followed or there is room.
+func (w *walk[K]) take(k K, v func() series) {
+	if w.was[k] || w.room > 0 {
+		if !w.was[k] {
+			w.room--
+		}
+		w.keys, w.vals = append(w.keys, k), append(w.vals, v())
+	}
+}
+
+// update pushes a round's samples: an object followed that the round did
+// not find is gone and loses its history; a new one is followed while
+// there is room (a read may have taken it since).
+func (f followed[K]) update(at int64, w *walk[K]) {
+	found := make(map[K]bool, len(w.keys))
+	for _, k := range w.keys {
+		found[k] = true
+	}
+	for k := range f {
+		if w.was[k] && !found[k] {
+			delete(f, k)
+		}
+	}
+	for i, k := range w.keys {
+		fh := f[k]
+		if fh == nil {
+			if w.was[k] || len(f) >= maxFollowed {
+				continue
+			}
+			fh = &followedHistory{}
+			f[k] = fh
+		}
+		fh.push(at, w.vals[i])
+	}
+}
+
+// forRead is k's history for a read with a range, k followed from now on
+// if there is room; else a history of the one sample cur (the current
+// values over the whole range).
+func (f followed[K]) forRead(k K, cur series, now time.Time) *history {
+	fh := f[k]
+	if fh == nil && len(f) < maxFollowed {
+		fh = &followedHistory{asked: now}
+		f[k] = fh
+	}
+	if fh == nil {
+		h := &history{}
+		h.push(now.UnixMilli(), cur)
+		return h
+	}
+	if !fh.asked.IsZero() {
+		fh.asked = now // one a round follows stays the round's
+	}
+	if fh.n == 0 {
+		fh.push(now.UnixMilli(), cur)
+	}
+	return &fh.history
 }
 
 // startHistory arms the sampling round once; the first sample is taken
@@ -117,7 +209,9 @@ func (h *Handler) startHistory() {
 	h.hist.start.Do(func() {
 		h.hist.mu.Lock()
 		h.hist.vhosts = map[string]*history{}
-		h.hist.queues = map[*broker.Queue]*queueHistory{}
+		h.hist.queues = followed[*broker.Queue]{}
+		h.hist.exchanges = followed[xKey]{}
+		h.hist.channels = followed[chanKey]{}
 		h.hist.timer = time.AfterFunc(0, h.sampleHistory)
 		h.hist.mu.Unlock()
 	})
@@ -134,40 +228,37 @@ func (h *Handler) Close() {
 }
 
 // sampleHistory is a round: every vhost's queue totals, the server's
-// counters and each followed queue are sampled, then the timer re-armed.
-// Its cost is a Stats call per queue, as a listing's.
+// counters and the followed queues, exchanges and channels are sampled,
+// then the timer re-armed. Its cost is a Stats call per queue, as a
+// listing's, and a read of each exchange's and channel's counters.
 func (h *Handler) sampleHistory() {
 	now := time.Now()
 	at := now.UnixMilli()
-	// The followed queues, copied so that no broker call runs under mu.
+	// The followed objects, copied so that no broker call runs under mu.
+	var qw walk[*broker.Queue]
+	var xw walk[xKey]
+	var cw walk[chanKey]
 	h.hist.mu.Lock()
-	followed := make(map[*broker.Queue]bool, len(h.hist.queues))
-	for q, qh := range h.hist.queues {
-		if q.Deleted() || (!qh.asked.IsZero() && now.Sub(qh.asked) > queueHistoryIdle) {
-			delete(h.hist.queues, q)
-			continue
-		}
-		followed[q] = true
-	}
-	room := maxQueueHistories - len(followed)
+	qw.was, qw.room = h.hist.queues.keys(now)
+	xw.was, xw.room = h.hist.exchanges.keys(now)
+	cw.was, cw.room = h.hist.channels.keys(now)
 	h.hist.mu.Unlock()
 
 	vhosts := map[string]series{}
-	var qs []*broker.Queue
-	var qv []series
 	for _, v := range h.srv.VHosts() {
 		var t totals
 		for _, q := range v.Queues() {
 			st := q.Stats()
 			t.add(st)
-			if followed[q] || room > 0 {
-				if !followed[q] {
-					room--
-				}
-				qs, qv = append(qs, q), append(qv, queueSeries(st))
-			}
+			qw.take(q, func() series { return queueSeries(st) })
 		}
 		vhosts[v.Name()] = t.series()
+		for _, x := range v.Exchanges() {
+			xw.take(xKey{v.Name(), x}, func() series { return exchangeSeries(x) })
+		}
+	}
+	for _, c := range h.srv.Channels() {
+		cw.take(chanKey{c.Conn, c.Number}, func() series { return channelSeries(counterValues(c.Counters)) })
 	}
 	var server series
 	server[sConfirm] = h.srv.Stats().MessagesConfirmed
@@ -191,18 +282,32 @@ func (h *Handler) sampleHistory() {
 		vh.push(at, s)
 	}
 	h.hist.server.push(at, server)
-	for i, q := range qs {
-		qh := h.hist.queues[q]
-		if qh == nil {
-			if followed[q] || len(h.hist.queues) >= maxQueueHistories {
-				continue // deleted meanwhile, or the room taken by a read
-			}
-			qh = &queueHistory{}
-			h.hist.queues[q] = qh
-		}
-		qh.push(at, qv[i])
-	}
+	h.hist.queues.update(at, &qw)
+	h.hist.exchanges.update(at, &xw)
+	h.hist.channels.update(at, &cw)
 	h.hist.timer.Reset(h.srv.StatsInterval())
+}
+
+// exchangeNames and channelNames are the message_stats names of an
+// exchange's and a channel's series, in their order.
+var (
+	exchangeNames = []string{"publish_in", "publish_out"}
+	channelNames  = append(append([]string{}, publishKeys...), consumeKeys...)
+)
+
+// exchangeSeries is one exchange's sample.
+func exchangeSeries(x *broker.Exchange) series {
+	in, out := x.PublishStats()
+	return series{in, out}
+}
+
+// channelSeries is one channel's sample, from its counters by name.
+func channelSeries(vals map[string]uint64) series {
+	var s series
+	for i, n := range channelNames {
+		s[i] = vals[n]
+	}
+	return s
 }
 
 // queueSeries is one queue's sample.
@@ -309,56 +414,57 @@ func ratePerSec(newer, older point) float64 {
 	return (float64(newer.Sample) - float64(older.Sample)) * 1000 / float64(dt)
 }
 
+// sumAt is the value of series s at t summed over hs.
+func sumAt(hs []*history, s int) func(t int64) uint64 {
+	return func(t int64) uint64 {
+		var sum uint64
+		for _, h := range hs {
+			v, _ := h.valueAt(t, s)
+			sum += v
+		}
+		return sum
+	}
+}
+
+func zeroAt(int64) uint64 { return 0 }
+
 // withRanges sets the *_details of it (an object with message_stats and
 // lengths at its top, as a queue, or under queue_totals, as the overview)
 // from the histories hs, summed, per the ranges.
 func withRanges(it, lengths item, rg ranges, now time.Time, hs []*history) {
-	value := func(s int) func(t int64) uint64 {
-		return func(t int64) uint64 {
-			var sum uint64
-			for _, h := range hs {
-				v, _ := h.valueAt(t, s)
-				sum += v
-			}
-			return sum
-		}
-	}
 	if rg.lengths.incr > 0 {
 		for s := firstLength; s < nSeries; s++ {
-			lengths[seriesNames[s]+"_details"] = sampled(rg.lengths, now, value(s))
+			lengths[seriesNames[s]+"_details"] = sampled(rg.lengths, now, sumAt(hs, s))
 		}
 	}
 	if rg.msgRates.incr > 0 {
-		ms, _ := it["message_stats"].(item)
-		for k, v := range ms {
-			if _, ok := v.(details); !ok {
-				continue
-			}
-			name := k[:len(k)-len("_details")]
-			s := seriesIndex(name)
-			if s < 0 { // a counter kept at 0 here (drop_unroutable, disk_reads, …)
-				ms[k] = sampled(rg.msgRates, now, func(int64) uint64 { return 0 })
-				continue
-			}
-			ms[k] = sampled(rg.msgRates, now, value(s))
-		}
+		statsRanges(it, rg.msgRates, now, hs, seriesNames[:firstLength])
 		if churn, ok := it["churn_rates"].(item); ok {
 			for k, v := range churn {
 				if _, ok := v.(details); ok {
-					churn[k] = sampled(rg.msgRates, now, func(int64) uint64 { return 0 })
+					churn[k] = sampled(rg.msgRates, now, zeroAt)
 				}
 			}
 		}
 	}
 }
 
-func seriesIndex(name string) int {
-	for i, n := range seriesNames[:firstLength] {
-		if n == name {
-			return i
+// statsRanges sets it's message_stats.*_details over sp from hs, whose
+// series are names in order (a counter not among them is kept at 0 here,
+// as drop_unroutable or disk_reads, and sampled as such).
+func statsRanges(it item, sp span, now time.Time, hs []*history, names []string) {
+	ms, _ := it["message_stats"].(item)
+	for k, v := range ms {
+		if _, ok := v.(details); !ok {
+			continue
+		}
+		name := strings.TrimSuffix(k, "_details")
+		if s := slices.Index(names, name); s >= 0 {
+			ms[k] = sampled(sp, now, sumAt(hs, s))
+		} else {
+			ms[k] = sampled(sp, now, zeroAt)
 		}
 	}
-	return -1
 }
 
 // overviewRanges sets the overview's details per rg from the histories
@@ -375,37 +481,49 @@ func (h *Handler) overviewRanges(it, queueTotals item, rg ranges, vhosts []*brok
 	withRanges(it, queueTotals, rg, time.Now(), hs)
 }
 
-// queueRanges sets a queue's details per rg from its history, and
-// follows the queue from now on if there is room (a queue not followed
-// shows its current values over the whole range).
+// vhostRanges sets a vhost's details per rg from its history.
+func (h *Handler) vhostRanges(it item, v *broker.VHost, rg ranges) {
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	var hs []*history
+	if vh := h.hist.vhosts[v.Name()]; vh != nil {
+		hs = append(hs, vh)
+	}
+	withRanges(it, it, rg, time.Now(), hs)
+}
+
+// queueRanges sets a queue's details per rg from its history (see
+// followed.forRead).
 func (h *Handler) queueRanges(it item, q *broker.Queue, st broker.QueueStats, rg ranges) {
 	now := time.Now()
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	withRanges(it, it, rg, now, h.queueHistories(q, st, now))
+	withRanges(it, it, rg, now, []*history{h.hist.queues.forRead(q, queueSeries(st), now)})
 	if rg.msgRates.incr > 0 { // kept at 0 here, sampled as RabbitMQ's
-		it["reductions_details"] = sampled(rg.msgRates, now, func(int64) uint64 { return 0 })
+		it["reductions_details"] = sampled(rg.msgRates, now, zeroAt)
 	}
 }
 
-// queueHistories is q's history, started now if there is room, or a
-// sample of q now; h.hist.mu is held.
-func (h *Handler) queueHistories(q *broker.Queue, st broker.QueueStats, now time.Time) []*history {
-	qh := h.hist.queues[q]
-	if qh == nil && len(h.hist.queues) < maxQueueHistories && !q.Deleted() {
-		qh = &queueHistory{}
-		h.hist.queues[q] = qh
+// exchangeRanges sets an exchange's message_stats details per rg.
+func (h *Handler) exchangeRanges(it item, k xKey, rg ranges) {
+	if rg.msgRates.incr == 0 || it["message_stats"] == nil {
+		return
 	}
-	cur := &history{}
-	cur.push(now.UnixMilli(), queueSeries(st))
-	if qh == nil {
-		return []*history{cur}
+	now := time.Now()
+	cur := exchangeSeries(k.x)
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	statsRanges(it, rg.msgRates, now, []*history{h.hist.exchanges.forRead(k, cur, now)}, exchangeNames)
+}
+
+// channelRanges sets a channel's message_stats details per rg.
+func (h *Handler) channelRanges(it item, k chanKey, vals map[string]uint64, rg ranges) {
+	if rg.msgRates.incr == 0 {
+		return
 	}
-	if !qh.asked.IsZero() || qh.n == 0 {
-		qh.asked = now // a round's own stays a round's
-	}
-	if qh.n == 0 {
-		qh.push(now.UnixMilli(), queueSeries(st))
-	}
-	return []*history{&qh.history}
+	now := time.Now()
+	h.hist.mu.Lock()
+	defer h.hist.mu.Unlock()
+	statsRanges(it, rg.msgRates, now, []*history{h.hist.channels.forRead(k, channelSeries(vals), now)}, channelNames)
+	it["reductions_details"] = sampled(rg.msgRates, now, zeroAt) // kept at 0 here, sampled as RabbitMQ's
 }

@@ -158,17 +158,76 @@ func TestRangeFieldsMatchRabbitMQ(t *testing.T) {
 		}
 	}
 	pollQueue(t, a, "/queues/%2F/s1", func(m map[string]any) bool { return m["messages"] == 3.0 })
+	// The channel consumes too, so that its message_stats has both sides
+	// (RabbitMQ's first channel is perftest's consumer).
+	if _, ok, err := ch.Get("s1", true); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
 	q := "?lengths_age=60&lengths_incr=5&msg_rates_age=60&msg_rates_incr=5&data_rates_age=60&data_rates_incr=5"
 	paths := map[string]string{"overview": "/overview" + q, "queue": "/queues/%2F/s1" + q, "queues": "/queues" + q,
-		"nodes": "/nodes" + q, "exchange": "/exchanges/%2F/amq.default" + q}
+		"nodes": "/nodes" + q, "exchange": "/exchanges/%2F/amq.default" + q,
+		"vhosts": "/vhosts" + q, "vhost": "/vhosts/%2F" + q, "channels": "/channels" + q, "connections": "/connections" + q}
 	notReported := map[string][]string{
 		"overview": {"sample_retention_policies.global", "listeners.socket_opts"},
 		"queue":    {"backing_queue_status", "idle_since"},
 		"queues":   {"backing_queue_status", "idle_since"},
 		"nodes": {"io_*", "mnesia_*", "msg_store_*", "queue_index_*", "gc_*", "context_switches*", "metrics_gc_queue_length",
 			"ra_open_file_metrics", "db_dir", "channel_*", "connection_*", "queue_created*", "queue_declared*", "queue_deleted*"},
-		// Not yet: an exchange's history (its rates only).
-		"exchange": {"message_stats.*_details.samples", "message_stats.*_details.avg*"},
+		"vhosts": {"message_stats.confirm*", "message_stats.drop_unroutable*", "message_stats.return_unroutable*"},
+		"vhost":  {"message_stats.confirm*", "message_stats.drop_unroutable*", "message_stats.return_unroutable*"},
+		// Not yet on connections: the byte and frame counters (and so
+		// data_rates' samples), the client's connection_name.
+		"connections": {"recv_*", "send_*", "reductions*", "client_properties.connection_name", "user_provided_name"},
 	}
 	matchFixtures(t, a, "testdata/samples", paths, notReported)
+}
+
+// newest is the newest sample of message_stats' key_details in m.
+func newest(t *testing.T, m map[string]any, key string) any {
+	t.Helper()
+	ms, ok := m["message_stats"].(map[string]any)
+	if !ok || ms[key+"_details"] == nil {
+		return nil
+	}
+	return samplesOf(t, ms[key+"_details"])[0]["sample"]
+}
+
+// Exchanges, channels and vhosts take the range parameters too, their
+// samples following the traffic.
+func TestRangeSamplesExchangesChannelsVHosts(t *testing.T) {
+	a := startAPI(t)
+	_, ch := dial(t, a.amqp)
+	if err := ch.ExchangeDeclare("x1", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("q1", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("q1", "k", "x1", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := ch.Publish("x1", "k", false, false, amqp.Publishing{Body: []byte(fmt.Sprint(i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x := pollQueue(t, a, "/exchanges/%2F/x1?"+rangeQuery, func(m map[string]any) bool {
+		return newest(t, m, "publish_in") == 4.0 && newest(t, m, "publish_out") == 4.0
+	})
+	for _, k := range []string{"publish_in_details", "publish_out_details"} {
+		checkSamples(t, "x1 "+k, x["message_stats"].(map[string]any)[k], 11, 1000)
+	}
+	c := pollList(t, a, "guest", "guest", "/channels?"+rangeQuery, func(l []map[string]any) bool {
+		return len(l) == 1 && newest(t, l[0], "publish") == 4.0
+	})[0]
+	for _, k := range []string{"publish_details", "confirm_details", "drop_unroutable_details"} {
+		checkSamples(t, "channel "+k, c["message_stats"].(map[string]any)[k], 11, 1000)
+	}
+	v := pollQueue(t, a, "/vhosts/%2F?"+rangeQuery, func(m map[string]any) bool {
+		return samplesOf(t, m["messages_details"])[0]["sample"] == 4.0 && newest(t, m, "publish") == 4.0
+	})
+	checkSamples(t, "vhost messages", v["messages_details"], 11, 1000)
+	checkSamples(t, "vhost publish", v["message_stats"].(map[string]any)["publish_details"], 11, 1000)
+	l := a.guest("GET", "/vhosts?"+rangeQuery, "").list(t)
+	checkSamples(t, "vhosts list", l[0].(map[string]any)["messages_ready_details"], 11, 1000)
 }

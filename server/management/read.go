@@ -116,17 +116,33 @@ func (h *Handler) readGlobal(rq *request) error {
 		}
 		writeJSON(rq.w, h.nodeItem())
 	case rq.seg[0] == "vhosts" && len(rq.seg) == 1:
+		rg, err := parseRanges(rq.r)
+		if err != nil {
+			return err
+		}
 		var items []item
 		for _, v := range h.visibleVHosts(rq) {
-			items = append(items, h.vhostItem(v))
+			it := h.vhostItem(v)
+			if rg.any() {
+				h.vhostRanges(it, v, rg)
+			}
+			items = append(items, it)
 		}
 		return rq.reply(nonNil(items))
 	case rq.seg[0] == "vhosts" && len(rq.seg) == 2:
+		rg, err := parseRanges(rq.r)
+		if err != nil {
+			return err
+		}
 		v := h.readVHost(rq, rq.seg[1])
 		if v == nil {
 			return errNotFound()
 		}
-		writeJSON(rq.w, h.vhostItem(v))
+		it := h.vhostItem(v)
+		if rg.any() {
+			h.vhostRanges(it, v, rg)
+		}
+		writeJSON(rq.w, it)
 	default:
 		return errNotFound()
 	}
@@ -385,11 +401,19 @@ func (h *Handler) exchanges(rq *request) error {
 			return b.ToExchange && b.Destination == s[2]
 		}, func(v *broker.VHost) bool { return v.Exchange(s[2]) != nil })
 	}
+	rg, err := parseRanges(rq.r)
+	if err != nil {
+		return err
+	}
 	return h.serve(rq, resource{
 		list: func(v *broker.VHost) []item {
 			var items []item
 			for _, x := range v.Exchanges() {
-				items = append(items, h.exchangeItem(v.Name(), x))
+				it := h.exchangeItem(v.Name(), x)
+				if rg.any() {
+					h.exchangeRanges(it, xKey{v.Name(), x}, rg)
+				}
+				items = append(items, it)
 			}
 			h.forgetExchanges()
 			return items
@@ -399,7 +423,11 @@ func (h *Handler) exchanges(rq *request) error {
 			if x == nil {
 				return nil, false
 			}
-			return h.exchangeItem(v.Name(), x), true
+			it := h.exchangeItem(v.Name(), x)
+			if rg.any() {
+				h.exchangeRanges(it, xKey{v.Name(), x}, rg)
+			}
+			return it, true
 		},
 		put: h.putExchange, del: h.deleteExchange,
 	})
