@@ -56,8 +56,12 @@ const (
 	followIdle  = 10 * time.Minute
 )
 
-// maxRangePoints bounds a reply's samples per series (age/incr+1).
-const maxRangePoints = 1000
+// maxRangePoints bounds a reply's samples per series (age/incr+1), and
+// maxRangeSeconds an age or incr (a year: in ms, far from overflow).
+const (
+	maxRangePoints  = 1000
+	maxRangeSeconds = 366 * 24 * 3600
+)
 
 // series is one sample of every series.
 type series [nSeries]uint64
@@ -354,7 +358,7 @@ func parseRanges(r *http.Request) (ranges, error) {
 		}
 		a, err1 := strconv.ParseInt(age, 10, 64)
 		i, err2 := strconv.ParseInt(incr, 10, 64)
-		if err1 != nil || err2 != nil || a < 0 || i <= 0 {
+		if err1 != nil || err2 != nil || a < 0 || i <= 0 || a > maxRangeSeconds || i > maxRangeSeconds {
 			return out, errBadRequest("invalid " + p.name + "_age or " + p.name + "_incr")
 		}
 		if a/i+1 > maxRangePoints {

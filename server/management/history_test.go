@@ -140,6 +140,20 @@ func TestRangeSamples(t *testing.T) {
 		t.Errorf("details without a range: %v", d)
 	}
 	want(t, "bad incr", a.guest("GET", "/overview?lengths_age=10&lengths_incr=0", ""), 400)
+	want(t, "huge incr", a.guest("GET", "/overview?lengths_age=9223372036854775807&lengths_incr=9223372036854775807", ""), 400)
+	// Sorting reads the details' rate and averages: an empty s2's mean
+	// length is below s1's.
+	if _, err := ch.QueueDeclare("s2", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	sorted := a.guest("GET", "/queues?"+rangeQuery+"&sort=messages_details.avg", "").list(t)
+	if len(sorted) != 2 || sorted[0].(map[string]any)["name"] != "s2" {
+		names := []any{}
+		for _, q := range sorted {
+			names = append(names, q.(map[string]any)["name"])
+		}
+		t.Errorf("sorted by messages_details.avg: %v, want s2 first", names)
+	}
 	want(t, "too many points", a.guest("GET", "/overview?lengths_age=100000&lengths_incr=1", ""), 400)
 }
 

@@ -140,6 +140,17 @@ func lookup(it item, path []string) any {
 				return nil
 			}
 			v = m.Rate
+		case rangeDetails: // with the range parameters
+			switch {
+			case k == "rate":
+				v = m.Rate
+			case k == "avg_rate" && m.AvgRate != nil:
+				v = *m.AvgRate
+			case k == "avg" && m.Avg != nil:
+				v = *m.Avg
+			default:
+				return nil
+			}
 		default:
 			return nil
 		}
