@@ -81,21 +81,31 @@ func (h *history) push(at int64, v series) {
 	h.n = min(h.n+1, histLen)
 }
 
-// valueAt is the series' value at t (ms): the newest sample taken at or
-// before t, else the oldest one (an object followed only since later is
-// taken as having been still before); ok false if h holds none.
-func (h *history) valueAt(t int64, s int) (uint64, bool) {
-	if h == nil || h.n == 0 {
-		return 0, false
-	}
+// source is what a reply's samples are read from: a history, or the
+// current values of an object not followed (over the whole range).
+type source interface {
+	// valueAt is series s's value at t (ms).
+	valueAt(t int64, s int) uint64
+}
+
+// valueAt is the newest sample taken at or before t, else the oldest one
+// (an object followed only since later is taken as having been still
+// before); 0 if h holds none.
+func (h *history) valueAt(t int64, s int) uint64 {
 	for i := 0; i < h.n; i++ {
 		j := (h.head - i + histLen) % histLen
 		if h.at[j] <= t || i == h.n-1 {
-			return h.v[j][s], true
+			return h.v[j][s]
 		}
 	}
-	return 0, false
+	return 0
 }
+
+// current is an object's values now, for one not followed: no ring, so
+// that a listing of many such objects allocates little.
+type current series
+
+func (c *current) valueAt(_ int64, s int) uint64 { return c[s] }
 
 // histories are the handler's sampled histories: one per vhost (the
 // overview's, summed over the vhosts a user sees), one for the server's
@@ -185,18 +195,16 @@ func (f followed[K]) update(at int64, w *walk[K]) {
 }
 
 // forRead is k's history for a read with a range, k followed from now on
-// if there is room; else a history of the one sample cur (the current
-// values over the whole range).
-func (f followed[K]) forRead(k K, cur series, now time.Time) *history {
+// if there is room; else the current values cur, over the whole range.
+func (f followed[K]) forRead(k K, cur series, now time.Time) source {
 	fh := f[k]
 	if fh == nil && len(f) < maxFollowed {
 		fh = &followedHistory{asked: now}
 		f[k] = fh
 	}
 	if fh == nil {
-		h := &history{}
-		h.push(now.UnixMilli(), cur)
-		return h
+		c := current(cur)
+		return &c
 	}
 	if !fh.asked.IsZero() {
 		fh.asked = now // one a round follows stays the round's
@@ -419,12 +427,11 @@ func ratePerSec(newer, older point) float64 {
 }
 
 // sumAt is the value of series s at t summed over hs.
-func sumAt(hs []*history, s int) func(t int64) uint64 {
+func sumAt(hs []source, s int) func(t int64) uint64 {
 	return func(t int64) uint64 {
 		var sum uint64
 		for _, h := range hs {
-			v, _ := h.valueAt(t, s)
-			sum += v
+			sum += h.valueAt(t, s)
 		}
 		return sum
 	}
@@ -435,7 +442,7 @@ func zeroAt(int64) uint64 { return 0 }
 // withRanges sets the *_details of it (an object with message_stats and
 // lengths at its top, as a queue, or under queue_totals, as the overview)
 // from the histories hs, summed, per the ranges.
-func withRanges(it, lengths item, rg ranges, now time.Time, hs []*history) {
+func withRanges(it, lengths item, rg ranges, now time.Time, hs []source) {
 	if rg.lengths.incr > 0 {
 		for s := firstLength; s < nSeries; s++ {
 			lengths[seriesNames[s]+"_details"] = sampled(rg.lengths, now, sumAt(hs, s))
@@ -456,7 +463,7 @@ func withRanges(it, lengths item, rg ranges, now time.Time, hs []*history) {
 // statsRanges sets it's message_stats.*_details over sp from hs, whose
 // series are names in order (a counter not among them is kept at 0 here,
 // as drop_unroutable or disk_reads, and sampled as such).
-func statsRanges(it item, sp span, now time.Time, hs []*history, names []string) {
+func statsRanges(it item, sp span, now time.Time, hs []source, names []string) {
 	ms, _ := it["message_stats"].(item)
 	for k, v := range ms {
 		if _, ok := v.(details); !ok {
@@ -476,7 +483,7 @@ func statsRanges(it item, sp span, now time.Time, hs []*history, names []string)
 func (h *Handler) overviewRanges(it, queueTotals item, rg ranges, vhosts []*broker.VHost) {
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	hs := []*history{&h.hist.server}
+	hs := []source{&h.hist.server}
 	for _, v := range vhosts {
 		if vh := h.hist.vhosts[v.Name()]; vh != nil {
 			hs = append(hs, vh)
@@ -489,7 +496,7 @@ func (h *Handler) overviewRanges(it, queueTotals item, rg ranges, vhosts []*brok
 func (h *Handler) vhostRanges(it item, v *broker.VHost, rg ranges) {
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	var hs []*history
+	var hs []source
 	if vh := h.hist.vhosts[v.Name()]; vh != nil {
 		hs = append(hs, vh)
 	}
@@ -502,7 +509,7 @@ func (h *Handler) queueRanges(it item, q *broker.Queue, st broker.QueueStats, rg
 	now := time.Now()
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	withRanges(it, it, rg, now, []*history{h.hist.queues.forRead(q, queueSeries(st), now)})
+	withRanges(it, it, rg, now, []source{h.hist.queues.forRead(q, queueSeries(st), now)})
 	if rg.msgRates.incr > 0 { // kept at 0 here, sampled as RabbitMQ's
 		it["reductions_details"] = sampled(rg.msgRates, now, zeroAt)
 	}
@@ -517,7 +524,7 @@ func (h *Handler) exchangeRanges(it item, k xKey, rg ranges) {
 	cur := exchangeSeries(k.x)
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	statsRanges(it, rg.msgRates, now, []*history{h.hist.exchanges.forRead(k, cur, now)}, exchangeNames)
+	statsRanges(it, rg.msgRates, now, []source{h.hist.exchanges.forRead(k, cur, now)}, exchangeNames)
 }
 
 // channelRanges sets a channel's message_stats details per rg.
@@ -528,6 +535,6 @@ func (h *Handler) channelRanges(it item, k chanKey, vals map[string]uint64, rg r
 	now := time.Now()
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	statsRanges(it, rg.msgRates, now, []*history{h.hist.channels.forRead(k, channelSeries(vals), now)}, channelNames)
+	statsRanges(it, rg.msgRates, now, []source{h.hist.channels.forRead(k, channelSeries(vals), now)}, channelNames)
 	it["reductions_details"] = sampled(rg.msgRates, now, zeroAt) // kept at 0 here, sampled as RabbitMQ's
 }

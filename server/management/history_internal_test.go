@@ -3,6 +3,7 @@ package management
 import (
 	"fmt"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/amqp-go/amqp-go/server/broker"
@@ -37,4 +38,45 @@ func BenchmarkHistoryRound10k(b *testing.B) {
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
 	b.ReportMetric(float64(len(h.hist.queues)), "followed")
+}
+
+// The followed set stays within maxFollowed: past it, a read gets the
+// object's current values; a round drops what it no longer finds, and a
+// read's object followIdle after the read.
+func TestFollowedBounded(t *testing.T) {
+	f := followed[int]{}
+	now := time.Now()
+	var w walk[int]
+	w.was, w.room = f.keys(now)
+	for k := range maxFollowed + 10 {
+		w.take(k, func() series { return series{uint64(k)} })
+	}
+	f.update(now.UnixMilli(), &w)
+	if len(f) != maxFollowed {
+		t.Fatalf("%d followed after a round over %d objects", len(f), maxFollowed+10)
+	}
+	src := f.forRead(maxFollowed+5, series{7}, now)
+	if _, ok := src.(*current); !ok || src.valueAt(0, 0) != 7 || len(f) != maxFollowed {
+		t.Errorf("a read past the bound: %T %d, %d followed", src, src.valueAt(0, 0), len(f))
+	}
+	if v := f.forRead(3, series{99}, now).valueAt(now.UnixMilli(), 0); v != 3 {
+		t.Errorf("a followed object's read shows %d, its sample 3", v)
+	}
+	// A round that finds only objects 0-9 drops the rest; a read then
+	// follows a new one, for followIdle.
+	w = walk[int]{}
+	w.was, w.room = f.keys(now)
+	for k := range 10 {
+		w.take(k, func() series { return series{uint64(k)} })
+	}
+	f.update(now.UnixMilli(), &w)
+	if len(f) != 10 {
+		t.Fatalf("%d followed after objects went", len(f))
+	}
+	if _, ok := f.forRead(500, series{1}, now).(*history); !ok || len(f) != 11 {
+		t.Fatalf("a read with room is not followed")
+	}
+	if was, _ := f.keys(now.Add(followIdle + time.Second)); was[500] || !was[0] {
+		t.Errorf("after followIdle: %v", was)
+	}
 }
