@@ -268,16 +268,17 @@ func (c *conn) queueConfirms(ch *channel) {
 
 // writeLoop is the writer goroutine: it swaps out the output buffer, adds
 // pending confirms, and writes the whole batch with one syscall (write,
-// or writev when large bodies are written in place).
+// or writev when large bodies are written in place). The round's work is
+// in the functions it calls, one after another, so that the deepest path,
+// a write, is only this small frame, writeBatch's and the syscall's: an
+// idle connection's writer then fits the smallest goroutine stack, 2 KiB.
 func (c *conn) writeLoop() {
-	var bufs net.Buffers
 	if c.heartbeat > 0 {
 		// The server's heartbeat rounds kick this writer when one is due.
 		c.srv.heartbeats.add(c)
 		defer c.srv.heartbeats.remove(c)
 	}
-	wrote := false
-	var confirms []*channel
+	w := &writerState{}
 	for {
 		final := false
 		select {
@@ -285,75 +286,122 @@ func (c *conn) writeLoop() {
 		case <-c.done:
 			final = true
 		}
-		if c.hb.due.Swap(false) {
-			if !wrote {
-				c.outMu.Lock()
-				c.out = amqp.AppendHeartbeatFrame(c.out)
-				c.outMu.Unlock()
-			}
-			wrote = false
+		if c.takeOutput(w) && !c.writeBatch(w) {
+			final = true
 		}
-		c.outMu.Lock()
-		buf, refs := c.out, c.refs
-		c.out, c.refs = c.spare[:0], c.spareRefs[:0]
-		c.spare, c.spareRefs = nil, nil
-		confirms = append(confirms[:0], c.confirmChans...)
-		clear(c.confirmChans)
-		c.confirmChans = c.confirmChans[:0]
-		c.outMu.Unlock()
-		queued := int64(len(buf))
-		for _, r := range refs {
-			queued += int64(len(r.b))
-		}
-		for _, ch := range confirms {
-			buf = ch.appendConfirms(buf)
-		}
-		clear(confirms)
-		if len(buf) > 0 {
-			wrote = true
-			// A client that stops reading must not pin this goroutine,
-			// the socket and the buffer for ever (RabbitMQ's send_timeout).
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.SendTimeout))
-			var err error
-			if len(refs) == 0 {
-				_, err = c.nc.Write(buf)
-			} else {
-				bufs = gather(bufs[:0], buf, refs)
-				v := bufs // WriteTo consumes its receiver
-				_, err = v.WriteTo(c.nc)
-				clear(bufs)
-			}
-			if err != nil {
-				if ne, ok := err.(net.Error); ok && ne.Timeout() {
-					c.logger.Info("closing connection: client stopped reading", "send_timeout", c.srv.cfg.SendTimeout)
-				}
-				c.nc.Close() // the reader sees the error and tears down
-				final = true
-			}
-		}
-		c.outBytes.Add(-queued)
-		if cap(buf) > 8<<20 {
-			buf = nil // don't pin a burst's buffer forever
-		}
-		clear(refs) // the bodies are written: don't pin them
-		if cap(refs) > 4096 {
-			refs, bufs = nil, nil
-		}
-		c.outMu.Lock()
-		c.spare, c.spareRefs = buf[:0], refs[:0]
-		if final {
-			c.outClosed = true
-		}
-		c.outMu.Unlock()
-		if c.throttled.Load() && c.outBytes.Load() < outputLow {
-			c.throttled.Store(false)
-			c.wakeConsumers()
-		}
-		if final {
+		if c.endRound(w, final) {
 			c.lingerClose()
 			return
 		}
 	}
+}
+
+// writerState is what the writer keeps between rounds and within one.
+type writerState struct {
+	buf      []byte   // the round's output
+	refs     []outRef // large bodies written in place, at their offsets in buf
+	queued   int64    // the round's bytes, off outBytes once written
+	bufs     net.Buffers
+	confirms []*channel
+	wrote    bool // since the last heartbeat was due
+}
+
+// takeOutput swaps out what is pending (a heartbeat if one is due and
+// nothing was written since, the output, the confirms) and reports whether
+// there is anything to write. Writer goroutine only.
+func (c *conn) takeOutput(w *writerState) bool {
+	if c.hb.due.Swap(false) {
+		if !w.wrote {
+			c.outMu.Lock()
+			c.out = amqp.AppendHeartbeatFrame(c.out)
+			c.outMu.Unlock()
+		}
+		w.wrote = false
+	}
+	c.outMu.Lock()
+	w.buf, w.refs = c.out, c.refs
+	c.out, c.refs = c.spare[:0], c.spareRefs[:0]
+	c.spare, c.spareRefs = nil, nil
+	w.confirms = append(w.confirms[:0], c.confirmChans...)
+	clear(c.confirmChans)
+	c.confirmChans = c.confirmChans[:0]
+	c.outMu.Unlock()
+	w.queued = int64(len(w.buf))
+	for _, r := range w.refs {
+		w.queued += int64(len(r.b))
+	}
+	for _, ch := range w.confirms {
+		w.buf = ch.appendConfirms(w.buf)
+	}
+	clear(w.confirms)
+	if len(w.buf) > 0 {
+		w.wrote = true
+	}
+	return len(w.buf) > 0
+}
+
+// writeBatch writes the round's output, with its large bodies in place,
+// and reports whether it succeeded; on failure the socket is closed (the
+// reader sees it and tears down).
+func (c *conn) writeBatch(w *writerState) bool {
+	// A client that stops reading must not pin this goroutine, the
+	// socket and the buffer for ever (RabbitMQ's send_timeout).
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.SendTimeout))
+	var err error
+	if len(w.refs) == 0 {
+		_, err = c.nc.Write(w.buf)
+	} else {
+		err = c.writeGathered(w)
+	}
+	if err != nil {
+		c.writeFailed(err)
+		return false
+	}
+	return true
+}
+
+// endRound gives the round's buffers back for the next and reports whether
+// the writer is done (final: the connection ended or a write failed).
+func (c *conn) endRound(w *writerState, final bool) bool {
+	c.outBytes.Add(-w.queued)
+	buf, refs := w.buf, w.refs
+	w.buf, w.refs, w.queued = nil, nil, 0
+	if cap(buf) > 8<<20 {
+		buf = nil // don't pin a burst's buffer forever
+	}
+	clear(refs) // the bodies are written: don't pin them
+	if cap(refs) > 4096 {
+		refs, w.bufs = nil, nil
+	}
+	c.outMu.Lock()
+	c.spare, c.spareRefs = buf[:0], refs[:0]
+	if final {
+		c.outClosed = true
+	}
+	c.outMu.Unlock()
+	if c.throttled.Load() && c.outBytes.Load() < outputLow {
+		c.throttled.Store(false)
+		c.wakeConsumers()
+	}
+	return final
+}
+
+// writeGathered writes the round's output with its large bodies at their
+// places (writev).
+func (c *conn) writeGathered(w *writerState) error {
+	w.bufs = gather(w.bufs[:0], w.buf, w.refs)
+	v := w.bufs // WriteTo consumes its receiver
+	_, err := v.WriteTo(c.nc)
+	clear(w.bufs)
+	return err
+}
+
+// writeFailed logs a write that timed out and closes the socket.
+func (c *conn) writeFailed(err error) {
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.logger.Info("closing connection: client stopped reading", "send_timeout", c.srv.cfg.SendTimeout)
+	}
+	c.nc.Close() // the reader sees the error and tears down
 }
 
 // gather lists what the writer writes in order: out with each ref's
