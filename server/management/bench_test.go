@@ -31,6 +31,9 @@ func BenchmarkListQueues10k(b *testing.B) {
 	defer svc.Close(5 * time.Second)
 	for _, c := range []struct{ name, query string }{
 		{"all", ""}, {"page", "?page=50&page_size=100&sort=messages&sort_reverse=true"},
+		// With a minute of samples at 5 s (256 queues followed, the rest
+		// their current values).
+		{"all-samples", "?lengths_age=60&lengths_incr=5&msg_rates_age=60&msg_rates_incr=5"},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			var n int64

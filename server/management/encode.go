@@ -85,6 +85,24 @@ func (e *encoder) append(dst []byte, v any) ([]byte, error) {
 		return append(appendFloat(dst, x.Rate), '}'), nil
 	case gcStats:
 		return append(dst, gcJSON...), nil
+	case rangeDetails: // some 200 a queue in a listing with samples
+		dst = append(dst, `{"rate":`...)
+		dst = append(appendFloat(dst, x.Rate), `,"samples":[`...)
+		for i, p := range x.Samples {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = strconv.AppendUint(append(dst, `{"sample":`...), p.Sample, 10)
+			dst = append(strconv.AppendInt(append(dst, `,"timestamp":`...), p.Timestamp, 10), '}')
+		}
+		dst = append(dst, ']')
+		if x.AvgRate != nil {
+			dst = appendFloat(append(dst, `,"avg_rate":`...), *x.AvgRate)
+		}
+		if x.Avg != nil {
+			dst = appendFloat(append(dst, `,"avg":`...), *x.Avg)
+		}
+		return append(dst, '}'), nil
 	case map[string]any:
 		o := e.sortedKeys(x)
 		dst = append(dst, '{')

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"testing"
+	"time"
 )
 
 // appendJSON writes what encoding/json writes, decoded the same, for the
@@ -15,6 +16,8 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 		"s": "a\"b\\c\n\x01<>&é\u2028", "bad": "\xff", "i": 3, "i64": int64(-4), "u": uint64(1 << 63),
 		"f": 0.25, "big": 1e21, "whole": 2.0, "nan": math.NaN(), "t": true, "n": nil,
 		"d": rate(1.5), "m": item{"z": 1, "a": []string{"x"}}, "l": []item{{"k": "v"}}, "e": item{}, "gc": gcStats{},
+		"r":  sampled(span{10000, 5000}, time.UnixMilli(1700000002000), func(t int64) uint64 { return uint64(t / 1000) }),
+		"r1": sampled(span{0, 5000}, time.UnixMilli(1700000002000), func(int64) uint64 { return 3 }),
 	}}
 	b, err := appendJSON(nil, v)
 	if err != nil {
