@@ -460,21 +460,26 @@ func withRanges(it, lengths item, rg ranges, now time.Time, hs []source) {
 	}
 }
 
-// statsRanges sets it's message_stats.*_details over sp from hs, whose
-// series are names in order (a counter not among them is kept at 0 here,
-// as drop_unroutable or disk_reads, and sampled as such).
+// statsRanges sets it's message_stats.*_details over sp from hs (one or
+// more), whose series are names in order (a counter not among them is
+// kept at 0 here, as drop_unroutable or disk_reads, and sampled as such).
 func statsRanges(it item, sp span, now time.Time, hs []source, names []string) {
+	_, flat := hs[0].(*current) // not followed: keep the sampled rate it has
 	ms, _ := it["message_stats"].(item)
 	for k, v := range ms {
-		if _, ok := v.(details); !ok {
+		old, ok := v.(details)
+		if !ok {
 			continue
 		}
 		name := strings.TrimSuffix(k, "_details")
+		d := sampled(sp, now, zeroAt)
 		if s := slices.Index(names, name); s >= 0 {
-			ms[k] = sampled(sp, now, sumAt(hs, s))
-		} else {
-			ms[k] = sampled(sp, now, zeroAt)
+			d = sampled(sp, now, sumAt(hs, s))
 		}
+		if flat && len(hs) == 1 {
+			d.Rate = old.Rate
+		}
+		ms[k] = d
 	}
 }
 
@@ -496,9 +501,9 @@ func (h *Handler) overviewRanges(it, queueTotals item, rg ranges, vhosts []*brok
 func (h *Handler) vhostRanges(it item, v *broker.VHost, rg ranges) {
 	h.hist.mu.Lock()
 	defer h.hist.mu.Unlock()
-	var hs []source
+	hs := []source{&current{}} // a vhost made since the last round
 	if vh := h.hist.vhosts[v.Name()]; vh != nil {
-		hs = append(hs, vh)
+		hs = []source{vh}
 	}
 	withRanges(it, it, rg, time.Now(), hs)
 }

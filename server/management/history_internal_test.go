@@ -80,3 +80,24 @@ func TestFollowedBounded(t *testing.T) {
 		t.Errorf("after followIdle: %v", was)
 	}
 }
+
+// An object not followed shows its current values over the range and
+// keeps the rate its meter gave it; a followed one's rate is its samples'.
+func TestStatsRangesNotFollowed(t *testing.T) {
+	it := item{"message_stats": item{"publish": uint64(9), "publish_details": rate(2.5), "get_empty_details": rate(1)}}
+	cur := current{sPublish: 9}
+	now := time.UnixMilli(1700000002000)
+	statsRanges(it, span{10000, 5000}, now, []source{&cur}, seriesNames[:firstLength])
+	d := it["message_stats"].(item)["publish_details"].(rangeDetails)
+	if d.Rate != 2.5 || len(d.Samples) != 3 || d.Samples[2].Sample != 9 || *d.AvgRate != 0 || *d.Avg != 9 {
+		t.Errorf("not followed: %+v", d)
+	}
+	var h history
+	h.push(1700000000000, series{sPublish: 4})
+	h.push(1700000005000, series{sPublish: 9})
+	it = item{"message_stats": item{"publish_details": rate(2.5)}}
+	statsRanges(it, span{10000, 5000}, time.UnixMilli(1700000006000), []source{&h}, seriesNames[:firstLength])
+	if d := it["message_stats"].(item)["publish_details"].(rangeDetails); d.Rate != 1 || d.Samples[0].Sample != 9 || d.Samples[1].Sample != 4 {
+		t.Errorf("followed: %+v", d)
+	}
+}
