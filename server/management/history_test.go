@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/security"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -244,4 +245,36 @@ func TestRangeSamplesExchangesChannelsVHosts(t *testing.T) {
 	checkSamples(t, "vhost publish", v["message_stats"].(map[string]any)["publish_details"], 11, 1000)
 	l := a.guest("GET", "/vhosts?"+rangeQuery, "").list(t)
 	checkSamples(t, "vhosts list", l[0].(map[string]any)["messages_ready_details"], 11, 1000)
+}
+
+// The overview's samples sum the vhosts its user sees: a management user
+// of v2 alone sees v2's queued messages, not those of /.
+func TestRangeSamplesPerUserVHosts(t *testing.T) {
+	a := startAPI(t)
+	want(t, "v2", a.guest("PUT", "/vhosts/v2", ""), 201)
+	addUser(t, a.srv, "v2user", &security.Permission{VHost: "v2", Configure: ".*", Write: ".*", Read: ".*"}, "management")
+	want(t, "q in /", a.guest("PUT", "/queues/%2F/root-q", `{"durable":true}`), 201)
+	want(t, "q in v2", a.guest("PUT", "/queues/v2/v2-q", `{"durable":true}`), 201)
+	publish := func(vhost, q string, n int) {
+		for range n {
+			want(t, "publish", a.guest("POST", "/exchanges/"+vhost+"/amq.default/publish",
+				`{"properties":{},"routing_key":"`+q+`","payload":"m","payload_encoding":"string"}`), 200)
+		}
+	}
+	publish("%2F", "root-q", 5)
+	publish("v2", "v2-q", 2)
+	newestQueued := func(user string) any {
+		r := a.do(user, map[string]string{"guest": "guest", "v2user": "pw"}[user], "GET", "/overview?"+rangeQuery, "")
+		return samplesOf(t, r.obj(t)["queue_totals"].(map[string]any)["messages_details"])[0]["sample"]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for newestQueued("guest") != 7.0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("guest's overview samples: newest %v, want 7", newestQueued("guest"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := newestQueued("v2user"); got != 2.0 {
+		t.Errorf("v2user's overview samples: newest %v, want v2's 2", got)
+	}
 }
