@@ -18,7 +18,8 @@ import (
 // name), sort (a field, dotted for a nested one) with sort_reverse, and
 // columns (comma-separated fields, dotted for nested ones, kept in each
 // item). Not yet: disable_stats. The range parameters (lengths_age and the
-// others) are read by the overview and the queues (history.go).
+// others) are read by the overview, queues, exchanges, channels and vhosts
+// (history.go).
 
 const (
 	defaultPageSize = 100

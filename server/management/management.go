@@ -91,7 +91,8 @@ type Handler struct {
 	hist histories
 }
 
-// New makes the API's handler over o.Server.
+// New makes the API's handler over o.Server and starts the sampling of
+// its history (history.go), which Close stops.
 func New(o Options) *Handler {
 	h := &Handler{srv: o.Server, node: o.Node, cluster: o.ClusterName, ls: o.Listeners, started: time.Now()}
 	if h.node == "" {
