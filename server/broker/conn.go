@@ -75,8 +75,11 @@ type conn struct {
 	confirmChans []*channel
 	outClosed    bool
 	outBytes     atomic.Int64
-	throttled    atomic.Bool // a queue found no room; wake queues on drain
-	blocked      bool        // connection.blocked sent (guarded by outMu)
+	// sendOct and sendCnt count the bytes and the writes (packets, in
+	// RabbitMQ's words) sent on the socket, for the management API.
+	sendOct, sendCnt atomic.Uint64
+	throttled        atomic.Bool // a queue found no room; wake queues on drain
+	blocked          bool        // connection.blocked sent (guarded by outMu)
 	// deliver is reused for every basic.deliver (guarded by outMu), so
 	// encoding one does not allocate.
 	deliver amqp.BasicDeliver
@@ -347,12 +350,16 @@ func (c *conn) writeBatch(w *writerState) bool {
 	// A client that stops reading must not pin this goroutine, the
 	// socket and the buffer for ever (RabbitMQ's send_timeout).
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.SendTimeout))
+	var n int64
 	var err error
 	if len(w.refs) == 0 {
-		_, err = c.nc.Write(w.buf)
+		var m int
+		m, err = c.nc.Write(w.buf)
+		n = int64(m)
 	} else {
-		err = c.writeGathered(w)
+		n, err = c.writeGathered(w)
 	}
+	c.sent(n)
 	if err != nil {
 		c.writeFailed(err)
 		return false
@@ -388,12 +395,18 @@ func (c *conn) endRound(w *writerState, final bool) bool {
 
 // writeGathered writes the round's output with its large bodies at their
 // places (writev).
-func (c *conn) writeGathered(w *writerState) error {
+func (c *conn) writeGathered(w *writerState) (int64, error) {
 	w.bufs = gather(w.bufs[:0], w.buf, w.refs)
 	v := w.bufs // WriteTo consumes its receiver
-	_, err := v.WriteTo(c.nc)
+	n, err := v.WriteTo(c.nc)
 	clear(w.bufs)
-	return err
+	return n, err
+}
+
+// sent counts one write of n bytes on the socket.
+func (c *conn) sent(n int64) {
+	c.sendOct.Add(uint64(max(n, 0)))
+	c.sendCnt.Add(1)
 }
 
 // writeFailed logs a write that timed out and closes the socket.

@@ -44,7 +44,8 @@ func (c *conn) handshake() error {
 	}
 	if !bytes.Equal(hdr[:], amqp.ProtocolHeader) {
 		// The spec's answer to a header we don't speak: ours, then close.
-		_, _ = c.nc.Write(amqp.ProtocolHeader)
+		n, _ := c.nc.Write(amqp.ProtocolHeader)
+		c.sent(int64(n))
 		c.logRefused("connection refused: bad protocol header", "header", fmt.Sprintf("%q", hdr[:]))
 		return fmt.Errorf("%w: bad protocol header %q", errHandshake, hdr[:])
 	}
@@ -174,7 +175,8 @@ func (c *conn) setBlockedInitial(reason string) {
 }
 
 func (c *conn) writeNow(b []byte) error {
-	_, err := c.nc.Write(b)
+	n, err := c.nc.Write(b)
+	c.sent(int64(n))
 	return err
 }
 

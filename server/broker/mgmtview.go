@@ -180,6 +180,25 @@ type ConnInfo struct {
 	FrameMax         uint32
 	ChannelMax       uint16
 	Heartbeat        time.Duration
+
+	c *conn // for Counters
+}
+
+// ConnCounters are a connection's socket counters, RabbitMQ's recv_oct,
+// recv_cnt, send_oct, send_cnt and send_pend: bytes and reads received,
+// bytes and writes sent, and bytes waiting in its output.
+type ConnCounters struct {
+	RecvOct, RecvCnt, SendOct, SendCnt, SendPend uint64
+}
+
+// Counters reads the connection's socket counters now (atomics: no lock).
+func (in *ConnInfo) Counters() ConnCounters {
+	c := in.c
+	if c == nil {
+		return ConnCounters{}
+	}
+	return ConnCounters{RecvOct: c.fr.ReadBytes(), RecvCnt: c.fr.Reads(), SendOct: c.sendOct.Load(),
+		SendCnt: c.sendCnt.Load(), SendPend: uint64(max(c.outBytes.Load(), 0))}
 }
 
 // publishInfo records the connection's ConnInfo once its handshake has
@@ -191,7 +210,7 @@ func (c *conn) publishInfo(startOk *amqp.ConnectionStartOk) {
 		Name: peer.String() + " -> " + local.String(), Peer: peer, Local: local,
 		User: c.user, VHost: c.vhost.name, AuthMechanism: startOk.Mechanism,
 		ClientProperties: startOk.ClientProperties, ConnectedAt: time.Now(), TLS: isTLS,
-		FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat,
+		FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat, c: c,
 	})
 }
 

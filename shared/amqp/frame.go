@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync/atomic"
 )
 
 // AbsoluteMaxFrame is the largest frame (header, payload and frame-end
@@ -88,8 +89,10 @@ type readBuffer struct {
 	full bool // the last read filled all free space: grow before the next
 	err  error
 	// reads counts reads from rd, so a caller can tell whether a frame
-	// came from a read just made or from what an earlier one buffered.
-	reads uint64
+	// came from a read just made or from what an earlier one buffered;
+	// bytes counts what they returned. Atomics: others read them (a
+	// connection's statistics).
+	reads, bytes atomic.Uint64
 }
 
 func (b *readBuffer) Buffered() int { return b.w - b.r }
@@ -112,8 +115,9 @@ func (b *readBuffer) fill(need int) {
 			b.buf = nb
 		}
 	}
-	b.reads++
+	b.reads.Add(1)
 	n, err := b.rd.Read(b.buf[b.w:])
+	b.bytes.Add(uint64(max(n, 0)))
 	b.full = n > 0 && b.w+n == len(b.buf)
 	b.w += n
 	if err != nil {
@@ -159,8 +163,10 @@ func (b *readBuffer) Read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.takeErr()
 	}
-	b.reads++
-	return b.rd.Read(p)
+	b.reads.Add(1)
+	n, err := b.rd.Read(p)
+	b.bytes.Add(uint64(max(n, 0)))
+	return n, err
 }
 
 // SetMaxFrame sets the largest frame ReadFrame accepts: n is the negotiated
@@ -173,7 +179,12 @@ func (fr *FrameReader) SetMaxFrame(n uint32) { fr.max = n }
 // Reads returns how many reads the FrameReader has made from its reader:
 // when it has not changed over a ReadFrame, the frame was already buffered
 // (a caller reading the clock once a read, not once a frame, uses it).
-func (fr *FrameReader) Reads() uint64 { return fr.br.reads }
+// Safe to call from any goroutine.
+func (fr *FrameReader) Reads() uint64 { return fr.br.reads.Load() }
+
+// ReadBytes returns how many bytes the FrameReader has read from its
+// reader. Safe to call from any goroutine.
+func (fr *FrameReader) ReadBytes() uint64 { return fr.br.bytes.Load() }
 
 // Buffered returns the number of bytes already read from the connection and
 // buffered, i.e. readable without blocking. A server can flush its writes
