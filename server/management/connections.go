@@ -2,6 +2,7 @@ package management
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
 )
@@ -10,12 +11,13 @@ import (
 // an X-Reason header.
 const closeReason = "Closed via management plugin"
 
-// connectionItem is a connection as RabbitMQ's /api/connections shows it
-// (the byte and frame counters are not kept yet, so they are left out
-// rather than reported as 0); channels is its open channels' count.
-func (h *Handler) connectionItem(c *broker.ConnInfo, channels int) item {
+// connectionItem is a connection as RabbitMQ's /api/connections shows it;
+// channels is its open channels' count, rates its byte counters' current
+// rates (sampleConnections). reductions is Erlang's and stays 0.
+func (h *Handler) connectionItem(c *broker.ConnInfo, channels int, rates map[string]float64) item {
 	host, port := splitAddr(c.Local)
 	peerHost, peerPort := splitAddr(c.Peer)
+	n := c.Counters()
 	it := item{
 		"name": c.Name, "node": h.node, "type": "network", "state": "running", "protocol": "AMQP 0-9-1",
 		"user": c.User, "user_who_performed_action": c.User, "vhost": c.VHost,
@@ -24,12 +26,34 @@ func (h *Handler) connectionItem(c *broker.ConnInfo, channels int) item {
 		"channel_max": int(c.ChannelMax), "frame_max": int64(c.FrameMax), "timeout": int64(c.Heartbeat.Seconds()),
 		"client_properties": tableJSON(c.ClientProperties), "channels": channels,
 		"garbage_collection": gcStats{},
+		"recv_oct":           n.RecvOct, "recv_cnt": n.RecvCnt, "send_oct": n.SendOct, "send_cnt": n.SendCnt,
+		"send_pend": n.SendPend, "recv_oct_details": rate(rates["recv_oct"]),
+		"send_oct_details": rate(rates["send_oct"]), "reductions": 0, "reductions_details": rate(0),
+	}
+	if name, ok := c.ClientProperties["connection_name"].(string); ok {
+		it["user_provided_name"] = name // RabbitMQ's, only when the client names it
 	}
 	for _, k := range []string{"ssl_protocol", "ssl_key_exchange", "ssl_cipher", "ssl_hash",
 		"peer_cert_subject", "peer_cert_issuer", "peer_cert_validity"} {
 		it[k] = nil
 	}
 	return it
+}
+
+// sampleConnections samples the byte counters of every open connection
+// (conns, all of them: the samples of connections not among them are
+// dropped) and returns their current rates by connection.
+func (h *Handler) sampleConnections(conns []*broker.ConnInfo) map[*broker.ConnInfo]map[string]float64 {
+	now, interval := time.Now(), h.srv.StatsInterval()
+	rates := make(map[*broker.ConnInfo]map[string]float64, len(conns))
+	open := make(map[*broker.ConnInfo]bool, len(conns))
+	for _, c := range conns {
+		n := c.Counters()
+		open[c] = true
+		rates[c] = h.connRates.sample(now, interval, c, map[string]uint64{"recv_oct": n.RecvOct, "send_oct": n.SendOct})
+	}
+	h.connRates.prune(func(c *broker.ConnInfo) bool { return !open[c] })
+	return rates
 }
 
 // seesConnection reports whether the user may see a connection: its own,
@@ -52,9 +76,11 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 		}
 		items := []item{}
 		counts := h.channelCounts()
-		for _, c := range h.srv.Connections() {
+		conns := h.srv.Connections()
+		rates := h.sampleConnections(conns)
+		for _, c := range conns {
 			if rq.seesConnection(c) && (vhost == nil || c.VHost == *vhost) {
-				items = append(items, h.connectionItem(c, counts[c]))
+				items = append(items, h.connectionItem(c, counts[c], rates[c]))
 			}
 		}
 		return rq.reply(items)
@@ -63,7 +89,8 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 		return errNotFound()
 	}
 	var found *broker.ConnInfo
-	for _, c := range h.srv.Connections() {
+	conns := h.srv.Connections()
+	for _, c := range conns {
 		if c.Name == s[1] && rq.seesConnection(c) {
 			found = c
 		}
@@ -73,7 +100,7 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 	}
 	switch {
 	case get:
-		writeJSON(rq.w, h.connectionItem(found, h.channelCounts()[found]))
+		writeJSON(rq.w, h.connectionItem(found, h.channelCounts()[found], h.sampleConnections(conns)[found]))
 		return nil
 	case rq.r.Method == http.MethodDelete:
 		// Monitoring users see every connection but close only their own.

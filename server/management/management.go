@@ -78,6 +78,9 @@ type Handler struct {
 	// chanRates and xRates sample the channels' and the exchanges'
 	// counters for their rates (chanrates.go).
 	chanRates counterRates[chanKey]
+	// connRates sample the connections' byte counters (recv_oct,
+	// send_oct).
+	connRates counterRates[*broker.ConnInfo]
 	xRates    counterRates[xKey]
 	// destRates sample a channel's counters per exchange and per queue
 	// (channelDests).
