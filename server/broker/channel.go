@@ -21,26 +21,34 @@ type channel struct {
 	perm permCache
 
 	// reader
-	closing       bool // channel.close sent, waiting for close-ok
-	publish       *amqp.BasicPublish
-	publishArgs   amqp.BasicPublish // decode target for basic.publish
-	replyKey      string            // direct reply-to name of this channel, if consuming it
-	replyTag      string            // its consumer tag
-	publishX      *Exchange
-	xcache        map[string]*Exchange
-	props         []byte
-	body          []byte
-	bodySize      uint64
-	consumers     map[string]*consumer
-	prefetch      int32 // per-consumer prefetch for new consumers
-	lastQueue     string
-	tx            bool
-	txPublishes   []txPublish
-	txAcks        []txAck
-	confirm       bool
-	publishSeq    uint64
-	pub           publisher // routing buffers, default-exchange queue cache
-	stripe        uint32    // its stripe of the exchanges' publish counters
+	closing     bool // channel.close sent, waiting for close-ok
+	publish     *amqp.BasicPublish
+	publishArgs amqp.BasicPublish // decode target for basic.publish
+	replyKey    string            // direct reply-to name of this channel, if consuming it
+	replyTag    string            // its consumer tag
+	publishX    *Exchange
+	xcache      map[string]*Exchange
+	props       []byte
+	body        []byte
+	bodySize    uint64
+	consumers   map[string]*consumer
+	prefetch    int32 // per-consumer prefetch for new consumers
+	// ended is set, under the conn's outMu, once the channel's last frame
+	// (close-ok, or the server's channel.close) is queued: from then on
+	// nothing of this channel may go out, and a channel that reuses the id
+	// gets no stale frames. (Here, beside prefetch, it fills padding.)
+	ended       atomic.Bool
+	lastQueue   string
+	tx          bool
+	txPublishes []txPublish
+	txAcks      []txAck
+	confirm     bool
+	publishSeq  uint64
+	// pub is the routing buffers and default-exchange queue cache, made on
+	// the first publish: a channel that only consumes goes without its
+	// 216 bytes (B7: idle connections).
+	pub           *publisher
+	stripe        uint32 // its stripe of the exchanges' publish counters
 	settleScratch []uint64
 	// ackScratch holds the entries one ack takes, reused by the next: an
 	// ack outside a transaction allocates nothing (owned by the reader,
@@ -82,12 +90,6 @@ type channel struct {
 	view chanView
 	// dests are its counters per exchange and per queue (chandests.go).
 	dests chanDests
-
-	// ended is set, under the conn's outMu, once the channel's last frame
-	// (close-ok, or the server's channel.close) is queued: from then on
-	// nothing of this channel may go out, and a channel that reuses the id
-	// gets no stale frames.
-	ended atomic.Bool
 }
 
 type txPublish struct {
@@ -234,14 +236,14 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 			ch.unacked.push(unackedEntry{tag: tag, q: q, e: d.e, c: c, at: now})
 		}
 		m := d.e.msg
-		cn.deliver = amqp.BasicDeliver{
+		dm := cn.deliverMethod(amqp.BasicDeliver{
 			ConsumerTag: c.tag, DeliveryTag: tag, Redelivered: d.e.redelivered(),
 			Exchange: m.Exchange, RoutingKey: m.RoutingKey,
-		}
-		if cn.deliver.Redelivered {
+		})
+		if dm.Redelivered {
 			redelivered++
 		}
-		cn.appendMethodLocked(ch.id, &cn.deliver)
+		cn.appendMethodLocked(ch.id, dm)
 		cn.appendDeliveryLocked(ch.id, m, d.e.deliveries)
 	}
 	cn.outMu.Unlock()

@@ -561,8 +561,11 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 	if mandatory {
 		returned = ch.returnUnroutable
 	}
+	if ch.pub == nil {
+		ch.pub = &publisher{}
+	}
 	ch.pub.now = ch.conn.now // the reader's, read once per socket read
-	out := ch.conn.vhost.Publish(&ch.pub, x, msg, returned, done)
+	out := ch.conn.vhost.Publish(ch.pub, x, msg, returned, done)
 	x.published.count(ch.stripe, out.Queues)
 	switch {
 	case out.Queues == 0 && !mandatory:

@@ -81,8 +81,9 @@ type conn struct {
 	throttled        atomic.Bool // a queue found no room; wake queues on drain
 	blocked          bool        // connection.blocked sent (guarded by outMu)
 	// deliver is reused for every basic.deliver (guarded by outMu), so
-	// encoding one does not allocate.
-	deliver amqp.BasicDeliver
+	// encoding one does not allocate; made on the first (deliverMethod),
+	// so that a connection that never consumes goes without it.
+	deliver *amqp.BasicDeliver
 
 	exclusiveMu sync.Mutex
 	exclusive   []*Queue
@@ -865,4 +866,14 @@ func (c *conn) lingerClose() {
 		}
 	}
 	c.nc.Close()
+}
+
+// deliverMethod returns the connection's reused basic.deliver, set to d.
+// Caller holds outMu.
+func (c *conn) deliverMethod(d amqp.BasicDeliver) *amqp.BasicDeliver {
+	if c.deliver == nil {
+		c.deliver = new(amqp.BasicDeliver)
+	}
+	*c.deliver = d
+	return c.deliver
 }

@@ -104,9 +104,8 @@ func (s *Server) deliverReply(msg *Message) bool {
 	cn := ch.conn
 	cn.outMu.Lock()
 	ch.nextTag++
-	cn.deliver = amqp.BasicDeliver{ConsumerTag: ch.replyTag, DeliveryTag: ch.nextTag,
-		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}
-	cn.appendMethodLocked(ch.id, &cn.deliver)
+	cn.appendMethodLocked(ch.id, cn.deliverMethod(amqp.BasicDeliver{ConsumerTag: ch.replyTag, DeliveryTag: ch.nextTag,
+		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}))
 	cn.appendContentLocked(ch.id, msg)
 	cn.outMu.Unlock()
 	cn.kick()
