@@ -456,14 +456,6 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 	ch.mu.Lock()
 	es, ok := ch.unacked.take(tag, multiple, scratch)
 	ch.mu.Unlock()
-	if !ch.tx {
-		defer func() {
-			clear(es) // no queue or message pinned until the next ack
-			if cap(es) <= 4096 {
-				ch.ackScratch = es[:0]
-			}
-		}()
-	}
 	if !ok {
 		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
 	}
@@ -478,6 +470,10 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 		return nil
 	}
 	ch.settle(es, negative && requeue, negative && !requeue)
+	clear(es) // no queue or message pinned until the next ack
+	if cap(es) <= 4096 {
+		ch.ackScratch = es[:0]
+	}
 	return nil
 }
 
