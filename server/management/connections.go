@@ -40,20 +40,13 @@ func (h *Handler) connectionItem(c *broker.ConnInfo, channels int, rates map[str
 	return it
 }
 
-// sampleConnections samples the byte counters of every open connection
-// (conns, all of them: the samples of connections not among them are
-// dropped) and returns their current rates by connection.
-func (h *Handler) sampleConnections(conns []*broker.ConnInfo) map[*broker.ConnInfo]map[string]float64 {
-	now, interval := time.Now(), h.srv.StatsInterval()
-	rates := make(map[*broker.ConnInfo]map[string]float64, len(conns))
-	open := make(map[*broker.ConnInfo]bool, len(conns))
-	for _, c := range conns {
-		n := c.Counters()
-		open[c] = true
-		rates[c] = h.connRates.sample(now, interval, c, map[string]uint64{"recv_oct": n.RecvOct, "send_oct": n.SendOct})
-	}
-	h.connRates.prune(func(c *broker.ConnInfo) bool { return !open[c] })
-	return rates
+// connectionRates samples c's byte counters and returns their current
+// rates (nil until a second sample). Listings prune the samples of closed
+// connections.
+func (h *Handler) connectionRates(c *broker.ConnInfo) map[string]float64 {
+	n := c.Counters()
+	return h.connRates.sample(time.Now(), h.srv.StatsInterval(), c,
+		map[string]uint64{"recv_oct": n.RecvOct, "send_oct": n.SendOct})
 }
 
 // seesConnection reports whether the user may see a connection: its own,
@@ -77,20 +70,21 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 		items := []item{}
 		counts := h.channelCounts()
 		conns := h.srv.Connections()
-		rates := h.sampleConnections(conns)
+		open := make(map[*broker.ConnInfo]bool, len(conns))
 		for _, c := range conns {
+			open[c] = true
 			if rq.seesConnection(c) && (vhost == nil || c.VHost == *vhost) {
-				items = append(items, h.connectionItem(c, counts[c], rates[c]))
+				items = append(items, h.connectionItem(c, counts[c], h.connectionRates(c)))
 			}
 		}
+		h.connRates.prune(func(c *broker.ConnInfo) bool { return !open[c] })
 		return rq.reply(items)
 	}
 	if len(s) != 2 {
 		return errNotFound()
 	}
 	var found *broker.ConnInfo
-	conns := h.srv.Connections()
-	for _, c := range conns {
+	for _, c := range h.srv.Connections() {
 		if c.Name == s[1] && rq.seesConnection(c) {
 			found = c
 		}
@@ -100,7 +94,7 @@ func (h *Handler) connections(rq *request, vhost *string) error {
 	}
 	switch {
 	case get:
-		writeJSON(rq.w, h.connectionItem(found, h.channelCounts()[found], h.sampleConnections(conns)[found]))
+		writeJSON(rq.w, h.connectionItem(found, h.channelCounts()[found], h.connectionRates(found)))
 		return nil
 	case rq.r.Method == http.MethodDelete:
 		// Monitoring users see every connection but close only their own.
