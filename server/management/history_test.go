@@ -163,15 +163,8 @@ func TestRangeSamples(t *testing.T) {
 // scripts/record-samples-fixtures).
 func TestRangeFieldsMatchRabbitMQ(t *testing.T) {
 	a := startAPI(t)
-	// Named, as perftest's connection in the fixture is (user_provided_name),
-	// with the properties amqp091-go sends when given none.
-	conn, err := amqp.DialConfig(a.amqp, amqp.Config{Properties: amqp.Table{"connection_name": "range-fields",
-		"product": "amqp091-go", "version": "β", "platform": "golang"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ch, err := conn.Channel()
+	// Named, as perftest's connection in the fixture is (user_provided_name).
+	ch, err := uiDial(t, a.amqp, "range-fields").Channel()
 	if err != nil {
 		t.Fatal(err)
 	}

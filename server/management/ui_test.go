@@ -238,10 +238,13 @@ func uiNum(v any, key string) float64 {
 	return f
 }
 
-// uiDial opens an AMQP connection with a connection_name.
+// uiDial opens an AMQP connection with a connection_name beside the
+// client properties amqp091-go sends by default.
 func uiDial(t *testing.T, url, name string) *amqp.Connection {
 	t.Helper()
-	c, err := amqp.DialConfig(url, amqp.Config{Properties: amqp.Table{"connection_name": name}})
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	c, err := amqp.DialConfig(url, amqp.Config{Properties: props})
 	if err != nil {
 		t.Fatal(err)
 	}
