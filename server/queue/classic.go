@@ -212,7 +212,7 @@ func (q *Classic[H]) Push(m Message[H]) (ready int64, consumers int, err error) 
 	}
 	effects, err := q.core.Push(m, now)
 	todo := q.detach(effects)
-	ready, consumers = q.core.Counts()
+	ready, _, consumers = q.core.Backlog()
 	q.mu.Unlock()
 	q.carryOut(todo)
 	// The driver delivers, and runs the clock of a new expiry.
@@ -277,7 +277,7 @@ func (q *Classic[H]) Settle(tags []uint64, outcome Outcome) {
 	}
 	q.mu.Lock()
 	todo := q.detach(q.core.Settle(tags, outcome, now))
-	ready, consumers := q.core.Counts()
+	ready, _, consumers := q.core.Backlog()
 	q.mu.Unlock()
 	q.carryOut(todo)
 	if ready > 0 && consumers > 0 {

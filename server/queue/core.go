@@ -791,9 +791,6 @@ func (c *Core[H]) Delete() (int, []Effect[H]) {
 	return n, c.out
 }
 
-// Counts returns the ready messages and the consumers, cheaply.
-func (c *Core[H]) Counts() (ready int64, consumers int) { return c.ready, len(c.consumers) }
-
 // Backlog returns the ready messages, their body bytes and the consumers,
 // cheaply.
 func (c *Core[H]) Backlog() (ready, readyBytes int64, consumers int) {
