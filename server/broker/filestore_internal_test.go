@@ -130,3 +130,58 @@ func TestRingBudgetPagesToTheLog(t *testing.T) {
 		t.Fatalf("%d hot bytes left after draining", hot)
 	}
 }
+
+// A persistent message routed to a durable and a transient queue is held
+// in the store for the durable one only: the transient queue keeps its
+// body in memory whatever the ring size, so it still has every message
+// after the durable queue has acked them all, and neither leaves hot bytes.
+func TestPersistentFanoutToTransientQueue(t *testing.T) {
+	s, conn := startDurable(t, Config{RingBufferSize: 16})
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare("fan", "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []struct {
+		name    string
+		durable bool
+	}{{"durable", true}, {"transient", false}} {
+		if _, err := ch.QueueDeclare(q.name, q.durable, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := ch.QueueBind(q.name, "", "fan", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	for i := 0; i < n; i++ {
+		if err := ch.Publish("fan", "", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte{byte(i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if c := <-confirms; !c.Ack {
+			t.Fatal("nack")
+		}
+	}
+	for _, q := range []string{"durable", "transient"} {
+		for i := 0; i < n; i++ {
+			d, ok, err := ch.Get(q, true)
+			if err != nil || !ok {
+				t.Fatalf("%s: get %d: %v %v", q, i, ok, err)
+			}
+			if d.Body[0] != byte(i) {
+				t.Fatalf("%s: message %d came back as %d", q, i, d.Body[0])
+			}
+		}
+	}
+	if hot := s.hotBytes.Load(); hot != 0 {
+		t.Fatalf("%d hot bytes left after draining both queues", hot)
+	}
+}

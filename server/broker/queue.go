@@ -74,11 +74,12 @@ type Queue struct {
 // is in memory (nil once paged out) and where the log has it.
 type qhandle struct {
 	msg *Message
-	ref store.Ref
-	// hot: the body counts against the server's ring-buffer budget until
-	// the message is first delivered or leaves undelivered.
-	hot bool
+	ref store.Ref // zero in a transient queue, which the store holds nothing for
 }
+
+// A marked entry (queue.Message.Mark) is hot: its body counts against the
+// server's ring-buffer budget until it is first delivered or leaves
+// undelivered.
 
 // qentry is one message's place in a queue, as channels and the store see
 // it. msg is nil while the message is paged out; ref then says where the
@@ -158,18 +159,22 @@ const (
 // publisher's admission check). now is the publish's time (queue.Now's
 // clock): the message's time in the queue, and its TTL's start.
 func (q *Queue) push(m *Message, now int64) (wait <-chan struct{}, refused bool) {
-	h := qhandle{msg: m, ref: m.ref}
+	h := qhandle{msg: m}
 	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority, Timestamp: now}
 	p := q.settings()
 	if p.ttl >= 0 || m.hasTTL {
 		cm.Expires = expiryFor(p.ttl, m, now)
 	}
-	if !m.ref.IsZero() { // stored for this durable queue, so it can be read back
+	// Stored, and this durable queue is one the store holds it for (a
+	// transient queue the message also went to keeps its body), so it can
+	// be read back.
+	if q.id != 0 && !m.ref.IsZero() {
+		h.ref = m.ref
 		srv := q.vhost.server
 		if q.lastReady.Load() >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
 			h.msg = nil // the log has it; memory stays bounded by the rings
 		} else {
-			h.hot = true
+			cm.Mark = true
 			srv.hotBytes.Add(int64(len(m.Body)))
 		}
 	}
@@ -485,7 +490,7 @@ func (q *Queue) unheat(es []queue.Entry[qhandle], delivering bool) {
 	var n int64
 	for i := range es {
 		e := &es[i]
-		if e.Handle.hot && e.Handle.msg != nil && (delivering && e.Deliveries == 1 || !delivering && e.Deliveries == 0) {
+		if e.Marked() && (delivering && e.Deliveries == 1 || !delivering && e.Deliveries == 0) {
 			n += int64(len(e.Handle.msg.Body))
 		}
 	}

@@ -69,6 +69,9 @@ type Message[H any] struct {
 	// entered this core (recovered after a restart): its first delivery
 	// here is flagged redelivered.
 	Redelivered bool
+	// Mark is the host's own bit, kept with the entry (Entry.Marked) and
+	// never read by the core: it costs no byte beside the handle.
+	Mark bool
 }
 
 // Entry is a message in the queue: the Message fields, its place and its
@@ -84,13 +87,30 @@ type Entry[H any] struct {
 	// (x-delivery-count is Deliveries-1 on a redelivery).
 	Deliveries uint16
 	Priority   uint8
-	dead       bool // a tombstone in its level (expired from the middle)
+	flags      entryFlags
 }
+
+// entryFlags are an entry's bits, in one byte.
+type entryFlags uint8
+
+const (
+	flagDead entryFlags = 1 << iota // a tombstone in its level (expired from the middle)
+	flagMark                        // Message.Mark
+)
+
+// dead reports whether e is a tombstone.
+func (e *Entry[H]) dead() bool { return e.flags&flagDead != 0 }
+
+// Marked reports the host's bit, Message.Mark at the push.
+func (e *Entry[H]) Marked() bool { return e.flags&flagMark != 0 }
 
 func (m Message[H]) entry(seq uint64) Entry[H] {
 	e := Entry[H]{Handle: m.Handle, Seq: seq, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}
 	if m.Redelivered {
 		e.Deliveries = 1
+	}
+	if m.Mark {
+		e.flags = flagMark
 	}
 	return e
 }

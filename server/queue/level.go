@@ -24,7 +24,7 @@ func (l *level[H]) pushBack(e Entry[H]) { l.back.pushBack(e) }
 
 // skipDead drops the tombstones at the head of back.
 func (l *level[H]) skipDead() {
-	for l.back.n > 0 && l.back.at(0).dead {
+	for l.back.n > 0 && l.back.at(0).dead() {
 		l.back.popFront()
 	}
 }
@@ -71,9 +71,9 @@ func (l *level[H]) remove(seq uint64) (Entry[H], bool) {
 	}
 	b := &l.back
 	j := sort.Search(b.n, func(j int) bool { return b.at(j).Seq >= seq })
-	if j < b.n && b.at(j).Seq == seq && !b.at(j).dead {
+	if j < b.n && b.at(j).Seq == seq && !b.at(j).dead() {
 		e := *b.at(j)
-		*b.at(j) = Entry[H]{Seq: seq, dead: true} // drops the handle, keeps the order
+		*b.at(j) = Entry[H]{Seq: seq, flags: flagDead} // drops the handle, keeps the order
 		l.skipDead()
 		return e, true
 	}
