@@ -72,7 +72,7 @@ func (s *file) recovered(w *wal.Recovered) *Recovered {
 	for id, wq := range w.Queues {
 		q := QueueID(id)
 		for i := range wq.Entries {
-			s.idx.add(wq.Entries[i].ID, q, wq.Entries[i].BodySize)
+			s.idx.add(wq.Entries[i].ID, q)
 		}
 		rec.Queues[q] = &RecoveredQueue{log: wq.Entries, Corrupt: wq.Corrupt}
 	}
@@ -116,7 +116,7 @@ func (s *file) Put(m *Message, queues []QueueID, done func(error)) (Ref, error) 
 	// caller as for any push to a deleted queue, and the log ignores that
 	// ack) or did not (then the log counts the hold too).
 	s.mu.Lock()
-	s.idx.put(ref.ID, ids, uint32(len(m.Body)))
+	s.idx.put(ref.ID, ids)
 	s.mu.Unlock()
 	return ref, nil
 }

@@ -11,8 +11,10 @@ import (
 // A broker may hold millions of messages, so the index is kept in chunks
 // of chunkIDs consecutive message ids rather than in maps keyed by id:
 // stored ids are dense (both stores number only what they store, in
-// order), so a message costs its chunk's 6 bytes (holder count and size)
-// plus a bit per holding queue, against some 60 bytes in two maps.
+// order), so a message costs its chunk's 2 bytes (its holder count) plus
+// a bit per holding queue, against some 60 bytes in two maps. The last
+// chunk and queue looked up are kept beside the maps: ids come in order,
+// so most lookups are the one before.
 type index struct {
 	msgs   map[uint64]*msgChunk
 	queues map[QueueID]*holdSet
@@ -21,7 +23,11 @@ type index struct {
 	wide     map[uint64]uint32
 	messages int64
 	holds    int64
-	bytes    int64
+
+	lastChunk    *msgChunk // msgs[lastChunkKey], or nil
+	lastChunkKey uint64
+	lastSet      *holdSet // queues[lastQueue], or nil
+	lastQueue    QueueID
 }
 
 // chunkIDs is how many consecutive ids a chunk covers.
@@ -30,8 +36,7 @@ const chunkIDs = 512
 // msgChunk is the per-message state of chunkIDs consecutive ids.
 type msgChunk struct {
 	n    [chunkIDs]uint16 // holders; 0: not stored or freed; wideHolders: see index.wide
-	size [chunkIDs]uint32
-	live int // ids with n > 0
+	live int              // ids with n > 0
 }
 
 // wideHolders in a chunk's n means the count is in index.wide.
@@ -39,8 +44,54 @@ const wideHolders = ^uint16(0)
 
 // holdSet is one queue's holds, a bitmap per chunk.
 type holdSet struct {
-	chunks map[uint64]*[chunkIDs / 64]uint64
-	n      int64
+	chunks  map[uint64]*[chunkIDs / 64]uint64
+	n       int64
+	last    *[chunkIDs / 64]uint64 // chunks[lastKey], or nil
+	lastKey uint64
+}
+
+// bitmap returns the set's bitmap of chunk key, or nil.
+func (set *holdSet) bitmap(key uint64) *[chunkIDs / 64]uint64 {
+	if set.last != nil && set.lastKey == key {
+		return set.last
+	}
+	bm := set.chunks[key]
+	if bm != nil {
+		set.last, set.lastKey = bm, key
+	}
+	return bm
+}
+
+// chunk returns the chunk of key, or nil.
+func (x *index) chunk(key uint64) *msgChunk {
+	if x.lastChunk != nil && x.lastChunkKey == key {
+		return x.lastChunk
+	}
+	c := x.msgs[key]
+	if c != nil {
+		x.lastChunk, x.lastChunkKey = c, key
+	}
+	return c
+}
+
+// set returns q's holds, or nil.
+func (x *index) set(q QueueID) *holdSet {
+	if x.lastSet != nil && x.lastQueue == q {
+		return x.lastSet
+	}
+	set := x.queues[q]
+	if set != nil {
+		x.lastSet, x.lastQueue = set, q
+	}
+	return set
+}
+
+// deleteSet forgets q's holds.
+func (x *index) deleteSet(q QueueID) {
+	delete(x.queues, q)
+	if x.lastQueue == q {
+		x.lastSet = nil
+	}
 }
 
 func newIndex() index {
@@ -90,13 +141,13 @@ func (x *index) setHolders(c *msgChunk, id uint64, n uint32) {
 }
 
 // add records that queue q holds message id.
-func (x *index) add(id uint64, q QueueID, size uint32) {
-	set := x.queues[q]
+func (x *index) add(id uint64, q QueueID) {
+	set := x.set(q)
 	if set == nil {
 		set = &holdSet{chunks: map[uint64]*[chunkIDs / 64]uint64{}}
 		x.queues[q] = set
 	}
-	bm := set.chunks[id/chunkIDs]
+	bm := set.bitmap(id / chunkIDs)
 	if bm == nil {
 		bm = new([chunkIDs / 64]uint64)
 		set.chunks[id/chunkIDs] = bm
@@ -107,33 +158,31 @@ func (x *index) add(id uint64, q QueueID, size uint32) {
 	}
 	bm[word] |= bit
 	set.n++
-	c := x.msgs[id/chunkIDs]
+	c := x.chunk(id / chunkIDs)
 	if c == nil {
 		c = new(msgChunk)
 		x.msgs[id/chunkIDs] = c
 	}
 	n := x.holders(c, id)
 	if n == 0 {
-		c.size[id%chunkIDs] = size
 		c.live++
 		x.messages++
-		x.bytes += int64(size)
 	}
 	x.setHolders(c, id, n+1)
 	x.holds++
 }
 
 // put records a new message held by queues.
-func (x *index) put(id uint64, queues []uint64, size uint32) {
+func (x *index) put(id uint64, queues []uint64) {
 	for _, q := range queues {
-		x.add(id, QueueID(q), size)
+		x.add(id, QueueID(q))
 	}
 }
 
 // unhold drops set's hold on id; it reports whether the queue held it and
 // whether that was the last hold (the message is gone from the index).
 func (x *index) unhold(set *holdSet, id uint64) (wasHeld, freed bool) {
-	bm := set.chunks[id/chunkIDs]
+	bm := set.bitmap(id / chunkIDs)
 	if bm == nil {
 		return false, false
 	}
@@ -145,18 +194,23 @@ func (x *index) unhold(set *holdSet, id uint64) (wasHeld, freed bool) {
 	set.n--
 	if *bm == ([chunkIDs / 64]uint64{}) {
 		delete(set.chunks, id/chunkIDs)
+		if set.last == bm {
+			set.last = nil
+		}
 	}
 	x.holds--
-	c := x.msgs[id/chunkIDs]
+	c := x.chunk(id / chunkIDs)
 	n := x.holders(c, id) - 1
 	x.setHolders(c, id, n)
 	if n > 0 {
 		return true, false
 	}
 	x.messages--
-	x.bytes -= int64(c.size[id%chunkIDs])
 	if c.live--; c.live == 0 {
 		delete(x.msgs, id/chunkIDs)
+		if x.lastChunk == c {
+			x.lastChunk = nil
+		}
 	}
 	return true, true
 }
@@ -164,7 +218,7 @@ func (x *index) unhold(set *holdSet, id uint64) (wasHeld, freed bool) {
 // release drops q's holds on refs, calling fn (may be nil) for each ref q
 // held, with whether it was the message's last hold.
 func (x *index) release(q QueueID, refs []Ref, fn func(r Ref, freed bool)) {
-	set := x.queues[q]
+	set := x.set(q)
 	if set == nil {
 		return
 	}
@@ -174,14 +228,14 @@ func (x *index) release(q QueueID, refs []Ref, fn func(r Ref, freed bool)) {
 		}
 	}
 	if set.n == 0 {
-		delete(x.queues, q)
+		x.deleteSet(q)
 	}
 }
 
 // drop drops every hold of q, calling fn (may be nil) for each message it
 // was the last hold of.
 func (x *index) drop(q QueueID, fn func(id uint64)) {
-	set := x.queues[q]
+	set := x.set(q)
 	if set == nil {
 		return
 	}
@@ -196,15 +250,15 @@ func (x *index) drop(q QueueID, fn func(id uint64)) {
 			}
 		}
 	}
-	delete(x.queues, q)
+	x.deleteSet(q)
 }
 
 // live reports whether some queue holds id.
 func (x *index) live(id uint64) bool {
-	c := x.msgs[id/chunkIDs]
+	c := x.chunk(id / chunkIDs)
 	return c != nil && c.n[id%chunkIDs] != 0
 }
 
 func (x *index) stats() Stats {
-	return Stats{Messages: x.messages, Holds: x.holds, Bytes: x.bytes}
+	return Stats{Messages: x.messages, Holds: x.holds}
 }

@@ -40,7 +40,7 @@ func seq(from, to uint64) []uint64 {
 func TestIndexModel(t *testing.T) {
 	x := newIndex()
 	held := map[QueueID]map[uint64]bool{}
-	sizes := map[uint64]uint32{}
+	stored := map[uint64]bool{}
 	holders := func(id uint64) (n int) {
 		for _, set := range held {
 			if set[id] {
@@ -52,11 +52,10 @@ func TestIndexModel(t *testing.T) {
 	check := func(step int) {
 		t.Helper()
 		var want Stats
-		for id, size := range sizes {
+		for id := range stored {
 			if n := holders(id); n > 0 {
 				want.Messages++
 				want.Holds += int64(n)
-				want.Bytes += int64(size)
 			}
 			if x.live(id) != (holders(id) > 0) {
 				t.Fatalf("step %d: live(%d) = %v with %d holders", step, id, x.live(id), holders(id))
@@ -83,9 +82,8 @@ func TestIndexModel(t *testing.T) {
 				}
 				return v
 			}())
-			size := uint32(next(1000))
-			x.put(id, qs, size)
-			sizes[id] = size
+			x.put(id, qs)
+			stored[id] = true
 			for _, q := range qs {
 				if held[QueueID(q)] == nil {
 					held[QueueID(q)] = map[uint64]bool{}
@@ -129,7 +127,7 @@ func TestIndexWideFanout(t *testing.T) {
 	for i := range qs {
 		qs[i] = uint64(i + 1)
 	}
-	x.put(7, qs, 3)
+	x.put(7, qs)
 	if st := x.stats(); st.Holds != int64(n) || st.Messages != 1 {
 		t.Fatalf("stats %+v", st)
 	}
@@ -157,7 +155,7 @@ func BenchmarkIndexHeap(b *testing.B) {
 				runtime.ReadMemStats(&before)
 				x := newIndex()
 				for id := uint64(1); id <= n; id++ {
-					x.put(id, []uint64{id%queues + 1}, 1024)
+					x.put(id, []uint64{id%queues + 1})
 				}
 				runtime.GC()
 				runtime.ReadMemStats(&after)

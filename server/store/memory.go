@@ -32,7 +32,7 @@ func (s *memory) Put(m *Message, queues []QueueID, done func(error)) (Ref, error
 		ref.ID = s.nextID
 		s.nextID++
 		s.bodies[ref.ID] = m
-		s.idx.put(ref.ID, ids, uint32(len(m.Body)))
+		s.idx.put(ref.ID, ids)
 	}
 	s.mu.Unlock()
 	return ref, finish(done, nil)

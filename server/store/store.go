@@ -153,12 +153,11 @@ type Recovered struct {
 	Duration time.Duration
 }
 
-// Stats are the store's counters. Messages, Holds and Bytes count what
-// queues hold now.
+// Stats are the store's counters. Messages and Holds count what queues
+// hold now (the queues count their own bytes).
 type Stats struct {
 	Messages int64 // stored messages held by at least one queue
 	Holds    int64 // (queue, message) pairs
-	Bytes    int64 // body bytes of those messages
 	// Log is the segment log's own counters (zero for the memory store).
 	Log wal.Stats
 }
