@@ -170,18 +170,34 @@ func ReplyCode(err error) (code uint16, text string, ok bool) {
 // its handshake settled.
 type ConnInfo struct {
 	// Name is RabbitMQ's "peerhost:peerport -> host:port".
-	Name             string
-	Peer, Local      net.Addr
-	User, VHost      string
-	AuthMechanism    string
-	ClientProperties amqp.Table
-	ConnectedAt      time.Time
-	TLS              bool
-	FrameMax         uint32
-	ChannelMax       uint16
-	Heartbeat        time.Duration
+	Name          string
+	Peer, Local   net.Addr
+	User, VHost   string
+	AuthMechanism string
+	// ConnectionName is the client's connection_name property ("" if it
+	// gave none), RabbitMQ's user_provided_name.
+	ConnectionName string
+	ConnectedAt    time.Time
+	TLS            bool
+	FrameMax       uint32
+	ChannelMax     uint16
+	Heartbeat      time.Duration
 
-	c *conn // for Counters
+	// clientProperties is the client's table as it sent it: an idle
+	// connection keeps these bytes rather than the decoded maps, which
+	// cost several times more; ClientProperties decodes them.
+	clientProperties []byte
+	c                *conn // for Counters
+}
+
+// ClientProperties decodes the client properties of connection.start-ok
+// (the handshake validated them, so only a codec bug gives nil).
+func (in *ConnInfo) ClientProperties() amqp.Table {
+	t, _, err := amqp.ReadTable(in.clientProperties)
+	if err != nil {
+		return nil
+	}
+	return t
 }
 
 // ConnCounters are a connection's socket counters, RabbitMQ's recv_oct,
@@ -206,10 +222,11 @@ func (in *ConnInfo) Counters() ConnCounters {
 func (c *conn) publishInfo(startOk *amqp.ConnectionStartOk) {
 	_, isTLS := c.nc.(*tls.Conn)
 	peer, local := c.nc.RemoteAddr(), c.nc.LocalAddr()
+	name, _ := startOk.ClientProperties["connection_name"].(string)
 	c.info.Store(&ConnInfo{
 		Name: peer.String() + " -> " + local.String(), Peer: peer, Local: local,
-		User: c.user, VHost: c.vhost.name, AuthMechanism: startOk.Mechanism,
-		ClientProperties: startOk.ClientProperties, ConnectedAt: time.Now(), TLS: isTLS,
+		User: c.user, VHost: c.vhost.name, AuthMechanism: startOk.Mechanism, ConnectionName: name,
+		clientProperties: amqp.AppendTable(nil, startOk.ClientProperties), ConnectedAt: time.Now(), TLS: isTLS,
 		FrameMax: c.frameMax, ChannelMax: c.channelMax, Heartbeat: c.heartbeat, c: c,
 	})
 }

@@ -49,7 +49,8 @@ func Open(dir string) (*Store, error) {
 		WithLogger(nil).
 		WithSyncWrites(true).
 		WithNumVersionsToKeep(1).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(2 << 20).
+		WithValueThreshold(64 << 10). // below the 15 % of a memtable that a batch may be
 		WithValueLogFileSize(16 << 20).
 		WithNumMemtables(2).
 		// Idle cost (issue 12): each of Badger's compactors polls every

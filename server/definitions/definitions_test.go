@@ -16,10 +16,11 @@ func TestCompactWithoutCompactors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	val := bytes.Repeat([]byte{'v'}, 512<<10)
-	// 8 MiB memtables: 48 MiB of writes flush level-0 tables past
+	// Values below the value threshold, so they go through the memtable:
+	// with 2 MiB memtables, 16 MiB of writes flush level-0 tables past
 	// compactAtL0 more than once.
-	const n = 96
+	val := bytes.Repeat([]byte{'v'}, 60<<10)
+	const n = 280
 	for i := range n {
 		if err := d.Set([]byte(fmt.Sprint("k", i)), val); err != nil {
 			t.Fatal(err)

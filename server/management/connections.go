@@ -24,14 +24,14 @@ func (h *Handler) connectionItem(c *broker.ConnInfo, channels int, rates map[str
 		"connected_at": c.ConnectedAt.UnixMilli(), "host": host, "port": port,
 		"peer_host": peerHost, "peer_port": peerPort, "ssl": c.TLS, "auth_mechanism": c.AuthMechanism,
 		"channel_max": int(c.ChannelMax), "frame_max": int64(c.FrameMax), "timeout": int64(c.Heartbeat.Seconds()),
-		"client_properties": tableJSON(c.ClientProperties), "channels": channels,
+		"client_properties": tableJSON(c.ClientProperties()), "channels": channels,
 		"garbage_collection": gcStats{},
 		"recv_oct":           n.RecvOct, "recv_cnt": n.RecvCnt, "send_oct": n.SendOct, "send_cnt": n.SendCnt,
 		"send_pend": n.SendPend, "recv_oct_details": rate(rates["recv_oct"]),
 		"send_oct_details": rate(rates["send_oct"]), "reductions": 0, "reductions_details": rate(0),
 	}
-	if name, ok := c.ClientProperties["connection_name"].(string); ok {
-		it["user_provided_name"] = name // RabbitMQ's, only when the client names it
+	if c.ConnectionName != "" {
+		it["user_provided_name"] = c.ConnectionName // RabbitMQ's, only when the client names it
 	}
 	for _, k := range []string{"ssl_protocol", "ssl_key_exchange", "ssl_cipher", "ssl_hash",
 		"peer_cert_subject", "peer_cert_issuer", "peer_cert_validity"} {
