@@ -409,7 +409,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	if err != nil {
 		return err
 	}
-	e, remaining, ok, err := q.get(m.NoAck)
+	ce, qtag, remaining, ok, err := q.get(m.NoAck)
 	if err != nil {
 		return errUnavailable(m, q)
 	}
@@ -424,9 +424,10 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		// An ack timeout closed the channel meanwhile: the message goes
 		// back (counted unacked, as requeue expects).
 		ch.mu.Unlock()
-		q.giveBack(e)
+		q.giveBack(ce, qtag)
 		return nil
 	}
+	e := fromEntry(&ce, qtag)
 	ch.nextTag++
 	tag := ch.nextTag
 	if !m.NoAck {

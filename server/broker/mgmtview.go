@@ -346,7 +346,7 @@ func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage,
 	var out []GotMessage
 	var taken []qentry
 	for range count {
-		e, remaining, ok, err := q.get(false)
+		ce, tag, remaining, ok, err := q.get(false)
 		if err != nil {
 			q.requeue(taken)
 			return nil, errUnavailable(m, q)
@@ -354,6 +354,7 @@ func (v *VHost) GetMessages(name string, count int, mode GetMode) ([]GotMessage,
 		if !ok {
 			break
 		}
+		e := fromEntry(&ce, tag)
 		props, _ := e.msg.decodeProperties()
 		out = append(out, GotMessage{Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, Redelivered: e.redelivered(),
 			Remaining: remaining, Properties: props, Body: e.msg.Body})

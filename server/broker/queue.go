@@ -186,7 +186,7 @@ func (q *Queue) push(m *Message, now int64) (wait <-chan struct{}, refused bool)
 		// check): the queue never held it. With reject-publish-dlx and a
 		// DLX the core dead-lettered it, which released it.
 		if !p.rejectPublishDLX || !p.hasDLX {
-			(*queueHost)(q).Release([]queue.Entry[qhandle]{{Handle: h}})
+			(*queueHost)(q).Release([]queue.Entry[qhandle]{{Queued: queue.Queued[qhandle]{Handle: h}}})
 		}
 		return nil, true
 	}
@@ -266,25 +266,22 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 // get takes the head message for basic.get; ok is false if the queue is
 // empty. remaining is the ready count after the take; err is set when the
 // message could not be read back (the queue is then unavailable).
-func (q *Queue) get(noAck bool) (e qentry, remaining int, ok bool, err error) {
-	ce, tag, ok := q.cq.Get(noAck) // a use, for x-expires
-
+func (q *Queue) get(noAck bool) (ce queue.Entry[qhandle], tag uint64, remaining int, ok bool, err error) {
+	ce, tag, ok = q.cq.Get(noAck) // a use, for x-expires
 	if !ok {
 		if q.isUnavailable() {
-			return qentry{}, 0, false, errLoadFailed
+			return ce, 0, 0, false, errLoadFailed
 		}
-		return qentry{}, 0, false, nil
+		return ce, 0, 0, false, nil
 	}
 	ready, _, _ := q.cq.Backlog()
 	q.flowCheck()
-	return fromEntry(&ce, tag), int(ready), true, nil
+	return ce, tag, int(ready), true, nil
 }
 
-// giveBack returns a message taken by get that could not be handed over.
-func (q *Queue) giveBack(e qentry) {
-	q.cq.GiveBack(queue.Entry[qhandle]{Handle: qhandle{msg: e.msg, ref: e.ref}, Seq: e.seq,
-		Expires: e.expires, Priority: e.prio, Deliveries: e.deliveries}, e.tag)
-}
+// giveBack returns a message taken by get, with its tag, that could not be
+// handed over: the core's own entry, so its size and time go back too.
+func (q *Queue) giveBack(ce queue.Entry[qhandle], tag uint64) { q.cq.GiveBack(ce, tag) }
 
 // loadFailed marks the queue unavailable when a paged-out message cannot be
 // read back: the log is damaged, and carrying on would skip the message
@@ -492,6 +489,9 @@ func (q *Queue) unheat(es []queue.Entry[qhandle], delivering bool) {
 		e := &es[i]
 		if e.Marked() && (delivering && e.Deliveries == 1 || !delivering && e.Deliveries == 0) {
 			n += int64(len(e.Handle.msg.Body))
+		}
+		if delivering {
+			e.Unmark() // this copy is off the budget, even if it comes back (GiveBack)
 		}
 	}
 	if n != 0 {

@@ -74,12 +74,21 @@ type Message[H any] struct {
 	Mark bool
 }
 
-// Entry is a message in the queue: the Message fields, its place and its
-// history, packed to 32 bytes beside the handle (a backlog of millions
-// costs that much each).
+// Entry is a message in the queue: what the queue keeps of it (Queued)
+// and its place in its priority level.
 type Entry[H any] struct {
+	Queued[H]
+	// Seq is the message's place in its priority level, given by Push:
+	// consecutive in push order, so a level's deque finds it from its
+	// position and keeps none.
+	Seq uint64
+}
+
+// Queued is what a level keeps of a ready message: the Message fields and
+// its history, 24 bytes beside the handle (a backlog of millions costs
+// that much each).
+type Queued[H any] struct {
 	Handle    H
-	Seq       uint64 // the message's place in the queue, given by Push
 	Expires   int64
 	Timestamp int64
 	Size      uint32
@@ -99,13 +108,16 @@ const (
 )
 
 // dead reports whether e is a tombstone.
-func (e *Entry[H]) dead() bool { return e.flags&flagDead != 0 }
+func (e *Queued[H]) dead() bool { return e.flags&flagDead != 0 }
 
 // Marked reports the host's bit, Message.Mark at the push.
-func (e *Entry[H]) Marked() bool { return e.flags&flagMark != 0 }
+func (e *Queued[H]) Marked() bool { return e.flags&flagMark != 0 }
+
+// Unmark clears the host's bit in this copy of the entry.
+func (e *Queued[H]) Unmark() { e.flags &^= flagMark }
 
 func (m Message[H]) entry(seq uint64) Entry[H] {
-	e := Entry[H]{Handle: m.Handle, Seq: seq, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}
+	e := Entry[H]{Queued: Queued[H]{Handle: m.Handle, Expires: m.Expires, Timestamp: m.Timestamp, Size: m.Size, Priority: m.Priority}, Seq: seq}
 	if m.Redelivered {
 		e.Deliveries = 1
 	}
@@ -116,7 +128,7 @@ func (m Message[H]) entry(seq uint64) Entry[H] {
 }
 
 // delivered counts a delivery of e.
-func (e *Entry[H]) delivered() {
+func (e *Queued[H]) delivered() {
 	if e.Deliveries < ^uint16(0) {
 		e.Deliveries++
 	}
@@ -124,7 +136,7 @@ func (e *Entry[H]) delivered() {
 
 // Redelivered reports whether an entry being delivered was delivered
 // before.
-func (e *Entry[H]) Redelivered() bool { return e.Deliveries > 1 }
+func (e *Queued[H]) Redelivered() bool { return e.Deliveries > 1 }
 
 // Reason says why a message left the queue other than by an ack.
 type Reason uint8
@@ -195,7 +207,6 @@ type Core[H any] struct {
 	levels      []level[H] // by priority, index 0 lowest
 	ready       int64
 	bytes       int64 // ready bodies
-	nextSeq     uint64
 	expiries    minHeap[expiryItem]
 	unacked     unackedTable[H]
 	consumers   []*consumerState // by priority, highest first, then order
@@ -345,9 +356,9 @@ func (c *Core[H]) enqueue(m Message[H], now int64) {
 	if m.Timestamp == 0 {
 		m.Timestamp = now // one clock read per push: the caller's
 	}
-	c.nextSeq++
-	e := m.entry(c.nextSeq)
 	l := c.level(m.Priority)
+	l.seq++
+	e := m.entry(l.seq)
 	if l.empty() {
 		l.maxExpiry, l.unbounded = 0, false
 	}
@@ -422,14 +433,14 @@ func (c *Core[H]) popHead() (Entry[H], bool) {
 	return Entry[H]{}, false
 }
 
-// peekHead is popHead without taking.
-func (c *Core[H]) peekHead() (*Entry[H], bool) {
+// peekHead is popHead without taking: the head's level, or nil.
+func (c *Core[H]) peekHead() *level[H] {
 	for i := len(c.levels) - 1; i >= 0; i-- {
-		if e := c.levels[i].frontEntry(); e != nil {
-			return e, true
+		if c.levels[i].frontEntry() != nil {
+			return &c.levels[i]
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // expire drops every ready message whose time has come: at the head of
@@ -838,8 +849,8 @@ type Info struct {
 func (c *Core[H]) Info() Info {
 	in := Info{Ready: c.ready, Unacked: int64(c.unacked.live), ReadyBytes: c.bytes, UnackedBytes: c.unacked.bytes,
 		Consumers: len(c.consumers), Active: c.active, Stats: c.stats, OldestUnacked: c.unacked.oldest()}
-	if e, ok := c.peekHead(); ok {
-		in.HeadTimestamp = e.Timestamp
+	if l := c.peekHead(); l != nil {
+		in.HeadTimestamp = l.frontEntry().Timestamp
 	}
 	return in
 }
@@ -847,11 +858,11 @@ func (c *Core[H]) Info() Info {
 // Head returns the head message, the one a consumer would get next (ok
 // false: no message is ready), leaving it in place.
 func (c *Core[H]) Head() (e Entry[H], ok bool) {
-	p, ok := c.peekHead()
-	if !ok {
+	l := c.peekHead()
+	if l == nil {
 		return e, false
 	}
-	return *p, true
+	return l.head(), true
 }
 
 // expiryItem is a message whose expiry the head check cannot be trusted to

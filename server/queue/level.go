@@ -5,10 +5,13 @@ import "sort"
 // level holds one priority's ready messages in Seq order: requeued ones,
 // which always sort before the rest, in front; the others in back, in push
 // order. Expired messages taken from the middle of back leave tombstones
-// (dead entries that keep their Seq for searches) that the head skips.
+// (dead entries that keep their place) that the head skips. A level gives
+// its pushes consecutive seqs, so back, which holds every seq from its
+// head's on, keeps no seq.
 type level[H any] struct {
 	front []Entry[H] // requeued, ascending Seq
 	back  deque[H]
+	seq   uint64 // the last seq given to a push
 	// maxExpiry is the latest expiry pushed: a message expiring before it
 	// is out of order and needs the expiry heap. unbounded is set once a
 	// message that never expires was pushed: every later expiring one
@@ -20,7 +23,8 @@ type level[H any] struct {
 // empty reports whether the level holds no ready message.
 func (l *level[H]) empty() bool { return l.frontEntry() == nil }
 
-func (l *level[H]) pushBack(e Entry[H]) { l.back.pushBack(e) }
+// pushBack appends e, whose Seq is the level's latest (l.seq).
+func (l *level[H]) pushBack(e Entry[H]) { l.back.pushBack(e.Queued, e.Seq) }
 
 // skipDead drops the tombstones at the head of back.
 func (l *level[H]) skipDead() {
@@ -30,15 +34,23 @@ func (l *level[H]) skipDead() {
 }
 
 // frontEntry returns the next message, or nil.
-func (l *level[H]) frontEntry() *Entry[H] {
+func (l *level[H]) frontEntry() *Queued[H] {
 	if len(l.front) > 0 {
-		return &l.front[0]
+		return &l.front[0].Queued
 	}
 	l.skipDead()
 	if l.back.n > 0 {
 		return l.back.at(0)
 	}
 	return nil
+}
+
+// head returns a copy of the next message, which frontEntry found.
+func (l *level[H]) head() Entry[H] {
+	if len(l.front) > 0 {
+		return l.front[0]
+	}
+	return Entry[H]{Queued: *l.back.at(0), Seq: l.back.first}
 }
 
 func (l *level[H]) popFront() (Entry[H], bool) {
@@ -55,7 +67,8 @@ func (l *level[H]) popFront() (Entry[H], bool) {
 	if l.back.n == 0 {
 		return Entry[H]{}, false
 	}
-	e := l.back.popFront()
+	seq := l.back.first
+	e := Entry[H]{Queued: l.back.popFront(), Seq: seq}
 	l.skipDead()
 	return e, true
 }
@@ -70,29 +83,30 @@ func (l *level[H]) remove(seq uint64) (Entry[H], bool) {
 		return e, true
 	}
 	b := &l.back
-	j := sort.Search(b.n, func(j int) bool { return b.at(j).Seq >= seq })
-	if j < b.n && b.at(j).Seq == seq && !b.at(j).dead() {
-		e := *b.at(j)
-		*b.at(j) = Entry[H]{Seq: seq, flags: flagDead} // drops the handle, keeps the order
-		l.skipDead()
-		return e, true
+	if b.n == 0 || seq < b.first || seq-b.first >= uint64(b.n) {
+		return Entry[H]{}, false
 	}
-	return Entry[H]{}, false
+	q := b.at(int(seq - b.first))
+	if q.dead() {
+		return Entry[H]{}, false
+	}
+	e := Entry[H]{Queued: *q, Seq: seq}
+	*q = Queued[H]{flags: flagDead} // drops the handle, keeps the place
+	l.skipDead()
+	return e, true
 }
 
 // insert puts a requeued message back at its place by Seq.
 func (l *level[H]) insert(e Entry[H]) {
 	l.skipDead()
-	if b := &l.back; b.n > 0 && e.Seq > b.at(0).Seq {
-		// Not before every pushed message (only a driver bug does this):
-		// keep the order anyway, at a copy's cost.
-		j := sort.Search(b.n, func(j int) bool { return b.at(j).Seq >= e.Seq })
-		b.pushBack(Entry[H]{})
-		for k := b.n - 1; k > j; k-- {
-			*b.at(k) = *b.at(k - 1)
+	if b := &l.back; b.n > 0 && e.Seq >= b.first {
+		// Not before every pushed message: only a driver bug does this
+		// (a message back at a place it never left). Keep the order where
+		// its place is a tombstone; otherwise it goes first.
+		if j := e.Seq - b.first; j < uint64(b.n) && b.at(int(j)).dead() {
+			*b.at(int(j)) = e.Queued
+			return
 		}
-		*b.at(j) = e
-		return
 	}
 	i := sort.Search(len(l.front), func(i int) bool { return l.front[i].Seq >= e.Seq })
 	l.front = append(l.front, Entry[H]{})
@@ -110,16 +124,18 @@ const blockSize = 1024
 // costs a few entries, not a block.
 //
 // Invariant: with more than one block, every block is blockSize long;
-// entry i is at blocks[(head+i)/blockSize][(head+i)%blockSize].
+// entry i is at blocks[(head+i)/blockSize][(head+i)%blockSize], and its
+// seq is first+i.
 type deque[H any] struct {
-	blocks [][]Entry[H]
-	head   int // index of the first entry in blocks[0]
+	blocks [][]Queued[H]
+	head   int    // index of the first entry in blocks[0]
+	first  uint64 // the first entry's seq
 	n      int
-	spare  []Entry[H] // one emptied full block kept for reuse
+	spare  []Queued[H] // one emptied full block kept for reuse
 }
 
 // at returns the i-th entry, 0 <= i < n.
-func (d *deque[H]) at(i int) *Entry[H] {
+func (d *deque[H]) at(i int) *Queued[H] {
 	j := d.head + i
 	if len(d.blocks) == 1 {
 		return &d.blocks[0][j]
@@ -127,9 +143,13 @@ func (d *deque[H]) at(i int) *Entry[H] {
 	return &d.blocks[j/blockSize][j%blockSize]
 }
 
-func (d *deque[H]) pushBack(e Entry[H]) {
+// pushBack appends e with seq, which is first+n unless d is empty.
+func (d *deque[H]) pushBack(e Queued[H], seq uint64) {
+	if d.n == 0 {
+		d.first = seq
+	}
 	if len(d.blocks) == 0 {
-		d.blocks = [][]Entry[H]{make([]Entry[H], 8)}
+		d.blocks = [][]Queued[H]{make([]Queued[H], 8)}
 		d.head = 0
 	}
 	j := d.head + d.n
@@ -142,7 +162,7 @@ func (d *deque[H]) pushBack(e Entry[H]) {
 			clear(b[d.n:j])
 			d.head, j = 0, d.n
 		case len(b) < blockSize:
-			nb := make([]Entry[H], min(2*len(b), blockSize))
+			nb := make([]Queued[H], min(2*len(b), blockSize))
 			copy(nb, b[d.head:j])
 			d.blocks[0], d.head, j = nb, 0, d.n
 		}
@@ -151,7 +171,7 @@ func (d *deque[H]) pushBack(e Entry[H]) {
 		nb := d.spare
 		d.spare = nil
 		if nb == nil {
-			nb = make([]Entry[H], blockSize)
+			nb = make([]Queued[H], blockSize)
 		}
 		d.blocks = append(d.blocks, nb)
 	}
@@ -160,11 +180,12 @@ func (d *deque[H]) pushBack(e Entry[H]) {
 }
 
 // popFront takes the first entry, n > 0.
-func (d *deque[H]) popFront() Entry[H] {
+func (d *deque[H]) popFront() Queued[H] {
 	p := d.at(0)
 	e := *p
-	*p = Entry[H]{}
+	*p = Queued[H]{}
 	d.head++
+	d.first++
 	d.n--
 	switch {
 	case d.n == 0:

@@ -22,10 +22,13 @@ func TestDequeModel(t *testing.T) {
 			push = rng.Intn(100) < 40
 		}
 		if push || len(model) == 0 {
-			d.pushBack(Entry[int]{Handle: next, Seq: uint64(next)})
+			d.pushBack(Queued[int]{Handle: next}, uint64(next))
 			model = append(model, next)
 			next++
 		} else {
+			if d.first != uint64(model[0]) {
+				t.Fatalf("step %d: first seq %d, want %d", step, d.first, model[0])
+			}
 			e := d.popFront()
 			if e.Handle != model[0] {
 				t.Fatalf("step %d: popped %d, want %d", step, e.Handle, model[0])
@@ -60,7 +63,8 @@ func BenchmarkLevelHeap(b *testing.B) {
 		const n = 1 << 20
 		before := heapInUse()
 		for i := range n {
-			l.pushBack(Entry[int]{Handle: i, Seq: uint64(i)})
+			l.seq++
+			l.pushBack(Entry[int]{Queued: Queued[int]{Handle: i}, Seq: l.seq})
 		}
 		b.ReportMetric(float64(heapInUse()-before)/n, "heapB/entry")
 		runtime.KeepAlive(&l)
@@ -72,4 +76,71 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// TestLevelModel checks a level against a sorted set of seqs through
+// pushes, pops, removals from the middle (tombstones) and requeues of what
+// was taken, in any order: the head is always the lowest seq held, and
+// removal finds exactly what is held.
+func TestLevelModel(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	var l level[int]
+	held := map[uint64]bool{}
+	var taken []Entry[int]
+	lowest := func() (uint64, bool) {
+		var low uint64
+		ok := false
+		for s := range held {
+			if !ok || s < low {
+				low, ok = s, true
+			}
+		}
+		return low, ok
+	}
+	for step := range 20000 {
+		switch op := rng.Intn(100); {
+		case op < 45:
+			l.seq++
+			l.pushBack(Entry[int]{Queued: Queued[int]{Handle: int(l.seq)}, Seq: l.seq})
+			held[l.seq] = true
+		case op < 70:
+			e, ok := l.popFront()
+			low, want := lowest()
+			if ok != want || ok && (e.Seq != low || e.Handle != int(low)) {
+				t.Fatalf("step %d: popFront = seq %d handle %d %v, want %d %v", step, e.Seq, e.Handle, ok, low, want)
+			}
+			if ok {
+				delete(held, e.Seq)
+				taken = append(taken, e)
+			}
+		case op < 85:
+			seq := uint64(rng.Int63n(int64(l.seq) + 2))
+			e, ok := l.remove(seq)
+			if ok != held[seq] || ok && (e.Seq != seq || e.Handle != int(seq)) {
+				t.Fatalf("step %d: remove(%d) = seq %d handle %d %v, held %v", step, seq, e.Seq, e.Handle, ok, held[seq])
+			}
+			if ok {
+				delete(held, seq)
+				taken = append(taken, e)
+			}
+		default:
+			if len(taken) == 0 {
+				continue
+			}
+			i := rng.Intn(len(taken))
+			e := taken[i]
+			taken = append(taken[:i], taken[i+1:]...)
+			l.insert(e)
+			held[e.Seq] = true
+		}
+		low, ok := lowest()
+		if f := l.frontEntry(); (f != nil) != ok || ok && f.Handle != int(low) {
+			t.Fatalf("step %d: frontEntry %+v, want seq %d (%v)", step, f, low, ok)
+		}
+		if ok {
+			if h := l.head(); h.Seq != low || h.Handle != int(low) {
+				t.Fatalf("step %d: head %+v, want seq %d", step, h, low)
+			}
+		}
+	}
 }
