@@ -15,35 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// serverBinary builds amqp-server once per test run.
-func serverBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "amqp-server-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "amqp-server")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/amqp-go/amqp-go/server/cmd/amqp-server").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 // broker is one run of the binary.
 type broker struct {
@@ -78,7 +52,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 func startBroker(t *testing.T, dataDir string, port int) *broker {
 	t.Helper()
 	b := &broker{logs: &strings.Builder{}, mu: &sync.Mutex{}}
-	b.cmd = exec.Command(serverBinary(t), "run")
+	b.cmd = exec.Command(servertest.Binary(t), "run")
 	b.cmd.Env = append(os.Environ(),
 		fmt.Sprintf("AMQP_NETWORK_ADDRESS=127.0.0.1:%d", port), "AMQP_STORAGE_PATH="+dataDir,
 		// Management on any free port: 15672 may be another server's.
