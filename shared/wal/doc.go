@@ -27,7 +27,9 @@
 //
 //	0  length (uint32): number of bytes that follow the CRC (2 + payload)
 //	4  CRC32C (Castagnoli) over type, version and payload (uint32)
-//	8  type (uint8): 1 message, 2 ack, 3 drop-queue
+//	8  type (uint8): 1 message, 2 ack, 3 drop-queue; in a Raft log (see
+//	   below) 4 raft-entries, 5 raft-hard-state, 6 raft-snapshot,
+//	   7 raft-compact
 //	9  version (uint8): 1; message records also 2 (with metadata)
 //	10 payload
 //
@@ -57,6 +59,36 @@
 //
 // A message routed to N durable queues is written once, naming all N.
 // Message ids are assigned in append order, so file order is id order.
+//
+// # Raft log
+//
+// A RecordLog (package raftlog's Raft log of all of a node's groups) is a
+// directory of the same segments, whose VERSION says "amqp-go-raftlog 1"
+// so that neither kind of log opens the other's directory. Segment
+// headers carry min next id 0. It holds only the record types 4 to 7, all
+// version 1; a message record there, or a Raft record in a message log, is
+// corruption. Payloads (group is the Raft group's id):
+//
+//	raft-entries:    uvarint group, uvarint first index, uvarint n,
+//	                 n x (uvarint term, uvarint entry type,
+//	                 uvarint len + data); entry k has index first + k;
+//	                 it truncates the group's log at first and appends
+//	raft-hard-state: uvarint group, uvarint term, uvarint vote,
+//	                 uvarint commit
+//	raft-snapshot:   uvarint group, uvarint flags (bit 0: the snapshot
+//	                 came from the leader and replaced the log; clear: it
+//	                 was taken locally and the log kept), then the
+//	                 protobuf raftpb.Snapshot (the rest of the record)
+//	raft-compact:    uvarint group, uvarint index, uvarint term: the
+//	                 group's entries up to index are gone; index and term
+//	                 are what the next entry must follow
+//
+// A write is synchronous: one write and one fdatasync for all the records
+// of a Ready round of every group. A torn tail of the last segment is cut
+// at open; a bad record anywhere else fails the open (a Raft log with a
+// hole cannot be replayed). Which segments to start and remove is the
+// user's: package raftlog begins each segment with a checkpoint of every
+// group and removes the oldest ones once their entries are compacted.
 //
 // # Group commit
 //

@@ -222,10 +222,7 @@ func (o *Options) defaults() {
 func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 	opts.defaults()
 	fsys := opts.FS
-	if err := fsys.MkdirAll(opts.Dir, DirMode); err != nil {
-		return nil, nil, err
-	}
-	lock, err := fsys.Lock(filepath.Join(opts.Dir, LockFile))
+	lock, segs, err := lockDir(fsys, opts.Dir, versionContent)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -234,13 +231,6 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 			lock.Close()
 		}
 	}()
-	if err := checkVersion(fsys, opts.Dir, true); err != nil {
-		return nil, nil, err
-	}
-	segs, err := listSegments(fsys, opts.Dir)
-	if err != nil {
-		return nil, nil, err
-	}
 	// What an older version left readable by others becomes FileMode.
 	old := []string{filepath.Join(opts.Dir, VersionFile)}
 	for _, s := range segs {
@@ -294,6 +284,29 @@ func Open(opts Options) (_ *Log, _ *Recovered, err error) {
 	l.deleteSegments(append(empty, l.reclaimable()...))
 	go l.run()
 	return l, rc.res, nil
+}
+
+// lockDir creates dir if needed, takes dir/LOCK (ErrLocked if held),
+// checks dir/VERSION against version (writing it into a directory without
+// segments; ErrVersion if it differs) and lists the segments.
+func lockDir(fsys FS, dir, version string) (io.Closer, []SegmentFile, error) {
+	if err := fsys.MkdirAll(dir, DirMode); err != nil {
+		return nil, nil, err
+	}
+	lock, err := fsys.Lock(filepath.Join(dir, LockFile))
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkVersionOf(fsys, dir, true, version); err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	segs, err := listSegments(fsys, dir)
+	if err != nil {
+		lock.Close()
+		return nil, nil, err
+	}
+	return lock, segs, nil
 }
 
 // createSegment creates segment n, writes buf (which starts with its

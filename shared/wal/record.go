@@ -15,6 +15,12 @@ const (
 	RecordMessage   RecordType = 1
 	RecordAck       RecordType = 2
 	RecordDropQueue RecordType = 3
+	// The Raft log's records (a RecordLog of package raftlog), never
+	// found in a message log.
+	RecordRaftEntries   RecordType = 4
+	RecordRaftHardState RecordType = 5
+	RecordRaftSnapshot  RecordType = 6
+	RecordRaftCompact   RecordType = 7
 )
 
 // String returns the record type's name ("message", "ack", ...).
@@ -26,6 +32,14 @@ func (t RecordType) String() string {
 		return "ack"
 	case RecordDropQueue:
 		return "drop-queue"
+	case RecordRaftEntries:
+		return "raft-entries"
+	case RecordRaftHardState:
+		return "raft-hard-state"
+	case RecordRaftSnapshot:
+		return "raft-snapshot"
+	case RecordRaftCompact:
+		return "raft-compact"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -122,6 +136,13 @@ func decodeMeta(block []byte) (Meta, error) {
 		return Meta{}, errDecode
 	}
 	return Meta{Timestamp: int64(v[0]), Expires: int64(v[1]), Due: int64(v[2]), Priority: uint8(v[3])}, nil
+}
+
+// knownRaftVersion is knownVersion of a RecordLog, which holds the Raft
+// record types only: a message log and a Raft log never read each other's
+// records as valid.
+func knownRaftVersion(t RecordType, v uint8) bool {
+	return t >= RecordRaftEntries && t <= RecordRaftCompact && v == recordVersion
 }
 
 // messageVersion is the record version AppendMessageRecord writes for m:
@@ -287,6 +308,27 @@ func (r *payloadReader) bytes() []byte {
 	r.b = r.b[n:]
 	return v
 }
+
+// PayloadReader decodes the uvarints and length-prefixed byte strings of
+// a record payload without allocating, for record types defined outside
+// this package. After the first malformed field every read returns zero
+// and Failed reports it.
+type PayloadReader struct{ r payloadReader }
+
+// NewPayloadReader reads p.
+func NewPayloadReader(p []byte) *PayloadReader { return &PayloadReader{payloadReader{b: p}} }
+
+// Uvarint reads an unsigned varint.
+func (r *PayloadReader) Uvarint() uint64 { return r.r.uvarint() }
+
+// Bytes reads a uvarint length and that many bytes, aliasing the payload.
+func (r *PayloadReader) Bytes() []byte { return r.r.bytes() }
+
+// Rest returns what has not been read.
+func (r *PayloadReader) Rest() []byte { return r.r.b }
+
+// Failed reports whether a field was malformed.
+func (r *PayloadReader) Failed() bool { return r.r.err }
 
 // decodeMessageHead decodes id, queue ids and (version 2) metadata of a
 // message payload of version ver, appending queues to qs (no other

@@ -556,6 +556,12 @@ const LockFile = "LOCK"
 // checkVersion verifies Dir/VERSION; with create it writes a missing one
 // into a directory that holds no segments.
 func checkVersion(fsys FS, dir string, create bool) error {
+	return checkVersionOf(fsys, dir, create, versionContent)
+}
+
+// checkVersionOf is checkVersion for a log whose VERSION file says
+// want.
+func checkVersionOf(fsys FS, dir string, create bool, want string) error {
 	p := filepath.Join(dir, VersionFile)
 	f, err := fsys.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -569,7 +575,7 @@ func checkVersion(fsys FS, dir string, create bool) error {
 		if !create {
 			return fmt.Errorf("%w: %s has no VERSION file (not a log directory?)", ErrVersion, dir)
 		}
-		return writeFileAtomic(fsys, p, []byte(versionContent))
+		return writeFileAtomic(fsys, p, []byte(want))
 	}
 	if err != nil {
 		return err
@@ -577,8 +583,8 @@ func checkVersion(fsys FS, dir string, create bool) error {
 	defer f.Close()
 	buf := make([]byte, 64)
 	n, _ := f.ReadAt(buf, 0)
-	if string(buf[:n]) != versionContent {
-		return fmt.Errorf("%w: %s says %q, want %q", ErrVersion, p, strings.TrimSpace(string(buf[:n])), strings.TrimSpace(versionContent))
+	if string(buf[:n]) != want {
+		return fmt.Errorf("%w: %s says %q, want %q", ErrVersion, p, strings.TrimSpace(string(buf[:n])), strings.TrimSpace(want))
 	}
 	return nil
 }

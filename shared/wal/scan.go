@@ -23,6 +23,16 @@ type segScanner struct {
 	// mapped is that mapping, the whole file, while it scans.
 	mapFiles bool
 	mapped   []byte
+	// known says which record types and versions are valid; nil means
+	// knownVersion, the message log's.
+	known func(RecordType, uint8) bool
+}
+
+func (s *segScanner) knows(t RecordType, v uint8) bool {
+	if s.known != nil {
+		return s.known(t, v)
+	}
+	return knownVersion(t, v)
 }
 
 func (s *segScanner) reset(f File, size int64) {
@@ -101,7 +111,7 @@ func (s *segScanner) check(off int64, r *scannedRecord) (ok bool, reason string,
 	if crc32.Checksum(body, castagnoli) != sum {
 		return false, "checksum mismatch", nil
 	}
-	if !knownVersion(r.typ, r.ver) {
+	if !s.knows(r.typ, r.ver) {
 		return false, fmt.Sprintf("unknown record type %d version %d", r.typ, r.ver), nil
 	}
 	return true, "", nil
@@ -118,7 +128,7 @@ func (s *segScanner) resync(from int64) (int64, error) {
 			return -1, err
 		}
 		length := int64(binary.LittleEndian.Uint32(h))
-		if length < 2 || off+RecordHeaderSize+length > s.size || !knownVersion(RecordType(h[8]), h[9]) {
+		if length < 2 || off+RecordHeaderSize+length > s.size || !s.knows(RecordType(h[8]), h[9]) {
 			continue
 		}
 		ok, _, err := s.check(off, &r)
