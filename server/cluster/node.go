@@ -1,0 +1,531 @@
+// Package cluster runs a node's Raft groups (go.etcd.io/raft/v3): one
+// group per quorum queue and one for metadata, all driven by one loop per
+// node (multi-raft) over one shared log (package raftlog).
+//
+// # The driver loop
+//
+// Node.run is the only goroutine that touches the groups' RawNodes, their
+// state machines and the Log. Everything else reaches it through
+// channels: Step (the transport's goroutines), Propose, AddGroup, Status
+// and the Report calls. One round of the loop:
+//
+//  1. waits for a tick, an inbound message, a proposal or a request, then
+//     takes whatever else is already queued (up to a bound);
+//  2. collects the Ready of every group that has one;
+//  3. persists: every group's snapshot, entries and hard state go into one
+//     raftlog.Batch, written with one write and one fdatasync;
+//  4. sends: all the rounds' messages, grouped by destination node, one
+//     Transport.Send per node;
+//  5. applies: each group's received snapshot, then its committed entries
+//     (conf changes to the RawNode, the rest to its StateMachine), then
+//     Advance; a group that has applied SnapshotEvery entries since its
+//     last snapshot is snapshotted and its log compacted.
+//
+// Persist before send is what Raft requires of a follower (its votes and
+// acks must survive a crash); apply after persist keeps a state machine
+// from running ahead of what survives a restart.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/amqp-go/amqp-go/shared/raftlog"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// GroupMessage is a Raft message of one group.
+type GroupMessage struct {
+	Group   uint64
+	Message *pb.Message
+}
+
+// Transport carries messages between nodes. Send is called by the driver
+// loop only, after the messages' state is durable; it must not block on
+// the network (queue, or drop: Raft retransmits). It owns msgs.
+type Transport interface {
+	Send(to uint64, msgs []GroupMessage)
+}
+
+// StateMachine is a group's replicated state. The driver loop calls its
+// methods, one at a time, in log order.
+type StateMachine interface {
+	// Apply applies the committed normal entry at index.
+	Apply(index uint64, data []byte)
+	// Snapshot returns the state as of the last applied entry.
+	Snapshot() ([]byte, error)
+	// Restore replaces the state with a snapshot's.
+	Restore(data []byte) error
+}
+
+// Config configures a Node.
+type Config struct {
+	// ID is the node's Raft id in every group; not 0.
+	ID uint64
+	// Log is the node's Raft log; the Node uses it alone until Stop
+	// returns, and the caller closes it after.
+	Log       *raftlog.Log
+	Transport Transport
+	// TickInterval is one Raft tick (default 100ms); an election takes
+	// ElectionTicks (default 10) to HeartbeatTicks (default 1) ticks.
+	TickInterval                  time.Duration
+	ElectionTicks, HeartbeatTicks int
+	// SnapshotEvery: snapshot a group and compact its log after this
+	// many applied entries (default 10000).
+	SnapshotEvery uint64
+	// Logger is raft's logger (default: discard).
+	Logger raft.Logger
+}
+
+// Node runs the Raft groups of one node. Its methods are safe for
+// concurrent use; all of them but Step wait for the loop.
+type Node struct {
+	cfg      Config
+	inbox    chan []GroupMessage
+	requests chan func()
+	stop     chan struct{}
+	done     chan struct{}
+
+	reportMu sync.Mutex
+	reports  []report      // (reportMu) transport feedback for the loop
+	wake     chan struct{} // capacity 1: reports are waiting
+
+	groups map[uint64]*group // (run)
+	batch  raftlog.Batch     // (run)
+	failed error             // (run) written before done is closed
+}
+
+// report is transport feedback: node to was unreachable (group 0: in
+// every group), or a snapshot of group to it finished (snapshot set).
+type report struct {
+	group, to    uint64
+	snapshot, ok bool
+}
+
+// group is one Raft group on this node. Owned by run.
+type group struct {
+	id       uint64
+	rn       *raft.RawNode
+	sm       StateMachine
+	conf     *pb.ConfState
+	applied  uint64
+	snapshot uint64 // index of the last snapshot taken or restored
+	stepped  bool   // has input since its last Ready check
+}
+
+// ErrStopped is returned by calls on a stopped Node.
+var ErrStopped = errors.New("cluster: node stopped")
+
+// ErrNoGroup is returned for a group the node does not run.
+var ErrNoGroup = errors.New("cluster: no such group on this node")
+
+// Start starts the node's loop.
+func Start(cfg Config) (*Node, error) {
+	if cfg.ID == 0 {
+		return nil, errors.New("cluster: node id 0")
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = 100 * time.Millisecond
+	}
+	if cfg.ElectionTicks <= 0 {
+		cfg.ElectionTicks = 10
+	}
+	if cfg.HeartbeatTicks <= 0 {
+		cfg.HeartbeatTicks = 1
+	}
+	if cfg.SnapshotEvery == 0 {
+		cfg.SnapshotEvery = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = &raft.DefaultLogger{Logger: log.New(io.Discard, "", 0)}
+	}
+	n := &Node{cfg: cfg, inbox: make(chan []GroupMessage, 1024), requests: make(chan func()),
+		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1), groups: map[uint64]*group{}}
+	go n.run()
+	return n, nil
+}
+
+// Stop stops the loop and waits for it. What was persisted stays
+// persisted; nothing else is flushed (a stop is as good as a crash
+// between two rounds).
+func (n *Node) Stop() {
+	select {
+	case <-n.stop:
+	default:
+		close(n.stop)
+	}
+	<-n.done
+}
+
+// do runs f on the loop and waits for it.
+func (n *Node) do(ctx context.Context, f func()) error {
+	ran := make(chan struct{})
+	select {
+	case n.requests <- func() { f(); close(ran) }:
+	case <-n.done:
+		return ErrStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ran:
+		return nil
+	case <-n.done:
+		return ErrStopped
+	}
+}
+
+// AddGroup starts group id on this node with sm as its state machine. If
+// the log holds nothing of the group it is bootstrapped with peers (node
+// ids, this one among them); otherwise its state comes from the log (the
+// latest snapshot restored into sm, the entries after it applied again).
+func (n *Node) AddGroup(ctx context.Context, id uint64, peers []uint64, sm StateMachine) error {
+	var err error
+	if derr := n.do(ctx, func() { err = n.addGroup(id, peers, sm) }); derr != nil {
+		return derr
+	}
+	return err
+}
+
+func (n *Node) addGroup(id uint64, peers []uint64, sm StateMachine) error {
+	if n.groups[id] != nil {
+		return fmt.Errorf("cluster: group %d already runs", id)
+	}
+	st := n.cfg.Log.Group(id)
+	snap, err := st.Snapshot()
+	if err != nil {
+		return err
+	}
+	hs, cs, err := st.InitialState()
+	if err != nil {
+		return err
+	}
+	last, _ := st.LastIndex()
+	g := &group{id: id, sm: sm, conf: cs, applied: snap.GetMetadata().GetIndex(), snapshot: snap.GetMetadata().GetIndex()}
+	if len(snap.GetData()) > 0 {
+		if err := sm.Restore(snap.GetData()); err != nil {
+			return fmt.Errorf("cluster: group %d: restoring snapshot %d: %w", id, g.applied, err)
+		}
+	}
+	g.rn, err = raft.NewRawNode(&raft.Config{
+		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
+		Storage: st, Applied: g.applied,
+		MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
+		CheckQuorum: true, PreVote: true, Logger: n.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if last == 0 && raft.IsEmptyHardState(hs) && g.snapshot == 0 {
+		ps := make([]raft.Peer, len(peers))
+		for i, p := range peers {
+			ps[i] = raft.Peer{ID: p}
+		}
+		if err := g.rn.Bootstrap(ps); err != nil {
+			return fmt.Errorf("cluster: group %d: %w", id, err)
+		}
+	}
+	g.stepped = true
+	n.groups[id] = g
+	return nil
+}
+
+// Step hands messages received from another node to the loop. It does
+// not wait: when the loop is far behind they are dropped, as a lossy
+// network would.
+func (n *Node) Step(msgs []GroupMessage) {
+	select {
+	case n.inbox <- msgs:
+	default:
+	}
+}
+
+// Propose proposes data to group id. It returns once the group's leader
+// (this node, or the one it forwards to) has it, not once it commits;
+// raft.ErrProposalDropped means there is no leader to take it now.
+func (n *Node) Propose(ctx context.Context, id uint64, data []byte) error {
+	return n.withGroup(ctx, id, func(g *group) error {
+		g.stepped = true
+		return g.rn.Propose(data)
+	})
+}
+
+// Status returns group id's Raft status.
+func (n *Node) Status(ctx context.Context, id uint64) (st raft.Status, err error) {
+	err = n.withGroup(ctx, id, func(g *group) error {
+		st = g.rn.Status()
+		return nil
+	})
+	return st, err
+}
+
+// withGroup runs f with group id on the loop and returns its error.
+func (n *Node) withGroup(ctx context.Context, id uint64, f func(*group) error) error {
+	err := ErrNoGroup
+	if derr := n.do(ctx, func() {
+		if g := n.groups[id]; g != nil {
+			err = f(g)
+		}
+	}); derr != nil {
+		return derr
+	}
+	return err
+}
+
+// ReportUnreachable tells every group that node to could not be reached
+// (the transport calls it when a send fails). It never blocks, so the
+// transport may call it from Send.
+func (n *Node) ReportUnreachable(to uint64) { n.report(report{to: to}) }
+
+// ReportSnapshot tells group id whether its snapshot reached node to; the
+// transport must call it for every snapshot message it was given, or the
+// group never sends that node anything else. It never blocks.
+func (n *Node) ReportSnapshot(id, to uint64, ok bool) {
+	n.report(report{group: id, to: to, snapshot: true, ok: ok})
+}
+
+func (n *Node) report(r report) {
+	n.reportMu.Lock()
+	n.reports = append(n.reports, r)
+	n.reportMu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeReports hands the waiting transport feedback to the groups.
+func (n *Node) takeReports() {
+	n.reportMu.Lock()
+	rs := n.reports
+	n.reports = nil
+	n.reportMu.Unlock()
+	for _, r := range rs {
+		switch {
+		case r.snapshot:
+			if g := n.groups[r.group]; g != nil {
+				status := raft.SnapshotFinish
+				if !r.ok {
+					status = raft.SnapshotFailure
+				}
+				g.rn.ReportSnapshot(r.to, status)
+				g.stepped = true
+			}
+		default:
+			for _, g := range n.groups {
+				g.rn.ReportUnreachable(r.to)
+			}
+		}
+	}
+}
+
+// maxDrain bounds the inputs one round takes before it persists.
+const maxDrain = 256
+
+// Done is closed when the loop has ended: after Stop, or when the log
+// failed (Err says why).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err returns why the loop ended on its own (a log failure); nil while
+// it runs or after Stop. Call it after Done is closed.
+func (n *Node) Err() error {
+	select {
+	case <-n.done:
+		return n.failed
+	default:
+		return nil
+	}
+}
+
+// run is the driver loop; see the package documentation. Every tick
+// ticks every group (idle groups are not free yet: quiescing them is to
+// come).
+func (n *Node) run() {
+	defer close(n.done)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	busy := false // a group had more to do after the last round
+	for {
+		if busy {
+			select {
+			case <-n.stop:
+				return
+			default:
+			}
+		} else {
+			select {
+			case <-n.stop:
+				return
+			case <-ticker.C:
+				for _, g := range n.groups {
+					g.rn.Tick()
+					g.stepped = true
+				}
+			case msgs := <-n.inbox:
+				n.step(msgs)
+			case f := <-n.requests:
+				f()
+			case <-n.wake:
+			}
+		}
+	drain:
+		for range maxDrain {
+			select {
+			case msgs := <-n.inbox:
+				n.step(msgs)
+			case f := <-n.requests:
+				f()
+			default:
+				break drain
+			}
+		}
+		n.takeReports()
+		var err error
+		if busy, err = n.round(); err != nil {
+			// The log failed: nothing more can be made durable, so the
+			// node must not vote or ack again.
+			n.cfg.Logger.Errorf("cluster: node %d stops: %v", n.cfg.ID, err)
+			n.failed = err
+			return
+		}
+	}
+}
+
+func (n *Node) step(msgs []GroupMessage) {
+	for _, m := range msgs {
+		g := n.groups[m.Group]
+		if g == nil {
+			continue // not (yet) running here
+		}
+		_ = g.rn.Step(m.Message) // errors are for local messages and stale peers
+		g.stepped = true
+	}
+}
+
+type ready struct {
+	g  *group
+	rd raft.Ready
+}
+
+// round persists, sends and applies the Ready of every group that has
+// one, and reports whether a group has more (committed entries beyond one
+// Ready's size limit, say).
+func (n *Node) round() (more bool, err error) {
+	var rds []ready
+	for _, g := range n.groups {
+		if !g.stepped {
+			continue
+		}
+		g.stepped = false
+		if g.rn.HasReady() {
+			rds = append(rds, ready{g, g.rn.Ready()})
+		}
+	}
+	if len(rds) == 0 {
+		return false, nil
+	}
+	// Persist.
+	n.batch.Reset()
+	for _, r := range rds {
+		if !raft.IsEmptySnap(r.rd.Snapshot) {
+			n.batch.ApplySnapshot(r.g.id, r.rd.Snapshot)
+		}
+		n.batch.Append(r.g.id, r.rd.Entries)
+		if r.rd.HardState != nil && !raft.IsEmptyHardState(r.rd.HardState) {
+			n.batch.SetHardState(r.g.id, r.rd.HardState)
+		}
+	}
+	if err := n.cfg.Log.Commit(&n.batch); err != nil {
+		return false, err
+	}
+	n.batch.Reset()
+	// Send.
+	out := map[uint64][]GroupMessage{}
+	for _, r := range rds {
+		for _, m := range r.rd.Messages {
+			out[m.GetTo()] = append(out[m.GetTo()], GroupMessage{Group: r.g.id, Message: m})
+		}
+	}
+	tos := make([]uint64, 0, len(out))
+	for to := range out {
+		tos = append(tos, to)
+	}
+	slices.Sort(tos)
+	for _, to := range tos {
+		n.cfg.Transport.Send(to, out[to])
+	}
+	// Apply.
+	for _, r := range rds {
+		if err := n.apply(r.g, &r.rd); err != nil {
+			return false, err
+		}
+		r.g.rn.Advance(r.rd)
+		if r.g.rn.HasReady() {
+			r.g.stepped, more = true, true
+		}
+	}
+	return more, nil
+}
+
+func (n *Node) apply(g *group, rd *raft.Ready) error {
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		md := rd.Snapshot.GetMetadata()
+		if err := g.sm.Restore(rd.Snapshot.GetData()); err != nil {
+			return fmt.Errorf("cluster: group %d: restoring snapshot %d: %w", g.id, md.GetIndex(), err)
+		}
+		g.conf = proto.Clone(md.GetConfState()).(*pb.ConfState)
+		g.applied, g.snapshot = md.GetIndex(), md.GetIndex()
+	}
+	for _, e := range rd.CommittedEntries {
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if len(e.GetData()) > 0 { // empty: a new leader's first entry
+				g.sm.Apply(e.GetIndex(), e.GetData())
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
+			}
+			g.conf = g.rn.ApplyConfChange(&cc)
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
+			}
+			g.conf = g.rn.ApplyConfChange(&cc)
+		}
+		g.applied = e.GetIndex()
+	}
+	if g.applied-g.snapshot >= n.cfg.SnapshotEvery {
+		return n.snapshot(g)
+	}
+	return nil
+}
+
+// snapshot snapshots g at its applied index and compacts its log up to
+// the previous snapshot: the entries between stay for followers a little
+// behind, who would otherwise need the whole snapshot.
+func (n *Node) snapshot(g *group) error {
+	data, err := g.sm.Snapshot()
+	if err != nil {
+		return fmt.Errorf("cluster: group %d: snapshot: %w", g.id, err)
+	}
+	if _, err := n.cfg.Log.CreateSnapshot(g.id, g.applied, g.conf, data); err != nil {
+		return err
+	}
+	prev := g.snapshot
+	g.snapshot = g.applied
+	if first, _ := n.cfg.Log.Group(g.id).FirstIndex(); prev >= first {
+		return n.cfg.Log.Compact(g.id, prev)
+	}
+	return nil
+}
