@@ -103,8 +103,8 @@ type Node struct {
 	failed error             // (run) written before done is closed
 }
 
-// report is transport feedback: node to was unreachable (group 0: in
-// every group), or a snapshot of group to it finished (snapshot set).
+// report is transport feedback: node to was unreachable (in every
+// group), or, with snapshot set, group's snapshot to it finished.
 type report struct {
 	group, to    uint64
 	snapshot, ok bool
@@ -355,9 +355,12 @@ func (n *Node) run() {
 	busy := false // a group had more to do after the last round
 	for {
 		if busy {
+			// More to apply: no waiting, but time still passes.
 			select {
 			case <-n.stop:
 				return
+			case <-ticker.C:
+				n.tick()
 			default:
 			}
 		} else {
@@ -365,10 +368,7 @@ func (n *Node) run() {
 			case <-n.stop:
 				return
 			case <-ticker.C:
-				for _, g := range n.groups {
-					g.rn.Tick()
-					g.stepped = true
-				}
+				n.tick()
 			case msgs := <-n.inbox:
 				n.step(msgs)
 			case f := <-n.requests:
@@ -396,6 +396,13 @@ func (n *Node) run() {
 			n.failed = err
 			return
 		}
+	}
+}
+
+func (n *Node) tick() {
+	for _, g := range n.groups {
+		g.rn.Tick()
+		g.stepped = true
 	}
 }
 
