@@ -13,7 +13,10 @@
 // snapshot record is always superseded by the next segment's checkpoint,
 // and a segment other than the active one is no longer needed once every
 // group's entries in it are compacted. Segments are removed oldest first,
-// after the Compact or snapshot that freed them is durable.
+// after the Compact or snapshot that freed them is durable. A checkpoint
+// carries every group's snapshot data, so it suits snapshots of a few
+// kilobytes; big state machines should store their data beside the log
+// and snapshot a reference to it.
 //
 // Replay tolerates the one hole this leaves: a group whose entries resume
 // after a removed segment's have a gap that a later compaction mark in the
