@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"crypto/tls"
 	"errors"
 	"syscall"
 	"time"
@@ -21,7 +20,7 @@ var errPeerGone = errors.New("client closed the connection while blocked by a re
 // the client went away.
 func (c *conn) waitAlarm(cleared <-chan struct{}) (peerGone bool) {
 	var raw any = c.nc
-	if tc, ok := raw.(*tls.Conn); ok {
+	if tc, ok := raw.(TLSConn); ok {
 		raw = tc.NetConn() // watched for a hang-up only: nothing is read
 	}
 	sc, ok := raw.(syscall.Conn)

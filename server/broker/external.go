@@ -1,12 +1,10 @@
 package broker
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"strings"
 
-	"github.com/amqp-go/amqp-go/server/tlsconf"
+	"github.com/amqp-go/amqp-go/server/tlsconf/certname"
 )
 
 // The SASL EXTERNAL mechanism over TLS, as RabbitMQ's
@@ -21,26 +19,13 @@ const (
 	CertLoginCN = "common_name"
 )
 
-// verifiedPeer returns the client's certificate if the connection is TLS
-// and the certificate was verified against the CA bundle, else nil.
-func verifiedPeer(nc any) *x509.Certificate {
-	tc, ok := nc.(*tls.Conn)
-	if !ok {
-		return nil
-	}
-	st := tc.ConnectionState()
-	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
-		return nil
-	}
-	return st.PeerCertificates[0]
-}
-
-// externalLogin is EXTERNAL's answer for cert: the user name, or why the
+// externalLogin is EXTERNAL's answer for the verified client certificate
+// whose DER subject is subject: the user name, or why the
 // login is refused in RabbitMQ's words (logged, never sent: the client is
 // told only that the login was refused).
-func (s *Server) externalLogin(cert *x509.Certificate) (user, why string) {
+func (s *Server) externalLogin(subject []byte) (user, why string) {
 	if s.cfg.CertLoginFrom == CertLoginCN {
-		cns, err := tlsconf.CommonNames(cert.RawSubject)
+		cns, err := certname.CommonNames(subject)
 		if err != nil {
 			return "", "no name found"
 		}
@@ -50,7 +35,7 @@ func (s *Server) externalLogin(cert *x509.Certificate) (user, why string) {
 		// Several CNs are joined with "," as RabbitMQ does, unescaped.
 		user = strings.Join(cns, ",")
 	} else {
-		dn, err := tlsconf.SubjectDN(cert.RawSubject)
+		dn, err := certname.SubjectDN(subject)
 		if err != nil {
 			return "", "no name found"
 		}

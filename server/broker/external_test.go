@@ -53,7 +53,7 @@ func tlsServer(t *testing.T, s tlsconf.Settings, loginFrom string, users map[str
 		t.Fatal(err)
 	}
 	logs := &logBuffer{}
-	srv := broker.New(broker.Config{Address: "127.0.0.1:0", TLSAddress: "127.0.0.1:0", TLS: ts.Config(),
+	srv := broker.New(broker.Config{Address: "127.0.0.1:0", TLSAddress: "127.0.0.1:0", TLS: func(nc net.Conn) broker.TLSConn { return ts.Serve(nc) },
 		CertLoginFrom: loginFrom, Users: users, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err := srv.Listen(); err != nil {
 		t.Fatal(err)

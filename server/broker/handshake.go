@@ -2,8 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,15 +25,15 @@ func (c *conn) handshake() error {
 	_ = c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer c.nc.SetDeadline(time.Time{})
 
-	var external *x509.Certificate // the verified client certificate, for EXTERNAL
-	if tc, ok := c.nc.(*tls.Conn); ok {
+	var external []byte // the verified client certificate's subject, for EXTERNAL
+	if tc, ok := c.nc.(TLSConn); ok {
 		if err := tc.Handshake(); err != nil {
 			if !errors.Is(err, io.EOF) { // a TCP health check says nothing
 				c.logRefused("TLS handshake failed", "err", err)
 			}
 			return fmt.Errorf("%w: TLS: %v", errHandshake, err)
 		}
-		external = verifiedPeer(tc)
+		external = tc.VerifiedSubject()
 	}
 
 	var hdr [8]byte

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"cmp"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"maps"
@@ -220,7 +219,7 @@ func (in *ConnInfo) Counters() ConnCounters {
 // publishInfo records the connection's ConnInfo once its handshake has
 // succeeded (the reader's fields are settled by then).
 func (c *conn) publishInfo(startOk *amqp.ConnectionStartOk) {
-	_, isTLS := c.nc.(*tls.Conn)
+	_, isTLS := c.nc.(TLSConn)
 	peer, local := c.nc.RemoteAddr(), c.nc.LocalAddr()
 	name, _ := startOk.ClientProperties["connection_name"].(string)
 	c.info.Store(&ConnInfo{

@@ -4,7 +4,6 @@ package broker
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -34,9 +33,11 @@ type Config struct {
 	// NoPlain turns the plain listener off: with TLS set, TLS only.
 	NoPlain bool
 	// TLS, when set, makes an AMQPS listener on TLSAddress beside the
-	// plain one, serving connections as the plain one does after the TLS
-	// handshake (which counts against the handshake timeout).
-	TLS *tls.Config
+	// plain one: TLS starts TLS on each socket it accepts (as
+	// tlsconf.Server.Serve does), and the connection is served as the
+	// plain one's are after the TLS handshake (which counts against the
+	// handshake timeout).
+	TLS func(net.Conn) TLSConn
 	// TLSAddress is host:port of the AMQPS listener (default ":5671").
 	TLSAddress string
 	// CertLoginFrom is where an EXTERNAL login takes the user name from:
@@ -339,12 +340,12 @@ func (s *Server) Serve() error {
 	return err
 }
 
-// accept is one listener's accept loop; with tlsCfg each socket is served
-// over TLS. Temporary accept errors, such as running out of file
+// accept is one listener's accept loop; with startTLS each socket is
+// served over TLS. Temporary accept errors, such as running out of file
 // descriptors, are retried with a backoff, as net/http does, so that no
 // client can stop the listener.
-func (s *Server) accept(ln net.Listener, tlsCfg *tls.Config) error {
-	s.logger.Info("listening", "address", ln.Addr().String(), "tls", tlsCfg != nil, "max_connections", s.cfg.MaxConnections)
+func (s *Server) accept(ln net.Listener, startTLS func(net.Conn) TLSConn) error {
+	s.logger.Info("listening", "address", ln.Addr().String(), "tls", startTLS != nil, "max_connections", s.cfg.MaxConnections)
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -388,10 +389,10 @@ func (s *Server) accept(ln net.Listener, tlsCfg *tls.Config) error {
 			s.refuse(nc, "too many handshakes in progress", "limit", s.cfg.MaxHandshakes)
 			continue
 		}
-		if tlsCfg != nil {
+		if startTLS != nil {
 			// The TLS handshake runs on the connection's goroutine, within
 			// the handshake timeout, not here.
-			nc = tls.Server(nc, tlsCfg)
+			nc = startTLS(nc)
 		}
 		c := newConn(s, nc)
 		s.handshakes.Add(1)

@@ -68,7 +68,7 @@ func run(cx *ucli.Context) (err error) {
 		if amqpTLS, err = tlsconf.New(cfg.AMQPTLS()); err != nil {
 			return fmt.Errorf("security.tlscertfile: %w", err)
 		}
-		bc.TLS = amqpTLS.Config()
+		bc.TLS = func(nc net.Conn) broker.TLSConn { return amqpTLS.Serve(nc) }
 	}
 	if cfg.TelemetryTLS().Enabled() {
 		if telemetryTLS, err = tlsconf.New(cfg.TelemetryTLS()); err != nil {

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -194,6 +195,25 @@ func LoadPair(s Settings) error {
 // ClientCAs is the bundle at start; handshakes verify against the bundle
 // of the last Reload (through GetConfigForClient).
 func (srv *Server) Config() *tls.Config { return srv.cfg }
+
+// Serve starts the server side of TLS on nc with this configuration; the
+// handshake runs on the first Handshake, Read or Write.
+func (srv *Server) Serve(nc net.Conn) *Conn { return &Conn{tls.Server(nc, srv.cfg)} }
+
+// Conn is a connection served over TLS, with the subject of the client's
+// verified certificate at hand: what the broker needs of one
+// (broker.TLSConn).
+type Conn struct{ *tls.Conn }
+
+// VerifiedSubject is the DER subject of the client's certificate if the
+// handshake verified it against the CA bundle, else nil.
+func (c *Conn) VerifiedSubject() []byte {
+	st := c.ConnectionState()
+	if len(st.VerifiedChains) == 0 || len(st.PeerCertificates) == 0 {
+		return nil
+	}
+	return st.PeerCertificates[0].RawSubject
+}
 
 // Reload reads the certificate, key and CA files again and, if they all
 // load (the certificate and key as a pair), uses them for every handshake

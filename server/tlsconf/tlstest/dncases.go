@@ -35,7 +35,7 @@ type DNCase struct {
 }
 
 // DNCases are checked against RabbitMQ by the broker's
-// TestExternalDNRabbitMQ and against tlsconf.SubjectDN by its tests.
+// TestExternalDNRabbitMQ and against certname.SubjectDN by its tests.
 var DNCases = []DNCase{
 	{"plain", pkix.RDNSequence{{ATV(OIDC, "GB")}, {ATV(OIDO, "Example")}, {ATV(OIDCN, "client")}},
 		"CN=client,O=Example,C=GB"},

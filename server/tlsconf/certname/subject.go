@@ -1,4 +1,9 @@
-package tlsconf
+// Package certname names the user of a SASL EXTERNAL login by its
+// verified client certificate, in RabbitMQ's format. It is apart from
+// tlsconf, which imports crypto/tls, so that the broker, which names users
+// but serves TLS only through the connections it is given, links no TLS
+// code, and so that its fuzz target runs in a small test binary.
+package certname
 
 import (
 	"encoding/asn1"
@@ -9,10 +14,6 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 )
-
-// The user name SASL EXTERNAL takes from a verified client certificate,
-// in RabbitMQ's format. It lives here, apart from the broker, so that its
-// fuzz target runs in a small test binary.
 
 // rawATV is an AttributeTypeAndValue with its value undecoded, so that
 // the string type (and a type Go does not decode) is seen.
