@@ -256,9 +256,12 @@ func startFuzzServer() *fuzzServer {
 		StatsInterval: time.Hour,
 		Logger:        slog.New(slog.DiscardHandler),
 	})
-	fs.l = &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	fs.l = &fuzzListener{conns: make(chan net.Conn), done: make(chan struct{}), accepting: make(chan struct{})}
 	fs.s.UseListener(fs.l)
 	go func() { fs.served <- fs.s.Serve() }()
+	// Serve's start is no input's coverage: a new server's, started after
+	// an input, ran amid the next.
+	<-fs.l.accepting
 	return fs
 }
 
@@ -301,9 +304,13 @@ type fuzzListener struct {
 	conns chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+	// accepting is closed when Serve first calls Accept.
+	accepting     chan struct{}
+	acceptingOnce sync.Once
 }
 
 func (l *fuzzListener) Accept() (net.Conn, error) {
+	l.acceptingOnce.Do(func() { close(l.accepting) })
 	select {
 	case nc := <-l.conns:
 		return nc, nil
