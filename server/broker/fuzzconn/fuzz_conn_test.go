@@ -354,8 +354,15 @@ func (l *fuzzListener) dial(t testing.TB) net.Conn {
 // for new behaviour, and they piled up by the hundred thousand.
 type fuzzServerConn struct {
 	net.Conn
-	mu          sync.Mutex
-	read, write *time.Timer // nil when the deadline is not in the future
+	read, write fuzzDeadline
+}
+
+// fuzzDeadline is a deadline of a fuzzServerConn. Each has its own lock:
+// the reader and the writer set theirs at once, and their contention on
+// one lock was coverage that varied from run to run of an input.
+type fuzzDeadline struct {
+	mu    sync.Mutex
+	timer *time.Timer // nil when the deadline is not in the future
 }
 
 func (c *fuzzServerConn) SetDeadline(t time.Time) error {
@@ -366,52 +373,53 @@ func (c *fuzzServerConn) SetDeadline(t time.Time) error {
 }
 
 func (c *fuzzServerConn) SetReadDeadline(t time.Time) error {
-	return c.setDeadline(&c.read, t, c.Conn.SetReadDeadline)
+	return c.read.set(t, c.Conn.SetReadDeadline)
 }
 
 func (c *fuzzServerConn) SetWriteDeadline(t time.Time) error {
-	return c.setDeadline(&c.write, t, c.Conn.SetWriteDeadline)
+	return c.write.set(t, c.Conn.SetWriteDeadline)
 }
 
-// setDeadline sets the pipe's deadline (set) to t if t is zero or past,
+// set sets the pipe's deadline (with pipeSet) to t if t is zero or past,
 // which arms no timer in the pipe, and otherwise clears it and arms the
 // timer that sets it to the past at t.
-func (c *fuzzServerConn) setDeadline(timer **time.Timer, t time.Time, set func(time.Time) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if *timer != nil {
-		(*timer).Stop()
-		*timer = nil
+func (d *fuzzDeadline) set(t time.Time, pipeSet func(time.Time) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.stopLocked()
+	until := time.Until(t)
+	if t.IsZero() || until <= 0 {
+		return pipeSet(t)
 	}
-	d := time.Until(t)
-	if t.IsZero() || d <= 0 {
-		return set(t)
-	}
-	if err := set(time.Time{}); err != nil {
+	if err := pipeSet(time.Time{}); err != nil {
 		return err
 	}
 	var self *time.Timer
-	self = time.AfterFunc(d, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if *timer == self { // not stopped while it fired
-			_ = set(time.Unix(1, 0))
+	self = time.AfterFunc(until, func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.timer == self { // not stopped while it fired
+			_ = pipeSet(time.Unix(1, 0))
 		}
 	})
-	*timer = self
+	d.timer = self
 	return nil
+}
+
+func (d *fuzzDeadline) stopLocked() {
+	if d.timer != nil {
+		d.timer.Stop()
+		d.timer = nil
+	}
 }
 
 // Close closes the pipe end and stops the deadlines' timers.
 func (c *fuzzServerConn) Close() error {
-	c.mu.Lock()
-	for _, timer := range []*time.Timer{c.read, c.write} {
-		if timer != nil {
-			timer.Stop()
-		}
+	for _, d := range []*fuzzDeadline{&c.read, &c.write} {
+		d.mu.Lock()
+		d.stopLocked()
+		d.mu.Unlock()
 	}
-	c.read, c.write = nil, nil
-	c.mu.Unlock()
 	return c.Conn.Close()
 }
 
