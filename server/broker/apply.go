@@ -163,29 +163,39 @@ func (v *VHost) Apply(ch DefChange, opts ...ApplyOption) (DefResult, error) {
 	return DefResult{}, fmt.Errorf("unknown definitions change kind %d", ch.Kind)
 }
 
-// method is the AMQP method a change corresponds to, naming it in errors.
+// method is the AMQP method a change corresponds to, naming it in errors:
+// one shared empty method of each kind, never written to (a change's
+// errors need only its class and method ids), so that naming costs no
+// allocation.
 func (ch *DefChange) method() amqp.Method {
 	switch ch.Kind {
 	case ExchangeDeclare:
-		return &amqp.ExchangeDeclare{}
+		return defMethods.exchangeDeclare
 	case ExchangeDelete:
-		return &amqp.ExchangeDelete{}
+		return defMethods.exchangeDelete
 	case QueueDeclare:
-		return &amqp.QueueDeclare{}
+		return defMethods.queueDeclare
 	case QueueDelete:
-		return &amqp.QueueDelete{}
+		return defMethods.queueDelete
 	case Bind:
 		if ch.ToExchange {
-			return &amqp.ExchangeBind{}
+			return defMethods.exchangeBind
 		}
-		return &amqp.QueueBind{}
+		return defMethods.queueBind
 	default:
 		if ch.ToExchange {
-			return &amqp.ExchangeUnbind{}
+			return defMethods.exchangeUnbind
 		}
-		return &amqp.QueueUnbind{}
+		return defMethods.queueUnbind
 	}
 }
+
+// defMethods are DefChange.method's answers.
+var defMethods = struct {
+	exchangeDeclare, exchangeDelete, queueDeclare, queueDelete amqp.Method
+	exchangeBind, queueBind, exchangeUnbind, queueUnbind       amqp.Method
+}{&amqp.ExchangeDeclare{}, &amqp.ExchangeDelete{}, &amqp.QueueDeclare{}, &amqp.QueueDelete{},
+	&amqp.ExchangeBind{}, &amqp.QueueBind{}, &amqp.ExchangeUnbind{}, &amqp.QueueUnbind{}}
 
 // storeOutcome turns a store write's error into Apply's answer: a refusal
 // for a client's change, a log line for the broker's own (which goes ahead

@@ -407,9 +407,15 @@ func (q *Classic[H]) Touch() {
 // alone delivers, and it runs the clock (expiries, x-expires).
 func (q *Classic[H]) drive() {
 	defer close(q.done)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The timer is made for the first deadline: most queues never have
+	// one (no TTL, no x-expires), and a nil channel never fires.
+	var timer *time.Timer
+	var fired <-chan time.Time
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-q.stop:
@@ -418,7 +424,7 @@ func (q *Classic[H]) drive() {
 			// Before the round: a signal from now on wakes it again, and
 			// every earlier one's command is under the lock it takes.
 			q.woken.Store(false)
-		case <-timer.C:
+		case <-fired:
 		}
 		for q.dispatchOnce() {
 		}
@@ -428,7 +434,13 @@ func (q *Classic[H]) drive() {
 		q.mu.Unlock()
 		q.carryOut(todo)
 		if next != 0 {
-			timer.Reset(time.Duration(max(next-q.clock(), 0)))
+			d := time.Duration(max(next-q.clock(), 0))
+			if timer == nil {
+				timer = time.NewTimer(d)
+				fired = timer.C
+			} else {
+				timer.Reset(d)
+			}
 		}
 	}
 }

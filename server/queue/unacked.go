@@ -147,8 +147,10 @@ func (t *unackedTable[H]) oldest() int64 {
 // takeAll removes every unacked delivery, appending their entries to es in
 // delivery order.
 func (t *unackedTable[H]) takeAll(es []Entry[H]) []Entry[H] {
-	for _, tag := range slices.Sorted(maps.Keys(t.old)) {
-		es = append(es, t.old[tag].e)
+	if len(t.old) > 0 { // sorting the keys of even an empty map allocates
+		for _, tag := range slices.Sorted(maps.Keys(t.old)) {
+			es = append(es, t.old[tag].e)
+		}
 	}
 	for i := range t.n {
 		if s := t.slot(i); s.e.Seq != 0 {
