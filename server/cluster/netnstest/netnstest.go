@@ -66,12 +66,27 @@ func Skip() string {
 	return ""
 }
 
-// New creates n nodes, or skips the test when Skip says so.
-func New(t testing.TB, n int) *Net {
+// RequiredEnv names the environment variable that, set (CI sets it),
+// turns SkipUnlessAble's skip into a failure: a CI machine that cannot
+// run the namespace tests must say so rather than pass without them.
+const RequiredEnv = "NETNS_TESTS_REQUIRED"
+
+// SkipUnlessAble skips t when Skip says this machine cannot run namespace
+// tests, or fails it if RequiredEnv is set.
+func SkipUnlessAble(t testing.TB) {
 	t.Helper()
 	if why := Skip(); why != "" {
+		if os.Getenv(RequiredEnv) != "" {
+			t.Fatalf("%s (%s is set, so this is a failure)", why, RequiredEnv)
+		}
 		t.Skip(why)
 	}
+}
+
+// New creates n nodes, or skips the test when SkipUnlessAble says so.
+func New(t testing.TB, n int) *Net {
+	t.Helper()
+	SkipUnlessAble(t)
 	script, _ := Script()
 	cmd := exec.Command(script, "up", strconv.Itoa(n))
 	cmd.Env = append(os.Environ(), "AMQC_OWNER="+strconv.Itoa(os.Getpid()))
