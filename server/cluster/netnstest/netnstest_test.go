@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,30 +16,13 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // startBroker runs amqp-server in node i's namespace on its address and
 // returns the address once a client in the root namespace can log in.
-func startBroker(t *testing.T, n *netnstest.Net, i int) (addr string, logs *syncBuffer) {
+func startBroker(t *testing.T, n *netnstest.Net, i int) (addr string, logs *servertest.LogBuffer) {
 	t.Helper()
 	bin := servertest.Binary(t)
 	addr = net.JoinHostPort(n.Node(i).Addr, "5672")
-	logs = &syncBuffer{}
+	logs = &servertest.LogBuffer{}
 	cmd := n.Command(i, bin, "run")
 	cmd.Env = append(os.Environ(),
 		"AMQP_NETWORK_ADDRESS="+addr, "AMQP_STORAGE_PATH="+t.TempDir(),

@@ -1,0 +1,562 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// The wire protocol between two nodes, over one TCP connection per pair
+// (the node with the lower id dials, the other accepts; both send on it):
+//
+//	hello: magic "AMQPRAFT", version byte, from id (8 bytes), to id (8 bytes),
+//	       cluster name length (1 byte), cluster name
+//	frame: length (4 bytes, big endian), then that many bytes of
+//	       messages, each: group (uvarint), length (uvarint), a marshalled
+//	       raftpb.Message
+//
+// Each side sends its hello and checks the other's. A frame of length 0
+// is a keepalive: it lets a reader tell a silent peer from a cut link.
+// All integers are big endian.
+const (
+	helloMagic   = "AMQPRAFT"
+	helloVersion = 1
+	helloFixed   = len(helloMagic) + 1 + 8 + 8 + 1
+)
+
+// Receiver is what a TCPTransport hands inbound messages and send
+// feedback to; *Node is one.
+type Receiver interface {
+	Step(msgs []GroupMessage)
+	ReportUnreachable(to uint64)
+	ReportSnapshot(group, to uint64, ok bool)
+}
+
+// TCPConfig configures a TCPTransport.
+type TCPConfig struct {
+	// Cluster is the cluster's name; a peer with another is refused.
+	// At most 255 bytes.
+	Cluster string
+	// ID is this node's id; Listen is the address of its listener
+	// ("host:port"; port 0 picks one, see Addr).
+	ID     uint64
+	Listen string
+	// Listener, when set, is used instead of listening on Listen; the
+	// transport closes it.
+	Listener net.Listener
+	// Peers maps every other member's id to its listener's address.
+	Peers map[uint64]string
+	// QueueBatches bounds each peer's send queue, in Send calls (default
+	// 256); a Send that finds it full is dropped.
+	QueueBatches int
+	// MaxFrameBytes is the largest frame read (default 64 MiB); a peer
+	// announcing a larger one is disconnected before anything is
+	// allocated for it.
+	MaxFrameBytes int
+	// Keepalive is how often an idle connection sends an empty frame
+	// (default 500ms); a connection silent for 6 of them is closed.
+	Keepalive time.Duration
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// TCPTransport is a Transport over TCP. Build it with NewTCPTransport,
+// give it to the Node's Config, then Start it with the Node.
+type TCPTransport struct {
+	cfg   TCPConfig
+	ln    net.Listener
+	log   *slog.Logger
+	peers map[uint64]*peer // fixed after NewTCPTransport
+	recv  Receiver         // set by Start, before any goroutine runs
+
+	closed    chan struct{}
+	ctx       context.Context // cancelled by Close, for dials and handshakes
+	cancel    context.CancelFunc
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+}
+
+// peer is the link to one other node. Its goroutine (peer.run) owns the
+// connection; Send and Connected touch only queue and connected.
+type peer struct {
+	id        uint64
+	addr      string
+	dials     bool // this node has the lower id
+	queue     chan []GroupMessage
+	incoming  chan net.Conn // (acceptor side) handshaken connections from accept
+	connected atomic.Bool
+}
+
+// NewTCPTransport listens on cfg.Listen.
+func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
+	if cfg.ID == 0 {
+		return nil, errors.New("cluster: node id 0")
+	}
+	if len(cfg.Cluster) > 255 {
+		return nil, errors.New("cluster: cluster name longer than 255 bytes")
+	}
+	if cfg.QueueBatches <= 0 {
+		cfg.QueueBatches = 256
+	}
+	if cfg.MaxFrameBytes <= 0 {
+		cfg.MaxFrameBytes = 64 << 20
+	}
+	if cfg.Keepalive <= 0 {
+		cfg.Keepalive = 500 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	t := &TCPTransport{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), peers: map[uint64]*peer{}, closed: make(chan struct{})}
+	t.ctx, t.cancel = context.WithCancel(context.Background())
+	for id, addr := range cfg.Peers {
+		if id == cfg.ID {
+			continue
+		}
+		if id == 0 {
+			return nil, errors.New("cluster: peer id 0")
+		}
+		t.peers[id] = &peer{id: id, addr: addr, dials: cfg.ID < id,
+			queue: make(chan []GroupMessage, cfg.QueueBatches), incoming: make(chan net.Conn)}
+	}
+	t.ln = cfg.Listener
+	if t.ln == nil {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: listen for peers: %w", err)
+		}
+		t.ln = ln
+	}
+	return t, nil
+}
+
+// Addr is the listener's address.
+func (t *TCPTransport) Addr() net.Addr { return t.ln.Addr() }
+
+// Start accepts and dials peers, handing what arrives to r.
+func (t *TCPTransport) Start(r Receiver) {
+	t.recv = r
+	t.wg.Add(1)
+	go t.accept()
+	for _, p := range t.peers {
+		t.wg.Add(1)
+		go t.runPeer(p)
+	}
+}
+
+// Close closes the listener and every connection and waits for the
+// transport's goroutines. Sends after it are dropped.
+func (t *TCPTransport) Close() error {
+	var err error
+	t.closeOnce.Do(func() {
+		close(t.closed)
+		t.cancel()
+		err = t.ln.Close()
+	})
+	t.wg.Wait()
+	return err
+}
+
+// Connected reports whether there is a handshaken connection to peer id.
+func (t *TCPTransport) Connected(id uint64) bool {
+	p := t.peers[id]
+	return p != nil && p.connected.Load()
+}
+
+// Send queues msgs for peer to, or drops them when it is not connected
+// or its queue is full: Raft retransmits. It never blocks.
+func (t *TCPTransport) Send(to uint64, msgs []GroupMessage) {
+	p := t.peers[to]
+	if p == nil {
+		return
+	}
+	if p.connected.Load() {
+		select {
+		case p.queue <- msgs:
+			return
+		default:
+		}
+	}
+	t.dropped(to, msgs)
+}
+
+// dropped tells the node that msgs did not reach to.
+func (t *TCPTransport) dropped(to uint64, msgs []GroupMessage) {
+	if t.recv == nil {
+		return
+	}
+	t.recv.ReportUnreachable(to)
+	t.reportSnapshots(to, msgs, false)
+}
+
+func (t *TCPTransport) reportSnapshots(to uint64, msgs []GroupMessage, ok bool) {
+	for _, m := range msgs {
+		if m.Message.GetType() == pb.MessageType_MsgSnap {
+			t.recv.ReportSnapshot(m.Group, to, ok)
+		}
+	}
+}
+
+func (t *TCPTransport) isClosed() bool {
+	select {
+	case <-t.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// accept takes connections from peers with lower ids and hands each,
+// once its hello checks out, to its peer's goroutine.
+func (t *TCPTransport) accept() {
+	defer t.wg.Done()
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if t.isClosed() {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			t.log.Error("cluster: accept failed; no more inbound peer connections", "err", err)
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			p, err := t.acceptHello(c)
+			if err != nil {
+				t.log.Warn("cluster: refused a peer connection", "remote", c.RemoteAddr().String(), "reason", err)
+				c.Close()
+				return
+			}
+			select {
+			case p.incoming <- c:
+			case <-t.closed:
+				c.Close()
+			}
+		}()
+	}
+}
+
+// acceptHello reads a dialer's hello, checks it and answers with ours.
+func (t *TCPTransport) acceptHello(c net.Conn) (*peer, error) {
+	stop := context.AfterFunc(t.ctx, func() { c.Close() })
+	defer stop()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	from, to, name, err := readHello(c)
+	if err != nil {
+		return nil, err
+	}
+	if name != t.cfg.Cluster {
+		return nil, fmt.Errorf("cluster name %q, this node is in %q", name, t.cfg.Cluster)
+	}
+	if to != t.cfg.ID {
+		return nil, fmt.Errorf("the peer (id %d) wanted node id %d, this is %d: check cluster.peers", from, to, t.cfg.ID)
+	}
+	p := t.peers[from]
+	if p == nil {
+		return nil, fmt.Errorf("unknown node id %d: not among this node's peers", from)
+	}
+	if from > t.cfg.ID {
+		return nil, fmt.Errorf("node id %d dialled, but the lower id (%d) dials", from, t.cfg.ID)
+	}
+	if err := writeHello(c, t.cfg.ID, from, t.cfg.Cluster); err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return p, nil
+}
+
+// dial connects to p and exchanges hellos.
+func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	c, err := d.DialContext(t.ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(t.ctx, func() { c.Close() })
+	defer stop()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := writeHello(c, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
+		c.Close()
+		return nil, err
+	}
+	from, to, name, err := readHello(c)
+	if err != nil {
+		c.Close()
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("the peer closed the handshake (a wrong cluster name or node id? see its log): %w", err)
+		}
+		return nil, err
+	}
+	if name != t.cfg.Cluster || from != p.id || to != t.cfg.ID {
+		c.Close()
+		return nil, fmt.Errorf("the peer answered as node %d of cluster %q (to %d), want node %d of %q", from, name, to, p.id, t.cfg.Cluster)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// runPeer is peer p's goroutine: it gets a connection (dials, with
+// backoff, or takes an accepted one), writes p's queue to it, and starts
+// over when the connection fails.
+func (t *TCPTransport) runPeer(p *peer) {
+	defer t.wg.Done()
+	const minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
+	backoff := minBackoff
+	var next net.Conn // an accepted connection that superseded the last one
+	for {
+		c := next
+		next = nil
+		if c == nil && p.dials {
+			var err error
+			if c, err = t.dial(p); err != nil {
+				t.log.Debug("cluster: dial peer failed", "peer", p.id, "addr", p.addr, "err", err)
+				if !t.sleep(backoff) {
+					return
+				}
+				backoff = min(2*backoff, maxBackoff)
+				continue
+			}
+		}
+		if c == nil {
+			select {
+			case c = <-p.incoming:
+			case <-t.closed:
+				return
+			}
+		}
+		backoff = minBackoff
+		t.log.Info("cluster: connected to peer", "peer", p.id, "remote", c.RemoteAddr().String())
+		next = t.serve(p, c)
+		if t.isClosed() {
+			if next != nil {
+				next.Close()
+			}
+			return
+		}
+		t.log.Info("cluster: lost peer", "peer", p.id)
+		t.recv.ReportUnreachable(p.id)
+		if next == nil && p.dials && !t.sleep(backoff) {
+			return
+		}
+	}
+}
+
+// sleep waits d, or returns false when the transport closes first.
+func (t *TCPTransport) sleep(d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-t.closed:
+		return false
+	}
+}
+
+// serve runs connection c to p until it fails, the transport closes, or
+// a newer connection from p arrives (which it returns). It writes; a
+// goroutine of its own reads.
+func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
+	readErr := make(chan error, 1)
+	go func() { readErr <- t.read(p, c) }()
+	defer func() {
+		p.connected.Store(false)
+		c.Close()
+		<-readErr
+		t.drain(p)
+	}()
+	p.connected.Store(true)
+	w := bufio.NewWriterSize(c, 64<<10)
+	keepalive := time.NewTicker(t.cfg.Keepalive)
+	defer keepalive.Stop()
+	var frame []byte // reused between frames
+	for {
+		var msgs []GroupMessage
+		select {
+		case msgs = <-p.queue:
+		case <-keepalive.C:
+		case err := <-readErr:
+			readErr <- err // for the deferred wait
+			if err != nil && !t.isClosed() {
+				t.log.Info("cluster: peer connection read failed", "peer", p.id, "err", err)
+			}
+			return nil
+		case next = <-p.incoming:
+			return next
+		case <-t.closed:
+			return nil
+		}
+		// One flush per batch: everything queued by now goes with it.
+		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		sent := [][]GroupMessage{msgs}
+		var err error
+		frame, err = writeFrame(w, frame, msgs)
+	more:
+		for err == nil && len(sent) < maxDrain {
+			select {
+			case msgs = <-p.queue:
+				sent = append(sent, msgs)
+				frame, err = writeFrame(w, frame, msgs)
+			default:
+				break more
+			}
+		}
+		if err == nil {
+			err = w.Flush()
+		}
+		for _, m := range sent {
+			t.reportSnapshots(p.id, m, err == nil)
+		}
+		if err != nil {
+			t.log.Info("cluster: peer connection write failed", "peer", p.id, "err", err)
+			return nil
+		}
+	}
+}
+
+// writeFrame writes msgs to w as one frame, reusing buf.
+func writeFrame(w io.Writer, buf []byte, msgs []GroupMessage) ([]byte, error) {
+	buf, err := appendFrame(buf[:0], msgs)
+	if err != nil {
+		return buf, err
+	}
+	_, err = w.Write(buf)
+	return buf, err
+}
+
+// drain drops what is queued for a peer that just lost its connection.
+func (t *TCPTransport) drain(p *peer) {
+	for {
+		select {
+		case msgs := <-p.queue:
+			t.reportSnapshots(p.id, msgs, false)
+		default:
+			return
+		}
+	}
+}
+
+// read reads frames from c and steps the node with them until c fails.
+func (t *TCPTransport) read(p *peer, c net.Conn) error {
+	r := bufio.NewReaderSize(c, 64<<10)
+	var hdr [4]byte
+	var buf []byte
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(6 * t.cfg.Keepalive))
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:])
+		if uint64(n) > uint64(t.cfg.MaxFrameBytes) {
+			t.log.Warn("cluster: peer sent a frame over the limit; disconnecting", "peer", p.id, "bytes", n, "limit", t.cfg.MaxFrameBytes)
+			return fmt.Errorf("frame of %d bytes over the limit of %d", n, t.cfg.MaxFrameBytes)
+		}
+		if n == 0 {
+			continue // keepalive
+		}
+		if cap(buf) < int(n) {
+			buf = make([]byte, n)
+		}
+		buf = buf[:n]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return err
+		}
+		msgs, err := decodeFrame(buf)
+		if err != nil {
+			t.log.Warn("cluster: peer sent a bad frame; disconnecting", "peer", p.id, "err", err)
+			return err
+		}
+		t.recv.Step(msgs)
+	}
+}
+
+// appendFrame appends msgs as one frame (none: a keepalive).
+func appendFrame(b []byte, msgs []GroupMessage) ([]byte, error) {
+	b = append(b, 0, 0, 0, 0)
+	for _, m := range msgs {
+		b = binary.AppendUvarint(b, m.Group)
+		b = binary.AppendUvarint(b, uint64(proto.Size(m.Message)))
+		var err error
+		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m.Message); err != nil {
+			return b, err
+		}
+	}
+	if len(b)-4 > 1<<32-1 {
+		return b, errors.New("cluster: frame over 4 GiB")
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b, nil
+}
+
+// decodeFrame decodes a frame's body.
+func decodeFrame(b []byte) ([]GroupMessage, error) {
+	var out []GroupMessage
+	for len(b) > 0 {
+		group, n := binary.Uvarint(b)
+		if n <= 0 {
+			return nil, errors.New("bad group id")
+		}
+		b = b[n:]
+		size, n := binary.Uvarint(b)
+		if n <= 0 || size > uint64(len(b)-n) {
+			return nil, errors.New("bad message length")
+		}
+		b = b[n:]
+		m := &pb.Message{}
+		if err := proto.Unmarshal(b[:size], m); err != nil {
+			return nil, fmt.Errorf("message: %w", err)
+		}
+		b = b[size:]
+		out = append(out, GroupMessage{Group: group, Message: m})
+	}
+	return out, nil
+}
+
+func writeHello(w io.Writer, from, to uint64, cluster string) error {
+	b := make([]byte, 0, helloFixed+len(cluster))
+	b = append(b, helloMagic...)
+	b = append(b, helloVersion)
+	b = binary.BigEndian.AppendUint64(b, from)
+	b = binary.BigEndian.AppendUint64(b, to)
+	b = append(b, byte(len(cluster)))
+	b = append(b, cluster...)
+	_, err := w.Write(b)
+	return err
+}
+
+func readHello(r io.Reader) (from, to uint64, cluster string, err error) {
+	var b [helloFixed]byte
+	if _, err = io.ReadFull(r, b[:]); err != nil {
+		return 0, 0, "", err
+	}
+	if string(b[:len(helloMagic)]) != helloMagic {
+		return 0, 0, "", errors.New("not a cluster peer (bad magic)")
+	}
+	rest := b[len(helloMagic):]
+	if rest[0] != helloVersion {
+		return 0, 0, "", fmt.Errorf("protocol version %d, this node speaks %d", rest[0], helloVersion)
+	}
+	from = binary.BigEndian.Uint64(rest[1:9])
+	to = binary.BigEndian.Uint64(rest[9:17])
+	name := make([]byte, rest[17])
+	if _, err = io.ReadFull(r, name); err != nil {
+		return 0, 0, "", err
+	}
+	return from, to, string(name), nil
+}

@@ -1,0 +1,360 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/servertest"
+	"github.com/amqp-go/amqp-go/shared/raftlog"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// tcpNode is one node of a TCP test cluster.
+type tcpNode struct {
+	id   uint64
+	dir  string
+	addr string
+	log  *raftlog.Log
+	tr   *TCPTransport
+	n    *Node
+	sm   *listSM
+	logs *servertest.LogBuffer
+}
+
+type tcpCluster struct {
+	t     *testing.T
+	name  string
+	nodes map[uint64]*tcpNode
+	peers map[uint64]string
+}
+
+// newTCPCluster runs n nodes with group 1 over TCP on 127.0.0.1.
+func newTCPCluster(t *testing.T, n int) *tcpCluster {
+	c := &tcpCluster{t: t, name: "test", nodes: map[uint64]*tcpNode{}, peers: map[uint64]string{}}
+	lns := map[uint64]net.Listener{}
+	for id := uint64(1); id <= uint64(n); id++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[id] = ln
+		c.peers[id] = ln.Addr().String()
+		c.nodes[id] = &tcpNode{id: id, dir: t.TempDir(), addr: ln.Addr().String()}
+	}
+	for id := range c.nodes {
+		c.start(id, lns[id])
+	}
+	t.Cleanup(func() {
+		for id := range c.nodes {
+			c.stop(id)
+		}
+	})
+	return c
+}
+
+// start runs node id on ln (nil: listen on its address again).
+func (c *tcpCluster) start(id uint64, ln net.Listener) {
+	c.t.Helper()
+	tn := c.nodes[id]
+	l, _, err := raftlog.Open(raftlog.Options{Dir: tn.dir, NoSync: true})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tn.logs = &servertest.LogBuffer{}
+	tr, err := NewTCPTransport(TCPConfig{Cluster: c.name, ID: id, Listen: tn.addr, Listener: ln, Peers: c.peers,
+		Keepalive: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(tn.logs, nil))})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n, err := Start(Config{ID: id, Log: l, Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 30})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tr.Start(n)
+	tn.log, tn.tr, tn.n, tn.sm = l, tr, n, &listSM{}
+	ids := make([]uint64, 0, len(c.peers))
+	for p := range c.peers {
+		ids = append(ids, p)
+	}
+	if err := n.AddGroup(context.Background(), 1, ids, tn.sm); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *tcpCluster) stop(id uint64) {
+	tn := c.nodes[id]
+	if tn.n == nil {
+		return
+	}
+	tn.n.Stop()
+	if err := tn.tr.Close(); err != nil {
+		c.t.Error(err)
+	}
+	if err := tn.log.Close(); err != nil {
+		c.t.Error(err)
+	}
+	tn.n, tn.tr, tn.log = nil, nil, nil
+}
+
+// asTestCluster gives the in-process tests' helpers (leader, propose,
+// converge) a view of the running nodes.
+func (c *tcpCluster) asTestCluster() *testCluster {
+	tc := &testCluster{t: c.t, nodes: map[uint64]*testNode{}}
+	for id, tn := range c.nodes {
+		tc.nodes[id] = &testNode{id: id, n: tn.n, sms: map[uint64]*listSM{1: tn.sm}}
+	}
+	return tc
+}
+
+// TestTCPThreeNodes elects a leader over real TCP, replicates through
+// every node, then restarts a node (its listener and connections closed,
+// a new listener on the same port) and checks it catches up.
+func TestTCPThreeNodes(t *testing.T) {
+	c := newTCPCluster(t, 3)
+	tc := c.asTestCluster()
+	start := time.Now()
+	t.Logf("leader %d after %v", tc.leader(1), time.Since(start))
+	var want []string
+	for i := range 30 {
+		v := fmt.Sprint(i)
+		tc.propose(uint64(i%3)+1, 1, v)
+		want = append(want, v)
+	}
+	tc.converge(1, want)
+	c.waitConnected()
+
+	// Node 3 accepts from both others; node 1 dials both. Restart each.
+	for _, down := range []uint64{3, 1} {
+		c.stop(down)
+		tc = c.asTestCluster()
+		lead := tc.leaderBut(1, down)
+		for i := range 10 {
+			v := fmt.Sprintf("without %d: %d", down, i)
+			tc.propose(lead, 1, v)
+			want = append(want, v)
+		}
+		tc.converge(1, want)
+		c.start(down, nil)
+		tc = c.asTestCluster()
+		tc.leader(1)
+		tc.converge(1, want)
+		c.waitConnected()
+	}
+}
+
+// waitConnected waits until every running node is connected to every
+// other.
+func (c *tcpCluster) waitConnected() {
+	c.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		missing := ""
+		for id, tn := range c.nodes {
+			for p := range c.nodes {
+				if p != id && tn.tr != nil && !tn.tr.Connected(p) {
+					missing = fmt.Sprintf("node %d is not connected to %d", id, p)
+				}
+			}
+		}
+		if missing == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatal(missing + " after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// dialRaw connects to addr and sends a hello as node from.
+func dialRaw(t *testing.T, addr string, from, to uint64, cluster string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := writeHello(conn, from, to, cluster); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+// waitClosed waits until the peer closes conn (EOF or reset), reading
+// and discarding what it sends.
+func waitClosed(t *testing.T, conn net.Conn) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, conn)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the node did not close the connection in 10s")
+	}
+}
+
+// waitLog waits until a node logged s.
+func waitLog(t *testing.T, l *servertest.LogBuffer, s string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !l.Contains(s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no log line with %q in 10s; log:\n%s", s, l)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestTCPRefusesStrangers: a wrong cluster name, an unknown id and a
+// connection that is not ours at all are closed, each with a log line
+// that says why.
+func TestTCPRefusesStrangers(t *testing.T) {
+	c := newTCPCluster(t, 3)
+	c.asTestCluster().leader(1)
+	tn := c.nodes[3]
+	for _, tc := range []struct {
+		name     string
+		from, to uint64
+		cluster  string
+		log      string
+	}{
+		{"wrong cluster", 1, 3, "other", `cluster name \"other\", this node is in \"test\"`},
+		{"unknown id", 9, 3, "test", "unknown node id 9"},
+		{"wrong target", 1, 2, "test", "wanted node id 2"},
+		{"higher id dials", 3, 2, "test", "the lower id (2) dials"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := tn
+			if tc.name == "higher id dials" {
+				target = c.nodes[2]
+			}
+			conn := dialRaw(t, target.addr, tc.from, tc.to, tc.cluster)
+			waitClosed(t, conn)
+			waitLog(t, target.logs, tc.log)
+		})
+	}
+	t.Run("not a peer", func(t *testing.T) {
+		conn, err := net.Dial("tcp", tn.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		if _, err := conn.Write([]byte("AMQP\x00\x00\x09\x01 and some more bytes")); err != nil {
+			t.Fatal(err)
+		}
+		waitClosed(t, conn)
+		waitLog(t, tn.logs, "bad magic")
+	})
+	// The cluster is unharmed.
+	tc := c.asTestCluster()
+	tc.propose(1, 1, "after")
+	tc.converge(1, []string{"after"})
+}
+
+// TestTCPHugeFrame: a peer that passed the handshake and announces a
+// 4 GiB frame is disconnected before the frame is allocated.
+func TestTCPHugeFrame(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &servertest.LogBuffer{}
+	recv := &countingReceiver{}
+	tr, err := NewTCPTransport(TCPConfig{Cluster: "test", ID: 2, Listener: ln, Peers: map[uint64]string{1: "127.0.0.1:1", 2: ln.Addr().String()},
+		MaxFrameBytes: 1 << 20, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Start(recv)
+	defer tr.Close()
+
+	conn := dialRaw(t, ln.Addr().String(), 1, 2, "test")
+	if _, _, _, err := readHello(conn); err != nil {
+		t.Fatal(err)
+	}
+	// A good frame first: it is delivered.
+	frame, err := appendFrame(nil, []GroupMessage{{Group: 5, Message: heartbeat(1, 2)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for recv.steps() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the good frame was not delivered in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var hdr [4]byte
+	binary.BigEndian.PutUint32(hdr[:], 0xFFFFFFF0)
+	if _, err := conn.Write(hdr[:]); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, conn)
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Errorf("allocated %d bytes for the refused frame", grew)
+	}
+	waitLog(t, logs, "frame over the limit")
+	if recv.steps() != 1 {
+		t.Errorf("%d steps, want the good frame's 1", recv.steps())
+	}
+}
+
+// countingReceiver counts what a transport hands it.
+type countingReceiver struct {
+	mu sync.Mutex
+	n  int // (mu) Step calls
+}
+
+func (r *countingReceiver) Step([]GroupMessage) {
+	r.mu.Lock()
+	r.n++
+	r.mu.Unlock()
+}
+func (r *countingReceiver) ReportUnreachable(uint64)            {}
+func (r *countingReceiver) ReportSnapshot(uint64, uint64, bool) {}
+
+func (r *countingReceiver) steps() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// TestFrameRoundTrip: a frame decodes to what was encoded.
+func TestFrameRoundTrip(t *testing.T) {
+	in := []GroupMessage{{Group: 1, Message: heartbeat(1, 2)}, {Group: 1 << 40, Message: heartbeat(3, 4)}}
+	frame, err := appendFrame(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.BigEndian.Uint32(frame); int(n) != len(frame)-4 {
+		t.Fatalf("length %d, body %d", n, len(frame)-4)
+	}
+	out, err := decodeFrame(frame[4:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) != 2 || out[1].Group != 1<<40 || out[1].Message.GetFrom() != 3 || out[0].Message.GetTo() != 2 {
+		t.Fatalf("decoded %v", out)
+	}
+	if _, err := decodeFrame(frame[4 : len(frame)-1]); err == nil {
+		t.Fatal("a truncated frame decoded")
+	}
+}
+
+// heartbeat is a small message from one node to another.
+func heartbeat(from, to uint64) *pb.Message {
+	return &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: proto.Uint64(from), To: proto.Uint64(to)}
+}
