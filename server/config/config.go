@@ -24,6 +24,7 @@ type Config struct {
 	Engine     Engine     `key:"engine"`
 	Telemetry  Telemetry  `key:"telemetry"`
 	Management Management `key:"management"`
+	Cluster    Cluster    `key:"cluster"`
 }
 
 // Network is the AMQP listener and the connection parameters offered.
@@ -105,6 +106,15 @@ type Management struct {
 	Port    int    `key:"port" min:"0" max:"65535" doc:"management API port (0: any free port, logged at start)"`
 	// TLS makes the API HTTPS (RabbitMQ's management.ssl.*).
 	TLS
+}
+
+// Cluster is the node's place in a cluster (server/cluster): off while
+// peers is empty. See docs/clustering.md.
+type Cluster struct {
+	Name     string `key:"name" doc:"the cluster's name; a node of another cluster is refused at the inter-node handshake"`
+	NodeName string `key:"nodename" doc:"this node's name, unique in the cluster, such as amqp1 (needed when peers is set); its Raft id is derived from it (see docs/clustering.md)"`
+	Address  string `key:"address" doc:"host:port of the inter-node listener (RabbitMQ's distribution port is 25672)"`
+	Peers    string `key:"peers" doc:"the initial members as name=host:port,... (this node may be among them; empty: no cluster, a single node)"`
 }
 
 // TLS is one listener's TLS keys. The sections with a listener (security
@@ -197,6 +207,7 @@ func Defaults() Config {
 			DefaultPermissionsConfigure: ".*", DefaultPermissionsWrite: ".*", DefaultPermissionsRead: ".*", LoopbackUsers: "guest"},
 		Telemetry:  Telemetry{Address: "127.0.0.1", Port: 9419, TLS: tlsDefaults},
 		Management: Management{Enabled: true, Port: 15672, TLS: tlsDefaults},
+		Cluster:    Cluster{Name: "amqp-go", Address: ":25672"},
 	}
 }
 

@@ -140,6 +140,12 @@ func altValue(k Key) string {
 		return "127.0.0.1:6000"
 	case "telemetry.address":
 		return "0.0.0.0"
+	case "cluster.address":
+		return "127.0.0.1:26000"
+	case "cluster.nodename":
+		return "amqp3"
+	case "cluster.peers":
+		return "amqp1=127.0.0.1:26001,amqp2=127.0.0.1:26002"
 	}
 	if needsTLS(k) {
 		return "" // tls_test.go sets these, with certificates to load
@@ -256,7 +262,7 @@ func TestErrors(t *testing.T) {
 		{"unknown key", "c.yaml", "network:\n  prot: 1\n", nil,
 			"c.yaml:2: network.prot: unknown key (allowed: keys of network: address, port, maxconnections, maxhandshakes, maxmessagesize, sendtimeout, tcpkeepalive, readbuffersize, writebuffersize, heartbeat, channelmax, framemax, tlsport, plain)"},
 		{"unknown section", "c.yaml", "netwrk:\n  port: 1\n", nil,
-			"c.yaml:1: netwrk: unknown section (allowed: network, storage, security, server, engine, telemetry, management)"},
+			"c.yaml:1: netwrk: unknown section (allowed: network, storage, security, server, engine, telemetry, management, cluster)"},
 		{"wrong type", "c.yaml", "server:\n  daemonize: \"yes\"\n", nil,
 			`c.yaml:2: server.daemonize: wrong type: "yes" (allowed: true or false)`},
 		{"string given a number", "c.yaml", "network:\n  address: 5672\n", nil,
@@ -286,6 +292,20 @@ func TestErrors(t *testing.T) {
 			`AMQP_SECURITY_USERSFILE: security.usersfile: not supported yet: "/etc/users" (allowed: empty: this setting arrives with later security work)`},
 		{"daemonize without pidfile", "c.yaml", "server:\n  daemonize: true\n", nil,
 			"c.yaml:2: server.daemonize: needs server.pidfile: true (allowed: true only with server.pidfile set)"},
+		{"peers without nodename", "c.yaml", "cluster:\n  peers: a=10.0.0.1:25672\n", nil,
+			`default: cluster.nodename: missing: cluster.peers is set: "" (allowed: 1 to 255 letters, digits and . _ - @ such as amqp1 or rabbit@host1)`},
+		{"peer without address", "c.yaml", "cluster:\n  peers: a=10.0.0.1:25672,b\n", nil,
+			`c.yaml:2: cluster.peers: "b" is not name=host:port: "a=10.0.0.1:25672,b" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
+		{"peer given twice", "", "", []string{"AMQP_CLUSTER_PEERS=a=10.0.0.1:1,b=10.0.0.2:1,a=10.0.0.3:1"},
+			`AMQP_CLUSTER_PEERS: cluster.peers: node a is given twice: "a=10.0.0.1:1,b=10.0.0.2:1,a=10.0.0.3:1" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
+		{"peer port 0", "", "", []string{"AMQP_CLUSTER_PEERS=a=10.0.0.1:0"},
+			`AMQP_CLUSTER_PEERS: cluster.peers: node a: address "10.0.0.1:0" is not host:port with a port: "a=10.0.0.1:0" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
+		{"bad node name", "c.yaml", "cluster:\n  nodename: a b\n", nil,
+			`c.yaml:2: cluster.nodename: the character ' ' is not allowed in a node name: "a b" (allowed: 1 to 255 letters, digits and . _ - @ such as amqp1 or rabbit@host1)`},
+		{"bad cluster address", "c.yaml", "cluster:\n  address: host1\n", nil,
+			`c.yaml:2: cluster.address: not host:port: "host1" (allowed: host:port, such as ":25672" or "10.0.0.1:25672")`},
+		{"empty cluster name", "c.yaml", "cluster:\n  name: \"\"\n", nil,
+			`c.yaml:2: cluster.name: empty or longer than 255 bytes: "" (allowed: a name of 1 to 255 bytes)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := ""
@@ -308,6 +328,29 @@ func TestErrors(t *testing.T) {
 	if err := l.Set("--network-heartbeat", "network.heartbeat", "-1"); err == nil ||
 		err.Error() != `--network-heartbeat: network.heartbeat: out of range: "-1" (allowed: an integer from 0 to 65535)` {
 		t.Errorf("flag error: %v", err)
+	}
+}
+
+// The members are the peers and this node, each with the id derived from
+// its name; ids are stable (a change would strand every existing log).
+func TestClusterMembers(t *testing.T) {
+	c, err := Load("", []string{"AMQP_CLUSTER_NODENAME=amqp2", "AMQP_CLUSTER_ADDRESS=10.0.0.2:25672",
+		"AMQP_CLUSTER_PEERS=amqp3=10.0.0.3:25672, amqp1=10.0.0.1:25672"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Cluster.Enabled() || Defaults().Cluster.Enabled() {
+		t.Error("Enabled is not peers being set")
+	}
+	ms := c.Cluster.Members()
+	if len(ms) != 3 || ms[0].Name != "amqp1" || ms[1] != (Member{"amqp2", "10.0.0.2:25672", NodeID("amqp2")}) || ms[2].Address != "10.0.0.3:25672" {
+		t.Errorf("members %+v", ms)
+	}
+	if id := NodeID("amqp1"); id != 0xbc0c7148db45bfe3 {
+		t.Errorf("NodeID(amqp1) = %#x", id)
+	}
+	if NodeID("amqp1") == NodeID("amqp2") {
+		t.Error("two names, one id")
 	}
 }
 

@@ -285,6 +285,22 @@ func checkString(k Key, s string) string {
 		if s == "" {
 			return "empty"
 		}
+	case "cluster.address":
+		if _, err := splitHostPort(s); err != nil {
+			return "not host:port"
+		}
+	case "cluster.name":
+		if s == "" || len(s) > 255 {
+			return "empty or longer than 255 bytes"
+		}
+	case "cluster.nodename":
+		if why := checkNodeName(s); s != "" && why != "" {
+			return why
+		}
+	case "cluster.peers":
+		if _, err := ParsePeers(s); err != nil {
+			return err.Error()
+		}
 	}
 	return ""
 }
@@ -297,6 +313,14 @@ func stringAllowed(k Key) string {
 		return `a host name or IP address without a port, such as "127.0.0.1" or "0.0.0.0"`
 	case "storage.path":
 		return "a directory"
+	case "cluster.address":
+		return `host:port, such as ":25672" or "10.0.0.1:25672"`
+	case "cluster.name":
+		return "a name of 1 to 255 bytes"
+	case "cluster.nodename":
+		return nodeNameAllowed
+	case "cluster.peers":
+		return peersAllowed
 	}
 	return k.Allowed()
 }
@@ -323,6 +347,9 @@ func (l *Loader) Config() (Config, error) {
 		return Config{}, err
 	}
 	if err := l.checkDefaults(&c); err != nil {
+		return Config{}, err
+	}
+	if err := l.checkCluster(&c); err != nil {
 		return Config{}, err
 	}
 	if c.Server.Daemonize && c.Server.PIDFile == "" {
