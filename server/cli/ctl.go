@@ -501,6 +501,16 @@ func splitTags(ss []string) []string {
 	return out
 }
 
+// writeIndented writes v as indented JSON and a newline (--format json).
+func writeIndented(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "%s\n", out)
+	return err
+}
+
 func ctlStatus(cx *ucli.Context, c *ctlClient, _ []string) error {
 	b, err := c.do(http.MethodGet, "/overview", nil)
 	if err != nil {
@@ -512,9 +522,7 @@ func ctlStatus(cx *ucli.Context, c *ctlClient, _ []string) error {
 	}
 	w := cx.App.Writer
 	if cx.String("format") == "json" {
-		out, _ := json.MarshalIndent(ov, "", "  ")
-		_, err := fmt.Fprintf(w, "%s\n", out)
-		return err
+		return writeIndented(w, ov)
 	}
 	fmt.Fprintf(w, "Status of node %s ...\n", cell(ov["node"]))
 	fmt.Fprintf(w, "Product: %s %s (RabbitMQ API %s)\n", cell(ov["product_name"]), cell(ov["product_version"]), cell(ov["rabbitmq_version"]))
@@ -859,6 +867,7 @@ func ctlCommand() *ucli.Command {
 				Flags:     []ucli.Flag{&ucli.StringFlag{Name: "format", Value: "table", Usage: "table or json (the API's overview)"}},
 				Action:    ctlAction(0, 0, "", ctlStatus),
 			},
+			ctlClusterCommand(),
 		},
 	}
 }

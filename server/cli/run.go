@@ -10,12 +10,16 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/cluster"
 	"github.com/amqp-go/amqp-go/server/config"
 	"github.com/amqp-go/amqp-go/server/definitions"
 	"github.com/amqp-go/amqp-go/server/monitor"
@@ -153,6 +157,23 @@ func run(cx *ucli.Context) (err error) {
 		warnExposed(logger, "pprof", ln.Addr())
 	}
 
+	var cl *cluster.Service
+	var clusterDone <-chan struct{} // nil: no cluster, or its loop already ended
+	if cfg.Cluster.Enabled() {
+		if cl, err = openCluster(cfg, logger); err != nil {
+			srv.Close()
+			return err
+		}
+		// Deferred before the management API's close, so it runs after
+		// it: no request meets a stopped cluster.
+		defer func() {
+			if err := cl.Close(); err != nil {
+				logger.Error("closing the cluster's raft log", "err", err)
+			}
+		}()
+		clusterDone = cl.Done()
+	}
+
 	closeManagement := func() {}
 	if cfg.Management.Enabled {
 		addr := cfg.ManagementAddress()
@@ -160,7 +181,7 @@ func run(cx *ucli.Context) (err error) {
 		if managementTLS != nil {
 			mtls = managementTLS.Config()
 		}
-		mg, err := startManagement(srv, addr, mtls)
+		mg, err := startManagement(srv, addr, mtls, cl, cfg.Cluster)
 		if err != nil {
 			srv.Close()
 			return fmt.Errorf("management %s: %w", addr, err)
@@ -189,6 +210,11 @@ func run(cx *ucli.Context) (err error) {
 		case err := <-served:
 			srv.Close()
 			return fmt.Errorf("accepting connections: %w", err)
+		case <-clusterDone:
+			// The raft log failed: this node neither votes nor acks any
+			// more; the broker serves on as a single node.
+			logger.Error("cluster: this node left the cluster: its raft log failed", "err", cl.Err())
+			clusterDone = nil
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if err := logs.Reopen(); err != nil {
@@ -206,6 +232,31 @@ func run(cx *ucli.Context) (err error) {
 			return shutdown(srv, served, time.Duration(cfg.Server.ShutdownTimeout), logger)
 		}
 	}
+}
+
+// openCluster starts this node's part of the cluster (cluster.*): the
+// raft log under <storage.path>/cluster, the inter-node listener on
+// cluster.address and the metadata group.
+func openCluster(cfg config.Config, logger *slog.Logger) (*cluster.Service, error) {
+	var members []cluster.Peer
+	var self cluster.Peer
+	var ids []string // name=id as the log lines show ids
+	for _, m := range cfg.Cluster.Members() {
+		p := cluster.Peer{ID: m.ID, Name: m.Name, Address: m.Address}
+		members = append(members, p)
+		ids = append(ids, m.Name+"="+strconv.FormatUint(m.ID, 16))
+		if m.Name == cfg.Cluster.NodeName {
+			self = p
+		}
+	}
+	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members,
+		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("cluster: node started", "cluster", cfg.Cluster.Name, "node", self.Name,
+		"address", cl.Addr(), "members", strings.Join(ids, ","))
+	return cl, nil
 }
 
 // reloadCert reads a listener's certificate and key again (SIGHUP): new

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,7 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &TCPTransport{cfg: cfg, log: cfg.Logger.With("node", cfg.ID), peers: map[uint64]*peer{}, closed: make(chan struct{})}
+	t := &TCPTransport{cfg: cfg, log: cfg.Logger.With("node", hexID(cfg.ID)), peers: map[uint64]*peer{}, closed: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for id, addr := range cfg.Peers {
 		if id == cfg.ID {
@@ -134,7 +135,7 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	if t.ln == nil {
 		ln, err := net.Listen("tcp", cfg.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("cluster: listen for peers: %w", err)
+			return nil, fmt.Errorf("cluster: listen for peers on %s: %w", cfg.Listen, err)
 		}
 		t.ln = ln
 	}
@@ -325,7 +326,7 @@ func (t *TCPTransport) runPeer(p *peer) {
 		if c == nil && p.dials {
 			var err error
 			if c, err = t.dial(p); err != nil {
-				t.log.Debug("cluster: dial peer failed", "peer", p.id, "addr", p.addr, "err", err)
+				t.log.Debug("cluster: dial peer failed", "peer", hexID(p.id), "addr", p.addr, "err", err)
 				if !t.sleep(backoff) {
 					return
 				}
@@ -341,7 +342,7 @@ func (t *TCPTransport) runPeer(p *peer) {
 			}
 		}
 		backoff = minBackoff
-		t.log.Info("cluster: connected to peer", "peer", p.id, "remote", c.RemoteAddr().String())
+		t.log.Info("cluster: connected to peer", "peer", hexID(p.id), "remote", c.RemoteAddr().String())
 		next = t.serve(p, c)
 		if t.isClosed() {
 			if next != nil {
@@ -349,7 +350,7 @@ func (t *TCPTransport) runPeer(p *peer) {
 			}
 			return
 		}
-		t.log.Info("cluster: lost peer", "peer", p.id)
+		t.log.Info("cluster: lost peer", "peer", hexID(p.id))
 		t.recv.ReportUnreachable(p.id)
 		if next == nil && p.dials && !t.sleep(backoff) {
 			return
@@ -394,7 +395,7 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 		case err := <-readErr:
 			readErr <- err // for the deferred wait
 			if err != nil && !t.isClosed() {
-				t.log.Info("cluster: peer connection read failed", "peer", p.id, "err", err)
+				t.log.Info("cluster: peer connection read failed", "peer", hexID(p.id), "err", err)
 			}
 			return nil
 		case next = <-p.incoming:
@@ -424,7 +425,7 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 			t.reportSnapshots(p.id, m, err == nil)
 		}
 		if err != nil {
-			t.log.Info("cluster: peer connection write failed", "peer", p.id, "err", err)
+			t.log.Info("cluster: peer connection write failed", "peer", hexID(p.id), "err", err)
 			return nil
 		}
 	}
@@ -464,7 +465,7 @@ func (t *TCPTransport) read(p *peer, c net.Conn) error {
 		}
 		n := binary.BigEndian.Uint32(hdr[:])
 		if uint64(n) > uint64(t.cfg.MaxFrameBytes) {
-			t.log.Warn("cluster: peer sent a frame over the limit; disconnecting", "peer", p.id, "bytes", n, "limit", t.cfg.MaxFrameBytes)
+			t.log.Warn("cluster: peer sent a frame over the limit; disconnecting", "peer", hexID(p.id), "bytes", n, "limit", t.cfg.MaxFrameBytes)
 			return fmt.Errorf("frame of %d bytes over the limit of %d", n, t.cfg.MaxFrameBytes)
 		}
 		if n == 0 {
@@ -479,7 +480,7 @@ func (t *TCPTransport) read(p *peer, c net.Conn) error {
 		}
 		msgs, err := decodeFrame(buf)
 		if err != nil {
-			t.log.Warn("cluster: peer sent a bad frame; disconnecting", "peer", p.id, "err", err)
+			t.log.Warn("cluster: peer sent a bad frame; disconnecting", "peer", hexID(p.id), "err", err)
 			return err
 		}
 		t.recv.Step(msgs)
@@ -560,3 +561,6 @@ func readHello(r io.Reader) (from, to uint64, cluster string, err error) {
 	}
 	return from, to, string(name), nil
 }
+
+// hexID formats a node id as raft's log lines do.
+func hexID(id uint64) string { return strconv.FormatUint(id, 16) }

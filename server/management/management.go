@@ -22,6 +22,7 @@
 package management
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/cluster"
 	"github.com/amqp-go/amqp-go/server/security"
 )
 
@@ -60,6 +62,10 @@ type Options struct {
 	Listeners []Listener
 	// ClusterName is cluster_name (default: Node).
 	ClusterName string
+	// Cluster reports the cluster when this node is in one (nil: a
+	// single node): /api/nodes lists every member, and
+	// /api/cluster-status (ours, not RabbitMQ's) shows it whole.
+	Cluster func(context.Context) (cluster.Status, error)
 }
 
 // Listener is one listener as /api/overview lists it.
@@ -75,6 +81,7 @@ type Handler struct {
 	cluster string
 	ls      []Listener
 	started time.Time
+	members func(context.Context) (cluster.Status, error) // nil: a single node
 	// chanRates and xRates sample the channels' and the exchanges'
 	// counters for their rates (chanrates.go).
 	chanRates counterRates[chanKey]
@@ -97,7 +104,7 @@ type Handler struct {
 // New makes the API's handler over o.Server and starts the sampling of
 // its history (history.go), which Close stops.
 func New(o Options) *Handler {
-	h := &Handler{srv: o.Server, node: o.Node, cluster: o.ClusterName, ls: o.Listeners, started: time.Now()}
+	h := &Handler{srv: o.Server, node: o.Node, cluster: o.ClusterName, ls: o.Listeners, started: time.Now(), members: o.Cluster}
 	if h.node == "" {
 		host, _ := osHostname()
 		h.node = "amqp-go@" + host

@@ -72,6 +72,11 @@ func (h *Handler) route(rq *request) error {
 			return methodNotAllowed(rq, "HEAD, GET, PUT, DELETE, OPTIONS")
 		}
 		return h.readGlobal(rq)
+	case "cluster-status":
+		if !get || len(rq.seg) != 1 {
+			return errNotFound()
+		}
+		return h.clusterStatus(rq)
 	case "overview", "whoami", "extensions", "nodes":
 		if !get {
 			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
@@ -109,12 +114,23 @@ func (h *Handler) readGlobal(rq *request) error {
 	case rq.seg[0] == "extensions" && len(rq.seg) == 1:
 		writeJSON(rq.w, []item{})
 	case rq.seg[0] == "nodes" && len(rq.seg) == 1:
-		return rq.reply([]item{h.nodeItem()})
-	case rq.seg[0] == "nodes" && len(rq.seg) == 2:
-		if rq.seg[1] != h.node {
-			return errNotFound()
+		items, err := h.nodeItems(rq)
+		if err != nil {
+			return err
 		}
-		writeJSON(rq.w, h.nodeItem())
+		return rq.reply(items)
+	case rq.seg[0] == "nodes" && len(rq.seg) == 2:
+		items, err := h.nodeItems(rq)
+		if err != nil {
+			return err
+		}
+		for _, it := range items {
+			if it["name"] == rq.seg[1] {
+				writeJSON(rq.w, it)
+				return nil
+			}
+		}
+		return errNotFound()
 	case rq.seg[0] == "vhosts" && len(rq.seg) == 1:
 		rg, err := parseRanges(rq.r)
 		if err != nil {
