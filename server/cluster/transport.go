@@ -201,10 +201,12 @@ func (t *TCPTransport) dropped(to uint64, msgs []GroupMessage) {
 	t.reportSnapshots(to, msgs, false)
 }
 
+// reportSnapshots reports each snapshot of msgs as sent (ok, and it fit
+// in a frame) or failed.
 func (t *TCPTransport) reportSnapshots(to uint64, msgs []GroupMessage, ok bool) {
 	for _, m := range msgs {
 		if m.Message.GetType() == pb.MessageType_MsgSnap {
-			t.recv.ReportSnapshot(m.Group, to, ok)
+			t.recv.ReportSnapshot(m.Group, to, ok && t.fits(proto.Size(m.Message)))
 		}
 	}
 }
@@ -407,13 +409,13 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		sent := [][]GroupMessage{msgs}
 		var err error
-		frame, err = writeFrame(w, frame, msgs)
+		frame, err = t.writeFrames(w, frame, p, msgs)
 	more:
 		for err == nil && len(sent) < maxDrain {
 			select {
 			case msgs = <-p.queue:
 				sent = append(sent, msgs)
-				frame, err = writeFrame(w, frame, msgs)
+				frame, err = t.writeFrames(w, frame, p, msgs)
 			default:
 				break more
 			}
@@ -431,15 +433,47 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 	}
 }
 
-// writeFrame writes msgs to w as one frame, reusing buf.
-func writeFrame(w io.Writer, buf []byte, msgs []GroupMessage) ([]byte, error) {
-	buf, err := appendFrame(buf[:0], msgs)
-	if err != nil {
-		return buf, err
+// writeFrames writes msgs to w in as few frames as MaxFrameBytes allows,
+// reusing buf; no messages is one keepalive frame. A message too large
+// for any frame is left out, with a log line (reportSnapshots fails it):
+// Raft's MaxSizePerMsg keeps entries far below the limit, a snapshot may
+// not be.
+func (t *TCPTransport) writeFrames(w io.Writer, buf []byte, p *peer, msgs []GroupMessage) ([]byte, error) {
+	buf = append(buf[:0], 0, 0, 0, 0)
+	write := func() error {
+		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+		_, err := w.Write(buf)
+		buf = append(buf[:0], 0, 0, 0, 0)
+		return err
 	}
-	_, err = w.Write(buf)
-	return buf, err
+	for _, m := range msgs {
+		size := proto.Size(m.Message)
+		if !t.fits(size) {
+			t.log.Error("cluster: a message too large for a frame was dropped", "peer", hexID(p.id), "group", m.Group,
+				"type", m.Message.GetType().String(), "bytes", size, "limit", t.cfg.MaxFrameBytes)
+			continue
+		}
+		if len(buf)-4+messageOverhead+size > t.cfg.MaxFrameBytes {
+			if err := write(); err != nil {
+				return buf, err
+			}
+		}
+		var err error
+		if buf, err = appendMessage(buf, m, size); err != nil {
+			return buf, err
+		}
+	}
+	if len(buf) > 4 || len(msgs) == 0 {
+		return buf, write()
+	}
+	return buf, nil
 }
+
+// messageOverhead bounds the two uvarints before a message in a frame.
+const messageOverhead = 2 * binary.MaxVarintLen64
+
+// fits reports whether a message of size bytes fits in a frame.
+func (t *TCPTransport) fits(size int) bool { return messageOverhead+size <= t.cfg.MaxFrameBytes }
 
 // drain drops what is queued for a peer that just lost its connection.
 func (t *TCPTransport) drain(p *peer) {
@@ -487,22 +521,11 @@ func (t *TCPTransport) read(p *peer, c net.Conn) error {
 	}
 }
 
-// appendFrame appends msgs as one frame (none: a keepalive).
-func appendFrame(b []byte, msgs []GroupMessage) ([]byte, error) {
-	b = append(b, 0, 0, 0, 0)
-	for _, m := range msgs {
-		b = binary.AppendUvarint(b, m.Group)
-		b = binary.AppendUvarint(b, uint64(proto.Size(m.Message)))
-		var err error
-		if b, err = (proto.MarshalOptions{}).MarshalAppend(b, m.Message); err != nil {
-			return b, err
-		}
-	}
-	if len(b)-4 > 1<<32-1 {
-		return b, errors.New("cluster: frame over 4 GiB")
-	}
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	return b, nil
+// appendMessage appends m, of size bytes marshalled, to a frame.
+func appendMessage(b []byte, m GroupMessage, size int) ([]byte, error) {
+	b = binary.AppendUvarint(b, m.Group)
+	b = binary.AppendUvarint(b, uint64(size))
+	return (proto.MarshalOptions{}).MarshalAppend(b, m.Message)
 }
 
 // decodeFrame decodes a frame's body.

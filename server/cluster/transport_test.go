@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -280,10 +281,7 @@ func TestTCPHugeFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A good frame first: it is delivered.
-	frame, err := appendFrame(nil, []GroupMessage{{Group: 5, Message: heartbeat(1, 2)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	frame := encodeFrames(t, 1<<20, []GroupMessage{{Group: 5, Message: heartbeat(1, 2)}})
 	if _, err := conn.Write(frame); err != nil {
 		t.Fatal(err)
 	}
@@ -332,25 +330,72 @@ func (r *countingReceiver) steps() int {
 	return r.n
 }
 
-// TestFrameRoundTrip: a frame decodes to what was encoded.
-func TestFrameRoundTrip(t *testing.T) {
+// encodeFrames is what a transport with the frame limit max writes for
+// msgs.
+func encodeFrames(t *testing.T, limit int, msgs []GroupMessage) []byte {
+	t.Helper()
+	tr := &TCPTransport{cfg: TCPConfig{MaxFrameBytes: limit}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var b bytes.Buffer
+	if _, err := tr.writeFrames(&b, nil, &peer{id: 2}, msgs); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// decodeFrames splits b into frames, checks each against limit and
+// decodes them.
+func decodeFrames(t *testing.T, limit int, b []byte) (frames int, out []GroupMessage) {
+	t.Helper()
+	for len(b) > 0 {
+		n := int(binary.BigEndian.Uint32(b))
+		if n > limit || 4+n > len(b) {
+			t.Fatalf("frame of %d bytes, limit %d, %d left", n, limit, len(b)-4)
+		}
+		msgs, err := decodeFrame(b[4 : 4+n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, msgs...)
+		frames++
+		b = b[4+n:]
+	}
+	return frames, out
+}
+
+// TestFrames: frames decode to what was encoded; a batch over the frame
+// limit is split over several frames, and a message over it is left out.
+func TestFrames(t *testing.T) {
 	in := []GroupMessage{{Group: 1, Message: heartbeat(1, 2)}, {Group: 1 << 40, Message: heartbeat(3, 4)}}
-	frame, err := appendFrame(nil, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := binary.BigEndian.Uint32(frame); int(n) != len(frame)-4 {
-		t.Fatalf("length %d, body %d", n, len(frame)-4)
-	}
-	out, err := decodeFrame(frame[4:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out) != 2 || out[1].Group != 1<<40 || out[1].Message.GetFrom() != 3 || out[0].Message.GetTo() != 2 {
-		t.Fatalf("decoded %v", out)
+	frame := encodeFrames(t, 1<<20, in)
+	frames, out := decodeFrames(t, 1<<20, frame)
+	if frames != 1 || len(out) != 2 || out[1].Group != 1<<40 || out[1].Message.GetFrom() != 3 || out[0].Message.GetTo() != 2 {
+		t.Fatalf("%d frames: %v", frames, out)
 	}
 	if _, err := decodeFrame(frame[4 : len(frame)-1]); err == nil {
 		t.Fatal("a truncated frame decoded")
+	}
+	if frames, out := decodeFrames(t, 1<<20, encodeFrames(t, 1<<20, nil)); frames != 1 || len(out) != 0 {
+		t.Fatalf("keepalive: %d frames, %v", frames, out)
+	}
+
+	const limit = 300
+	var big []GroupMessage
+	for i := range 20 {
+		m := heartbeat(1, 2)
+		m.Entries = []*pb.Entry{{Data: bytes.Repeat([]byte{byte(i)}, 50)}}
+		big = append(big, GroupMessage{Group: uint64(i), Message: m})
+	}
+	huge := heartbeat(1, 2)
+	huge.Entries = []*pb.Entry{{Data: make([]byte, limit)}}
+	big = append(big[:10], append([]GroupMessage{{Group: 99, Message: huge}}, big[10:]...)...)
+	frames, out = decodeFrames(t, limit, encodeFrames(t, limit, big))
+	if frames < 4 || len(out) != 20 {
+		t.Fatalf("%d frames, %d messages; want several frames and the 20 that fit", frames, len(out))
+	}
+	for i, m := range out {
+		if m.Group != uint64(i) || len(m.Message.GetEntries()[0].GetData()) != 50 {
+			t.Fatalf("message %d: group %d", i, m.Group)
+		}
 	}
 }
 
