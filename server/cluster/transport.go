@@ -376,6 +376,9 @@ func (t *TCPTransport) sleep(d time.Duration) bool {
 // a newer connection from p arrives (which it returns). It writes; a
 // goroutine of its own reads.
 func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
+	// Close must not wait for a write stuck on a peer that reads nothing.
+	stop := context.AfterFunc(t.ctx, func() { c.Close() })
+	defer stop()
 	readErr := make(chan error, 1)
 	go func() { readErr <- t.read(p, c) }()
 	defer func() {

@@ -310,10 +310,88 @@ func TestTCPHugeFrame(t *testing.T) {
 	}
 }
 
+// TestTCPSendNeverBlocks: a peer that completes the handshake and then
+// reads nothing fills its queue; Send goes on returning at once,
+// dropping and reporting the peer unreachable.
+func TestTCPSendNeverBlocks(t *testing.T) {
+	peerLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peerLn.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := peerLn.Accept()
+		if err != nil {
+			return
+		}
+		if _, _, _, err := readHello(c); err == nil && writeHello(c, 2, 1, "test") == nil {
+			accepted <- c // and never read again
+			return
+		}
+		c.Close()
+	}()
+	recv := &countingReceiver{}
+	tr, err := NewTCPTransport(TCPConfig{Cluster: "test", ID: 1, Listen: "127.0.0.1:0", Peers: map[uint64]string{2: peerLn.Addr().String()},
+		QueueBatches: 4, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.Start(recv)
+	defer tr.Close()
+	var conn net.Conn
+	select {
+	case conn = <-accepted:
+		// Closed after the transport: its Close must not wait for the
+		// stuck write.
+		t.Cleanup(func() { conn.Close() })
+	case <-time.After(10 * time.Second):
+		t.Fatal("the transport did not dial in 10s")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !tr.Connected(2) {
+		if time.Now().After(deadline) {
+			t.Fatal("not connected after 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	m := heartbeat(1, 2)
+	m.Entries = []*pb.Entry{{Data: make([]byte, 1<<20)}}
+	// Send until the writer is stuck (the socket buffers full, the queue
+	// full behind it), timing each Send.
+	q := tr.peers[2].queue
+	var slowest time.Duration
+	for sent := 0; len(q) < cap(q) || sent < 64; sent++ {
+		start := time.Now()
+		tr.Send(2, []GroupMessage{{Group: 1, Message: m}})
+		slowest = max(slowest, time.Since(start))
+		if sent > 10000 {
+			t.Fatal("the writer still drains its queue after 10000 MiB")
+		}
+		if len(q) == cap(q) {
+			runtime.Gosched() // let a writer that is not stuck take one
+		}
+	}
+	if slowest > 100*time.Millisecond {
+		t.Errorf("the slowest Send took %v", slowest)
+	}
+	recv.mu.Lock()
+	if recv.unreachable == 0 {
+		t.Error("dropped sends reported no unreachable peer")
+	}
+	recv.mu.Unlock()
+	start := time.Now()
+	tr.Close()
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("Close took %v with a write stuck", d)
+	}
+}
+
 // countingReceiver counts what a transport hands it.
 type countingReceiver struct {
-	mu sync.Mutex
-	n  int // (mu) Step calls
+	mu          sync.Mutex
+	n           int // (mu) Step calls
+	unreachable int // (mu) ReportUnreachable calls
 }
 
 func (r *countingReceiver) Step([]GroupMessage) {
@@ -321,7 +399,11 @@ func (r *countingReceiver) Step([]GroupMessage) {
 	r.n++
 	r.mu.Unlock()
 }
-func (r *countingReceiver) ReportUnreachable(uint64)            {}
+func (r *countingReceiver) ReportUnreachable(uint64) {
+	r.mu.Lock()
+	r.unreachable++
+	r.mu.Unlock()
+}
 func (r *countingReceiver) ReportSnapshot(uint64, uint64, bool) {}
 
 func (r *countingReceiver) steps() int {
