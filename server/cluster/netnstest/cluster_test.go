@@ -3,6 +3,7 @@ package netnstest_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -167,6 +168,37 @@ func waitAgree(t *testing.T, nodes []*clusterNode, within time.Duration, what st
 	}
 }
 
+// waitNodes polls cn's GET /api/nodes until it lists exactly the nodes
+// of want, each running as want says.
+func waitNodes(t *testing.T, cn *clusterNode, want map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := map[string]bool{}
+		var items []map[string]any
+		req, err := http.NewRequest(http.MethodGet, cn.api+"/nodes", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.SetBasicAuth("guest", "guest")
+		if resp, err := apiClient.Do(req); err == nil {
+			_ = json.NewDecoder(resp.Body).Decode(&items)
+			resp.Body.Close()
+		}
+		for _, it := range items {
+			name, _ := it["name"].(string)
+			got[name], _ = it["running"].(bool)
+		}
+		if maps.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's /api/nodes: running %v, want %v", cn.name, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func without(nodes []*clusterNode, name string) []*clusterNode {
 	var out []*clusterNode
 	for _, cn := range nodes {
@@ -206,6 +238,7 @@ func TestClusterAcrossNamespaces(t *testing.T) {
 	rest := without(nodes, dead.name)
 	b := waitAgree(t, rest, 5*time.Second, "after killing the leader "+dead.name)
 	t.Logf("killed %s: %s leads in term %d after %v", dead.name, b.leader, b.term, time.Since(start).Round(time.Millisecond))
+	waitNodes(t, rest[0], map[string]bool{dead.name: false, rest[0].name: true, rest[1].name: true})
 
 	// Restart it: it rejoins from its log, as a follower of the new leader.
 	dead.start(t, n)
