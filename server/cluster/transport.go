@@ -270,6 +270,9 @@ func (t *TCPTransport) acceptHello(c net.Conn) (*peer, error) {
 	if to != t.cfg.ID {
 		return nil, fmt.Errorf("the peer (id %d) wanted node id %d, this is %d: check cluster.peers", from, to, t.cfg.ID)
 	}
+	if from == t.cfg.ID {
+		return nil, fmt.Errorf("the peer has this node's own id %s: do two nodes have the same node name?", hexID(from))
+	}
 	p := t.peers[from]
 	if p == nil {
 		return nil, fmt.Errorf("unknown node id %d: not among this node's peers", from)

@@ -230,6 +230,7 @@ func TestTCPRefusesStrangers(t *testing.T) {
 		{"unknown id", 9, 3, "test", "unknown node id 9"},
 		{"wrong target", 1, 2, "test", "wanted node id 2"},
 		{"higher id dials", 3, 2, "test", "the lower id (2) dials"},
+		{"same id", 3, 3, "test", "this node's own id 3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target := tn
