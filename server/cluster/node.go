@@ -24,6 +24,14 @@
 // Persist before send is what Raft requires of a follower (its votes and
 // acks must survive a crash); apply after persist keeps a state machine
 // from running ahead of what survives a restart.
+//
+// # Around the loop
+//
+// TCPTransport (transport.go) carries the messages between nodes, one
+// connection per pair. Service (service.go) is what amqp-server run
+// starts when cluster.peers is set: the log, the transport, the Node and
+// the metadata group (MetadataGroup), whose state machine only counts
+// entries so far. See docs/clustering.md.
 package cluster
 
 import (
