@@ -16,13 +16,9 @@ func TestCtlClusterStatus(t *testing.T) {
 	peers := fmt.Sprintf("amqp1=127.0.0.1:%d,amqp2=127.0.0.1:%d", a, b)
 	var bases []string
 	for i, port := range []int{a, b} {
-		p := start(t, []string{"run"}, fmt.Sprintf("AMQP_CLUSTER_NODENAME=amqp%d", i+1),
+		_, base := ctlServer(t, fmt.Sprintf("AMQP_CLUSTER_NODENAME=amqp%d", i+1),
 			fmt.Sprintf("AMQP_CLUSTER_ADDRESS=127.0.0.1:%d", port), "AMQP_CLUSTER_PEERS="+peers)
-		m := managementLine.FindStringSubmatch(p.stderr.String())
-		if m == nil {
-			t.Fatalf("no management line in the log:\n%s", p.stderr)
-		}
-		bases = append(bases, "http://"+m[1])
+		bases = append(bases, base)
 	}
 	for i, base := range bases {
 		out := pollCtl(t, base, func(s string) bool {

@@ -95,15 +95,13 @@ func row(rows [][]string, first string) []string {
 	return nil
 }
 
-// ctlServer starts the server and returns it with its API's base URL.
-func ctlServer(t *testing.T) (*proc, string) {
+// ctlServer starts the server (env: more variables) and returns it with
+// its API's base URL, once the API's line is logged: the AMQP listener,
+// which start waits for, accepts before the management API is up.
+func ctlServer(t *testing.T, env ...string) (*proc, string) {
 	t.Helper()
-	p := start(t, []string{"run"})
-	m := managementLine.FindStringSubmatch(p.stderr.String())
-	if m == nil {
-		t.Fatalf("no management line in the log:\n%s", p.stderr)
-	}
-	return p, "http://" + m[1]
+	p := start(t, []string{"run"}, env...)
+	return p, "http://" + managementAddr(t, p, false)
 }
 
 // pollCtl runs ctl until cond holds on its output, failing after 10 s.

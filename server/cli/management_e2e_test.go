@@ -39,11 +39,7 @@ func managementCall(t *testing.T, addr, method, path, body string) (int, []byte)
 // the API, and closes the API on SIGTERM.
 func TestManagementE2E(t *testing.T) {
 	p := start(t, []string{"run"})
-	m := managementLine.FindStringSubmatch(p.stderr.String())
-	if m == nil {
-		t.Fatalf("no management line in the log:\n%s", p.stderr)
-	}
-	addr := m[1]
+	addr := managementAddr(t, p, false)
 	st, b := managementCall(t, addr, "GET", "/overview", "")
 	var ov struct {
 		RabbitMQVersion string `json:"rabbitmq_version"`
