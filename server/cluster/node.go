@@ -30,8 +30,9 @@
 // TCPTransport (transport.go) carries the messages between nodes, one
 // connection per pair. Service (service.go) is what amqp-server run
 // starts when cluster.peers is set: the log, the transport, the Node and
-// the metadata group (MetadataGroup), whose state machine only counts
-// entries so far. See docs/clustering.md.
+// the metadata group (MetadataGroup), whose state machine holds the
+// members (changed by conf changes: AddMember, RemoveMember) and only
+// counts other entries so far. See docs/clustering.md.
 package cluster
 
 import (
@@ -40,6 +41,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -72,6 +74,14 @@ type StateMachine interface {
 	Snapshot() ([]byte, error)
 	// Restore replaces the state with a snapshot's.
 	Restore(data []byte) error
+}
+
+// ConfChangeApplier is a StateMachine that also sees its group's
+// membership changes: ApplyConfChange is called, in log order with Apply,
+// for every committed conf change (the bootstrap's among them), with the
+// configuration after it.
+type ConfChangeApplier interface {
+	ApplyConfChange(index uint64, cc *pb.ConfChangeV2, conf *pb.ConfState)
 }
 
 // Config configures a Node.
@@ -196,6 +206,17 @@ func (n *Node) do(ctx context.Context, f func()) error {
 // ids, this one among them); otherwise its state comes from the log (the
 // latest snapshot restored into sm, the entries after it applied again).
 func (n *Node) AddGroup(ctx context.Context, id uint64, peers []uint64, sm StateMachine) error {
+	ps := make([]raft.Peer, len(peers))
+	for i, p := range peers {
+		ps[i] = raft.Peer{ID: p}
+	}
+	return n.AddGroupWithContexts(ctx, id, ps, sm)
+}
+
+// AddGroupWithContexts is AddGroup with a Context for each bootstrap peer,
+// which a ConfChangeApplier gets with the bootstrap's conf changes. No
+// peers and an empty log: the group waits for a leader to add this node.
+func (n *Node) AddGroupWithContexts(ctx context.Context, id uint64, peers []raft.Peer, sm StateMachine) error {
 	var err error
 	if derr := n.do(ctx, func() { err = n.addGroup(id, peers, sm) }); derr != nil {
 		return derr
@@ -203,7 +224,7 @@ func (n *Node) AddGroup(ctx context.Context, id uint64, peers []uint64, sm State
 	return err
 }
 
-func (n *Node) addGroup(id uint64, peers []uint64, sm StateMachine) error {
+func (n *Node) addGroup(id uint64, peers []raft.Peer, sm StateMachine) error {
 	if n.groups[id] != nil {
 		return fmt.Errorf("cluster: group %d already runs", id)
 	}
@@ -227,17 +248,13 @@ func (n *Node) addGroup(id uint64, peers []uint64, sm StateMachine) error {
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		Storage: st, Applied: g.applied,
 		MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
-		CheckQuorum: true, PreVote: true, Logger: n.cfg.Logger,
+		CheckQuorum: true, PreVote: true, StepDownOnRemoval: true, Logger: n.cfg.Logger,
 	})
 	if err != nil {
 		return err
 	}
-	if last == 0 && raft.IsEmptyHardState(hs) && g.snapshot == 0 {
-		ps := make([]raft.Peer, len(peers))
-		for i, p := range peers {
-			ps[i] = raft.Peer{ID: p}
-		}
-		if err := g.rn.Bootstrap(ps); err != nil {
+	if last == 0 && raft.IsEmptyHardState(hs) && g.snapshot == 0 && len(peers) > 0 {
+		if err := g.rn.Bootstrap(peers); err != nil {
 			return fmt.Errorf("cluster: group %d: %w", id, err)
 		}
 	}
@@ -264,6 +281,55 @@ func (n *Node) Propose(ctx context.Context, id uint64, data []byte) error {
 		g.stepped = true
 		return g.rn.Propose(data)
 	})
+}
+
+// ErrChangePending is returned by ProposeConfChange while an earlier
+// membership change of the group is not yet applied here: Raft takes one
+// at a time.
+var ErrChangePending = errors.New("cluster: another membership change is not yet applied")
+
+// ErrLastMember is returned by ProposeConfChange for a change that
+// removes a group's last voter.
+var ErrLastMember = errors.New("cluster: cannot remove the last member")
+
+// ProposeConfChange proposes a membership change to group id, like
+// Propose. It returns ErrChangePending when this node's log holds a conf
+// change it has not applied yet (on a leader, one raft would ignore).
+func (n *Node) ProposeConfChange(ctx context.Context, id uint64, cc *pb.ConfChangeV2) error {
+	return n.withGroup(ctx, id, func(g *group) error {
+		st := n.cfg.Log.Group(id)
+		last, err := st.LastIndex()
+		if err != nil {
+			return err
+		}
+		if last > g.applied {
+			ents, err := st.Entries(g.applied+1, last+1, math.MaxUint64)
+			if err != nil {
+				return err
+			}
+			for _, e := range ents {
+				if e.GetType() != pb.EntryNormal {
+					return ErrChangePending
+				}
+			}
+		}
+		for _, c := range cc.GetChanges() {
+			if c.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && slices.Equal(g.conf.GetVoters(), []uint64{c.GetNodeId()}) {
+				return ErrLastMember // raft would panic applying it
+			}
+		}
+		g.stepped = true
+		return g.rn.ProposeConfChange(cc)
+	})
+}
+
+// ConfState returns group id's membership as last applied on this node.
+func (n *Node) ConfState(ctx context.Context, id uint64) (cs *pb.ConfState, err error) {
+	err = n.withGroup(ctx, id, func(g *group) error {
+		cs = proto.Clone(g.conf).(*pb.ConfState)
+		return nil
+	})
+	return cs, err
 }
 
 // Status returns group id's Raft status.
@@ -499,7 +565,9 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 		g.conf = proto.Clone(md.GetConfState()).(*pb.ConfState)
 		g.applied, g.snapshot = md.GetIndex(), md.GetIndex()
 	}
+	confChanged := false
 	for _, e := range rd.CommittedEntries {
+		confChanged = confChanged || e.GetType() != pb.EntryNormal
 		switch e.GetType() {
 		case pb.EntryNormal:
 			if len(e.GetData()) > 0 { // empty: a new leader's first entry
@@ -510,20 +578,30 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
 			}
-			g.conf = g.rn.ApplyConfChange(&cc)
+			n.applyConfChange(g, e.GetIndex(), cc.AsV2())
 		case pb.EntryConfChangeV2:
 			var cc pb.ConfChangeV2
 			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
 				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
 			}
-			g.conf = g.rn.ApplyConfChange(&cc)
+			n.applyConfChange(g, e.GetIndex(), &cc)
 		}
 		g.applied = e.GetIndex()
 	}
-	if g.applied-g.snapshot >= n.cfg.SnapshotEvery {
+	// After a conf change, a group with a snapshot takes a new one: raft
+	// sends a lagging follower the stored snapshot, and a node just added
+	// ignores one whose configuration does not have it.
+	if g.applied-g.snapshot >= n.cfg.SnapshotEvery || confChanged && g.snapshot > 0 && g.applied > g.snapshot {
 		return n.snapshot(g)
 	}
 	return nil
+}
+
+func (n *Node) applyConfChange(g *group, index uint64, cc *pb.ConfChangeV2) {
+	g.conf = g.rn.ApplyConfChange(cc)
+	if a, ok := g.sm.(ConfChangeApplier); ok {
+		a.ApplyConfChange(index, cc, proto.Clone(g.conf).(*pb.ConfState))
+	}
 }
 
 // snapshot snapshots g at its applied index and compacts its log up to

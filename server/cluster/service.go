@@ -3,16 +3,20 @@ package cluster
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/amqp-go/amqp-go/shared/raftlog"
 	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // MetadataGroup is the Raft group of the cluster's metadata (vhosts,
@@ -31,8 +35,12 @@ type ServiceConfig struct {
 	Cluster string
 	// Self is this node; Members are the initial members, Self among
 	// them, the same on every node (they bootstrap the metadata group).
+	// With Join, Members are existing members to be reached from, Self
+	// not among them: the node starts with no members and waits for one
+	// of them to add it (AddMember); a log from an earlier start wins.
 	Self    Peer
 	Members []Peer
+	Join    bool
 	// Listen is the inter-node listener's address (default Self.Address);
 	// Listener, when set, is used instead (tests: port 0).
 	Listen   string
@@ -44,6 +52,8 @@ type ServiceConfig struct {
 	// TickInterval and ElectionTicks: see Config (defaults 100ms and 10).
 	TickInterval  time.Duration
 	ElectionTicks int
+	// SnapshotEvery: see Config (default 10000).
+	SnapshotEvery uint64
 	Logger        *slog.Logger
 }
 
@@ -56,6 +66,8 @@ type Service struct {
 	tr   *TCPTransport
 	node *Node
 	meta *metadataLog
+
+	changeMu sync.Mutex // held by a membership change from propose to applied: one at a time from here
 }
 
 // Open opens the log under cfg.Dir, listens for peers and starts the
@@ -68,7 +80,10 @@ func Open(cfg ServiceConfig) (*Service, error) {
 	if cfg.Listen == "" {
 		cfg.Listen = cfg.Self.Address
 	}
-	if !slices.ContainsFunc(cfg.Members, func(p Peer) bool { return p.ID == cfg.Self.ID }) {
+	if listed := slices.ContainsFunc(cfg.Members, func(p Peer) bool { return p.ID == cfg.Self.ID }); listed == cfg.Join {
+		if cfg.Join {
+			return nil, fmt.Errorf("cluster: node %s joins, so it is not among the members it joins", cfg.Self.Name)
+		}
 		return nil, fmt.Errorf("cluster: node %s is not among the members", cfg.Self.Name)
 	}
 	l, _, err := raftlog.Open(raftlog.Options{Dir: cfg.Dir, NoSync: cfg.NoSync})
@@ -76,17 +91,20 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		return nil, fmt.Errorf("cluster: raft log %s: %w", cfg.Dir, err)
 	}
 	addrs := map[uint64]string{}
-	ids := make([]uint64, 0, len(cfg.Members))
+	var boot []raft.Peer
 	for _, p := range cfg.Members {
 		addrs[p.ID] = p.Address
-		ids = append(ids, p.ID)
+		boot = append(boot, raft.Peer{ID: p.ID, Context: p.context()})
+	}
+	if cfg.Join {
+		boot = nil
 	}
 	tr, err := NewTCPTransport(TCPConfig{Cluster: cfg.Cluster, ID: cfg.Self.ID, Listen: cfg.Listen, Listener: cfg.Listener, Peers: addrs, Logger: cfg.Logger})
 	if err != nil {
 		l.Close()
 		return nil, err
 	}
-	n, err := Start(Config{ID: cfg.Self.ID, Log: l, Transport: tr, TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks,
+	n, err := Start(Config{ID: cfg.Self.ID, Log: l, Transport: tr, TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, SnapshotEvery: cfg.SnapshotEvery,
 		Logger: raftLogger{cfg.Logger.With("group", MetadataGroup)}})
 	if err != nil {
 		tr.Close()
@@ -94,8 +112,8 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	tr.Start(n)
-	s := &Service{cfg: cfg, log: l, tr: tr, node: n, meta: &metadataLog{}}
-	if err := n.AddGroup(context.Background(), MetadataGroup, ids, s.meta); err != nil {
+	s := &Service{cfg: cfg, log: l, tr: tr, node: n, meta: newMetadataLog(tr, cfg.Members, cfg.Logger)}
+	if err := n.AddGroupWithContexts(context.Background(), MetadataGroup, boot, s.meta); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -119,8 +137,11 @@ func (s *Service) Close() error {
 
 // Status is the cluster as this node sees it.
 type Status struct {
-	Cluster  string         `json:"cluster_name"`
-	Node     string         `json:"node"`
+	Cluster string `json:"cluster_name"`
+	Node    string `json:"node"`
+	// Member: this node is in the metadata group's configuration (not
+	// while a joining node waits to be added, nor after it left).
+	Member   bool           `json:"member"`
 	Members  []MemberStatus `json:"members"`
 	Metadata GroupStatus    `json:"metadata"`
 }
@@ -157,7 +178,12 @@ func (s *Service) Status(ctx context.Context) (Status, error) {
 		return Status{}, err
 	}
 	st := Status{Cluster: s.cfg.Cluster, Node: s.cfg.Self.Name}
-	for _, p := range s.cfg.Members {
+	members := s.meta.members()
+	if len(members) == 0 {
+		members = s.cfg.Members // a joining node not yet added: the ones it knows
+	}
+	st.Member = slices.ContainsFunc(members, func(p Peer) bool { return p.ID == s.cfg.Self.ID })
+	for _, p := range members {
 		self := p.ID == s.cfg.Self.ID
 		st.Members = append(st.Members, MemberStatus{Name: p.Name, ID: p.ID, Address: p.Address, Self: self,
 			Reachable: self || s.tr.Connected(p.ID)})
@@ -176,12 +202,109 @@ func (s *Service) Propose(ctx context.Context, data []byte) error {
 	return s.node.Propose(ctx, MetadataGroup, data)
 }
 
-// metadataLog is the metadata group's state machine for now: it counts
-// the entries applied and keeps nothing else, so definitions do not
-// replicate yet.
+// ErrMemberExists and ErrNoMember are AddMember's and RemoveMember's
+// refusals.
+var (
+	ErrMemberExists = errors.New("cluster: already a member")
+	ErrNoMember     = errors.New("cluster: no such member")
+)
+
+// AddMember adds p to the cluster (rabbitmqctl's join_cluster, run on a
+// member for the node that joins): it proposes a conf change carrying
+// p's name and address, so every member's transport learns it on apply,
+// and waits until this node has applied it or ctx ends. p should be
+// running with Join set, its Members naming a member.
+func (s *Service) AddMember(ctx context.Context, p Peer) error {
+	if p.ID == 0 || p.Name == "" || p.Address == "" {
+		return errors.New("cluster: a member needs a name, an id and an address")
+	}
+	for _, m := range s.meta.members() {
+		if m.ID == p.ID {
+			return fmt.Errorf("%w: %s (id %s)", ErrMemberExists, m.Name, hexID(m.ID))
+		}
+	}
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeAddNode.Enum(), NodeId: proto.Uint64(p.ID)}}, Context: p.context()}
+	return s.change(ctx, cc, func(ms []Peer) bool { return slices.ContainsFunc(ms, func(m Peer) bool { return m.ID == p.ID }) })
+}
+
+// RemoveMember removes the member named name (forget_cluster_node; this
+// node's own name is leaving) and waits until this node has applied it
+// or ctx ends. The last member cannot be removed.
+func (s *Service) RemoveMember(ctx context.Context, name string) error {
+	i := slices.IndexFunc(s.meta.members(), func(m Peer) bool { return m.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w: %q", ErrNoMember, name)
+	}
+	id := s.meta.members()[i].ID
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(id)}}}
+	return s.change(ctx, cc, func(ms []Peer) bool { return !slices.ContainsFunc(ms, func(m Peer) bool { return m.ID == id }) })
+}
+
+// change proposes cc and waits until done holds for the members.
+func (s *Service) change(ctx context.Context, cc *pb.ConfChangeV2, done func([]Peer) bool) error {
+	s.changeMu.Lock()
+	defer s.changeMu.Unlock()
+	if err := s.node.ProposeConfChange(ctx, MetadataGroup, cc); err != nil {
+		if errors.Is(err, raft.ErrProposalDropped) {
+			return errors.New("cluster: no leader to take the change now (is a majority of the members up?)")
+		}
+		return err
+	}
+	for {
+		ms, changed := s.meta.watch()
+		if done(ms) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: the change was not applied in time (no majority, or another change pending on the leader?): %w", ctx.Err())
+		case <-s.node.Done():
+			return ErrStopped
+		}
+	}
+}
+
+// context is p's name and address as a conf change carries them.
+func (p Peer) context() []byte {
+	b, _ := json.Marshal(memberContext{Name: p.Name, Address: p.Address})
+	return b
+}
+
+type memberContext struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// peerSet is what the metadata state machine tells of members coming
+// and going: the transport.
+type peerSet interface {
+	AddPeer(id uint64, addr string)
+	RemovePeer(id uint64)
+	Peers() map[uint64]string
+}
+
+// metadataLog is the metadata group's state machine for now: the
+// members (names and addresses, from the conf changes, so the log and
+// its snapshots hold them) and a count of the normal entries applied;
+// definitions do not replicate yet. The driver loop writes it, Status
+// and the membership calls read it.
 type metadataLog struct {
+	peers   peerSet
+	known   map[uint64]Peer // from config: addresses for conf changes without a context
+	logger  *slog.Logger
 	mu      sync.Mutex
-	entries uint64 // (mu)
+	entries uint64          // (mu)
+	byID    map[uint64]Peer // (mu) the members
+	changed chan struct{}   // (mu) closed and replaced when byID changes
+}
+
+func newMetadataLog(peers peerSet, known []Peer, logger *slog.Logger) *metadataLog {
+	m := &metadataLog{peers: peers, known: map[uint64]Peer{}, logger: logger, byID: map[uint64]Peer{}, changed: make(chan struct{})}
+	for _, p := range known {
+		m.known[p.ID] = p
+	}
+	return m
 }
 
 func (m *metadataLog) Apply(uint64, []byte) {
@@ -190,17 +313,106 @@ func (m *metadataLog) Apply(uint64, []byte) {
 	m.mu.Unlock()
 }
 
-func (m *metadataLog) Snapshot() ([]byte, error) {
-	return binary.BigEndian.AppendUint64(nil, m.count()), nil
+// ApplyConfChange records the members added and removed, and tells the
+// transport.
+func (m *metadataLog) ApplyConfChange(index uint64, cc *pb.ConfChangeV2, _ *pb.ConfState) {
+	for _, c := range cc.GetChanges() {
+		id := c.GetNodeId()
+		switch c.GetType() {
+		case pb.ConfChangeType_ConfChangeAddNode, pb.ConfChangeType_ConfChangeAddLearnerNode:
+			p := m.known[id]
+			var mc memberContext
+			if err := json.Unmarshal(cc.GetContext(), &mc); err == nil && mc.Name != "" {
+				p = Peer{ID: id, Name: mc.Name, Address: mc.Address}
+			}
+			if p.ID == 0 {
+				m.logger.Warn("cluster: a member was added without a known address", "id", hexID(id), "index", index)
+				p = Peer{ID: id, Name: hexID(id)}
+			}
+			m.setMember(p)
+			m.peers.AddPeer(id, p.Address)
+		case pb.ConfChangeType_ConfChangeRemoveNode:
+			m.mu.Lock()
+			delete(m.byID, id)
+			m.notifyLocked()
+			m.mu.Unlock()
+			m.peers.RemovePeer(id)
+		}
+	}
 }
 
+func (m *metadataLog) setMember(p Peer) {
+	m.mu.Lock()
+	m.byID[p.ID] = p
+	m.notifyLocked()
+	m.mu.Unlock()
+}
+
+func (m *metadataLog) notifyLocked() {
+	close(m.changed)
+	m.changed = make(chan struct{})
+}
+
+// members returns the members sorted by name.
+func (m *metadataLog) members() []Peer {
+	ms, _ := m.watch()
+	return ms
+}
+
+// watch returns the members and a channel closed when they change.
+func (m *metadataLog) watch() ([]Peer, <-chan struct{}) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ms := make([]Peer, 0, len(m.byID))
+	for _, p := range m.byID {
+		ms = append(ms, p)
+	}
+	slices.SortFunc(ms, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
+	return ms, m.changed
+}
+
+// metadataSnapshot is the metadata state machine's snapshot.
+type metadataSnapshot struct {
+	Entries uint64 `json:"entries"`
+	Members []Peer `json:"members"`
+}
+
+func (m *metadataLog) Snapshot() ([]byte, error) {
+	ms := m.members()
+	return json.Marshal(metadataSnapshot{Entries: m.count(), Members: ms})
+}
+
+// Restore takes a snapshot's members and count, and makes them the
+// transport's peers (the ones from config that left are dropped). An
+// 8-byte snapshot is the earlier format: the count alone, the members
+// left as they are.
 func (m *metadataLog) Restore(data []byte) error {
-	if len(data) != 8 {
-		return fmt.Errorf("metadata snapshot of %d bytes, want 8", len(data))
+	var snap metadataSnapshot
+	if len(data) == 8 {
+		m.mu.Lock()
+		m.entries = binary.BigEndian.Uint64(data)
+		m.mu.Unlock()
+		return nil
+	}
+	if err := json.Unmarshal(data, &snap); err != nil {
+		return fmt.Errorf("metadata snapshot: %w", err)
+	}
+	byID := make(map[uint64]Peer, len(snap.Members))
+	for _, p := range snap.Members {
+		byID[p.ID] = p
 	}
 	m.mu.Lock()
-	m.entries = binary.BigEndian.Uint64(data)
+	m.entries, m.byID = snap.Entries, byID
+	m.notifyLocked()
 	m.mu.Unlock()
+	for id := range m.peers.Peers() {
+		if _, ok := byID[id]; !ok {
+			m.peers.RemovePeer(id)
+		}
+	}
+	for _, p := range snap.Members {
+		m.peers.AddPeer(p.ID, p.Address)
+	}
 	return nil
 }
 

@@ -75,11 +75,14 @@ type TCPConfig struct {
 // TCPTransport is a Transport over TCP. Build it with NewTCPTransport,
 // give it to the Node's Config, then Start it with the Node.
 type TCPTransport struct {
-	cfg   TCPConfig
-	ln    net.Listener
-	log   *slog.Logger
-	peers map[uint64]*peer // fixed after NewTCPTransport
-	recv  Receiver         // set by Start, before any goroutine runs
+	cfg  TCPConfig
+	ln   net.Listener
+	log  *slog.Logger
+	recv Receiver // set by Start, before any goroutine runs
+
+	peersMu sync.RWMutex     // leaf lock: nothing else is taken under it
+	peers   map[uint64]*peer // (peersMu) changed by AddPeer and RemovePeer
+	started bool             // (peersMu) Start has run: new peers get a goroutine
 
 	closed    chan struct{}
 	ctx       context.Context // cancelled by Close, for dials and handshakes
@@ -88,11 +91,14 @@ type TCPTransport struct {
 	wg        sync.WaitGroup
 }
 
-// peer is the link to one other node. Its goroutine (peer.run) owns the
-// connection; Send and Connected touch only queue and connected.
+// peer is the link to one other node. Its goroutine (runPeer) owns the
+// connection; Send and Connected touch only queue and connected. ctx is
+// cancelled when the transport closes or the peer is removed.
 type peer struct {
 	id        uint64
 	addr      string
+	ctx       context.Context
+	cancel    context.CancelFunc
 	dials     bool // this node has the lower id
 	queue     chan []GroupMessage
 	incoming  chan net.Conn // (acceptor side) handshaken connections from accept
@@ -128,8 +134,7 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 		if id == 0 {
 			return nil, errors.New("cluster: peer id 0")
 		}
-		t.peers[id] = &peer{id: id, addr: addr, dials: cfg.ID < id,
-			queue: make(chan []GroupMessage, cfg.QueueBatches), incoming: make(chan net.Conn)}
+		t.peers[id] = t.newPeer(id, addr)
 	}
 	t.ln = cfg.Listener
 	if t.ln == nil {
@@ -142,14 +147,76 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	return t, nil
 }
 
+func (t *TCPTransport) newPeer(id uint64, addr string) *peer {
+	p := &peer{id: id, addr: addr, dials: t.cfg.ID < id,
+		queue: make(chan []GroupMessage, t.cfg.QueueBatches), incoming: make(chan net.Conn)}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	return p
+}
+
 // Addr is the listener's address.
 func (t *TCPTransport) Addr() net.Addr { return t.ln.Addr() }
+
+// AddPeer makes node id at addr a peer (a member that joined). A known
+// peer keeps its address: a member's address does not change while it is
+// a member. Adding this node itself does nothing.
+func (t *TCPTransport) AddPeer(id uint64, addr string) {
+	if id == t.cfg.ID || id == 0 || t.isClosed() {
+		return
+	}
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	if old := t.peers[id]; old != nil {
+		if old.addr != addr {
+			t.log.Warn("cluster: a peer's address differs from the one known; keeping the known one", "peer", hexID(id), "known", old.addr, "new", addr)
+		}
+		return
+	}
+	p := t.newPeer(id, addr)
+	t.peers[id] = p
+	if t.started {
+		t.wg.Add(1)
+		go t.runPeer(p)
+	}
+}
+
+// RemovePeer forgets node id (a member that left): its connection is
+// closed and its messages dropped from now on.
+func (t *TCPTransport) RemovePeer(id uint64) {
+	t.peersMu.Lock()
+	p := t.peers[id]
+	delete(t.peers, id)
+	t.peersMu.Unlock()
+	if p != nil {
+		p.cancel()
+	}
+}
+
+// Peers returns the known peers' addresses by id.
+func (t *TCPTransport) Peers() map[uint64]string {
+	t.peersMu.RLock()
+	defer t.peersMu.RUnlock()
+	out := make(map[uint64]string, len(t.peers))
+	for id, p := range t.peers {
+		out[id] = p.addr
+	}
+	return out
+}
+
+func (t *TCPTransport) peer(id uint64) *peer {
+	t.peersMu.RLock()
+	defer t.peersMu.RUnlock()
+	return t.peers[id]
+}
 
 // Start accepts and dials peers, handing what arrives to r.
 func (t *TCPTransport) Start(r Receiver) {
 	t.recv = r
 	t.wg.Add(1)
 	go t.accept()
+	t.peersMu.Lock()
+	defer t.peersMu.Unlock()
+	t.started = true
 	for _, p := range t.peers {
 		t.wg.Add(1)
 		go t.runPeer(p)
@@ -171,14 +238,14 @@ func (t *TCPTransport) Close() error {
 
 // Connected reports whether there is a handshaken connection to peer id.
 func (t *TCPTransport) Connected(id uint64) bool {
-	p := t.peers[id]
+	p := t.peer(id)
 	return p != nil && p.connected.Load()
 }
 
 // Send queues msgs for peer to, or drops them when it is not connected
 // or its queue is full: Raft retransmits. It never blocks.
 func (t *TCPTransport) Send(to uint64, msgs []GroupMessage) {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		return
 	}
@@ -248,7 +315,7 @@ func (t *TCPTransport) accept() {
 			}
 			select {
 			case p.incoming <- c:
-			case <-t.closed:
+			case <-p.ctx.Done():
 				c.Close()
 			}
 		}()
@@ -273,7 +340,7 @@ func (t *TCPTransport) acceptHello(c net.Conn) (*peer, error) {
 	if from == t.cfg.ID {
 		return nil, fmt.Errorf("the peer has this node's own id %s: do two nodes have the same node name?", hexID(from))
 	}
-	p := t.peers[from]
+	p := t.peer(from)
 	if p == nil {
 		return nil, fmt.Errorf("unknown node id %d: not among this node's peers", from)
 	}
@@ -290,11 +357,11 @@ func (t *TCPTransport) acceptHello(c net.Conn) (*peer, error) {
 // dial connects to p and exchanges hellos.
 func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
 	d := net.Dialer{Timeout: 2 * time.Second}
-	c, err := d.DialContext(t.ctx, "tcp", p.addr)
+	c, err := d.DialContext(p.ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(t.ctx, func() { c.Close() })
+	stop := context.AfterFunc(p.ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if err := writeHello(c, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
@@ -332,7 +399,7 @@ func (t *TCPTransport) runPeer(p *peer) {
 			var err error
 			if c, err = t.dial(p); err != nil {
 				t.log.Debug("cluster: dial peer failed", "peer", hexID(p.id), "addr", p.addr, "err", err)
-				if !t.sleep(backoff) {
+				if !sleep(p.ctx, backoff) {
 					return
 				}
 				backoff = min(2*backoff, maxBackoff)
@@ -342,14 +409,14 @@ func (t *TCPTransport) runPeer(p *peer) {
 		if c == nil {
 			select {
 			case c = <-p.incoming:
-			case <-t.closed:
+			case <-p.ctx.Done():
 				return
 			}
 		}
 		backoff = minBackoff
 		t.log.Info("cluster: connected to peer", "peer", hexID(p.id), "remote", c.RemoteAddr().String())
 		next = t.serve(p, c)
-		if t.isClosed() {
+		if p.ctx.Err() != nil {
 			if next != nil {
 				next.Close()
 			}
@@ -357,20 +424,20 @@ func (t *TCPTransport) runPeer(p *peer) {
 		}
 		t.log.Info("cluster: lost peer", "peer", hexID(p.id))
 		t.recv.ReportUnreachable(p.id)
-		if next == nil && p.dials && !t.sleep(backoff) {
+		if next == nil && p.dials && !sleep(p.ctx, backoff) {
 			return
 		}
 	}
 }
 
-// sleep waits d, or returns false when the transport closes first.
-func (t *TCPTransport) sleep(d time.Duration) bool {
+// sleep waits d, or returns false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
 		return true
-	case <-t.closed:
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -380,7 +447,7 @@ func (t *TCPTransport) sleep(d time.Duration) bool {
 // goroutine of its own reads.
 func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 	// Close must not wait for a write stuck on a peer that reads nothing.
-	stop := context.AfterFunc(t.ctx, func() { c.Close() })
+	stop := context.AfterFunc(p.ctx, func() { c.Close() })
 	defer stop()
 	readErr := make(chan error, 1)
 	go func() { readErr <- t.read(p, c) }()
@@ -402,13 +469,13 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 		case <-keepalive.C:
 		case err := <-readErr:
 			readErr <- err // for the deferred wait
-			if err != nil && !t.isClosed() {
+			if err != nil && p.ctx.Err() == nil {
 				t.log.Info("cluster: peer connection read failed", "peer", hexID(p.id), "err", err)
 			}
 			return nil
 		case next = <-p.incoming:
 			return next
-		case <-t.closed:
+		case <-p.ctx.Done():
 			return nil
 		}
 		// One flush per batch: everything queued by now goes with it.
