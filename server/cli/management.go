@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 
 	"github.com/amqp-go/amqp-go/server/broker"
@@ -28,6 +29,15 @@ func startManagement(srv *broker.Server, addr string, tlsCfg *tls.Config, cl *cl
 	o := management.Options{Server: srv, Listeners: ls}
 	if cl != nil {
 		o.Node, o.ClusterName, o.Cluster = cc.NodeName, cc.Name, cl.Status
+		o.Membership = clusterMembership{cl}
 	}
 	return management.ServeTLS(addr, management.New(o), tlsCfg)
+}
+
+// clusterMembership is the management API's Membership on the Service,
+// with node ids derived from names as cluster.nodename's are.
+type clusterMembership struct{ *cluster.Service }
+
+func (m clusterMembership) AddMember(ctx context.Context, name, address string) error {
+	return m.Service.AddMember(ctx, cluster.Peer{ID: config.NodeID(name), Name: name, Address: address})
 }

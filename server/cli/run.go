@@ -249,7 +249,10 @@ func openCluster(cfg config.Config, logger *slog.Logger) (*cluster.Service, erro
 			self = p
 		}
 	}
-	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members,
+	if cfg.Cluster.Join {
+		self = cluster.Peer{ID: config.NodeID(cfg.Cluster.NodeName), Name: cfg.Cluster.NodeName, Address: cfg.Cluster.Address}
+	}
+	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members, Join: cfg.Cluster.Join,
 		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), Logger: logger})
 	if err != nil {
 		return nil, err

@@ -180,15 +180,20 @@ func (t *TCPTransport) AddPeer(id uint64, addr string) {
 	}
 }
 
-// RemovePeer forgets node id (a member that left): its connection is
-// closed and its messages dropped from now on.
+// removeGrace is how long a removed peer's connection outlives its
+// removal: what is queued for it goes out (the commit that tells a node
+// it was removed is sent in the round that applies the removal).
+const removeGrace = time.Second
+
+// RemovePeer forgets node id (a member that left): Send drops its
+// messages from now on, and its connection is closed after removeGrace.
 func (t *TCPTransport) RemovePeer(id uint64) {
 	t.peersMu.Lock()
 	p := t.peers[id]
 	delete(t.peers, id)
 	t.peersMu.Unlock()
 	if p != nil {
-		p.cancel()
+		time.AfterFunc(removeGrace, p.cancel)
 	}
 }
 

@@ -93,11 +93,12 @@ func ParsePeers(s string) ([]Member, error) {
 func (c Cluster) Enabled() bool { return strings.TrimSpace(c.Peers) != "" }
 
 // Members returns the initial members, this node among them (with
-// cluster.address when peers leaves it out), sorted by name. It assumes
-// a Config that passed validation.
+// cluster.address when peers leaves it out), sorted by name; with join,
+// the members it joins (this node not among them). It assumes a Config
+// that passed validation.
 func (c Cluster) Members() []Member {
 	ms, _ := ParsePeers(c.Peers)
-	if !slices.ContainsFunc(ms, func(m Member) bool { return m.Name == c.NodeName }) {
+	if !c.Join && !slices.ContainsFunc(ms, func(m Member) bool { return m.Name == c.NodeName }) {
 		ms = append(ms, Member{Name: c.NodeName, Address: c.Address, ID: NodeID(c.NodeName)})
 	}
 	slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
@@ -120,6 +121,10 @@ func (l *Loader) checkCluster(c *Config) error {
 	}
 	self := NodeID(cl.NodeName)
 	for _, m := range ms {
+		if cl.Join && m.Name == cl.NodeName {
+			return &Error{Source: l.Source("cluster.peers"), Key: "cluster.peers", Reason: "names this node, which joins (cluster.join): name the current members only",
+				Value: strconv.Quote(cl.Peers), Allowed: peersAllowed}
+		}
 		if m.ID == self && m.Name != cl.NodeName {
 			return &Error{Source: l.Source("cluster.nodename"), Key: "cluster.nodename", Reason: "has the same id as peer " + m.Name,
 				Value: strconv.Quote(cl.NodeName), Allowed: "another name"}

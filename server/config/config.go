@@ -114,7 +114,8 @@ type Cluster struct {
 	Name     string `key:"name" doc:"the cluster's name; a node of another cluster is refused at the inter-node handshake"`
 	NodeName string `key:"nodename" doc:"this node's name, unique in the cluster, such as amqp1 (needed when peers is set); its Raft id is derived from it (see docs/clustering.md)"`
 	Address  string `key:"address" doc:"host:port of the inter-node listener (RabbitMQ's distribution port is 25672)"`
-	Peers    string `key:"peers" doc:"the initial members as name=host:port,... (this node may be among them; empty: no cluster, a single node)"`
+	Peers    string `key:"peers" doc:"the initial members as name=host:port,... (this node may be among them; empty: no cluster, a single node); with join, the current members"`
+	Join     bool   `key:"join" doc:"start as a node that joins a running cluster: no initial members, wait until a member adds it (ctl cluster join); peers names the current members, not this node"`
 }
 
 // TLS is one listener's TLS keys. The sections with a listener (security

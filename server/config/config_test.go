@@ -298,6 +298,8 @@ func TestErrors(t *testing.T) {
 			`c.yaml:2: cluster.peers: "b" is not name=host:port: "a=10.0.0.1:25672,b" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
 		{"peer given twice", "", "", []string{"AMQP_CLUSTER_PEERS=a=10.0.0.1:1,b=10.0.0.2:1,a=10.0.0.3:1"},
 			`AMQP_CLUSTER_PEERS: cluster.peers: node a is given twice: "a=10.0.0.1:1,b=10.0.0.2:1,a=10.0.0.3:1" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
+		{"join naming itself", "", "", []string{"AMQP_CLUSTER_NODENAME=a", "AMQP_CLUSTER_JOIN=true", "AMQP_CLUSTER_PEERS=a=10.0.0.1:1,b=10.0.0.2:1"},
+			`AMQP_CLUSTER_PEERS: cluster.peers: names this node, which joins (cluster.join): name the current members only: "a=10.0.0.1:1,b=10.0.0.2:1" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
 		{"peer port 0", "", "", []string{"AMQP_CLUSTER_PEERS=a=10.0.0.1:0"},
 			`AMQP_CLUSTER_PEERS: cluster.peers: node a: address "10.0.0.1:0" is not host:port with a port: "a=10.0.0.1:0" (allowed: name=host:port pairs separated by commas, each name once, such as amqp1=10.0.0.1:25672,amqp2=10.0.0.2:25672)`},
 		{"bad node name", "c.yaml", "cluster:\n  nodename: a b\n", nil,

@@ -1,7 +1,12 @@
 package management
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/cluster"
 )
 
 // nodeItems are the nodes /api/nodes lists: this one first, with every
@@ -37,4 +42,60 @@ func (h *Handler) clusterStatus(rq *request) error {
 	}
 	writeJSON(rq.w, st)
 	return nil
+}
+
+// membershipTimeout bounds how long a membership change waits to be
+// applied: a few elections.
+const membershipTimeout = 15 * time.Second
+
+// clusterMembers is /api/cluster-members (ours, not RabbitMQ's),
+// administrators only: POST {"name", "address"} adds a node started with
+// cluster.join (ctl cluster join), DELETE /api/cluster-members/{name}
+// removes a member (ctl cluster leave and forget-node). Both answer 204
+// once this node has applied the change.
+func (h *Handler) clusterMembers(rq *request) error {
+	if h.changes == nil {
+		return &apiError{http.StatusNotFound, "Object Not Found", "not in a cluster (cluster.peers is empty)"}
+	}
+	if err := needAdmin(rq); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(rq.r.Context(), membershipTimeout)
+	defer cancel()
+	var err error
+	switch {
+	case len(rq.seg) == 1 && rq.r.Method == http.MethodPost:
+		m, berr := rq.body()
+		if berr != nil {
+			return berr
+		}
+		f := fields{m: m}
+		name, addr := f.string("name", ""), f.string("address", "")
+		if f.err != nil {
+			return f.err
+		}
+		if name == "" || addr == "" {
+			return errBadRequest("name and address are needed")
+		}
+		err = h.changes.AddMember(ctx, name, addr)
+	case len(rq.seg) == 2 && rq.r.Method == http.MethodDelete:
+		err = h.changes.RemoveMember(ctx, rq.seg[1])
+	case len(rq.seg) == 1:
+		return methodNotAllowed(rq, "POST, OPTIONS")
+	case len(rq.seg) == 2:
+		return methodNotAllowed(rq, "DELETE, OPTIONS")
+	default:
+		return errNotFound()
+	}
+	switch {
+	case err == nil:
+		rq.w.WriteHeader(http.StatusNoContent)
+		return nil
+	case errors.Is(err, cluster.ErrNoMember):
+		return &apiError{http.StatusNotFound, "Object Not Found", err.Error()}
+	case errors.Is(err, cluster.ErrMemberExists), errors.Is(err, cluster.ErrChangePending), errors.Is(err, cluster.ErrLastMember):
+		return &apiError{http.StatusConflict, "conflict", err.Error()}
+	default:
+		return &apiError{http.StatusServiceUnavailable, "cluster_unavailable", err.Error()}
+	}
 }

@@ -66,6 +66,17 @@ type Options struct {
 	// single node): /api/nodes lists every member, and
 	// /api/cluster-status (ours, not RabbitMQ's) shows it whole.
 	Cluster func(context.Context) (cluster.Status, error)
+	// Membership changes the cluster's members (nil: a single node):
+	// POST /api/cluster-members and DELETE /api/cluster-members/{name},
+	// ours, not RabbitMQ's (which has no such API).
+	Membership Membership
+}
+
+// Membership adds and removes cluster members; cluster.Service with the
+// node id derived from the name is one.
+type Membership interface {
+	AddMember(ctx context.Context, name, address string) error
+	RemoveMember(ctx context.Context, name string) error
 }
 
 // Listener is one listener as /api/overview lists it.
@@ -82,6 +93,7 @@ type Handler struct {
 	ls      []Listener
 	started time.Time
 	members func(context.Context) (cluster.Status, error) // nil: a single node
+	changes Membership                                    // nil: a single node
 	// chanRates and xRates sample the channels' and the exchanges'
 	// counters for their rates (chanrates.go).
 	chanRates counterRates[chanKey]
@@ -104,7 +116,7 @@ type Handler struct {
 // New makes the API's handler over o.Server and starts the sampling of
 // its history (history.go), which Close stops.
 func New(o Options) *Handler {
-	h := &Handler{srv: o.Server, node: o.Node, cluster: o.ClusterName, ls: o.Listeners, started: time.Now(), members: o.Cluster}
+	h := &Handler{srv: o.Server, node: o.Node, cluster: o.ClusterName, ls: o.Listeners, started: time.Now(), members: o.Cluster, changes: o.Membership}
 	if h.node == "" {
 		host, _ := osHostname()
 		h.node = "amqp-go@" + host

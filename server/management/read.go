@@ -77,6 +77,8 @@ func (h *Handler) route(rq *request) error {
 			return errNotFound()
 		}
 		return h.clusterStatus(rq)
+	case "cluster-members":
+		return h.clusterMembers(rq)
 	case "overview", "whoami", "extensions", "nodes":
 		if !get {
 			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")
