@@ -3,11 +3,13 @@ package netnstest_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -33,12 +35,24 @@ type clusterNode struct {
 // startClusterNodes starts one amqp-server per namespace of n, each with
 // the others as cluster.peers, and waits until each answers its API.
 func startClusterNodes(t *testing.T, n *netnstest.Net) []*clusterNode {
+	return startNodes(t, n, n.Nodes, peersOf(n.Nodes))
+}
+
+// peersOf is cluster.peers naming nds.
+func peersOf(nds []netnstest.Node) string {
 	var peers []string
-	for _, nd := range n.Nodes {
+	for _, nd := range nds {
 		peers = append(peers, fmt.Sprintf("amqp%d=%s", nd.Index, net.JoinHostPort(nd.Addr, "25672")))
 	}
+	return strings.Join(peers, ",")
+}
+
+// startNodes starts one amqp-server in each namespace of nds with
+// cluster.peers set to peers and extra in the environment; they are
+// killed when the test ends, and their logs shown if it failed.
+func startNodes(t *testing.T, n *netnstest.Net, nds []netnstest.Node, peers string, extra ...string) []*clusterNode {
 	var nodes []*clusterNode
-	for _, nd := range n.Nodes {
+	for _, nd := range nds {
 		cn := &clusterNode{i: nd.Index, name: fmt.Sprintf("amqp%d", nd.Index), dir: t.TempDir(),
 			api: "http://" + net.JoinHostPort(nd.Addr, "15672") + "/api"}
 		cn.env = append(os.Environ(),
@@ -47,7 +61,8 @@ func startClusterNodes(t *testing.T, n *netnstest.Net) []*clusterNode {
 			// guest may log in from the bridge, which is not loopback.
 			"AMQP_SECURITY_LOOPBACKUSERS=none",
 			"AMQP_CLUSTER_NAME=netns", "AMQP_CLUSTER_NODENAME="+cn.name,
-			"AMQP_CLUSTER_ADDRESS="+net.JoinHostPort(nd.Addr, "25672"), "AMQP_CLUSTER_PEERS="+strings.Join(peers, ","))
+			"AMQP_CLUSTER_ADDRESS="+net.JoinHostPort(nd.Addr, "25672"), "AMQP_CLUSTER_PEERS="+peers)
+		cn.env = append(cn.env, extra...)
 		nodes = append(nodes, cn)
 	}
 	for _, cn := range nodes {
@@ -94,12 +109,8 @@ var apiClient = &http.Client{Timeout: time.Second}
 
 // status is the node's GET /api/cluster-status.
 func (cn *clusterNode) status() (cluster.Status, error) {
-	req, err := http.NewRequest(http.MethodGet, cn.api+"/cluster-status", nil)
-	if err != nil {
-		return cluster.Status{}, err
-	}
-	req.SetBasicAuth("guest", "guest")
-	resp, err := apiClient.Do(req)
+	resp, err := cn.call(http.MethodGet, "/cluster-status", "")
+
 	if err != nil {
 		return cluster.Status{}, err
 	}
@@ -111,6 +122,36 @@ func (cn *clusterNode) status() (cluster.Status, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// call sends an API request as guest, body (JSON) if not empty.
+func (cn *clusterNode) call(method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, cn.api+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth("guest", "guest")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return membershipClient.Do(req)
+}
+
+// change sends a membership change and wants 204.
+func (cn *clusterNode) change(t *testing.T, method, path, body string) {
+	t.Helper()
+	resp, err := cn.call(method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, cn.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s on %s: %s %s", method, path, cn.name, resp.Status, b)
+	}
+}
+
+// membershipClient waits for a membership change (the API's bound is 15 s).
+var membershipClient = &http.Client{Timeout: 20 * time.Second}
+
 // agreement is what a set of nodes agree on.
 type agreement struct {
 	leader string
@@ -119,7 +160,8 @@ type agreement struct {
 
 // agree returns the leader and term that all of nodes report, each
 // reaching every other of nodes, or why they do not agree.
-func agree(nodes []*clusterNode) (agreement, string) {
+// With exact, each must also have exactly nodes as members.
+func agree(nodes []*clusterNode, exact bool) (agreement, string) {
 	var a agreement
 	in := map[string]bool{}
 	for _, cn := range nodes {
@@ -144,6 +186,15 @@ func agree(nodes []*clusterNode) (agreement, string) {
 				return a, fmt.Sprintf("%s does not reach %s", cn.name, m.Name)
 			}
 		}
+		if exact {
+			var names []string
+			for _, m := range st.Members {
+				names = append(names, m.Name)
+			}
+			if len(names) != len(nodes) || !st.Member || !allIn(names, in) {
+				return a, fmt.Sprintf("%s has members %v (a member itself: %v), want exactly the nodes asked", cn.name, names, st.Member)
+			}
+		}
 	}
 	if !in[a.leader] {
 		return a, "the leader " + a.leader + " is not among the nodes asked"
@@ -155,9 +206,14 @@ func agree(nodes []*clusterNode) (agreement, string) {
 // or the deadline passes.
 func waitAgree(t *testing.T, nodes []*clusterNode, within time.Duration, what string) agreement {
 	t.Helper()
+	return waitAgreement(t, nodes, within, what, false)
+}
+
+func waitAgreement(t *testing.T, nodes []*clusterNode, within time.Duration, what string, exact bool) agreement {
+	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
-		a, why := agree(nodes)
+		a, why := agree(nodes, exact)
 		if why == "" {
 			return a
 		}
@@ -197,6 +253,15 @@ func waitNodes(t *testing.T, cn *clusterNode, want map[string]bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func allIn(names []string, in map[string]bool) bool {
+	for _, n := range names {
+		if !in[n] {
+			return false
+		}
+	}
+	return true
 }
 
 func without(nodes []*clusterNode, name string) []*clusterNode {
@@ -258,7 +323,7 @@ func TestClusterAcrossNamespaces(t *testing.T) {
 	rest = without(nodes, cut.name)
 	start = time.Now()
 	for {
-		a, why := agree(rest)
+		a, why := agree(rest, false)
 		if why != "" || a != c {
 			t.Fatalf("%s cut: the others lost their leader after %v: %s (leader %s, term %d; was %s, %d)",
 				cut.name, time.Since(start), why, a.leader, a.term, c.leader, c.term)
@@ -290,4 +355,54 @@ func TestClusterAcrossNamespaces(t *testing.T) {
 		t.Errorf("after the heal: leader %s in term %d, want %s in term %d", d.leader, d.term, c.leader, c.term)
 	}
 	t.Logf("healed %s: all agree after %v", cut.name, time.Since(start).Round(time.Millisecond))
+}
+
+// TestClusterMembershipAcrossNamespaces is the issue's formation test
+// for membership: three amqp-server processes in three namespaces form a
+// cluster; a fourth, started with cluster.join and the three as its
+// peers, is added through a follower's API (what ctl cluster join does);
+// all four agree on the leader and term, each with all four as members;
+// the fourth leaves (ctl cluster leave: a DELETE on its own API) and
+// the other three agree, with the three as members.
+func TestClusterMembershipAcrossNamespaces(t *testing.T) {
+	n := netnstest.New(t, 4)
+	first := n.Nodes[:3]
+	nodes := startNodes(t, n, first, peersOf(first))
+	start := time.Now()
+	a := waitExact(t, nodes, 15*time.Second, "formation")
+	t.Logf("three formed: leader %s, term %d, after %v", a.leader, a.term, time.Since(start).Round(time.Millisecond))
+
+	joiner := startNodes(t, n, n.Nodes[3:], peersOf(first), "AMQP_CLUSTER_JOIN=true")[0]
+	all := append(slices.Clone(nodes), joiner)
+	var via *clusterNode
+	for _, cn := range nodes {
+		if cn.name != a.leader {
+			via = cn
+		}
+	}
+	start = time.Now()
+	deadline := time.Now().Add(10 * time.Second)
+	for { // the joiner's API comes up while we wait
+		if st, err := joiner.status(); err == nil && !st.Member {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%s before it is added: %+v, %v", joiner.name, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	via.change(t, http.MethodPost, "/cluster-members",
+		fmt.Sprintf(`{"name":%q,"address":%q}`, joiner.name, net.JoinHostPort(n.Nodes[3].Addr, "25672")))
+	b := waitExact(t, all, 10*time.Second, "after "+joiner.name+" joined")
+	t.Logf("%s joined through %s: all four agree on %s in term %d after %v", joiner.name, via.name, b.leader, b.term, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	joiner.change(t, http.MethodDelete, "/cluster-members/"+joiner.name, "")
+	c := waitExact(t, nodes, 10*time.Second, "after "+joiner.name+" left")
+	t.Logf("%s left: the three agree on %s in term %d after %v", joiner.name, c.leader, c.term, time.Since(start).Round(time.Millisecond))
+}
+
+// waitExact is waitAgree with each node having exactly nodes as members.
+func waitExact(t *testing.T, nodes []*clusterNode, within time.Duration, what string) agreement {
+	t.Helper()
+	return waitAgreement(t, nodes, within, what, true)
 }
