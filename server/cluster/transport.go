@@ -159,7 +159,9 @@ func (t *TCPTransport) Addr() net.Addr { return t.ln.Addr() }
 
 // AddPeer makes node id at addr a peer (a member that joined). A known
 // peer keeps its address: a member's address does not change while it is
-// a member. Adding this node itself does nothing.
+// a member. Adding this node itself does nothing. Safe for concurrent
+// use, but not concurrently with Close: the Node's loop, which calls it
+// on applying a conf change, is stopped before the transport closes.
 func (t *TCPTransport) AddPeer(id uint64, addr string) {
 	if id == t.cfg.ID || id == 0 || t.isClosed() {
 		return
