@@ -12,9 +12,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/listener"
 	"github.com/amqp-go/amqp-go/server/monitor"
 	"github.com/amqp-go/amqp-go/server/security"
 	"github.com/amqp-go/amqp-go/server/store"
@@ -356,10 +356,10 @@ func (s *Server) accept(ln net.Listener, startTLS func(net.Conn) TLSConn) error 
 			if closed {
 				return nil
 			}
-			if !temporaryAcceptError(err) {
+			if !listener.Temporary(err) {
 				return err
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			backoff = listener.NextBackoff(backoff)
 			if n, ok := s.acceptLog.allow(); ok {
 				s.logger.Warn("accept failed; retrying", "err", err, "retry_in", backoff, "suppressed", n)
 			}
@@ -409,19 +409,6 @@ func (s *Server) refuse(nc net.Conn, why string, args ...any) {
 		s.logger.Info("connection refused: "+why, append(args, "peer", nc.RemoteAddr().String(), "suppressed", n)...)
 	}
 	nc.Close()
-}
-
-// temporaryAcceptError reports whether accept may succeed when retried:
-// out of descriptors or buffers, or a connection aborted while queued.
-func temporaryAcceptError(err error) bool {
-	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ECONNABORTED,
-		syscall.ENOBUFS, syscall.ENOMEM, syscall.EINTR, syscall.EAGAIN} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // Close stops accepting, closes every connection with 320

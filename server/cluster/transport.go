@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/listener"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -298,19 +299,27 @@ func (t *TCPTransport) isClosed() bool {
 // once its hello checks out, to its peer's goroutine.
 func (t *TCPTransport) accept() {
 	defer t.wg.Done()
+	var backoff time.Duration
 	for {
 		c, err := t.ln.Accept()
 		if err != nil {
 			if t.isClosed() {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
+			if !listener.Temporary(err) {
+				t.log.Error("cluster: accept failed; no more inbound peer connections", "err", err)
+				return
 			}
-			t.log.Error("cluster: accept failed; no more inbound peer connections", "err", err)
-			return
+			// Out of descriptors, say: retry, as the AMQP listeners do,
+			// so that a burst of clients does not cut the node off.
+			backoff = listener.NextBackoff(backoff)
+			t.log.Warn("cluster: accept failed; retrying", "err", err, "retry_in", backoff)
+			if !sleep(t.ctx, backoff) {
+				return
+			}
+			continue
 		}
+		backoff = 0
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
