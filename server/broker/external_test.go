@@ -1,14 +1,12 @@
 package broker_test
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,23 +18,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// logBuffer collects a server's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuffer collects a server's log lines for the tests to read.
+type logBuffer = servertest.LogBuffer
 
 // tlsBroker starts an in-process broker with a plain and a TLS listener.
 func tlsBroker(t *testing.T, s tlsconf.Settings, loginFrom string, users map[string]string) (plain, tlsAddr string, logs *logBuffer) {

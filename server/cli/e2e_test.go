@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -67,22 +68,8 @@ type proc struct {
 	err    error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer collects a process's output for the tests to read.
+type syncBuffer = servertest.LogBuffer
 
 // baseEnv is the test's environment without AMQP_ variables, plus the
 // paths of dir and the given variables.
