@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"hash/crc32"
 	"log/slog"
@@ -67,6 +68,7 @@ import (
 //     TestFuzzConnSeedsClose closes a server that every seed has run
 //     through, all that they left still in place.
 func FuzzConn(f *testing.F) {
+	f.Cleanup(fuzzWorkerOneThread())
 	// Every input builds and drops one or two connections; with the
 	// default GOGC the collector takes a large part of the time, and the
 	// heap stays small however often it runs.
@@ -92,6 +94,26 @@ func FuzzConn(f *testing.F) {
 		f.Add(s.stream, s.opened)
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, opened bool) { fuzzConn(t, stream, opened) })
+}
+
+// fuzzWorkerOneThread runs a fuzz worker process's goroutines on one
+// thread (GOMAXPROCS 1) until the returned func is called; in any other
+// process it does nothing. An input's goroutines (the client's, the
+// connection's reader and writer, its channels') hand work to each other:
+// on several threads, each hand-off woke another thread, and how the
+// goroutines interleaved, and so how often the loops that batch frames ran,
+// varied from run to run of an input. The fuzzer took that for new
+// coverage some 40 times a second and sent each such input back to be
+// minimized, in vain; on one thread it does so a tenth as often, and an
+// input costs less. The worker processes are the parallelism
+// (scripts/fuzz runs twice as many as there are CPUs); races are the
+// -race tests' business.
+func fuzzWorkerOneThread() (restore func()) {
+	if fl := flag.Lookup("test.fuzzworker"); fl == nil || fl.Value.String() != "true" {
+		return func() {}
+	}
+	procs := runtime.GOMAXPROCS(1)
+	return func() { runtime.GOMAXPROCS(procs) }
 }
 
 // fuzzStackBallast starts goroutines that sit on deep stacks until stop
@@ -229,8 +251,9 @@ const (
 	fuzzConnCheckEvery = 8
 	// fuzzConnCloseEvery is how often, among the inputs that run
 	// fuzzCheckServes, the shared server is closed (and its goroutines
-	// checked) instead of cleaned.
-	fuzzConnCloseEvery = 8
+	// checked) instead of cleaned: starting a new one costs as much as a
+	// few dozen inputs (8 made it 3 % of the target's time).
+	fuzzConnCloseEvery = 32
 )
 
 // fuzzServer is a broker with memory storage whose listener hands it
@@ -359,10 +382,20 @@ type fuzzServerConn struct {
 
 // fuzzDeadline is a deadline of a fuzzServerConn. Each has its own lock:
 // the reader and the writer set theirs at once, and their contention on
-// one lock was coverage that varied from run to run of an input.
+// one lock was coverage that varied from run to run of an input. It keeps
+// one timer, armed for the earliest deadline set since it last fired, not
+// one per deadline set: the writer sets its deadline before every flush,
+// and making and stopping a timer each time was a few per cent of the
+// target's time. When the timer fires at a deadline that has since moved
+// later, it rearms itself for the new one.
 type fuzzDeadline struct {
-	mu    sync.Mutex
-	timer *time.Timer // nil when the deadline is not in the future
+	mu      sync.Mutex
+	at      time.Time   // the deadline; zero for none
+	expired bool        // the pipe's deadline is set to the past
+	closed  bool        // the conn is closed: no timer may be armed
+	timer   *time.Timer // nil until a deadline in the future is first set
+	fireAt  time.Time   // when timer fires; zero when it is not armed
+	pipeSet func(time.Time) error
 }
 
 func (c *fuzzServerConn) SetDeadline(t time.Time) error {
@@ -380,44 +413,68 @@ func (c *fuzzServerConn) SetWriteDeadline(t time.Time) error {
 	return c.write.set(t, c.Conn.SetWriteDeadline)
 }
 
-// set sets the pipe's deadline (with pipeSet) to t if t is zero or past,
-// which arms no timer in the pipe, and otherwise clears it and arms the
-// timer that sets it to the past at t.
+// set makes t the deadline. The pipe's own deadline (set with pipeSet) is
+// only ever zero or past, which arms no timer in the pipe: t in the past
+// is set at once, t in the future clears it and leaves it to d's timer.
 func (d *fuzzDeadline) set(t time.Time, pipeSet func(time.Time) error) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.stopLocked()
-	until := time.Until(t)
-	if t.IsZero() || until <= 0 {
+	d.pipeSet = pipeSet
+	d.at = t
+	if d.closed {
+		return pipeSet(t) // the pipe's error for a closed conn
+	}
+	if !t.IsZero() && !time.Now().Before(t) {
+		d.expired = true
 		return pipeSet(t)
 	}
-	if err := pipeSet(time.Time{}); err != nil {
-		return err
-	}
-	var self *time.Timer
-	self = time.AfterFunc(until, func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.timer == self { // not stopped while it fired
-			_ = pipeSet(time.Unix(1, 0))
+	if d.expired {
+		d.expired = false
+		if err := pipeSet(time.Time{}); err != nil {
+			return err
 		}
-	})
-	d.timer = self
+	}
+	if t.IsZero() {
+		return nil // an armed timer finds no deadline when it fires
+	}
+	switch {
+	case d.timer == nil:
+		d.fireAt = t
+		d.timer = time.AfterFunc(time.Until(t), d.fire)
+	case d.fireAt.IsZero() || t.Before(d.fireAt):
+		d.fireAt = t
+		d.timer.Reset(time.Until(t))
+	}
 	return nil
 }
 
-func (d *fuzzDeadline) stopLocked() {
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
+// fire is d's timer's func: it expires the pipe's deadline if d's has
+// passed, and otherwise rearms the timer for it.
+func (d *fuzzDeadline) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fireAt = time.Time{}
+	if d.closed || d.expired || d.at.IsZero() {
+		return
 	}
+	if until := time.Until(d.at); until > 0 {
+		d.fireAt = d.at
+		d.timer.Reset(until)
+		return
+	}
+	d.expired = true
+	_ = d.pipeSet(time.Unix(1, 0))
 }
 
 // Close closes the pipe end and stops the deadlines' timers.
 func (c *fuzzServerConn) Close() error {
 	for _, d := range []*fuzzDeadline{&c.read, &c.write} {
 		d.mu.Lock()
-		d.stopLocked()
+		d.closed = true
+		if d.timer != nil {
+			d.timer.Stop()
+			d.fireAt = time.Time{}
+		}
 		d.mu.Unlock()
 	}
 	return c.Conn.Close()
