@@ -20,6 +20,7 @@ type membershipNode struct {
 	members []Peer
 	join    bool
 	dir     string
+	parts   map[byte]Replicated
 	svc     *Service
 }
 
@@ -27,7 +28,7 @@ func (m *membershipNode) open(t *testing.T, ln net.Listener) {
 	t.Helper()
 	logs := &servertest.LogBuffer{}
 	s, err := Open(ServiceConfig{Cluster: "c", Self: m.self, Members: m.members, Join: m.join, Listener: ln, Listen: m.self.Address,
-		Dir: m.dir, NoSync: true, TickInterval: 10 * time.Millisecond, SnapshotEvery: 5, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		Dir: m.dir, NoSync: true, TickInterval: 10 * time.Millisecond, SnapshotEvery: 5, Replicated: m.parts, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -54,7 +55,10 @@ type ServiceConfig struct {
 	ElectionTicks int
 	// SnapshotEvery: see Config (default 10000).
 	SnapshotEvery uint64
-	Logger        *slog.Logger
+	// Replicated are the parts of the state the metadata group carries,
+	// by kind (Replicate); the same kinds on every member.
+	Replicated map[byte]Replicated
+	Logger     *slog.Logger
 }
 
 // Service is this node's part of the cluster: its Raft log, the TCP
@@ -112,7 +116,7 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	tr.Start(n)
-	s := &Service{cfg: cfg, log: l, tr: tr, node: n, meta: newMetadataLog(tr, cfg.Members, cfg.Logger)}
+	s := &Service{cfg: cfg, log: l, tr: tr, node: n, meta: newMetadataLog(cfg.Self.ID, cfg.Replicated, tr, cfg.Members, cfg.Logger)}
 	if err := n.AddGroupWithContexts(context.Background(), MetadataGroup, boot, s.meta); err != nil {
 		s.Close()
 		return nil, err
@@ -284,12 +288,15 @@ type peerSet interface {
 	Peers() map[uint64]string
 }
 
-// metadataLog is the metadata group's state machine for now: the
-// members (names and addresses, from the conf changes, so the log and
-// its snapshots hold them) and a count of the normal entries applied;
-// definitions do not replicate yet. The driver loop writes it, Status
-// and the membership calls read it.
+// metadataLog is the metadata group's state machine: the members (names
+// and addresses, from the conf changes, so the log and its snapshots hold
+// them), a count of the normal entries applied, and the replicated parts
+// (Replicated), whose changes it hands to them. The driver loop writes
+// it, Status and the membership calls read it.
 type metadataLog struct {
+	self    uint64              // this node's id: its proposals' waiters are here
+	parts   map[byte]Replicated // the replicated parts by kind; fixed at Open
+	waiters replicaWaiters
 	peers   peerSet
 	known   map[uint64]Peer // from config: addresses for conf changes without a context
 	logger  *slog.Logger
@@ -299,15 +306,16 @@ type metadataLog struct {
 	changed chan struct{}   // (mu) closed and replaced when byID changes
 }
 
-func newMetadataLog(peers peerSet, known []Peer, logger *slog.Logger) *metadataLog {
-	m := &metadataLog{peers: peers, known: map[uint64]Peer{}, logger: logger, byID: map[uint64]Peer{}, changed: make(chan struct{})}
+func newMetadataLog(self uint64, parts map[byte]Replicated, peers peerSet, known []Peer, logger *slog.Logger) *metadataLog {
+	m := &metadataLog{self: self, parts: parts, peers: peers, known: map[uint64]Peer{}, logger: logger, byID: map[uint64]Peer{}, changed: make(chan struct{})}
 	for _, p := range known {
 		m.known[p.ID] = p
 	}
 	return m
 }
 
-func (m *metadataLog) Apply(uint64, []byte) {
+func (m *metadataLog) Apply(index uint64, data []byte) {
+	m.applyReplica(index, data)
 	m.mu.Lock()
 	m.entries++
 	m.mu.Unlock()
@@ -375,11 +383,23 @@ func (m *metadataLog) watch() ([]Peer, <-chan struct{}) {
 type metadataSnapshot struct {
 	Entries uint64 `json:"entries"`
 	Members []Peer `json:"members"`
+	// Parts are the replicated parts' snapshots by kind.
+	Parts map[byte][]byte `json:"parts,omitempty"`
 }
 
 func (m *metadataLog) Snapshot() ([]byte, error) {
-	ms := m.members()
-	return json.Marshal(metadataSnapshot{Entries: m.count(), Members: ms})
+	snap := metadataSnapshot{Entries: m.count(), Members: m.members()}
+	for _, kind := range slices.Sorted(maps.Keys(m.parts)) {
+		b, err := m.parts[kind].Snapshot()
+		if err != nil {
+			return nil, fmt.Errorf("metadata snapshot of part %d: %w", kind, err)
+		}
+		if snap.Parts == nil {
+			snap.Parts = map[byte][]byte{}
+		}
+		snap.Parts[kind] = b
+	}
+	return json.Marshal(snap)
 }
 
 // Restore takes a snapshot's members and count, and makes them the
@@ -412,6 +432,11 @@ func (m *metadataLog) Restore(data []byte) error {
 	}
 	for _, p := range snap.Members {
 		m.peers.AddPeer(p.ID, p.Address)
+	}
+	for _, kind := range slices.Sorted(maps.Keys(m.parts)) { // in kind order: a part may need an earlier one's
+		if err := m.parts[kind].Restore(snap.Parts[kind]); err != nil {
+			return fmt.Errorf("metadata snapshot, part %d: %w", kind, err)
+		}
 	}
 	return nil
 }

@@ -111,15 +111,19 @@ type compiledTopic struct {
 // state is one immutable version of the whole store: a change builds a
 // new one, so checks read it without a lock.
 type state struct {
-	gen    uint64
-	users  map[string]*User
-	vhosts map[string]*VHost
-	perms  map[userVHost]*compiledPerm
-	topics map[userVHost]map[string]*compiledTopic
+	gen uint64
+	// version is the cluster log index of the replicated change this
+	// state comes from (Version); clone keeps it, as a copy about to be
+	// changed is computed from it.
+	version uint64
+	users   map[string]*User
+	vhosts  map[string]*VHost
+	perms   map[userVHost]*compiledPerm
+	topics  map[userVHost]map[string]*compiledTopic
 }
 
 func (s *state) clone() *state {
-	n := &state{gen: s.gen + 1, users: maps.Clone(s.users), vhosts: maps.Clone(s.vhosts),
+	n := &state{gen: s.gen + 1, version: s.version, users: maps.Clone(s.users), vhosts: maps.Clone(s.vhosts),
 		perms: maps.Clone(s.perms), topics: maps.Clone(s.topics)}
 	return n
 }
@@ -167,6 +171,8 @@ type Store struct {
 	// usersDeleted is told, after mu is released, which users a change
 	// removed (SetUsersDeletedHook).
 	usersDeleted func(names []string)
+	// replicate, when set, makes changes cluster-wide (SetReplicator).
+	replicate Replicator
 }
 
 // NewStore returns an empty store.
@@ -204,6 +210,10 @@ func (s *Store) Generation() uint64 { return s.cur.Load().gen }
 // once persisted.
 func (s *Store) update(f func(*state) error) error {
 	s.mu.Lock()
+	if r := s.replicate; r != nil {
+		s.mu.Unlock()
+		return s.updateReplicated(r, f)
+	}
 	old := s.cur.Load()
 	n := old.clone()
 	if err := f(n); err != nil {
@@ -219,18 +229,7 @@ func (s *Store) update(f func(*state) error) error {
 	s.cur.Store(n)
 	hook := s.usersDeleted
 	s.mu.Unlock()
-	if hook != nil {
-		var gone []string
-		for name := range old.users {
-			if n.users[name] == nil {
-				gone = append(gone, name)
-			}
-		}
-		if len(gone) > 0 {
-			slices.Sort(gone)
-			hook(gone)
-		}
-	}
+	s.tellUsersDeleted(hook, old, n)
 	return nil
 }
 

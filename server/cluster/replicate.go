@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.etcd.io/raft/v3"
+)
+
+// Replicated is a part of the state the metadata group carries (the
+// broker's security definitions, its exchanges): every member applies
+// every change to it in the log's order, so all hold the same state.
+//
+// Its methods are called on the Node's loop goroutine, one at a time;
+// they must not wait for the cluster (Replicate would deadlock the loop).
+type Replicated interface {
+	// Apply applies the change payload, committed at index; its error is
+	// the change's verdict, returned by Replicate on the member that
+	// proposed it (every member reaches the same one).
+	Apply(index uint64, payload []byte) error
+	// Snapshot returns the part's state as of the last applied change.
+	Snapshot() ([]byte, error)
+	// Restore replaces the part's state with a snapshot's; nil when the
+	// snapshot holds nothing of this part.
+	Restore(data []byte) error
+}
+
+// A replicated change's entry: replicaMagic, the part's kind, the
+// proposing node's id and its request id (8 bytes each, big-endian), and
+// the payload. Entries without the magic are counted and skipped.
+const (
+	replicaMagic  = 'R'
+	replicaHeader = 1 + 1 + 8 + 8
+)
+
+// ErrNoReplica is an entry for a part this node does not have.
+var ErrNoReplica = errors.New("cluster: no such replicated part")
+
+// replicaWaiters are the Replicate calls of this node waiting for their
+// entry to be applied, by request id.
+type replicaWaiters struct {
+	mu   sync.Mutex
+	next uint64
+	wait map[uint64]chan error
+}
+
+func (w *replicaWaiters) add() (uint64, chan error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next++
+	if w.wait == nil {
+		w.wait = map[uint64]chan error{}
+	}
+	ch := make(chan error, 1)
+	w.wait[w.next] = ch
+	return w.next, ch
+}
+
+func (w *replicaWaiters) done(id uint64, err error) {
+	w.mu.Lock()
+	ch := w.wait[id]
+	delete(w.wait, id)
+	w.mu.Unlock()
+	if ch != nil {
+		ch <- err
+	}
+}
+
+func (w *replicaWaiters) drop(id uint64) {
+	w.mu.Lock()
+	delete(w.wait, id)
+	w.mu.Unlock()
+}
+
+// retryNoLeader is how long Replicate waits before proposing again when
+// there is no leader to take the entry (an election is running).
+const retryNoLeader = 50 * time.Millisecond
+
+// Replicate proposes payload, a change to the part kind, to the metadata
+// group and waits until this node has applied it, returning the part's
+// verdict (Replicated.Apply). It fails when ctx ends first: no majority,
+// or the entry was lost with a leader (it may then still be applied
+// later, as a timed-out RabbitMQ operation may).
+func (s *Service) Replicate(ctx context.Context, kind byte, payload []byte) error {
+	if s.meta.parts[kind] == nil {
+		return fmt.Errorf("%w: %d", ErrNoReplica, kind)
+	}
+	id, done := s.meta.waiters.add()
+	defer s.meta.waiters.drop(id)
+	data := make([]byte, replicaHeader, replicaHeader+len(payload))
+	data[0], data[1] = replicaMagic, kind
+	binary.BigEndian.PutUint64(data[2:], s.cfg.Self.ID)
+	binary.BigEndian.PutUint64(data[10:], id)
+	data = append(data, payload...)
+	for {
+		err := s.node.Propose(ctx, MetadataGroup, data)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, raft.ErrProposalDropped) {
+			return err
+		}
+		select {
+		case <-time.After(retryNoLeader):
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: no leader took the change (is a majority of the members up?): %w", ctx.Err())
+		}
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: the change was not applied in time (no majority?): %w", ctx.Err())
+	case <-s.node.Done():
+		return ErrStopped
+	}
+}
+
+// applyReplica applies a replicated change's entry, telling its proposer
+// if it is waiting here; false if data is not such an entry.
+func (m *metadataLog) applyReplica(index uint64, data []byte) bool {
+	if len(data) < replicaHeader || data[0] != replicaMagic {
+		return false
+	}
+	kind, origin, id := data[1], binary.BigEndian.Uint64(data[2:]), binary.BigEndian.Uint64(data[10:])
+	err := fmt.Errorf("%w: %d", ErrNoReplica, kind)
+	if p := m.parts[kind]; p != nil {
+		err = p.Apply(index, data[replicaHeader:])
+	}
+	if err != nil && origin != m.self {
+		m.logger.Debug("cluster: a replicated change was refused", "kind", kind, "index", index, "err", err)
+	}
+	if origin == m.self {
+		m.waiters.done(id, err)
+	}
+	return true
+}
