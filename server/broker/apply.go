@@ -69,6 +69,9 @@ type applyOpts struct {
 	// not written again; id is a stored queue's id.
 	stored bool
 	id     uint64
+	// replicated: the change comes from the cluster's log (every member
+	// applies it), so it is made here and not replicated again.
+	replicated bool
 	// queue or exchange: the broker deletes this object for its own
 	// reasons (owner gone, x-expires, auto-delete), not one declared
 	// since under its name; ownership is not checked, and a failed store
@@ -124,6 +127,9 @@ func withConn(c *conn) ApplyOption { return func(o *applyOpts) { o.conn = c } }
 func fromStore(id uint64) ApplyOption {
 	return func(o *applyOpts) { o.stored, o.id = true, id }
 }
+
+// fromCluster applies a change from the cluster's log.
+func fromCluster() ApplyOption { return func(o *applyOpts) { o.replicated = true } }
 
 // onlyQueue deletes q itself, for the broker's own reasons.
 func onlyQueue(q *Queue) ApplyOption { return func(o *applyOpts) { o.queue = q } }

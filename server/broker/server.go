@@ -255,6 +255,10 @@ type Server struct {
 	queues sync.WaitGroup
 
 	stats counters
+
+	// replicator, once set, carries definitions changes to the cluster
+	// (Replicate).
+	replicator atomic.Pointer[Replicator]
 }
 
 // New builds a server from cfg; it does not listen yet.

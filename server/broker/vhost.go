@@ -104,31 +104,23 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 	if x := v.exchange(ch.Exchange); x != nil {
 		return x.equivalent(ch, v.name)
 	}
+	if r := v.server.replicates(o); r != nil && !ch.AutoDelete {
+		// Checked here, where the client's permissions are known, and
+		// made by every member as it applies the change (without v.defsMu,
+		// which that apply takes).
+		if err := v.checkNewExchange(ch, o, m); err != nil {
+			return err
+		}
+		return v.server.replicateExchange(r, v, ch)
+	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
 	if x := v.exchanges[ch.Exchange]; x != nil {
 		return x.equivalent(ch, v.name)
 	}
 	if !o.stored { // what the store holds was accepted once: keep it
-		if reservedName(ch.Exchange) {
-			return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", ch.Exchange)
-		}
-		if err := checkExchangeArgs(m, v.name, ch.Exchange, ch.Arguments); err != nil {
+		if err := v.checkNewExchange(ch, o, m); err != nil {
 			return err
-		}
-		if ae, ok := asText(ch.Arguments[argAlternate]); ok {
-			// RabbitMQ: read on the new exchange, write on its alternate.
-			if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
-				return err
-			}
-			if err := o.check(m, security.Write, resExchange, ae); err != nil {
-				return err
-			}
-		}
-		if ch.Type == kindDelayed {
-			if err := checkDelayedArgs(m, ch.Arguments); err != nil {
-				return err
-			}
 		}
 	}
 	x := newExchange(ch.Exchange, ch.Type, ch.Durable, ch.AutoDelete, ch.Internal, ch.Arguments)
@@ -144,6 +136,30 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 	v.mu.Lock()
 	v.addExchange(x)
 	v.mu.Unlock()
+	return nil
+}
+
+// checkNewExchange checks a declaration of a new exchange: its name,
+// its arguments and the permissions its alternate exchange needs.
+func (v *VHost) checkNewExchange(ch *DefChange, o *applyOpts, m amqp.Method) error {
+	if reservedName(ch.Exchange) {
+		return protoErr(amqp.AccessRefused, m, "exchange name '%s' contains reserved prefix 'amq.*'", ch.Exchange)
+	}
+	if err := checkExchangeArgs(m, v.name, ch.Exchange, ch.Arguments); err != nil {
+		return err
+	}
+	if ae, ok := asText(ch.Arguments[argAlternate]); ok {
+		// RabbitMQ: read on the new exchange, write on its alternate.
+		if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
+			return err
+		}
+		if err := o.check(m, security.Write, resExchange, ae); err != nil {
+			return err
+		}
+	}
+	if ch.Type == kindDelayed {
+		return checkDelayedArgs(m, ch.Arguments)
+	}
 	return nil
 }
 
@@ -191,6 +207,16 @@ func (v *VHost) removeExchange(ch *DefChange, o *applyOpts) error {
 	}
 	if err := o.check(m, security.Configure, resExchange, ch.Exchange); err != nil {
 		return err
+	}
+	if r := v.server.replicates(o); r != nil {
+		if x := v.exchange(ch.Exchange); x != nil && replicatedExchange(x) {
+			// if-unused is judged here: bindings to queues are each
+			// node's own, so members would judge it differently.
+			if ch.IfUnused && x.bindingCount() > 0 {
+				return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", ch.Exchange, v.name)
+			}
+			return v.server.replicateExchange(r, v, &DefChange{Kind: ExchangeDelete, Exchange: ch.Exchange})
+		}
 	}
 	emptied, err := v.removeExchangeDef(ch, o, m)
 	for _, src := range emptied {

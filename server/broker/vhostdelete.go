@@ -15,6 +15,15 @@ func (s *Server) DeleteVHost(name string) error {
 	if err := s.sec.DeleteVHost(name); err != nil {
 		return err
 	}
+	// In a cluster, every member (this one too) has already carried the
+	// deletion out on applying it (securityReplaced), and this finds
+	// nothing left.
+	return s.dropVHost(name)
+}
+
+// dropVHost deletes what vhost name holds in the broker, the security
+// store having let go of it: see DeleteVHost.
+func (s *Server) dropVHost(name string) error {
 	s.mu.Lock()
 	v := s.vhosts[name]
 	delete(s.vhosts, name)

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -160,10 +161,18 @@ func run(cx *ucli.Context) (err error) {
 	var cl *cluster.Service
 	var clusterDone <-chan struct{} // nil: no cluster, or its loop already ended
 	if cfg.Cluster.Enabled() {
-		if cl, err = openCluster(cfg, logger); err != nil {
+		if cl, err = openCluster(cfg, srv, logger); err != nil {
 			srv.Close()
 			return err
 		}
+		srv.Replicate(cl)
+		offerCtx, stopOffer := context.WithCancel(context.Background())
+		defer stopOffer()
+		go func() { // owned by run: ends with it (stopOffer) or once the cluster has definitions
+			if err := srv.OfferDefinitions(offerCtx); err != nil && offerCtx.Err() == nil {
+				logger.Warn("cluster: offering this node's definitions", "err", err)
+			}
+		}()
 		// Deferred before the management API's close, so it runs after
 		// it: no request meets a stopped cluster.
 		defer func() {
@@ -236,8 +245,9 @@ func run(cx *ucli.Context) (err error) {
 
 // openCluster starts this node's part of the cluster (cluster.*): the
 // raft log under <storage.path>/cluster, the inter-node listener on
-// cluster.address and the metadata group.
-func openCluster(cfg config.Config, logger *slog.Logger) (*cluster.Service, error) {
+// cluster.address and the metadata group, which carries srv's replicated
+// definitions (applied from the log before Open returns).
+func openCluster(cfg config.Config, srv *broker.Server, logger *slog.Logger) (*cluster.Service, error) {
 	var members []cluster.Peer
 	var self cluster.Peer
 	var ids []string // name=id as the log lines show ids
@@ -252,8 +262,12 @@ func openCluster(cfg config.Config, logger *slog.Logger) (*cluster.Service, erro
 	if cfg.Cluster.Join {
 		self = cluster.Peer{ID: config.NodeID(cfg.Cluster.NodeName), Name: cfg.Cluster.NodeName, Address: cfg.Cluster.Address}
 	}
+	parts := map[byte]cluster.Replicated{}
+	for kind, r := range srv.Replicas() {
+		parts[kind] = r
+	}
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members, Join: cfg.Cluster.Join,
-		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), Logger: logger})
+		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), Replicated: parts, Logger: logger})
 	if err != nil {
 		return nil, err
 	}

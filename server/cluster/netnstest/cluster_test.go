@@ -1,12 +1,15 @@
 package netnstest_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"slices"
@@ -18,6 +21,7 @@ import (
 	"github.com/amqp-go/amqp-go/server/cluster"
 	"github.com/amqp-go/amqp-go/server/cluster/netnstest"
 	"github.com/amqp-go/amqp-go/server/servertest"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // clusterNode is one amqp-server process of a cluster, in its own
@@ -405,4 +409,182 @@ func TestClusterMembershipAcrossNamespaces(t *testing.T) {
 func waitExact(t *testing.T, nodes []*clusterNode, within time.Duration, what string) agreement {
 	t.Helper()
 	return waitAgreement(t, nodes, within, what, true)
+}
+
+// api sends an API request to cn and wants a 2xx status.
+func (cn *clusterNode) api2xx(t *testing.T, method, path, body string) {
+	t.Helper()
+	resp, err := cn.call(method, path, body)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", method, path, cn.name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("%s %s on %s: %s %s", method, path, cn.name, resp.Status, b)
+	}
+}
+
+// amqpURL is cn's AMQP URL for user:password and vhost (escaped).
+func (cn *clusterNode) amqpURL(n *netnstest.Net, user, password, vhost string) string {
+	i := slices.IndexFunc(n.Nodes, func(nd netnstest.Node) bool { return nd.Index == cn.i })
+	return fmt.Sprintf("amqp://%s:%s@%s/%s", user, password, net.JoinHostPort(n.Nodes[i].Addr, "5672"), url.PathEscape(vhost))
+}
+
+// waitDial dials url until it connects, failing after within.
+func waitDial(t *testing.T, url string, within time.Duration, what string) *amqp091.Connection {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := amqp091.Dial(url)
+		if err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v after %v", what, err, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// passiveExchange reports whether exchange name exists in / on the node
+// at url (a passive declare on a channel of its own).
+func passiveExchange(t *testing.T, url, name string) bool {
+	t.Helper()
+	c, err := amqp091.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ch.ExchangeDeclarePassive(name, "topic", true, false, false, false, nil)
+	var ae *amqp091.Error
+	if err != nil && (!errors.As(err, &ae) || ae.Code != amqp091.NotFound) {
+		t.Fatalf("passive declare of %s: %v", name, err)
+	}
+	return err == nil
+}
+
+// waitExchange waits until exchange name exists (or, with gone, does not)
+// on the node at url.
+func waitExchange(t *testing.T, url, name string, exists bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for passiveExchange(t, url, name) != exists {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: exchange %s exists %v after 5s, want %v", what, name, !exists, exists)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestClusterDefinitionsAcrossNamespaces is the issue's "a definition
+// made on one node is visible on all", across three amqp-server processes
+// in three namespaces: a vhost, a user and a permission made through one
+// node's API let the user log in on another; an exchange declared over
+// AMQP on one node exists on the others, and an inequivalent declaration
+// on a third gets RabbitMQ's 406; deleting the user on one node closes
+// its connection on another (320); a node killed with kill -9 learns on
+// restart what changed while it was down; a cut node's change fails, the
+// majority's goes on, and after the heal the cut node has it.
+func TestClusterDefinitionsAcrossNamespaces(t *testing.T) {
+	n := netnstest.New(t, 3)
+	// The API on every address: a cut node's is reached from inside its
+	// namespace, on 127.0.0.1.
+	nodes := startNodes(t, n, n.Nodes, peersOf(n.Nodes), "AMQP_MANAGEMENT_ADDRESS=0.0.0.0")
+	a := waitAgree(t, nodes, 15*time.Second, "formation")
+	t.Logf("formed: leader %s, term %d", a.leader, a.term)
+	n0, n1, n2 := nodes[0], nodes[1], nodes[2]
+
+	start := time.Now()
+	n0.api2xx(t, http.MethodPut, "/vhosts/v1", "")
+	n0.api2xx(t, http.MethodPut, "/users/alice", `{"password":"s3cret","tags":"administrator"}`)
+	n0.api2xx(t, http.MethodPut, "/permissions/v1/alice", `{"configure":".*","write":".*","read":".*"}`)
+	alice := waitDial(t, n2.amqpURL(n, "alice", "s3cret", "v1"), 5*time.Second, "alice logging in on "+n2.name)
+	t.Logf("vhost, user and permission made on %s; alice logs in on %s after %v", n0.name, n2.name, time.Since(start).Round(time.Millisecond))
+
+	guest1 := n1.amqpURL(n, "guest", "guest", "/")
+	c1 := waitDial(t, guest1, time.Second, "guest on "+n1.name)
+	defer c1.Close()
+	ch1, err := c1.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch1.ExchangeDeclare("ex.replicated", "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	guest0, guest2 := n0.amqpURL(n, "guest", "guest", "/"), n2.amqpURL(n, "guest", "guest", "/")
+	waitExchange(t, guest2, "ex.replicated", true, "declared on "+n1.name+", seen on "+n2.name)
+	c0 := waitDial(t, guest0, time.Second, "guest on "+n0.name)
+	defer c0.Close()
+	ch0, err := c0.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ch0.ExchangeDeclare("ex.replicated", "fanout", true, false, false, false, nil)
+	want := "PRECONDITION_FAILED - inequivalent arg 'type' for exchange 'ex.replicated' in vhost '/': received 'fanout' but current is 'topic'"
+	var ae *amqp091.Error
+	if !errors.As(err, &ae) || ae.Code != amqp091.PreconditionFailed || ae.Reason != want {
+		t.Fatalf("an inequivalent declaration on %s: %v, want 406 %q", n0.name, err, want)
+	}
+
+	closed := alice.NotifyClose(make(chan *amqp091.Error, 1))
+	n1.api2xx(t, http.MethodDelete, "/users/alice", "")
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != amqp091.ConnectionForced || e.Reason != "CONNECTION_FORCED - user 'alice' is deleted" {
+			t.Fatalf("alice's connection on %s closed with %v", n2.name, e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("alice, deleted on %s, still connected to %s after 5s", n1.name, n2.name)
+	}
+
+	ch2 := waitDial(t, guest2, time.Second, "guest on "+n2.name)
+	defer ch2.Close()
+	ch, err := ch2.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDelete("ex.replicated", false, false); err != nil {
+		t.Fatal(err)
+	}
+	waitExchange(t, guest0, "ex.replicated", false, "deleted on "+n2.name+", gone from "+n0.name)
+
+	// kill -9 a node; a user made meanwhile is there once it restarts.
+	n2.kill()
+	n0.api2xx(t, http.MethodPut, "/users/bob", `{"password":"b0b","tags":""}`)
+	n0.api2xx(t, http.MethodPut, "/permissions/%2F/bob", `{"configure":".*","write":".*","read":".*"}`)
+	n2.start(t, n)
+	start = time.Now()
+	bob := waitDial(t, n2.amqpURL(n, "bob", "b0b", "/"), 15*time.Second, "bob logging in on the restarted "+n2.name)
+	bob.Close()
+	t.Logf("%s, restarted, has bob after %v", n2.name, time.Since(start).Round(time.Millisecond))
+
+	// Cut a node: its change fails; the majority's goes on and reaches
+	// it after the heal.
+	waitAgree(t, nodes, 15*time.Second, "before the cut")
+	n.Cut(n2.i)
+	start = time.Now()
+	out, err := n.Command(n2.i, servertest.Binary(t), "ctl", "--url", "http://127.0.0.1:15672", "--timeout", "30s",
+		"add-user", "dave", "d").CombinedOutput()
+	if err == nil {
+		t.Fatalf("a user made on the cut %s: %s; want a failure", n2.name, out)
+	}
+	t.Logf("the cut %s refused a change after %v: %s", n2.name, time.Since(start).Round(time.Millisecond), bytes.TrimSpace(out))
+	n0.api2xx(t, http.MethodPut, "/users/carol", `{"password":"c4rol","tags":""}`)
+	n0.api2xx(t, http.MethodPut, "/permissions/%2F/carol", `{"configure":".*","write":".*","read":".*"}`)
+	n.Heal(n2.i)
+	start = time.Now()
+	carol := waitDial(t, n2.amqpURL(n, "carol", "c4rol", "/"), 15*time.Second, "carol logging in on the healed "+n2.name)
+	carol.Close()
+	t.Logf("healed %s has carol after %v", n2.name, time.Since(start).Round(time.Millisecond))
+	for _, cn := range nodes {
+		if c, err := amqp091.Dial(cn.amqpURL(n, "dave", "d", "/")); err == nil {
+			c.Close()
+			t.Fatalf("dave, refused on the cut node, logs in on %s", cn.name)
+		}
+	}
 }
