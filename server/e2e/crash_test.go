@@ -137,15 +137,22 @@ func publishConfirmed(t *testing.T, ch *amqp.Channel, queue string, bodies []str
 func drain(t *testing.T, ch *amqp.Channel, queue string) []amqp.Delivery {
 	t.Helper()
 	var out []amqp.Delivery
+	drainEach(t, ch, queue, func(d amqp.Delivery) { out = append(out, d) })
+	return out
+}
+
+// drainEach is drain handing each message to each as it arrives.
+func drainEach(t *testing.T, ch *amqp.Channel, queue string, each func(amqp.Delivery)) {
+	t.Helper()
 	for {
 		d, ok, err := ch.Get(queue, true)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !ok {
-			return out
+			return
 		}
-		out = append(out, d)
+		each(d)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/e2e/history"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -35,8 +36,8 @@ type timedLedger struct {
 // of them 300 ms to 1 s, half 10 min), counting each once confirmed.
 func produceTimed(url string, l *timedLedger, rng *rand.Rand, stop <-chan struct{}) {
 	seq := 0
-	confirmedWindows(url, stop, func(ch *amqp.Channel) ([]func(), error) {
-		var acked []func()
+	confirmedWindows(url, stop, func(ch *amqp.Channel) ([]func(history.Outcome), error) {
+		var outcomes []func(history.Outcome)
 		for i := 0; i < 20; i++ {
 			seq++
 			var p amqp.Publishing
@@ -66,11 +67,15 @@ func produceTimed(url string, l *timedLedger, rng *rand.Rand, stop <-chan struct
 			}
 			p.DeliveryMode = amqp.Persistent
 			if err := ch.Publish(x, key, false, false, p); err != nil {
-				return acked, err
+				return outcomes, err
 			}
-			acked = append(acked, ack)
+			outcomes = append(outcomes, func(o history.Outcome) {
+				if o == history.Confirmed {
+					ack()
+				}
+			})
 		}
-		return acked, nil
+		return outcomes, nil
 	})
 }
 
@@ -78,7 +83,7 @@ func produceTimed(url string, l *timedLedger, rng *rand.Rand, stop <-chan struct
 // them, across restarts.
 func consumeTimed(url string, l *timedLedger, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	deliveries(url, "dlyq", stop, func(d amqp.Delivery) {
+	deliveries(url, "dlyq", stop, func(_ int, d amqp.Delivery) {
 		now, body := time.Now(), string(d.Body)
 		l.mu.Lock()
 		if _, seen := l.arrived[body]; !seen {
@@ -86,7 +91,8 @@ func consumeTimed(url string, l *timedLedger, stop <-chan struct{}, done chan<- 
 		}
 		l.count[body]++
 		l.mu.Unlock()
-	})
+		_ = d.Ack(false)
+	}, nil)
 }
 
 // TestKill9DelayedAndTTL kills the broker at random moments while delayed

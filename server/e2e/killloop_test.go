@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/e2e/history"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -19,25 +20,6 @@ func envInt(name string, def int) int {
 		return v
 	}
 	return def
-}
-
-// ledger records what the crash test's clients saw.
-type ledger struct {
-	mu        sync.Mutex
-	confirmed map[string]bool
-	delivered map[string]int
-}
-
-func (l *ledger) confirm(body string) {
-	l.mu.Lock()
-	l.confirmed[body] = true
-	l.mu.Unlock()
-}
-
-func (l *ledger) deliver(body string) {
-	l.mu.Lock()
-	l.delivered[body]++
-	l.mu.Unlock()
 }
 
 // dialRetry connects, retrying while the broker restarts.
@@ -79,9 +61,9 @@ func sessions(url string, stop <-chan struct{}, run func(ch *amqp.Channel)) {
 
 // confirmedWindows publishes with confirms until stop, across broker
 // restarts: window publishes one window on ch and returns, in publish
-// order, what to do with each message's ack (a message counts only once
-// its confirm arrives).
-func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Channel) ([]func(), error)) {
+// order, what to do with each message's outcome (confirmed, nacked, or
+// unknown when the channel died first).
+func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Channel) ([]func(history.Outcome), error)) {
 	sessions(url, stop, func(ch *amqp.Channel) {
 		if ch.Confirm(false) != nil {
 			return
@@ -93,14 +75,19 @@ func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Cha
 				return
 			default:
 			}
-			acked, err := window(ch)
-			for _, ack := range acked {
+			outcomes, err := window(ch)
+			for i, outcome := range outcomes {
 				cf, open := <-confirms
 				if !open {
+					for _, unknown := range outcomes[i:] {
+						unknown(history.Unknown)
+					}
 					return
 				}
 				if cf.Ack {
-					ack()
+					outcome(history.Confirmed)
+				} else {
+					outcome(history.Nacked)
 				}
 			}
 			if err != nil {
@@ -110,10 +97,14 @@ func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Cha
 	})
 }
 
-// deliveries consumes queue, acking each delivery after each has seen it,
-// until stop, across restarts.
-func deliveries(url, queue string, stop <-chan struct{}, each func(amqp.Delivery)) {
+// deliveries consumes queue until stop, across restarts, handing each
+// delivery to each (which acks it) with the number of its channel (from 1).
+// closed, unless nil, learns of each channel closed cleanly at stop, with
+// when its close began: the broker took every ack sent on it before.
+func deliveries(url, queue string, stop <-chan struct{}, each func(channel int, d amqp.Delivery), closed func(channel int, start time.Time)) {
+	channel := 0
 	sessions(url, stop, func(ch *amqp.Channel) {
+		channel++
 		if ch.Qos(50, 0, false) != nil {
 			return
 		}
@@ -124,13 +115,16 @@ func deliveries(url, queue string, stop <-chan struct{}, each func(amqp.Delivery
 		for {
 			select {
 			case <-stop:
+				start := time.Now()
+				if ch.Close() == nil && closed != nil {
+					closed(channel, start)
+				}
 				return
 			case d, ok := <-ds:
 				if !ok {
 					return
 				}
-				each(d)
-				_ = d.Ack(false)
+				each(channel, d)
 			}
 		}
 	})
@@ -155,27 +149,45 @@ func waitNoneMissing(t *testing.T, b *broker, what string, missing func() int) {
 }
 
 // produce publishes persistent messages with confirms until stop, across
-// broker restarts, in windows of 20.
-func produce(id int, url string, l *ledger, stop <-chan struct{}) {
-	seq := 0
-	confirmedWindows(url, stop, func(ch *amqp.Channel) ([]func(), error) {
-		var acked []func()
+// broker restarts, in windows of 20, recording each publish.
+func produce(id int, url string, rec *history.Recorder, stop <-chan struct{}) {
+	publisher, seq := fmt.Sprintf("p%d", id), int64(0)
+	confirmedWindows(url, stop, func(ch *amqp.Channel) ([]func(history.Outcome), error) {
+		var outcomes []func(history.Outcome)
 		for i := 0; i < 20; i++ {
 			seq++
 			b := fmt.Sprintf("p%d-%d", id, seq)
+			op := rec.Publish(publisher, "crash", b, seq)
 			if err := ch.Publish("", "crash", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(b)}); err != nil {
-				return acked, err
+				op.End(history.Unknown)
+				return outcomes, err
 			}
-			acked = append(acked, func() { l.confirm(b) })
+			outcomes = append(outcomes, op.End)
 		}
-		return acked, nil
+		return outcomes, nil
 	})
 }
 
+// recordDelivery records d, received by consumer on its channel-th channel
+// from queue.
+func recordDelivery(rec *history.Recorder, consumer string, channel int, queue string, d amqp.Delivery) history.Delivery {
+	hd := history.Delivery{Consumer: consumer, Session: fmt.Sprintf("%s/%d", consumer, channel), Queue: queue,
+		ID: string(d.Body), Redelivered: d.Redelivered, Tag: d.DeliveryTag, DeliveryCount: -1}
+	if n, ok := d.Headers["x-delivery-count"].(int64); ok {
+		hd.DeliveryCount = n
+	}
+	rec.Deliver(hd)
+	return hd
+}
+
 // consume records and acks deliveries until stop, across restarts.
-func consume(url string, l *ledger, stop <-chan struct{}, done chan<- struct{}) {
+func consume(id int, url string, rec *history.Recorder, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	deliveries(url, "crash", stop, func(d amqp.Delivery) { l.deliver(string(d.Body)) })
+	consumer := fmt.Sprintf("c%d", id)
+	deliveries(url, "crash", stop, func(channel int, d amqp.Delivery) {
+		hd := recordDelivery(rec, consumer, channel, "crash", d)
+		rec.Ack(hd).End(d.Ack(false))
+	}, func(channel int, start time.Time) { rec.RoundTrip(fmt.Sprintf("%s/%d", consumer, channel), start) })
 }
 
 // TestKill9WhilePublishingAndConsuming kills the broker at random moments
@@ -199,18 +211,18 @@ func TestKill9WhilePublishingAndConsuming(t *testing.T) {
 	if _, err := ch.QueueDeclare("crash", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	l := &ledger{confirmed: map[string]bool{}, delivered: map[string]int{}}
+	rec := history.NewRecorder()
 	stopProducers, stopConsumers := make(chan struct{}), make(chan struct{})
 	var pwg sync.WaitGroup
 	for i := 0; i < producers; i++ {
 		pwg.Add(1)
-		go func(i int) { defer pwg.Done(); produce(i, b.url, l, stopProducers) }(i)
+		go func(i int) { defer pwg.Done(); produce(i, b.url, rec, stopProducers) }(i)
 	}
 	var consumed []chan struct{}
 	for i := 0; i < consumers; i++ {
 		done := make(chan struct{})
 		consumed = append(consumed, done)
-		go consume(b.url, l, stopConsumers, done)
+		go consume(i, b.url, rec, stopConsumers, done)
 	}
 
 	for k := 0; k < kills; k++ {
@@ -223,51 +235,49 @@ func TestKill9WhilePublishingAndConsuming(t *testing.T) {
 	pwg.Wait()
 
 	// Let the consumers drain everything, then stop them.
-	waitNoneMissing(t, b, "messages", func() int {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		missing := 0
-		for body := range l.confirmed {
-			if l.delivered[body] == 0 {
-				missing++
-			}
-		}
-		return missing
-	})
+	waitNoneMissing(t, b, "messages", rec.Undelivered)
 	close(stopConsumers)
 	for _, done := range consumed {
 		<-done
 	}
 
-	l.mu.Lock()
-	dups := 0
-	for _, n := range l.delivered {
-		if n > 1 {
-			dups += n - 1
-		}
-	}
-	t.Logf("confirmed %d, delivered %d distinct, duplicates %d (redeliveries of acks in flight at a kill), lost 0",
-		len(l.confirmed), len(l.delivered), dups)
-	if len(l.confirmed) == 0 {
-		t.Fatal("nothing was confirmed; the test measured nothing")
-	}
-	l.mu.Unlock()
-
 	// Everything delivered was acked; the queue may still hold messages that
 	// were published but never confirmed (they may or may not survive), so
-	// drain and ack those too, then stop gracefully and restart: no acked
-	// message may come back.
+	// drain those too (a no-ack get settles a message as it is sent, so it
+	// is recorded as acked at once, made certain by the channel's clean
+	// close), then stop gracefully and restart: no acked message may come
+	// back.
 	_, ch = dial(t, b.url)
-	for _, d := range drain(t, ch, "crash") {
-		l.deliver(string(d.Body))
+	drainEach(t, ch, "crash", func(d amqp.Delivery) {
+		rec.Ack(recordDelivery(rec, "drain", 1, "crash", d)).End(nil)
+	})
+	start := time.Now()
+	if err := ch.Close(); err != nil {
+		t.Fatal(err)
 	}
+	rec.RoundTrip("drain/1", start)
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	_ = b.cmd.Wait()
 	b = startBroker(t, dataDir, port)
 	_, ch = dial(t, b.url)
-	if back := drain(t, ch, "crash"); len(back) != 0 {
+	back := drain(t, ch, "crash")
+	for _, d := range back {
+		recordDelivery(rec, "restarted", 1, "crash", d)
+	}
+
+	report := rec.Check()
+	t.Logf("confirmed %d, delivered %d distinct, duplicates %d (%d after an ack in flight at a kill), lost %d",
+		report.Confirmed, report.Distinct, report.Duplicates, report.AfterInFlightAck, report.Lost.Count)
+	t.Log(report)
+	if report.Confirmed == 0 {
+		t.Fatal("nothing was confirmed; the test measured nothing")
+	}
+	if !report.OK() {
+		t.Error("the history breaks the broker's guarantees (see the report above)")
+	}
+	if len(back) != 0 {
 		t.Fatalf("%d acked messages came back after a graceful restart (first %q)", len(back), back[0].Body)
 	}
 }

@@ -300,7 +300,7 @@ func (r Report) violations() []namedViolation {
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "history: published %d (confirmed %d, nacked %d, unknown %d), deliveries %d of %d messages, "+
-		"duplicates %d (%d after an ack in flight), acks %d certain %d in flight; lost %d, acked then redelivered %d, "+
+		"duplicates %d (%d after an ack in flight), acks %d certain and %d in flight; lost %d, acked then redelivered %d, "+
 		"unflagged redelivery %d, out of order %d, phantom %d, reused id %d",
 		r.Published, r.Confirmed, r.Nacked, r.Unknown, r.Deliveries, r.Distinct,
 		r.Duplicates, r.AfterInFlightAck, r.AcksCertain, r.AcksInFlight,
