@@ -44,8 +44,8 @@
 //
 // A certain ack is one the broker took, not one it has on disk. A broker
 // that logs acks after answering (this one's store appends an ack to its
-// log without waiting; RabbitMQ promises no more) may bring such a message back
-// after a kill -9, which Check reports as acked then redelivered. A crash
+// log without waiting; RabbitMQ promises no more) may bring such a message
+// back after a kill -9, which Check reports as acked then redelivered. A crash
 // test that kills the broker therefore records round trips only where acks
 // must survive: the kill loop in server/e2e records the consumers' clean
 // closes at the end, before a graceful restart.
