@@ -41,6 +41,20 @@ const (
 	ReplicaExchanges byte = 2
 )
 
+// ErrNoMajority wraps a change the cluster did not take in time: this
+// node reaches no majority of the members (or the change was lost with a
+// leader). The change was not made, here or, most likely, anywhere.
+var ErrNoMajority = errors.New("the cluster has no majority to take the change")
+
+// noMajority wraps err in ErrNoMajority when the cluster did not take a
+// change in time, leaving a part's own verdict as it is.
+func noMajority(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrNoMajority, err)
+	}
+	return err
+}
+
 // replicateTimeout bounds how long a change waits for the cluster: past
 // it, the client hears of a failure (no majority, most likely).
 const replicateTimeout = 10 * time.Second
@@ -66,7 +80,7 @@ func (s *Server) Replicate(r Replicator) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), replicateTimeout)
 		defer cancel()
-		return r.Replicate(ctx, ReplicaSecurity, b)
+		return noMajority(r.Replicate(ctx, ReplicaSecurity, b))
 	})
 }
 
@@ -244,7 +258,7 @@ func (s *Server) replicateExchange(r Replicator, v *VHost, ch *DefChange) error 
 		if errors.As(err, &ae) {
 			return err
 		}
-		return protoErr(amqp.InternalError, ch.method(), "the cluster did not take the change: %v", err)
+		return protoErr(amqp.InternalError, ch.method(), "the cluster did not take the change: %v", noMajority(err))
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (h *Handler) definitions(rq *request) error {
 			intoVHost(d, vhost)
 		}
 		if err := h.srv.ImportDefinitions(d); err != nil {
-			return errBadRequest(err.Error())
+			return errBadRequest(err)
 		}
 		rq.w.WriteHeader(http.StatusNoContent)
 		return nil

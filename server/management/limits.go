@@ -89,12 +89,12 @@ func (h *Handler) limits(rq *request, user bool) error {
 				return errBadRequest(fmt.Sprintf("Validation failed\n\nUnrecognised terms [{<<\"%s\">>,%d}] in %s-limits\n", limit, v, kind))
 			}
 			if err := set(name, limit, v); err != nil {
-				return errBadRequest(err.Error())
+				return errBadRequest(err)
 			}
 		case http.MethodDelete:
 			if knownLimit(limit, user) {
 				if err := set(name, limit, -1); err != nil {
-					return errBadRequest(err.Error())
+					return errBadRequest(err)
 				}
 			}
 		default:

@@ -150,8 +150,26 @@ func errNotFound() *apiError {
 	return &apiError{http.StatusNotFound, "Object Not Found", "Not Found"}
 }
 
+// errBadRequest is a 400 with reason, an error's text for an error; a
+// change the cluster did not take is clusterRefusal's 503 instead.
 func errBadRequest(reason any) *apiError {
+	if err, ok := reason.(error); ok {
+		if refused := clusterRefusal(err); refused != nil {
+			return refused
+		}
+		reason = err.Error()
+	}
 	return &apiError{http.StatusBadRequest, "bad_request", reason}
+}
+
+// clusterRefusal is the reply to a change the cluster did not take (no
+// majority): 503, so that a client knows to retry, or to try another
+// node; nil for any other error.
+func clusterRefusal(err error) *apiError {
+	if !errors.Is(err, broker.ErrNoMajority) {
+		return nil
+	}
+	return &apiError{http.StatusServiceUnavailable, "service_unavailable", err.Error()}
 }
 
 func errNotAuthorised(reason string) *apiError {
@@ -191,7 +209,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.route(rq); err != nil {
 		var ae *apiError
 		if !errors.As(err, &ae) {
-			ae = &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+			if ae = clusterRefusal(err); ae == nil {
+				ae = errInternal(err)
+			}
 		}
 		writeError(w, ae)
 	}
@@ -268,7 +288,7 @@ func (rq *request) seesAll() bool {
 func writeJSON(w http.ResponseWriter, v any) {
 	b, err := appendJSON(nil, v)
 	if err != nil {
-		writeError(w, &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()})
+		writeError(w, errInternal(err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -301,3 +321,12 @@ func osHostname() (string, error) {
 
 // goVersion is reported where RabbitMQ reports its Erlang version.
 var goVersion = runtime.Version()
+
+// errInternal is a 500 with err's text; a change the cluster did not
+// take is clusterRefusal's 503 instead.
+func errInternal(err error) *apiError {
+	if refused := clusterRefusal(err); refused != nil {
+		return refused
+	}
+	return errInternal(err)
+}

@@ -156,7 +156,7 @@ func (h *Handler) putPolicy(rq *request, vhost, name string, operator bool) erro
 	case errors.Is(err, security.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", "vhost_not_found"}
 	case err != nil:
-		return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+		return errInternal(err)
 	}
 	created(rq.w, isNew)
 	return nil

@@ -65,7 +65,7 @@ func (h *Handler) publish(rq *request, vhost, exchange string) error {
 		if code, _, ok := broker.ReplyCode(err); ok {
 			return errBadRequest(fmt.Sprintf("%d %s", code, err.Error()))
 		}
-		return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+		return errInternal(err)
 	}
 	writeJSON(rq.w, item{"routed": routed})
 	return nil

@@ -101,7 +101,7 @@ func (h *Handler) users(rq *request) error {
 				return errNotFound()
 			}
 			if err := h.srv.Security().DeleteUser(s[1]); err != nil {
-				return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+				return errInternal(err)
 			}
 			rq.w.WriteHeader(http.StatusNoContent)
 			return nil
@@ -148,7 +148,7 @@ func (h *Handler) bulkDeleteUsers(rq *request) error {
 			return errBadRequest([]any{"no_such_user", fmt.Sprint(n)})
 		}
 		if err := sec.DeleteUser(name); err != nil {
-			return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+			return errInternal(err)
 		}
 	}
 	rq.w.WriteHeader(http.StatusNoContent)
@@ -183,7 +183,7 @@ func (h *Handler) putUser(rq *request, name string) error {
 	switch hash, hasHash := m["password_hash"]; {
 	case m["password"] != nil:
 		if u.PasswordHash, err = security.HashPassword(alg, password); err != nil {
-			return errBadRequest(err.Error())
+			return errBadRequest(err)
 		}
 	case hasHash:
 		s, ok := hash.(string)
@@ -195,7 +195,7 @@ func (h *Handler) putUser(rq *request, name string) error {
 		u.PasswordHash, u.HashingAlgorithm = old.PasswordHash, old.HashingAlgorithm
 	}
 	if err := sec.PutUser(u); err != nil {
-		return errBadRequest(err.Error())
+		return errBadRequest(err)
 	}
 	created(rq.w, !existed)
 	return nil
@@ -240,7 +240,7 @@ func (h *Handler) permissions(rq *request, topic bool) error {
 				err = h.srv.Security().ClearPermissions(user, vhost)
 			}
 			if err != nil {
-				return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+				return errInternal(err)
 			}
 			rq.w.WriteHeader(http.StatusNoContent)
 			return nil
@@ -298,7 +298,7 @@ func (h *Handler) putPermission(rq *request, vhost, user string, topic bool) err
 		err = sec.SetPermissions(security.Permission{User: user, VHost: vhost, Configure: v["configure"], Write: v["write"], Read: v["read"]})
 	}
 	if err != nil {
-		return errBadRequest(fmt.Sprint(err))
+		return errBadRequest(err)
 	}
 	created(rq.w, !existed)
 	return nil

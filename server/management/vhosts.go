@@ -38,12 +38,12 @@ func (h *Handler) putVHost(rq *request, name string) error {
 	v, existed := sec.VHost(name) // a copy: its limits and policies are kept
 	v.Name, v.Description, v.Tags, v.DefaultQueueType = name, desc, tags, dqt
 	if err := sec.PutVHost(v); err != nil {
-		return errBadRequest(err.Error())
+		return errBadRequest(err)
 	}
 	if !existed {
 		if err := sec.SetPermissions(security.Permission{User: rq.user.Name, VHost: name,
 			Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
-			return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+			return errInternal(err)
 		}
 	}
 	created(rq.w, !existed)
@@ -64,7 +64,7 @@ func (h *Handler) deleteVHost(rq *request, name string) error {
 		return errNotFound()
 	}
 	if err := h.srv.DeleteVHost(name); err != nil {
-		return &apiError{http.StatusInternalServerError, "internal_server_error", err.Error()}
+		return errInternal(err)
 	}
 	rq.w.WriteHeader(http.StatusNoContent)
 	return nil
