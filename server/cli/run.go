@@ -68,7 +68,7 @@ func run(cx *ucli.Context) (err error) {
 	}
 
 	bc := brokerConfig(cfg, logger)
-	var amqpTLS, telemetryTLS, managementTLS *tlsconf.Server // reloaded on SIGHUP
+	var amqpTLS, telemetryTLS, managementTLS, clusterTLS *tlsconf.Server // reloaded on SIGHUP
 	if cfg.AMQPTLS().Enabled() {
 		if amqpTLS, err = tlsconf.New(cfg.AMQPTLS()); err != nil {
 			return fmt.Errorf("security.tlscertfile: %w", err)
@@ -83,6 +83,11 @@ func run(cx *ucli.Context) (err error) {
 	if cfg.Management.Enabled && cfg.ManagementTLS().Enabled() {
 		if managementTLS, err = tlsconf.New(cfg.ManagementTLS()); err != nil {
 			return fmt.Errorf("management.tlscertfile: %w", err)
+		}
+	}
+	if cfg.Cluster.Enabled() && cfg.Cluster.TLS().Enabled() {
+		if clusterTLS, err = tlsconf.New(cfg.Cluster.TLS()); err != nil {
+			return fmt.Errorf("cluster.tlscertfile: %w", err)
 		}
 	}
 	srv, err := openSecured(cfg, loader, bc)
@@ -161,7 +166,7 @@ func run(cx *ucli.Context) (err error) {
 	var cl *cluster.Service
 	var clusterDone <-chan struct{} // nil: no cluster, or its loop already ended
 	if cfg.Cluster.Enabled() {
-		if cl, err = openCluster(cfg, srv, logger); err != nil {
+		if cl, err = openCluster(cfg, srv, clusterTLS, logger); err != nil {
 			srv.Close()
 			return err
 		}
@@ -234,6 +239,7 @@ func run(cx *ucli.Context) (err error) {
 				reloadCert(logger, "security", amqpTLS)
 				reloadCert(logger, "telemetry", telemetryTLS)
 				reloadCert(logger, "management", managementTLS)
+				reloadCert(logger, "cluster", clusterTLS)
 				continue
 			}
 			logger.Info("shutting down", "signal", sig.String())
@@ -247,7 +253,7 @@ func run(cx *ucli.Context) (err error) {
 // raft log under <storage.path>/cluster, the inter-node listener on
 // cluster.address and the metadata group, which carries srv's replicated
 // definitions (applied from the log before Open returns).
-func openCluster(cfg config.Config, srv *broker.Server, logger *slog.Logger) (*cluster.Service, error) {
+func openCluster(cfg config.Config, srv *broker.Server, ts *tlsconf.Server, logger *slog.Logger) (*cluster.Service, error) {
 	var members []cluster.Peer
 	var self cluster.Peer
 	var ids []string // name=id as the log lines show ids
@@ -267,12 +273,12 @@ func openCluster(cfg config.Config, srv *broker.Server, logger *slog.Logger) (*c
 		parts[kind] = r
 	}
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members, Join: cfg.Cluster.Join,
-		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), Replicated: parts, Logger: logger})
+		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), TLS: ts, Replicated: parts, Logger: logger})
 	if err != nil {
 		return nil, err
 	}
 	logger.Info("cluster: node started", "cluster", cfg.Cluster.Name, "node", self.Name,
-		"address", cl.Addr(), "members", strings.Join(ids, ","))
+		"address", cl.Addr(), "tls", ts != nil, "members", strings.Join(ids, ","))
 	return cl, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	"github.com/amqp-go/amqp-go/shared/raftlog"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -55,6 +56,9 @@ type ServiceConfig struct {
 	ElectionTicks int
 	// SnapshotEvery: see Config (default 10000).
 	SnapshotEvery uint64
+	// TLS, when set, runs the inter-node connections over mutual TLS
+	// (TCPConfig.TLS).
+	TLS *tlsconf.Server
 	// Replicated are the parts of the state the metadata group carries,
 	// by kind (Replicate); the same kinds on every member.
 	Replicated map[byte]Replicated
@@ -103,7 +107,8 @@ func Open(cfg ServiceConfig) (*Service, error) {
 	if cfg.Join {
 		boot = nil
 	}
-	tr, err := NewTCPTransport(TCPConfig{Cluster: cfg.Cluster, ID: cfg.Self.ID, Listen: cfg.Listen, Listener: cfg.Listener, Peers: addrs, Logger: cfg.Logger})
+	tr, err := NewTCPTransport(TCPConfig{Cluster: cfg.Cluster, ID: cfg.Self.ID, Listen: cfg.Listen, Listener: cfg.Listener, Peers: addrs,
+		TLS: cfg.TLS, Logger: cfg.Logger})
 	if err != nil {
 		l.Close()
 		return nil, err

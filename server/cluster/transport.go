@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/listener"
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -69,6 +71,11 @@ type TCPConfig struct {
 	// Keepalive is how often an idle connection sends an empty frame
 	// (default 500ms); a connection silent for 6 of them is closed.
 	Keepalive time.Duration
+	// TLS, when set, runs every connection over mutual TLS: each end
+	// presents its certificate and verifies the other's against the CA
+	// bundle (tlsconf.Server.Dialer for the dialling end), before the
+	// hellos; a peer without a valid certificate is refused.
+	TLS *tlsconf.Server
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -76,10 +83,11 @@ type TCPConfig struct {
 // TCPTransport is a Transport over TCP. Build it with NewTCPTransport,
 // give it to the Node's Config, then Start it with the Node.
 type TCPTransport struct {
-	cfg  TCPConfig
-	ln   net.Listener
-	log  *slog.Logger
-	recv Receiver // set by Start, before any goroutine runs
+	cfg    TCPConfig
+	dialer *tls.Config // the client side of cfg.TLS; nil without TLS
+	ln     net.Listener
+	log    *slog.Logger
+	recv   Receiver // set by Start, before any goroutine runs
 
 	peersMu sync.RWMutex     // leaf lock: nothing else is taken under it
 	peers   map[uint64]*peer // (peersMu) changed by AddPeer and RemovePeer
@@ -136,6 +144,9 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 			return nil, errors.New("cluster: peer id 0")
 		}
 		t.peers[id] = t.newPeer(id, addr)
+	}
+	if cfg.TLS != nil {
+		t.dialer = cfg.TLS.Dialer()
 	}
 	t.ln = cfg.Listener
 	if t.ln == nil {
@@ -323,9 +334,10 @@ func (t *TCPTransport) accept() {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			p, err := t.acceptHello(c)
+			remote := c.RemoteAddr().String()
+			c, p, err := t.acceptHello(c)
 			if err != nil {
-				t.log.Warn("cluster: refused a peer connection", "remote", c.RemoteAddr().String(), "reason", err)
+				t.log.Warn("cluster: refused a peer connection", "remote", remote, "reason", err)
 				c.Close()
 				return
 			}
@@ -338,11 +350,26 @@ func (t *TCPTransport) accept() {
 	}
 }
 
-// acceptHello reads a dialer's hello, checks it and answers with ours.
-func (t *TCPTransport) acceptHello(c net.Conn) (*peer, error) {
+// acceptHello runs the TLS handshake (with TLS on), reads a dialer's
+// hello, checks it and answers with ours; it returns the connection to
+// use from then on (the TLS one), to be closed on an error too.
+func (t *TCPTransport) acceptHello(c net.Conn) (net.Conn, *peer, error) {
 	stop := context.AfterFunc(t.ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if t.cfg.TLS != nil {
+		tc := tls.Server(c, t.cfg.TLS.Config())
+		if err := tc.Handshake(); err != nil {
+			return c, nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
+	p, err := t.checkHello(c)
+	return c, p, err
+}
+
+// checkHello is acceptHello's exchange of hellos.
+func (t *TCPTransport) checkHello(c net.Conn) (*peer, error) {
 	from, to, name, err := readHello(c)
 	if err != nil {
 		return nil, err
@@ -380,6 +407,14 @@ func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
 	stop := context.AfterFunc(p.ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if t.dialer != nil {
+		tc := tls.Client(c, t.dialer)
+		if err := tc.Handshake(); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		c = tc
+	}
 	if err := writeHello(c, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
 		c.Close()
 		return nil, err

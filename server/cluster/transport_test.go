@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/servertest"
+	"github.com/amqp-go/amqp-go/server/tlsconf"
 	"github.com/amqp-go/amqp-go/shared/raftlog"
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -36,11 +37,17 @@ type tcpCluster struct {
 	name  string
 	nodes map[uint64]*tcpNode
 	peers map[uint64]string
+	// tls, when set, gives each node its TLS configuration.
+	tls func(id uint64) *tlsconf.Server
 }
 
 // newTCPCluster runs n nodes with group 1 over TCP on 127.0.0.1.
-func newTCPCluster(t *testing.T, n int) *tcpCluster {
-	c := &tcpCluster{t: t, name: "test", nodes: map[uint64]*tcpNode{}, peers: map[uint64]string{}}
+func newTCPCluster(t *testing.T, n int) *tcpCluster { return newTCPClusterTLS(t, n, nil) }
+
+// newTCPClusterTLS is newTCPCluster with each node's TLS from tls (nil:
+// none).
+func newTCPClusterTLS(t *testing.T, n int, tls func(id uint64) *tlsconf.Server) *tcpCluster {
+	c := &tcpCluster{t: t, name: "test", nodes: map[uint64]*tcpNode{}, peers: map[uint64]string{}, tls: tls}
 	lns := map[uint64]net.Listener{}
 	for id := uint64(1); id <= uint64(n); id++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -71,8 +78,12 @@ func (c *tcpCluster) start(id uint64, ln net.Listener) {
 		c.t.Fatal(err)
 	}
 	tn.logs = &servertest.LogBuffer{}
+	var ts *tlsconf.Server
+	if c.tls != nil {
+		ts = c.tls(id)
+	}
 	tr, err := NewTCPTransport(TCPConfig{Cluster: c.name, ID: id, Listen: tn.addr, Listener: ln, Peers: c.peers,
-		Keepalive: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(tn.logs, nil))})
+		Keepalive: 50 * time.Millisecond, TLS: ts, Logger: slog.New(slog.NewTextHandler(tn.logs, nil))})
 	if err != nil {
 		c.t.Fatal(err)
 	}

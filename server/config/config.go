@@ -116,6 +116,19 @@ type Cluster struct {
 	Address  string `key:"address" doc:"host:port of the inter-node listener (RabbitMQ's distribution port is 25672)"`
 	Peers    string `key:"peers" doc:"the initial members as name=host:port,... (this node may be among them; empty: no cluster, a single node); with join, the current members"`
 	Join     bool   `key:"join" doc:"start as a node that joins a running cluster: no initial members, wait until a member adds it (ctl cluster join); peers names the current members, not this node"`
+	// The inter-node connections' TLS: mutual, each node presenting its
+	// certificate and verifying its peer's against the CA bundle.
+	TLSCertFile string `key:"tlscertfile" doc:"PEM certificate chain of this node for the inter-node connections, allowing TLS server and client authentication; with tlskeyfile and tlscafile it turns inter-node TLS on (every member must have it on; reloaded on SIGHUP)"`
+	TLSKeyFile  string `key:"tlskeyfile" doc:"PEM private key of tlscertfile (reloaded on SIGHUP)"`
+	TLSCAFile   string `key:"tlscafile" doc:"PEM CA bundle that peers' certificates are verified against, required with inter-node TLS (reloaded on SIGHUP)"`
+}
+
+// TLS is the inter-node connections' TLS settings (cluster.tls*): a
+// certificate is always asked for and verified, at TLS 1.3 (both ends are
+// this server).
+func (c Cluster) TLS() tlsconf.Settings {
+	return tlsconf.Settings{CertFile: c.TLSCertFile, KeyFile: c.TLSKeyFile, CAFile: c.TLSCAFile,
+		VerifyPeer: c.TLSCAFile != "", FailIfNoPeerCert: c.TLSCAFile != "", MinVersion: "1.3"}
 }
 
 // TLS is one listener's TLS keys. The sections with a listener (security

@@ -26,6 +26,9 @@ func (l *Loader) checkTLS(c *Config) error {
 	if err := l.checkTLSSection("management", c.ManagementTLS()); err != nil {
 		return err
 	}
+	if err := l.checkClusterTLS(c.Cluster); err != nil {
+		return err
+	}
 	on := c.AMQPTLS().Enabled()
 	given := func(path string) bool { return l.Source(path) != "default" }
 	if !on {
@@ -104,4 +107,20 @@ func (l *Loader) checkTLSSection(section string, s tlsconf.Settings) error {
 		}
 	}
 	return nil
+}
+
+// checkClusterTLS checks cluster.tls*: all three files or none, each
+// loading.
+func (l *Loader) checkClusterTLS(cl Cluster) error {
+	ts := cl.TLS()
+	if ts.Enabled() && ts.CAFile == "" {
+		return &Error{Source: l.Source("cluster.tlscertfile"), Key: "cluster.tlscafile",
+			Reason: "missing: inter-node TLS verifies every peer's certificate", Allowed: "a file of PEM CA certificates"}
+	}
+	if !ts.Enabled() && ts.CAFile != "" {
+		return &Error{Source: l.Source("cluster.tlscafile"), Key: "cluster.tlscafile",
+			Reason: "needs cluster.tlscertfile and cluster.tlskeyfile", Allowed: "set only with inter-node TLS on"}
+	}
+	ts.VerifyPeer, ts.FailIfNoPeerCert, ts.MinVersion = false, false, "1.2" // the section has no such keys to blame
+	return l.checkTLSSection("cluster", ts)
 }

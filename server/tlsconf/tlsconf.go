@@ -239,3 +239,37 @@ func (srv *Server) Reload() error {
 
 // Certificate is the certificate served now (its leaf parsed).
 func (srv *Server) Certificate() *tls.Certificate { return srv.cert.Load() }
+
+// Dialer returns the client side of a mutual TLS link between peers that
+// share this configuration (the cluster's nodes): it presents the current
+// certificate, and verifies the other end's chain against the current CA
+// bundle, without a host name (peers are named by the cluster, not by
+// DNS). The bundle is the one of the last Reload.
+func (srv *Server) Dialer() *tls.Config {
+	return &tls.Config{
+		MinVersion:   srv.cfg.MinVersion,
+		CipherSuites: srv.cfg.CipherSuites,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return srv.cert.Load(), nil
+		},
+		// Verified by VerifyConnection, against the bundle and without a
+		// host name; crypto/tls would want one.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(st tls.ConnectionState) error {
+			if len(st.PeerCertificates) == 0 {
+				return errors.New("the peer sent no certificate")
+			}
+			var pool *x509.CertPool
+			if c := srv.clientCAs.Load(); c != nil {
+				pool = c.ClientCAs
+			}
+			inter := x509.NewCertPool()
+			for _, c := range st.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			_, err := st.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+			return err
+		},
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/amqp-go/amqp-go/server/cluster"
 	"github.com/amqp-go/amqp-go/server/cluster/netnstest"
 	"github.com/amqp-go/amqp-go/server/servertest"
+	"github.com/amqp-go/amqp-go/server/tlsconf/tlstest"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
@@ -586,5 +587,56 @@ func TestClusterDefinitionsAcrossNamespaces(t *testing.T) {
 			c.Close()
 			t.Fatalf("dave, refused on the cut node, logs in on %s", cn.name)
 		}
+	}
+}
+
+// TestClusterTLSAcrossNamespaces: three amqp-server processes in three
+// namespaces with inter-node TLS (cluster.tls*), the third's certificate
+// signed by another CA: the first two form a cluster over TLS; the third
+// is refused at the TLS handshake, by both of them, and never reached.
+func TestClusterTLSAcrossNamespaces(t *testing.T) {
+	n := netnstest.New(t, 3)
+	dir := t.TempDir()
+	ca, other := tlstest.NewCA(t, dir, "cluster"), tlstest.NewCA(t, dir, "other")
+	var nodes []*clusterNode
+	for i, nd := range n.Nodes {
+		signer := ca
+		if i == 2 {
+			signer = other
+		}
+		is := signer.Peer(fmt.Sprintf("amqp%d", nd.Index))
+		nodes = append(nodes, startNodes(t, n, n.Nodes[i:i+1], peersOf(n.Nodes),
+			"AMQP_CLUSTER_TLSCERTFILE="+is.CertFile, "AMQP_CLUSTER_TLSKEYFILE="+is.KeyFile, "AMQP_CLUSTER_TLSCAFILE="+ca.CAFile)...)
+	}
+	pair, stranger := nodes[:2], nodes[2]
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		a, why := agree(pair, false)
+		reached := false
+		for _, cn := range pair {
+			if st, err := cn.status(); err == nil {
+				for _, m := range st.Members {
+					reached = reached || m.Name == stranger.name && m.Reachable
+				}
+			}
+		}
+		if reached {
+			t.Fatalf("%s, whose certificate another CA signed, is reachable", stranger.name)
+		}
+		if why == "" && a.leader != "" && pair[0].logs.Contains("TLS handshake") && pair[1].logs.Contains("TLS handshake") {
+			for _, line := range strings.Split(pair[0].logs.String(), "\n") {
+				if strings.Contains(line, "TLS handshake") {
+					t.Logf("%s: %s", pair[0].name, line)
+					break
+				}
+			}
+			t.Logf("%s and %s formed over TLS (leader %s, term %d); %s refused", pair[0].name, pair[1].name, a.leader, a.term, stranger.name)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15s: %q (leader %q), TLS refusals logged: %v %v", why, a.leader,
+				pair[0].logs.Contains("TLS handshake"), pair[1].logs.Contains("TLS handshake"))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

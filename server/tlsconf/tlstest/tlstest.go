@@ -74,6 +74,13 @@ func (ca *CA) Server(name string) *Issued {
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
 }
 
+// Peer issues a certificate for 127.0.0.1 named name for either end of a
+// TLS link (a cluster node's), written to name.pem and name-key.pem.
+func (ca *CA) Peer(name string) *Issued {
+	return ca.issue(name, &x509.Certificate{Subject: pkix.Name{CommonName: name}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+}
+
 // Client issues a client certificate with subject, written to name.pem
 // and name-key.pem.
 func (ca *CA) Client(name string, subject pkix.Name) *Issued {
