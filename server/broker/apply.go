@@ -251,6 +251,16 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 	if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
 		return nil, err
 	}
+	if r := v.server.replicates(o); r != nil && ch.ToExchange {
+		if src := v.exchange(ch.Exchange); replicatedBinding(src, v.exchange(ch.Destination)) {
+			// Checked here, made by every member as it applies it
+			// (without v.defsMu, which that apply takes).
+			if err := o.checkTopic(m, src, ch.RoutingKey); err != nil {
+				return nil, err
+			}
+			return nil, v.server.replicateExchange(r, v, ch)
+		}
+	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
 	if err := o.checkTopic(m, v.exchanges[ch.Exchange], ch.RoutingKey); err != nil {

@@ -36,8 +36,9 @@ const (
 	// topic permissions, limits and policies, replicated whole with each
 	// change (they are small and change rarely).
 	ReplicaSecurity byte = 1
-	// ReplicaExchanges are the exchanges, but for the auto-delete ones,
-	// whose deletion follows bindings that are each node's own.
+	// ReplicaExchanges are the exchanges and the bindings between them,
+	// but for auto-delete exchanges, whose deletion follows bindings that
+	// are each node's own.
 	ReplicaExchanges byte = 2
 )
 
@@ -66,8 +67,9 @@ func (s *Server) Replicas() map[byte]Replica {
 }
 
 // Replicate makes every later definitions change of s go through r:
-// security changes (users, vhosts, permissions, limits, policies) and
-// exchange declarations and deletions are made on every member, this one
+// security changes (users, vhosts, permissions, limits, policies),
+// exchange declarations and deletions, and bindings between exchanges
+// are made on every member, this one
 // included, when it applies them from the cluster's log. Changes the
 // broker makes for its own reasons (an auto-delete, a vhost's deletion
 // carried out) and what recovery reads back stay local.
@@ -194,7 +196,8 @@ func policyEqual(a, b security.PolicyDef) bool {
 	return string(ja) == string(jb)
 }
 
-// exchangeChange is a replicated exchange declaration or deletion.
+// exchangeChange is a replicated exchange declaration or deletion, or a
+// binding between two exchanges made or removed.
 type exchangeChange struct {
 	VHost    string  `json:"vhost"`
 	Kind     DefKind `json:"kind"`
@@ -202,13 +205,17 @@ type exchangeChange struct {
 	Type     string  `json:"type,omitempty"`
 	Durable  bool    `json:"durable,omitempty"`
 	Internal bool    `json:"internal,omitempty"`
+	// Destination and RoutingKey are a binding's (to an exchange).
+	Destination string `json:"destination,omitempty"`
+	RoutingKey  string `json:"routing_key,omitempty"`
 	// Arguments are an AMQP field table, encoded as AMQP encodes it, so
 	// that its values keep their types.
 	Arguments []byte `json:"arguments,omitempty"`
 }
 
 func (c *exchangeChange) defChange() (DefChange, error) {
-	ch := DefChange{Kind: c.Kind, Exchange: c.Exchange, Type: c.Type, Durable: c.Durable, Internal: c.Internal}
+	ch := DefChange{Kind: c.Kind, Exchange: c.Exchange, Type: c.Type, Durable: c.Durable, Internal: c.Internal,
+		Destination: c.Destination, ToExchange: c.Destination != "", RoutingKey: c.RoutingKey}
 	if len(c.Arguments) > 0 {
 		t, _, err := amqp.ReadTable(c.Arguments)
 		if err != nil {
@@ -221,6 +228,9 @@ func (c *exchangeChange) defChange() (DefChange, error) {
 
 func newExchangeChange(vhost string, ch *DefChange) exchangeChange {
 	c := exchangeChange{VHost: vhost, Kind: ch.Kind, Exchange: ch.Exchange, Type: ch.Type, Durable: ch.Durable, Internal: ch.Internal}
+	if ch.ToExchange {
+		c.Destination, c.RoutingKey = ch.Destination, ch.RoutingKey
+	}
 	if len(ch.Arguments) > 0 {
 		c.Arguments = amqp.AppendTable(nil, ch.Arguments)
 	}
@@ -230,6 +240,14 @@ func newExchangeChange(vhost string, ch *DefChange) exchangeChange {
 // replicatedExchange reports whether x's definition replicates.
 func replicatedExchange(x *Exchange) bool {
 	return x.Name != "" && !reservedName(x.Name) && !x.AutoDelete
+}
+
+// replicatedBinding reports whether a binding from src to dst, two
+// exchanges, replicates: both are on every member (replicated, or
+// built in) and neither is auto-delete, whose bindings decide its fate
+// on its own node.
+func replicatedBinding(src, dst *Exchange) bool {
+	return src != nil && dst != nil && src.Name != "" && dst.Name != "" && !src.AutoDelete && !dst.AutoDelete
 }
 
 // replicates reports whether a change made with o goes through the
@@ -292,13 +310,30 @@ func (r exchangeReplica) Snapshot() ([]byte, error) {
 					Type: x.Kind, Durable: x.Durable, Internal: x.Internal, Arguments: x.Args}))
 			}
 		}
+		all = append(all, replicatedBindings(v)...)
 	}
 	return json.Marshal(all)
 }
 
-// Restore makes the replicated exchanges those of the snapshot: it
-// deletes the others and declares the missing ones (an inequivalent one
-// is deleted and declared again).
+// replicatedBindings are v's bindings between exchanges that replicate,
+// as Bind changes.
+func replicatedBindings(v *VHost) []exchangeChange {
+	var out []exchangeChange
+	for _, x := range v.Exchanges() {
+		for _, b := range x.bindingList() {
+			if b.x != nil && replicatedBinding(x, b.x) {
+				out = append(out, newExchangeChange(v.name, &DefChange{Kind: Bind, Exchange: x.Name,
+					Destination: b.x.Name, ToExchange: true, RoutingKey: b.key, Arguments: b.args}))
+			}
+		}
+	}
+	return out
+}
+
+// Restore makes the replicated exchanges and the bindings between them
+// those of the snapshot: it deletes the others and declares the missing
+// ones (an inequivalent exchange is deleted and declared again), then
+// removes the bindings the snapshot has not and makes the ones it has.
 func (r exchangeReplica) Restore(data []byte) error {
 	if data == nil {
 		return nil
@@ -308,10 +343,15 @@ func (r exchangeReplica) Restore(data []byte) error {
 		return fmt.Errorf("exchange snapshot: undecodable: %v", err)
 	}
 	want := map[string]map[string]DefChange{}
+	binds := map[string][]exchangeChange{} // by vhost
 	for i := range all {
 		ch, err := all[i].defChange()
 		if err != nil {
 			return fmt.Errorf("exchange snapshot: %s: %v", all[i].Exchange, err)
+		}
+		if ch.Kind == Bind {
+			binds[all[i].VHost] = append(binds[all[i].VHost], all[i])
+			continue
 		}
 		if want[all[i].VHost] == nil {
 			want[all[i].VHost] = map[string]DefChange{}
@@ -336,6 +376,44 @@ func (r exchangeReplica) Restore(data []byte) error {
 		for _, name := range slices.Sorted(maps.Keys(wanted)) {
 			_, err := v.Apply(wanted[name], fromCluster())
 			keep(err)
+		}
+		keep(restoreBindings(v, binds[v.name]))
+	}
+	return first
+}
+
+// restoreBindings makes v's replicated bindings between exchanges those
+// of want.
+func restoreBindings(v *VHost, want []exchangeChange) error {
+	key := func(c exchangeChange) string {
+		b, _ := json.Marshal(c)
+		return string(b)
+	}
+	wanted := map[string]bool{}
+	for _, c := range want {
+		wanted[key(c)] = true
+	}
+	var first error
+	for _, c := range replicatedBindings(v) {
+		if !wanted[key(c)] {
+			ch, _ := c.defChange()
+			ch.Kind = Unbind
+			if _, err := v.Apply(ch, fromCluster()); err != nil && first == nil {
+				first = err
+			}
+		}
+		delete(wanted, key(c)) // already there
+	}
+	for _, c := range want {
+		if !wanted[key(c)] {
+			continue
+		}
+		ch, err := c.defChange()
+		if err == nil {
+			_, err = v.Apply(ch, fromCluster())
+		}
+		if err != nil && first == nil {
+			first = err
 		}
 	}
 	return first

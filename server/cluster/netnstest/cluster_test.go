@@ -448,20 +448,29 @@ func waitDial(t *testing.T, url string, within time.Duration, what string) *amqp
 	}
 }
 
-// passiveExchange reports whether exchange name exists in / on the node
-// at url (a passive declare on a channel of its own).
-func passiveExchange(t *testing.T, url, name string) bool {
+// channelOn opens a connection to url and a channel on it; the caller
+// closes the connection.
+func channelOn(t *testing.T, url string) (*amqp091.Connection, *amqp091.Channel) {
 	t.Helper()
 	c, err := amqp091.Dial(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	ch, err := c.Channel()
 	if err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
-	err = ch.ExchangeDeclarePassive(name, "topic", true, false, false, false, nil)
+	return c, ch
+}
+
+// passiveExchange reports whether exchange name exists in / on the node
+// at url (a passive declare on a channel of its own).
+func passiveExchange(t *testing.T, url, name string) bool {
+	t.Helper()
+	c, ch := channelOn(t, url)
+	defer c.Close()
+	err := ch.ExchangeDeclarePassive(name, "topic", true, false, false, false, nil)
 	var ae *amqp091.Error
 	if err != nil && (!errors.As(err, &ae) || ae.Code != amqp091.NotFound) {
 		t.Fatalf("passive declare of %s: %v", name, err)
@@ -482,12 +491,56 @@ func waitExchange(t *testing.T, url, name string, exists bool, what string) {
 	}
 }
 
+// waitRoutes waits until a mandatory publish to exchange with key, on
+// the node at url, reaches (or, with routed false, is returned unroutable
+// from) a queue of its own bound to dest.
+func waitRoutes(t *testing.T, url, exchange, key, dest string, routed bool, what string) {
+	t.Helper()
+	c, ch := channelOn(t, url)
+	defer c.Close()
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "", dest, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	returns := ch.NotifyReturn(make(chan amqp091.Return, 100))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		dc, err := ch.PublishWithDeferredConfirm(exchange, key, true, false, amqp091.Publishing{Body: []byte("routed?")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dc.Wait() {
+			t.Fatal("publish nacked")
+		}
+		returned := false // a return comes before the confirm
+		for len(returns) > 0 {
+			<-returns
+			returned = true
+		}
+		if !returned == routed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: a publish to %s with key %s routed %v after 5s, want %v", what, exchange, key, !returned, routed)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // TestClusterDefinitionsAcrossNamespaces is the issue's "a definition
 // made on one node is visible on all", across three amqp-server processes
 // in three namespaces: a vhost, a user and a permission made through one
 // node's API let the user log in on another; an exchange declared over
 // AMQP on one node exists on the others, and an inequivalent declaration
-// on a third gets RabbitMQ's 406; deleting the user on one node closes
+// on a third gets RabbitMQ's 406; a binding between two exchanges made on
+// one node routes on another, until it is removed on a third; deleting
+// the user on one node closes
 // its connection on another (320); a node killed with kill -9 learns on
 // restart what changed while it was down; a cut node's change fails, the
 // majority's goes on, and after the heal the cut node has it.
@@ -531,6 +584,24 @@ func TestClusterDefinitionsAcrossNamespaces(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != amqp091.PreconditionFailed || ae.Reason != want {
 		t.Fatalf("an inequivalent declaration on %s: %v, want 406 %q", n0.name, err, want)
 	}
+
+	// A binding between two exchanges, made on one node, routes on
+	// another; removed on a third, it routes there no more.
+	if err := ch1.ExchangeDeclare("ex.dest", "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch1.ExchangeBind("ex.dest", "k.#", "ex.replicated", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, guest2, "ex.replicated", "k.x", "ex.dest", true, "bound on "+n1.name+", routing on "+n2.name)
+	ch0, err = c0.Channel() // the 406 closed the first
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch0.ExchangeUnbind("ex.dest", "k.#", "ex.replicated", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitRoutes(t, guest2, "ex.replicated", "k.x", "ex.dest", false, "unbound on "+n0.name+", not routing on "+n2.name)
 
 	closed := alice.NotifyClose(make(chan *amqp091.Error, 1))
 	n1.api2xx(t, http.MethodDelete, "/users/alice", "")
