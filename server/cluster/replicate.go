@@ -17,6 +17,9 @@ import (
 //
 // Its methods are called on the Node's loop goroutine, one at a time;
 // they must not wait for the cluster (Replicate would deadlock the loop).
+// A change may be applied twice (Replicate proposes again a change it
+// does not see applied in time, the first having perhaps only been
+// slow): Apply must make the second a no-op or a refusal.
 type Replicated interface {
 	// Apply applies the change payload, committed at index; its error is
 	// the change's verdict, returned by Replicate on the member that
@@ -98,27 +101,40 @@ func (s *Service) Replicate(ctx context.Context, kind byte, payload []byte) erro
 	data = append(data, payload...)
 	for {
 		err := s.node.Propose(ctx, MetadataGroup, data)
-		if err == nil {
-			break
+		if errors.Is(err, raft.ErrProposalDropped) {
+			select {
+			case <-time.After(retryNoLeader):
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("cluster: no leader took the change (is a majority of the members up?): %w", ctx.Err())
+			}
 		}
-		if !errors.Is(err, raft.ErrProposalDropped) {
+		if err != nil {
 			return err
 		}
+		// A proposal a follower forwarded to a leader that has just died
+		// is lost without a word: propose it again if it is not applied
+		// in time. It may then be applied twice, which the parts allow.
+		timer := time.NewTimer(reproposeAfter)
 		select {
-		case <-time.After(retryNoLeader):
+		case err := <-done:
+			timer.Stop()
+			return err
+		case <-timer.C:
 		case <-ctx.Done():
-			return fmt.Errorf("cluster: no leader took the change (is a majority of the members up?): %w", ctx.Err())
+			timer.Stop()
+			return fmt.Errorf("cluster: the change was not applied in time (no majority?): %w", ctx.Err())
+		case <-s.node.Done():
+			timer.Stop()
+			return ErrStopped
 		}
 	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("cluster: the change was not applied in time (no majority?): %w", ctx.Err())
-	case <-s.node.Done():
-		return ErrStopped
-	}
 }
+
+// reproposeAfter is how long Replicate waits for its entry to be applied
+// before it proposes it again: longer than an election (1 to 2 s with the
+// defaults), far longer than a commit.
+const reproposeAfter = 3 * time.Second
 
 // applyReplica applies a replicated change's entry, telling its proposer
 // if it is waiting here; false if data is not such an entry.
