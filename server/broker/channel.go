@@ -244,7 +244,7 @@ func (ch *channel) deliver(c *consumer, q *Queue, ds []delivery) {
 			redelivered++
 		}
 		cn.appendMethodLocked(ch.id, dm)
-		cn.appendDeliveryLocked(ch.id, m, d.e.deliveries)
+		cn.appendDeliveryLocked(ch.id, m, d.e.deliveries, q.own.quorum)
 	}
 	cn.outMu.Unlock()
 	ch.mu.Unlock()

@@ -437,7 +437,7 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 		}
 	}
 	ch.conn.sendContent(ch.id, &amqp.BasicGetOk{DeliveryTag: tag, Redelivered: e.redelivered(),
-		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg, e.deliveries)
+		Exchange: e.msg.Exchange, RoutingKey: e.msg.RoutingKey, MessageCount: uint32(remaining)}, e.msg, e.deliveries, q.own.quorum)
 	ch.mu.Unlock()
 	ch.conn.srv.stats.delivered.Add(1)
 	ch.view.got(m.NoAck, e.redelivered())
@@ -580,7 +580,7 @@ func (ch *channel) route(msg *Message, x *Exchange, mandatory bool, done func(er
 func (ch *channel) returnUnroutable(msg *Message) {
 	ch.view.returnUnroutable.Add(1)
 	ch.conn.sendContent(ch.id, &amqp.BasicReturn{ReplyCode: amqp.NoRoute, ReplyText: "NO_ROUTE",
-		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg, 0)
+		Exchange: msg.Exchange, RoutingKey: msg.RoutingKey}, msg, 0, false)
 }
 
 // commit applies a transaction: publishes first, then settlements, as

@@ -189,18 +189,19 @@ func (c *conn) appendContentLocked(ch uint16, m *Message) {
 
 // appendDeliveryLocked appends m's content for its deliveries-th delivery
 // (0 or 1: not a redelivery). A redelivery carries the header
-// x-delivery-count, deliveries-1, as RabbitMQ's quorum queues set it: the
-// properties' header table is re-encoded for this delivery only, straight
-// into the output, while a first delivery's properties go out byte for
-// byte as published. Properties the rewrite cannot read (never: they were
-// validated at publish) go out unchanged.
-func (c *conn) appendDeliveryLocked(ch uint16, m *Message, deliveries uint16) {
-	if deliveries <= 1 {
+// x-delivery-count, deliveries-1, as RabbitMQ's quorum queues set it, and
+// so does every delivery with counted (a quorum queue's: RabbitMQ 3.10's
+// sets 0 on the first): the properties' header table is re-encoded for
+// this delivery only, straight into the output, while other deliveries'
+// properties go out byte for byte as published. Properties the rewrite
+// cannot read (never: they were validated at publish) go out unchanged.
+func (c *conn) appendDeliveryLocked(ch uint16, m *Message, deliveries uint16, counted bool) {
+	if deliveries <= 1 && !counted {
 		c.appendContentLocked(ch, m)
 		return
 	}
 	n := len(c.out)
-	out, ok := amqp.AppendHeaderFrameWithLongHeader(c.out, ch, uint64(len(m.Body)), m.Properties, deliveryCountHeader, int64(deliveries-1))
+	out, ok := amqp.AppendHeaderFrameWithLongHeader(c.out, ch, uint64(len(m.Body)), m.Properties, deliveryCountHeader, int64(max(deliveries, 1)-1))
 	if !ok {
 		c.appendContentLocked(ch, m)
 		return
@@ -226,13 +227,13 @@ func (c *conn) send(ch uint16, m amqp.Method) {
 }
 
 // sendContent queues a method with content from the reader goroutine; a
-// basic.get-ok gives the message's deliveries (see appendDeliveryLocked),
-// a basic.return 0.
-func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message, deliveries uint16) {
+// basic.get-ok gives the message's deliveries and whether its queue
+// counts every delivery (see appendDeliveryLocked), a basic.return 0.
+func (c *conn) sendContent(ch uint16, m amqp.Method, msg *Message, deliveries uint16, counted bool) {
 	c.outMu.Lock()
 	if !c.endedLocked(ch) {
 		c.appendMethodLocked(ch, m)
-		c.appendDeliveryLocked(ch, msg, deliveries)
+		c.appendDeliveryLocked(ch, msg, deliveries, counted)
 	}
 	c.outMu.Unlock()
 	c.needKick = true

@@ -1,7 +1,6 @@
 package broker_test
 
 import (
-	"os"
 	"testing"
 
 	"github.com/amqp-go/amqp-go/server/security"
@@ -28,9 +27,8 @@ func (a ctlAdmin) addVHostWithType(t *testing.T, name, queueType string) {
 
 // In a vhost whose default queue type is quorum, a durable queue that is
 // neither exclusive nor auto-delete, declared without x-queue-type, is
-// declared as if it had x-queue-type quorum: here the 406 that quorum
-// gets (quorum queues are not built yet), in RabbitMQ 3.10.8 a quorum
-// queue. Other queues stay classic, and a classic queue redeclared
+// declared as if it had x-queue-type quorum, a quorum queue, as in
+// RabbitMQ 3.10.8. Other queues stay classic, and a classic queue redeclared
 // without x-queue-type is inequivalent, as in RabbitMQ 3.10.8 (checked
 // with rabbitmqctl add_vhost --default-queue-type quorum).
 func TestVHostDefaultQueueType(t *testing.T) {
@@ -47,25 +45,15 @@ func TestVHostDefaultQueueType(t *testing.T) {
 		return "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '" + q + "' in vhost '" + vh +
 			"': received '" + received + "' but current is '" + current + "'"
 	}
-	rabbitmq := os.Getenv("BROKER_TEST_URL") != ""
 
 	byDefault, explicit := "by-default", "explicit"
 	errDefault := declare(byDefault, true, false, false, nil)
 	errExplicit := declare(explicit, true, false, false, amqp.Table{"x-queue-type": "quorum"})
-	if rabbitmq {
-		if errDefault != nil || errExplicit != nil {
-			t.Fatalf("declares: %v, %v", errDefault, errExplicit)
-		}
-		wantErr(t, declare(byDefault, true, false, false, amqp.Table{"x-queue-type": "classic"}), 406,
-			inequivalent(byDefault, "classic", "quorum"))
-	} else {
-		for q, err := range map[string]error{byDefault: errDefault, explicit: errExplicit} {
-			wantErr(t, err, 406, "PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '"+q+"' in vhost '"+vh+
-				"': \"queue type 'quorum' is not supported by this server yet\"")
-		}
-		_, err := openChan(t, conn).QueueDeclarePassive(byDefault, true, false, false, false, nil)
-		wantErr(t, err, 404, "NOT_FOUND - no queue '"+byDefault+"' in vhost '"+vh+"'")
+	if errDefault != nil || errExplicit != nil {
+		t.Fatalf("declares: %v, %v", errDefault, errExplicit)
 	}
+	wantErr(t, declare(byDefault, true, false, false, amqp.Table{"x-queue-type": "classic"}), 406,
+		inequivalent(byDefault, "classic", "quorum"))
 
 	// Not durable, auto-delete or exclusive: classic, as RabbitMQ 3.10.8
 	// makes them.

@@ -129,6 +129,7 @@ func (p queuePolicy) core() queue.Policy {
 		cp.Overflow = queue.RejectPublish
 	}
 	cp.SingleActive = p.singleActive
+	cp.DeliveryLimit = p.deliveryLimit
 	return cp
 }
 
@@ -315,6 +316,7 @@ var queueArgsChecked = []string{
 	"x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
 	"x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-queue-mode", "x-queue-version",
 	"x-queue-type", "x-single-active-consumer", "x-queue-master-locator", "x-queue-leader-locator",
+	"x-delivery-limit", "x-dead-letter-strategy",
 }
 
 // equivalent checks a redeclare against the queue as RabbitMQ does:
@@ -652,4 +654,13 @@ func (c *consumer) release(n int32) {
 	}
 	c.unacked.Add(-n)
 	c.ch.globalUnacked.Add(-n)
+}
+
+// Type is the queue's x-queue-type as RabbitMQ reports it: "classic" or
+// "quorum" (a quorum queue's semantics on one node; not replicated yet).
+func (q *Queue) Type() string {
+	if q.own.quorum {
+		return queueTypeQuorum
+	}
+	return queueTypeClassic
 }

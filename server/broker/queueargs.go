@@ -30,13 +30,52 @@ type queuePolicy struct {
 	// consumerTimeout is x-consumer-timeout in ms (-1: none), for the
 	// queue's deliveries; a consumer's own argument overrides it.
 	consumerTimeout int64
+	// quorum: x-queue-type quorum, with its delivery limit (0: none) and
+	// dead-letter strategy (x-dead-letter-strategy: true for
+	// at-least-once).
+	quorum        bool
+	deliveryLimit int64
+	atLeastOnce   bool
+}
+
+// defaultDeliveryLimit is a quorum queue's x-delivery-limit when none is
+// given: RabbitMQ 4.0's default (3.10 had none).
+const defaultDeliveryLimit = 20
+
+// typeArgs are, by queue type, the arguments RabbitMQ knows but refuses
+// for that type ("invalid arg ... of queue type rabbit_..._queue").
+var typeArgs = map[bool][]string{
+	false: {"x-delivery-limit", "x-dead-letter-strategy", "x-quorum-initial-group-size", "x-queue-leader-locator",
+		"x-max-in-memory-length", "x-max-in-memory-bytes", "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size"},
+	true: {"x-max-priority", "x-queue-mode", "x-queue-version", "x-queue-master-locator", "x-max-age",
+		"x-stream-max-segment-size-bytes", "x-initial-cluster-size"},
+}
+
+// queueTypeModule is a queue type as RabbitMQ's texts name it.
+func queueTypeModule(quorum bool) string {
+	if quorum {
+		return "rabbit_quorum_queue"
+	}
+	return "rabbit_classic_queue"
+}
+
+// isQuorum reports whether args declare a quorum queue.
+func isQuorum(args amqp.Table) bool {
+	s, ok := args["x-queue-type"].(string)
+	return ok && s == queueTypeQuorum
 }
 
 // parsePolicy validates the arguments RabbitMQ validates, with its texts.
 func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePolicy, error) {
-	p := queuePolicy{ttl: -1, maxLen: -1, maxLenBytes: -1, consumerTimeout: -1}
+	p := queuePolicy{ttl: -1, maxLen: -1, maxLenBytes: -1, consumerTimeout: -1, quorum: isQuorum(args)}
 	fail := func(arg, detail string) error {
 		return protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s': %s", arg, queue, vhost, detail)
+	}
+	for _, arg := range typeArgs[p.quorum] {
+		if _, given := args[arg]; given {
+			return p, protoErr(amqp.PreconditionFailed, m, "invalid arg '%s' for queue '%s' in vhost '%s' of queue type %s",
+				arg, queue, vhost, queueTypeModule(p.quorum))
+		}
 	}
 	// intArg reads an integer argument; zeroOK false refuses 0, max < 0
 	// means no upper bound.
@@ -122,13 +161,18 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 		switch {
 		case !isStr:
 			return p, fail("x-queue-type", "{unacceptable_type,"+fieldTypeName(v)+"}")
-		case s == queueTypeClassic:
-		case s == "quorum" || s == "stream":
-			// RabbitMQ's types that we do not implement: a clear refusal,
-			// never a classic queue in their place.
+		case s == queueTypeClassic || s == queueTypeQuorum:
+		case s == "stream":
+			// RabbitMQ's type that we do not implement: a clear refusal,
+			// never a classic queue in its place.
 			return p, fail("x-queue-type", erlangQuoted("queue type '"+s+"' is not supported by this server yet"))
 		default:
 			return p, fail("x-queue-type", erlangQuoted("unsupported queue type '"+s+"'"))
+		}
+	}
+	if p.quorum {
+		if err := p.parseQuorum(args, fail, intArg); err != nil {
+			return p, err
 		}
 	}
 	if v, ok := args["x-single-active-consumer"]; ok {
@@ -141,8 +185,34 @@ func parsePolicy(m amqp.Method, vhost, queue string, args amqp.Table) (queuePoli
 	return p, nil
 }
 
-// queueTypeClassic is the one x-queue-type this server implements.
-const queueTypeClassic = "classic"
+// The x-queue-types this server implements: classic, and quorum with
+// quorum queues' semantics on a single node (not replicated yet).
+const (
+	queueTypeClassic = "classic"
+	queueTypeQuorum  = "quorum"
+)
+
+// parseQuorum reads a quorum queue's own arguments, as RabbitMQ 3.10
+// does: x-delivery-limit (an integer; a negative one is no limit, and
+// RabbitMQ ignores one that is not an integer), x-dead-letter-strategy,
+// x-quorum-initial-group-size (checked; one node has a group of one).
+func (p *queuePolicy) parseQuorum(args amqp.Table, fail func(arg, detail string) error,
+	intArg func(arg string, zeroOK bool, max int64, dst func(int64)) error) error {
+	p.deliveryLimit = defaultDeliveryLimit
+	if n, isInt := asInt(args["x-delivery-limit"]); isInt {
+		p.deliveryLimit = max(n, 0)
+	}
+	if v, ok := args["x-dead-letter-strategy"]; ok {
+		switch s, _ := v.(string); s {
+		case "at-most-once":
+		case "at-least-once":
+			p.atLeastOnce = true
+		default:
+			return fail("x-dead-letter-strategy", "invalid_dlx_strategy")
+		}
+	}
+	return intArg("x-quorum-initial-group-size", false, -1, func(int64) {})
+}
 
 // erlangQuoted is a string as RabbitMQ's ~p prints it in argument errors.
 func erlangQuoted(s string) string {

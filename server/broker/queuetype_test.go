@@ -51,13 +51,13 @@ func TestQueueTypeValidation(t *testing.T) {
 	}
 }
 
-// TestQueueTypeNotImplemented: a quorum or stream queue is refused by name
-// rather than silently made classic.
+// TestQueueTypeNotImplemented: a stream queue is refused by name rather
+// than silently made classic.
 func TestQueueTypeNotImplemented(t *testing.T) {
-	inProcessOnly(t, "RabbitMQ implements quorum and stream queues")
+	inProcessOnly(t, "RabbitMQ implements stream queues")
 	u := brokerURL(t)
 	conn := openConn(t, u)
-	for _, typ := range []string{"quorum", "stream"} {
+	for _, typ := range []string{"stream"} {
 		t.Run(typ, func(t *testing.T) {
 			q := uname(t, "q")
 			ch := openChan(t, conn)

@@ -139,6 +139,30 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 	return nil
 }
 
+// checkQuorumDeclare refuses what a quorum queue cannot be, with
+// RabbitMQ's texts and in its order: auto-delete, exclusive, transient.
+// In a cluster it refuses new quorum queues: they are not replicated
+// yet, and a quorum queue on one node only would be a silent downgrade
+// (one stored before the node joined a cluster is recovered).
+func (v *VHost) checkQuorumDeclare(ch *DefChange, m amqp.Method, name string, stored bool) error {
+	invalid := func(prop string) error {
+		return protoErr(amqp.PreconditionFailed, m, "invalid property '%s' for queue '%s' in vhost '%s'", prop, name, v.name)
+	}
+	switch {
+	case ch.AutoDelete:
+		return invalid("auto-delete")
+	case ch.Exclusive:
+		return invalid("exclusive-owner")
+	case !ch.Durable:
+		return invalid("non-durable")
+	case v.server.replicating() != nil && !stored:
+		return protoErr(amqp.PreconditionFailed, m,
+			"quorum queue '%s' in vhost '%s': quorum queues are not replicated in a cluster yet (see docs/clustering.md); declare a classic queue",
+			name, v.name)
+	}
+	return nil
+}
+
 // checkNewExchange checks a declaration of a new exchange: its name,
 // its arguments and the permissions its alternate exchange needs.
 func (v *VHost) checkNewExchange(ch *DefChange, o *applyOpts, m amqp.Method) error {
@@ -280,6 +304,9 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	}
 	m := ch.method()
 	name := ch.Queue
+	if name == "" && isQuorum(ch.Arguments) {
+		return nil, protoErr(amqp.PreconditionFailed, m, "Cannot declare a server-named queue for type rabbit_quorum_queue")
+	}
 	if name == "" {
 		name = "amq.gen-" + randomName()
 	} else if reservedName(name) && !o.stored {
@@ -313,6 +340,11 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	policy, err := parsePolicy(m, v.name, name, ch.Arguments)
 	if err != nil {
 		return nil, err
+	}
+	if policy.quorum {
+		if err := v.checkQuorumDeclare(ch, m, name, o.stored); err != nil {
+			return nil, err
+		}
 	}
 	if !o.stored {
 		if err := v.checkQueueLimit(m, name); err != nil {

@@ -9,23 +9,22 @@ import (
 
 // PUT /api/queues/{v}/{q} declares as a client does (RabbitMQ's API
 // declares through a channel): in a vhost whose default queue type is
-// quorum, a durable queue without x-queue-type gets what x-queue-type
-// quorum gets (400 with the broker's 406 text: quorum queues are not built
-// yet); a transient one is classic, and so is a queue a definitions
-// import makes.
+// quorum, a durable queue without x-queue-type is a quorum queue, as with
+// x-queue-type quorum; a transient one is classic, and so is a queue a
+// definitions import makes.
 func TestPutQueueDefaultQueueType(t *testing.T) {
 	a := startAPI(t)
 	if err := a.srv.Security().PutVHost(security.VHost{Name: "qv", DefaultQueueType: "quorum"}); err != nil {
 		t.Fatal(err)
 	}
 	addUser(t, a.srv, "admin2", &security.Permission{VHost: "qv", Configure: ".*", Write: ".*", Read: ".*"}, "administrator")
-	refused := func(q string) string {
-		return "invalid arg 'x-queue-type' for queue '" + q +
-			"' in vhost 'qv': \"queue type 'quorum' is not supported by this server yet\""
+	want(t, "durable, no type", a.do("admin2", "pw", "PUT", "/queues/qv/d", `{"durable":true}`), 201)
+	want(t, "durable, quorum", a.do("admin2", "pw", "PUT", "/queues/qv/e", `{"durable":true,"arguments":{"x-queue-type":"quorum"}}`), 201)
+	for _, q := range []string{"d", "e"} {
+		if m := a.do("admin2", "pw", "GET", "/queues/qv/"+q, "").obj(t); m["type"] != "quorum" || m["leader"] == nil {
+			t.Errorf("queue %s: %v", q, m)
+		}
 	}
-	want(t, "durable, no type", a.do("admin2", "pw", "PUT", "/queues/qv/d", `{"durable":true}`), 400, "bad_request", refused("d"))
-	want(t, "durable, quorum", a.do("admin2", "pw", "PUT", "/queues/qv/e", `{"durable":true,"arguments":{"x-queue-type":"quorum"}}`),
-		400, "bad_request", refused("e"))
 	want(t, "transient", a.do("admin2", "pw", "PUT", "/queues/qv/t", `{"durable":false}`), 201)
 	want(t, "durable classic", a.do("admin2", "pw", "PUT", "/queues/qv/c", `{"durable":true,"arguments":{"x-queue-type":"classic"}}`), 201)
 	if m := a.do("admin2", "pw", "GET", "/queues/qv/t", "").obj(t); m["type"] != "classic" {

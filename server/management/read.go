@@ -214,7 +214,7 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 	c := st.Counters
 	msgs := st.Ready + st.Unacked
 	it := item{
-		"name": q.Name, "vhost": st.VHost, "type": "classic", "node": h.node, "state": "running",
+		"name": q.Name, "vhost": st.VHost, "type": q.Type(), "node": h.node, "state": "running",
 		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
 		"arguments": tableJSON(q.Args), "policy": nil, "operator_policy": nil,
 		"effective_policy_definition": item{}, "exclusive_consumer_tag": nil,
@@ -252,6 +252,10 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 		c.Expired+c.DeadLettered+c.Dropped)
 	if st.HasHeadTimestamp {
 		it["head_message_timestamp"] = st.HeadTimestamp
+	}
+	if q.Type() == "quorum" {
+		// RabbitMQ's quorum queue fields: a group of one, this node.
+		it["leader"], it["members"], it["online"] = h.node, []string{h.node}, []string{h.node}
 	}
 	policy, operator, def := q.PolicyInfo()
 	if policy != "" {

@@ -47,6 +47,11 @@ type Policy struct {
 	Expires int64
 	// SingleActive is x-single-active-consumer.
 	SingleActive bool
+	// DeliveryLimit is a quorum queue's x-delivery-limit: a message
+	// requeued after that many deliveries failed (it was delivered more
+	// often than the limit) is dropped or dead-lettered instead
+	// (ReasonDeliveryLimit). 0: none.
+	DeliveryLimit int64
 }
 
 // ConsumerID names a consumer to the core; the driver chooses them.
@@ -148,10 +153,11 @@ const (
 	ReasonMaxLen
 	ReasonPurged
 	ReasonDeleted
+	ReasonDeliveryLimit
 )
 
 func (r Reason) String() string {
-	return [...]string{"", "rejected", "expired", "maxlen", "purged", "deleted"}[r]
+	return [...]string{"", "rejected", "expired", "maxlen", "purged", "deleted", "delivery_limit"}[r]
 }
 
 // EffectKind is what the driver must do.
@@ -734,9 +740,15 @@ func (c *Core[H]) Settle(tags []uint64, outcome Outcome, now int64) []Effect[H] 
 		c.stats.Rejected += uint64(len(es))
 		c.drop(es, ReasonRejected)
 	case Requeue:
+		var poison []Entry[H]
 		for _, e := range es {
+			if limit := c.policy.DeliveryLimit; limit > 0 && int64(e.Deliveries) > limit {
+				poison = append(poison, e)
+				continue
+			}
 			c.requeueOne(e)
 		}
+		c.drop(poison, ReasonDeliveryLimit)
 		c.enforceLimits()
 		c.dispatch(now)
 	}

@@ -603,6 +603,14 @@ func TestClusterDefinitionsAcrossNamespaces(t *testing.T) {
 	}
 	waitRoutes(t, guest2, "ex.replicated", "k.x", "ex.dest", false, "unbound on "+n0.name+", not routing on "+n2.name)
 
+	// Quorum queues are not replicated yet: refused in a cluster, never
+	// made on one node only.
+	_, qch := channelOn(t, guest0)
+	_, err = qch.QueueDeclare("qq", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
+	if !errors.As(err, &ae) || ae.Code != amqp091.PreconditionFailed || !strings.Contains(ae.Reason, "not replicated in a cluster yet") {
+		t.Fatalf("a quorum queue declared in a cluster: %v, want 406 (not replicated yet)", err)
+	}
+
 	closed := alice.NotifyClose(make(chan *amqp091.Error, 1))
 	n1.api2xx(t, http.MethodDelete, "/users/alice", "")
 	select {

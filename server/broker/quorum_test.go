@@ -1,0 +1,237 @@
+package broker_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// quorum is a quorum queue's x-queue-type, with more arguments.
+func quorum(more amqp.Table) amqp.Table {
+	args := amqp.Table{"x-queue-type": "quorum"}
+	for k, v := range more {
+		args[k] = v
+	}
+	return args
+}
+
+// TestQuorumDeclareRefusals: what a quorum queue cannot be, and the
+// arguments of one queue type given to the other, get RabbitMQ 3.10's
+// 406 texts.
+func TestQuorumDeclareRefusals(t *testing.T) {
+	u := brokerURL(t)
+	conn := openConn(t, u)
+	for _, tc := range []struct {
+		name                           string
+		durable, exclusive, autoDelete bool
+		args                           amqp.Table
+		text                           string // %s: the queue's name
+	}{
+		{"non-durable", false, false, false, quorum(nil), "invalid property 'non-durable' for queue '%s' in vhost '/'"},
+		{"exclusive", true, true, false, quorum(nil), "invalid property 'exclusive-owner' for queue '%s' in vhost '/'"},
+		{"auto-delete", true, false, true, quorum(nil), "invalid property 'auto-delete' for queue '%s' in vhost '/'"},
+		{"all three", false, true, true, quorum(nil), "invalid property 'auto-delete' for queue '%s' in vhost '/'"},
+		{"max priority", true, false, false, quorum(amqp.Table{"x-max-priority": int32(5)}),
+			"invalid arg 'x-max-priority' for queue '%s' in vhost '/' of queue type rabbit_quorum_queue"},
+		{"queue mode", true, false, false, quorum(amqp.Table{"x-queue-mode": "lazy"}),
+			"invalid arg 'x-queue-mode' for queue '%s' in vhost '/' of queue type rabbit_quorum_queue"},
+		{"queue version", true, false, false, quorum(amqp.Table{"x-queue-version": int32(2)}),
+			"invalid arg 'x-queue-version' for queue '%s' in vhost '/' of queue type rabbit_quorum_queue"},
+		{"dead-letter strategy", true, false, false, quorum(amqp.Table{"x-dead-letter-strategy": "nope"}),
+			"invalid arg 'x-dead-letter-strategy' for queue '%s' in vhost '/': invalid_dlx_strategy"},
+		{"group size type", true, false, false, quorum(amqp.Table{"x-quorum-initial-group-size": "3"}),
+			`invalid arg 'x-quorum-initial-group-size' for queue '%s' in vhost '/': "expected integer, got longstr"`},
+		{"group size zero", true, false, false, quorum(amqp.Table{"x-quorum-initial-group-size": int32(0)}),
+			"invalid arg 'x-quorum-initial-group-size' for queue '%s' in vhost '/': {value_zero,0}"},
+		{"classic delivery limit", true, false, false, amqp.Table{"x-delivery-limit": int32(3)},
+			"invalid arg 'x-delivery-limit' for queue '%s' in vhost '/' of queue type rabbit_classic_queue"},
+		{"classic strategy", true, false, false, amqp.Table{"x-dead-letter-strategy": "at-most-once"},
+			"invalid arg 'x-dead-letter-strategy' for queue '%s' in vhost '/' of queue type rabbit_classic_queue"},
+		{"classic group size", true, false, false, amqp.Table{"x-quorum-initial-group-size": int32(3)},
+			"invalid arg 'x-quorum-initial-group-size' for queue '%s' in vhost '/' of queue type rabbit_classic_queue"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := uname(t, "q")
+			cleanupQueues(t, u, q)
+			_, err := openChan(t, conn).QueueDeclare(q, tc.durable, tc.autoDelete, tc.exclusive, false, tc.args)
+			wantErr(t, err, 406, "PRECONDITION_FAILED - "+fmt.Sprintf(tc.text, q))
+		})
+	}
+	t.Run("server-named", func(t *testing.T) {
+		_, err := openChan(t, conn).QueueDeclare("", true, false, false, false, quorum(nil))
+		wantErr(t, err, 406, "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue")
+	})
+}
+
+// TestQuorumRedeclare: a quorum queue redeclared as classic, or with
+// another delivery limit, is inequivalent, with RabbitMQ 3.10's texts.
+func TestQuorumRedeclare(t *testing.T) {
+	u := brokerURL(t)
+	conn := openConn(t, u)
+	q := uname(t, "q")
+	cleanupQueues(t, u, q)
+	if _, err := openChan(t, conn).QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := openChan(t, conn).QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
+		t.Fatalf("an equivalent redeclare: %v", err)
+	}
+	_, err := openChan(t, conn).QueueDeclare(q, true, false, false, false, nil)
+	wantErr(t, err, 406, "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '"+q+
+		"' in vhost '/': received none but current is the value 'quorum' of type 'longstr'")
+	_, err = openChan(t, conn).QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "classic"})
+	wantErr(t, err, 406, "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '"+q+
+		"' in vhost '/': received 'classic' but current is 'quorum'")
+	_, err = openChan(t, conn).QueueDeclare(q, true, false, false, false, quorum(amqp.Table{"x-delivery-limit": int32(5)}))
+	wantErr(t, err, 406, "PRECONDITION_FAILED - inequivalent arg 'x-delivery-limit' for queue '"+q+
+		"' in vhost '/': received the value '5' of type 'signedint' but current is none")
+}
+
+// TestQuorumDeliveryLimit: a quorum queue's message carries
+// x-delivery-count from its first delivery (0, then 1, 2); requeued after
+// x-delivery-limit + 1 deliveries it is dead-lettered with reason
+// delivery_limit, without that header, as RabbitMQ 3.10 does.
+func TestQuorumDeliveryLimit(t *testing.T) {
+	u := brokerURL(t)
+	conn := openConn(t, u)
+	ch := openChan(t, conn)
+	poison, dead, dlx := uname(t, "poison"), uname(t, "dead"), uname(t, "dlx")
+	cleanupQueues(t, u, poison, dead)
+	t.Cleanup(func() { _ = openChan(t, openConn(t, u)).ExchangeDelete(dlx, false, false) })
+	if err := ch.ExchangeDeclare(dlx, "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(dead, true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(dead, "", dlx, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(poison, true, false, false, false,
+		quorum(amqp.Table{"x-delivery-limit": int32(2), "x-dead-letter-exchange": dlx})); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := ch.PublishWithDeferredConfirm("", poison, false, false,
+		amqp.Publishing{DeliveryMode: amqp.Persistent, Headers: amqp.Table{"h": int32(1)}, Body: []byte("p")})
+	if err != nil || !dc.Wait() {
+		t.Fatalf("publish: %v", err)
+	}
+	for i := range int64(3) {
+		m := getPolling(t, ch, poison)
+		if n, ok := m.Headers["x-delivery-count"].(int64); !ok || n != i || m.Redelivered != (i > 0) {
+			t.Fatalf("delivery %d: x-delivery-count %v, redelivered %v; want %d, %v", i, m.Headers["x-delivery-count"], m.Redelivered, i, i > 0)
+		}
+		if err := m.Nack(false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, ok := getWithin(t, ch, dead, 5*time.Second)
+	if !ok {
+		t.Fatal("nothing dead-lettered after 5s")
+	}
+	if _, ok := d.Headers["x-delivery-count"]; ok {
+		t.Errorf("the dead-lettered copy has x-delivery-count: %v", d.Headers)
+	}
+	deaths, _ := d.Headers["x-death"].([]any)
+	if len(deaths) != 1 || d.Headers["x-first-death-reason"] != "delivery_limit" {
+		t.Fatalf("x-death %v, x-first-death-reason %v", d.Headers["x-death"], d.Headers["x-first-death-reason"])
+	}
+	death, _ := deaths[0].(amqp.Table)
+	if death["reason"] != "delivery_limit" || death["queue"] != poison || death["count"] != int64(1) {
+		t.Fatalf("x-death entry %v", death)
+	}
+	if _, ok, err := ch.Get(poison, true); err != nil || ok {
+		t.Fatalf("the poison queue still holds the message: %v %v", ok, err)
+	}
+}
+
+// TestQuorumDefaultDeliveryLimit: without x-delivery-limit a quorum
+// queue has RabbitMQ 4.0's default of 20: the 21st requeue drops the
+// message (no dead-letter exchange). RabbitMQ 3.10 had no default.
+func TestQuorumDefaultDeliveryLimit(t *testing.T) {
+	inProcessOnly(t, "RabbitMQ 3.10's quorum queues have no default delivery limit (4.0's is 20)")
+	u := brokerURL(t)
+	conn := openConn(t, u)
+	ch := openChan(t, conn)
+	q := uname(t, "q")
+	cleanupQueues(t, u, q)
+	if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Publish("", q, false, false, amqp.Publishing{Body: []byte("p")}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 21 {
+		m := getPolling(t, ch, q)
+		if err := m.Nack(false, true); err != nil {
+			t.Fatalf("delivery %d: %v", i, err)
+		}
+	}
+	if _, ok, err := ch.Get(q, true); err != nil || ok {
+		t.Fatalf("after 21 deliveries the message is still there: %v %v", ok, err)
+	}
+}
+
+// getPolling gets one message from q to be acked, polling for up to 5 s.
+func getPolling(t *testing.T, ch *amqp.Channel, q string) amqp.Delivery {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, ok, err := ch.Get(q, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no message in %s after 5s", q)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestQuorumRestart: a quorum queue and its persistent messages survive a
+// restart, still a quorum queue with its delivery limit.
+func TestQuorumRestart(t *testing.T) {
+	inProcessOnly(t, "restarts the server")
+	dir := t.TempDir()
+	s, url := servertest.StartServer(t, broker.Config{DataDir: dir})
+	ch := openChan(t, openConn(t, url))
+	args := quorum(amqp.Table{"x-delivery-limit": int32(3)})
+	if _, err := ch.QueueDeclare("qq", true, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	dc, err := ch.PublishWithDeferredConfirm("", "qq", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("kept")})
+	if err != nil || !dc.Wait() {
+		t.Fatalf("publish: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, url = servertest.StartServer(t, broker.Config{DataDir: dir})
+	if q := s.VHost("/").Queue("qq"); q == nil || q.Type() != "quorum" {
+		t.Fatalf("after the restart: queue %v", q)
+	}
+	ch = openChan(t, openConn(t, url))
+	if _, err := ch.QueueDeclare("qq", true, false, false, false, args); err != nil {
+		t.Fatalf("an equivalent redeclare after the restart: %v", err)
+	}
+	m := getPolling(t, ch, "qq")
+	if string(m.Body) != "kept" {
+		t.Fatalf("body %q", m.Body)
+	}
+	if _, ok := m.Headers["x-delivery-count"]; !ok {
+		t.Fatalf("no x-delivery-count: %v", m.Headers)
+	}
+}
