@@ -162,10 +162,11 @@ type detached[H any] struct {
 	entries []Entry[H]
 }
 
-// detach copies effects out of the arena (nil if there are none). Caller
-// holds q.mu; carryOut gives the buffer back.
+// detach copies effects out of the arena (nil if there are none) and ends
+// the core's command. Caller holds q.mu; carryOut gives the buffer back.
 func (q *Classic[H]) detach(effects []Effect[H]) *detached[H] {
 	if len(effects) == 0 {
+		q.core.end()
 		return nil
 	}
 	d, _ := q.pool.Get().(*detached[H])
@@ -178,6 +179,7 @@ func (q *Classic[H]) detach(effects []Effect[H]) *detached[H] {
 		e.Entries = d.entries[start:len(d.entries):len(d.entries)]
 		d.effects = append(d.effects, e)
 	}
+	q.core.end()
 	return d
 }
 
@@ -487,6 +489,7 @@ func (q *Classic[H]) dispatchOnce() bool {
 	for i := range grants {
 		grants[i].leftover = q.core.TakeCredit(grants[i].id)
 	}
+	q.core.end()
 	q.mu.Unlock()
 	for _, g := range grants {
 		if g.leftover > 0 {

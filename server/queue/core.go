@@ -275,7 +275,15 @@ func (c *Core[H]) SetPolicy(p Policy, now int64) []Effect[H] {
 	return c.out
 }
 
-func (c *Core[H]) begin() {
+// begin starts a command: the last one's effects are let go of, if end
+// has not already.
+func (c *Core[H]) begin() { c.end() }
+
+// end lets go of the last command's effects once its caller has copied
+// them out. Their entries hold the handles of the messages the command
+// dropped: kept until the queue's next command, a purge of a million
+// messages would keep every one of them reachable while the queue idles.
+func (c *Core[H]) end() {
 	clear(c.out)
 	c.out = c.out[:0]
 	clear(c.arena) // no handle outlives its command here

@@ -32,6 +32,7 @@ func (h *minHeap[T]) pop() T {
 	var zero T
 	h.items[n] = zero
 	h.items = h.items[:n]
+	h.shrink()
 	for i := 0; ; {
 		l, r, m := 2*i+1, 2*i+2, i
 		if l < n && h.less(h.items[l], h.items[m]) {
@@ -49,7 +50,25 @@ func (h *minHeap[T]) pop() T {
 	return x
 }
 
+// heapKeep is the capacity a heap keeps whatever its length: shrinking
+// below it would save little and reallocate often.
+const heapKeep = 1024
+
+// shrink halves the backing array once the heap fills less than a quarter
+// of it, so that a million expiries gone leave no million-item array
+// behind. Amortized O(1): between two shrinks, or a shrink and a regrowth,
+// at least a quarter of the capacity is popped or pushed.
+func (h *minHeap[T]) shrink() {
+	if c := cap(h.items); c > heapKeep && len(h.items) < c/4 {
+		h.items = append(make([]T, 0, c/2), h.items...)
+	}
+}
+
 func (h *minHeap[T]) reset() {
+	if cap(h.items) > heapKeep {
+		h.items = nil // a burst's array is not kept
+		return
+	}
 	clear(h.items)
 	h.items = h.items[:0]
 }

@@ -77,6 +77,9 @@ func (t *unackedTable[H]) take(tag uint64) (e Entry[H], ok bool) {
 			return e, false
 		}
 		delete(t.old, tag)
+		if len(t.old) == 0 {
+			t.old = nil // a Go map keeps its grown storage when emptied
+		}
 		e = u.e
 	default:
 		return e, false
