@@ -184,10 +184,16 @@ func queueCounts(t *testing.T, conn *amqp.Connection, name string) (int, int) {
 	return q.Messages, q.Consumers
 }
 
-// waitCount polls until the queue holds want ready messages.
+// waitCount polls until the queue holds want ready messages, for 5 s.
 func waitCount(t *testing.T, conn *amqp.Connection, name string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitReady(t, conn, name, want, 5*time.Second)
+}
+
+// waitReady polls until the queue holds want ready messages, for within.
+func waitReady(t *testing.T, conn *amqp.Connection, name string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
 		n, _ := queueCounts(t, conn, name)
 		if n == want {

@@ -66,7 +66,7 @@ type Monitor struct {
 	lastGC time.Time
 	// releaseIdleMemory's state (loop goroutine only): the collector's
 	// cycle count at the last check, since when it has not changed, and
-	// Freed then.
+	// Freed at the last release (or the first check).
 	cycles     uint64
 	quietSince time.Time
 	freedAt    int64
@@ -163,12 +163,15 @@ func (m *Monitor) check() {
 
 // An idle heap's garbage is collected and returned to the OS once the
 // collector has not run for releaseQuiet while the broker let go of at
-// least releaseFreed bytes of messages since it last ran: a backlog that
-// expired, was purged or drained stays in the heap until the next
+// least releaseFreed bytes of messages since the last release: a backlog
+// that expired, was purged or drained stays in the heap until the next
 // collection, which nothing triggers while nothing allocates (Go forces
 // one every 2 minutes and returns the pages later still), so RSS stayed
 // gigabytes over the baseline after a million messages expired (B16). A
-// busy broker collects on its own and never waits releaseQuiet.
+// collection that runs meanwhile does not settle it: Go keeps the pages
+// it frees and returns them only at its scavenger's slow pace, and one
+// that began before the backlog went frees none of it. A busy broker
+// collects on its own and never waits releaseQuiet.
 const (
 	releaseQuiet = 3 * time.Second
 	releaseFreed = 64 << 20
@@ -188,8 +191,11 @@ func (m *Monitor) releaseIdleMemory(now time.Time) {
 	copy(s, cyclesSample)
 	metrics.Read(s)
 	freed := m.opt.Freed()
+	if m.quietSince.IsZero() {
+		m.freedAt = freed
+	}
 	if c := s[0].Value.Uint64(); c != m.cycles || m.quietSince.IsZero() {
-		m.cycles, m.quietSince, m.freedAt = c, now, freed
+		m.cycles, m.quietSince = c, now
 		return
 	}
 	if now.Sub(m.quietSince) < releaseQuiet || freed-m.freedAt < releaseFreed {
