@@ -366,10 +366,13 @@ func (q *Classic[H]) Info() Info {
 	return in
 }
 
-// SampleRates samples the counters for Info's rates (see Meter).
+// SampleRates samples the counters for Info's rates (see Meter), and
+// lets go of the spare storage of an idle queue (Core.trim): the sampler
+// already visits every queue, so trimming wakes nothing.
 func (q *Classic[H]) SampleRates() {
 	q.mu.Lock()
 	q.meter.Sample(q.core.stats, q.clock())
+	q.core.trim()
 	q.mu.Unlock()
 }
 

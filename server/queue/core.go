@@ -293,6 +293,26 @@ func (c *Core[H]) end() {
 	c.arena = c.arena[:0]
 }
 
+// trim lets go of what an idle queue keeps from busier times: an empty
+// level's deque block (a 1,024-entry one is 48 KiB), the effect arena (up
+// to 4,096 entries), an empty unacked window's ring and expiry heap. It
+// runs between commands (the arena is empty then) once per rate sample,
+// so a queue that fills again regrows them at most once per sample.
+func (c *Core[H]) trim() {
+	for i := range c.levels {
+		if l := &c.levels[i]; len(l.front) == 0 {
+			l.back.trim()
+		}
+	}
+	c.arena = nil
+	if c.unacked.n == 0 {
+		c.unacked.ring, c.unacked.head = nil, 0
+	}
+	if c.expiries.len() == 0 {
+		c.expiries.items = nil
+	}
+}
+
 // Effects' entries live in one arena per command, so a command allocates
 // nothing once the arena has grown: a run is started with mark, filled with
 // add (only the newest run may grow) and taken with run.

@@ -189,8 +189,10 @@ func (d *deque[H]) popFront() Queued[H] {
 	d.n--
 	switch {
 	case d.n == 0:
+		// The spare is for a queue streaming through blocks; an empty one
+		// keeps its last block only (trim lets that go too).
+		d.spare = nil
 		if len(d.blocks) > 1 {
-			d.spare = nil
 			d.blocks = d.blocks[len(d.blocks)-1:]
 		}
 		d.head = 0
@@ -203,4 +205,11 @@ func (d *deque[H]) popFront() Queued[H] {
 		d.head = 0
 	}
 	return e
+}
+
+// trim drops the storage of an empty deque larger than a new one's.
+func (d *deque[H]) trim() {
+	if d.n == 0 && (len(d.blocks) > 1 || len(d.blocks) == 1 && len(d.blocks[0]) > 8) {
+		d.blocks, d.spare, d.head = nil, nil, 0
+	}
 }
