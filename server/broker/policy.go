@@ -73,8 +73,9 @@ var policyKeys = map[string]policyKey{
 	"overflow":                {oneOf("drop-head", "reject-publish", "reject-publish-dlx"), false, "overflow value"},
 	"queue-mode":              {oneOf("default", "lazy"), false, "queue-mode value"},
 	"consumer-timeout":        {nonNegativeInt, false, "consumer timeout"},
-	// Accepted, as RabbitMQ does, and not acted on: mirroring, quorum
-	// queues, streams and federation are not implemented.
+	// Accepted, as RabbitMQ does, and not acted on: mirroring, streams
+	// and federation are not implemented, and of quorum queues' keys
+	// only delivery-limit applies (queuePolicyFor).
 	"ha-mode": {}, "ha-params": {}, "ha-sync-mode": {}, "ha-sync-batch-size": {}, "ha-promote-on-shutdown": {},
 	"ha-promote-on-failure": {}, "queue-master-locator": {}, "queue-version": {},
 	"max-in-memory-length": {nil, true, ""}, "max-in-memory-bytes": {nil, true, ""}, "delivery-limit": {nil, true, ""},
@@ -291,6 +292,17 @@ func (vp *vhostPolicies) queuePolicyFor(name string, args amqp.Table, own queueP
 	minOf("max-length-bytes", p.maxLenBytes >= 0, p.maxLenBytes, func(n int64) { p.maxLenBytes = n })
 	minOf("expires", p.expires > 0, p.expires, func(n int64) { p.expires = n })
 	minOf("consumer-timeout", p.consumerTimeout >= 0, p.consumerTimeout, func(n int64) { p.consumerTimeout = n })
+	if p.quorum {
+		// A quorum queue's delivery limit: the smaller of the argument's and
+		// the policy's, as RabbitMQ takes it; the default only without
+		// either (a negative value is no limit, and the smallest).
+		if n, ok := jsonInt(def["delivery-limit"]); ok {
+			if arg, given := asInt(args["x-delivery-limit"]); given && arg < n {
+				n = arg
+			}
+			p.deliveryLimit = max(n, -1)
+		}
+	}
 	// The argument wins for the others.
 	if s, ok := def["dead-letter-exchange"].(string); ok && !hasArg(args, argDLX) {
 		p.dlx, p.hasDLX = s, true

@@ -129,7 +129,7 @@ func (p queuePolicy) core() queue.Policy {
 		cp.Overflow = queue.RejectPublish
 	}
 	cp.SingleActive = p.singleActive
-	cp.DeliveryLimit = p.deliveryLimit
+	cp.LimitDeliveries, cp.DeliveryLimit = p.quorum && p.deliveryLimit >= 0, p.deliveryLimit
 	return cp
 }
 

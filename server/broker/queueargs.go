@@ -30,7 +30,7 @@ type queuePolicy struct {
 	// consumerTimeout is x-consumer-timeout in ms (-1: none), for the
 	// queue's deliveries; a consumer's own argument overrides it.
 	consumerTimeout int64
-	// quorum: x-queue-type quorum, with its delivery limit (0: none) and
+	// quorum: x-queue-type quorum, with its delivery limit (-1: none) and
 	// dead-letter strategy (x-dead-letter-strategy: true for
 	// at-least-once).
 	quorum        bool
@@ -200,7 +200,7 @@ func (p *queuePolicy) parseQuorum(args amqp.Table, fail func(arg, detail string)
 	intArg func(arg string, zeroOK bool, max int64, dst func(int64)) error) error {
 	p.deliveryLimit = defaultDeliveryLimit
 	if n, isInt := asInt(args["x-delivery-limit"]); isInt {
-		p.deliveryLimit = max(n, 0)
+		p.deliveryLimit = max(n, -1)
 	}
 	if v, ok := args["x-dead-letter-strategy"]; ok {
 		switch s, _ := v.(string); s {

@@ -235,3 +235,39 @@ func TestQuorumRestart(t *testing.T) {
 		t.Fatalf("no x-delivery-count: %v", m.Headers)
 	}
 }
+
+// TestQuorumDeliveryLimitPolicy: a policy's delivery-limit applies to a
+// quorum queue without the argument, and the smaller of the two applies
+// with it.
+func TestQuorumDeliveryLimitPolicy(t *testing.T) {
+	inProcessOnly(t, "sets a policy through the broker")
+	s, url := servertest.StartServer(t, broker.Config{})
+	serverPolicies{s}.set(t, false, "limits", `^lim\.`, "queues", 0, `{"delivery-limit": 1}`)
+	ch := openChan(t, openConn(t, url))
+	for _, tc := range []struct {
+		name       string
+		args       amqp.Table
+		deliveries int // before the message is gone
+	}{
+		{"lim.policy", quorum(nil), 2},
+		{"lim.smaller-arg", quorum(amqp.Table{"x-delivery-limit": int32(0)}), 1},
+		{"lim.larger-arg", quorum(amqp.Table{"x-delivery-limit": int32(5)}), 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := ch.QueueDeclare(tc.name, true, false, false, false, tc.args); err != nil {
+				t.Fatal(err)
+			}
+			if err := ch.Publish("", tc.name, false, false, amqp.Publishing{Body: []byte("p")}); err != nil {
+				t.Fatal(err)
+			}
+			for range tc.deliveries {
+				if err := getPolling(t, ch, tc.name).Nack(false, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if m, ok, err := ch.Get(tc.name, true); err != nil || ok {
+				t.Fatalf("after %d deliveries: %v %v %v", tc.deliveries, ok, err, m.Headers)
+			}
+		})
+	}
+}

@@ -47,11 +47,12 @@ type Policy struct {
 	Expires int64
 	// SingleActive is x-single-active-consumer.
 	SingleActive bool
-	// DeliveryLimit is a quorum queue's x-delivery-limit: a message
-	// requeued after that many deliveries failed (it was delivered more
-	// often than the limit) is dropped or dead-lettered instead
-	// (ReasonDeliveryLimit). 0: none.
-	DeliveryLimit int64
+	// LimitDeliveries and DeliveryLimit are a quorum queue's
+	// x-delivery-limit: with LimitDeliveries, a message requeued after it
+	// was delivered more often than DeliveryLimit (0: at all) is dropped
+	// or dead-lettered instead (ReasonDeliveryLimit).
+	LimitDeliveries bool
+	DeliveryLimit   int64
 }
 
 // ConsumerID names a consumer to the core; the driver chooses them.
@@ -770,7 +771,7 @@ func (c *Core[H]) Settle(tags []uint64, outcome Outcome, now int64) []Effect[H] 
 	case Requeue:
 		var poison []Entry[H]
 		for _, e := range es {
-			if limit := c.policy.DeliveryLimit; limit > 0 && int64(e.Deliveries) > limit {
+			if c.policy.LimitDeliveries && int64(e.Deliveries) > c.policy.DeliveryLimit {
 				poison = append(poison, e)
 				continue
 			}
