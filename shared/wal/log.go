@@ -154,6 +154,12 @@ type release struct {
 	n   int64
 }
 
+// barrier is a Barrier callback waiting for chunk seq to be durable.
+type barrier struct {
+	seq  uint64
+	done func(error)
+}
+
 // Log is an open write-ahead log. Its methods are safe for concurrent use.
 //
 // Locking: mu guards the fields marked (mu); cond (on mu) is broadcast
@@ -187,6 +193,7 @@ type Log struct {
 	qsegs        map[uint64]map[uint64]int64 // (mu) queue -> segment -> live refs
 	corrupt      map[uint64]bool             // (mu) segments never reclaimed
 	freeChunks   []*chunk                    // (mu)
+	barriers     []barrier                   // (mu) Barrier callbacks, ascending seq
 
 	kick    chan struct{} // wakes run; capacity 1
 	stopped chan struct{} // closed when run returns
@@ -621,10 +628,23 @@ func (l *Log) commit(c *chunk) {
 			delete(l.segLive, r.seg)
 		}
 	}
+	n := 0
+	for n < len(l.barriers) && l.barriers[n].seq <= c.seq {
+		n++
+	}
 	del := l.reclaimable()
 	l.recycle(c)
+	due := l.barriers[:n:n]
+	l.barriers = l.barriers[n:]
+	if len(l.barriers) == 0 {
+		l.barriers = nil // let the fired prefix's array go
+	}
 	l.cond.Broadcast()
 	l.mu.Unlock()
+	for _, b := range due {
+		b.done(nil)
+	}
+	clear(due) // the array may live on under l.barriers: drop the closures
 	l.deleteSegments(del)
 }
 
@@ -677,6 +697,8 @@ func (l *Log) fail(c *chunk, err error) {
 	rest := l.pending
 	l.pending = nil
 	l.pendingBytes = 0
+	barriers := l.barriers
+	l.barriers = nil
 	l.cond.Broadcast()
 	l.mu.Unlock()
 	if first && l.opts.OnFailure != nil {
@@ -688,6 +710,9 @@ func (l *Log) fail(c *chunk, err error) {
 				cb(err)
 			}
 		}
+	}
+	for _, b := range barriers {
+		b.done(err)
 	}
 }
 
@@ -813,6 +838,30 @@ func (l *Log) Sync() error {
 		l.cond.Wait()
 	}
 	return l.failed
+}
+
+// Barrier calls done once everything appended before the call (messages,
+// acks, drops) is durable: with nil after the fsync covering it (at once,
+// before Barrier returns, if it already is), or with the error that failed
+// the log or ErrClosed. It never waits: done runs later on the commit
+// goroutine, after the callbacks of the records it covers, under the same
+// rules as theirs (it must not block, nor call what may wait for the commit
+// goroutine). It costs no write or fsync of its own: it rides on the batch
+// that holds the newest record.
+func (l *Log) Barrier(done func(error)) {
+	l.mu.Lock()
+	if err := l.usable(); err != nil {
+		l.mu.Unlock()
+		done(err)
+		return
+	}
+	if l.committedSeq == l.lastSeq {
+		l.mu.Unlock()
+		done(nil)
+		return
+	}
+	l.barriers = append(l.barriers, barrier{seq: l.lastSeq, done: done})
+	l.mu.Unlock()
 }
 
 // Close syncs everything pending, stops the commit goroutine, closes the
