@@ -175,6 +175,16 @@ func (s *file) DropQueue(q QueueID) {
 	s.idx.drop(q, nil)
 }
 
+// Sync is the log's barrier: it rides on the fsync of the newest batch,
+// which holds the acks of every Release before it.
+func (s *file) Sync(done func(error)) {
+	if s.closed.Load() {
+		done(ErrClosed)
+		return
+	}
+	s.log.Barrier(func(err error) { done(storeErr(err)) })
+}
+
 func (s *file) Recover() (*Recovered, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

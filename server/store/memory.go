@@ -75,6 +75,19 @@ func (s *memory) DropQueue(q QueueID) {
 	s.idx.drop(q, func(id uint64) { delete(s.bodies, id) })
 }
 
+// Sync has nothing to wait for: what the memory store holds is as safe as
+// it gets once the call that changed it returned.
+func (s *memory) Sync(done func(error)) {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		done(ErrClosed)
+		return
+	}
+	done(nil)
+}
+
 func (s *memory) Recover() (*Recovered, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -21,8 +21,8 @@
 //
 // # Concurrency
 //
-// Every method is safe for concurrent use. Put, Release, Load and
-// DropQueue never wait for I/O to finish (Put and Release may wait briefly
+// Every method is safe for concurrent use. Put, Release, Load, DropQueue
+// and Sync never wait for I/O to finish (Put and Release may wait briefly
 // for the log's back-pressure; Load reads a record). done callbacks run on
 // the store's own goroutine (the file store's commit goroutine) or, for
 // the memory store, inside Put: they must not block and must not call
@@ -194,6 +194,14 @@ type Store interface {
 	Load(ref Ref) (*Message, error)
 	// DropQueue records that q was deleted with everything it held.
 	DropQueue(q QueueID)
+	// Sync calls done once every Put, Release and DropQueue that returned
+	// before the call is as safe as the store makes it (at once for
+	// memory; after the fsync covering them for the file store, at once
+	// if nothing is pending), or with the error that prevented it
+	// (ErrClosed after Close). It never waits itself: done runs as Put's
+	// does, and may run before Sync returns. The broker calls it before
+	// answering a channel's synchronous method after acks.
+	Sync(done func(error))
 	// Recover returns what durable queues held when the store was opened
 	// (nothing, for a new memory store), without reading bodies. It hands
 	// the result over: call it once, before releasing recovered refs.

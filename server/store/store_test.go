@@ -338,6 +338,38 @@ func TestFileFailure(t *testing.T) {
 	if failures.Load() != 1 || s.Stats().Log.Failed == nil {
 		t.Fatalf("OnFailure called %d times; Stats.Log.Failed %v", failures.Load(), s.Stats().Log.Failed)
 	}
+	if err := storetest.SyncWait(t, s); !errors.Is(err, wal.ErrFailed) {
+		t.Fatalf("Sync after failure: %v", err)
+	}
+}
+
+// TestFileSyncMakesReleasesDurable: a Release does not wait for its ack
+// record's fsync, a Sync after it does: crash as soon as Sync answers and
+// the released messages stay released. A batch delay holds the ack's batch
+// open, so a Sync that answered before the fsync would lose it.
+func TestFileSyncMakesReleasesDurable(t *testing.T) {
+	fsys := wal.NewMemFS()
+	s := openFile(t, fsys, func(o *store.FileOptions) { o.BatchDelay = 30 * time.Millisecond })
+	var refs []store.Ref
+	for i := range 10 {
+		refs = append(refs, storetest.Put(t, s, storetest.Msg(fmt.Sprint(i)), 1))
+	}
+	s.Release(1, refs[:6])
+	if err := storetest.SyncWait(t, s); err != nil {
+		t.Fatal(err)
+	}
+	fsys.Crash(nil)
+	s.Close()
+	s = openFile(t, fsys, nil)
+	defer s.Close()
+	rec := recoverAll(t, s)
+	var back []store.Ref
+	for e := range rec.Queues[1].Entries() {
+		back = append(back, e.Ref)
+	}
+	if !slices.Equal(back, refs[6:]) {
+		t.Fatalf("recovered %v, want the 4 not released %v", back, refs[6:])
+	}
 }
 
 // TestFileReclaims: once every message is released the log deletes its

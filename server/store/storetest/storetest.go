@@ -30,6 +30,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DropQueue", dropQueue},
 		{"Stats", stats},
 		{"Concurrent", concurrent},
+		{"Sync", syncStore},
 		{"Recover", recoverEmpty},
 		{"Close", closeStore},
 	}
@@ -280,6 +281,56 @@ func concurrent(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wantStats(t, s, 0, 0)
+}
+
+// SyncWait calls s.Sync and returns what its done was called with,
+// failing t if done is not called once within 10 s.
+func SyncWait(t testing.TB, s store.Store) error {
+	t.Helper()
+	ch := make(chan error, 2)
+	s.Sync(func(err error) { ch <- err })
+	var err error
+	select {
+	case err = <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Sync: done never called")
+	}
+	select {
+	case <-ch:
+		t.Fatal("Sync: done called twice")
+	case <-time.After(10 * time.Millisecond):
+	}
+	return err
+}
+
+// syncStore: Sync answers once with nil whether or not anything is pending
+// (after puts, releases and drops that did not wait), and with ErrClosed
+// after Close. What it guarantees of the disk the file store's own tests
+// check (a crash after it).
+func syncStore(t *testing.T, s store.Store) {
+	if err := SyncWait(t, s); err != nil {
+		t.Fatalf("Sync of an idle store: %v", err)
+	}
+	var refs []store.Ref
+	for i := range 20 {
+		ref, err := s.Put(Msg(fmt.Sprint(i)), []store.QueueID{1, 2}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs = append(refs, ref)
+	}
+	s.Release(1, refs[:10])
+	s.DropQueue(2)
+	if err := SyncWait(t, s); err != nil {
+		t.Fatalf("Sync after releases: %v", err)
+	}
+	wantStats(t, s, 10, 10)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := SyncWait(t, s); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Sync after Close: %v, want ErrClosed", err)
+	}
 }
 
 func recoverEmpty(t *testing.T, s store.Store) {
