@@ -54,6 +54,10 @@ type channel struct {
 	// ack outside a transaction allocates nothing (owned by the reader,
 	// which handles the channel's methods).
 	ackScratch []unackedEntry
+	// unsynced: the channel released messages of a durable queue (ack,
+	// reject, nack without requeue) since its last barrier, which the
+	// next method the server answers waits for (acksync.go).
+	unsynced bool
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex
@@ -387,6 +391,9 @@ func (ch *channel) settle(es []unackedEntry, requeue, rejected bool) {
 	}
 	if global {
 		ch.globalUnacked.Add(-int32(countConsumed(es)))
+	}
+	if !requeue {
+		ch.settledDurable(es)
 	}
 	ch.settleScratch = settleRuns(es, requeue, rejected, ch.settleScratch)
 	if ch.globalLimit.Load() > 0 {

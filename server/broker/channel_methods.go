@@ -95,6 +95,11 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 func (ch *channel) handleMethod(m amqp.Method) error {
 	c := ch.conn
 	v := c.vhost
+	if ch.unsynced && answers(m) {
+		if err := ch.syncSettled(m); err != nil {
+			return err
+		}
+	}
 	if err := ch.durableChange(m); err != nil {
 		return err
 	}
@@ -586,8 +591,9 @@ func (ch *channel) returnUnroutable(msg *Message) {
 // commit applies a transaction: publishes first, then settlements, as
 // RabbitMQ does. tx.commit-ok goes out once every published message is as
 // safe as the store makes it (after the covering fsync for persistent
-// messages on durable queues). If the store fails, no commit-ok is sent:
-// the alarm is raised and the client must not believe the commit.
+// messages on durable queues), and so are its acks (a store barrier after
+// them, acksync.go). If the store fails, no commit-ok is sent: the alarm
+// is raised and the client must not believe the commit.
 func (ch *channel) commit() {
 	var pending atomic.Int32
 	var failed atomic.Bool
@@ -612,6 +618,12 @@ func (ch *channel) commit() {
 	}
 	ch.txAcks = nil
 	ch.view.txReset()
+	if ch.unsynced {
+		// Without blocking the reader: the commit-ok waits anyway.
+		ch.unsynced = false
+		pending.Add(1)
+		ch.conn.srv.store.Sync(finish)
+	}
 	finish(nil)
 }
 

@@ -703,6 +703,10 @@ func (c *conn) handleConnectionMethod(payload []byte) (bool, error) {
 	}
 	switch m := m.(type) {
 	case *amqp.ConnectionClose:
+		if e := c.syncSettled(m); e != nil {
+			c.closeWith(e)
+			return false, nil
+		}
 		c.ending.Store(true)
 		c.send(0, &amqp.ConnectionCloseOk{})
 		return true, nil

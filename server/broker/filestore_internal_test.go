@@ -11,11 +11,15 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// startDurable runs a server with a data directory on a random port and
-// connects to it; both are closed when the test ends.
+// startDurable runs a server with a data directory (cfg's, else a new
+// one) on a random port and connects to it; both are closed when the test
+// ends.
 func startDurable(t *testing.T, cfg Config) (*Server, *amqp.Connection) {
 	t.Helper()
-	cfg.Address, cfg.DataDir, cfg.OpenDefinitions = "127.0.0.1:0", t.TempDir(), openBadger
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.Address, cfg.OpenDefinitions = "127.0.0.1:0", openBadger
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := Open(cfg)
 	if err != nil {

@@ -1,0 +1,115 @@
+package broker
+
+import "github.com/amqp-go/amqp-go/shared/amqp"
+
+// Acks are durable before the reply to any later synchronous method on
+// their channel, and before connection.close-ok. An ack, a reject or a
+// nack without requeue on a durable queue releases the message in the store
+// at once, on the reader goroutine (queue.Classic.Settle carries out its
+// Release effect before returning, and the file store appends the ack
+// record then), but nobody waits for the record's fsync. So before
+// answering a synchronous method the reader asks the store for a barrier
+// (store.Store.Sync), which is ordered after every record appended so far,
+// and waits for it. Only a channel that settled on a durable queue since
+// its last barrier waits (channel.unsynced): a publisher's or an idle
+// channel's methods cost nothing, and a consumer pays one wait per round
+// trip, never per message (the barrier rides on the fsync of the batch
+// that holds the acks, shared with every other writer of the log).
+
+// settledDurable notes, for the next barrier, that the reader settled
+// entries other than by requeueing them: a durable queue among them has
+// released messages in the store.
+func (ch *channel) settledDurable(es []unackedEntry) {
+	if ch.unsynced {
+		return
+	}
+	for i := range es {
+		if es[i].q.id != 0 {
+			ch.unsynced = true
+			return
+		}
+	}
+}
+
+// answers reports whether the server replies to m: only then must the
+// acks before it be durable first.
+func answers(m amqp.Method) bool {
+	switch m := m.(type) {
+	case *amqp.ChannelClose, *amqp.ChannelFlow, *amqp.QueueUnbind,
+		*amqp.BasicQos, *amqp.BasicGet, *amqp.BasicRecover,
+		*amqp.TxSelect, *amqp.TxCommit, *amqp.TxRollback:
+		return true
+	case *amqp.ExchangeDeclare:
+		return !m.NoWait
+	case *amqp.ExchangeDelete:
+		return !m.NoWait
+	case *amqp.ExchangeBind:
+		return !m.NoWait
+	case *amqp.ExchangeUnbind:
+		return !m.NoWait
+	case *amqp.QueueDeclare:
+		return !m.NoWait
+	case *amqp.QueueBind:
+		return !m.NoWait
+	case *amqp.QueuePurge:
+		return !m.NoWait
+	case *amqp.QueueDelete:
+		return !m.NoWait
+	case *amqp.BasicConsume:
+		return !m.NoWait
+	case *amqp.BasicCancel:
+		return !m.NoWait
+	case *amqp.ConfirmSelect:
+		return !m.Nowait
+	}
+	return false // publishes, acks, recover-async, flow-ok, close-ok
+}
+
+// syncSettled makes what the channel settled since its last barrier
+// durable before the reader handles m, a method the server answers.
+// Reader goroutine, holding no lock.
+func (ch *channel) syncSettled(m amqp.Method) error {
+	if !ch.unsynced {
+		return nil
+	}
+	ch.unsynced = false
+	if err := ch.conn.srv.syncStore(); err != nil {
+		return ackSyncFailed(m, err)
+	}
+	return nil
+}
+
+// syncSettled is the connection's barrier before connection.close-ok: one
+// for all its channels, since they share the store. Reader goroutine.
+func (c *conn) syncSettled(m amqp.Method) *amqpError {
+	need := false
+	for _, ch := range c.channels {
+		need = need || ch.unsynced
+		ch.unsynced = false
+	}
+	if !need {
+		return nil
+	}
+	if err := c.srv.syncStore(); err != nil {
+		return ackSyncFailed(m, err)
+	}
+	return nil
+}
+
+// ackSyncFailed answers a method whose earlier acks the store could not
+// make durable: the log has failed (its alarm is raised, as for a failed
+// publish) or closed, so the connection ends with 541 rather than let the
+// client believe its acks.
+func ackSyncFailed(m amqp.Method, err error) *amqpError {
+	return protoErr(amqp.InternalError, m, "the message store could not make earlier acks durable: %v", err)
+}
+
+// syncStore waits until everything the store was given before the call is
+// durable (store.Store.Sync). The store's callback only hands the result
+// over, so the wait is one fsync of the log, or its failure. Called by
+// readers holding no lock: the store's goroutine never waits for them.
+func (s *Server) syncStore() error {
+	done := make(chan error, 1)
+	s.store.Sync(func(err error) { done <- err })
+	return <-done
+}
