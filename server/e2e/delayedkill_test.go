@@ -83,7 +83,7 @@ func produceTimed(url string, l *timedLedger, rng *rand.Rand, stop <-chan struct
 // them, across restarts.
 func consumeTimed(url string, l *timedLedger, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	deliveries(url, "dlyq", stop, func(_ int, d amqp.Delivery) {
+	deliveries(url, "dlyq", stop, func(_ *amqp.Channel, _ int, d amqp.Delivery) {
 		now, body := time.Now(), string(d.Body)
 		l.mu.Lock()
 		if _, seen := l.arrived[body]; !seen {

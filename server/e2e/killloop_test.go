@@ -98,10 +98,11 @@ func confirmedWindows(url string, stop <-chan struct{}, window func(ch *amqp.Cha
 }
 
 // deliveries consumes queue until stop, across restarts, handing each
-// delivery to each (which acks it) with the number of its channel (from 1).
+// delivery to each (which acks it) with its channel and the channel's
+// number (from 1).
 // closed, unless nil, learns of each channel closed cleanly at stop, with
 // when its close began: the broker took every ack sent on it before.
-func deliveries(url, queue string, stop <-chan struct{}, each func(channel int, d amqp.Delivery), closed func(channel int, start time.Time)) {
+func deliveries(url, queue string, stop <-chan struct{}, each func(ch *amqp.Channel, channel int, d amqp.Delivery), closed func(channel int, start time.Time)) {
 	channel := 0
 	sessions(url, stop, func(ch *amqp.Channel) {
 		channel++
@@ -124,7 +125,7 @@ func deliveries(url, queue string, stop <-chan struct{}, each func(channel int, 
 				if !ok {
 					return
 				}
-				each(channel, d)
+				each(ch, channel, d)
 			}
 		}
 	})
@@ -180,14 +181,34 @@ func recordDelivery(rec *history.Recorder, consumer string, channel int, queue s
 	return hd
 }
 
-// consume records and acks deliveries until stop, across restarts.
+// syncEvery is how many deliveries a consumer acks between two basic.qos
+// round trips, each of which makes the acks before it certain: the broker
+// must have them on disk before it answers, so none may come back after a
+// kill -9.
+const syncEvery = 25
+
+// consume records and acks deliveries until stop, across restarts, with a
+// round trip every syncEvery acks.
 func consume(id int, url string, rec *history.Recorder, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	consumer := fmt.Sprintf("c%d", id)
-	deliveries(url, "crash", stop, func(channel int, d amqp.Delivery) {
+	session := func(channel int) string { return fmt.Sprintf("%s/%d", consumer, channel) }
+	acked, on := 0, 0
+	deliveries(url, "crash", stop, func(ch *amqp.Channel, channel int, d amqp.Delivery) {
+		if channel != on {
+			acked, on = 0, channel
+		}
 		hd := recordDelivery(rec, consumer, channel, "crash", d)
 		rec.Ack(hd).End(d.Ack(false))
-	}, func(channel int, start time.Time) { rec.RoundTrip(fmt.Sprintf("%s/%d", consumer, channel), start) })
+		if acked++; acked%syncEvery == 0 {
+			// The client library buffers deliveries without bound, so
+			// waiting for qos-ok here cannot stall its reader.
+			start := time.Now()
+			if ch.Qos(50, 0, false) == nil {
+				rec.RoundTrip(session(channel), start)
+			}
+		}
+	}, func(channel int, start time.Time) { rec.RoundTrip(session(channel), start) })
 }
 
 // TestKill9WhilePublishingAndConsuming kills the broker at random moments

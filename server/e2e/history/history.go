@@ -42,13 +42,13 @@
 // Nacked and unknown publishes (the connection died before the confirm)
 // may or may not be delivered; they are counted only.
 //
-// A certain ack is one the broker took, not one it has on disk. A broker
-// that logs acks after answering (this one's store appends an ack to its
-// log without waiting; RabbitMQ promises no more) may bring such a message
-// back after a kill -9, which Check reports as acked then redelivered. A crash
-// test that kills the broker therefore records round trips only where acks
-// must survive: the kill loop in server/e2e records the consumers' clean
-// closes at the end, before a graceful restart.
+// A certain ack is one the broker took. This broker also has it on disk
+// by then: it answers a synchronous method only once the acks before it on
+// the channel are fsynced (RabbitMQ promises no more than that it took
+// them). So the kill loop in server/e2e records round trips throughout (a
+// basic.qos every few acks, and the consumers' clean closes at the end),
+// and a message that comes back after a kill -9 following a certain ack is
+// a violation.
 package history
 
 import (
