@@ -11,20 +11,21 @@ import "github.com/amqp-go/amqp-go/shared/amqp"
 // answering a synchronous method the reader asks the store for a barrier
 // (store.Store.Sync), which is ordered after every record appended so far,
 // and waits for it. Only a channel that settled on a durable queue since
-// its last barrier waits (channel.unsynced): a publisher's or an idle
-// channel's methods cost nothing, and a consumer pays one wait per round
+// its last barrier waits (channel.unsynced), and only for messages the
+// store holds: a publisher's, an idle channel's or a transient consumer's
+// methods cost nothing, and a consumer pays one wait per round
 // trip, never per message (the barrier rides on the fsync of the batch
 // that holds the acks, shared with every other writer of the log).
 
 // settledDurable notes, for the next barrier, that the reader settled
-// entries other than by requeueing them: a durable queue among them has
-// released messages in the store.
+// entries other than by requeueing them, if one of them was in the store
+// (a persistent message on a durable queue: only those have a Ref).
 func (ch *channel) settledDurable(es []unackedEntry) {
 	if ch.unsynced {
 		return
 	}
 	for i := range es {
-		if es[i].q.id != 0 {
+		if !es[i].e.ref.IsZero() {
 			ch.unsynced = true
 			return
 		}

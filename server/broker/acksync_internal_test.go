@@ -157,9 +157,11 @@ func TestAcksDurableBeforeReply(t *testing.T) {
 	}
 }
 
-// TestNoBarrierWithoutSettling: a channel that settled nothing does not
-// wait for the log, whatever is pending there. The log holds a publish's
-// batch open for a second; basic.qos on another channel answers at once.
+// TestNoBarrierWithoutSettling: a channel that settled nothing the store
+// holds does not wait for the log, whatever is pending there. The log
+// holds a publish's batch open for a second; basic.qos on another channel
+// answers at once, before and after it acked a transient message of a
+// durable queue.
 func TestNoBarrierWithoutSettling(t *testing.T) {
 	_, conn := startCrashable(t, t.TempDir(), wal.NewMemFS(), time.Second)
 	ch, err := conn.Channel()
@@ -169,20 +171,34 @@ func TestNoBarrierWithoutSettling(t *testing.T) {
 	if _, err := ch.QueueDeclare("q", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := ch.Publish("", "q", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("pending")}); err != nil {
-		t.Fatal(err)
+	for _, p := range []amqp.Publishing{{Body: []byte("transient")}, {DeliveryMode: amqp.Persistent, Body: []byte("pending")}} {
+		if err := ch.Publish("", "q", false, false, p); err != nil {
+			t.Fatal(err)
+		}
 	}
 	consumer, err := conn.Channel()
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if err := consumer.Qos(10, 0, false); err != nil {
+	quick := func(what string) {
+		t.Helper()
+		start := time.Now()
+		if err := consumer.Qos(10, 0, false); err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Fatalf("basic.qos %s took %v: it waited for the log", what, d)
+		}
+	}
+	quick("on a channel that settled nothing")
+	d, ok, err := consumer.Get("q", false)
+	if err != nil || !ok || string(d.Body) != "transient" {
+		t.Fatalf("get: %q %v %v", d.Body, ok, err)
+	}
+	if err := d.Ack(false); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 500*time.Millisecond {
-		t.Fatalf("basic.qos on a channel that settled nothing took %v: it waited for the log", d)
-	}
+	quick("after acking a transient message")
 }
 
 // TestAckSyncFailureClosesConnection: when the log fails under the acks a

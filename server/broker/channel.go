@@ -54,9 +54,10 @@ type channel struct {
 	// ack outside a transaction allocates nothing (owned by the reader,
 	// which handles the channel's methods).
 	ackScratch []unackedEntry
-	// unsynced: the channel released messages of a durable queue (ack,
-	// reject, nack without requeue) since its last barrier, which the
-	// next method the server answers waits for (acksync.go).
+	// unsynced: the channel released stored messages (ack, reject, nack
+	// without requeue of persistent messages on durable queues) since its
+	// last barrier, which the next method the server answers waits for
+	// (acksync.go).
 	unsynced bool
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
