@@ -169,7 +169,7 @@ func (q *Queue) push(m *Message, now int64) (wait <-chan struct{}, refused bool)
 	// Stored, and this durable queue is one the store holds it for (a
 	// transient queue the message also went to keeps its body), so it can
 	// be read back.
-	if q.id != 0 && !m.ref.IsZero() {
+	if !m.ref.IsZero() && q.storesMessage(m) {
 		h.ref = m.ref
 		srv := q.vhost.server
 		if q.lastReady.Load() >= int64(q.ringSize) || srv.hotBytes.Load() >= srv.cfg.RingBufferBytes {
@@ -663,4 +663,11 @@ func (q *Queue) Type() string {
 		return queueTypeQuorum
 	}
 	return queueTypeClassic
+}
+
+// storesMessage reports whether q keeps m in the store: a durable queue
+// keeps a persistent message there, and a quorum queue every message, as
+// RabbitMQ's quorum queues write every message to their log.
+func (q *Queue) storesMessage(m *Message) bool {
+	return q.id != 0 && (m.Persistent || q.own.quorum)
 }

@@ -271,3 +271,53 @@ func TestQuorumDeliveryLimitPolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestQuorumKeepsTransient: a quorum queue keeps even transient messages
+// in the log, as RabbitMQ's writes every message to its log: after a
+// restart it has them, while a durable classic queue the same publishes
+// went to has not.
+func TestQuorumKeepsTransient(t *testing.T) {
+	inProcessOnly(t, "restarts the server")
+	dir := t.TempDir()
+	s, url := servertest.StartServer(t, broker.Config{DataDir: dir})
+	ch := openChan(t, openConn(t, url))
+	if _, err := ch.QueueDeclare("qt", true, false, false, false, quorum(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("ct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"qt", "ct"} {
+		if err := ch.QueueBind(q, "", "amq.fanout", false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"one", "two"} {
+		dc, err := ch.PublishWithDeferredConfirm("amq.fanout", "", false, false, amqp.Publishing{DeliveryMode: amqp.Transient, Body: []byte(b)})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, url = servertest.StartServer(t, broker.Config{DataDir: dir})
+	ch = openChan(t, openConn(t, url))
+	for q, want := range map[string]int{"qt": 2, "ct": 0} {
+		st, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Messages != want {
+			t.Errorf("%s after the restart: %d messages, want %d", q, st.Messages, want)
+		}
+	}
+	for _, want := range []string{"one", "two"} {
+		if m := getPolling(t, ch, "qt"); string(m.Body) != want {
+			t.Fatalf("body %q, want %q", m.Body, want)
+		}
+	}
+}

@@ -14,19 +14,16 @@ import (
 // store.Ref. Only persistent messages routed to durable queues (non-zero
 // ids) are stored; everything else lives on the heap alone.
 
-// putMessage stores m for the durable queues among queues and gives it
+// putMessage stores m for the queues among queues that keep it in the
+// store (storesMessage: durable ones, for a persistent message) and gives it
 // its reference (m.ref). done is called once, as store.Store.Put says. A
-// transient message, or one with no durable queue, costs nothing here.
+// message no queue keeps in the store costs a look at each queue here.
 // The ids are gathered in p's scratch (the store does not keep them).
 func (s *Server) putMessage(p *publisher, m *Message, queues []*Queue, done func(error)) {
-	if !m.Persistent {
-		finishPut(done)
-		return
-	}
 	ids := p.storeIDs[:0]
 	ttlQueue := false
 	for _, q := range queues {
-		if q.id != 0 {
+		if q.storesMessage(m) {
 			ids = append(ids, store.QueueID(q.id))
 			ttlQueue = ttlQueue || q.settings().ttl >= 0
 		}
@@ -37,8 +34,16 @@ func (s *Server) putMessage(p *publisher, m *Message, queues []*Queue, done func
 	}
 	p.storeIDs = ids
 	m.Meta = messageMeta(m, ttlQueue)
+	sm := &m.Message
+	if !m.Persistent {
+		// Kept for quorum queues only: the store keeps what it is told
+		// is persistent (and gives it back as persistent after a restart).
+		c := m.Message
+		c.Persistent = true
+		sm = &c
+	}
 	// A failure is also given to done, which nacks the publisher.
-	m.ref, _ = s.store.Put(&m.Message, ids, done)
+	m.ref, _ = s.store.Put(sm, ids, done)
 }
 
 func finishPut(done func(error)) {
