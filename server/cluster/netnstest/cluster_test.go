@@ -367,6 +367,8 @@ func TestClusterAcrossNamespaces(t *testing.T) {
 // cluster; a fourth, started with cluster.join and the three as its
 // peers, is added through a follower's API (what ctl cluster join does);
 // all four agree on the leader and term, each with all four as members;
+// the fourth has a user made before it joined, and one made through it
+// reaches the others;
 // the fourth leaves (ctl cluster leave: a DELETE on its own API) and
 // the other three agree, with the three as members.
 func TestClusterMembershipAcrossNamespaces(t *testing.T) {
@@ -376,6 +378,10 @@ func TestClusterMembershipAcrossNamespaces(t *testing.T) {
 	start := time.Now()
 	a := waitExact(t, nodes, 15*time.Second, "formation")
 	t.Logf("three formed: leader %s, term %d, after %v", a.leader, a.term, time.Since(start).Round(time.Millisecond))
+
+	// A definition made before the fourth joins: it must have it after.
+	nodes[0].api2xx(t, http.MethodPut, "/users/early", `{"password":"e4rly","tags":""}`)
+	nodes[0].api2xx(t, http.MethodPut, "/permissions/%2F/early", `{"configure":".*","write":".*","read":".*"}`)
 
 	joiner := startNodes(t, n, n.Nodes[3:], peersOf(first), "AMQP_CLUSTER_JOIN=true")[0]
 	all := append(slices.Clone(nodes), joiner)
@@ -399,6 +405,13 @@ func TestClusterMembershipAcrossNamespaces(t *testing.T) {
 		fmt.Sprintf(`{"name":%q,"address":%q}`, joiner.name, net.JoinHostPort(n.Nodes[3].Addr, "25672")))
 	b := waitExact(t, all, 10*time.Second, "after "+joiner.name+" joined")
 	t.Logf("%s joined through %s: all four agree on %s in term %d after %v", joiner.name, via.name, b.leader, b.term, time.Since(start).Round(time.Millisecond))
+	early := waitDial(t, joiner.amqpURL(n, "early", "e4rly", "/"), 10*time.Second, "a user made before "+joiner.name+" joined, logging in on it")
+	early.Close()
+	// And one made through the new member reaches the others.
+	joiner.api2xx(t, http.MethodPut, "/users/late", `{"password":"l4te","tags":""}`)
+	joiner.api2xx(t, http.MethodPut, "/permissions/%2F/late", `{"configure":".*","write":".*","read":".*"}`)
+	late := waitDial(t, nodes[0].amqpURL(n, "late", "l4te", "/"), 5*time.Second, "a user made on "+joiner.name+", logging in on "+nodes[0].name)
+	late.Close()
 
 	start = time.Now()
 	joiner.change(t, http.MethodDelete, "/cluster-members/"+joiner.name, "")
