@@ -356,6 +356,11 @@ func (ch *channel) consume(m *amqp.BasicConsume) error {
 	if err != nil {
 		return err
 	}
+	if q.own.quorum && ch.globalLimit.Load() > 0 {
+		// RabbitMQ 3.10's connection error: a quorum queue has no
+		// channel-wide prefetch.
+		return protoErr(amqp.NotImplemented, m, "queue '%s' in vhost '%s' does not support global qos", q.Name, q.vhost.name)
+	}
 	tag := m.ConsumerTag
 	if tag == "" {
 		tag = "amq.ctag-" + randomName()

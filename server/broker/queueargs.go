@@ -195,7 +195,9 @@ const (
 // parseQuorum reads a quorum queue's own arguments, as RabbitMQ 3.10
 // does: x-delivery-limit (an integer; a negative one is no limit, and
 // RabbitMQ ignores one that is not an integer), x-dead-letter-strategy,
-// x-quorum-initial-group-size (checked; one node has a group of one).
+// x-quorum-initial-group-size (checked; one node has a group of one),
+// x-queue-leader-locator and the in-memory limits (checked, and with one
+// node nothing to act on).
 func (p *queuePolicy) parseQuorum(args amqp.Table, fail func(arg, detail string) error,
 	intArg func(arg string, zeroOK bool, max int64, dst func(int64)) error) error {
 	p.deliveryLimit = defaultDeliveryLimit
@@ -211,7 +213,24 @@ func (p *queuePolicy) parseQuorum(args amqp.Table, fail func(arg, detail string)
 			return fail("x-dead-letter-strategy", "invalid_dlx_strategy")
 		}
 	}
-	return intArg("x-quorum-initial-group-size", false, -1, func(int64) {})
+	if v, ok := args["x-queue-leader-locator"]; ok {
+		switch s, isStr := v.(string); {
+		case !isStr:
+			return fail("x-queue-leader-locator", "{unacceptable_type,"+fieldTypeName(v)+"}")
+		case s != "client-local" && s != "balanced" && s != "random" && s != "least-leaders":
+			return fail("x-queue-leader-locator", "invalid_queue_locator_arg")
+		}
+	}
+	for _, err := range []error{
+		intArg("x-quorum-initial-group-size", false, -1, func(int64) {}),
+		intArg("x-max-in-memory-length", true, -1, func(int64) {}),
+		intArg("x-max-in-memory-bytes", true, -1, func(int64) {}),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // erlangQuoted is a string as RabbitMQ's ~p prints it in argument errors.

@@ -47,6 +47,12 @@ func TestQuorumDeclareRefusals(t *testing.T) {
 			`invalid arg 'x-quorum-initial-group-size' for queue '%s' in vhost '/': "expected integer, got longstr"`},
 		{"group size zero", true, false, false, quorum(amqp.Table{"x-quorum-initial-group-size": int32(0)}),
 			"invalid arg 'x-quorum-initial-group-size' for queue '%s' in vhost '/': {value_zero,0}"},
+		{"leader locator", true, false, false, quorum(amqp.Table{"x-queue-leader-locator": "nope"}),
+			"invalid arg 'x-queue-leader-locator' for queue '%s' in vhost '/': invalid_queue_locator_arg"},
+		{"leader locator type", true, false, false, quorum(amqp.Table{"x-queue-leader-locator": int32(5)}),
+			"invalid arg 'x-queue-leader-locator' for queue '%s' in vhost '/': {unacceptable_type,signedint}"},
+		{"in-memory length type", true, false, false, quorum(amqp.Table{"x-max-in-memory-length": "x"}),
+			`invalid arg 'x-max-in-memory-length' for queue '%s' in vhost '/': "expected integer, got longstr"`},
 		{"classic delivery limit", true, false, false, amqp.Table{"x-delivery-limit": int32(3)},
 			"invalid arg 'x-delivery-limit' for queue '%s' in vhost '/' of queue type rabbit_classic_queue"},
 		{"classic strategy", true, false, false, amqp.Table{"x-dead-letter-strategy": "at-most-once"},
@@ -319,5 +325,45 @@ func TestQuorumKeepsTransient(t *testing.T) {
 		if m := getPolling(t, ch, "qt"); string(m.Body) != want {
 			t.Fatalf("body %q, want %q", m.Body, want)
 		}
+	}
+}
+
+// TestQuorumGlobalQos: a consumer of a quorum queue on a channel with a
+// channel-wide prefetch (basic.qos global) closes the connection with
+// RabbitMQ 3.10's 540; a global prefetch of 0, and a consumer priority,
+// are accepted.
+func TestQuorumGlobalQos(t *testing.T) {
+	u := brokerURL(t)
+	q := uname(t, "q")
+	cleanupQueues(t, u, q)
+	conn := openConn(t, u)
+	if _, err := openChan(t, conn).QueueDeclare(q, true, false, false, false, quorum(nil)); err != nil {
+		t.Fatal(err)
+	}
+	ok := openChan(t, conn)
+	if err := ok.Qos(0, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ok.Consume(q, "", false, false, false, false, amqp.Table{"x-priority": int32(5)}); err != nil {
+		t.Fatalf("global prefetch 0, a consumer priority: %v", err)
+	}
+	bad := openConn(t, u)
+	ch := openChan(t, bad)
+	if err := ch.Qos(10, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	closed := bad.NotifyClose(make(chan *amqp.Error, 1))
+	_, err := ch.Consume(q, "", false, false, false, false, nil)
+	want := "NOT_IMPLEMENTED - queue '" + q + "' in vhost '/' does not support global qos"
+	if e, isAMQP := err.(*amqp.Error); !isAMQP || e.Code != 540 || e.Reason != want {
+		t.Fatalf("consume with a global prefetch: %v, want 540 %q", err, want)
+	}
+	select {
+	case e := <-closed:
+		if e == nil || e.Code != 540 {
+			t.Fatalf("the connection closed with %v, want 540", e)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the connection is still open after 5s")
 	}
 }
