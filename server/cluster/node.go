@@ -283,6 +283,33 @@ func (n *Node) Propose(ctx context.Context, id uint64, data []byte) error {
 	})
 }
 
+// TransferLeadership asks group id, if this node leads it, to hand its
+// leadership to the voter whose log is furthest along among those heard
+// from recently (raft's leadership transfer: the transferee campaigns at
+// once, without waiting for an election timeout). It reports the
+// transferee, 0 when this node does not lead or has no such voter.
+func (n *Node) TransferLeadership(ctx context.Context, id uint64) (uint64, error) {
+	var to uint64
+	err := n.withGroup(ctx, id, func(g *group) error {
+		st := g.rn.Status()
+		if st.RaftState != raft.StateLeader {
+			return nil
+		}
+		var best uint64
+		for pid, pr := range st.Progress {
+			if pid != n.cfg.ID && !pr.IsLearner && pr.RecentActive && (to == 0 || pr.Match > best) {
+				to, best = pid, pr.Match
+			}
+		}
+		if to != 0 {
+			g.stepped = true
+			g.rn.TransferLeader(to)
+		}
+		return nil
+	})
+	return to, err
+}
+
 // ErrChangePending is returned by ProposeConfChange while an earlier
 // membership change of the group is not yet applied here: Raft takes one
 // at a time.

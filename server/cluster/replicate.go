@@ -112,24 +112,55 @@ func (s *Service) Replicate(ctx context.Context, kind byte, payload []byte) erro
 		if err != nil {
 			return err
 		}
-		// A proposal a follower forwarded to a leader that has just died
-		// is lost without a word: propose it again if it is not applied
-		// in time. It may then be applied twice, which the parts allow.
-		timer := time.NewTimer(reproposeAfter)
-		select {
-		case err := <-done:
-			timer.Stop()
+		// A proposal a follower forwarded to a leader that has just died,
+		// or that is handing its leadership over, is lost without a word:
+		// propose it again once another leader is seen, or if it is not
+		// applied in time. It may then be applied twice, which the parts
+		// allow.
+		if err, ended := s.awaitApplied(ctx, done); ended {
 			return err
-		case <-timer.C:
-		case <-ctx.Done():
-			timer.Stop()
-			return fmt.Errorf("cluster: the change was not applied in time (no majority?): %w", ctx.Err())
-		case <-s.node.Done():
-			timer.Stop()
-			return ErrStopped
 		}
 	}
 }
+
+// awaitApplied waits for done; ended false means propose again: the
+// leader changed, or reproposeAfter passed.
+func (s *Service) awaitApplied(ctx context.Context, done <-chan error) (err error, ended bool) {
+	lead := s.lead(ctx)
+	timer := time.NewTimer(reproposeAfter)
+	defer timer.Stop()
+	tick := time.NewTicker(leaderCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err, true
+		case <-timer.C:
+			return nil, false
+		case <-tick.C:
+			if l := s.lead(ctx); l != 0 && l != lead {
+				return nil, false
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("cluster: the change was not applied in time (no majority?): %w", ctx.Err()), true
+		case <-s.node.Done():
+			return ErrStopped, true
+		}
+	}
+}
+
+// lead is the metadata group's leader as this node sees it (0: none).
+func (s *Service) lead(ctx context.Context) uint64 {
+	st, err := s.node.Status(ctx, MetadataGroup)
+	if err != nil {
+		return 0
+	}
+	return st.Lead
+}
+
+// leaderCheckEvery is how often a waiting Replicate looks for a new
+// leader.
+const leaderCheckEvery = 50 * time.Millisecond
 
 // reproposeAfter is how long Replicate waits for its entry to be applied
 // before it proposes it again: longer than an election (1 to 2 s with the
