@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 
@@ -182,18 +183,12 @@ func (s *Server) securityReplaced(before securityView) {
 			if err := s.dropVHost(name); err != nil {
 				s.logger.Error("cluster: deleting a vhost the cluster deleted", "vhost", name, "err", err)
 			}
-		case !slices.EqualFunc(policies, now, policyEqual):
+		case !reflect.DeepEqual(policies, now):
 			if v := s.vhost(name); v != nil {
 				v.reapplyPolicies()
 			}
 		}
 	}
-}
-
-func policyEqual(a, b security.PolicyDef) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
 }
 
 // exchangeChange is a replicated exchange declaration or deletion, or a
