@@ -352,7 +352,7 @@ func (s *Server) PutPolicy(p security.PolicyDef, operator bool) (created bool, e
 	if created, err = s.sec.PutPolicy(p, operator); err != nil {
 		return false, err
 	}
-	v.reapplyPolicies()
+	s.policiesChanged(v)
 	return created, nil
 }
 
@@ -370,8 +370,17 @@ func (s *Server) DeletePolicy(vhost, name string, operator bool) error {
 		}
 		return err
 	}
-	v.reapplyPolicies()
+	s.policiesChanged(v)
 	return nil
+}
+
+// policiesChanged applies v's policies again after this node changed
+// them; in a cluster the change's apply has done so already, here as on
+// every member (securityReplaced).
+func (s *Server) policiesChanged(v *VHost) {
+	if s.replicating() == nil {
+		v.reapplyPolicies()
+	}
 }
 
 // Policies are vhost's policies (operator policies with operator), sorted
