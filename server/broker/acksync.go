@@ -67,12 +67,10 @@ func answers(m amqp.Method) bool {
 }
 
 // syncSettled makes what the channel settled since its last barrier
-// durable before the reader handles m, a method the server answers.
-// Reader goroutine, holding no lock.
+// (ch.unsynced, which the caller checked) durable before the reader
+// handles m, a method the server answers. Reader goroutine, holding no
+// lock.
 func (ch *channel) syncSettled(m amqp.Method) error {
-	if !ch.unsynced {
-		return nil
-	}
 	ch.unsynced = false
 	if err := ch.conn.srv.syncStore(); err != nil {
 		return ackSyncFailed(m, err)
