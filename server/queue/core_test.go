@@ -387,9 +387,21 @@ func effectText(e Effect[string]) string {
 }
 
 // checkUnacked checks the unacked table (its counts match its entries,
-// the window's front is live, and every old entry's tag is below the
-// window) and the credit count.
+// the window's front is live, every old entry's tag is below the window,
+// and the window is dense) and the credit count.
 func checkUnacked[H any](t *testing.T, where string, c *Core[H]) {
+	t.Helper()
+	checkCounts(t, where, c)
+	u := &c.unacked
+	if n := u.n; n > 64 && n > 4*(u.live-len(u.old)) {
+		t.Fatalf("%s: a window of %d slots holds %d live entries", where, n, u.live-len(u.old))
+	}
+}
+
+// checkCounts is checkUnacked but for the window's density, which only
+// Settle and Return restore (they compact): deliveries after them may take
+// a window of 64 places with few live ones just past the bound.
+func checkCounts[H any](t *testing.T, where string, c *Core[H]) {
 	t.Helper()
 	u := &c.unacked
 	live, bytes := len(u.old), int64(0)
@@ -410,9 +422,6 @@ func checkUnacked[H any](t *testing.T, where string, c *Core[H]) {
 	}
 	if u.n > 0 && u.slot(0).e.Seq == 0 {
 		t.Fatalf("%s: the window's front is settled", where)
-	}
-	if n := u.n; n > 64 && n > 4*(u.live-len(u.old)) {
-		t.Fatalf("%s: a window of %d slots holds %d live entries", where, n, u.live-len(u.old))
 	}
 	credit := int64(0)
 	for _, cs := range c.consumers {
