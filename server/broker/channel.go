@@ -74,7 +74,11 @@ type channel struct {
 	// timedOut is set (under mu, with closed) when an ack timeout closed
 	// the channel from its timer; the reader finishes the shutdown.
 	timedOut atomic.Bool
-	shut     bool // reader: shutdown has run
+	// stopped is set (under mu, with closed) by shutdown before it
+	// requeues: from then on the queues give its consumers no credit
+	// (canDeliver), so a requeued message cannot come back to them.
+	stopped atomic.Bool
+	shut    bool // reader: shutdown has run
 
 	globalLimit   atomic.Int32 // basic.qos global=true; 0: none
 	globalUnacked atomic.Int32
@@ -187,7 +191,7 @@ func (c *conn) BodyBuffer(id uint16, size int) []byte {
 
 // canDeliver reports whether queues may hand this channel messages now.
 func (ch *channel) canDeliver() bool {
-	if ch.flowPaused.Load() || ch.timedOut.Load() {
+	if ch.flowPaused.Load() || ch.timedOut.Load() || ch.stopped.Load() {
 		return false
 	}
 	return ch.conn.outputRoom()

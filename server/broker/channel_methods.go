@@ -652,8 +652,8 @@ func (ch *channel) rollback() {
 	}
 }
 
-// shutdown ends the channel: consumers are cancelled and unacked messages
-// return to their queues. Safe to call more than once.
+// shutdown ends the channel: unacked messages return to their queues, then
+// consumers are cancelled. Safe to call more than once.
 func (ch *channel) shutdown() {
 	if ch.shut {
 		return
@@ -662,20 +662,25 @@ func (ch *channel) shutdown() {
 	ch.conn.srv.releaseChannel(ch.conn.user)
 	ch.mu.Lock()
 	ch.closed = true // an ack timeout may have set it already
+	ch.stopped.Store(true)
 	es := ch.unacked.takeAll(nil)
 	ch.stopAckTimerLocked()
 	ch.mu.Unlock()
 	ch.conn.srv.stats.channels.Add(-1)
 	ch.cancelReply(ch.replyTag)
-	for tag := range ch.consumers {
-		ch.cancel(tag)
-	}
 	for _, a := range ch.txAcks {
 		es = append(es, a.entries...)
 	}
 	ch.txAcks, ch.txPublishes = nil, nil
 	ch.publish, ch.publishX, ch.props, ch.body = nil, nil, nil, nil
+	// Requeue before cancelling, as an ack timeout does: cancelling a
+	// single active consumer makes the next one active, which must find
+	// these messages back in their places first, as with RabbitMQ. The
+	// consumers, still subscribed, get no credit meanwhile (stopped).
 	ch.settle(es, true, false)
+	for tag := range ch.consumers {
+		ch.cancel(tag)
+	}
 }
 
 // exchange looks an exchange up through the channel's cache, so publishing
