@@ -112,9 +112,11 @@ type Node struct {
 	stop     chan struct{}
 	done     chan struct{}
 
-	reportMu sync.Mutex
-	reports  []report      // (reportMu) transport feedback for the loop
-	wake     chan struct{} // capacity 1: reports are waiting
+	reportMu  sync.Mutex
+	reports   []report      // (reportMu) transport feedback for the loop
+	proposals []proposal    // (reportMu) ProposeAsync's, for the loop
+	spare     []proposal    // (run) the last round's proposals, emptied
+	wake      chan struct{} // capacity 1: reports are waiting
 
 	groups map[uint64]*group // (run)
 	batch  raftlog.Batch     // (run)
@@ -137,6 +139,7 @@ type group struct {
 	applied  uint64
 	snapshot uint64 // index of the last snapshot taken or restored
 	stepped  bool   // has input since its last Ready check
+	lead     uint64 // the leader last told to a LeaderObserver
 }
 
 // ErrStopped is returned by calls on a stopped Node.
@@ -489,6 +492,7 @@ func (n *Node) run() {
 			}
 		}
 		n.takeReports()
+		n.takeProposals()
 		var err error
 		if busy, err = n.round(); err != nil {
 			// The log failed: nothing more can be made durable, so the
@@ -572,6 +576,7 @@ func (n *Node) round() (more bool, err error) {
 	}
 	// Apply.
 	for _, r := range rds {
+		n.noteLeader(r.g, r.rd.SoftState)
 		if err := n.apply(r.g, &r.rd); err != nil {
 			return false, err
 		}

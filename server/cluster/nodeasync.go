@@ -1,0 +1,93 @@
+package cluster
+
+import (
+	"go.etcd.io/raft/v3"
+)
+
+// LeaderObserver is a StateMachine that wants to know its group's leader:
+// LeaderChanged is called on the loop, between rounds' applies, whenever
+// the leader this node knows of changes (0: none known).
+type LeaderObserver interface {
+	LeaderChanged(lead uint64, self bool)
+}
+
+// proposal is a ProposeAsync waiting for the loop.
+type proposal struct {
+	group uint64
+	data  []byte
+	// dropped, if set, is called on the loop when raft refused the
+	// proposal (no leader known, the group is gone).
+	dropped func()
+}
+
+// ProposeAsync hands data to group id's next round without waiting, so
+// it may be called from anywhere, the loop and state machines included,
+// and under the caller's locks. Raft may still lose a proposal it took
+// (forwarded to a leader that then died): a caller that needs to know
+// waits for its entry to be applied, with a deadline. dropped, if set, is
+// called on the loop when raft refused it outright.
+func (n *Node) ProposeAsync(id uint64, data []byte, dropped func()) {
+	n.reportMu.Lock()
+	n.proposals = append(n.proposals, proposal{group: id, data: data, dropped: dropped})
+	n.reportMu.Unlock()
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+// takeProposals proposes what ProposeAsync queued, in order.
+func (n *Node) takeProposals() {
+	n.reportMu.Lock()
+	ps := n.proposals
+	n.proposals = n.spare[:0]
+	n.reportMu.Unlock()
+	for i, p := range ps {
+		g := n.groups[p.group]
+		var err error
+		if g == nil {
+			err = ErrNoGroup
+		} else {
+			g.stepped = true
+			err = g.rn.Propose(p.data)
+		}
+		if err != nil && p.dropped != nil {
+			p.dropped()
+		}
+		ps[i] = proposal{}
+	}
+	if cap(ps) <= 4096 {
+		n.spare = ps[:0]
+	}
+}
+
+// AddGroupOnLoop is AddGroup for a state machine's Apply, which runs on
+// the loop and so cannot wait for it (a metadata entry that declares a
+// quorum queue starts the queue's group). Called anywhere else, it races
+// with the loop.
+func (n *Node) AddGroupOnLoop(id uint64, peers []uint64, sm StateMachine) error {
+	ps := make([]raft.Peer, len(peers))
+	for i, p := range peers {
+		ps[i] = raft.Peer{ID: p}
+	}
+	return n.addGroup(id, ps, sm)
+}
+
+// RemoveGroupOnLoop stops running group id here (its queue was deleted),
+// from a state machine's Apply. What the log holds of it stays until the
+// segments are reclaimed; a group id is never reused (see the broker's
+// quorum group ids).
+func (n *Node) RemoveGroupOnLoop(id uint64) {
+	delete(n.groups, id)
+}
+
+// noteLeader tells g's state machine of a leader change.
+func (n *Node) noteLeader(g *group, ss *raft.SoftState) {
+	if ss == nil || ss.Lead == g.lead {
+		return
+	}
+	g.lead = ss.Lead
+	if o, ok := g.sm.(LeaderObserver); ok {
+		o.LeaderChanged(ss.Lead, ss.Lead == n.cfg.ID)
+	}
+}
