@@ -1,0 +1,701 @@
+package queue
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Log is a quorum queue's Raft group as the queue sees it. Propose hands a
+// command to the group without waiting, and may be called under the
+// queue's lock; the group then calls Quorum.Apply with every committed
+// command, in log order, on every member. A command raft refused outright
+// is reported to dropped; one it lost later is never applied, and its
+// waiter times out.
+type Log interface {
+	Propose(cmd []byte, dropped func())
+}
+
+// Codec turns a quorum queue's handles into the bytes its log and
+// snapshots carry, and back.
+type Codec[H any] interface {
+	AppendHandle(dst []byte, h H) []byte
+	DecodeHandle(b []byte) (H, error)
+}
+
+// Owner is the node incarnation a consumer or an unacked delivery belongs
+// to: when the node goes (or restarts, as a new incarnation), they go
+// with it.
+type Owner struct {
+	Node, Incarnation uint64
+}
+
+// Errors a quorum queue's waiters get.
+var (
+	// ErrNotCommitted: the command was not applied in time (no leader, or
+	// the leader lost it): a publisher is nacked.
+	ErrNotCommitted = errors.New("quorum queue: the command was not committed in time")
+	// ErrQueueClosed: the queue was deleted or closed first.
+	ErrQueueClosed = errors.New("quorum queue: closed")
+)
+
+// QuorumTimeout is how long a waiter (a publish's confirm, basic.get,
+// purge) waits for its command to be applied.
+const QuorumTimeout = 5 * time.Second
+
+// Quorum is a quorum queue on one member of its Raft group: the same Core
+// on every member, changed only by the commands its log applies, so all
+// members hold the same messages, consumers, credit, unacked deliveries
+// and tags. Every member's consumers are the core's; a member hands the
+// deliveries the core makes to its own consumers and ignores the others'.
+// Time comes with each command (the proposer's clock), so expiries are the
+// same everywhere. What depends on the leader alone (dead-lettering, the
+// expiry tick) is done by the member that leads when it applies.
+//
+// Locking: mu guards everything below it. Log.Propose is called under mu
+// (it never waits), so a member's commands enter the log in the order it
+// made them; Host and Consumer calls are made without mu, except
+// Consumer.Acquire and Unacquire, as in Classic.
+type Quorum[H any] struct {
+	log    Log
+	codec  Codec[H]
+	host   Host[H]
+	clock  func() int64
+	self   Owner
+	leader atomic.Bool
+
+	mu     sync.Mutex
+	core   *Core[H]
+	meter  Meter
+	owners map[ConsumerID]Owner              // replicated: every consumer's owner
+	held   map[Owner]map[uint64]struct{}     // replicated: unacked tags by owner
+	local  map[ConsumerID]*quorumConsumer[H] // this member's consumers
+	waits  map[uint64]*quorumWait[H]         // this member's commands awaiting apply
+	seq    uint64
+	nextID uint64
+	closed bool
+	timer  *time.Timer // the leader's expiry tick
+	tickAt int64       // when timer fires (0: not armed)
+	buf    []byte
+}
+
+// quorumConsumer is one of this member's consumers: credit is what it
+// has been given in the core (proposed) and not yet used.
+type quorumConsumer[H any] struct {
+	c        Consumer[H]
+	credit   int64
+	priority int64
+	noAck    bool
+}
+
+type quorumWait[H any] struct {
+	at   int64
+	done func(quorumResult[H])
+}
+
+// quorumResult is what an applied command tells the member that made it.
+type quorumResult[H any] struct {
+	err error
+	n   int // a purge's count
+	ok  bool
+	tag uint64
+	e   Entry[H] // a basic.get's message
+}
+
+// The commands, each: op, the proposer's Owner (16 bytes), its sequence
+// number, its clock, then the op's fields.
+const (
+	opPush byte = iota + 1
+	opConsume
+	opCredit
+	opCancel
+	opSettle
+	opGet
+	opPurge
+	opTick
+	opPolicy
+	opDown
+)
+
+const cmdHeader = 1 + 16 + 8 + 8
+
+// NewQuorum makes member self's replica of a quorum queue with policy
+// (its limits, delivery limit, SAC), proposing to log.
+func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self Owner, clock func() int64) *Quorum[H] {
+	if clock == nil {
+		clock = Now
+	}
+	q := &Quorum[H]{log: log, codec: codec, host: host, clock: clock, self: self, core: New[H](policy, 0),
+		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
+		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}}
+	q.meter.Start(clock())
+	return q
+}
+
+// LeaderChanged tells the queue whether this member leads its group now.
+func (q *Quorum[H]) LeaderChanged(self bool) {
+	q.leader.Store(self)
+	if self {
+		q.mu.Lock()
+		q.armTick()
+		q.mu.Unlock()
+	}
+}
+
+// Leader reports whether this member leads the queue's group.
+func (q *Quorum[H]) Leader() bool { return q.leader.Load() }
+
+// command starts a command of op in q.buf. Caller holds mu.
+func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
+	q.seq++
+	if wait != nil {
+		q.waits[q.seq] = &quorumWait[H]{at: q.clock(), done: wait}
+	}
+	b := append(q.buf[:0], op)
+	b = binary.BigEndian.AppendUint64(b, q.self.Node)
+	b = binary.BigEndian.AppendUint64(b, q.self.Incarnation)
+	b = binary.BigEndian.AppendUint64(b, q.seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(q.clock()))
+	return b
+}
+
+// propose sends a command made with command. Caller holds mu. The log
+// keeps cmd, so q.buf is not reused for it.
+func (q *Quorum[H]) propose(cmd []byte) {
+	seq := q.seq
+	q.buf = nil
+	q.log.Propose(cmd, func() { q.fail(seq, ErrNotCommitted) })
+}
+
+// fail ends command seq's wait with err, if it still waits.
+func (q *Quorum[H]) fail(seq uint64, err error) {
+	q.mu.Lock()
+	w := q.waits[seq]
+	delete(q.waits, seq)
+	q.mu.Unlock()
+	if w != nil {
+		w.done(quorumResult[H]{err: err})
+	}
+}
+
+// PushAsync proposes m; done, if set, is called once it is applied here
+// (nil, or ErrRejected from a full reject-publish queue) or has failed
+// (ErrNotCommitted, ErrQueueClosed).
+func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
+	var wait func(quorumResult[H])
+	if done != nil {
+		wait = func(r quorumResult[H]) { done(r.err) }
+	}
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		if done != nil {
+			done(ErrQueueClosed)
+		}
+		return
+	}
+	b := q.command(opPush, wait)
+	b = binary.BigEndian.AppendUint32(b, m.Size)
+	b = append(b, m.Priority)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
+	b = q.codec.AppendHandle(b, m.Handle)
+	q.propose(b)
+	q.mu.Unlock()
+}
+
+// Push proposes m without waiting for it (see PushAsync) and returns the
+// backlog as this member knows it.
+func (q *Quorum[H]) Push(m Message[H]) (ready int64, consumers int, err error) {
+	q.PushAsync(m, nil)
+	ready, _, consumers = q.Backlog()
+	return ready, consumers, nil
+}
+
+// PushRecovered proposes recovered messages; a quorum queue recovers from
+// its log, so the broker has none to give it.
+func (q *Quorum[H]) PushRecovered(ms []Message[H]) {
+	for _, m := range ms {
+		q.PushAsync(m, nil)
+	}
+}
+
+// Admits reports whether a push of size bytes would be taken, as this
+// member's replica stands.
+func (q *Quorum[H]) Admits(size uint32) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Admits(size)
+}
+
+// Consume adds one of this member's consumers: proposed, then given
+// credit as its channel allows.
+func (q *Quorum[H]) Consume(c Consumer[H], priority int64, noAck bool) ConsumerID {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.nextID++
+	// Unique across members and incarnations without coordination.
+	id := ConsumerID(mix(q.self.Node^mix(q.self.Incarnation)) ^ q.nextID)
+	q.subscribe(id, &quorumConsumer[H]{c: c, priority: priority, noAck: noAck})
+	return id
+}
+
+// subscribe proposes consumer id of this member's. Caller holds mu.
+func (q *Quorum[H]) subscribe(id ConsumerID, lc *quorumConsumer[H]) {
+	q.local[id] = lc
+	b := q.command(opConsume, nil)
+	b = binary.BigEndian.AppendUint64(b, uint64(id))
+	b = binary.BigEndian.AppendUint64(b, uint64(lc.priority))
+	b = append(b, boolByte(lc.noAck))
+	q.propose(b)
+	q.topUp(id, lc)
+}
+
+// topUp gives a local consumer more credit in the core once it has used
+// half of a batch. Caller holds mu.
+func (q *Quorum[H]) topUp(id ConsumerID, lc *quorumConsumer[H]) {
+	if q.closed || lc.credit > maxBatch/2 {
+		return
+	}
+	n := lc.c.Acquire(maxBatch - lc.credit)
+	if n <= 0 {
+		return
+	}
+	lc.credit += n
+	b := q.command(opCredit, nil)
+	b = binary.BigEndian.AppendUint64(b, uint64(id))
+	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	q.propose(b)
+}
+
+// Cancel removes one of this member's consumers; its unacked deliveries
+// stay unacked. It reports whether consumers are left, as this member
+// knows.
+func (q *Quorum[H]) Cancel(id ConsumerID) bool {
+	q.mu.Lock()
+	lc := q.local[id]
+	delete(q.local, id)
+	if lc != nil && lc.credit > 0 {
+		lc.c.Unacquire(lc.credit)
+	}
+	if !q.closed {
+		b := q.command(opCancel, nil)
+		b = binary.BigEndian.AppendUint64(b, uint64(id))
+		q.propose(b)
+	}
+	_, _, consumers := q.core.Backlog()
+	q.mu.Unlock()
+	return consumers > 1
+}
+
+// Settle proposes the settlement of this member's deliveries by tag.
+func (q *Quorum[H]) Settle(tags []uint64, outcome Outcome) {
+	if len(tags) == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	q.settle(tags, outcome)
+}
+
+func (q *Quorum[H]) settle(tags []uint64, outcome Outcome) {
+	b := q.command(opSettle, nil)
+	b = append(b, byte(outcome))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(tags)))
+	for _, t := range tags {
+		b = binary.BigEndian.AppendUint64(b, t)
+	}
+	q.propose(b)
+}
+
+// wait proposes a command made by build and waits for its result.
+func (q *Quorum[H]) wait(op byte, build func([]byte) []byte) quorumResult[H] {
+	ch := make(chan quorumResult[H], 1)
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return quorumResult[H]{err: ErrQueueClosed}
+	}
+	b := q.command(op, func(r quorumResult[H]) { ch <- r })
+	seq := q.seq
+	if build != nil {
+		b = build(b)
+	}
+	q.propose(b)
+	q.mu.Unlock()
+	t := time.NewTimer(QuorumTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r
+	case <-t.C:
+		q.fail(seq, ErrNotCommitted)
+		return <-ch
+	}
+}
+
+// Get takes the head message (basic.get) once the log has the get.
+func (q *Quorum[H]) Get(noAck bool) (e Entry[H], tag uint64, ok bool) {
+	r := q.wait(opGet, func(b []byte) []byte { return append(b, boolByte(noAck)) })
+	return r.e, r.tag, r.ok
+}
+
+// GiveBack returns a message Get took that could not be handed over: a
+// requeue (it counts as delivered once), or a push again without a tag.
+func (q *Quorum[H]) GiveBack(e Entry[H], tag uint64) {
+	if tag == 0 {
+		q.PushAsync(Message[H]{Handle: e.Handle, Expires: e.Expires, Timestamp: e.Timestamp, Size: e.Size, Priority: e.Priority}, nil)
+		return
+	}
+	q.Settle([]uint64{tag}, Requeue)
+}
+
+// Purge drops every ready message once the log has the purge.
+func (q *Quorum[H]) Purge() int { return q.wait(opPurge, nil).n }
+
+// Delete releases this member's replica (the queue's deletion came
+// through the metadata group, to every member) and fails its waiters.
+func (q *Quorum[H]) Delete() int {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return 0
+	}
+	n, effects := q.core.Delete()
+	d := detachEffects(q.core, effects)
+	waits := q.closeLocked()
+	q.mu.Unlock()
+	q.carryOut(d)
+	for _, w := range waits {
+		w.done(quorumResult[H]{err: ErrQueueClosed})
+	}
+	return n
+}
+
+// Close stops the replica, keeping everything (the log has it).
+func (q *Quorum[H]) Close() {
+	q.mu.Lock()
+	waits := q.closeLocked()
+	q.mu.Unlock()
+	for _, w := range waits {
+		w.done(quorumResult[H]{err: ErrQueueClosed})
+	}
+}
+
+func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
+	q.closed = true
+	if q.timer != nil {
+		q.timer.Stop()
+	}
+	ws := make([]*quorumWait[H], 0, len(q.waits))
+	for _, w := range q.waits {
+		ws = append(ws, w)
+	}
+	clear(q.waits)
+	clear(q.local)
+	return ws
+}
+
+// Info reports this member's replica's counts, counters and rates.
+func (q *Quorum[H]) Info() Info {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	in := q.core.Info()
+	in.Rates = q.meter.Rates()
+	return in
+}
+
+// SampleRates samples the counters for Info's rates, and fails the
+// waiters whose command was not applied within QuorumTimeout.
+func (q *Quorum[H]) SampleRates() {
+	now := q.clock()
+	q.mu.Lock()
+	q.meter.Sample(q.core.stats, now)
+	var late []*quorumWait[H]
+	for seq, w := range q.waits {
+		if now-w.at > int64(QuorumTimeout) {
+			late = append(late, w)
+			delete(q.waits, seq)
+		}
+	}
+	q.mu.Unlock()
+	for _, w := range late {
+		w.done(quorumResult[H]{err: ErrNotCommitted})
+	}
+}
+
+// Head returns the head message as this member's replica has it.
+func (q *Quorum[H]) Head() (e Entry[H], ok bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Head()
+}
+
+// Backlog is this member's replica's ready messages, bytes and consumers.
+func (q *Quorum[H]) Backlog() (ready, readyBytes int64, consumers int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.Backlog()
+}
+
+// Touch does nothing: x-expires is not replicated yet.
+func (q *Quorum[H]) Touch() {}
+
+// Wake gives this member's consumers credit again (their channels have
+// room).
+func (q *Quorum[H]) Wake() {
+	q.mu.Lock()
+	for id, lc := range q.local {
+		q.topUp(id, lc)
+	}
+	q.mu.Unlock()
+}
+
+// SetPolicy proposes a policy change; every member proposes it (each
+// applies the metadata group's policy change), and applying it again is
+// harmless.
+func (q *Quorum[H]) SetPolicy(p Policy) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	b := q.command(opPolicy, nil)
+	q.propose(appendPolicy(b, p))
+}
+
+// Down proposes that node's consumers and unacked deliveries are gone
+// (the leader saw it leave; a restarted node says so of its former
+// incarnations): its consumers are cancelled and its deliveries
+// requeued, for incarnations before before.
+func (q *Quorum[H]) Down(node, before uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	b := q.command(opDown, nil)
+	b = binary.BigEndian.AppendUint64(b, node)
+	b = binary.BigEndian.AppendUint64(b, before)
+	q.propose(b)
+}
+
+// Owners returns the nodes, other than this one, that have consumers or
+// unacked deliveries (for the leader's watch on members that left).
+func (q *Quorum[H]) Owners() []uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var ns []uint64
+	add := func(n uint64) {
+		if n != q.self.Node && !containsU64(ns, n) {
+			ns = append(ns, n)
+		}
+	}
+	for _, o := range q.owners {
+		add(o.Node)
+	}
+	for o, tags := range q.held {
+		if len(tags) > 0 {
+			add(o.Node)
+		}
+	}
+	return ns
+}
+
+func containsU64(s []uint64, v uint64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// armTick arms the leader's timer for the core's next deadline. Caller
+// holds mu.
+func (q *Quorum[H]) armTick() {
+	next := q.core.NextDeadline()
+	if q.closed || !q.leader.Load() || next == 0 || q.tickAt != 0 && q.tickAt <= next {
+		return
+	}
+	q.tickAt = next
+	d := time.Duration(max(next-q.clock(), 0))
+	if q.timer == nil {
+		q.timer = time.AfterFunc(d, q.tick)
+	} else {
+		q.timer.Reset(d)
+	}
+}
+
+// tick proposes a clock tick (the leader's timer fired).
+func (q *Quorum[H]) tick() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.tickAt = 0
+	if q.closed || !q.leader.Load() {
+		return
+	}
+	q.propose(q.command(opTick, nil))
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// mix is splitmix64's finaliser.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
+}
+
+func appendPolicy(b []byte, p Policy) []byte {
+	b = append(b, p.MaxPriority, byte(p.Overflow), boolByte(p.DeadLetter), boolByte(p.SingleActive), boolByte(p.LimitDeliveries))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.MaxLength))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.MaxLengthBytes))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.Expires))
+	return binary.BigEndian.AppendUint64(b, uint64(p.DeliveryLimit))
+}
+
+func decodePolicy(b []byte) (Policy, bool) {
+	if len(b) < 5+32 {
+		return Policy{}, false
+	}
+	p := Policy{MaxPriority: b[0], Overflow: Overflow(b[1]), DeadLetter: b[2] == 1, SingleActive: b[3] == 1, LimitDeliveries: b[4] == 1}
+	b = b[5:]
+	p.MaxLength = int64(binary.BigEndian.Uint64(b))
+	p.MaxLengthBytes = int64(binary.BigEndian.Uint64(b[8:]))
+	p.Expires = int64(binary.BigEndian.Uint64(b[16:]))
+	p.DeliveryLimit = int64(binary.BigEndian.Uint64(b[24:]))
+	return p, true
+}
+
+// quorumSnapshot is a replica's state as its group's snapshot carries it:
+// the core's, with handles encoded, and the owners the core knows
+// nothing of.
+type quorumSnapshot struct {
+	State  State[[]byte]
+	Owners []quorumOwned
+	Held   []quorumHeld
+}
+
+type quorumOwned struct {
+	ID    ConsumerID
+	Owner Owner
+}
+
+type quorumHeld struct {
+	Owner Owner
+	Tags  []uint64
+}
+
+// Snapshot returns the replica's state as of the last applied command.
+func (q *Quorum[H]) Snapshot() ([]byte, error) {
+	q.mu.Lock()
+	st := q.core.State()
+	s := quorumSnapshot{State: mapState(st, func(h H) []byte { return q.codec.AppendHandle(nil, h) })}
+	for id, o := range q.owners {
+		s.Owners = append(s.Owners, quorumOwned{id, o})
+	}
+	for o, tags := range q.held {
+		h := quorumHeld{Owner: o}
+		for t := range tags {
+			h.Tags = append(h.Tags, t)
+		}
+		slices.Sort(h.Tags)
+		s.Held = append(s.Held, h)
+	}
+	q.mu.Unlock()
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(&s); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Restore replaces the replica's state with a snapshot's. This member's
+// consumers, if any, are subscribed again (the snapshot may predate
+// them).
+func (q *Quorum[H]) Restore(data []byte) error {
+	var s quorumSnapshot
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&s); err != nil {
+		return fmt.Errorf("quorum queue snapshot: %w", err)
+	}
+	var derr error
+	st := mapState(s.State, func(b []byte) H {
+		h, err := q.codec.DecodeHandle(b)
+		if err != nil && derr == nil {
+			derr = err
+		}
+		return h
+	})
+	if derr != nil {
+		return fmt.Errorf("quorum queue snapshot: %w", derr)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.core = FromState(st)
+	clear(q.owners)
+	for _, o := range s.Owners {
+		q.owners[o.ID] = o.Owner
+	}
+	clear(q.held)
+	for _, h := range s.Held {
+		q.hold(h.Owner, 0, 0)
+		for _, t := range h.Tags {
+			q.held[h.Owner][t] = struct{}{}
+		}
+	}
+	for id, lc := range q.local {
+		if lc.credit > 0 {
+			lc.c.Unacquire(lc.credit)
+			lc.credit = 0
+		}
+		if _, ok := q.owners[id]; !ok {
+			q.subscribe(id, lc)
+		} else {
+			q.topUp(id, lc)
+		}
+	}
+	return nil
+}
+
+// mapState is s with its handles mapped by f.
+func mapState[A, B any](s State[A], f func(A) B) State[B] {
+	entry := func(e StateEntry[A]) StateEntry[B] {
+		return StateEntry[B]{Handle: f(e.Handle), Expires: e.Expires, Timestamp: e.Timestamp, Size: e.Size,
+			Deliveries: e.Deliveries, Priority: e.Priority, Mark: e.Mark, Seq: e.Seq}
+	}
+	entries := func(es []StateEntry[A]) []StateEntry[B] {
+		out := make([]StateEntry[B], len(es))
+		for i, e := range es {
+			out[i] = entry(e)
+		}
+		return out
+	}
+	out := State[B]{Policy: s.Policy, Expiries: s.Expiries, NextTag: s.NextTag, WindowBase: s.WindowBase,
+		Consumers: s.Consumers, RR: s.RR, Order: s.Order, Active: s.Active, LastUsed: s.LastUsed,
+		HadUsers: s.HadUsers, DeleteAsked: s.DeleteAsked, Stats: s.Stats}
+	for _, l := range s.Levels {
+		out.Levels = append(out.Levels, StateLevel[B]{Front: entries(l.Front), Back: entries(l.Back), Seq: l.Seq,
+			MaxExpiry: l.MaxExpiry, Unbounded: l.Unbounded})
+	}
+	for _, d := range s.Unacked {
+		out.Unacked = append(out.Unacked, StateDelivery[B]{Tag: d.Tag, At: d.At, Entry: entry(d.Entry)})
+	}
+	return out
+}

@@ -1,0 +1,270 @@
+package queue
+
+import (
+	"encoding/binary"
+	"errors"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+)
+
+// intCodec encodes the tests' int handles.
+type intCodec struct{}
+
+func (intCodec) AppendHandle(dst []byte, h int) []byte {
+	return binary.BigEndian.AppendUint64(dst, uint64(h))
+}
+func (intCodec) DecodeHandle(b []byte) (int, error) {
+	if len(b) != 8 {
+		return 0, errors.New("bad handle")
+	}
+	return int(binary.BigEndian.Uint64(b)), nil
+}
+
+// testGroup is a Raft group reduced to what a quorum queue relies on: one
+// log, every command applied on every member in the log's order (on one
+// goroutine, as the cluster's loop does). lose drops commands instead.
+type testGroup struct {
+	mu       sync.Mutex
+	log      [][]byte
+	lose     bool
+	members  []*Quorum[int]
+	applied  int
+	wake     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	hosts    []*testHost
+	detached map[int]bool // members that apply nothing (cut off)
+}
+
+type testGroupLog struct{ g *testGroup }
+
+func (l testGroupLog) Propose(cmd []byte, dropped func()) {
+	l.g.mu.Lock()
+	lose := l.g.lose
+	if !lose {
+		l.g.log = append(l.g.log, cmd)
+	}
+	l.g.mu.Unlock()
+	if lose {
+		go dropped() // as the cluster's loop does: never inside Propose
+		return
+	}
+	select {
+	case l.g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func newTestGroup(t *testing.T, n int, p Policy) *testGroup {
+	g := &testGroup{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}), detached: map[int]bool{}}
+	for i := range n {
+		h := &testHost{}
+		g.hosts = append(g.hosts, h)
+		g.members = append(g.members, NewQuorum[int](p, testGroupLog{g}, intCodec{}, h, Owner{Node: uint64(i + 1), Incarnation: 1}, nil))
+	}
+	g.members[0].LeaderChanged(true)
+	go g.pump()
+	t.Cleanup(func() { close(g.stop); <-g.done })
+	return g
+}
+
+func (g *testGroup) pump() {
+	defer close(g.done)
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.wake:
+		}
+		for {
+			g.mu.Lock()
+			if g.applied == len(g.log) {
+				g.mu.Unlock()
+				break
+			}
+			cmd := g.log[g.applied]
+			g.applied++
+			detached := g.detached
+			g.mu.Unlock()
+			for i, m := range g.members {
+				if !detached[i] {
+					m.Apply(cmd)
+				}
+			}
+		}
+	}
+}
+
+func quorumPush(t *testing.T, q *Quorum[int], h int) error {
+	t.Helper()
+	ch := make(chan error, 1)
+	q.PushAsync(Message[int]{Handle: h, Size: 10}, func(err error) { ch <- err })
+	select {
+	case err := <-ch:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("push %d: no answer", h)
+		return nil
+	}
+}
+
+func receive(t *testing.T, c *testConsumer) delivered {
+	t.Helper()
+	select {
+	case d := <-c.got:
+		return d
+	case <-time.After(5 * time.Second):
+		t.Fatal("no delivery")
+		return delivered{}
+	}
+}
+
+// A message published on one member is delivered to a consumer on
+// another; acked there, it is gone from every member's replica, and every
+// member's core holds the same state throughout.
+func TestQuorumPublishOnOneConsumeOnAnother(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: -1, MaxLengthBytes: -1})
+	c := &testConsumer{prefetch: 2, got: make(chan delivered, 16)}
+	g.members[2].Consume(c, 0, false)
+	for i := 1; i <= 5; i++ {
+		if err := quorumPush(t, g.members[1], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var tags []uint64
+	for i := 1; i <= 2; i++ {
+		d := receive(t, c)
+		if d.Handle != i || d.Redelivered() {
+			t.Fatalf("delivery %d: got %d (redelivered %v)", i, d.Handle, d.Redelivered())
+		}
+		tags = append(tags, d.tag)
+	}
+	select {
+	case d := <-c.got:
+		t.Fatalf("prefetch 2 exceeded: got %d", d.Handle)
+	case <-time.After(50 * time.Millisecond):
+	}
+	c.inFlight.Add(-2)
+	g.members[2].Settle(tags, Ack)
+	g.members[2].Wake()
+	for i := 3; i <= 5; i++ {
+		d := receive(t, c)
+		if d.Handle != i {
+			t.Fatalf("delivery %d: got %d", i, d.Handle)
+		}
+		g.members[2].Settle([]uint64{d.tag}, Ack)
+		c.inFlight.Add(-1)
+		g.members[2].Wake()
+	}
+	waitFor(t, "acks applied everywhere", func() bool {
+		for _, m := range g.members {
+			if in := m.Info(); in.Ready != 0 || in.Unacked != 0 || in.Stats.Acked != 5 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A member that goes away takes its consumers with it: once the leader
+// proposes it down, its unacked deliveries are requeued, flagged
+// redelivered with their delivery count, and go to a consumer elsewhere.
+func TestQuorumDownRequeuesUnacked(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: -1, MaxLengthBytes: -1})
+	gone := &testConsumer{prefetch: 10, got: make(chan delivered, 16)}
+	g.members[2].Consume(gone, 0, false)
+	for i := 1; i <= 3; i++ {
+		if err := quorumPush(t, g.members[0], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 3 {
+		receive(t, gone)
+	}
+	if got := g.members[0].Owners(); len(got) != 1 || got[0] != 3 {
+		t.Fatalf("owners: %v, want [3]", got)
+	}
+	g.mu.Lock()
+	g.detached[2] = true // member 3 is cut off
+	g.mu.Unlock()
+	other := &testConsumer{prefetch: 10, got: make(chan delivered, 16)}
+	g.members[1].Consume(other, 0, false)
+	g.members[0].Down(3, ^uint64(0))
+	for i := 1; i <= 3; i++ {
+		d := receive(t, other)
+		if d.Handle != i || !d.Redelivered() || d.Deliveries != 2 {
+			t.Fatalf("requeued %d: got %d, redelivered %v, deliveries %d", i, d.Handle, d.Redelivered(), d.Deliveries)
+		}
+	}
+	if got := g.members[0].Owners(); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("owners after down: %v, want [2]", got)
+	}
+}
+
+// basic.get, purge and a reject-publish limit answer the member that asked,
+// once the log has the command; a lost command times out as not committed.
+func TestQuorumGetPurgeAndLimits(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: 2, MaxLengthBytes: -1, Overflow: RejectPublish})
+	for i := 1; i <= 2; i++ {
+		if err := quorumPush(t, g.members[i], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := quorumPush(t, g.members[0], 3); !errors.Is(err, ErrRejected) {
+		t.Fatalf("push over the limit: %v, want ErrRejected", err)
+	}
+	e, tag, ok := g.members[1].Get(false)
+	if !ok || e.Handle != 1 || tag == 0 {
+		t.Fatalf("get: %v %d %v", e.Handle, tag, ok)
+	}
+	if n := g.members[2].Purge(); n != 1 {
+		t.Fatalf("purge: %d, want 1", n)
+	}
+	g.members[1].Settle([]uint64{tag}, Requeue)
+	waitFor(t, "requeue applied", func() bool { return g.members[0].Info().Ready == 1 })
+	g.mu.Lock()
+	g.lose = true
+	g.mu.Unlock()
+	if err := quorumPush(t, g.members[0], 4); !errors.Is(err, ErrNotCommitted) {
+		t.Fatalf("lost push: %v, want ErrNotCommitted", err)
+	}
+}
+
+// A member restored from a snapshot taken mid-traffic reaches the same
+// state as the others from the commands after it: the same tags, so its
+// consumers' settlements go on working.
+func TestQuorumSnapshotRestore(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: -1, MaxLengthBytes: -1})
+	c := &testConsumer{prefetch: 3, got: make(chan delivered, 16)}
+	g.members[1].Consume(c, 0, false)
+	for i := 1; i <= 5; i++ {
+		if err := quorumPush(t, g.members[0], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := receive(t, c)
+	waitFor(t, "three delivered", func() bool { return g.members[2].Info().Unacked == 3 })
+	g.mu.Lock()
+	snap, err := g.members[2].Snapshot()
+	g.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, &testHost{}, Owner{Node: 3, Incarnation: 1}, nil)
+	if err := fresh.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	g.members[2] = fresh
+	g.mu.Unlock()
+	g.members[1].Settle([]uint64{first.tag}, Ack)
+	waitFor(t, "the ack applied on the restored member", func() bool {
+		in := fresh.Info()
+		return in.Stats.Acked == 1 && in.Unacked == 2 && in.Ready == 2
+	})
+	if a, b := g.members[0].core.State(), fresh.core.State(); !reflect.DeepEqual(a, b) {
+		t.Fatalf("restored member differs:\n%+v\n%+v", a, b)
+	}
+}
