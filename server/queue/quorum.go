@@ -69,6 +69,9 @@ type Quorum[H any] struct {
 	clock  func() int64
 	self   Owner
 	leader atomic.Bool
+	lead   atomic.Uint64
+	// timeout is QuorumTimeout (tests shorten it).
+	timeout time.Duration
 
 	mu     sync.Mutex
 	core   *Core[H]
@@ -77,12 +80,17 @@ type Quorum[H any] struct {
 	held   map[Owner]map[uint64]struct{}     // replicated: unacked tags by owner
 	local  map[ConsumerID]*quorumConsumer[H] // this member's consumers
 	waits  map[uint64]*quorumWait[H]         // this member's commands awaiting apply
-	seq    uint64
-	nextID uint64
-	closed bool
-	timer  *time.Timer // the leader's expiry tick
-	tickAt int64       // when timer fires (0: not armed)
-	buf    []byte
+	// inflight are this member's commands not yet applied, failed or
+	// given up on (past timeout), by seq, with when they were made;
+	// barriers wait for those before them.
+	inflight map[uint64]int64
+	barriers []quorumBarrier
+	seq      uint64
+	nextID   uint64
+	closed   bool
+	timer    *time.Timer // the leader's expiry tick
+	tickAt   int64       // when timer fires (0: not armed)
+	buf      []byte
 }
 
 // quorumConsumer is one of this member's consumers: credit is what it
@@ -133,13 +141,15 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 	}
 	q := &Quorum[H]{log: log, codec: codec, host: host, clock: clock, self: self, core: New[H](policy, 0),
 		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
-		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}}
+		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]int64{}, timeout: QuorumTimeout}
 	q.meter.Start(clock())
 	return q
 }
 
-// LeaderChanged tells the queue whether this member leads its group now.
-func (q *Quorum[H]) LeaderChanged(self bool) {
+// LeaderChanged tells the queue its group's leader (0: none known) and
+// whether it is this member.
+func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
+	q.lead.Store(lead)
 	q.leader.Store(self)
 	if self {
 		q.mu.Lock()
@@ -148,15 +158,20 @@ func (q *Quorum[H]) LeaderChanged(self bool) {
 	}
 }
 
+// LeaderID is the group's leader as this member knows it (0: none).
+func (q *Quorum[H]) LeaderID() uint64 { return q.lead.Load() }
+
 // Leader reports whether this member leads the queue's group.
 func (q *Quorum[H]) Leader() bool { return q.leader.Load() }
 
 // command starts a command of op in q.buf. Caller holds mu.
 func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 	q.seq++
+	now := q.clock()
 	if wait != nil {
-		q.waits[q.seq] = &quorumWait[H]{at: q.clock(), done: wait}
+		q.waits[q.seq] = &quorumWait[H]{at: now, done: wait}
 	}
+	q.inflight[q.seq] = now
 	b := append(q.buf[:0], op)
 	b = binary.BigEndian.AppendUint64(b, q.self.Node)
 	b = binary.BigEndian.AppendUint64(b, q.self.Incarnation)
@@ -168,9 +183,32 @@ func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 // propose sends a command made with command. Caller holds mu. The log
 // keeps cmd, so q.buf is not reused for it.
 func (q *Quorum[H]) propose(cmd []byte) {
-	seq := q.seq
 	q.buf = nil
-	q.log.Propose(cmd, func() { q.fail(seq, ErrNotCommitted) })
+	q.send(cmd, q.seq, q.clock())
+}
+
+// retryEvery is how soon a command raft refused (no leader yet, an
+// election under way) is proposed again, until QuorumTimeout after it
+// was made: a publish during an election waits for the new leader rather
+// than being nacked at once.
+const retryEvery = 20 * time.Millisecond
+
+// send proposes cmd, made at, again every retryEvery while raft refuses
+// it; past QuorumTimeout its waiter fails. Caller holds mu.
+func (q *Quorum[H]) send(cmd []byte, seq uint64, at int64) {
+	q.log.Propose(cmd, func() {
+		if q.clock()-at >= int64(q.timeout) {
+			q.fail(seq, ErrNotCommitted)
+			return
+		}
+		time.AfterFunc(retryEvery, func() {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if !q.closed {
+				q.send(cmd, seq, at)
+			}
+		})
+	})
 }
 
 // fail ends command seq's wait with err, if it still waits.
@@ -178,6 +216,7 @@ func (q *Quorum[H]) fail(seq uint64, err error) {
 	q.mu.Lock()
 	w := q.waits[seq]
 	delete(q.waits, seq)
+	q.landed(seq)
 	q.mu.Unlock()
 	if w != nil {
 		w.done(quorumResult[H]{err: err})
@@ -332,7 +371,7 @@ func (q *Quorum[H]) wait(op byte, build func([]byte) []byte) quorumResult[H] {
 	}
 	q.propose(b)
 	q.mu.Unlock()
-	t := time.NewTimer(QuorumTimeout)
+	t := time.NewTimer(q.timeout)
 	defer t.Stop()
 	select {
 	case r := <-ch:
@@ -393,6 +432,10 @@ func (q *Quorum[H]) Close() {
 
 func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
 	q.closed = true
+	for _, b := range q.barriers {
+		b.done <- ErrQueueClosed
+	}
+	q.barriers = nil
 	if q.timer != nil {
 		q.timer.Stop()
 	}
@@ -422,9 +465,14 @@ func (q *Quorum[H]) SampleRates() {
 	q.meter.Sample(q.core.stats, now)
 	var late []*quorumWait[H]
 	for seq, w := range q.waits {
-		if now-w.at > int64(QuorumTimeout) {
+		if now-w.at > int64(q.timeout) {
 			late = append(late, w)
 			delete(q.waits, seq)
+		}
+	}
+	for seq, at := range q.inflight {
+		if now-at > int64(q.timeout) {
+			q.landed(seq) // lost with a leader: it will not be applied now
 		}
 	}
 	q.mu.Unlock()
@@ -489,35 +537,25 @@ func (q *Quorum[H]) Down(node, before uint64) {
 	q.propose(b)
 }
 
-// Owners returns the nodes, other than this one, that have consumers or
-// unacked deliveries (for the leader's watch on members that left).
-func (q *Quorum[H]) Owners() []uint64 {
+// Owners returns the node incarnations that have consumers or unacked
+// deliveries here, this member's among them (for the watch on members
+// that left or restarted).
+func (q *Quorum[H]) Owners() []Owner {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	var ns []uint64
-	add := func(n uint64) {
-		if n != q.self.Node && !containsU64(ns, n) {
-			ns = append(ns, n)
-		}
-	}
+	var os []Owner
 	for _, o := range q.owners {
-		add(o.Node)
+		if !slices.Contains(os, o) {
+			os = append(os, o)
+		}
 	}
 	for o, tags := range q.held {
-		if len(tags) > 0 {
-			add(o.Node)
+		if len(tags) > 0 && !slices.Contains(os, o) {
+			os = append(os, o)
 		}
 	}
-	return ns
-}
-
-func containsU64(s []uint64, v uint64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
+	sortOwners(os)
+	return os
 }
 
 // armTick arms the leader's timer for the core's next deadline. Caller
@@ -698,4 +736,72 @@ func mapState[A, B any](s State[A], f func(A) B) State[B] {
 		out.Unacked = append(out.Unacked, StateDelivery[B]{Tag: d.Tag, At: d.At, Entry: entry(d.Entry)})
 	}
 	return out
+}
+
+// quorumBarrier is a Barrier waiting for this member's commands up to seq.
+type quorumBarrier struct {
+	seq  uint64
+	done chan error
+}
+
+// Barrier waits until every command this member made before the call
+// (its settlements above all) has been applied, or failed: the broker's
+// barrier before answering a synchronous method, so acks before it are
+// in the group's log on a majority. It fails with ErrNotCommitted when
+// one has not been applied within the timeout (lost with a leader: its
+// messages come back).
+func (q *Quorum[H]) Barrier() error {
+	q.mu.Lock()
+	if q.closed {
+		q.mu.Unlock()
+		return ErrQueueClosed
+	}
+	if !q.pendingUpTo(q.seq) {
+		q.mu.Unlock()
+		return nil
+	}
+	b := quorumBarrier{seq: q.seq, done: make(chan error, 1)}
+	q.barriers = append(q.barriers, b)
+	q.mu.Unlock()
+	t := time.NewTimer(q.timeout)
+	defer t.Stop()
+	select {
+	case err := <-b.done:
+		return err
+	case <-t.C:
+		return ErrNotCommitted
+	}
+}
+
+// pendingUpTo reports whether a command up to seq is in flight. Caller
+// holds mu.
+func (q *Quorum[H]) pendingUpTo(seq uint64) bool {
+	for s := range q.inflight {
+		if s <= seq {
+			return true
+		}
+	}
+	return false
+}
+
+// landed takes command seq out of flight and releases the barriers it
+// held. Caller holds mu.
+func (q *Quorum[H]) landed(seq uint64) {
+	if _, ok := q.inflight[seq]; !ok {
+		return
+	}
+	delete(q.inflight, seq)
+	if len(q.barriers) == 0 {
+		return
+	}
+	kept := q.barriers[:0]
+	for _, b := range q.barriers {
+		if q.pendingUpTo(b.seq) {
+			kept = append(kept, b)
+		} else {
+			b.done <- nil
+		}
+	}
+	clear(q.barriers[len(kept):])
+	q.barriers = kept
 }

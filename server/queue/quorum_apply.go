@@ -137,6 +137,7 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	if origin == q.self {
 		w = q.waits[seq]
 		delete(q.waits, seq)
+		q.landed(seq)
 	}
 	q.mu.Unlock()
 	q.carryOut(d)

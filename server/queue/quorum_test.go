@@ -64,7 +64,7 @@ func newTestGroup(t *testing.T, n int, p Policy) *testGroup {
 		g.hosts = append(g.hosts, h)
 		g.members = append(g.members, NewQuorum[int](p, testGroupLog{g}, intCodec{}, h, Owner{Node: uint64(i + 1), Incarnation: 1}, nil))
 	}
-	g.members[0].LeaderChanged(true)
+	g.members[0].LeaderChanged(1, true)
 	go g.pump()
 	t.Cleanup(func() { close(g.stop); <-g.done })
 	return g
@@ -183,8 +183,8 @@ func TestQuorumDownRequeuesUnacked(t *testing.T) {
 	for range 3 {
 		receive(t, gone)
 	}
-	if got := g.members[0].Owners(); len(got) != 1 || got[0] != 3 {
-		t.Fatalf("owners: %v, want [3]", got)
+	if got := g.members[0].Owners(); len(got) != 1 || got[0] != (Owner{3, 1}) {
+		t.Fatalf("owners: %v, want node 3's", got)
 	}
 	g.mu.Lock()
 	g.detached[2] = true // member 3 is cut off
@@ -198,8 +198,8 @@ func TestQuorumDownRequeuesUnacked(t *testing.T) {
 			t.Fatalf("requeued %d: got %d, redelivered %v, deliveries %d", i, d.Handle, d.Redelivered(), d.Deliveries)
 		}
 	}
-	if got := g.members[0].Owners(); len(got) != 1 || got[0] != 2 {
-		t.Fatalf("owners after down: %v, want [2]", got)
+	if got := g.members[0].Owners(); len(got) != 1 || got[0] != (Owner{2, 1}) {
+		t.Fatalf("owners after down: %v, want node 2's", got)
 	}
 }
 
@@ -227,6 +227,7 @@ func TestQuorumGetPurgeAndLimits(t *testing.T) {
 	g.mu.Lock()
 	g.lose = true
 	g.mu.Unlock()
+	g.members[0].timeout = 100 * time.Millisecond
 	if err := quorumPush(t, g.members[0], 4); !errors.Is(err, ErrNotCommitted) {
 		t.Fatalf("lost push: %v, want ErrNotCommitted", err)
 	}
