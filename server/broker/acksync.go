@@ -1,6 +1,12 @@
 package broker
 
-import "github.com/amqp-go/amqp-go/shared/amqp"
+import (
+	"errors"
+	"slices"
+
+	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
 
 // Acks are durable before the reply to any later synchronous method on
 // their channel, and before connection.close-ok. An ack, a reject or a
@@ -19,15 +25,18 @@ import "github.com/amqp-go/amqp-go/shared/amqp"
 
 // settledDurable notes, for the next barrier, that the reader settled
 // entries other than by requeueing them, if one of them was in the store
-// (a persistent message on a durable queue: only those have a Ref).
+// (a persistent message on a durable queue: only those have a Ref) or in
+// a replicated quorum queue (whose settlements go through its group's
+// log: the barrier waits for them there, queue.Quorum.Barrier).
 func (ch *channel) settledDurable(es []unackedEntry) {
-	if ch.unsynced {
-		return
-	}
 	for i := range es {
-		if !es[i].e.ref.IsZero() {
+		if q := es[i].q; q.quorum != nil {
+			if !slices.Contains(ch.quorumUnsynced, q) {
+				ch.quorumUnsynced = append(ch.quorumUnsynced, q)
+			}
 			ch.unsynced = true
-			return
+		} else if !ch.storeUnsynced && !es[i].e.ref.IsZero() {
+			ch.storeUnsynced, ch.unsynced = true, true
 		}
 	}
 }
@@ -71,26 +80,52 @@ func answers(m amqp.Method) bool {
 // handles m, a method the server answers. Reader goroutine, holding no
 // lock.
 func (ch *channel) syncSettled(m amqp.Method) error {
-	ch.unsynced = false
-	if err := ch.conn.srv.syncStore(); err != nil {
+	store, quorum := ch.takeUnsynced()
+	if err := ch.conn.srv.syncSettled(store, quorum); err != nil {
 		return ackSyncFailed(m, err)
 	}
 	return nil
 }
 
+// takeUnsynced returns and clears what the next barrier must wait for.
+func (ch *channel) takeUnsynced() (store bool, quorum []*Queue) {
+	store, quorum = ch.storeUnsynced, ch.quorumUnsynced
+	ch.unsynced, ch.storeUnsynced, ch.quorumUnsynced = false, false, nil
+	return store, quorum
+}
+
 // syncSettled is the connection's barrier before connection.close-ok: one
 // for all its channels, since they share the store. Reader goroutine.
 func (c *conn) syncSettled(m amqp.Method) *amqpError {
-	need := false
+	store := false
+	var quorum []*Queue
 	for _, ch := range c.channels {
-		need = need || ch.unsynced
-		ch.unsynced = false
+		s, qs := ch.takeUnsynced()
+		store = store || s
+		for _, q := range qs {
+			if !slices.Contains(quorum, q) {
+				quorum = append(quorum, q)
+			}
+		}
 	}
-	if !need {
-		return nil
-	}
-	if err := c.srv.syncStore(); err != nil {
+	if err := c.srv.syncSettled(store, quorum); err != nil {
 		return ackSyncFailed(m, err)
+	}
+	return nil
+}
+
+// syncSettled waits for the store's barrier, if store, and for each
+// quorum queue's.
+func (s *Server) syncSettled(store bool, quorum []*Queue) error {
+	if store {
+		if err := s.syncStore(); err != nil {
+			return err
+		}
+	}
+	for _, q := range quorum {
+		if err := q.quorum.Barrier(); err != nil && !errors.Is(err, queue.ErrQueueClosed) {
+			return err
+		}
 	}
 	return nil
 }

@@ -85,6 +85,10 @@ type applyOpts struct {
 	// defaultQueueType: a queue declare without x-queue-type gets the
 	// vhost's default queue type, as a client's declare does.
 	defaultQueueType bool
+	// quorumGroup, when set, makes a quorum queue declared from the
+	// cluster's log a replicated one, with its group and voters.
+	quorumGroup   uint64
+	quorumMembers []uint64
 }
 
 // WithDefaultQueueType declares a queue as a client's queue.declare does
@@ -130,6 +134,11 @@ func fromStore(id uint64) ApplyOption {
 
 // fromCluster applies a change from the cluster's log.
 func fromCluster() ApplyOption { return func(o *applyOpts) { o.replicated = true } }
+
+// inQuorumGroup declares a replicated quorum queue, with its group.
+func inQuorumGroup(group uint64, members []uint64) ApplyOption {
+	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers = group, members }
+}
 
 // onlyQueue deletes q itself, for the broker's own reasons.
 func onlyQueue(q *Queue) ApplyOption { return func(o *applyOpts) { o.queue = q } }

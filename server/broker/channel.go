@@ -57,8 +57,11 @@ type channel struct {
 	// unsynced: the channel released stored messages (ack, reject, nack
 	// without requeue of persistent messages on durable queues) since its
 	// last barrier, which the next method the server answers waits for
-	// (acksync.go).
-	unsynced bool
+	// (acksync.go). storeUnsynced: some were in the store;
+	// quorumUnsynced: these replicated quorum queues had some.
+	unsynced       bool
+	storeUnsynced  bool
+	quorumUnsynced []*Queue
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex

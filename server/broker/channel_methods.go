@@ -625,9 +625,15 @@ func (ch *channel) commit() {
 	ch.view.txReset()
 	if ch.unsynced {
 		// Without blocking the reader: the commit-ok waits anyway.
-		ch.unsynced = false
-		pending.Add(1)
-		ch.conn.srv.store.Sync(finish)
+		store, quorum := ch.takeUnsynced()
+		if store {
+			pending.Add(1)
+			ch.conn.srv.store.Sync(finish)
+		}
+		if len(quorum) > 0 {
+			pending.Add(1)
+			go func() { finish(ch.conn.srv.syncSettled(false, quorum)) }() // ends with the barriers
+		}
 	}
 	finish(nil)
 }

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"errors"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/server/queue"
@@ -117,6 +119,16 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 			limited = limited || q.limited()
 		}
 	}
+	// A quorum queue of the cluster's confirms once its group has the
+	// message: the publisher hears once the store and each of them has
+	// answered.
+	var replicated func(error)
+	if done != nil {
+		if n := countReplicated(kept); n > 0 {
+			done = joinOutcomes(done, n+1)
+			replicated = done
+		}
+	}
 	var out PublishOutcome
 	if len(kept) == 0 && !refused && !delayed {
 		out.Unroutable = true
@@ -144,7 +156,7 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 		now = queue.Now()
 	}
 	for _, q := range kept {
-		wait, r := q.push(msg, now)
+		wait, r := q.push(msg, now, replicated)
 		if wait != nil && out.Congested == nil {
 			out.Congested = wait
 		}
@@ -185,6 +197,48 @@ func (p *publisher) queueNamed(v *VHost, name string) *Queue {
 		p.qcache[name] = q
 	}
 	return q
+}
+
+// countReplicated counts the replicated quorum queues among qs.
+func countReplicated(qs []*Queue) int {
+	n := 0
+	for _, q := range qs {
+		if q.quorum != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// joinOutcomes returns a done to be called n times, which calls done once
+// with the first error (errQueueFull before others), or nil.
+func joinOutcomes(done func(error), n int) func(error) {
+	var mu sync.Mutex
+	var first error
+	return func(err error) {
+		mu.Lock()
+		if err != nil && (first == nil || errors.Is(err, errQueueFull)) {
+			first = err
+		}
+		n--
+		last, e := n == 0, first
+		mu.Unlock()
+		if last {
+			done(e)
+		}
+	}
+}
+
+// quorumOutcome is a quorum queue push's outcome as a publisher hears it.
+func quorumOutcome(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, queue.ErrRejected):
+		return errQueueFull
+	default:
+		return err
+	}
 }
 
 // lateAdmission holds back a publish's confirm until both the store and the

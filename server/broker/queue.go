@@ -56,6 +56,12 @@ type Queue struct {
 	// behind the interface every queue kind implements.
 	cq       queue.Queue[qhandle]
 	stopOnce sync.Once
+	// quorum is cq when the queue is a quorum queue of a cluster's,
+	// replicated by its Raft group (group, with members as its voters);
+	// nil otherwise.
+	quorum  *queue.Quorum[qhandle]
+	group   uint64
+	members []uint64
 
 	// mu guards every field below. It is never held while calling cq.
 	mu                sync.Mutex
@@ -159,12 +165,23 @@ const (
 // queue refused the message (a reject-publish queue that filled after the
 // publisher's admission check). now is the publish's time (queue.Now's
 // clock): the message's time in the queue, and its TTL's start.
-func (q *Queue) push(m *Message, now int64) (wait <-chan struct{}, refused bool) {
+func (q *Queue) push(m *Message, now int64, replicated func(error)) (wait <-chan struct{}, refused bool) {
 	h := qhandle{msg: m}
 	cm := queue.Message[qhandle]{Size: uint32(len(m.Body)), Priority: m.Priority, Timestamp: now}
 	p := q.settings()
 	if p.ttl >= 0 || m.hasTTL {
 		cm.Expires = expiryFor(p.ttl, m, now)
+	}
+	if q.quorum != nil {
+		// Safe once the group has it: replicated hears when (a
+		// reject-publish refusal too, as ErrRejected).
+		cm.Handle = h
+		var done func(error)
+		if replicated != nil {
+			done = func(err error) { replicated(quorumOutcome(err)) }
+		}
+		q.quorum.PushAsync(cm, done)
+		return nil, false
 	}
 	// Stored, and this durable queue is one the store holds it for (a
 	// transient queue the message also went to keeps its body), so it can
@@ -440,6 +457,7 @@ func (q *Queue) markDeleted() ([]*consumer, int) {
 	q.consumers = nil
 	q.mu.Unlock()
 	q.dropFromStore()
+	q.dropGroup()
 	n := 0
 	q.stopOnce.Do(func() {
 		n = q.cq.Delete() // releases what it held (the store has dropped it all)

@@ -64,7 +64,7 @@ const replicateTimeout = 10 * time.Second
 // Replicas are the parts of s's state a cluster's metadata group carries,
 // by kind; pass them to the cluster before it starts applying its log.
 func (s *Server) Replicas() map[byte]Replica {
-	return map[byte]Replica{ReplicaSecurity: securityReplica{s}, ReplicaExchanges: exchangeReplica{s}}
+	return map[byte]Replica{ReplicaSecurity: securityReplica{s}, ReplicaExchanges: exchangeReplica{s}, ReplicaQuorumQueues: quorumReplica{s}}
 }
 
 // Replicate makes every later definitions change of s go through r:
@@ -260,18 +260,25 @@ func (s *Server) replicates(o *applyOpts) Replicator {
 // to the cluster and returns its verdict once this node has applied it.
 // No broker lock may be held: the apply takes them.
 func (s *Server) replicateExchange(r Replicator, v *VHost, ch *DefChange) error {
-	b, err := json.Marshal(newExchangeChange(v.name, ch))
+	return replicateChange(r, ReplicaExchanges, ch.method(), newExchangeChange(v.name, ch))
+}
+
+// replicateChange hands change, of the part kind, to the cluster for a
+// client's method m and returns the part's verdict once this node has
+// applied it, or 541 when the cluster did not take it.
+func replicateChange(r Replicator, kind byte, m amqp.Method, change any) error {
+	b, err := json.Marshal(change)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), replicateTimeout)
 	defer cancel()
-	if err := r.Replicate(ctx, ReplicaExchanges, b); err != nil {
+	if err := r.Replicate(ctx, kind, b); err != nil {
 		var ae *amqpError
 		if errors.As(err, &ae) {
 			return err
 		}
-		return protoErr(amqp.InternalError, ch.method(), "the cluster did not take the change: %v", noMajority(err))
+		return protoErr(amqp.InternalError, m, "the cluster did not take the change: %v", noMajority(err))
 	}
 	return nil
 }

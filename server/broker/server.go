@@ -259,6 +259,8 @@ type Server struct {
 	// replicator, once set, carries definitions changes to the cluster
 	// (Replicate).
 	replicator atomic.Pointer[Replicator]
+	// quorum is the cluster's side of quorum queues (quorumgroups.go).
+	quorum quorumState
 }
 
 // New builds a server from cfg; it does not listen yet.
@@ -449,6 +451,7 @@ func (s *Server) Close() error {
 		<-waited
 	}
 	s.stopDelayed() // before the queues: a firing publishes into them
+	s.stopQuorum()
 	// End every queue's driver; what it holds stays in the store.
 	s.eachQueue(nil, func(q *Queue) { q.stop() })
 	s.queues.Wait()

@@ -141,10 +141,7 @@ func (v *VHost) declareExchange(ch *DefChange, o *applyOpts) error {
 
 // checkQuorumDeclare refuses what a quorum queue cannot be, with
 // RabbitMQ's texts and in its order: auto-delete, exclusive, transient.
-// In a cluster it refuses new quorum queues: they are not replicated
-// yet, and a quorum queue on one node only would be a silent downgrade
-// (one stored before the node joined a cluster is recovered).
-func (v *VHost) checkQuorumDeclare(ch *DefChange, m amqp.Method, name string, stored bool) error {
+func (v *VHost) checkQuorumDeclare(ch *DefChange, m amqp.Method, name string) error {
 	invalid := func(prop string) error {
 		return protoErr(amqp.PreconditionFailed, m, "invalid property '%s' for queue '%s' in vhost '%s'", prop, name, v.name)
 	}
@@ -155,10 +152,6 @@ func (v *VHost) checkQuorumDeclare(ch *DefChange, m amqp.Method, name string, st
 		return invalid("exclusive-owner")
 	case !ch.Durable:
 		return invalid("non-durable")
-	case v.server.replicating() != nil && !stored:
-		return protoErr(amqp.PreconditionFailed, m,
-			"quorum queue '%s' in vhost '%s': quorum queues are not replicated in a cluster yet (see docs/clustering.md); declare a classic queue",
-			name, v.name)
 	}
 	return nil
 }
@@ -318,6 +311,15 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	if q := v.queue(name); q != nil {
 		return q, q.redeclared(ch, o.conn, v.name)
 	}
+	if r := v.server.replicates(o); r != nil && isQuorum(ch.Arguments) {
+		// Checked here, where the client's permissions are known, and
+		// made by every member, with its Raft group, as it applies the
+		// change (without v.defsMu, which that apply takes).
+		if _, err := v.checkNewQueue(ch, o, m, name); err != nil {
+			return nil, err
+		}
+		return v.declareQuorumReplicated(r, ch, name)
+	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
 	if q := v.queues[name]; q != nil {
@@ -327,31 +329,24 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	if ch.Exclusive {
 		owner = o.conn
 	}
-	if dlx, ok := asText(ch.Arguments[argDLX]); ok && !o.stored {
-		// RabbitMQ: read on the new queue, write on its dead-letter
-		// exchange.
-		if err := o.check(m, security.Read, resQueue, name); err != nil {
-			return nil, err
-		}
-		if err := o.check(m, security.Write, resExchange, dlx); err != nil {
-			return nil, err
-		}
-	}
-	policy, err := parsePolicy(m, v.name, name, ch.Arguments)
+	policy, err := v.checkNewQueue(ch, o, m, name)
 	if err != nil {
 		return nil, err
 	}
-	if policy.quorum {
-		if err := v.checkQuorumDeclare(ch, m, name, o.stored); err != nil {
-			return nil, err
-		}
-	}
-	if !o.stored {
-		if err := v.checkQueueLimit(m, name); err != nil {
-			return nil, err
-		}
-	}
 	ap := v.server.policiesOf(v.name).queuePolicyFor(name, ch.Arguments, policy)
+	if o.quorumGroup != 0 {
+		if !policy.quorum {
+			return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': a replicated declaration of a queue that is not a quorum queue", name, v.name)
+		}
+		q, err := newQuorumQueue(v, name, ch.Arguments, policy, ap, o.quorumGroup, o.quorumMembers)
+		if err != nil {
+			return nil, protoErr(amqp.InternalError, m, "quorum queue '%s' in vhost '%s': %v", name, v.name, err)
+		}
+		v.mu.Lock()
+		v.queues[name] = q
+		v.mu.Unlock()
+		return q, nil
+	}
 	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy, ap)
 	if o.stored {
 		q.id = o.id
@@ -368,6 +363,37 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	// Every queue is bound to the default exchange by its name; routing
 	// there is a map lookup, so no binding object is kept.
 	return q, nil
+}
+
+// checkNewQueue checks the declaration of a new queue (the permissions
+// its dead-letter exchange needs, its arguments, what a quorum queue
+// cannot be, the vhost's queue limit) and returns its policy.
+func (v *VHost) checkNewQueue(ch *DefChange, o *applyOpts, m amqp.Method, name string) (queuePolicy, error) {
+	if dlx, ok := asText(ch.Arguments[argDLX]); ok && !o.stored {
+		// RabbitMQ: read on the new queue, write on its dead-letter
+		// exchange.
+		if err := o.check(m, security.Read, resQueue, name); err != nil {
+			return queuePolicy{}, err
+		}
+		if err := o.check(m, security.Write, resExchange, dlx); err != nil {
+			return queuePolicy{}, err
+		}
+	}
+	policy, err := parsePolicy(m, v.name, name, ch.Arguments)
+	if err != nil {
+		return queuePolicy{}, err
+	}
+	if policy.quorum {
+		if err := v.checkQuorumDeclare(ch, m, name); err != nil {
+			return queuePolicy{}, err
+		}
+	}
+	if !o.stored && !o.replicated {
+		if err := v.checkQueueLimit(m, name); err != nil {
+			return queuePolicy{}, err
+		}
+	}
+	return policy, nil
 }
 
 // redeclared checks a declare of existing q by c and counts it as a use.
@@ -489,6 +515,11 @@ func fieldTypeName(v any) string {
 func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
 	if err := o.check(ch.method(), security.Configure, resQueue, ch.Queue); err != nil {
 		return 0, err
+	}
+	if r := v.server.replicates(o); r != nil {
+		if q := v.queue(ch.Queue); q != nil && replicatedQuorum(q) {
+			return v.removeQuorumReplicated(r, ch, q)
+		}
 	}
 	q, emptied, err := v.removeQueueDef(ch, o)
 	if q == nil || err != nil {

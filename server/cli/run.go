@@ -273,7 +273,8 @@ func openCluster(cfg config.Config, srv *broker.Server, ts *tlsconf.Server, logg
 		parts[kind] = r
 	}
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members, Join: cfg.Cluster.Join,
-		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), TLS: ts, Replicated: parts, Logger: logger})
+		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), TLS: ts, Replicated: parts, Logger: logger,
+		OnOpen: func(s *cluster.Service) { srv.UseGroups(clusterGroups{s}) }})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,9 @@
 package cluster
 
 import (
+	"context"
+	"slices"
+
 	"go.etcd.io/raft/v3"
 )
 
@@ -90,4 +93,50 @@ func (n *Node) noteLeader(g *group, ss *raft.SoftState) {
 	if o, ok := g.sm.(LeaderObserver); ok {
 		o.LeaderChanged(ss.Lead, ss.Lead == n.cfg.ID)
 	}
+}
+
+// The Service's part in quorum queues' groups: the broker starts one
+// group per queue on every member (see docs/clustering.md).
+
+// AddGroup starts group id (a quorum queue's) on this node, from outside
+// the loop (see Node.AddGroup).
+func (s *Service) AddGroup(ctx context.Context, id uint64, peers []uint64, sm StateMachine) error {
+	return s.node.AddGroup(ctx, id, peers, sm)
+}
+
+// AddGroupOnLoop starts group id from a replicated part's Apply (see
+// Node.AddGroupOnLoop).
+func (s *Service) AddGroupOnLoop(id uint64, peers []uint64, sm StateMachine) error {
+	return s.node.AddGroupOnLoop(id, peers, sm)
+}
+
+// RemoveGroupOnLoop stops group id here, from a replicated part's Apply.
+func (s *Service) RemoveGroupOnLoop(id uint64) { s.node.RemoveGroupOnLoop(id) }
+
+// ProposeAsync proposes data to group id without waiting (see
+// Node.ProposeAsync).
+func (s *Service) ProposeAsync(id uint64, data []byte, dropped func()) {
+	s.node.ProposeAsync(id, data, dropped)
+}
+
+// Self is this node's id.
+func (s *Service) Self() uint64 { return s.cfg.Self.ID }
+
+// Voters are the members' ids as this node last applied them, sorted.
+func (s *Service) Voters() []uint64 {
+	var ids []uint64
+	for _, p := range s.meta.members() {
+		ids = append(ids, p.ID)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Reachable reports whether node id is this one or one it has a
+// connection to.
+func (s *Service) Reachable(id uint64) bool { return id == s.cfg.Self.ID || s.tr.Connected(id) }
+
+// GroupStatus returns group id's Raft status on this node.
+func (s *Service) GroupStatus(ctx context.Context, id uint64) (raft.Status, error) {
+	return s.node.Status(ctx, id)
 }

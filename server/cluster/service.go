@@ -62,7 +62,11 @@ type ServiceConfig struct {
 	// Replicated are the parts of the state the metadata group carries,
 	// by kind (Replicate); the same kinds on every member.
 	Replicated map[byte]Replicated
-	Logger     *slog.Logger
+	// OnOpen, if set, is called with the Service before its metadata
+	// group starts applying its log: the parts that start groups of
+	// their own (quorum queues) need it from their first Apply.
+	OnOpen func(*Service)
+	Logger *slog.Logger
 }
 
 // Service is this node's part of the cluster: its Raft log, the TCP
@@ -122,6 +126,9 @@ func Open(cfg ServiceConfig) (*Service, error) {
 	}
 	tr.Start(n)
 	s := &Service{cfg: cfg, log: l, tr: tr, node: n, meta: newMetadataLog(cfg.Self.ID, cfg.Replicated, tr, cfg.Members, cfg.Logger)}
+	if cfg.OnOpen != nil {
+		cfg.OnOpen(s)
+	}
 	if err := n.AddGroupWithContexts(context.Background(), MetadataGroup, boot, s.meta); err != nil {
 		s.Close()
 		return nil, err

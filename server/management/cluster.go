@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/cluster"
@@ -97,5 +98,40 @@ func (h *Handler) clusterMembers(rq *request) error {
 		return &apiError{http.StatusConflict, "conflict", err.Error()}
 	default:
 		return &apiError{http.StatusServiceUnavailable, "cluster_unavailable", err.Error()}
+	}
+}
+
+// quorumMembers sets a replicated quorum queue's leader, members and
+// online members (those this node reaches) by node name, as RabbitMQ's
+// /api/queues does.
+func (h *Handler) quorumMembers(it item, lead uint64, members []uint64) {
+	names := map[uint64]string{}
+	reachable := map[uint64]bool{}
+	if h.members != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := h.members(ctx)
+		cancel()
+		if err == nil {
+			for _, m := range st.Members {
+				names[m.ID], reachable[m.ID] = m.Name, m.Reachable
+			}
+		}
+	}
+	name := func(id uint64) string {
+		if n, ok := names[id]; ok {
+			return n
+		}
+		return strconv.FormatUint(id, 16)
+	}
+	ms, online := []string{}, []string{}
+	for _, id := range members {
+		ms = append(ms, name(id))
+		if reachable[id] {
+			online = append(online, name(id))
+		}
+	}
+	it["members"], it["online"], it["leader"] = ms, online, ""
+	if lead != 0 {
+		it["leader"] = name(lead)
 	}
 }

@@ -253,7 +253,9 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 	if st.HasHeadTimestamp {
 		it["head_message_timestamp"] = st.HeadTimestamp
 	}
-	if q.Type() == "quorum" {
+	if lead, members, ok := q.QuorumGroup(); ok {
+		h.quorumMembers(it, lead, members)
+	} else if q.Type() == "quorum" {
 		// RabbitMQ's quorum queue fields: a group of one, this node.
 		it["leader"], it["members"], it["online"] = h.node, []string{h.node}, []string{h.node}
 	}

@@ -637,12 +637,14 @@ func TestClusterDefinitionsAcrossNamespaces(t *testing.T) {
 	}
 	waitRoutes(t, guest2, "ex.replicated", "k.x", "ex.dest", false, "unbound on "+n0.name+", not routing on "+n2.name)
 
-	// Quorum queues are not replicated yet: refused in a cluster, never
-	// made on one node only.
+	// A quorum queue declared on one node is on every node.
 	_, qch := channelOn(t, guest0)
-	_, err = qch.QueueDeclare("qq", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"})
-	if !errors.As(err, &ae) || ae.Code != amqp091.PreconditionFailed || !strings.Contains(ae.Reason, "not replicated in a cluster yet") {
-		t.Fatalf("a quorum queue declared in a cluster: %v, want 406 (not replicated yet)", err)
+	if _, err = qch.QueueDeclare("qq", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatalf("a quorum queue declared in a cluster: %v", err)
+	}
+	_, qch2 := channelOn(t, guest2)
+	if _, err = qch2.QueueDeclarePassive("qq", true, false, false, false, amqp091.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatalf("the quorum queue declared on %s, on %s: %v", n0.name, n2.name, err)
 	}
 
 	closed := alice.NotifyClose(make(chan *amqp091.Error, 1))

@@ -1,0 +1,430 @@
+package broker
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// QuorumGroups is what quorum queues need of the cluster
+// (cluster.Service, through a shim that passes a GroupMachine on as its
+// StateMachine: the broker does not import the cluster, whose tests use
+// the broker): a Raft group per queue on this node, proposals to it, and
+// who the members are.
+type QuorumGroups interface {
+	AddGroupOnLoop(id uint64, peers []uint64, sm GroupMachine) error
+	RemoveGroupOnLoop(id uint64)
+	ProposeAsync(id uint64, data []byte, dropped func())
+	Self() uint64
+	Voters() []uint64
+	Reachable(id uint64) bool
+}
+
+// GroupMachine is a quorum queue's group's state machine, as the
+// cluster's loop drives it (cluster.StateMachine and LeaderObserver).
+type GroupMachine interface {
+	Apply(index uint64, data []byte)
+	Snapshot() ([]byte, error)
+	Restore(data []byte) error
+	LeaderChanged(lead uint64, self bool)
+}
+
+// MetadataGroup is the cluster's metadata group's id
+// (cluster.MetadataGroup), which no queue's group may take.
+const MetadataGroup = 1
+
+// ReplicaQuorumQueues are the quorum queues' definitions: each queue's
+// messages, consumers and deliveries are in a Raft group of its own, on
+// every member (queue.Quorum).
+const ReplicaQuorumQueues byte = 3
+
+// quorumState is the server's side of its quorum queues' groups.
+type quorumState struct {
+	mu          sync.Mutex
+	groups      QuorumGroups // nil: not in a cluster
+	incarnation uint64       // this start's, unique per start
+	stop        chan struct{}
+}
+
+// UseGroups makes s's quorum queues replicated through g, from the first
+// entry its metadata group applies (cluster.ServiceConfig.OnOpen): a
+// quorum queue declared in the cluster is then a Raft group on every
+// member. It starts the watch on members that leave (see watchMembers),
+// which ends with s.
+func (s *Server) UseGroups(g QuorumGroups) {
+	s.quorum.mu.Lock()
+	defer s.quorum.mu.Unlock()
+	if s.quorum.groups != nil {
+		return
+	}
+	s.quorum.groups = g
+	s.quorum.incarnation = uint64(time.Now().UnixNano())
+	s.quorum.stop = make(chan struct{})
+	go s.watchMembers(g, s.quorum.stop)
+}
+
+func (s *Server) quorumGroups() QuorumGroups {
+	s.quorum.mu.Lock()
+	defer s.quorum.mu.Unlock()
+	return s.quorum.groups
+}
+
+// stopQuorum ends the watch (Close).
+func (s *Server) stopQuorum() {
+	s.quorum.mu.Lock()
+	defer s.quorum.mu.Unlock()
+	if s.quorum.stop != nil {
+		close(s.quorum.stop)
+		s.quorum.stop = nil
+	}
+}
+
+// memberGoneAfter is how long the leader of a quorum queue waits for a
+// member it has no connection to before it proposes the member's
+// consumers gone and their unacked deliveries requeued.
+const memberGoneAfter = 3 * time.Second
+
+// watchMembers runs once a second: for each quorum queue this node leads,
+// the members with consumers there that it has not reached for
+// memberGoneAfter are proposed down; for each queue, this node's former
+// incarnations (before a restart) are proposed down too.
+func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	unreachedSince := map[uint64]time.Time{}
+	self := queue.Owner{Node: g.Self(), Incarnation: s.quorum.incarnation}
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for id := range unreachedSince {
+			if g.Reachable(id) {
+				delete(unreachedSince, id)
+			}
+		}
+		s.eachQueue(nil, func(q *Queue) {
+			if q.quorum == nil {
+				return
+			}
+			leads := q.quorum.Leader()
+			for _, o := range q.quorum.Owners() {
+				switch {
+				case o.Node == self.Node:
+					if o.Incarnation < self.Incarnation {
+						q.quorum.Down(self.Node, self.Incarnation)
+					}
+				case leads && !g.Reachable(o.Node):
+					since, ok := unreachedSince[o.Node]
+					if !ok {
+						unreachedSince[o.Node] = now
+					} else if now.Sub(since) >= memberGoneAfter {
+						q.quorum.Down(o.Node, ^uint64(0))
+					}
+				}
+			}
+		})
+	}
+}
+
+// quorumChange is a replicated quorum queue declaration or deletion.
+type quorumChange struct {
+	VHost  string `json:"vhost"`
+	Delete bool   `json:"delete,omitempty"`
+	Queue  string `json:"queue"`
+	// Arguments are the declaration's, encoded as AMQP encodes a table.
+	Arguments []byte `json:"arguments,omitempty"`
+	// Group is the queue's Raft group: a new id for each declaration, so
+	// a queue declared again after a deletion never meets its
+	// predecessor's log. Members are its voters.
+	Group   uint64   `json:"group,omitempty"`
+	Members []uint64 `json:"members,omitempty"`
+}
+
+// quorumGroupID derives a group id from the queue and the node and time
+// of its declaration; it is never the metadata group's.
+func quorumGroupID(vhost, name string, self uint64, at int64) uint64 {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00%d", vhost, name, self, at)
+	id := binary.BigEndian.Uint64(h.Sum(nil))
+	if id <= MetadataGroup {
+		id += MetadataGroup + 1
+	}
+	return id
+}
+
+// replicatedQuorum reports whether q is a quorum queue of the cluster's.
+func replicatedQuorum(q *Queue) bool { return q.quorum != nil }
+
+// declareQuorumReplicated declares a new quorum queue through the
+// cluster: every member makes it, with its group.
+func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string) (*Queue, error) {
+	m := ch.method()
+	g := v.server.quorumGroups()
+	if g == nil {
+		return nil, protoErr(amqp.InternalError, m, "quorum queue '%s' in vhost '%s': the cluster is not ready", name, v.name)
+	}
+	c := quorumChange{VHost: v.name, Queue: name, Group: quorumGroupID(v.name, name, g.Self(), time.Now().UnixNano()),
+		Members: g.Voters()}
+	if len(ch.Arguments) > 0 {
+		c.Arguments = amqp.AppendTable(nil, ch.Arguments)
+	}
+	if err := replicateChange(r, ReplicaQuorumQueues, m, c); err != nil {
+		return nil, err
+	}
+	q := v.queue(name)
+	if q == nil {
+		return nil, errNoQueue(m, v.name, name) // deleted meanwhile
+	}
+	// declare-ok once the group has elected a leader, as RabbitMQ's
+	// once its Ra cluster has started: the first publishes need not
+	// wait for the election.
+	for deadline := time.Now().Add(queue.QuorumTimeout); q.quorum != nil && q.quorum.LeaderID() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return q, nil
+}
+
+// removeQuorumReplicated deletes a replicated quorum queue through the
+// cluster; if-unused and if-empty are judged here.
+func (v *VHost) removeQuorumReplicated(r Replicator, ch *DefChange, q *Queue) (int, error) {
+	m := ch.method()
+	msgs, consumers := q.counts()
+	if ch.IfUnused && consumers > 0 {
+		return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' in use", q.Name, v.name)
+	}
+	if ch.IfEmpty && msgs > 0 {
+		return 0, protoErr(amqp.PreconditionFailed, m, "queue '%s' in vhost '%s' not empty", q.Name, v.name)
+	}
+	if err := replicateChange(r, ReplicaQuorumQueues, m, quorumChange{VHost: v.name, Queue: q.Name, Delete: true}); err != nil {
+		return 0, err
+	}
+	return msgs, nil
+}
+
+// dropGroup stops a deleted quorum queue's group here; it runs on the
+// cluster's loop, as every replicated deletion does.
+func (q *Queue) dropGroup() {
+	if g := q.vhost.server.quorumGroups(); g != nil && q.quorum != nil {
+		g.RemoveGroupOnLoop(q.group)
+	}
+}
+
+// newQuorumQueue makes a replicated quorum queue (in memory only: its
+// group's log holds it) and starts its group on this node. It runs on
+// the cluster's loop (an Apply or Restore of the metadata group).
+func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap *appliedPolicy, group uint64, members []uint64) (*Queue, error) {
+	g := v.server.quorumGroups()
+	if g == nil {
+		return nil, errors.New("no cluster")
+	}
+	q := &Queue{own: own, Name: name, Durable: true, Args: args, vhost: v, store: v.server.store,
+		ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1), group: group, members: members}
+	q.eff.Store(ap)
+	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
+	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
+	q.cq = q.quorum
+	if slices.Contains(members, g.Self()) {
+		if err := g.AddGroupOnLoop(group, members, quorumMachine{q.quorum}); err != nil {
+			return nil, err
+		}
+	}
+	v.server.queues.Add(1)
+	v.server.startSampler()
+	return q, nil
+}
+
+// quorumLog is a quorum queue's group as queue.Quorum proposes to it.
+type quorumLog struct {
+	g  QuorumGroups
+	id uint64
+}
+
+func (l quorumLog) Propose(cmd []byte, dropped func()) { l.g.ProposeAsync(l.id, cmd, dropped) }
+
+// quorumMachine is a quorum queue's group's state machine.
+type quorumMachine struct{ q *queue.Quorum[qhandle] }
+
+func (m quorumMachine) Apply(_ uint64, data []byte) { m.q.Apply(data) }
+func (m quorumMachine) Snapshot() ([]byte, error)   { return m.q.Snapshot() }
+func (m quorumMachine) Restore(data []byte) error   { return m.q.Restore(data) }
+func (m quorumMachine) LeaderChanged(lead uint64, self bool) {
+	m.q.LeaderChanged(lead, self)
+}
+
+// quorumCodec encodes a quorum queue's messages for its log: what the
+// store keeps of a message, and its TTL.
+type quorumCodec struct{}
+
+// maxQuorumField bounds a decoded field, before allocating.
+const maxQuorumField = 1 << 30
+
+func (quorumCodec) AppendHandle(b []byte, h qhandle) []byte {
+	m := h.msg
+	b = appendShort(b, m.Exchange)
+	b = appendShort(b, m.RoutingKey)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Properties)))
+	b = append(b, m.Properties...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Body)))
+	b = append(b, m.Body...)
+	b = append(b, boolByte(m.Persistent), boolByte(m.hasTTL), m.Priority)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.ttl))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
+	return binary.BigEndian.AppendUint64(b, uint64(m.Due))
+}
+
+var errQuorumMessage = errors.New("quorum queue: malformed message in the log")
+
+func (quorumCodec) DecodeHandle(b []byte) (qhandle, error) {
+	m := &Message{}
+	var ok bool
+	if m.Exchange, b, ok = readShort(b); !ok {
+		return qhandle{}, errQuorumMessage
+	}
+	if m.RoutingKey, b, ok = readShort(b); !ok {
+		return qhandle{}, errQuorumMessage
+	}
+	if m.Properties, b, ok = readLong(b); !ok {
+		return qhandle{}, errQuorumMessage
+	}
+	if m.Body, b, ok = readLong(b); !ok {
+		return qhandle{}, errQuorumMessage
+	}
+	if len(b) != 3+32 {
+		return qhandle{}, errQuorumMessage
+	}
+	m.Persistent, m.hasTTL, m.Priority = b[0] == 1, b[1] == 1, b[2]
+	b = b[3:]
+	m.ttl = int64(binary.BigEndian.Uint64(b))
+	m.Timestamp = int64(binary.BigEndian.Uint64(b[8:]))
+	m.Expires = int64(binary.BigEndian.Uint64(b[16:]))
+	m.Due = int64(binary.BigEndian.Uint64(b[24:]))
+	return qhandle{msg: m}, nil
+}
+
+func appendShort(b []byte, s string) []byte { return append(append(b, byte(len(s))), s...) }
+
+func readShort(b []byte) (string, []byte, bool) {
+	if len(b) < 1 || len(b) < 1+int(b[0]) {
+		return "", nil, false
+	}
+	n := int(b[0])
+	return string(b[1 : 1+n]), b[1+n:], true
+}
+
+func readLong(b []byte) ([]byte, []byte, bool) {
+	if len(b) < 4 {
+		return nil, nil, false
+	}
+	n := binary.BigEndian.Uint32(b)
+	if n > maxQuorumField || uint64(len(b)-4) < uint64(n) {
+		return nil, nil, false
+	}
+	return slices.Clone(b[4 : 4+n]), b[4+n:], true
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+type quorumReplica struct{ s *Server }
+
+// Apply declares or deletes a quorum queue on this member.
+func (r quorumReplica) Apply(index uint64, payload []byte) error {
+	var c quorumChange
+	if err := json.Unmarshal(payload, &c); err != nil {
+		return fmt.Errorf("quorum queue change %d: undecodable: %v", index, err)
+	}
+	v := r.s.vhost(c.VHost)
+	if v == nil {
+		return fmt.Errorf("no vhost '%s'", c.VHost)
+	}
+	if c.Delete {
+		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
+		return err
+	}
+	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: true}
+	if len(c.Arguments) > 0 {
+		t, _, err := amqp.ReadTable(c.Arguments)
+		if err != nil {
+			return fmt.Errorf("quorum queue change %d: arguments: %v", index, err)
+		}
+		ch.Arguments = t
+	}
+	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members))
+	return err
+}
+
+// Snapshot is every replicated quorum queue, as declarations.
+func (r quorumReplica) Snapshot() ([]byte, error) {
+	var all []quorumChange
+	for _, v := range r.s.VHosts() {
+		for _, q := range v.Queues() {
+			if replicatedQuorum(q) {
+				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.members}
+				if len(q.Args) > 0 {
+					c.Arguments = amqp.AppendTable(nil, q.Args)
+				}
+				all = append(all, c)
+			}
+		}
+	}
+	return json.Marshal(all)
+}
+
+// Restore makes the replicated quorum queues those of the snapshot:
+// others are deleted, missing ones declared with their groups.
+func (r quorumReplica) Restore(data []byte) error {
+	if data == nil {
+		return nil
+	}
+	var all []quorumChange
+	if err := json.Unmarshal(data, &all); err != nil {
+		return fmt.Errorf("quorum queue snapshot: undecodable: %v", err)
+	}
+	want := map[[2]string]quorumChange{}
+	for _, c := range all {
+		want[[2]string{c.VHost, c.Queue}] = c
+	}
+	var first error
+	for _, v := range r.s.VHosts() {
+		for _, q := range v.Queues() {
+			if c, ok := want[[2]string{v.name, q.Name}]; replicatedQuorum(q) && (!ok || c.Group != q.group) {
+				if _, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster()); err != nil && first == nil {
+					first = err
+				}
+			}
+		}
+	}
+	for _, c := range all {
+		b, _ := json.Marshal(c)
+		if err := r.Apply(0, b); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// QuorumGroup reports a replicated quorum queue's group as this node
+// knows it: the leader's node id (0: none known) and the voters; ok is
+// false for any other queue.
+func (q *Queue) QuorumGroup() (leader uint64, members []uint64, ok bool) {
+	if q.quorum == nil {
+		return 0, nil, false
+	}
+	return q.quorum.LeaderID(), slices.Clone(q.members), true
+}

@@ -1,0 +1,310 @@
+// Package quorumtest runs replicated quorum queues on in-process brokers
+// that form a real cluster over loopback TCP (cluster.Service), with
+// amqp091-go clients: what a user of a three-node cluster observes.
+// Partitions and kill -9 are in ../netnstest, across namespaces.
+package quorumtest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/cluster"
+	"github.com/amqp-go/amqp-go/server/config"
+	"github.com/amqp-go/amqp-go/server/servertest"
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// node is one member: a broker serving AMQP and its cluster.Service.
+type node struct {
+	name      string
+	srv       *broker.Server
+	url       string
+	cl        *cluster.Service
+	closeOnce sync.Once
+}
+
+// leave stops the member's cluster service (its broker goes on, cut off).
+func (nd *node) leave() { nd.closeOnce.Do(func() { _ = nd.cl.Close() }) }
+
+// groups is the Service as the broker uses it (as amqp-server run's).
+type groups struct{ *cluster.Service }
+
+func (g groups) AddGroupOnLoop(id uint64, peers []uint64, sm broker.GroupMachine) error {
+	return g.Service.AddGroupOnLoop(id, peers, sm)
+}
+
+// startCluster starts n members that form one cluster.
+func startCluster(t *testing.T, n int) []*node {
+	t.Helper()
+	var peers []cluster.Peer
+	var lns []net.Listener
+	for i := range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns = append(lns, ln)
+		name := "amqp" + strconv.Itoa(i+1)
+		peers = append(peers, cluster.Peer{ID: config.NodeID(name), Name: name, Address: ln.Addr().String()})
+	}
+	var nodes []*node
+	for i := range n {
+		srv, url := servertest.StartServer(t, broker.Config{})
+		nd := &node{name: peers[i].Name, srv: srv, url: url}
+		parts := map[byte]cluster.Replicated{}
+		for kind, r := range srv.Replicas() {
+			parts[kind] = r
+		}
+		var w io.Writer = io.Discard
+		if os.Getenv("BROKER_TEST_LOG") != "" {
+			w = os.Stderr
+		}
+		cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: peers[i], Members: peers, Listener: lns[i],
+			Dir: t.TempDir(), NoSync: true, TickInterval: 10 * time.Millisecond, Replicated: parts,
+			OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
+			Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", peers[i].Name)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nd.cl = cl
+		t.Cleanup(nd.leave) // before the broker's close
+		srv.Replicate(cl)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go func() { _ = srv.OfferDefinitions(ctx) }()
+		nodes = append(nodes, nd)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := nodes[0].cl.Status(context.Background())
+		if err == nil && st.Metadata.Leader != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no metadata leader in 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nodes
+}
+
+func dial(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
+	t.Helper()
+	c, err := amqp.Dial(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch, err := c.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, ch
+}
+
+var quorumArgs = amqp.Table{"x-queue-type": "quorum"}
+
+// declareEverywhere declares a quorum queue on nd and waits until every
+// member has it.
+func declareEverywhere(t *testing.T, nodes []*node, nd *node, name string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, ch := dial(t, nd.url)
+		_, err := ch.QueueDeclare(name, true, false, false, false, quorumArgs)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("declare %s on %s: %v", name, nd.name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, other := range nodes {
+		_, ch := dial(t, other.url)
+		if _, err := ch.QueueDeclarePassive(name, true, false, false, false, quorumArgs); err != nil {
+			t.Fatalf("%s on %s: %v", name, other.name, err)
+		}
+	}
+}
+
+// publishConfirmed publishes n messages on url and waits for each
+// confirm; it returns the bodies that were acked.
+func publishConfirmed(t *testing.T, url, queue string, from, n int) []string {
+	t.Helper()
+	_, ch := dial(t, url)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	var acked []string
+	for i := from; i < from+n; i++ {
+		body := fmt.Sprintf("m%05d", i)
+		dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ok, err := dc.WaitContext(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("confirm of %s: %v", body, err)
+		}
+		if ok {
+			acked = append(acked, body)
+		}
+	}
+	return acked
+}
+
+// A quorum queue declared on one member is on every member; messages
+// published with confirms on a second are delivered, in order, to a
+// consumer on the third, acked there, and gone from every member.
+func TestQuorumQueueAcrossMembers(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareEverywhere(t, nodes, nodes[0], "qq1")
+	acked := publishConfirmed(t, nodes[1].url, "qq1", 0, 300)
+	if len(acked) != 300 {
+		t.Fatalf("%d of 300 confirmed", len(acked))
+	}
+	_, ch := dial(t, nodes[2].url)
+	if err := ch.Qos(20, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume("qq1", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range acked {
+		select {
+		case d := <-ds:
+			if string(d.Body) != want || d.Redelivered {
+				t.Fatalf("delivery %d: %q (redelivered %v), want %q", i, d.Body, d.Redelivered, want)
+			}
+			if err := d.Ack(false); err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("delivery %d of %d: none in 10s", i, len(acked))
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, nd := range nodes {
+		_, ch := dial(t, nd.url)
+		for {
+			q, err := ch.QueueDeclarePassive("qq1", true, false, false, false, quorumArgs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Messages == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has %d messages ready", nd.name, q.Messages)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// leaderOf finds the member leading queue's group, as the first member
+// that knows one says.
+func leaderOf(t *testing.T, nodes []*node, queue string) *node {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, nd := range nodes {
+			for _, q := range nd.srv.VHost("/").Queues() {
+				if q.Name != queue {
+					continue
+				}
+				if lead, _, _ := q.QuorumGroup(); lead != 0 {
+					for _, l := range nodes {
+						if config.NodeID(l.name) == lead {
+							return l
+						}
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no leader for %s in 10s", queue)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The leader of a quorum queue leaves under confirmed publishing and an
+// acking consumer, both on the other members: a new leader is elected,
+// publishing goes on, and every confirmed message is delivered.
+func TestQuorumQueueLeaderLeaves(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareEverywhere(t, nodes, nodes[0], "qq2")
+	lead := leaderOf(t, nodes, "qq2")
+	var others []*node
+	for _, nd := range nodes {
+		if nd != lead {
+			others = append(others, nd)
+		}
+	}
+	pub, sub := others[0], others[1]
+	t.Logf("leader %s; publishing on %s, consuming on %s", lead.name, pub.name, sub.name)
+
+	var mu sync.Mutex
+	got := map[string]int{}
+	_, cch := dial(t, sub.url)
+	if err := cch.Qos(20, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := cch.Consume("qq2", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for d := range ds {
+			mu.Lock()
+			got[string(d.Body)]++
+			mu.Unlock()
+			_ = d.Ack(false)
+		}
+	}()
+	confirmed := publishConfirmed(t, pub.url, "qq2", 0, 200)
+	left := time.Now()
+	lead.leave()
+	after := publishConfirmed(t, pub.url, "qq2", 200, 200)
+	t.Logf("%d confirmed before the leader left, %d of 200 after; the first after took %v", len(confirmed), len(after), time.Since(left))
+	if len(after) == 0 {
+		t.Fatal("nothing confirmed after the leader left")
+	}
+	newLead := leaderOf(t, others, "qq2")
+	if newLead == lead {
+		t.Fatalf("%s still leads after it left", lead.name)
+	}
+	confirmed = append(confirmed, after...)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		mu.Lock()
+		missing := 0
+		for _, b := range confirmed {
+			if got[b] == 0 {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d confirmed messages never delivered", missing, len(confirmed))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
