@@ -36,6 +36,9 @@ type queuePolicy struct {
 	quorum        bool
 	deliveryLimit int64
 	atLeastOnce   bool
+	// balanced: x-queue-leader-locator balanced (or its old names random
+	// and least-leaders); otherwise client-local, RabbitMQ's default.
+	balanced bool
 }
 
 // defaultDeliveryLimit is a quorum queue's x-delivery-limit when none is
@@ -219,6 +222,8 @@ func (p *queuePolicy) parseQuorum(args amqp.Table, fail func(arg, detail string)
 			return fail("x-queue-leader-locator", "{unacceptable_type,"+fieldTypeName(v)+"}")
 		case s != "client-local" && s != "balanced" && s != "random" && s != "least-leaders":
 			return fail("x-queue-leader-locator", "invalid_queue_locator_arg")
+		default:
+			p.balanced = s != "client-local"
 		}
 	}
 	for _, err := range []error{

@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,6 +28,8 @@ type QuorumGroups interface {
 	Self() uint64
 	Voters() []uint64
 	Reachable(id uint64) bool
+	Campaign(ctx context.Context, id uint64) error
+	TransferTo(ctx context.Context, id, to uint64) error
 }
 
 // GroupMachine is a quorum queue's group's state machine, as the
@@ -186,11 +190,8 @@ func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string
 	if q == nil {
 		return nil, errNoQueue(m, v.name, name) // deleted meanwhile
 	}
-	// declare-ok once the group has elected a leader, as RabbitMQ's
-	// once its Ra cluster has started: the first publishes need not
-	// wait for the election.
-	for deadline := time.Now().Add(queue.QuorumTimeout); q.quorum != nil && q.quorum.LeaderID() == 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
+	if q.quorum != nil {
+		v.server.placeLeader(g, q)
 	}
 	return q, nil
 }
@@ -257,6 +258,7 @@ type quorumMachine struct{ q *queue.Quorum[qhandle] }
 
 func (m quorumMachine) Apply(_ uint64, data []byte) { m.q.Apply(data) }
 func (m quorumMachine) Snapshot() ([]byte, error)   { return m.q.Snapshot() }
+func (m quorumMachine) SnapshotAfter() uint64       { return m.q.SnapshotAfter() }
 func (m quorumMachine) Restore(data []byte) error   { return m.q.Restore(data) }
 func (m quorumMachine) LeaderChanged(lead uint64, self bool) {
 	m.q.LeaderChanged(lead, self)
@@ -427,4 +429,124 @@ func (q *Queue) QuorumGroup() (leader uint64, members []uint64, ok bool) {
 		return 0, nil, false
 	}
 	return q.quorum.LeaderID(), slices.Clone(q.members), true
+}
+
+// placeLeader places a new quorum queue's leader, as RabbitMQ's queue
+// leader locator: on this node, the client's (client-local, the default),
+// or on the member that leads the fewest quorum queues (balanced). It
+// returns once the group has a leader, so that declare-ok comes after
+// the election, as RabbitMQ's once its Ra cluster has started, or after
+// queue.QuorumTimeout.
+func (s *Server) placeLeader(g QuorumGroups, q *Queue) {
+	ctx, cancel := context.WithTimeout(context.Background(), queue.QuorumTimeout)
+	defer cancel()
+	target := g.Self()
+	if q.own.balanced {
+		target = s.fewestLeaders(q.members, nil)
+	}
+	// A campaign this early may meet members that have not started the
+	// group yet, and then the election goes to whoever times out first:
+	// the leadership is moved to the target once there is a leader.
+	if target == g.Self() {
+		_ = g.Campaign(ctx, q.group) // refused only if the group is gone
+	}
+	s.waitLeader(ctx, q, 0)
+	if q.quorum.LeaderID() != target {
+		_ = g.TransferTo(ctx, q.group, target)
+		s.waitLeader(ctx, q, target)
+	}
+}
+
+// waitLeader polls until q's group has a leader (want 0) or want leads,
+// or ctx ends.
+func (s *Server) waitLeader(ctx context.Context, q *Queue, want uint64) {
+	for {
+		lead := q.quorum.LeaderID()
+		if lead != 0 && (want == 0 || lead == want) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// fewestLeaders is the member of members that leads the fewest quorum
+// queues, as this node knows the leaders, with extra counted in (the
+// leaderships a rebalance has already planned); ties go to the lowest id.
+func (s *Server) fewestLeaders(members []uint64, extra map[uint64]int) uint64 {
+	counts := map[uint64]int{}
+	for id, n := range extra {
+		counts[id] = n
+	}
+	if extra == nil {
+		s.eachQueue(nil, func(q *Queue) {
+			if q.quorum != nil {
+				counts[q.quorum.LeaderID()]++
+			}
+		})
+	}
+	best := uint64(0)
+	for _, id := range members {
+		if best == 0 || counts[id] < counts[best] || counts[id] == counts[best] && id < best {
+			best = id
+		}
+	}
+	return best
+}
+
+// RebalanceQuorumQueues moves quorum queues' leaders so that each member
+// leads as nearly the same number as it can (RabbitMQ's
+// rabbitmq-queues rebalance quorum, POST /api/rebalance/queues): a leader
+// stays where it is while its node is under its share; the others go to
+// the members leading the fewest. Any member may ask (raft forwards a
+// transfer to the leader). It returns how many leaderships it asked to
+// move; they move within an election's time, or not at all when the
+// target is behind or unreachable.
+func (s *Server) RebalanceQuorumQueues(ctx context.Context) (int, error) {
+	g := s.quorumGroups()
+	if g == nil {
+		return 0, nil
+	}
+	var qs []*Queue
+	s.eachQueue(nil, func(q *Queue) {
+		if q.quorum != nil {
+			qs = append(qs, q)
+		}
+	})
+	slices.SortFunc(qs, func(a, b *Queue) int {
+		if c := strings.Compare(a.vhost.name, b.vhost.name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Name, b.Name)
+	})
+	members := g.Voters()
+	if len(members) == 0 || len(qs) == 0 {
+		return 0, nil
+	}
+	share := (len(qs) + len(members) - 1) / len(members)
+	planned := map[uint64]int{}
+	var moves []*Queue
+	var targets []uint64
+	for _, q := range qs {
+		lead := q.quorum.LeaderID()
+		if lead != 0 && slices.Contains(members, lead) && planned[lead] < share {
+			planned[lead]++
+			continue
+		}
+		to := s.fewestLeaders(q.members, planned)
+		planned[to]++
+		if to != lead {
+			moves = append(moves, q)
+			targets = append(targets, to)
+		}
+	}
+	for i, q := range moves {
+		if err := g.TransferTo(ctx, q.group, targets[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(moves), nil
 }

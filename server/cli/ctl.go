@@ -868,6 +868,7 @@ func ctlCommand() *ucli.Command {
 				Action:    ctlAction(0, 0, "", ctlStatus),
 			},
 			ctlClusterCommand(),
+			ctlRebalanceCommand(),
 		},
 	}
 }

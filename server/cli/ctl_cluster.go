@@ -108,3 +108,18 @@ func ctlClusterStatus(cx *ucli.Context, c *ctlClient, _ []string) error {
 		leader, md.Term, md.Role, md.Commit, md.Applied)
 	return err
 }
+
+// ctlRebalanceCommand is amqp-server ctl rebalance (rabbitmq-queues
+// rebalance quorum): POST /api/rebalance/queues.
+func ctlRebalanceCommand() *ucli.Command {
+	return &ucli.Command{
+		Name: "rebalance", Usage: "move quorum queues' leaders so that each member leads about as many",
+		UsageText: "amqp-server ctl rebalance",
+		Action: ctlAction(0, 0, "", func(cx *ucli.Context, c *ctlClient, _ []string) error {
+			if _, err := c.do(http.MethodPost, "/rebalance/queues", nil); err != nil {
+				return fail(err, "rebalancing quorum queues", "")
+			}
+			return done(cx, "Re-balancing leaders of quorum queues ...\nDone.")
+		}),
+	}
+}

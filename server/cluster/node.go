@@ -623,7 +623,11 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 	// After a conf change, a group with a snapshot takes a new one: raft
 	// sends a lagging follower the stored snapshot, and a node just added
 	// ignores one whose configuration does not have it.
-	if g.applied-g.snapshot >= n.cfg.SnapshotEvery || confChanged && g.snapshot > 0 && g.applied > g.snapshot {
+	every := n.cfg.SnapshotEvery
+	if p, ok := g.sm.(SnapshotPacer); ok {
+		every = max(every, p.SnapshotAfter())
+	}
+	if g.applied-g.snapshot >= every || confChanged && g.snapshot > 0 && g.applied > g.snapshot {
 		return n.snapshot(g)
 	}
 	return nil

@@ -14,6 +14,14 @@ type LeaderObserver interface {
 	LeaderChanged(lead uint64, self bool)
 }
 
+// SnapshotPacer is a StateMachine that says how many entries may pass
+// between two snapshots, at least Config.SnapshotEvery: a state that
+// grows with its log (a quorum queue's backlog) is snapshotted in
+// proportion to its size, so snapshots cost a bounded amount per entry.
+type SnapshotPacer interface {
+	SnapshotAfter() uint64
+}
+
 // proposal is a ProposeAsync waiting for the loop.
 type proposal struct {
 	group uint64
@@ -139,4 +147,44 @@ func (s *Service) Reachable(id uint64) bool { return id == s.cfg.Self.ID || s.tr
 // GroupStatus returns group id's Raft status on this node.
 func (s *Service) GroupStatus(ctx context.Context, id uint64) (raft.Status, error) {
 	return s.node.Status(ctx, id)
+}
+
+// Campaign makes this node stand for group id's leadership now (a new
+// quorum queue's leader is the node its client declared it on, as
+// RabbitMQ's client-local locator).
+func (n *Node) Campaign(ctx context.Context, id uint64) error {
+	return n.withGroup(ctx, id, func(g *group) error {
+		g.stepped = true
+		return g.rn.Campaign()
+	})
+}
+
+// TransferTo asks group id's leadership to move to node to. Any member
+// may ask: a follower forwards it to the leader (raft does).
+func (n *Node) TransferTo(ctx context.Context, id, to uint64) error {
+	return n.withGroup(ctx, id, func(g *group) error {
+		g.stepped = true
+		g.rn.TransferLeader(to)
+		return nil
+	})
+}
+
+// Groups returns the ids of the groups this node runs.
+func (n *Node) Groups(ctx context.Context) ([]uint64, error) {
+	var ids []uint64
+	err := n.do(ctx, func() {
+		for id := range n.groups {
+			ids = append(ids, id)
+		}
+	})
+	slices.Sort(ids)
+	return ids, err
+}
+
+// Campaign makes this node stand for group id's leadership.
+func (s *Service) Campaign(ctx context.Context, id uint64) error { return s.node.Campaign(ctx, id) }
+
+// TransferTo asks group id's leadership to move to node to.
+func (s *Service) TransferTo(ctx context.Context, id, to uint64) error {
+	return s.node.TransferTo(ctx, id, to)
 }

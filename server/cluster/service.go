@@ -158,31 +158,47 @@ func (s *Service) Close() error {
 // the leadership.
 const handOverTimeout = 2 * time.Second
 
-// HandOver, if this node leads the metadata group, asks the member
-// furthest along to take the leadership over and waits, at most within,
-// until this node no longer leads: a node that stops gracefully costs the
-// others no election timeout, and the changes it would have taken with
-// it go to the new leader. It reports whether leadership moved.
+// HandOver asks, for every group this node leads (the metadata group and
+// the quorum queues'), the member furthest along to take the leadership
+// over, and waits, at most within, until this node leads none of them: a
+// node that stops gracefully costs the others no election timeout, and
+// the changes it would have taken with it go to the new leaders. It
+// reports whether every leadership moved.
 func (s *Service) HandOver(within time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	to, err := s.node.TransferLeadership(ctx, MetadataGroup)
-	if err != nil || to == 0 {
+	ids, err := s.node.Groups(ctx)
+	if err != nil {
 		return false
 	}
-	for {
-		st, err := s.node.Status(ctx, MetadataGroup)
-		if err == nil && st.RaftState != raft.StateLeader && st.Lead != 0 {
-			s.cfg.Logger.Info("cluster: leadership handed over", "to", hexID(st.Lead))
-			return true
+	var moving []uint64
+	for _, id := range ids {
+		if to, err := s.node.TransferLeadership(ctx, id); err == nil && to != 0 {
+			moving = append(moving, id)
+		}
+	}
+	for len(moving) > 0 {
+		kept := moving[:0]
+		for _, id := range moving {
+			st, err := s.node.Status(ctx, id)
+			if err != nil || st.RaftState == raft.StateLeader || st.Lead == 0 {
+				kept = append(kept, id)
+			} else if id == MetadataGroup {
+				s.cfg.Logger.Info("cluster: leadership handed over", "to", hexID(st.Lead))
+			}
+		}
+		moving = kept
+		if len(moving) == 0 {
+			break
 		}
 		select {
 		case <-ctx.Done():
-			s.cfg.Logger.Warn("cluster: leadership not handed over in time", "to", hexID(to))
+			s.cfg.Logger.Warn("cluster: leadership not handed over in time", "groups", len(moving))
 			return false
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+	return true
 }
 
 // Status is the cluster as this node sees it.

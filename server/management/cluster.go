@@ -135,3 +135,27 @@ func (h *Handler) quorumMembers(it item, lead uint64, members []uint64) {
 		it["leader"] = name(lead)
 	}
 }
+
+// rebalance is POST /api/rebalance/queues, as RabbitMQ's: it moves
+// quorum queues' leaders so that each member leads about as many
+// (broker.Server.RebalanceQuorumQueues) and answers 204 once it has
+// asked for the moves, which then take an election's time. A single
+// node has nothing to move. Administrators only.
+func (h *Handler) rebalance(rq *request) error {
+	if len(rq.seg) != 2 || rq.seg[1] != "queues" {
+		return errNotFound()
+	}
+	if rq.r.Method != http.MethodPost {
+		return methodNotAllowed(rq, "POST, OPTIONS")
+	}
+	if err := needAdmin(rq); err != nil {
+		return err
+	}
+	moved, err := h.srv.RebalanceQuorumQueues(rq.r.Context())
+	if err != nil {
+		return &apiError{http.StatusServiceUnavailable, "cluster_unavailable", err.Error()}
+	}
+	rq.w.Header().Set("X-Leaders-Moved", strconv.Itoa(moved))
+	rq.w.WriteHeader(http.StatusNoContent)
+	return nil
+}

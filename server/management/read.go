@@ -79,6 +79,8 @@ func (h *Handler) route(rq *request) error {
 		return h.clusterStatus(rq)
 	case "cluster-members":
 		return h.clusterMembers(rq)
+	case "rebalance":
+		return h.rebalance(rq)
 	case "overview", "whoami", "extensions", "nodes":
 		if !get {
 			return methodNotAllowed(rq, "HEAD, GET, OPTIONS")

@@ -641,6 +641,15 @@ type quorumHeld struct {
 	Tags  []uint64
 }
 
+// SnapshotAfter is how many commands may pass between two snapshots:
+// twice the messages held, so that a snapshot, which copies them all,
+// costs at most a few message copies per command.
+func (q *Quorum[H]) SnapshotAfter() uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return 2 * uint64(q.core.ready+int64(q.core.unacked.live))
+}
+
 // Snapshot returns the replica's state as of the last applied command.
 func (q *Quorum[H]) Snapshot() ([]byte, error) {
 	q.mu.Lock()

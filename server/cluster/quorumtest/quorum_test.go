@@ -25,11 +25,15 @@ import (
 
 // node is one member: a broker serving AMQP and its cluster.Service.
 type node struct {
-	name      string
-	srv       *broker.Server
-	url       string
-	cl        *cluster.Service
-	closeOnce sync.Once
+	name          string
+	self          cluster.Peer
+	peers         []cluster.Peer
+	dir           string
+	snapshotEvery uint64
+	srv           *broker.Server
+	url           string
+	cl            *cluster.Service
+	closeOnce     sync.Once
 }
 
 // leave stops the member's cluster service (its broker goes on, cut off).
@@ -42,8 +46,9 @@ func (g groups) AddGroupOnLoop(id uint64, peers []uint64, sm broker.GroupMachine
 	return g.Service.AddGroupOnLoop(id, peers, sm)
 }
 
-// startCluster starts n members that form one cluster.
-func startCluster(t *testing.T, n int) []*node {
+// startCluster starts n members that form one cluster, snapshotting
+// their groups every snapshotEvery entries (0: the default).
+func startCluster(t *testing.T, n int, snapshotEvery ...uint64) []*node {
 	t.Helper()
 	var peers []cluster.Peer
 	var lns []net.Listener
@@ -56,31 +61,14 @@ func startCluster(t *testing.T, n int) []*node {
 		name := "amqp" + strconv.Itoa(i+1)
 		peers = append(peers, cluster.Peer{ID: config.NodeID(name), Name: name, Address: ln.Addr().String()})
 	}
+	var every uint64
+	if len(snapshotEvery) > 0 {
+		every = snapshotEvery[0]
+	}
 	var nodes []*node
 	for i := range n {
-		srv, url := servertest.StartServer(t, broker.Config{})
-		nd := &node{name: peers[i].Name, srv: srv, url: url}
-		parts := map[byte]cluster.Replicated{}
-		for kind, r := range srv.Replicas() {
-			parts[kind] = r
-		}
-		var w io.Writer = io.Discard
-		if os.Getenv("BROKER_TEST_LOG") != "" {
-			w = os.Stderr
-		}
-		cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: peers[i], Members: peers, Listener: lns[i],
-			Dir: t.TempDir(), NoSync: true, TickInterval: 10 * time.Millisecond, Replicated: parts,
-			OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
-			Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", peers[i].Name)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd.cl = cl
-		t.Cleanup(nd.leave) // before the broker's close
-		srv.Replicate(cl)
-		ctx, cancel := context.WithCancel(context.Background())
-		t.Cleanup(cancel)
-		go func() { _ = srv.OfferDefinitions(ctx) }()
+		nd := &node{name: peers[i].Name, peers: peers, self: peers[i], dir: t.TempDir(), snapshotEvery: every}
+		nd.start(t, lns[i])
 		nodes = append(nodes, nd)
 	}
 	deadline := time.Now().Add(10 * time.Second)
@@ -95,6 +83,45 @@ func startCluster(t *testing.T, n int) []*node {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return nodes
+}
+
+// start starts the member's broker and cluster service on ln (nil: a new
+// listener on its address, a restart), with its Raft log in nd.dir.
+func (nd *node) start(t *testing.T, ln net.Listener) {
+	t.Helper()
+	if ln == nil {
+		var err error
+		deadline := time.Now().Add(5 * time.Second)
+		for ln, err = net.Listen("tcp", nd.self.Address); err != nil; ln, err = net.Listen("tcp", nd.self.Address) {
+			if time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	srv, url := servertest.StartServer(t, broker.Config{})
+	nd.srv, nd.url, nd.closeOnce = srv, url, sync.Once{}
+	parts := map[byte]cluster.Replicated{}
+	for kind, r := range srv.Replicas() {
+		parts[kind] = r
+	}
+	var w io.Writer = io.Discard
+	if os.Getenv("BROKER_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Listener: ln,
+		Dir: nd.dir, NoSync: true, TickInterval: 10 * time.Millisecond, Replicated: parts, SnapshotEvery: nd.snapshotEvery,
+		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
+		Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", nd.name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nd.cl = cl
+	t.Cleanup(nd.leave) // before the broker's close
+	srv.Replicate(cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() { _ = srv.OfferDefinitions(ctx) }()
 }
 
 func dial(t *testing.T, url string) (*amqp.Connection, *amqp.Channel) {
@@ -306,5 +333,132 @@ func TestQuorumQueueLeaderLeaves(t *testing.T) {
 			t.Fatalf("%d of %d confirmed messages never delivered", missing, len(confirmed))
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// leaders counts the quorum queues each member leads, as nd knows them.
+func leaders(nd *node, nodes []*node) map[string]int {
+	byID := map[uint64]string{}
+	for _, l := range nodes {
+		byID[config.NodeID(l.name)] = l.name
+	}
+	counts := map[string]int{}
+	for _, q := range nd.srv.VHost("/").Queues() {
+		if lead, _, ok := q.QuorumGroup(); ok {
+			counts[byID[lead]]++
+		}
+	}
+	return counts
+}
+
+// Leaders are placed as RabbitMQ's locators place them: client-local
+// (the default) on the member the client declared on, balanced on the
+// member leading the fewest; a rebalance then evens them out.
+func TestQuorumQueueLeaderPlacement(t *testing.T) {
+	nodes := startCluster(t, 3)
+	for i := range 6 {
+		declareEverywhere(t, nodes, nodes[0], fmt.Sprintf("local%d", i))
+	}
+	if got := leaders(nodes[0], nodes); got["amqp1"] != 6 {
+		t.Fatalf("client-local: leaders %v, want all 6 on amqp1", got)
+	}
+	moved, err := nodes[1].srv.RebalanceQuorumQueues(context.Background())
+	if err != nil || moved != 4 {
+		t.Fatalf("rebalance: %d moved, %v; want 4", moved, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := leaders(nodes[2], nodes)
+		if got["amqp1"] == 2 && got["amqp2"] == 2 && got["amqp3"] == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a rebalance: leaders %v, want 2 each", got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, ch := dial(t, nodes[0].url)
+	for i := range 3 {
+		name := fmt.Sprintf("balanced%d", i)
+		if _, err := ch.QueueDeclare(name, true, false, false, false, amqp.Table{"x-queue-type": "quorum", "x-queue-leader-locator": "balanced"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := leaders(nodes[0], nodes)
+	if got["amqp1"] != 3 || got["amqp2"] != 3 || got["amqp3"] != 3 {
+		t.Fatalf("balanced: leaders %v, want 3 each", got)
+	}
+}
+
+// A member that stops and starts again, while the others took messages
+// and compacted their logs, catches up (from a snapshot of the queue's
+// group) and serves every message, in order, to a consumer of its own.
+func TestQuorumQueueMemberRestarts(t *testing.T) {
+	nodes := startCluster(t, 3, 64)
+	declareEverywhere(t, nodes, nodes[0], "qq3")
+	acked := publishConfirmed(t, nodes[1].url, "qq3", 0, 150)
+	gone := nodes[2]
+	gone.leave()
+	if err := gone.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	acked = append(acked, publishConfirmed(t, nodes[1].url, "qq3", 150, 250)...)
+	if len(acked) != 400 {
+		t.Fatalf("%d of 400 confirmed", len(acked))
+	}
+	// 250 consumed meanwhile: the others' logs are compacted well past
+	// what the stopped member has, so it needs a snapshot.
+	_, cch := dial(t, nodes[0].url)
+	for i := range 250 {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			d, ok, err := cch.Get("qq3", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				if string(d.Body) != acked[i] {
+					t.Fatalf("get %d: %q, want %q", i, d.Body, acked[i])
+				}
+				if err := d.Ack(false); err != nil {
+					t.Fatal(err)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("get %d: empty for 10s", i)
+			}
+		}
+	}
+	acked = acked[250:]
+	gone.start(t, nil)
+	var ch *amqp.Channel
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, c := dial(t, gone.url)
+		q, err := c.QueueDeclarePassive("qq3", true, false, false, false, quorumArgs)
+		if err == nil && q.Messages == len(acked) {
+			ch = c
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restarted %s: %+v, %v; want %d messages", gone.name, q, err, len(acked))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	ds, err := ch.Consume("qq3", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range acked {
+		select {
+		case d := <-ds:
+			if string(d.Body) != want {
+				t.Fatalf("delivery %d on the restarted member: %q, want %q", i, d.Body, want)
+			}
+			_ = d.Ack(false)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("delivery %d of %d: none in 10s", i, len(acked))
+		}
 	}
 }
