@@ -6,6 +6,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -83,7 +84,15 @@ type Quorum[H any] struct {
 	// inflight are this member's commands not yet applied, failed or
 	// given up on (past timeout), by seq, with when they were made;
 	// barriers wait for those before them.
-	inflight map[uint64]int64
+	inflight map[uint64]inflightCmd
+	// pushSeq numbers this member's pushes, so a push sent again (after
+	// a leader change) is applied once (pushWindow).
+	pushSeq uint64
+	// pushed are the replicated push windows, by proposer; granted is
+	// the credit each consumer's owner has given it so far (credit
+	// commands carry that total, so one sent twice gives nothing more).
+	pushed   map[Owner]*pushWindow
+	granted  map[ConsumerID]int64
 	barriers []quorumBarrier
 	seq      uint64
 	nextID   uint64
@@ -98,6 +107,7 @@ type Quorum[H any] struct {
 type quorumConsumer[H any] struct {
 	c        Consumer[H]
 	credit   int64
+	granted  int64 // credit given since it subscribed, in total
 	priority int64
 	noAck    bool
 }
@@ -141,7 +151,8 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 	}
 	q := &Quorum[H]{log: log, codec: codec, host: host, clock: clock, self: self, core: New[H](policy, 0),
 		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
-		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]int64{}, timeout: QuorumTimeout}
+		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]inflightCmd{},
+		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout}
 	q.meter.Start(clock())
 	return q
 }
@@ -151,10 +162,17 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
 	q.lead.Store(lead)
 	q.leader.Store(self)
+	if lead == 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return
+	}
+	q.resend()
 	if self {
-		q.mu.Lock()
 		q.armTick()
-		q.mu.Unlock()
 	}
 }
 
@@ -171,7 +189,7 @@ func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 	if wait != nil {
 		q.waits[q.seq] = &quorumWait[H]{at: now, done: wait}
 	}
-	q.inflight[q.seq] = now
+	q.inflight[q.seq] = inflightCmd{at: now}
 	b := append(q.buf[:0], op)
 	b = binary.BigEndian.AppendUint64(b, q.self.Node)
 	b = binary.BigEndian.AppendUint64(b, q.self.Incarnation)
@@ -184,7 +202,36 @@ func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 // keeps cmd, so q.buf is not reused for it.
 func (q *Quorum[H]) propose(cmd []byte) {
 	q.buf = nil
-	q.send(cmd, q.seq, q.clock())
+	f := q.inflight[q.seq]
+	f.cmd = cmd
+	q.inflight[q.seq] = f
+	q.send(cmd, q.seq, f.at)
+}
+
+// inflightCmd is a command of this member's not yet applied.
+type inflightCmd struct {
+	at  int64
+	cmd []byte
+}
+
+// resend proposes every command in flight again, in the order they were
+// made, but for gets and purges, whose callers have their answer within
+// the timeout or fail: a leader that died may have taken them with it.
+// A push sent twice is applied once (its push window), and the others
+// are idempotent: credit carries its owner's total, a settle names tags
+// (settled ones are ignored), a consume names its id. Caller holds mu.
+func (q *Quorum[H]) resend() {
+	seqs := make([]uint64, 0, len(q.inflight))
+	for seq, f := range q.inflight {
+		if len(f.cmd) > 0 && f.cmd[0] != opGet && f.cmd[0] != opPurge {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	for _, seq := range seqs {
+		f := q.inflight[seq]
+		q.send(f.cmd, seq, f.at)
+	}
 }
 
 // retryEvery is how soon a command raft refused (no leader yet, an
@@ -240,6 +287,8 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 		return
 	}
 	b := q.command(opPush, wait)
+	q.pushSeq++
+	b = binary.BigEndian.AppendUint64(b, q.pushSeq)
 	b = binary.BigEndian.AppendUint32(b, m.Size)
 	b = append(b, m.Priority)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
@@ -307,9 +356,10 @@ func (q *Quorum[H]) topUp(id ConsumerID, lc *quorumConsumer[H]) {
 		return
 	}
 	lc.credit += n
+	lc.granted += n
 	b := q.command(opCredit, nil)
 	b = binary.BigEndian.AppendUint64(b, uint64(id))
-	b = binary.BigEndian.AppendUint64(b, uint64(n))
+	b = binary.BigEndian.AppendUint64(b, uint64(lc.granted))
 	q.propose(b)
 }
 
@@ -470,8 +520,8 @@ func (q *Quorum[H]) SampleRates() {
 			delete(q.waits, seq)
 		}
 	}
-	for seq, at := range q.inflight {
-		if now-at > int64(q.timeout) {
+	for seq, f := range q.inflight {
+		if now-f.at > int64(q.timeout) {
 			q.landed(seq) // lost with a leader: it will not be applied now
 		}
 	}
@@ -626,9 +676,21 @@ func decodePolicy(b []byte) (Policy, bool) {
 // the core's, with handles encoded, and the owners the core knows
 // nothing of.
 type quorumSnapshot struct {
-	State  State[[]byte]
-	Owners []quorumOwned
-	Held   []quorumHeld
+	State   State[[]byte]
+	Owners  []quorumOwned
+	Held    []quorumHeld
+	Pushed  []quorumPushed
+	Granted []quorumGranted
+}
+
+type quorumPushed struct {
+	Owner  Owner
+	Window pushWindow
+}
+
+type quorumGranted struct {
+	ID    ConsumerID
+	Total int64
 }
 
 type quorumOwned struct {
@@ -666,6 +728,12 @@ func (q *Quorum[H]) Snapshot() ([]byte, error) {
 		slices.Sort(h.Tags)
 		s.Held = append(s.Held, h)
 	}
+	for o, w := range q.pushed {
+		s.Pushed = append(s.Pushed, quorumPushed{Owner: o, Window: pushWindow{Hi: w.Hi, Last: w.Last, Gaps: maps.Clone(w.Gaps)}})
+	}
+	for id, n := range q.granted {
+		s.Granted = append(s.Granted, quorumGranted{id, n})
+	}
 	q.mu.Unlock()
 	var b bytes.Buffer
 	if err := gob.NewEncoder(&b).Encode(&s); err != nil {
@@ -700,6 +768,18 @@ func (q *Quorum[H]) Restore(data []byte) error {
 	for _, o := range s.Owners {
 		q.owners[o.ID] = o.Owner
 	}
+	clear(q.pushed)
+	for _, p := range s.Pushed {
+		w := p.Window
+		if w.Gaps == nil {
+			w.Gaps = map[uint64]int64{}
+		}
+		q.pushed[p.Owner] = &w
+	}
+	clear(q.granted)
+	for _, g := range s.Granted {
+		q.granted[g.ID] = g.Total
+	}
 	clear(q.held)
 	for _, h := range s.Held {
 		q.hold(h.Owner, 0, 0)
@@ -708,10 +788,18 @@ func (q *Quorum[H]) Restore(data []byte) error {
 		}
 	}
 	for id, lc := range q.local {
-		if lc.credit > 0 {
-			lc.c.Unacquire(lc.credit)
-			lc.credit = 0
+		// Its credit is what the restored core has left of it; it is
+		// given more from the total the core knows.
+		var left int64
+		for _, cs := range q.core.consumers {
+			if cs.id == id {
+				left = cs.credit
+			}
 		}
+		if lc.credit > left {
+			lc.c.Unacquire(lc.credit - left)
+		}
+		lc.credit, lc.granted = left, q.granted[id]
 		if _, ok := q.owners[id]; !ok {
 			q.subscribe(id, lc)
 		} else {

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"slices"
+	"time"
 )
 
 // quorumEffects are one applied command's effects, copied out of the core
@@ -52,9 +53,17 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	c := q.core
 	switch op {
 	case opPush:
-		if len(body) < 4+1+8+8 {
+		if len(body) < 8+4+1+8+8 {
 			break
 		}
+		if !q.firstPush(origin, binary.BigEndian.Uint64(body), now) {
+			// Sent again after a leader change, and applied already (its
+			// waiter, if it still waits, was never answered: see
+			// firstPush).
+			res.err = ErrNotCommitted
+			break
+		}
+		body = body[8:]
 		m := Message[H]{Size: binary.BigEndian.Uint32(body), Priority: body[4],
 			Expires: int64(binary.BigEndian.Uint64(body[5:])), Timestamp: int64(binary.BigEndian.Uint64(body[13:]))}
 		h, err := q.codec.DecodeHandle(body[21:])
@@ -71,19 +80,36 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 			break
 		}
 		id := ConsumerID(binary.BigEndian.Uint64(body))
+		if _, dup := q.owners[id]; dup {
+			break // sent again after a leader change
+		}
 		q.owners[id] = origin
 		d.add(c, c.Consume(id, int64(binary.BigEndian.Uint64(body[8:])), body[16] == 1, now))
+		if origin == q.self && q.local[id] == nil {
+			// Cancelled here before this (sent again) came: cancel it
+			// again, after.
+			b := q.command(opCancel, nil)
+			q.propose(binary.BigEndian.AppendUint64(b, uint64(id)))
+		}
 	case opCredit:
 		if len(body) < 16 {
 			break
 		}
-		d.add(c, c.Credit(ConsumerID(binary.BigEndian.Uint64(body)), int64(binary.BigEndian.Uint64(body[8:])), now))
+		// The owner's total: a credit sent twice gives nothing more.
+		id := ConsumerID(binary.BigEndian.Uint64(body))
+		if total := int64(binary.BigEndian.Uint64(body[8:])); total > q.granted[id] {
+			if _, live := q.owners[id]; live {
+				d.add(c, c.Credit(id, total-q.granted[id], now))
+				q.granted[id] = total
+			}
+		}
 	case opCancel:
 		if len(body) < 8 {
 			break
 		}
 		id := ConsumerID(binary.BigEndian.Uint64(body))
 		delete(q.owners, id)
+		delete(q.granted, id)
 		effects, _ := c.Cancel(id, now)
 		d.add(c, effects)
 	case opSettle:
@@ -171,6 +197,7 @@ func (q *Quorum[H]) down(d *quorumEffects[H], node, before uint64, now int64) {
 	slices.Sort(ids) // map order is not the same on every member
 	for _, id := range ids {
 		delete(q.owners, id)
+		delete(q.granted, id)
 		effects, _ := q.core.Cancel(id, now)
 		d.add(q.core, effects)
 		if lc := q.local[id]; lc != nil {
@@ -178,8 +205,8 @@ func (q *Quorum[H]) down(d *quorumEffects[H], node, before uint64, now int64) {
 			// subscribed again under its id.
 			if lc.credit > 0 {
 				lc.c.Unacquire(lc.credit)
-				lc.credit = 0
 			}
+			lc.credit, lc.granted = 0, 0
 			defer q.subscribe(id, lc)
 		}
 	}
@@ -272,4 +299,60 @@ func sortOwners(s []Owner) {
 		}
 		return cmp.Compare(a.Incarnation, b.Incarnation)
 	})
+}
+
+// pushWindow is what the log has applied of one proposer's pushes: every
+// push sequence up to hi but the gaps, those that have not come (lost
+// with a leader, or sent again and due), each with when it was left.
+type pushWindow struct {
+	Hi   uint64
+	Last int64 // the log's time of its last push
+	Gaps map[uint64]int64
+}
+
+// Bounds of the push windows: a gap older than pushGapAge, or beyond
+// maxPushGaps, is taken as lost for good, and a window without pushes for
+// pushWindowAge goes (its proposer restarted or left). A push that comes
+// after its gap went is refused (ErrNotCommitted to its waiter): the
+// log's times are the proposers', and a command does not come back
+// minutes after it was made.
+const (
+	pushGapAge    = int64(time.Minute)
+	maxPushGaps   = 1 << 16
+	pushWindowAge = int64(5 * time.Minute)
+)
+
+// firstPush reports whether push pseq of origin is applied for the first
+// time, and records it. Caller holds mu.
+func (q *Quorum[H]) firstPush(origin Owner, pseq uint64, now int64) bool {
+	w := q.pushed[origin]
+	if w == nil {
+		for o, old := range q.pushed {
+			if now-old.Last > pushWindowAge {
+				delete(q.pushed, o)
+			}
+		}
+		w = &pushWindow{Gaps: map[uint64]int64{}}
+		q.pushed[origin] = w
+	}
+	w.Last = now
+	switch {
+	case pseq > w.Hi:
+		for g := w.Hi + 1; g < pseq && len(w.Gaps) < maxPushGaps; g++ {
+			w.Gaps[g] = now
+		}
+		w.Hi = pseq
+		if pseq%1024 == 0 {
+			for g, at := range w.Gaps {
+				if now-at > pushGapAge {
+					delete(w.Gaps, g)
+				}
+			}
+		}
+		return true
+	case w.Gaps[pseq] != 0:
+		delete(w.Gaps, pseq)
+		return true
+	}
+	return false
 }

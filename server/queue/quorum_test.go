@@ -29,6 +29,7 @@ type testGroup struct {
 	mu       sync.Mutex
 	log      [][]byte
 	lose     bool
+	swallow  bool // take proposals and never apply them (a leader lost them)
 	members  []*Quorum[int]
 	applied  int
 	wake     chan struct{}
@@ -43,7 +44,7 @@ type testGroupLog struct{ g *testGroup }
 func (l testGroupLog) Propose(cmd []byte, dropped func()) {
 	l.g.mu.Lock()
 	lose := l.g.lose
-	if !lose {
+	if !lose && !l.g.swallow {
 		l.g.log = append(l.g.log, cmd)
 	}
 	l.g.mu.Unlock()
@@ -267,5 +268,50 @@ func TestQuorumSnapshotRestore(t *testing.T) {
 	})
 	if a, b := g.members[0].core.State(), fresh.core.State(); !reflect.DeepEqual(a, b) {
 		t.Fatalf("restored member differs:\n%+v\n%+v", a, b)
+	}
+}
+
+// Commands a dead leader took with it are sent again when a new leader is
+// known: a publish waiting for its confirm is confirmed, a consumer's
+// subscription and credit arrive, and a push sent twice is queued once.
+func TestQuorumResendAfterLeaderChange(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: -1, MaxLengthBytes: -1})
+	g.mu.Lock()
+	g.swallow = true
+	g.mu.Unlock()
+	c := &testConsumer{prefetch: 10, got: make(chan delivered, 16)}
+	g.members[1].Consume(c, 0, false)
+	done := make(chan error, 1)
+	g.members[1].PushAsync(Message[int]{Handle: 7, Size: 10}, func(err error) { done <- err })
+	g.mu.Lock()
+	g.swallow = false
+	g.mu.Unlock()
+	g.members[1].LeaderChanged(3, false) // the new leader
+	g.members[1].LeaderChanged(2, false) // and another: everything is sent twice
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("push sent again: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("push sent again: no confirm")
+	}
+	if d := receive(t, c); d.Handle != 7 || d.Redelivered() {
+		t.Fatalf("delivery: %d (redelivered %v)", d.Handle, d.Redelivered())
+	}
+	waitFor(t, "every member applied both copies", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return g.applied == len(g.log) && len(g.log) >= 6
+	})
+	for i, m := range g.members {
+		if in := m.Info(); in.Stats.Published != 1 || in.Unacked != 1 || in.Ready != 0 {
+			t.Fatalf("member %d: published %d, unacked %d, ready %d; want 1, 1, 0", i, in.Stats.Published, in.Unacked, in.Ready)
+		}
+	}
+	select {
+	case d := <-c.got:
+		t.Fatalf("a second delivery: %d", d.Handle)
+	case <-time.After(50 * time.Millisecond):
 	}
 }

@@ -307,7 +307,7 @@ func TestQuorumQueueLeaderLeaves(t *testing.T) {
 	left := time.Now()
 	lead.leave()
 	after := publishConfirmed(t, pub.url, "qq2", 200, 200)
-	t.Logf("%d confirmed before the leader left, %d of 200 after; the first after took %v", len(confirmed), len(after), time.Since(left))
+	t.Logf("%d confirmed before the leader left, %d of 200 after, in %v", len(confirmed), len(after), time.Since(left))
 	if len(after) == 0 {
 		t.Fatal("nothing confirmed after the leader left")
 	}
