@@ -260,8 +260,10 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 	if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
 		return nil, err
 	}
-	if r := v.server.replicates(o); r != nil && ch.ToExchange {
-		if src := v.exchange(ch.Exchange); replicatedBinding(src, v.exchange(ch.Destination)) {
+	if r := v.server.replicates(o); r != nil {
+		src := v.exchange(ch.Exchange)
+		if ch.ToExchange && replicatedBinding(src, v.exchange(ch.Destination)) ||
+			!ch.ToExchange && replicatedQueueBinding(src, v.queue(ch.Destination)) {
 			// Checked here, made by every member as it applies it
 			// (without v.defsMu, which that apply takes).
 			if err := o.checkTopic(m, src, ch.RoutingKey); err != nil {

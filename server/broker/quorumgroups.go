@@ -371,9 +371,17 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 	return err
 }
 
-// Snapshot is every replicated quorum queue, as declarations.
+// quorumSnapshot is the quorum queues' part of a cluster snapshot: the
+// queues, as declarations, and the bindings to them (restored after the
+// queues, which the exchanges' part, restored before, does not have yet).
+type quorumSnapshot struct {
+	Queues   []quorumChange   `json:"queues"`
+	Bindings []exchangeChange `json:"bindings,omitempty"`
+}
+
+// Snapshot is every replicated quorum queue and the bindings to them.
 func (r quorumReplica) Snapshot() ([]byte, error) {
-	var all []quorumChange
+	var snap quorumSnapshot
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if replicatedQuorum(q) {
@@ -381,42 +389,53 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 				if len(q.Args) > 0 {
 					c.Arguments = amqp.AppendTable(nil, q.Args)
 				}
-				all = append(all, c)
+				snap.Queues = append(snap.Queues, c)
 			}
 		}
+		snap.Bindings = append(snap.Bindings, replicatedQueueBindings(v)...)
 	}
-	return json.Marshal(all)
+	return json.Marshal(snap)
 }
 
-// Restore makes the replicated quorum queues those of the snapshot:
-// others are deleted, missing ones declared with their groups.
+// Restore makes the replicated quorum queues and the bindings to them
+// those of the snapshot: other queues are deleted, missing ones declared
+// with their groups; then the bindings are made so.
 func (r quorumReplica) Restore(data []byte) error {
 	if data == nil {
 		return nil
 	}
-	var all []quorumChange
-	if err := json.Unmarshal(data, &all); err != nil {
+	var snap quorumSnapshot
+	if err := json.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("quorum queue snapshot: undecodable: %v", err)
 	}
 	want := map[[2]string]quorumChange{}
-	for _, c := range all {
+	for _, c := range snap.Queues {
 		want[[2]string{c.VHost, c.Queue}] = c
 	}
 	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if c, ok := want[[2]string{v.name, q.Name}]; replicatedQuorum(q) && (!ok || c.Group != q.group) {
-				if _, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster()); err != nil && first == nil {
-					first = err
-				}
+				_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster())
+				keep(err)
 			}
 		}
 	}
-	for _, c := range all {
+	for _, c := range snap.Queues {
 		b, _ := json.Marshal(c)
-		if err := r.Apply(0, b); err != nil && first == nil {
-			first = err
-		}
+		keep(r.Apply(0, b))
+	}
+	binds := map[string][]exchangeChange{}
+	for _, b := range snap.Bindings {
+		binds[b.VHost] = append(binds[b.VHost], b)
+	}
+	for _, v := range r.s.VHosts() {
+		keep(restoreBindings(v, binds[v.name], replicatedQueueBindings))
 	}
 	return first
 }

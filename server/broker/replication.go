@@ -200,8 +200,10 @@ type exchangeChange struct {
 	Type     string  `json:"type,omitempty"`
 	Durable  bool    `json:"durable,omitempty"`
 	Internal bool    `json:"internal,omitempty"`
-	// Destination and RoutingKey are a binding's (to an exchange).
+	// Destination and RoutingKey are a binding's to an exchange; Queue
+	// is a binding's to a replicated quorum queue, with RoutingKey.
 	Destination string `json:"destination,omitempty"`
+	Queue       string `json:"queue,omitempty"`
 	RoutingKey  string `json:"routing_key,omitempty"`
 	// Arguments are an AMQP field table, encoded as AMQP encodes it, so
 	// that its values keep their types.
@@ -211,6 +213,9 @@ type exchangeChange struct {
 func (c *exchangeChange) defChange() (DefChange, error) {
 	ch := DefChange{Kind: c.Kind, Exchange: c.Exchange, Type: c.Type, Durable: c.Durable, Internal: c.Internal,
 		Destination: c.Destination, ToExchange: c.Destination != "", RoutingKey: c.RoutingKey}
+	if c.Queue != "" {
+		ch.Destination, ch.ToExchange = c.Queue, false
+	}
 	if len(c.Arguments) > 0 {
 		t, _, err := amqp.ReadTable(c.Arguments)
 		if err != nil {
@@ -223,8 +228,11 @@ func (c *exchangeChange) defChange() (DefChange, error) {
 
 func newExchangeChange(vhost string, ch *DefChange) exchangeChange {
 	c := exchangeChange{VHost: vhost, Kind: ch.Kind, Exchange: ch.Exchange, Type: ch.Type, Durable: ch.Durable, Internal: ch.Internal}
-	if ch.ToExchange {
+	switch {
+	case ch.ToExchange:
 		c.Destination, c.RoutingKey = ch.Destination, ch.RoutingKey
+	case ch.Kind == Bind || ch.Kind == Unbind:
+		c.Queue, c.RoutingKey = ch.Destination, ch.RoutingKey
 	}
 	if len(ch.Arguments) > 0 {
 		c.Arguments = amqp.AppendTable(nil, ch.Arguments)
@@ -243,6 +251,13 @@ func replicatedExchange(x *Exchange) bool {
 // on its own node.
 func replicatedBinding(src, dst *Exchange) bool {
 	return src != nil && dst != nil && src.Name != "" && dst.Name != "" && !src.AutoDelete && !dst.AutoDelete
+}
+
+// replicatedQueueBinding reports whether a binding from src to q
+// replicates: q is a replicated quorum queue (on every member) and src
+// is on every member and not auto-delete.
+func replicatedQueueBinding(src *Exchange, q *Queue) bool {
+	return src != nil && q != nil && src.Name != "" && !src.AutoDelete && replicatedQuorum(q)
 }
 
 // replicates reports whether a change made with o goes through the
@@ -317,6 +332,21 @@ func (r exchangeReplica) Snapshot() ([]byte, error) {
 	return json.Marshal(all)
 }
 
+// replicatedQueueBindings are v's bindings to replicated quorum queues,
+// as Bind changes.
+func replicatedQueueBindings(v *VHost) []exchangeChange {
+	var out []exchangeChange
+	for _, x := range v.Exchanges() {
+		for _, b := range x.bindingList() {
+			if b.q != nil && replicatedQueueBinding(x, b.q) {
+				out = append(out, newExchangeChange(v.name, &DefChange{Kind: Bind, Exchange: x.Name,
+					Destination: b.q.Name, RoutingKey: b.key, Arguments: b.args}))
+			}
+		}
+	}
+	return out
+}
+
 // replicatedBindings are v's bindings between exchanges that replicate,
 // as Bind changes.
 func replicatedBindings(v *VHost) []exchangeChange {
@@ -379,14 +409,14 @@ func (r exchangeReplica) Restore(data []byte) error {
 			_, err := v.Apply(wanted[name], fromCluster())
 			keep(err)
 		}
-		keep(restoreBindings(v, binds[v.name]))
+		keep(restoreBindings(v, binds[v.name], replicatedBindings))
 	}
 	return first
 }
 
-// restoreBindings makes v's replicated bindings between exchanges those
-// of want.
-func restoreBindings(v *VHost, want []exchangeChange) error {
+// restoreBindings makes v's replicated bindings of one sort (current
+// lists them: between exchanges, or to quorum queues) those of want.
+func restoreBindings(v *VHost, want []exchangeChange, current func(*VHost) []exchangeChange) error {
 	key := func(c exchangeChange) string {
 		b, _ := json.Marshal(c)
 		return string(b)
@@ -396,7 +426,7 @@ func restoreBindings(v *VHost, want []exchangeChange) error {
 		wanted[key(c)] = true
 	}
 	var first error
-	for _, c := range replicatedBindings(v) {
+	for _, c := range current(v) {
 		if !wanted[key(c)] {
 			ch, _ := c.defChange()
 			ch.Kind = Unbind

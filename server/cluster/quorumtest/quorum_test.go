@@ -462,3 +462,79 @@ func TestQuorumQueueMemberRestarts(t *testing.T) {
 		}
 	}
 }
+
+// A replicated quorum queue's TTL and delivery limit work as on one
+// node: an expired message and one requeued past x-delivery-limit are
+// dead-lettered, once, into another quorum queue, bound on a third
+// member, from which a consumer on any member gets them with RabbitMQ's
+// x-death reasons.
+func TestQuorumQueueTTLAndDeliveryLimit(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareEverywhere(t, nodes, nodes[0], "dead")
+	// Bound on a member that will lead neither queue: the binding is on
+	// every member, the leaders' too, which dead-letter.
+	_, bch := dial(t, nodes[2].url)
+	if err := bch.QueueBind("dead", "#", "amq.topic", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, ch := dial(t, nodes[1].url)
+	args := amqp.Table{"x-queue-type": "quorum", "x-message-ttl": int32(200), "x-delivery-limit": int32(1),
+		"x-dead-letter-exchange": "amq.topic"}
+	if _, err := ch.QueueDeclare("ttl", true, false, false, false, args); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare("poison", true, false, false, false, amqp.Table{"x-queue-type": "quorum",
+		"x-delivery-limit": int32(1), "x-dead-letter-exchange": "amq.topic"}); err != nil {
+		t.Fatal(err)
+	}
+	publishConfirmed(t, nodes[2].url, "ttl", 0, 1)
+	publishConfirmed(t, nodes[2].url, "poison", 1, 1)
+	_, pch := dial(t, nodes[2].url)
+	for i := 0; i < 2; i++ {
+		var d amqp.Delivery
+		deadline := time.Now().Add(5 * time.Second)
+		for ok := false; !ok; {
+			var err error
+			if d, ok, err = pch.Get("poison", false); err != nil {
+				t.Fatal(err)
+			}
+			if !ok && time.Now().After(deadline) {
+				t.Fatalf("poison get %d: empty for 5s", i)
+			}
+		}
+		if err := d.Nack(false, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, dch := dial(t, nodes[0].url)
+	ds, err := dch.Consume("dead", "", false, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]string{}
+	for len(reasons) < 2 {
+		select {
+		case d := <-ds:
+			deaths, _ := d.Headers["x-death"].([]any)
+			if len(deaths) == 0 {
+				t.Fatalf("dead-lettered %q without x-death: %v", d.Body, d.Headers)
+			}
+			death, _ := deaths[0].(amqp.Table)
+			if _, seen := reasons[string(d.Body)]; seen {
+				t.Fatalf("%q dead-lettered twice", d.Body)
+			}
+			reasons[string(d.Body)] = fmt.Sprint(death["queue"], ":", death["reason"])
+			_ = d.Ack(false)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("dead-lettered so far: %v", reasons)
+		}
+	}
+	if reasons["m00000"] != "ttl:expired" || reasons["m00001"] != "poison:delivery_limit" {
+		t.Fatalf("x-death: %v, want m00000 ttl:expired, m00001 poison:delivery_limit", reasons)
+	}
+	select {
+	case d := <-ds:
+		t.Fatalf("a third dead letter: %q", d.Body)
+	case <-time.After(300 * time.Millisecond):
+	}
+}
