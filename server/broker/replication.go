@@ -335,28 +335,30 @@ func (r exchangeReplica) Snapshot() ([]byte, error) {
 // replicatedQueueBindings are v's bindings to replicated quorum queues,
 // as Bind changes.
 func replicatedQueueBindings(v *VHost) []exchangeChange {
-	var out []exchangeChange
-	for _, x := range v.Exchanges() {
-		for _, b := range x.bindingList() {
-			if b.q != nil && replicatedQueueBinding(x, b.q) {
-				out = append(out, newExchangeChange(v.name, &DefChange{Kind: Bind, Exchange: x.Name,
-					Destination: b.q.Name, RoutingKey: b.key, Arguments: b.args}))
-			}
-		}
-	}
-	return out
+	return bindingChanges(v, func(x *Exchange, b *binding) bool { return b.q != nil && replicatedQueueBinding(x, b.q) })
 }
 
 // replicatedBindings are v's bindings between exchanges that replicate,
 // as Bind changes.
 func replicatedBindings(v *VHost) []exchangeChange {
+	return bindingChanges(v, func(x *Exchange, b *binding) bool { return b.x != nil && replicatedBinding(x, b.x) })
+}
+
+// bindingChanges are v's bindings that keep selects, as Bind changes.
+func bindingChanges(v *VHost, keep func(*Exchange, *binding) bool) []exchangeChange {
 	var out []exchangeChange
 	for _, x := range v.Exchanges() {
 		for _, b := range x.bindingList() {
-			if b.x != nil && replicatedBinding(x, b.x) {
-				out = append(out, newExchangeChange(v.name, &DefChange{Kind: Bind, Exchange: x.Name,
-					Destination: b.x.Name, ToExchange: true, RoutingKey: b.key, Arguments: b.args}))
+			if !keep(x, b) {
+				continue
 			}
+			ch := DefChange{Kind: Bind, Exchange: x.Name, RoutingKey: b.key, Arguments: b.args}
+			if b.x != nil {
+				ch.Destination, ch.ToExchange = b.x.Name, true
+			} else {
+				ch.Destination = b.q.Name
+			}
+			out = append(out, newExchangeChange(v.name, &ch))
 		}
 	}
 	return out
