@@ -30,6 +30,7 @@ type QuorumGroups interface {
 	Reachable(id uint64) bool
 	Campaign(ctx context.Context, id uint64) error
 	TransferTo(ctx context.Context, id, to uint64) error
+	SetVoter(ctx context.Context, group, node uint64, add bool) error
 }
 
 // GroupMachine is a quorum queue's group's state machine, as the
@@ -117,11 +118,15 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
 				delete(unreachedSince, id)
 			}
 		}
+		members := g.Voters()
 		s.eachQueue(nil, func(q *Queue) {
 			if q.quorum == nil {
 				return
 			}
 			leads := q.quorum.Leader()
+			if leads {
+				s.followMembers(g, q, members)
+			}
 			for _, o := range q.quorum.Owners() {
 				switch {
 				case o.Node == self.Node:
@@ -138,6 +143,36 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
 				}
 			}
 		})
+	}
+}
+
+// followMembers makes q's group's voters the cluster's members, one
+// change at a time (raft takes one at a time; the next waits for the next
+// round): a node that joined the cluster joins the group, and gets the
+// queue from a snapshot; a node that left leaves it. The leader, which
+// calls it, never removes itself.
+func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
+	if len(members) == 0 {
+		return
+	}
+	voters := q.voters()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, id := range members {
+		if !slices.Contains(voters, id) {
+			if err := g.SetVoter(ctx, q.group, id, true); err == nil {
+				s.logger.Info("cluster: a quorum queue's group gains a member", "vhost", q.vhost.name, "queue", q.Name, "member", id)
+			}
+			return
+		}
+	}
+	for _, id := range voters {
+		if id != g.Self() && !slices.Contains(members, id) {
+			if err := g.SetVoter(ctx, q.group, id, false); err == nil {
+				s.logger.Info("cluster: a quorum queue's group loses a member", "vhost", q.vhost.name, "queue", q.Name, "member", id)
+			}
+			return
+		}
 	}
 }
 
@@ -235,10 +270,14 @@ func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap 
 	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
 	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
 	q.cq = q.quorum
+	// A member that joined the cluster after the declaration starts the
+	// group empty and waits for its leader to add it (watchMembers).
+	var peers []uint64
 	if slices.Contains(members, g.Self()) {
-		if err := g.AddGroupOnLoop(group, members, quorumMachine{q.quorum}); err != nil {
-			return nil, err
-		}
+		peers = members
+	}
+	if err := g.AddGroupOnLoop(group, peers, quorumMachine{q.quorum, q}); err != nil {
+		return nil, err
 	}
 	v.server.queues.Add(1)
 	v.server.startSampler()
@@ -254,7 +293,25 @@ type quorumLog struct {
 func (l quorumLog) Propose(cmd []byte, dropped func()) { l.g.ProposeAsync(l.id, cmd, dropped) }
 
 // quorumMachine is a quorum queue's group's state machine.
-type quorumMachine struct{ q *queue.Quorum[qhandle] }
+type quorumMachine struct {
+	q  *queue.Quorum[qhandle]
+	bq *Queue
+}
+
+// VotersChanged records the group's voters (cluster.VotersObserver).
+func (m quorumMachine) VotersChanged(voters []uint64) {
+	m.bq.mu.Lock()
+	m.bq.members = voters
+	m.bq.mu.Unlock()
+}
+
+// voters are a replicated quorum queue's group's voters, as last applied
+// here.
+func (q *Queue) voters() []uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.members)
+}
 
 func (m quorumMachine) Apply(_ uint64, data []byte) { m.q.Apply(data) }
 func (m quorumMachine) Snapshot() ([]byte, error)   { return m.q.Snapshot() }
@@ -385,7 +442,7 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if replicatedQuorum(q) {
-				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.members}
+				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters()}
 				if len(q.Args) > 0 {
 					c.Arguments = amqp.AppendTable(nil, q.Args)
 				}
@@ -447,7 +504,7 @@ func (q *Queue) QuorumGroup() (leader uint64, members []uint64, ok bool) {
 	if q.quorum == nil {
 		return 0, nil, false
 	}
-	return q.quorum.LeaderID(), slices.Clone(q.members), true
+	return q.quorum.LeaderID(), q.voters(), true
 }
 
 // placeLeader places a new quorum queue's leader, as RabbitMQ's queue
@@ -461,7 +518,7 @@ func (s *Server) placeLeader(g QuorumGroups, q *Queue) {
 	defer cancel()
 	target := g.Self()
 	if q.own.balanced {
-		target = s.fewestLeaders(q.members, nil)
+		target = s.fewestLeaders(q.voters(), nil)
 	}
 	// A campaign this early may meet members that have not started the
 	// group yet, and then the election goes to whoever times out first:
@@ -555,7 +612,7 @@ func (s *Server) RebalanceQuorumQueues(ctx context.Context) (int, error) {
 			planned[lead]++
 			continue
 		}
-		to := s.fewestLeaders(q.members, planned)
+		to := s.fewestLeaders(q.voters(), planned)
 		planned[to]++
 		if to != lead {
 			moves = append(moves, q)

@@ -263,6 +263,9 @@ func (n *Node) addGroup(id uint64, peers []raft.Peer, sm StateMachine) error {
 	}
 	g.stepped = true
 	n.groups[id] = g
+	if len(g.conf.GetVoters()) > 0 {
+		noteVoters(g) // from its log; a bootstrap's come as conf changes
+	}
 	return nil
 }
 
@@ -596,6 +599,7 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 		}
 		g.conf = proto.Clone(md.GetConfState()).(*pb.ConfState)
 		g.applied, g.snapshot = md.GetIndex(), md.GetIndex()
+		noteVoters(g)
 	}
 	confChanged := false
 	for _, e := range rd.CommittedEntries {
@@ -638,6 +642,7 @@ func (n *Node) applyConfChange(g *group, index uint64, cc *pb.ConfChangeV2) {
 	if a, ok := g.sm.(ConfChangeApplier); ok {
 		a.ApplyConfChange(index, cc, proto.Clone(g.conf).(*pb.ConfState))
 	}
+	noteVoters(g)
 }
 
 // snapshot snapshots g at its applied index and compacts its log up to

@@ -5,6 +5,8 @@ import (
 	"slices"
 
 	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // LeaderObserver is a StateMachine that wants to know its group's leader:
@@ -20,6 +22,20 @@ type LeaderObserver interface {
 // proportion to its size, so snapshots cost a bounded amount per entry.
 type SnapshotPacer interface {
 	SnapshotAfter() uint64
+}
+
+// VotersObserver is a StateMachine that follows its group's voters: it
+// is told them, on the loop, when the group starts here, after every
+// conf change and after a snapshot is restored.
+type VotersObserver interface {
+	VotersChanged(voters []uint64)
+}
+
+// noteVoters tells g's state machine its voters, if it asks.
+func noteVoters(g *group) {
+	if o, ok := g.sm.(VotersObserver); ok {
+		o.VotersChanged(slices.Clone(g.conf.GetVoters()))
+	}
 }
 
 // proposal is a ProposeAsync waiting for the loop.
@@ -187,4 +203,17 @@ func (s *Service) Campaign(ctx context.Context, id uint64) error { return s.node
 // TransferTo asks group id's leadership to move to node to.
 func (s *Service) TransferTo(ctx context.Context, id, to uint64) error {
 	return s.node.TransferTo(ctx, id, to)
+}
+
+// SetVoter proposes adding node as a voter of group (add), or removing it:
+// a quorum queue's group follows the cluster's membership. It returns once
+// proposed (ErrChangePending while an earlier change of the group is not
+// applied here, ErrLastMember for the last voter).
+func (s *Service) SetVoter(ctx context.Context, group, node uint64, add bool) error {
+	t := pb.ConfChangeType_ConfChangeAddNode
+	if !add {
+		t = pb.ConfChangeType_ConfChangeRemoveNode
+	}
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: t.Enum(), NodeId: proto.Uint64(node)}}}
+	return s.node.ProposeConfChange(ctx, group, cc)
 }

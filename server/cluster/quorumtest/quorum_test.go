@@ -30,6 +30,7 @@ type node struct {
 	peers         []cluster.Peer
 	dir           string
 	snapshotEvery uint64
+	join          bool // start as a node joining peers (not among them)
 	srv           *broker.Server
 	url           string
 	cl            *cluster.Service
@@ -109,7 +110,7 @@ func (nd *node) start(t *testing.T, ln net.Listener) {
 	if os.Getenv("BROKER_TEST_LOG") != "" {
 		w = os.Stderr
 	}
-	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Listener: ln,
+	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Join: nd.join, Listener: ln,
 		Dir: nd.dir, NoSync: true, TickInterval: 10 * time.Millisecond, Replicated: parts, SnapshotEvery: nd.snapshotEvery,
 		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
 		Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", nd.name)})
@@ -206,23 +207,7 @@ func TestQuorumQueueAcrossMembers(t *testing.T) {
 	if err := ch.Qos(20, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	ds, err := ch.Consume("qq1", "", false, false, false, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, want := range acked {
-		select {
-		case d := <-ds:
-			if string(d.Body) != want || d.Redelivered {
-				t.Fatalf("delivery %d: %q (redelivered %v), want %q", i, d.Body, d.Redelivered, want)
-			}
-			if err := d.Ack(false); err != nil {
-				t.Fatal(err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("delivery %d of %d: none in 10s", i, len(acked))
-		}
-	}
+	consumeInOrder(t, ch, "qq1", acked, nodes[2].name)
 	deadline := time.Now().Add(10 * time.Second)
 	for _, nd := range nodes {
 		_, ch := dial(t, nd.url)
@@ -446,19 +431,28 @@ func TestQuorumQueueMemberRestarts(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	ds, err := ch.Consume("qq3", "", false, false, false, false, nil)
+	consumeInOrder(t, ch, "qq3", acked, "the restarted member")
+}
+
+// consumeInOrder consumes queue on ch, acking, and fails unless want
+// comes, in order, first deliveries all.
+func consumeInOrder(t *testing.T, ch *amqp.Channel, queue string, want []string, where string) {
+	t.Helper()
+	ds, err := ch.Consume(queue, "", false, false, false, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, want := range acked {
+	for i, w := range want {
 		select {
 		case d := <-ds:
-			if string(d.Body) != want {
-				t.Fatalf("delivery %d on the restarted member: %q, want %q", i, d.Body, want)
+			if string(d.Body) != w || d.Redelivered {
+				t.Fatalf("delivery %d on %s: %q (redelivered %v), want %q", i, where, d.Body, d.Redelivered, w)
 			}
-			_ = d.Ack(false)
+			if err := d.Ack(false); err != nil {
+				t.Fatal(err)
+			}
 		case <-time.After(10 * time.Second):
-			t.Fatalf("delivery %d of %d: none in 10s", i, len(acked))
+			t.Fatalf("delivery %d of %d on %s: none in 10s", i, len(want), where)
 		}
 	}
 }
@@ -537,4 +531,51 @@ func TestQuorumQueueTTLAndDeliveryLimit(t *testing.T) {
 		t.Fatalf("a third dead letter: %q", d.Body)
 	case <-time.After(300 * time.Millisecond):
 	}
+}
+
+// A quorum queue's group follows the cluster's membership: a fourth node
+// that joins gets the queue's messages (it is added to the group, and
+// caught up) and serves publishers and consumers; a node removed from
+// the cluster is removed from the group.
+func TestQuorumQueueFollowsMembership(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareEverywhere(t, nodes, nodes[0], "qq4")
+	acked := publishConfirmed(t, nodes[1].url, "qq4", 0, 100)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fourth := &node{name: "amqp4", self: cluster.Peer{ID: config.NodeID("amqp4"), Name: "amqp4", Address: ln.Addr().String()},
+		peers: nodes[0].peers, dir: t.TempDir(), join: true}
+	fourth.start(t, ln)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := nodes[1].cl.AddMember(ctx, fourth.self); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers := func(nd *node, want int) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			for _, q := range nd.srv.VHost("/").Queues() {
+				if _, members, ok := q.QuorumGroup(); ok && q.Name == "qq4" && len(members) == want {
+					return
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: qq4's group never had %d members", nd.name, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitMembers(nodes[0], 4)
+	waitMembers(fourth, 4)
+	acked = append(acked, publishConfirmed(t, fourth.url, "qq4", 100, 50)...)
+	_, ch := dial(t, fourth.url)
+	consumeInOrder(t, ch, "qq4", acked, "the new member")
+	if err := nodes[0].cl.RemoveMember(ctx, "amqp3"); err != nil {
+		t.Fatal(err)
+	}
+	waitMembers(nodes[0], 3)
+	waitMembers(fourth, 3)
 }
