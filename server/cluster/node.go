@@ -92,6 +92,11 @@ type Config struct {
 	// returns, and the caller closes it after.
 	Log       *raftlog.Log
 	Transport Transport
+	// Reachable, if set, reports whether this node has a connection to
+	// node id: a quiet group whose leader is unreachable ticks again, so
+	// its followers elect another (quiesce.go). Without it groups never
+	// go quiet.
+	Reachable func(id uint64) bool
 	// TickInterval is one Raft tick (default 100ms); an election takes
 	// ElectionTicks (default 10) to HeartbeatTicks (default 1) ticks.
 	TickInterval                  time.Duration
@@ -140,6 +145,10 @@ type group struct {
 	snapshot uint64 // index of the last snapshot taken or restored
 	stepped  bool   // has input since its last Ready check
 	lead     uint64 // the leader last told to a LeaderObserver
+	// quiet: an idle group that does not tick (quiesce.go); idle counts
+	// the leader's ticks with nothing to replicate.
+	quiet bool
+	idle  int
 }
 
 // ErrStopped is returned by calls on a stopped Node.
@@ -285,6 +294,7 @@ func (n *Node) Step(msgs []GroupMessage) {
 func (n *Node) Propose(ctx context.Context, id uint64, data []byte) error {
 	return n.withGroup(ctx, id, func(g *group) error {
 		g.stepped = true
+		g.wake()
 		return g.rn.Propose(data)
 	})
 }
@@ -309,6 +319,7 @@ func (n *Node) TransferLeadership(ctx context.Context, id uint64) (uint64, error
 		}
 		if to != 0 {
 			g.stepped = true
+			g.wake()
 			g.rn.TransferLeader(to)
 		}
 		return nil
@@ -352,6 +363,7 @@ func (n *Node) ProposeConfChange(ctx context.Context, id uint64, cc *pb.ConfChan
 			}
 		}
 		g.stepped = true
+		g.wake()
 		return g.rn.ProposeConfChange(cc)
 	})
 }
@@ -509,8 +521,12 @@ func (n *Node) run() {
 
 func (n *Node) tick() {
 	for _, g := range n.groups {
+		if g.quiet && !n.wakesQuiet(g) {
+			continue
+		}
 		g.rn.Tick()
 		g.stepped = true
+		n.maybeQuiesce(g)
 	}
 }
 
@@ -519,6 +535,9 @@ func (n *Node) step(msgs []GroupMessage) {
 		g := n.groups[m.Group]
 		if g == nil {
 			continue // not (yet) running here
+		}
+		if !n.heard(g, m.Message) {
+			continue
 		}
 		_ = g.rn.Step(m.Message) // errors are for local messages and stale peers
 		g.stepped = true

@@ -76,6 +76,7 @@ func (n *Node) takeProposals() {
 			err = ErrNoGroup
 		} else {
 			g.stepped = true
+			g.wake()
 			err = g.rn.Propose(p.data)
 		}
 		if err != nil && p.dropped != nil {
@@ -171,6 +172,7 @@ func (s *Service) GroupStatus(ctx context.Context, id uint64) (raft.Status, erro
 func (n *Node) Campaign(ctx context.Context, id uint64) error {
 	return n.withGroup(ctx, id, func(g *group) error {
 		g.stepped = true
+		g.wake()
 		return g.rn.Campaign()
 	})
 }
@@ -180,6 +182,7 @@ func (n *Node) Campaign(ctx context.Context, id uint64) error {
 func (n *Node) TransferTo(ctx context.Context, id, to uint64) error {
 	return n.withGroup(ctx, id, func(g *group) error {
 		g.stepped = true
+		g.wake()
 		g.rn.TransferLeader(to)
 		return nil
 	})

@@ -117,7 +117,7 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		l.Close()
 		return nil, err
 	}
-	n, err := Start(Config{ID: cfg.Self.ID, Log: l, Transport: tr, TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, SnapshotEvery: cfg.SnapshotEvery,
+	n, err := Start(Config{ID: cfg.Self.ID, Log: l, Transport: tr, Reachable: tr.Connected, TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, SnapshotEvery: cfg.SnapshotEvery,
 		Logger: raftLogger{cfg.Logger.With("group", MetadataGroup)}})
 	if err != nil {
 		tr.Close()

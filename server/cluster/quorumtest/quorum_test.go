@@ -579,3 +579,45 @@ func TestQuorumQueueFollowsMembership(t *testing.T) {
 	waitMembers(nodes[0], 3)
 	waitMembers(fourth, 3)
 }
+
+// Idle quorum queues' groups go quiet (no ticks, no heartbeats), and wake
+// for traffic; when the node leading quiet groups leaves (gracefully: it
+// hands their leadership over, quiet or not), they go on. A leader killed
+// while its group is quiet is netnstest's TestClusterQuorumQuietLeaderKill9.
+func TestQuorumQueueQuietGroups(t *testing.T) {
+	nodes := startCluster(t, 3)
+	for i := range 4 {
+		declareEverywhere(t, nodes, nodes[0], fmt.Sprintf("quiet%d", i))
+	}
+	waitQuiet := func(nds []*node, want int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for _, nd := range nds {
+			for {
+				q, _ := nd.cl.QuietGroups()
+				if q == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %d quiet groups, want %d", nd.name, q, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+	waitQuiet(nodes, 4)
+	acked := publishConfirmed(t, nodes[1].url, "quiet0", 0, 10)
+	waitQuiet(nodes, 4) // quiet again after the traffic
+	start := time.Now()
+	nodes[0].leave() // led all four
+	acked = append(acked, publishConfirmed(t, nodes[2].url, "quiet0", 10, 10)...)
+	t.Logf("a publish to a quiet group whose leader left was confirmed after %v", time.Since(start).Round(time.Millisecond))
+	if len(acked) != 20 {
+		t.Fatalf("%d of 20 confirmed", len(acked))
+	}
+	if l := leaderOf(t, nodes[1:], "quiet3"); l == nodes[0] {
+		t.Fatal("a quiet group untouched since its leader left has it still")
+	}
+	_, ch := dial(t, nodes[1].url)
+	consumeInOrder(t, ch, "quiet0", acked, nodes[1].name)
+}

@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"context"
+
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
+	"google.golang.org/protobuf/proto"
+)
+
+// Quiet groups. A node runs a group per quorum queue; ticking every one
+// of them, and their leaders heartbeating every follower, would cost an
+// idle cluster CPU in proportion to its queues. So a group with nothing
+// to do goes quiet, as CockroachDB's ranges quiesce: its leader, once
+// every voter has the whole log, committed and applied, for quiesceAfter
+// ticks, sends each follower a last heartbeat marked quiesceContext and
+// stops ticking; a follower that gets it stops ticking too. Any message
+// of the group other than a heartbeat (a proposal forwarded, entries to
+// append, a vote) and any local proposal, campaign or transfer wakes it.
+// A follower whose quiet leader's node it no longer reaches (the
+// transport's connection is gone: a crash, a cut link) ticks again, and
+// elects another leader after an election timeout. The metadata group
+// never goes quiet.
+
+// quiesceContext marks the heartbeat that quiets a follower.
+const quiesceContext = "amqp-go:quiesce"
+
+// quiesceAfter is how many idle ticks a leader waits before it quiets
+// its group.
+const quiesceAfter = 3
+
+// wake makes g tick again.
+func (g *group) wake() { g.quiet, g.idle = false, 0 }
+
+// heard notes message m of g, before it is stepped, and reports whether
+// to step it: the leader's marked heartbeat quiets a follower; the
+// answer to it is dropped (raft would take its context for a read
+// index's); anything but a heartbeat wakes the group.
+func (n *Node) heard(g *group, m *pb.Message) bool {
+	marked := string(m.GetContext()) == quiesceContext
+	switch m.GetType() {
+	case pb.MessageType_MsgHeartbeat:
+		if marked && g.id != MetadataGroup {
+			g.quiet = true
+		}
+	case pb.MessageType_MsgHeartbeatResp:
+		return !marked
+	default:
+		g.wake()
+	}
+	return true
+}
+
+// wakesQuiet reports whether quiet group g must tick again (its leader is
+// unreachable), and wakes it then.
+func (n *Node) wakesQuiet(g *group) bool {
+	if n.cfg.Reachable == nil || g.lead == 0 || g.lead == n.cfg.ID || n.cfg.Reachable(g.lead) {
+		return false
+	}
+	g.wake()
+	return true
+}
+
+// maybeQuiesce quiets g, if this node leads it and it has been idle for
+// quiesceAfter ticks, telling its followers.
+func (n *Node) maybeQuiesce(g *group) {
+	if n.cfg.Reachable == nil || g.id == MetadataGroup {
+		return
+	}
+	bs := g.rn.BasicStatus()
+	last, err := n.cfg.Log.Group(g.id).LastIndex()
+	if err != nil || bs.RaftState != raft.StateLeader || bs.HardState.GetCommit() != last || bs.Applied != last {
+		g.idle = 0
+		return
+	}
+	caughtUp := true
+	g.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+		if typ == raft.ProgressTypePeer && id != n.cfg.ID && (pr.Match != last || !pr.RecentActive || !n.cfg.Reachable(id)) {
+			caughtUp = false
+		}
+	})
+	if !caughtUp {
+		g.idle = 0
+		return
+	}
+	if g.idle++; g.idle < quiesceAfter {
+		return
+	}
+	g.quiet = true
+	for _, to := range g.conf.GetVoters() {
+		if to == n.cfg.ID {
+			continue
+		}
+		hb := &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), To: proto.Uint64(to), From: proto.Uint64(n.cfg.ID),
+			Term: proto.Uint64(bs.HardState.GetTerm()), Commit: proto.Uint64(last), Context: []byte(quiesceContext)}
+		n.cfg.Transport.Send(to, []GroupMessage{{Group: g.id, Message: hb}})
+	}
+}
+
+// QuietGroups counts this node's quiet groups (tests).
+func (n *Node) QuietGroups() (quiet, all int) {
+	_ = n.do(context.Background(), func() {
+		for _, g := range n.groups {
+			all++
+			if g.quiet {
+				quiet++
+			}
+		}
+	})
+	return quiet, all
+}
+
+// QuietGroups counts this node's quiet groups and all its groups.
+func (s *Service) QuietGroups() (quiet, all int) { return s.node.QuietGroups() }
