@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -388,5 +389,48 @@ func TestGroupOfOneAndLogFailure(t *testing.T) {
 	}
 	if vals, _ := sm.state(); !slices.Equal(vals, []string{"one"}) {
 		t.Fatalf("applied %v after the failure", vals)
+	}
+}
+
+// TestProposeAsyncBursts hands the loop's proposal queue bursts larger
+// than the spare slice it keeps (4,096), from several goroutines, while
+// the loop takes them: each proposal reaches the loop exactly once (here
+// as a drop: the node runs no group). A burst's drained slice once stayed
+// the spare while also being the queue, so proposals made during the next
+// round were overwritten, and lost.
+func TestProposeAsyncBursts(t *testing.T) {
+	n := &Node{groups: map[uint64]*group{}, wake: make(chan struct{}, 1)}
+	const writers, each, burst = 4, 5000, 5000
+	seen := make([]atomic.Int32, writers*each+burst)
+	for k := range burst { // one round drains more than the spare keeps
+		n.ProposeAsync(1, nil, func() { seen[writers*each+k].Add(1) })
+	}
+	n.takeProposals()
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				k := w*each + i
+				n.ProposeAsync(1, nil, func() { seen[k].Add(1) })
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		n.takeProposals() // the loop's part
+	}
+	n.takeProposals()
+	for k := range seen {
+		if got := seen[k].Load(); got != 1 {
+			t.Fatalf("proposal %d reached the loop %d times", k, got)
+		}
 	}
 }

@@ -84,6 +84,9 @@ func (n *Node) takeProposals() {
 		}
 		ps[i] = proposal{}
 	}
+	// The drained slice becomes the next spare (n.proposals is the old
+	// spare now, so the two never share an array); a burst's is let go.
+	n.spare = nil
 	if cap(ps) <= 4096 {
 		n.spare = ps[:0]
 	}

@@ -173,7 +173,8 @@ type view struct{ offset, last, snap uint64 }
 // not consecutive.
 var ErrNotContiguous = errors.New("raftlog: entries are not contiguous with the log")
 
-// Commit makes the batch durable with one write and one fdatasync, then
+// Commit makes the batch durable with one write and one fdatasync (none
+// when it holds only commit index changes: see raft.MustSync), then
 // applies it to the groups' Storage. It checks the whole batch first and
 // writes nothing if any op is invalid: entries that would leave a hole
 // (ErrNotContiguous) or a snapshot not newer than the group's
@@ -219,8 +220,19 @@ func (l *Log) Commit(b *Batch) error {
 		}
 	}
 	l.buf = l.buf[:0]
+	sync := false
 	for i := range b.ops {
 		o := &b.ops[i]
+		switch o.kind {
+		case opEntries, opSnapshot:
+			sync = true
+		case opHardState:
+			s := l.Group(o.group)
+			s.mu.Lock()
+			prev := s.hs
+			s.mu.Unlock()
+			sync = sync || prev == nil || raft.MustSync(o.hs, prev, 0)
+		}
 		switch o.kind {
 		case opEntries:
 			l.buf = appendEntries(l.buf, o.group, views[o.group].offset, o.ents)
@@ -235,7 +247,14 @@ func (l *Log) Commit(b *Batch) error {
 			return err
 		}
 	}
-	seg, err := l.w.Write(l.buf)
+	// A batch of commit indexes alone is not synced (raft.MustSync):
+	// Raft needs entries, terms and votes durable before it sends, not
+	// the commit index, which a restart learns again from the leader.
+	write := l.w.WriteNoSync
+	if sync {
+		write = l.w.Write
+	}
+	seg, err := write(l.buf)
 	if err != nil {
 		return err
 	}

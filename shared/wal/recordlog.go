@@ -180,6 +180,17 @@ func (l *RecordLog) Roll(first []byte) error {
 // returns the segment they went to. A failed write or sync fails the log:
 // every later call returns the error.
 func (l *RecordLog) Write(records []byte) (segment uint64, err error) {
+	return l.write(records, !l.opts.NoSync)
+}
+
+// WriteNoSync is Write without the fdatasync: for records that need not
+// survive a crash by themselves (a Raft commit index, which a restart
+// recomputes); the next Write's sync makes them durable with its own.
+func (l *RecordLog) WriteNoSync(records []byte) (segment uint64, err error) {
+	return l.write(records, false)
+}
+
+func (l *RecordLog) write(records []byte, sync bool) (segment uint64, err error) {
 	if l.failed != nil {
 		return 0, l.failed
 	}
@@ -190,7 +201,7 @@ func (l *RecordLog) Write(records []byte) (segment uint64, err error) {
 		return 0, l.fail(err)
 	}
 	l.size += int64(len(records))
-	if !l.opts.NoSync {
+	if sync {
 		if err := l.f.Sync(); err != nil {
 			return 0, l.fail(err)
 		}

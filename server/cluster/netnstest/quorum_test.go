@@ -847,7 +847,12 @@ func TestClusterQuorumPartition(t *testing.T) {
 		defer close(consumerDone)
 		consumeLoop("drain", amqpAddrs(n, []*clusterNode{cut}), 0, queue, rec, stopConsumer)
 	}()
-	waitDelivered(t, rec, 30*time.Second, nodes, queue)
+	// One consumer (prefetch 50, a round trip every 25 acks) drains
+	// 100k-200k messages here at a few thousand a second: each credit
+	// and ack is a commit, fsynced on two nodes.
+	drainStart := time.Now()
+	waitDelivered(t, rec, 120*time.Second, nodes, queue)
+	t.Logf("drained from %s in %v", cut.name, time.Since(drainStart).Round(time.Millisecond))
 	close(stopConsumer)
 	<-consumerDone
 	problems.report(t)

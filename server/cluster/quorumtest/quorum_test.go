@@ -110,8 +110,9 @@ func (nd *node) start(t *testing.T, ln net.Listener) {
 	if os.Getenv("BROKER_TEST_LOG") != "" {
 		w = os.Stderr
 	}
+	// QQ_SYNC=1 fsyncs the Raft logs, as amqp-server does.
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Join: nd.join, Listener: ln,
-		Dir: nd.dir, NoSync: true, TickInterval: 10 * time.Millisecond, Replicated: parts, SnapshotEvery: nd.snapshotEvery,
+		Dir: nd.dir, NoSync: os.Getenv("QQ_SYNC") == "", TickInterval: 10 * time.Millisecond, Replicated: parts, SnapshotEvery: nd.snapshotEvery,
 		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
 		Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", nd.name)})
 	if err != nil {
