@@ -316,7 +316,10 @@ func (q *Queue) voters() []uint64 {
 func (m quorumMachine) Apply(_ uint64, data []byte) { m.q.Apply(data) }
 func (m quorumMachine) Snapshot() ([]byte, error)   { return m.q.Snapshot() }
 func (m quorumMachine) SnapshotAfter() uint64       { return m.q.SnapshotAfter() }
-func (m quorumMachine) Restore(data []byte) error   { return m.q.Restore(data) }
+
+// SnapshotLater encodes the queue's snapshot off the cluster's loop.
+func (m quorumMachine) SnapshotLater() func() ([]byte, error) { return m.q.SnapshotLater() }
+func (m quorumMachine) Restore(data []byte) error             { return m.q.Restore(data) }
 func (m quorumMachine) LeaderChanged(lead uint64, self bool) {
 	m.q.LeaderChanged(lead, self)
 }

@@ -147,8 +147,10 @@ type group struct {
 	lead     uint64 // the leader last told to a LeaderObserver
 	// quiet: an idle group that does not tick (quiesce.go); idle counts
 	// the leader's ticks with nothing to replicate.
-	quiet bool
-	idle  int
+	quiet     bool
+	idle      int
+	snapping  bool            // a SnapshotLater's encoding runs
+	quietAcks map[uint64]bool // followers that answered the marked heartbeat
 }
 
 // ErrStopped is returned by calls on a stopped Node.
@@ -260,7 +262,7 @@ func (n *Node) addGroup(id uint64, peers []raft.Peer, sm StateMachine) error {
 		ID: n.cfg.ID, ElectionTick: n.cfg.ElectionTicks, HeartbeatTick: n.cfg.HeartbeatTicks,
 		Storage: st, Applied: g.applied,
 		MaxSizePerMsg: 1 << 20, MaxInflightMsgs: 256, MaxUncommittedEntriesSize: 1 << 30,
-		CheckQuorum: true, PreVote: true, StepDownOnRemoval: true, Logger: n.cfg.Logger,
+		CheckQuorum: true, PreVote: true, StepDownOnRemoval: true, Logger: n.groupLogger(id),
 	})
 	if err != nil {
 		return err
@@ -276,6 +278,15 @@ func (n *Node) addGroup(id uint64, peers []raft.Peer, sm StateMachine) error {
 		noteVoters(g) // from its log; a bootstrap's come as conf changes
 	}
 	return nil
+}
+
+// groupLogger is group id's raft logger: the node's, tagged with the
+// group when it can be.
+func (n *Node) groupLogger(id uint64) raft.Logger {
+	if l, ok := n.cfg.Logger.(interface{ forGroup(uint64) raft.Logger }); ok {
+		return l.forGroup(id)
+	}
+	return n.cfg.Logger
 }
 
 // Step hands messages received from another node to the loop. It does
@@ -508,8 +519,11 @@ func (n *Node) run() {
 		}
 		n.takeReports()
 		n.takeProposals()
-		var err error
-		if busy, err = n.round(); err != nil {
+		err := n.failed // a snapshot stored off a request (snapshotDone)
+		if err == nil {
+			busy, err = n.round()
+		}
+		if err != nil {
 			// The log failed: nothing more can be made durable, so the
 			// node must not vote or ack again.
 			n.cfg.Logger.Errorf("cluster: node %d stops: %v", n.cfg.ID, err)
@@ -646,6 +660,9 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 	// After a conf change, a group with a snapshot takes a new one: raft
 	// sends a lagging follower the stored snapshot, and a node just added
 	// ignores one whose configuration does not have it.
+	if g.snapping {
+		return nil
+	}
 	every := n.cfg.SnapshotEvery
 	if p, ok := g.sm.(SnapshotPacer); ok {
 		every = max(every, p.SnapshotAfter())
@@ -668,6 +685,10 @@ func (n *Node) applyConfChange(g *group, index uint64, cc *pb.ConfChangeV2) {
 // the previous snapshot: the entries between stay for followers a little
 // behind, who would otherwise need the whole snapshot.
 func (n *Node) snapshot(g *group) error {
+	if later, ok := g.sm.(SnapshotLater); ok {
+		n.snapshotLater(g, later)
+		return nil
+	}
 	data, err := g.sm.Snapshot()
 	if err != nil {
 		return fmt.Errorf("cluster: group %d: snapshot: %w", g.id, err)

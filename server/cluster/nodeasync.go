@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"go.etcd.io/raft/v3"
@@ -35,6 +36,58 @@ type VotersObserver interface {
 func noteVoters(g *group) {
 	if o, ok := g.sm.(VotersObserver); ok {
 		o.VotersChanged(slices.Clone(g.conf.GetVoters()))
+	}
+}
+
+// SnapshotLater is a StateMachine whose snapshot is encoded off the loop,
+// which a large state (a quorum queue's backlog: copying and encoding
+// every message takes seconds) would otherwise hold up, every group of
+// the node with it. SnapshotLater runs on the loop and captures the state
+// without encoding it; the function it returns encodes it, on another
+// goroutine.
+type SnapshotLater interface {
+	SnapshotLater() func() ([]byte, error)
+}
+
+// snapshotLater starts g's snapshot at its applied index: captured now,
+// encoded elsewhere, stored and the log compacted by the loop once done.
+func (n *Node) snapshotLater(g *group, sm SnapshotLater) {
+	index, conf := g.applied, proto.Clone(g.conf).(*pb.ConfState)
+	encode := sm.SnapshotLater()
+	g.snapping = true
+	go func() { // owned by the loop: it ends with the encoding, or the loop
+		data, err := encode()
+		select {
+		case n.requests <- func() { n.snapshotDone(g, index, conf, data, err) }:
+		case <-n.done:
+		}
+	}()
+}
+
+// snapshotDone stores a snapshot encoded off the loop and compacts the
+// log up to the previous one. A snapshot received meanwhile supersedes
+// it; a failed encoding is logged, and tried again after more entries.
+func (n *Node) snapshotDone(g *group, index uint64, conf *pb.ConfState, data []byte, err error) {
+	g.snapping = false
+	if n.groups[g.id] != g {
+		return // removed meanwhile
+	}
+	if err != nil {
+		n.cfg.Logger.Errorf("cluster: group %d: snapshot at %d: %v", g.id, index, err)
+		return
+	}
+	if _, err := n.cfg.Log.CreateSnapshot(g.id, index, conf, data); err != nil {
+		if !errors.Is(err, raft.ErrSnapOutOfDate) {
+			n.failed = err // the log failed: the loop ends (run checks)
+		}
+		return
+	}
+	prev := g.snapshot
+	g.snapshot = index
+	if first, _ := n.cfg.Log.Group(g.id).FirstIndex(); prev >= first {
+		if err := n.cfg.Log.Compact(g.id, prev); err != nil {
+			n.failed = err
+		}
 	}
 }
 

@@ -14,8 +14,12 @@ import (
 // idle cluster CPU in proportion to its queues. So a group with nothing
 // to do goes quiet, as CockroachDB's ranges quiesce: its leader, once
 // every voter has the whole log, committed and applied, for quiesceAfter
-// ticks, sends each follower a last heartbeat marked quiesceContext and
-// stops ticking; a follower that gets it stops ticking too. Any message
+// ticks, sends each follower a heartbeat marked quiesceContext (which
+// carries the commit index) every tick until each has answered it, and
+// then stops ticking; a follower that gets it stops ticking too. (A
+// marked heartbeat can be lost, dropped by a follower's full inbox: going
+// quiet without its answer could leave that follower without the last
+// commit index for good.) Any message
 // of the group other than a heartbeat (a proposal forwarded, entries to
 // append, a vote) and any local proposal, campaign or transfer wakes it.
 // A follower whose quiet leader's node it no longer reaches (the
@@ -31,7 +35,10 @@ const quiesceContext = "amqp-go:quiesce"
 const quiesceAfter = 3
 
 // wake makes g tick again.
-func (g *group) wake() { g.quiet, g.idle = false, 0 }
+func (g *group) wake() {
+	g.quiet, g.idle = false, 0
+	clear(g.quietAcks)
+}
 
 // heard notes message m of g, before it is stepped, and reports whether
 // to step it: the leader's marked heartbeat quiets a follower; the
@@ -45,6 +52,12 @@ func (n *Node) heard(g *group, m *pb.Message) bool {
 			g.quiet = true
 		}
 	case pb.MessageType_MsgHeartbeatResp:
+		if marked && g.idle >= quiesceAfter {
+			if g.quietAcks == nil {
+				g.quietAcks = map[uint64]bool{}
+			}
+			g.quietAcks[m.GetFrom()] = true
+		}
 		return !marked
 	default:
 		g.wake()
@@ -87,15 +100,17 @@ func (n *Node) maybeQuiesce(g *group) {
 	if g.idle++; g.idle < quiesceAfter {
 		return
 	}
-	g.quiet = true
+	answered := true
 	for _, to := range g.conf.GetVoters() {
-		if to == n.cfg.ID {
+		if to == n.cfg.ID || g.quietAcks[to] {
 			continue
 		}
+		answered = false
 		hb := &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), To: proto.Uint64(to), From: proto.Uint64(n.cfg.ID),
 			Term: proto.Uint64(bs.HardState.GetTerm()), Commit: proto.Uint64(last), Context: []byte(quiesceContext)}
 		n.cfg.Transport.Send(to, []GroupMessage{{Group: g.id, Message: hb}})
 	}
+	g.quiet = answered
 }
 
 // QuietGroups counts this node's quiet groups (tests).

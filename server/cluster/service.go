@@ -118,7 +118,7 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	n, err := Start(Config{ID: cfg.Self.ID, Log: l, Transport: tr, Reachable: tr.Connected, TickInterval: cfg.TickInterval, ElectionTicks: cfg.ElectionTicks, SnapshotEvery: cfg.SnapshotEvery,
-		Logger: raftLogger{cfg.Logger.With("group", MetadataGroup)}})
+		Logger: raftLogger{cfg.Logger}})
 	if err != nil {
 		tr.Close()
 		l.Close()
@@ -527,3 +527,6 @@ func (r raftLogger) Panic(v ...any)              { s := fmt.Sprint(v...); r.l.Er
 func (r raftLogger) Panicf(f string, v ...any)   { s := fmt.Sprintf(f, v...); r.l.Error(s); panic(s) }
 
 var _ raft.Logger = raftLogger{}
+
+// forGroup is the logger of group id's raft (GroupLogger).
+func (r raftLogger) forGroup(id uint64) raft.Logger { return raftLogger{r.l.With("group", hexID(id))} }

@@ -98,6 +98,8 @@ type Quorum[H any] struct {
 	nextID   uint64
 	closed   bool
 	timer    *time.Timer // the leader's expiry tick
+	sweep    *time.Timer // sweepWaits, while commands are in flight
+	sweepAt  int64       // when sweep fires (0: not armed)
 	tickAt   int64       // when timer fires (0: not armed)
 	buf      []byte
 }
@@ -190,6 +192,7 @@ func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 		q.waits[q.seq] = &quorumWait[H]{at: now, done: wait}
 	}
 	q.inflight[q.seq] = inflightCmd{at: now}
+	q.armSweep()
 	b := append(q.buf[:0], op)
 	b = binary.BigEndian.AppendUint64(b, q.self.Node)
 	b = binary.BigEndian.AppendUint64(b, q.self.Incarnation)
@@ -210,8 +213,8 @@ func (q *Quorum[H]) propose(cmd []byte) {
 
 // inflightCmd is a command of this member's not yet applied.
 type inflightCmd struct {
-	at  int64
-	cmd []byte
+	at, sent int64 // made, last proposed
+	cmd      []byte
 }
 
 // resend proposes every command in flight again, in the order they were
@@ -243,16 +246,16 @@ const retryEvery = 20 * time.Millisecond
 // send proposes cmd, made at, again every retryEvery while raft refuses
 // it; past QuorumTimeout its waiter fails. Caller holds mu.
 func (q *Quorum[H]) send(cmd []byte, seq uint64, at int64) {
+	if f, ok := q.inflight[seq]; ok {
+		f.sent = q.clock()
+		q.inflight[seq] = f
+	}
 	q.log.Propose(cmd, func() {
-		if q.clock()-at >= int64(q.timeout) {
-			q.fail(seq, ErrNotCommitted)
-			return
-		}
 		time.AfterFunc(retryEvery, func() {
 			q.mu.Lock()
 			defer q.mu.Unlock()
-			if !q.closed {
-				q.send(cmd, seq, at)
+			if _, ok := q.inflight[seq]; ok && !q.closed {
+				q.send(cmd, seq, at) // until sweepWaits gives up on it
 			}
 		})
 	})
@@ -489,6 +492,9 @@ func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
 	if q.timer != nil {
 		q.timer.Stop()
 	}
+	if q.sweep != nil {
+		q.sweep.Stop()
+	}
 	ws := make([]*quorumWait[H], 0, len(q.waits))
 	for _, w := range q.waits {
 		ws = append(ws, w)
@@ -510,24 +516,68 @@ func (q *Quorum[H]) Info() Info {
 // SampleRates samples the counters for Info's rates, and fails the
 // waiters whose command was not applied within QuorumTimeout.
 func (q *Quorum[H]) SampleRates() {
+	q.mu.Lock()
+	q.meter.Sample(q.core.stats, q.clock())
+	q.mu.Unlock()
+}
+
+// resendAfter is how long a command of this member's may go unapplied
+// before it is proposed again: raft loses a proposal forwarded to a
+// leader that dropped it (its inbox full) or died, without a word.
+const resendAfter = time.Second
+
+// sweepWaits runs from the sweep timer while commands are in flight: it
+// fails the waiters whose command was not applied within the timeout
+// (a publish is nacked, a get answers empty) and stops sending those,
+// and proposes again, in order, the commands unapplied for resendAfter.
+// Consumers' commands (subscriptions, credit, settlements) are never
+// given up: without them a consumer would stall for good; being
+// idempotent, they are sent until applied.
+func (q *Quorum[H]) sweepWaits() {
 	now := q.clock()
 	q.mu.Lock()
-	q.meter.Sample(q.core.stats, now)
+	q.sweepAt = 0
 	var late []*quorumWait[H]
 	for seq, w := range q.waits {
 		if now-w.at > int64(q.timeout) {
 			late = append(late, w)
 			delete(q.waits, seq)
+			q.landed(seq)
 		}
 	}
+	var stale []uint64
 	for seq, f := range q.inflight {
-		if now-f.at > int64(q.timeout) {
-			q.landed(seq) // lost with a leader: it will not be applied now
+		switch {
+		case len(f.cmd) > 0 && f.cmd[0] == opPush && now-f.at > int64(q.timeout):
+			q.landed(seq) // a push without a waiter: given up as its waiter would be
+		case len(f.cmd) > 0 && f.cmd[0] != opGet && f.cmd[0] != opPurge && now-f.sent > int64(resendAfter):
+			stale = append(stale, seq) // a get or purge twice would take twice
 		}
 	}
+	slices.Sort(stale)
+	for _, seq := range stale {
+		f := q.inflight[seq]
+		q.send(f.cmd, seq, f.at)
+	}
+	q.armSweep()
 	q.mu.Unlock()
 	for _, w := range late {
 		w.done(quorumResult[H]{err: ErrNotCommitted})
+	}
+}
+
+// armSweep arms the sweep timer, if commands are in flight and it is not
+// armed. Caller holds mu.
+func (q *Quorum[H]) armSweep() {
+	if q.sweepAt != 0 || q.closed || len(q.inflight) == 0 && len(q.waits) == 0 {
+		return
+	}
+	d := min(q.timeout/4, resendAfter/2)
+	q.sweepAt = q.clock() + int64(d)
+	if q.sweep == nil {
+		q.sweep = time.AfterFunc(d, q.sweepWaits)
+	} else {
+		q.sweep.Reset(d)
 	}
 }
 
@@ -712,11 +762,33 @@ func (q *Quorum[H]) SnapshotAfter() uint64 {
 	return 2 * uint64(q.core.ready+int64(q.core.unacked.live))
 }
 
-// Snapshot returns the replica's state as of the last applied command.
-func (q *Quorum[H]) Snapshot() ([]byte, error) {
+// SnapshotLater captures the replica's state as of the last applied
+// command and returns its encoding, to run off the cluster's loop
+// (cluster.SnapshotLater): the capture copies the core's entries (their
+// handles point to messages that never change), the encoding copies the
+// bodies.
+func (q *Quorum[H]) SnapshotLater() func() ([]byte, error) {
 	q.mu.Lock()
 	st := q.core.State()
-	s := quorumSnapshot{State: mapState(st, func(h H) []byte { return q.codec.AppendHandle(nil, h) })}
+	s := q.snapshotParts()
+	q.mu.Unlock()
+	return func() ([]byte, error) {
+		s.State = mapState(st, func(h H) []byte { return q.codec.AppendHandle(nil, h) })
+		var b bytes.Buffer
+		if err := gob.NewEncoder(&b).Encode(&s); err != nil {
+			return nil, err
+		}
+		return b.Bytes(), nil
+	}
+}
+
+// Snapshot returns the replica's state as of the last applied command.
+func (q *Quorum[H]) Snapshot() ([]byte, error) { return q.SnapshotLater()() }
+
+// snapshotParts copies what a snapshot holds beside the core's state.
+// Caller holds mu.
+func (q *Quorum[H]) snapshotParts() quorumSnapshot {
+	var s quorumSnapshot
 	for id, o := range q.owners {
 		s.Owners = append(s.Owners, quorumOwned{id, o})
 	}
@@ -734,12 +806,7 @@ func (q *Quorum[H]) Snapshot() ([]byte, error) {
 	for id, n := range q.granted {
 		s.Granted = append(s.Granted, quorumGranted{id, n})
 	}
-	q.mu.Unlock()
-	var b bytes.Buffer
-	if err := gob.NewEncoder(&b).Encode(&s); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return s
 }
 
 // Restore replaces the replica's state with a snapshot's. This member's

@@ -24,6 +24,12 @@ type RecordLog struct {
 	f      File     // active segment; nil until the first Roll
 	seg    uint64   // its number
 	size   int64    // its size
+	// head is the size of its header and checkpoint (Roll's first), which
+	// ShouldRoll does not count: a checkpoint as large as a segment (a
+	// Raft snapshot of a big queue) would otherwise make every write roll
+	// again, each new segment another copy of it. 0 for a segment found
+	// at open.
+	head int64
 	segs   []uint64 // segment files, ascending, the active one last
 	failed error
 }
@@ -170,7 +176,7 @@ func (l *RecordLog) Roll(first []byte) error {
 	if l.f != nil {
 		l.f.Close() // synced after its last write
 	}
-	l.f, l.seg, l.size = f, n, int64(len(buf))
+	l.f, l.seg, l.size, l.head = f, n, int64(len(buf)), int64(len(buf))
 	l.segs = append(l.segs, n)
 	return nil
 }
@@ -215,8 +221,10 @@ func (l *RecordLog) fail(err error) error {
 }
 
 // ShouldRoll reports whether the active segment has grown past
-// SegmentSize (or there is none yet).
-func (l *RecordLog) ShouldRoll() bool { return l.f == nil || l.size >= l.opts.SegmentSize }
+// SegmentSize beyond its checkpoint (or there is none yet).
+func (l *RecordLog) ShouldRoll() bool {
+	return l.f == nil || l.size-l.head >= l.opts.SegmentSize
+}
 
 // Active returns the number of the active segment (0 before the first
 // Roll).

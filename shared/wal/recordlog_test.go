@@ -111,3 +111,27 @@ func TestRecordLogRejectsMessageRecords(t *testing.T) {
 		t.Fatal("a message record in a Raft log was accepted")
 	}
 }
+
+// TestRollCountsNoCheckpoint: a checkpoint larger than a segment (a Raft
+// snapshot of a big queue) does not make the next write roll again; the
+// records written after it do, once they reach SegmentSize. (Counting the
+// checkpoint rolled at every write, each new segment another copy of the
+// snapshot, until the disk was full.)
+func TestRollCountsNoCheckpoint(t *testing.T) {
+	l, _, err := OpenRecordLog(RecordLogOptions{Dir: "r", FS: NewMemFS(), SegmentSize: 1 << 10}, func(*LogRecord) error { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Roll(recordOf(RecordRaftSnapshot, string(make([]byte, 8<<10)))); err != nil {
+		t.Fatal(err)
+	}
+	if l.ShouldRoll() {
+		t.Fatal("a segment holding only its 8 KiB checkpoint should roll before 1 KiB more")
+	}
+	if _, err := l.Write(recordOf(RecordRaftEntries, string(make([]byte, 1<<10)))); err != nil {
+		t.Fatal(err)
+	}
+	if !l.ShouldRoll() {
+		t.Fatal("1 KiB written after the checkpoint: the segment should roll")
+	}
+}

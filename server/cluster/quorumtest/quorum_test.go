@@ -112,7 +112,7 @@ func (nd *node) start(t *testing.T, ln net.Listener) {
 	}
 	// QQ_SYNC=1 fsyncs the Raft logs, as amqp-server does.
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Join: nd.join, Listener: ln,
-		Dir: nd.dir, NoSync: os.Getenv("QQ_SYNC") == "", TickInterval: 10 * time.Millisecond, Replicated: parts, SnapshotEvery: nd.snapshotEvery,
+		Dir: nd.dir, NoSync: os.Getenv("QQ_SYNC") == "", TickInterval: testTick(), Replicated: parts, SnapshotEvery: nd.snapshotEvery,
 		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
 		Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", nd.name)})
 	if err != nil {
@@ -621,4 +621,13 @@ func TestQuorumQueueQuietGroups(t *testing.T) {
 	}
 	_, ch := dial(t, nodes[1].url)
 	consumeInOrder(t, ch, "quiet0", acked, nodes[1].name)
+}
+
+// testTick is the members' Raft tick: 10 ms (elections in 100-200 ms),
+// or amqp-server's 100 ms with QQ_TICK=default.
+func testTick() time.Duration {
+	if os.Getenv("QQ_TICK") == "default" {
+		return 100 * time.Millisecond
+	}
+	return 10 * time.Millisecond
 }
