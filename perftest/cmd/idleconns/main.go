@@ -28,6 +28,12 @@
 // been opened and closed (for RSS drift after the first ones).
 //
 //	idleconns -uri ... -churn 20000 -rate 200 -mark 10000 -queue churn
+//
+// Delete mode (the cluster scenarios, whose quorum queues cannot be
+// auto-delete): delete every queue named in the comma-separated -queue (one
+// that does not exist is fine) and exit; non-zero if a deletion failed.
+//
+//	idleconns -uri ... -delete -queue c2-1,c2-2
 package main
 
 import (
@@ -38,6 +44,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,7 +67,11 @@ func main() {
 	churn := flag.Int("churn", 0, "churn mode: connections to open, publish one message on and close")
 	rate := flag.Float64("rate", 200, "churn mode: connections per second")
 	mark := flag.Int("mark", 10000, "churn mode: report when this many connections are done")
+	del := flag.Bool("delete", false, "delete mode: delete the queues named in -queue (comma-separated) and exit")
 	flag.Parse()
+	if *del {
+		os.Exit(deleteQueues(*uri, strings.Split(*queue, ",")))
+	}
 	if *churn > 0 {
 		os.Exit(churnConns(*uri, *queue, *churn, *rate, *mark, *par))
 	}
@@ -136,6 +147,35 @@ func closeAll(conns []*amqp.Connection) {
 		go func() { defer wg.Done(); c.Close(); <-sem }()
 	}
 	wg.Wait()
+}
+
+// deleteQueues deletes each of queues (a missing one is fine: RabbitMQ and
+// ours answer delete-ok for it) and reports failures on stderr.
+func deleteQueues(uri string, queues []string) int {
+	conn, err := amqp.Dial(uri)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "idleconns: delete:", err)
+		return 1
+	}
+	defer conn.Close()
+	status := 0
+	var ch *amqp.Channel
+	for _, q := range queues {
+		if q == "" {
+			continue
+		}
+		if ch == nil || ch.IsClosed() {
+			if ch, err = conn.Channel(); err != nil {
+				fmt.Fprintln(os.Stderr, "idleconns: delete:", err)
+				return 1
+			}
+		}
+		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
+			fmt.Fprintf(os.Stderr, "idleconns: delete %s: %v\n", q, err)
+			status = 1
+		}
+	}
+	return status
 }
 
 type waitResult struct {
