@@ -18,18 +18,18 @@ import (
 // A RecordLog is used by one goroutine at a time (its owner, the Raft
 // driver loop); it does no locking of its own.
 type RecordLog struct {
-	opts   RecordLogOptions
-	fs     FS
-	lock   io.Closer
-	f      File     // active segment; nil until the first Roll
-	seg    uint64   // its number
-	size   int64    // its size
+	opts RecordLogOptions
+	fs   FS
+	lock io.Closer
+	f    File   // active segment; nil until the first Roll
+	seg  uint64 // its number
+	size int64  // its size
 	// head is the size of its header and checkpoint (Roll's first), which
 	// ShouldRoll does not count: a checkpoint as large as a segment (a
 	// Raft snapshot of a big queue) would otherwise make every write roll
 	// again, each new segment another copy of it. 0 for a segment found
 	// at open.
-	head int64
+	head   int64
 	segs   []uint64 // segment files, ascending, the active one last
 	failed error
 }
