@@ -526,13 +526,28 @@ func (q *Quorum[H]) SampleRates() {
 // leader that dropped it (its inbox full) or died, without a word.
 const resendAfter = time.Second
 
+// resentWhenStale reports whether a command of kind op is proposed again
+// after resendAfter without a leader change: a consumer's (subscription,
+// credit, cancel, settlement), small, idempotent, and without which the
+// consumer would stall. Pushes are not (under a slow commit, sending every
+// waiting body again would only slow it more: they are sent again on a
+// leader change, and nacked at the timeout), nor gets and purges (twice
+// would take twice).
+func resentWhenStale(op byte) bool {
+	switch op {
+	case opConsume, opCredit, opCancel, opSettle:
+		return true
+	}
+	return false
+}
+
 // sweepWaits runs from the sweep timer while commands are in flight: it
 // fails the waiters whose command was not applied within the timeout
 // (a publish is nacked, a get answers empty) and stops sending those,
-// and proposes again, in order, the commands unapplied for resendAfter.
-// Consumers' commands (subscriptions, credit, settlements) are never
-// given up: without them a consumer would stall for good; being
-// idempotent, they are sent until applied.
+// and proposes again, in order, the consumers' commands unapplied for
+// resendAfter (resentWhenStale). Those are never given up: without them a
+// consumer would stall for good; being idempotent, they are sent until
+// applied.
 func (q *Quorum[H]) sweepWaits() {
 	now := q.clock()
 	q.mu.Lock()
@@ -550,8 +565,8 @@ func (q *Quorum[H]) sweepWaits() {
 		switch {
 		case len(f.cmd) > 0 && f.cmd[0] == opPush && now-f.at > int64(q.timeout):
 			q.landed(seq) // a push without a waiter: given up as its waiter would be
-		case len(f.cmd) > 0 && f.cmd[0] != opGet && f.cmd[0] != opPurge && now-f.sent > int64(resendAfter):
-			stale = append(stale, seq) // a get or purge twice would take twice
+		case len(f.cmd) > 0 && resentWhenStale(f.cmd[0]) && now-f.sent > int64(resendAfter):
+			stale = append(stale, seq)
 		}
 	}
 	slices.Sort(stale)

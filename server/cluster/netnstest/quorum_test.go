@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,6 +245,9 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 				return
 			default:
 			}
+			if !paced(stop) {
+				return
+			}
 			var ops []history.PublishOp
 			var err error
 			for range 20 {
@@ -276,6 +280,7 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 				}
 				if cf.Ack {
 					op.End(history.Confirmed)
+					backlogConfirmed.Add(1)
 					if confirmed != nil {
 						confirmed(time.Now())
 					}
@@ -333,6 +338,7 @@ func consumeLoop(consumer string, addrs []string, first int, queue string, rec *
 					hd.DeliveryCount = n
 				}
 				rec.Deliver(hd)
+				backlogDelivered.Add(1)
 				rec.Ack(hd).End(d.Ack(false))
 				if acked++; acked%qqSyncEvery == 0 {
 					setState(consumer, "a basic.qos round trip on "+session+on)
@@ -439,6 +445,25 @@ func testSeed(t *testing.T) int64 {
 // TestClusterQuorumLeaderKill9 proves that a quorum queue replicated on
 // three amqp-server processes, one per namespace, loses no confirmed
 // message and redelivers no message after a certain ack while its
+// Publisher pacing: with paceBacklog set, publishers wait while the
+// messages confirmed but not yet delivered (counted across all of them)
+// are more than it, so that the consumers, slower than the publishers,
+// drain the queue in a bounded time at the end.
+var backlogConfirmed, backlogDelivered, paceBacklog atomic.Int64
+
+// paced waits, polling, until the backlog is under paceBacklog (when
+// set); false if stop came first.
+func paced(stop <-chan struct{}) bool {
+	for limit := paceBacklog.Load(); limit > 0 && backlogConfirmed.Load()-backlogDelivered.Load() > limit; {
+		select {
+		case <-stop:
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 // leader is killed with kill -9 again and again (QUORUM_KILLS, default
 // 20, about three minutes) under load: three confirming publishers and two acking consumers,
 // each reconnecting to the next node when its own dies. After each kill
@@ -447,6 +472,12 @@ func testSeed(t *testing.T) int64 {
 // again) before the next kill.
 func TestClusterQuorumLeaderKill9(t *testing.T) {
 	kills := knob("QUORUM_KILLS", 20)
+	// Three publishers outrun two consumers: a backlog of at most 20k
+	// keeps the final drain, and the nodes' memory, bounded.
+	backlogConfirmed.Store(0)
+	backlogDelivered.Store(0)
+	paceBacklog.Store(20000)
+	defer paceBacklog.Store(0)
 	rng := rand.New(rand.NewSource(testSeed(t)))
 	n := netnstest.New(t, 3)
 	nodes := startClusterNodes(t, n)
