@@ -70,8 +70,10 @@ func TestE2ETimeBounded(t *testing.T) {
 	if res.DurationS < 1.9 || res.DurationS > 3 {
 		t.Errorf("duration %.2f s", res.DurationS)
 	}
-	// 2 producers x 2000 msg/s for 2 s, every message to both consumers.
-	if res.Sent < 2000 || res.Sent > 8100 || res.Received == 0 {
+	// 2 producers x 2000 msg/s for 2 s, every message to both consumers;
+	// the run may take a little longer on a busy machine, and the rate
+	// holds over the time it took.
+	if limit := int64(2*2000*res.DurationS) + 100; res.Sent < 2000 || res.Sent > limit || res.Received == 0 {
 		t.Errorf("sent=%d received=%d", res.Sent, res.Received)
 	}
 	for _, want := range []string{"time 1.0", "sent: ", "received: ", "consumer latency: ",
