@@ -693,11 +693,17 @@ func (n *Node) snapshot(g *group) error {
 	if err != nil {
 		return fmt.Errorf("cluster: group %d: snapshot: %w", g.id, err)
 	}
-	if _, err := n.cfg.Log.CreateSnapshot(g.id, g.applied, g.conf, data); err != nil {
+	return n.storeSnapshot(g, g.applied, g.conf, data)
+}
+
+// storeSnapshot stores g's snapshot at index and compacts its log up to
+// the previous snapshot.
+func (n *Node) storeSnapshot(g *group, index uint64, conf *pb.ConfState, data []byte) error {
+	if _, err := n.cfg.Log.CreateSnapshot(g.id, index, conf, data); err != nil {
 		return err
 	}
 	prev := g.snapshot
-	g.snapshot = g.applied
+	g.snapshot = index
 	if first, _ := n.cfg.Log.Group(g.id).FirstIndex(); prev >= first {
 		return n.cfg.Log.Compact(g.id, prev)
 	}

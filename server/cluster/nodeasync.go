@@ -76,18 +76,8 @@ func (n *Node) snapshotDone(g *group, index uint64, conf *pb.ConfState, data []b
 		n.cfg.Logger.Errorf("cluster: group %d: snapshot at %d: %v", g.id, index, err)
 		return
 	}
-	if _, err := n.cfg.Log.CreateSnapshot(g.id, index, conf, data); err != nil {
-		if !errors.Is(err, raft.ErrSnapOutOfDate) {
-			n.failed = err // the log failed: the loop ends (run checks)
-		}
-		return
-	}
-	prev := g.snapshot
-	g.snapshot = index
-	if first, _ := n.cfg.Log.Group(g.id).FirstIndex(); prev >= first {
-		if err := n.cfg.Log.Compact(g.id, prev); err != nil {
-			n.failed = err
-		}
+	if err := n.storeSnapshot(g, index, conf, data); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		n.failed = err // the log failed: the loop ends (run checks)
 	}
 }
 
