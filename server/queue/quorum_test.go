@@ -26,6 +26,9 @@ func (intCodec) DecodeHandle(b []byte) (int, error) {
 // log, every command applied on every member in the log's order (on one
 // goroutine, as the cluster's loop does). lose drops commands instead.
 type testGroup struct {
+	// applyMu is held while one command is applied to every member, so a
+	// test holding it sees every member at the same log position.
+	applyMu  sync.Mutex
 	mu       sync.Mutex
 	log      [][]byte
 	lose     bool
@@ -80,20 +83,24 @@ func (g *testGroup) pump() {
 		case <-g.wake:
 		}
 		for {
+			g.applyMu.Lock()
 			g.mu.Lock()
 			if g.applied == len(g.log) {
 				g.mu.Unlock()
+				g.applyMu.Unlock()
 				break
 			}
 			cmd := g.log[g.applied]
 			g.applied++
 			detached := g.detached
+			members := append([]*Quorum[int](nil), g.members...)
 			g.mu.Unlock()
-			for i, m := range g.members {
+			for i, m := range members {
 				if !detached[i] {
 					m.Apply(cmd)
 				}
 			}
+			g.applyMu.Unlock()
 		}
 	}
 }
@@ -248,19 +255,23 @@ func TestQuorumSnapshotRestore(t *testing.T) {
 	}
 	first := receive(t, c)
 	waitFor(t, "three delivered", func() bool { return g.members[2].Info().Unacked == 3 })
-	g.mu.Lock()
+	// The snapshot and the swap happen between two applied commands, as
+	// a Raft member's snapshot is taken at one applied index.
+	g.applyMu.Lock()
 	snap, err := g.members[2].Snapshot()
-	g.mu.Unlock()
 	if err != nil {
+		g.applyMu.Unlock()
 		t.Fatal(err)
 	}
 	fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, &testHost{}, Owner{Node: 3, Incarnation: 1}, nil)
 	if err := fresh.Restore(snap); err != nil {
+		g.applyMu.Unlock()
 		t.Fatal(err)
 	}
 	g.mu.Lock()
 	g.members[2] = fresh
 	g.mu.Unlock()
+	g.applyMu.Unlock()
 	g.members[1].Settle([]uint64{first.tag}, Ack)
 	waitFor(t, "the ack applied on the restored member", func() bool {
 		in := fresh.Info()
