@@ -100,6 +100,11 @@ func (s *Service) Replicate(ctx context.Context, kind byte, payload []byte) erro
 	binary.BigEndian.PutUint64(data[10:], id)
 	data = append(data, payload...)
 	for {
+		// The leader is read before proposing: the node's loop forwards
+		// the proposal to this leader or a newer one, so a leader that
+		// drops it (it is handing over) is always seen to change, even
+		// when the change comes before awaitApplied looks.
+		lead := s.lead(ctx)
 		err := s.node.Propose(ctx, MetadataGroup, data)
 		if errors.Is(err, raft.ErrProposalDropped) {
 			select {
@@ -117,16 +122,16 @@ func (s *Service) Replicate(ctx context.Context, kind byte, payload []byte) erro
 		// propose it again once another leader is seen, or if it is not
 		// applied in time. It may then be applied twice, which the parts
 		// allow.
-		if err, ended := s.awaitApplied(ctx, done); ended {
+		if err, ended := s.awaitApplied(ctx, done, lead); ended {
 			return err
 		}
 	}
 }
 
 // awaitApplied waits for done; ended false means propose again: the
-// leader changed, or reproposeAfter passed.
-func (s *Service) awaitApplied(ctx context.Context, done <-chan error) (err error, ended bool) {
-	lead := s.lead(ctx)
+// leader changed from lead (the one seen before proposing), or
+// reproposeAfter passed.
+func (s *Service) awaitApplied(ctx context.Context, done <-chan error, lead uint64) (err error, ended bool) {
 	timer := time.NewTimer(reproposeAfter)
 	defer timer.Stop()
 	tick := time.NewTicker(leaderCheckEvery)
