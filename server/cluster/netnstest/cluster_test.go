@@ -817,9 +817,11 @@ func TestClusterRollingRestartAcrossNamespaces(t *testing.T) {
 		mu.Unlock()
 		start := time.Now()
 		cn.stop(t)
+		stopped := time.Since(start)
 		cn.start(t, n)
 		a := waitAgree(t, nodes, 20*time.Second, "after restarting "+cn.name)
-		t.Logf("%s restarted and rejoined in %v: %s leads in term %d", cn.name, time.Since(start).Round(time.Millisecond), a.leader, a.term)
+		t.Logf("%s stopped in %v, restarted and rejoined in %v: %s leads in term %d", cn.name, stopped.Round(time.Millisecond),
+			time.Since(start).Round(time.Millisecond), a.leader, a.term)
 		mu.Lock()
 		restarting = ""
 		mu.Unlock()
