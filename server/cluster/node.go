@@ -147,9 +147,13 @@ type group struct {
 	lead     uint64 // the leader last told to a LeaderObserver
 	// quiet: an idle group that does not tick (quiesce.go); idle counts
 	// the leader's ticks with nothing to replicate.
-	quiet     bool
-	idle      int
-	snapping  bool            // a SnapshotLater's encoding runs
+	quiet    bool
+	idle     int
+	snapping bool // a SnapshotLater's encoding runs
+	// campaign: Campaign was asked for while raft refused it (a new
+	// group's initial configuration not yet applied); it is asked again
+	// once that is applied, rather than after an election timeout.
+	campaign  bool
 	quietAcks map[uint64]bool // followers that answered the marked heartbeat
 }
 
@@ -617,6 +621,9 @@ func (n *Node) round() (more bool, err error) {
 			return false, err
 		}
 		r.g.rn.Advance(r.rd)
+		if r.g.campaign {
+			r.g.campaignAgain()
+		}
 		if r.g.rn.HasReady() {
 			r.g.stepped, more = true, true
 		}

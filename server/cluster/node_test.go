@@ -434,3 +434,59 @@ func TestProposeAsyncBursts(t *testing.T) {
 		}
 	}
 }
+
+// A campaign asked for as soon as a group is made (a new quorum queue's
+// client-local leader) is not lost to raft's refusal while the group's
+// initial configuration is unapplied: the node leads long before an
+// election timeout (10 s here) would have made anyone leader.
+func TestCampaignOnNewGroup(t *testing.T) {
+	net := &memNet{nodes: map[uint64]*Node{}}
+	var nodes []*Node
+	for _, id := range []uint64{1, 2, 3} {
+		l, _, err := raftlog.Open(raftlog.Options{Dir: t.TempDir(), NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := Start(Config{ID: id, Log: l, Transport: link{net, id}, TickInterval: 10 * time.Millisecond, ElectionTicks: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		net.set(id, n)
+		nodes = append(nodes, n)
+		t.Cleanup(func() {
+			net.set(id, nil)
+			n.Stop()
+			_ = l.Close()
+		})
+	}
+	ctx := context.Background()
+	for i, n := range nodes {
+		var err error
+		// As the broker makes a quorum queue's group: on the loop,
+		// and the campaign before the group's first Ready.
+		if derr := n.do(ctx, func() {
+			if err = n.addGroup(7, []raft.Peer{{ID: 1}, {ID: 2}, {ID: 3}}, &listSM{}); err == nil && i == 1 {
+				n.groups[7].askCampaign()
+			}
+		}); derr != nil {
+			t.Fatal(derr)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := nodes[1].Status(ctx, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.RaftState == raft.StateLeader {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node 2 is %v after 5 s: the campaign was dropped", st.RaftState)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -219,8 +219,33 @@ func (n *Node) Campaign(ctx context.Context, id uint64) error {
 	return n.withGroup(ctx, id, func(g *group) error {
 		g.stepped = true
 		g.wake()
-		return g.rn.Campaign()
+		g.askCampaign()
+		return nil
 	})
+}
+
+// askCampaign campaigns for g now, or as soon as raft allows. Loop
+// goroutine.
+func (g *group) askCampaign() {
+	g.campaign = true
+	g.campaignAgain()
+}
+
+// campaignAgain campaigns for g if it still wants to: while no leader
+// is known and raft has refused the campaign (it says nothing, but for a
+// log line, when configuration changes are still to be applied). Loop
+// goroutine.
+func (g *group) campaignAgain() {
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateFollower || st.Lead != 0 {
+		g.campaign = false
+		return
+	}
+	if st.Applied < st.GetCommit() {
+		return // raft would refuse: after the next apply
+	}
+	_ = g.rn.Campaign()
+	g.campaign = g.rn.BasicStatus().RaftState == raft.StateFollower
 }
 
 // TransferTo asks group id's leadership to move to node to. Any member
