@@ -333,6 +333,7 @@ const maxQuorumField = 1 << 30
 
 func (quorumCodec) AppendHandle(b []byte, h qhandle) []byte {
 	m := h.msg
+	b = slices.Grow(b, 2+len(m.Exchange)+len(m.RoutingKey)+8+len(m.Properties)+len(m.Body)+3+32)
 	b = appendShort(b, m.Exchange)
 	b = appendShort(b, m.RoutingKey)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(m.Properties)))
@@ -393,7 +394,10 @@ func readLong(b []byte) ([]byte, []byte, bool) {
 	if n > maxQuorumField || uint64(len(b)-4) < uint64(n) {
 		return nil, nil, false
 	}
-	return slices.Clone(b[4 : 4+n]), b[4+n:], true
+	// The field aliases the log entry's data, which nothing writes to
+	// (raft's, the log's and the transport's entries are each their own
+	// copy); the capacity ends with the field, so an append copies.
+	return b[4 : 4+n : 4+n], b[4+n:], true
 }
 
 func boolByte(v bool) byte {
