@@ -94,14 +94,20 @@ type Quorum[H any] struct {
 	pushed   map[Owner]*pushWindow
 	granted  map[ConsumerID]int64
 	barriers []quorumBarrier
-	seq      uint64
-	nextID   uint64
-	closed   bool
-	timer    *time.Timer // the leader's expiry tick
-	sweep    *time.Timer // sweepWaits, while commands are in flight
-	sweepAt  int64       // when sweep fires (0: not armed)
-	tickAt   int64       // when timer fires (0: not armed)
-	buf      []byte
+	// pushing and pushingBytes count this member's pushes in flight;
+	// flowClear, while non-nil, is closed once they are under the low
+	// marks (Congested).
+	pushing      int
+	pushingBytes int64
+	flowClear    chan struct{}
+	seq          uint64
+	nextID       uint64
+	closed       bool
+	timer        *time.Timer // the leader's expiry tick
+	sweep        *time.Timer // sweepWaits, while commands are in flight
+	sweepAt      int64       // when sweep fires (0: not armed)
+	tickAt       int64       // when timer fires (0: not armed)
+	buf          []byte
 }
 
 // quorumConsumer is one of this member's consumers: credit is what it
@@ -215,6 +221,7 @@ func (q *Quorum[H]) propose(cmd []byte) {
 type inflightCmd struct {
 	at, sent int64 // made, last proposed
 	cmd      []byte
+	push     int64 // a push's body size, plus one (0: not a push)
 }
 
 // resend proposes every command in flight again, in the order they were
@@ -297,8 +304,47 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
 	b = q.codec.AppendHandle(b, m.Handle)
+	f := q.inflight[q.seq]
+	f.push = int64(m.Size) + 1
+	q.inflight[q.seq] = f
+	q.pushing++
+	q.pushingBytes += int64(m.Size)
 	q.propose(b)
 	q.mu.Unlock()
+}
+
+// Publisher flow control: while this member has more than
+// QuorumFlowHigh pushes, or QuorumFlowHighBytes of bodies, proposed and
+// not yet applied (or failed), Congested hands its publishers a channel
+// to wait on, closed once they are under half of both. A publisher
+// without confirms could otherwise hand the log messages faster than a
+// majority commits them, and they would pile up in memory here.
+const (
+	QuorumFlowHigh      = 4096
+	QuorumFlowHighBytes = 32 << 20
+)
+
+// Congested returns nil, or a channel that is closed once this member's
+// pushes in flight are few enough again (see QuorumFlowHigh).
+func (q *Quorum[H]) Congested() <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || q.pushing <= QuorumFlowHigh && q.pushingBytes <= QuorumFlowHighBytes {
+		return nil
+	}
+	if q.flowClear == nil {
+		q.flowClear = make(chan struct{})
+	}
+	return q.flowClear
+}
+
+// unflow closes flowClear once the pushes in flight are under the low
+// marks, or the queue is closed. Caller holds mu.
+func (q *Quorum[H]) unflow() {
+	if q.flowClear != nil && (q.closed || q.pushing <= QuorumFlowHigh/2 && q.pushingBytes <= QuorumFlowHighBytes/2) {
+		close(q.flowClear)
+		q.flowClear = nil
+	}
 }
 
 // Push proposes m without waiting for it (see PushAsync) and returns the
@@ -485,6 +531,7 @@ func (q *Quorum[H]) Close() {
 
 func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
 	q.closed = true
+	q.unflow()
 	for _, b := range q.barriers {
 		b.done <- ErrQueueClosed
 	}
@@ -966,10 +1013,16 @@ func (q *Quorum[H]) pendingUpTo(seq uint64) bool {
 // landed takes command seq out of flight and releases the barriers it
 // held. Caller holds mu.
 func (q *Quorum[H]) landed(seq uint64) {
-	if _, ok := q.inflight[seq]; !ok {
+	f, ok := q.inflight[seq]
+	if !ok {
 		return
 	}
 	delete(q.inflight, seq)
+	if f.push > 0 {
+		q.pushing--
+		q.pushingBytes -= f.push - 1
+		q.unflow()
+	}
 	if len(q.barriers) == 0 {
 		return
 	}

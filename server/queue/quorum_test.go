@@ -326,3 +326,83 @@ func TestQuorumResendAfterLeaderChange(t *testing.T) {
 	case <-time.After(50 * time.Millisecond):
 	}
 }
+
+// heldLog keeps what is proposed until the test applies it: a group
+// whose majority is slow to commit.
+type heldLog struct {
+	mu   sync.Mutex
+	cmds [][]byte
+}
+
+func (l *heldLog) Propose(cmd []byte, dropped func()) {
+	l.mu.Lock()
+	l.cmds = append(l.cmds, cmd)
+	l.mu.Unlock()
+}
+
+func (l *heldLog) take() [][]byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cmds := l.cmds
+	l.cmds = nil
+	return cmds
+}
+
+// A member with more pushes in flight than QuorumFlowHigh tells its
+// publishers to wait, and lets them go once the log has applied enough
+// of them; pushes of large bodies count by their bytes.
+func TestQuorumPublisherFlow(t *testing.T) {
+	l := &heldLog{}
+	q := NewQuorum[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, l, intCodec{}, &testHost{}, Owner{Node: 1, Incarnation: 1}, nil)
+	q.LeaderChanged(1, true)
+	for i := range QuorumFlowHigh {
+		q.PushAsync(Message[int]{Handle: i, Size: 10}, nil)
+	}
+	if q.Congested() != nil {
+		t.Fatalf("congested at %d pushes in flight", QuorumFlowHigh)
+	}
+	q.PushAsync(Message[int]{Handle: QuorumFlowHigh, Size: 10}, nil)
+	wait := q.Congested()
+	if wait == nil {
+		t.Fatalf("not congested at %d pushes in flight", QuorumFlowHigh+1)
+	}
+	cmds := l.take()
+	for _, cmd := range cmds[:QuorumFlowHigh/2] {
+		q.Apply(cmd)
+		select {
+		case <-wait:
+			t.Fatal("released while more than half are in flight")
+		default:
+		}
+	}
+	q.Apply(cmds[QuorumFlowHigh/2])
+	select {
+	case <-wait:
+	default:
+		t.Fatal("not released with half in flight")
+	}
+	if q.Congested() != nil {
+		t.Fatal("congested again under the high mark")
+	}
+	for _, cmd := range cmds[QuorumFlowHigh/2+1:] {
+		q.Apply(cmd)
+	}
+	if in := q.Info(); in.Ready != QuorumFlowHigh+1 {
+		t.Fatalf("ready %d, want %d", in.Ready, QuorumFlowHigh+1)
+	}
+	// By bytes: 33 pushes of 1 MiB.
+	for i := range 33 {
+		q.PushAsync(Message[int]{Handle: i, Size: 1 << 20}, nil)
+	}
+	wait = q.Congested()
+	if wait == nil {
+		t.Fatal("not congested at 33 MiB in flight")
+	}
+	// Closing releases the waiting publishers too.
+	q.Close()
+	select {
+	case <-wait:
+	default:
+		t.Fatal("a closed queue keeps its publishers waiting")
+	}
+}
