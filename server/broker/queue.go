@@ -577,9 +577,25 @@ func (h *queueHost) Prepare(es []queue.Entry[qhandle]) []queue.Entry[qhandle] {
 // Expired deletes the queue once it has been unused for x-expires. The
 // deletion waits for the queue's driver, which calls this, so it runs on
 // a goroutine of its own.
+//
+// A replicated quorum queue's leader alone calls it, and the deletion
+// goes through the cluster, as a client's would, to every member.
 func (h *queueHost) Expired() {
 	q := (*Queue)(h)
-	go func() { _, _ = q.vhost.deleteQueue(q, nil) }()
+	go func() {
+		if r := q.vhost.server.replicating(); r != nil && replicatedQuorum(q) {
+			if q.vhost.queue(q.Name) != q {
+				return // deleted (and maybe declared again) meanwhile
+			}
+			err := replicateChange(r, ReplicaQuorumQueues, &amqp.QueueDelete{Queue: q.Name},
+				quorumChange{VHost: q.vhost.name, Queue: q.Name, Delete: true})
+			if err != nil {
+				q.vhost.server.logger.Warn("x-expires: the cluster did not take the queue's deletion", "vhost", q.vhost.name, "queue", q.Name, "err", err)
+			}
+			return
+		}
+		_, _ = q.vhost.deleteQueue(q, nil)
+	}()
 }
 
 // delivery pairs a taken message with the consumer it goes to.

@@ -147,6 +147,7 @@ const (
 	opTick
 	opPolicy
 	opDown
+	opTouch
 )
 
 const cmdHeader = 1 + 16 + 8 + 8
@@ -657,8 +658,15 @@ func (q *Quorum[H]) Backlog() (ready, readyBytes int64, consumers int) {
 	return q.core.Backlog()
 }
 
-// Touch does nothing: x-expires is not replicated yet.
-func (q *Quorum[H]) Touch() {}
+// Touch records a use of the queue (a declare) for x-expires, through
+// the log, so every member's core counts the same idle time.
+func (q *Quorum[H]) Touch() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.closed {
+		q.propose(q.command(opTouch, nil))
+	}
+}
 
 // Wake gives this member's consumers credit again (their channels have
 // room).

@@ -51,6 +51,11 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	d := &quorumEffects[H]{leader: q.leader.Load()}
 	var res quorumResult[H]
 	c := q.core
+	if c.lastUsed == 0 {
+		// x-expires counts from the group's first command, at the same
+		// point of the log on every member.
+		c.Touch(now)
+	}
 	switch op {
 	case opPush:
 		if len(body) < 8+4+1+8+8 {
@@ -151,6 +156,8 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 		if p, ok := decodePolicy(body); ok {
 			d.add(c, c.SetPolicy(p, now))
 		}
+	case opTouch:
+		c.Touch(now)
 	case opDown:
 		if len(body) < 16 {
 			break
@@ -287,6 +294,12 @@ func (q *Quorum[H]) carryOut(d *quorumEffects[H]) {
 				q.host.DeadLetter(e.Entries, e.Reason)
 			} else {
 				q.host.Release(e.Entries)
+			}
+		case DeleteQueue:
+			// x-expires: the leader has the queue deleted (through the
+			// metadata group, on every member).
+			if d.leader {
+				q.host.Expired()
 			}
 		}
 	}

@@ -631,3 +631,60 @@ func testTick() time.Duration {
 	}
 	return 10 * time.Millisecond
 }
+
+// x-expires on a replicated quorum queue: unused (no consumer, no get,
+// no declare) for its time, it is deleted on every member; a declare
+// counts as a use on whichever member it is made.
+func TestQuorumQueueExpires(t *testing.T) {
+	nodes := startCluster(t, 3)
+	args := amqp.Table{"x-queue-type": "quorum", "x-expires": int32(1500)}
+	var declared time.Time
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, ch := dial(t, nodes[0].url)
+		if _, err := ch.QueueDeclare("qq-expires", true, false, false, false, args); err == nil {
+			declared = time.Now()
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, nd := range nodes {
+		for nd.srv.VHost("/").Queue("qq-expires") == nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never had the queue", nd.name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	exists := func(nd *node) bool {
+		_, ch := dial(t, nd.url)
+		_, err := ch.QueueDeclarePassive("qq-expires", true, false, false, false, args)
+		return err == nil
+	}
+	// Declared again (passively: a use too) on another member every
+	// 300 ms for 3 s: twice its x-expires, and it stays.
+	var last time.Time
+	for time.Since(declared) < 3*time.Second {
+		last = time.Now()
+		if !exists(nodes[1]) {
+			t.Fatalf("gone %v after its declare, though declared every 300 ms", time.Since(declared))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Looked for in each broker, not declared: a passive declare is a
+	// use.
+	for _, nd := range nodes {
+		deadline := time.Now().Add(10 * time.Second)
+		for nd.srv.VHost("/").Queue("qq-expires") != nil {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still has the queue %v after its last use", nd.name, time.Since(last))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if gone := time.Since(last); gone < 1500*time.Millisecond {
+		t.Fatalf("gone %v after its last use, before its x-expires of 1.5 s", gone)
+	}
+}
