@@ -6,7 +6,6 @@ import (
 	"encoding/gob"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -99,15 +98,19 @@ type Quorum[H any] struct {
 	// marks (Congested).
 	pushing      int
 	pushingBytes int64
-	flowClear    chan struct{}
-	seq          uint64
-	nextID       uint64
-	closed       bool
-	timer        *time.Timer // the leader's expiry tick
-	sweep        *time.Timer // sweepWaits, while commands are in flight
-	sweepAt      int64       // when sweep fires (0: not armed)
-	tickAt       int64       // when timer fires (0: not armed)
-	buf          []byte
+	// pushOrder are this member's pushes, oldest first, some landed
+	// (oldestPush drops those); early counts those marked early.
+	pushOrder []pushRef
+	early     int
+	flowClear chan struct{}
+	seq       uint64
+	nextID    uint64
+	closed    bool
+	timer     *time.Timer // the leader's expiry tick
+	sweep     *time.Timer // sweepWaits, while commands are in flight
+	sweepAt   int64       // when sweep fires (0: not armed)
+	tickAt    int64       // when timer fires (0: not armed)
+	buf       []byte
 }
 
 // quorumConsumer is one of this member's consumers: credit is what it
@@ -223,7 +226,15 @@ type inflightCmd struct {
 	at, sent int64 // made, last proposed
 	cmd      []byte
 	push     int64 // a push's body size, plus one (0: not a push)
+	// early: the log refused this push as ahead of its sequence (one
+	// before it had not come); it is proposed again once that one has
+	// landed (proposeEarly).
+	early bool
 }
+
+// pushRef is one of this member's pushes, by push sequence and command
+// sequence.
+type pushRef struct{ pseq, seq uint64 }
 
 // resend proposes every command in flight again, in the order they were
 // made, but for gets and purges, whose callers have their answer within
@@ -299,7 +310,9 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 	}
 	b := q.command(opPush, wait)
 	q.pushSeq++
+	q.pushOrder = append(q.pushOrder, pushRef{q.pushSeq, q.seq})
 	b = binary.BigEndian.AppendUint64(b, q.pushSeq)
+	b = binary.BigEndian.AppendUint64(b, q.oldestPush())
 	b = binary.BigEndian.AppendUint32(b, m.Size)
 	b = append(b, m.Priority)
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
@@ -312,6 +325,42 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 	q.pushingBytes += int64(m.Size)
 	q.propose(b)
 	q.mu.Unlock()
+}
+
+// oldestPush is the push sequence of this member's oldest push in
+// flight (the log takes every push before it as landed: applied, or
+// given up on). Caller holds mu.
+func (q *Quorum[H]) oldestPush() uint64 {
+	for len(q.pushOrder) > 0 {
+		if _, ok := q.inflight[q.pushOrder[0].seq]; ok {
+			return q.pushOrder[0].pseq
+		}
+		q.pushOrder = q.pushOrder[1:]
+	}
+	return q.pushSeq + 1
+}
+
+// proposeEarly proposes again, in their order, the pushes the log
+// refused as early, with the current oldest push. Caller holds mu.
+func (q *Quorum[H]) proposeEarly() {
+	var seqs []uint64
+	for seq, f := range q.inflight {
+		if f.early {
+			seqs = append(seqs, seq)
+		}
+	}
+	q.early = 0
+	slices.Sort(seqs)
+	oldest := q.oldestPush()
+	for _, seq := range seqs {
+		f := q.inflight[seq]
+		f.early = false
+		// A copy: the log may still hold the first one.
+		f.cmd = slices.Clone(f.cmd)
+		binary.BigEndian.PutUint64(f.cmd[cmdHeader+8:], oldest)
+		q.inflight[seq] = f
+		q.send(f.cmd, seq, f.at)
+	}
 }
 
 // Publisher flow control: while this member has more than
@@ -871,7 +920,7 @@ func (q *Quorum[H]) snapshotParts() quorumSnapshot {
 		s.Held = append(s.Held, h)
 	}
 	for o, w := range q.pushed {
-		s.Pushed = append(s.Pushed, quorumPushed{Owner: o, Window: pushWindow{Hi: w.Hi, Last: w.Last, Gaps: maps.Clone(w.Gaps)}})
+		s.Pushed = append(s.Pushed, quorumPushed{Owner: o, Window: *w})
 	}
 	for id, n := range q.granted {
 		s.Granted = append(s.Granted, quorumGranted{id, n})
@@ -908,9 +957,6 @@ func (q *Quorum[H]) Restore(data []byte) error {
 	clear(q.pushed)
 	for _, p := range s.Pushed {
 		w := p.Window
-		if w.Gaps == nil {
-			w.Gaps = map[uint64]int64{}
-		}
 		q.pushed[p.Owner] = &w
 	}
 	clear(q.granted)
@@ -1030,6 +1076,12 @@ func (q *Quorum[H]) landed(seq uint64) {
 		q.pushing--
 		q.pushingBytes -= f.push - 1
 		q.unflow()
+		if f.early {
+			q.early--
+		}
+		if q.early > 0 && !q.closed {
+			q.proposeEarly()
+		}
 	}
 	if len(q.barriers) == 0 {
 		return

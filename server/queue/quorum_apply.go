@@ -50,6 +50,7 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	}
 	d := &quorumEffects[H]{leader: q.leader.Load()}
 	var res quorumResult[H]
+	keep := false // the command stays in flight (an early push)
 	c := q.core
 	if c.lastUsed == 0 {
 		// x-expires counts from the group's first command, at the same
@@ -58,17 +59,28 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	}
 	switch op {
 	case opPush:
-		if len(body) < 8+4+1+8+8 {
+		if len(body) < 8+8+4+1+8+8 {
 			break
 		}
-		if !q.firstPush(origin, binary.BigEndian.Uint64(body), now) {
-			// Sent again after a leader change, and applied already (its
-			// waiter, if it still waits, was never answered: see
-			// firstPush).
+		admit := q.pushAdmit(origin, binary.BigEndian.Uint64(body), binary.BigEndian.Uint64(body[8:]), now)
+		if admit == pushDuplicate {
+			// Sent again after a leader change, and applied already, or
+			// given up on (its waiter was answered then).
 			res.err = ErrNotCommitted
 			break
 		}
-		body = body[8:]
+		if admit == pushEarly {
+			if origin == q.self {
+				keep = true // in flight still: proposed again after the one before it
+				if f, ok := q.inflight[seq]; ok && !f.early {
+					f.early = true
+					q.inflight[seq] = f
+					q.early++
+				}
+			}
+			break
+		}
+		body = body[16:]
 		m := Message[H]{Size: binary.BigEndian.Uint32(body), Priority: body[4],
 			Expires: int64(binary.BigEndian.Uint64(body[5:])), Timestamp: int64(binary.BigEndian.Uint64(body[13:]))}
 		h, err := q.codec.DecodeHandle(body[21:])
@@ -167,7 +179,7 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	q.sortOut(d, now)
 	q.armTick()
 	var w *quorumWait[H]
-	if origin == q.self {
+	if origin == q.self && !keep {
 		w = q.waits[seq]
 		delete(q.waits, seq)
 		q.landed(seq)
@@ -315,29 +327,30 @@ func sortOwners(s []Owner) {
 }
 
 // pushWindow is what the log has applied of one proposer's pushes: every
-// push sequence up to hi but the gaps, those that have not come (lost
-// with a leader, or sent again and due), each with when it was left.
+// push sequence up to Hi, in order (a push that comes ahead of its turn
+// waits for its proposer to send it again: pushAdmit).
 type pushWindow struct {
 	Hi   uint64
 	Last int64 // the log's time of its last push
-	Gaps map[uint64]int64
 }
 
-// Bounds of the push windows: a gap older than pushGapAge, or beyond
-// maxPushGaps, is taken as lost for good, and a window without pushes for
-// pushWindowAge goes (its proposer restarted or left). A push that comes
-// after its gap went is refused (ErrNotCommitted to its waiter): the
-// log's times are the proposers', and a command does not come back
-// minutes after it was made.
+// pushWindowAge: a window without pushes for this long goes (its
+// proposer restarted or left).
+const pushWindowAge = int64(5 * time.Minute)
+
+// What the log does with a push (pushAdmit).
 const (
-	pushGapAge    = int64(time.Minute)
-	maxPushGaps   = 1 << 16
-	pushWindowAge = int64(5 * time.Minute)
+	pushApply     = iota // its turn: applied
+	pushDuplicate        // applied already, or given up on by its proposer
+	pushEarly            // one before it has not come: refused, to come again
 )
 
-// firstPush reports whether push pseq of origin is applied for the first
-// time, and records it. Caller holds mu.
-func (q *Quorum[H]) firstPush(origin Owner, pseq uint64, now int64) bool {
+// pushAdmit decides push pseq of origin, whose proposer's oldest push in
+// flight was oldest when it made it: pushes enter the queue in the order
+// their proposer made them, as one channel's publishes do, even when the
+// log has them out of order (one dropped during an election and sent
+// again after later ones, or lost with a leader). Caller holds mu.
+func (q *Quorum[H]) pushAdmit(origin Owner, pseq, oldest uint64, now int64) int {
 	w := q.pushed[origin]
 	if w == nil {
 		for o, old := range q.pushed {
@@ -345,27 +358,19 @@ func (q *Quorum[H]) firstPush(origin Owner, pseq uint64, now int64) bool {
 				delete(q.pushed, o)
 			}
 		}
-		w = &pushWindow{Gaps: map[uint64]int64{}}
+		w = &pushWindow{}
 		q.pushed[origin] = w
 	}
 	w.Last = now
-	switch {
-	case pseq > w.Hi:
-		for g := w.Hi + 1; g < pseq && len(w.Gaps) < maxPushGaps; g++ {
-			w.Gaps[g] = now
-		}
-		w.Hi = pseq
-		if pseq%1024 == 0 {
-			for g, at := range w.Gaps {
-				if now-at > pushGapAge {
-					delete(w.Gaps, g)
-				}
-			}
-		}
-		return true
-	case w.Gaps[pseq] != 0:
-		delete(w.Gaps, pseq)
-		return true
+	if oldest > w.Hi+1 {
+		w.Hi = oldest - 1 // its proposer has those landed: applied, or given up on
 	}
-	return false
+	switch {
+	case pseq <= w.Hi:
+		return pushDuplicate
+	case pseq == w.Hi+1:
+		w.Hi = pseq
+		return pushApply
+	}
+	return pushEarly
 }

@@ -33,7 +33,9 @@
 //     shows, so such messages are left out. This assumes plain queues (no
 //     priorities, no TTL or dead-letter reordering) and that a publisher's
 //     sequence follows the order it issued publishes in, across its
-//     reconnections, one channel at a time.
+//     reconnections, one channel at a time. Publishes of unknown outcome
+//     are left out too: one made on a channel that died may enter the
+//     queue after those the publisher made next, on its next channel.
 //   - Phantom: a delivery of a message never published to that queue.
 //   - Reused id: two publishes with one message id to one queue; the other
 //     checks cannot tell their deliveries apart, so the history is not
@@ -453,7 +455,11 @@ func checkOrder(ds []Delivery, published map[key]Publish, seen map[key]int, r *R
 	for _, d := range ds {
 		k := key{d.Queue, d.ID}
 		p, ok := published[k]
-		if !ok || requeued[k] || seen[k] > 1 {
+		// A publish whose outcome the publisher never learnt (its
+		// connection went) may still enter the queue after the
+		// publishes the publisher made next, on another channel: AMQP
+		// orders one channel's publishes only.
+		if !ok || requeued[k] || seen[k] > 1 || p.Outcome == Unknown || p.Outcome == Pending {
 			continue
 		}
 		s := stream{d.Consumer, d.Queue, p.Publisher}

@@ -76,6 +76,11 @@ func TestCheck(t *testing.T) {
 			Publishes:  []Publish{pub("p", "m1", 1, 0), pub("p", "m2", 2, 1)},
 			Deliveries: []Delivery{del("c", "c/1", "m2", false, 10), del("c", "c/2", "m1", false, 30)},
 		}, counts{outOfOrder: 1}, false},
+		{"a publish of unknown outcome may land after the next channel's", History{
+			Publishes: []Publish{pub("p", "m1", 1, 0),
+				{Publisher: "p", Queue: "q", ID: "m2", Seq: 2, Start: at(1), End: at(3), Outcome: Unknown}, pub("p", "m3", 3, 4)},
+			Deliveries: []Delivery{del("c", "c/1", "m1", false, 10), del("c", "c/1", "m3", false, 11), del("c", "c/1", "m2", false, 12)},
+		}, counts{}, true},
 		{"phantom", History{
 			Publishes:  []Publish{pub("p", "m1", 1, 0)},
 			Deliveries: []Delivery{del("c", "c/1", "m1", false, 10), del("c", "c/1", "ghost", false, 11)},
