@@ -649,7 +649,9 @@ func TestUIBrowser(t *testing.T) {
 		uiPoll[bool](t, e, "shown", `!!document.querySelector('#exchanges-table tr[data-name="ui-x"]')`)
 		e.shot(t, "exchanges")
 		// Its page: bind it to bulk-02, publish through it, delete it.
-		e.step(t, "open", chromedp.Click(chromedp.CSS(`#exchanges-table tr[data-name="ui-x"] a`)))
+		// Found and clicked in one evaluation: the list re-renders on
+		// its refresh, and a node found before it is gone after.
+		uiPoll[bool](t, e, "open", `(() => { const a = document.querySelector('#exchanges-table tr[data-name="ui-x"] a'); if (!a) return false; a.click(); return true; })()`)
 		uiPoll[bool](t, e, "exchange page", `location.hash === '#/exchanges/%2F/ui-x' && !!document.querySelector('#main .page[data-page=exchange]')`)
 		e.step(t, "bind", chromedp.SendKeys(chromedp.CSS("#xbind-destination"), "bulk-02"), chromedp.Click(chromedp.CSS("#xbind-form button[type=submit]")))
 		e.waitAPI(t, "bound", "/exchanges/%2F/ui-x/bindings/source", func(_ int, v any) bool {
