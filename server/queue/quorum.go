@@ -185,6 +185,12 @@ func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
 	q.resend()
 	if self {
 		q.armTick()
+		if q.core.deleteAsked {
+			// The queue expired under the last leader, whose deletion
+			// may have died with it: ask again (a queue deleted already
+			// is not deleted twice: Host.Expired checks).
+			q.host.Expired()
+		}
 	}
 }
 
@@ -331,13 +337,22 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 // flight (the log takes every push before it as landed: applied, or
 // given up on). Caller holds mu.
 func (q *Quorum[H]) oldestPush() uint64 {
+	if r, ok := q.oldestPushRef(); ok {
+		return r.pseq
+	}
+	return q.pushSeq + 1
+}
+
+// oldestPushRef is this member's oldest push in flight, if any. Caller
+// holds mu.
+func (q *Quorum[H]) oldestPushRef() (pushRef, bool) {
 	for len(q.pushOrder) > 0 {
 		if _, ok := q.inflight[q.pushOrder[0].seq]; ok {
-			return q.pushOrder[0].pseq
+			return q.pushOrder[0], true
 		}
 		q.pushOrder = q.pushOrder[1:]
 	}
-	return q.pushSeq + 1
+	return pushRef{}, false
 }
 
 // proposeEarly proposes again, in their order, the pushes the log
@@ -664,6 +679,14 @@ func (q *Quorum[H]) sweepWaits() {
 			q.landed(seq) // a push without a waiter: given up as its waiter would be
 		case len(f.cmd) > 0 && resentWhenStale(f.cmd[0]) && now-f.sent > int64(resendAfter):
 			stale = append(stale, seq)
+		}
+	}
+	// Pushes the log refused as early wait for the oldest one: if it
+	// was lost without a leader change, it is sent again here rather
+	// than given up on after the timeout.
+	if r, ok := q.oldestPushRef(); ok && q.early > 0 {
+		if f := q.inflight[r.seq]; !f.early && now-f.sent > int64(resendAfter) {
+			stale = append(stale, r.seq)
 		}
 	}
 	slices.Sort(stale)

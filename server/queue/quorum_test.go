@@ -462,3 +462,52 @@ func TestQuorumPushOrder(t *testing.T) {
 		t.Fatalf("ready %d, published %d", in.Ready, in.Stats.Published)
 	}
 }
+
+// A push lost without a leader change (a transport drop), with later
+// ones refused as early behind it, is sent again by the sweep after
+// resendAfter rather than given up on after the timeout.
+func TestQuorumLostPushSentAgain(t *testing.T) {
+	l := &heldLog{}
+	q := NewQuorum[int](Policy{MaxLength: -1, MaxLengthBytes: -1}, l, intCodec{}, &testHost{}, Owner{Node: 1, Incarnation: 1}, nil)
+	q.LeaderChanged(1, true)
+	t.Cleanup(q.Close)
+	for h := 1; h <= 3; h++ {
+		q.PushAsync(Message[int]{Handle: h, Size: 10}, nil)
+	}
+	cmds := l.take()
+	q.Apply(cmds[0])
+	q.Apply(cmds[2]) // 2 is lost: 3 is early
+	deadline := time.Now().Add(5 * time.Second)
+	for q.Info().Ready < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ready %d: the lost push was not sent again", q.Info().Ready)
+		}
+		for _, cmd := range l.take() {
+			q.Apply(cmd)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var order []int
+	for _, lv := range q.core.State().Levels {
+		for _, e := range lv.Back {
+			order = append(order, e.Handle)
+		}
+	}
+	if !slices.Equal(order, []int{1, 2, 3}) {
+		t.Fatalf("queue order %v, want 1..3", order)
+	}
+}
+
+// A queue that expired (x-expires) under a leader that died before it
+// had it deleted is deleted by the next leader.
+func TestQuorumExpiredUnderDeadLeader(t *testing.T) {
+	g := newTestGroup(t, 2, Policy{MaxLength: -1, MaxLengthBytes: -1, Expires: int64(50 * time.Millisecond)})
+	waitFor(t, "the leader's expiry", func() bool { return g.hosts[0].expired.Load() })
+	if g.hosts[1].expired.Load() {
+		t.Fatal("a follower had the queue deleted")
+	}
+	g.members[1].LeaderChanged(2, true) // the leader died before the deletion went through
+	if !g.hosts[1].expired.Load() {
+		t.Fatal("the new leader did not have the expired queue deleted")
+	}
+}
