@@ -587,9 +587,7 @@ func (h *queueHost) Expired() {
 			if q.vhost.queue(q.Name) != q {
 				return // deleted (and maybe declared again) meanwhile
 			}
-			err := replicateChange(r, ReplicaQuorumQueues, &amqp.QueueDelete{Queue: q.Name},
-				quorumChange{VHost: q.vhost.name, Queue: q.Name, Delete: true})
-			if err != nil {
+			if _, err := q.vhost.removeQuorumReplicated(r, &DefChange{Kind: QueueDelete, Queue: q.Name}, q); err != nil {
 				q.vhost.server.logger.Warn("x-expires: the cluster did not take the queue's deletion", "vhost", q.vhost.name, "queue", q.Name, "err", err)
 			}
 			return
