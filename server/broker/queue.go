@@ -180,9 +180,8 @@ func (q *Queue) push(m *Message, now int64, replicated func(error)) (wait <-chan
 		if replicated != nil {
 			done = func(err error) { replicated(quorumOutcome(err)) }
 		}
-		q.quorum.PushAsync(cm, done)
 		// Its own flow control: pushes the group has not applied yet.
-		return q.quorum.Congested(), false
+		return q.quorum.PushAsync(cm, done), false
 	}
 	// Stored, and this durable queue is one the store holds it for (a
 	// transient queue the message also went to keeps its body), so it can

@@ -99,9 +99,10 @@ type Quorum[H any] struct {
 	pushing      int
 	pushingBytes int64
 	// pushOrder are this member's pushes, oldest first, some landed
-	// (oldestPush drops those); early counts those marked early.
+	// (oldestPush drops those); early are the seqs of those the log
+	// refused as early, some landed since (proposeEarly skips those).
 	pushOrder []pushRef
-	early     int
+	early     []uint64
 	flowClear chan struct{}
 	seq       uint64
 	nextID    uint64
@@ -110,7 +111,6 @@ type Quorum[H any] struct {
 	sweep     *time.Timer // sweepWaits, while commands are in flight
 	sweepAt   int64       // when sweep fires (0: not armed)
 	tickAt    int64       // when timer fires (0: not armed)
-	buf       []byte
 }
 
 // quorumConsumer is one of this member's consumers: credit is what it
@@ -178,19 +178,22 @@ func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
 		return
 	}
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return
 	}
 	q.resend()
+	expired := false
 	if self {
 		q.armTick()
-		if q.core.deleteAsked {
-			// The queue expired under the last leader, whose deletion
-			// may have died with it: ask again (a queue deleted already
-			// is not deleted twice: Host.Expired checks).
-			q.host.Expired()
-		}
+		expired = q.core.deleteAsked
+	}
+	q.mu.Unlock()
+	if expired {
+		// The queue expired under the last leader, whose deletion may
+		// have died with it: ask again (a queue deleted already is not
+		// deleted twice: Host.Expired checks).
+		q.host.Expired()
 	}
 }
 
@@ -200,7 +203,9 @@ func (q *Quorum[H]) LeaderID() uint64 { return q.lead.Load() }
 // Leader reports whether this member leads the queue's group.
 func (q *Quorum[H]) Leader() bool { return q.leader.Load() }
 
-// command starts a command of op in q.buf. Caller holds mu.
+// command starts a command of op in a new buffer, with room for a
+// push's fields (the log keeps each command, so none is reused). Caller
+// holds mu.
 func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 	q.seq++
 	now := q.clock()
@@ -209,20 +214,22 @@ func (q *Quorum[H]) command(op byte, wait func(quorumResult[H])) []byte {
 	}
 	q.inflight[q.seq] = inflightCmd{at: now}
 	q.armSweep()
-	b := append(q.buf[:0], op)
+	b := make([]byte, 0, cmdHeader+pushFields)
+	b = append(b, op)
 	b = binary.BigEndian.AppendUint64(b, q.self.Node)
 	b = binary.BigEndian.AppendUint64(b, q.self.Incarnation)
 	b = binary.BigEndian.AppendUint64(b, q.seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(q.clock()))
-	return b
+	return binary.BigEndian.AppendUint64(b, uint64(now))
 }
 
-// propose sends a command made with command. Caller holds mu. The log
-// keeps cmd, so q.buf is not reused for it.
-func (q *Quorum[H]) propose(cmd []byte) {
-	q.buf = nil
+// propose sends a command made with command. Caller holds mu.
+func (q *Quorum[H]) propose(cmd []byte) { q.proposeSized(cmd, 0) }
+
+// proposeSized is propose for a push of size body bytes (0: not a
+// push), which the flow control counts.
+func (q *Quorum[H]) proposeSized(cmd []byte, size int64) {
 	f := q.inflight[q.seq]
-	f.cmd = cmd
+	f.cmd, f.size = cmd, size
 	q.inflight[q.seq] = f
 	q.send(cmd, q.seq, f.at)
 }
@@ -231,12 +238,15 @@ func (q *Quorum[H]) propose(cmd []byte) {
 type inflightCmd struct {
 	at, sent int64 // made, last proposed
 	cmd      []byte
-	push     int64 // a push's body size, plus one (0: not a push)
+	size     int64 // a push's body size
 	// early: the log refused this push as ahead of its sequence (one
 	// before it had not come); it is proposed again once that one has
 	// landed (proposeEarly).
 	early bool
 }
+
+// isPush reports whether f is a push.
+func (f inflightCmd) isPush() bool { return len(f.cmd) > 0 && f.cmd[0] == opPush }
 
 // pushRef is one of this member's pushes, by push sequence and command
 // sequence.
@@ -300,8 +310,8 @@ func (q *Quorum[H]) fail(seq uint64, err error) {
 
 // PushAsync proposes m; done, if set, is called once it is applied here
 // (nil, or ErrRejected from a full reject-publish queue) or has failed
-// (ErrNotCommitted, ErrQueueClosed).
-func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
+// (ErrNotCommitted, ErrQueueClosed). It returns what Congested would.
+func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) <-chan struct{} {
 	var wait func(quorumResult[H])
 	if done != nil {
 		wait = func(r quorumResult[H]) { done(r.err) }
@@ -312,7 +322,7 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 		if done != nil {
 			done(ErrQueueClosed)
 		}
-		return
+		return nil
 	}
 	b := q.command(opPush, wait)
 	q.pushSeq++
@@ -324,14 +334,17 @@ func (q *Quorum[H]) PushAsync(m Message[H], done func(error)) {
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Expires))
 	b = binary.BigEndian.AppendUint64(b, uint64(m.Timestamp))
 	b = q.codec.AppendHandle(b, m.Handle)
-	f := q.inflight[q.seq]
-	f.push = int64(m.Size) + 1
-	q.inflight[q.seq] = f
 	q.pushing++
 	q.pushingBytes += int64(m.Size)
-	q.propose(b)
+	q.proposeSized(b, int64(m.Size))
+	congested := q.congested()
 	q.mu.Unlock()
+	return congested
 }
+
+// pushFields are a push's fields before its handle: its push sequence,
+// the oldest push in flight, size, priority, expiry and timestamp.
+const pushFields = 8 + 8 + 4 + 1 + 8 + 8
 
 // oldestPush is the push sequence of this member's oldest push in
 // flight (the log takes every push before it as landed: applied, or
@@ -358,17 +371,15 @@ func (q *Quorum[H]) oldestPushRef() (pushRef, bool) {
 // proposeEarly proposes again, in their order, the pushes the log
 // refused as early, with the current oldest push. Caller holds mu.
 func (q *Quorum[H]) proposeEarly() {
-	var seqs []uint64
-	for seq, f := range q.inflight {
-		if f.early {
-			seqs = append(seqs, seq)
-		}
-	}
-	q.early = 0
+	seqs := q.early
+	q.early = nil
 	slices.Sort(seqs)
 	oldest := q.oldestPush()
 	for _, seq := range seqs {
-		f := q.inflight[seq]
+		f, ok := q.inflight[seq]
+		if !ok || !f.early {
+			continue // given up on meanwhile
+		}
 		f.early = false
 		// A copy: the log may still hold the first one.
 		f.cmd = slices.Clone(f.cmd)
@@ -394,6 +405,11 @@ const (
 func (q *Quorum[H]) Congested() <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	return q.congested()
+}
+
+// congested is Congested. Caller holds mu.
+func (q *Quorum[H]) congested() <-chan struct{} {
 	if q.closed || q.pushing <= QuorumFlowHigh && q.pushingBytes <= QuorumFlowHighBytes {
 		return nil
 	}
@@ -684,7 +700,7 @@ func (q *Quorum[H]) sweepWaits() {
 	// Pushes the log refused as early wait for the oldest one: if it
 	// was lost without a leader change, it is sent again here rather
 	// than given up on after the timeout.
-	if r, ok := q.oldestPushRef(); ok && q.early > 0 {
+	if r, ok := q.oldestPushRef(); ok && len(q.early) > 0 {
 		if f := q.inflight[r.seq]; !f.early && now-f.sent > int64(resendAfter) {
 			stale = append(stale, r.seq)
 		}
@@ -1095,14 +1111,11 @@ func (q *Quorum[H]) landed(seq uint64) {
 		return
 	}
 	delete(q.inflight, seq)
-	if f.push > 0 {
+	if f.isPush() {
 		q.pushing--
-		q.pushingBytes -= f.push - 1
+		q.pushingBytes -= f.size
 		q.unflow()
-		if f.early {
-			q.early--
-		}
-		if q.early > 0 && !q.closed {
+		if len(q.early) > 0 && !q.closed {
 			q.proposeEarly()
 		}
 	}

@@ -59,7 +59,7 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 	}
 	switch op {
 	case opPush:
-		if len(body) < 8+8+4+1+8+8 {
+		if len(body) < pushFields {
 			break
 		}
 		admit := q.pushAdmit(origin, binary.BigEndian.Uint64(body), binary.BigEndian.Uint64(body[8:]), now)
@@ -75,7 +75,7 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 				if f, ok := q.inflight[seq]; ok && !f.early {
 					f.early = true
 					q.inflight[seq] = f
-					q.early++
+					q.early = append(q.early, seq)
 				}
 			}
 			break
