@@ -66,6 +66,11 @@ type ServiceConfig struct {
 	// group starts applying its log: the parts that start groups of
 	// their own (quorum queues) need it from their first Apply.
 	OnOpen func(*Service)
+	// OnLink, if set, owns each link another member opens to this one
+	// (DialLink there): the broker's own connection between nodes, for
+	// queues reached through their home node. Without it, links are
+	// refused.
+	OnLink func(from uint64, c net.Conn)
 	Logger *slog.Logger
 }
 
@@ -112,7 +117,7 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		boot = nil
 	}
 	tr, err := NewTCPTransport(TCPConfig{Cluster: cfg.Cluster, ID: cfg.Self.ID, Listen: cfg.Listen, Listener: cfg.Listener, Peers: addrs,
-		TLS: cfg.TLS, Logger: cfg.Logger})
+		TLS: cfg.TLS, OnLink: cfg.OnLink, Logger: cfg.Logger})
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -134,6 +139,16 @@ func Open(cfg ServiceConfig) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// NodeName is this node's name (cluster.nodename).
+func (s *Service) NodeName() string { return s.cfg.Self.Name }
+
+// DialLink opens a link to member id, over the inter-node listener (with
+// its TLS): the caller owns the connection, and the other side's
+// ServiceConfig.OnLink the other end.
+func (s *Service) DialLink(ctx context.Context, id uint64) (net.Conn, error) {
+	return s.tr.DialLink(ctx, id)
 }
 
 // Addr is the inter-node listener's address.

@@ -33,8 +33,15 @@ import (
 // Each side sends its hello and checks the other's. A frame of length 0
 // is a keepalive: it lets a reader tell a silent peer from a cut link.
 // All integers are big endian.
+//
+// A hello with the magic "AMQPLINK" instead opens a link: a connection
+// of the broker's own (queues reached through their home node), which
+// either node may dial; once the hellos check out, it belongs to
+// TCPConfig.OnLink on the accepting side and to DialLink's caller on the
+// other.
 const (
 	helloMagic   = "AMQPRAFT"
+	linkMagic    = "AMQPLINK"
 	helloVersion = 1
 	helloFixed   = len(helloMagic) + 1 + 8 + 8 + 1
 )
@@ -76,6 +83,10 @@ type TCPConfig struct {
 	// bundle (tlsconf.Server.Dialer for the dialling end), before the
 	// hellos; a peer without a valid certificate is refused.
 	TLS *tlsconf.Server
+	// OnLink, when set, is handed each link a peer opened (DialLink on
+	// its side), from the accepting goroutine: it owns the connection.
+	// Without it, links are refused.
+	OnLink func(from uint64, c net.Conn)
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -341,6 +352,12 @@ func (t *TCPTransport) accept() {
 				c.Close()
 				return
 			}
+			if p.link {
+				// The owner's from now on, and not the transport's to
+				// wait for: Close leaves the link to its owner.
+				go t.cfg.OnLink(p.id, c)
+				return
+			}
 			select {
 			case p.incoming <- c:
 			case <-p.ctx.Done():
@@ -353,7 +370,7 @@ func (t *TCPTransport) accept() {
 // acceptHello runs the TLS handshake (with TLS on), reads a dialer's
 // hello, checks it and answers with ours; it returns the connection to
 // use from then on (the TLS one), to be closed on an error too.
-func (t *TCPTransport) acceptHello(c net.Conn) (net.Conn, *peer, error) {
+func (t *TCPTransport) acceptHello(c net.Conn) (net.Conn, *acceptedPeer, error) {
 	stop := context.AfterFunc(t.ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -368,11 +385,22 @@ func (t *TCPTransport) acceptHello(c net.Conn) (net.Conn, *peer, error) {
 	return c, p, err
 }
 
+// acceptedPeer is a connection's peer once its hello checked out: the
+// peer's goroutine's, or a link's (link set: for OnLink).
+type acceptedPeer struct {
+	*peer
+	link bool
+}
+
 // checkHello is acceptHello's exchange of hellos.
-func (t *TCPTransport) checkHello(c net.Conn) (*peer, error) {
-	from, to, name, err := readHello(c)
+func (t *TCPTransport) checkHello(c net.Conn) (*acceptedPeer, error) {
+	magic, from, to, name, err := readHello(c)
 	if err != nil {
 		return nil, err
+	}
+	link := magic == linkMagic
+	if link && t.cfg.OnLink == nil {
+		return nil, errors.New("a link, which this node does not serve")
 	}
 	if name != t.cfg.Cluster {
 		return nil, fmt.Errorf("cluster name %q, this node is in %q", name, t.cfg.Cluster)
@@ -387,24 +415,42 @@ func (t *TCPTransport) checkHello(c net.Conn) (*peer, error) {
 	if p == nil {
 		return nil, fmt.Errorf("unknown node id %d: not among this node's peers", from)
 	}
-	if from > t.cfg.ID {
+	if from > t.cfg.ID && !link {
 		return nil, fmt.Errorf("node id %d dialled, but the lower id (%d) dials", from, t.cfg.ID)
 	}
-	if err := writeHello(c, t.cfg.ID, from, t.cfg.Cluster); err != nil {
+	if err := writeHello(c, magic, t.cfg.ID, from, t.cfg.Cluster); err != nil {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	return p, nil
+	return &acceptedPeer{peer: p, link: link}, nil
+}
+
+// DialLink opens a link to member to (see linkMagic): the caller owns
+// the connection. It fails when to is not a peer, or cannot be reached
+// before ctx ends.
+func (t *TCPTransport) DialLink(ctx context.Context, to uint64) (net.Conn, error) {
+	p := t.peer(to)
+	if p == nil {
+		return nil, fmt.Errorf("cluster: node id %s is not a peer", hexID(to))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(p.ctx, cancel)
+	defer stop()
+	return t.dialMagic(ctx, p, linkMagic)
 }
 
 // dial connects to p and exchanges hellos.
-func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
+func (t *TCPTransport) dial(p *peer) (net.Conn, error) { return t.dialMagic(p.ctx, p, helloMagic) }
+
+// dialMagic connects to p and exchanges hellos with magic.
+func (t *TCPTransport) dialMagic(ctx context.Context, p *peer, magic string) (net.Conn, error) {
 	d := net.Dialer{Timeout: 2 * time.Second}
-	c, err := d.DialContext(p.ctx, "tcp", p.addr)
+	c, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, err
 	}
-	stop := context.AfterFunc(p.ctx, func() { c.Close() })
+	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 	if t.dialer != nil {
@@ -415,11 +461,11 @@ func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
 		}
 		c = tc
 	}
-	if err := writeHello(c, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
+	if err := writeHello(c, magic, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
 		c.Close()
 		return nil, err
 	}
-	from, to, name, err := readHello(c)
+	got, from, to, name, err := readHello(c)
 	if err != nil {
 		c.Close()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
@@ -427,7 +473,7 @@ func (t *TCPTransport) dial(p *peer) (net.Conn, error) {
 		}
 		return nil, err
 	}
-	if name != t.cfg.Cluster || from != p.id || to != t.cfg.ID {
+	if got != magic || name != t.cfg.Cluster || from != p.id || to != t.cfg.ID {
 		c.Close()
 		return nil, fmt.Errorf("the peer answered as node %d of cluster %q (to %d), want node %d of %q", from, name, to, p.id, t.cfg.Cluster)
 	}
@@ -676,9 +722,9 @@ func decodeFrame(b []byte) ([]GroupMessage, error) {
 	return out, nil
 }
 
-func writeHello(w io.Writer, from, to uint64, cluster string) error {
+func writeHello(w io.Writer, magic string, from, to uint64, cluster string) error {
 	b := make([]byte, 0, helloFixed+len(cluster))
-	b = append(b, helloMagic...)
+	b = append(b, magic...)
 	b = append(b, helloVersion)
 	b = binary.BigEndian.AppendUint64(b, from)
 	b = binary.BigEndian.AppendUint64(b, to)
@@ -688,25 +734,27 @@ func writeHello(w io.Writer, from, to uint64, cluster string) error {
 	return err
 }
 
-func readHello(r io.Reader) (from, to uint64, cluster string, err error) {
+func readHello(r io.Reader) (magic string, from, to uint64, cluster string, err error) {
 	var b [helloFixed]byte
 	if _, err = io.ReadFull(r, b[:]); err != nil {
-		return 0, 0, "", err
+		return "", 0, 0, "", err
 	}
-	if string(b[:len(helloMagic)]) != helloMagic {
-		return 0, 0, "", errors.New("not a cluster peer (bad magic)")
+	switch magic = string(b[:len(helloMagic)]); magic {
+	case helloMagic, linkMagic:
+	default:
+		return "", 0, 0, "", errors.New("not a cluster peer (bad magic)")
 	}
 	rest := b[len(helloMagic):]
 	if rest[0] != helloVersion {
-		return 0, 0, "", fmt.Errorf("protocol version %d, this node speaks %d", rest[0], helloVersion)
+		return "", 0, 0, "", fmt.Errorf("protocol version %d, this node speaks %d", rest[0], helloVersion)
 	}
 	from = binary.BigEndian.Uint64(rest[1:9])
 	to = binary.BigEndian.Uint64(rest[9:17])
 	name := make([]byte, rest[17])
 	if _, err = io.ReadFull(r, name); err != nil {
-		return 0, 0, "", err
+		return "", 0, 0, "", err
 	}
-	return from, to, string(name), nil
+	return magic, from, to, string(name), nil
 }
 
 // hexID formats a node id as raft's log lines do.

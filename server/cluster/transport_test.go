@@ -195,7 +195,7 @@ func dialRaw(t *testing.T, addr string, from, to uint64, cluster string) net.Con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	if err := writeHello(conn, from, to, cluster); err != nil {
+	if err := writeHello(conn, helloMagic, from, to, cluster); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -289,7 +289,7 @@ func TestTCPHugeFrame(t *testing.T) {
 	defer tr.Close()
 
 	conn := dialRaw(t, ln.Addr().String(), 1, 2, "test")
-	if _, _, _, err := readHello(conn); err != nil {
+	if _, _, _, _, err := readHello(conn); err != nil {
 		t.Fatal(err)
 	}
 	// A good frame first: it is delivered.
@@ -337,7 +337,7 @@ func TestTCPSendNeverBlocks(t *testing.T) {
 		if err != nil {
 			return
 		}
-		if _, _, _, err := readHello(c); err == nil && writeHello(c, 2, 1, "test") == nil {
+		if _, _, _, _, err := readHello(c); err == nil && writeHello(c, helloMagic, 2, 1, "test") == nil {
 			accepted <- c // and never read again
 			return
 		}
@@ -496,4 +496,81 @@ func TestFrames(t *testing.T) {
 // heartbeat is a small message from one node to another.
 func heartbeat(from, to uint64) *pb.Message {
 	return &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: proto.Uint64(from), To: proto.Uint64(to)}
+}
+
+// A link (DialLink) reaches the other node's OnLink, from either end
+// (the higher id may dial too), carries bytes both ways, and is not
+// waited for by the transport's Close; a node without OnLink refuses
+// links, and a link to a stranger id is an error.
+func TestTCPLinks(t *testing.T) {
+	logs := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ln1, _ := net.Listen("tcp", "127.0.0.1:0")
+	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
+	links := make(chan net.Conn, 1)
+	froms := make(chan uint64, 1)
+	tr1, err := NewTCPTransport(TCPConfig{Cluster: "test", ID: 1, Listener: ln1, Peers: map[uint64]string{2: ln2.Addr().String()}, Logger: logs,
+		OnLink: func(from uint64, c net.Conn) { froms <- from; links <- c }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr2, err := NewTCPTransport(TCPConfig{Cluster: "test", ID: 2, Listener: ln2, Peers: map[uint64]string{1: ln1.Addr().String()}, Logger: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr1.Start(&countingReceiver{})
+	tr2.Start(&countingReceiver{})
+	defer tr2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := tr2.DialLink(ctx, 1) // the higher id dials
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var served net.Conn
+	select {
+	case served = <-links:
+		if from := <-froms; from != 2 {
+			t.Fatalf("link from %d, want 2", from)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnLink not called")
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(served, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	if _, err := served.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "pong" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	start := time.Now()
+	tr1.Close()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("Close waited %v for a link it handed over", d)
+	}
+	served.Close()
+	if _, err := tr1.DialLink(ctx, 2); err == nil {
+		t.Error("a closed transport dialled a link")
+	}
+	if _, err := tr2.DialLink(ctx, 9); err == nil {
+		t.Error("a link to a node that is no peer")
+	}
+	// Node 2 has no OnLink: node 1's link is refused.
+	ln3, _ := net.Listen("tcp", "127.0.0.1:0")
+	tr3, err := NewTCPTransport(TCPConfig{Cluster: "test", ID: 1, Listener: ln3, Peers: map[uint64]string{2: ln2.Addr().String()}, Logger: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr3.Start(&countingReceiver{})
+	defer tr3.Close()
+	if c, err := tr3.DialLink(ctx, 2); err == nil {
+		c.Close()
+		t.Error("a node without OnLink took a link")
+	}
 }
