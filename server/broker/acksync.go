@@ -28,11 +28,20 @@ import (
 // (a persistent message on a durable queue: only those have a Ref) or in
 // a replicated quorum queue (whose settlements go through its group's
 // log: the barrier waits for them there, queue.Quorum.Barrier).
+//
+// A classic queue homed on another node settles there, over the node
+// link: the barrier asks the home node for its store's barrier, on the
+// same connection the settlements went over (the link's generation, gen),
+// and fails if that connection is gone (what it carried may be lost).
 func (ch *channel) settledDurable(es []unackedEntry) {
 	for i := range es {
-		if q := es[i].q; q.quorum != nil {
-			if !slices.Contains(ch.quorumUnsynced, q) {
-				ch.quorumUnsynced = append(ch.quorumUnsynced, q)
+		if q := es[i].q; q.quorum != nil || q.remote != nil {
+			if !slices.ContainsFunc(ch.replicaUnsynced, func(u unsyncedQueue) bool { return u.q == q }) {
+				u := unsyncedQueue{q: q}
+				if q.remote != nil {
+					u.gen = q.remote.link.generation()
+				}
+				ch.replicaUnsynced = append(ch.replicaUnsynced, u)
 			}
 			ch.unsynced = true
 		} else if !ch.storeUnsynced && !es[i].e.ref.IsZero() {
@@ -87,24 +96,35 @@ func (ch *channel) syncSettled(m amqp.Method) error {
 	return nil
 }
 
+// unsyncedQueue is a replicated queue settled on since the last barrier,
+// with the node link's generation then (a remote queue's).
+type unsyncedQueue struct {
+	q   *Queue
+	gen uint64
+}
+
 // takeUnsynced returns and clears what the next barrier must wait for.
-func (ch *channel) takeUnsynced() (store bool, quorum []*Queue) {
-	store, quorum = ch.storeUnsynced, ch.quorumUnsynced
-	ch.unsynced, ch.storeUnsynced, ch.quorumUnsynced = false, false, nil
-	return store, quorum
+func (ch *channel) takeUnsynced() (store bool, replicas []unsyncedQueue) {
+	store, replicas = ch.storeUnsynced, ch.replicaUnsynced
+	ch.unsynced, ch.storeUnsynced, ch.replicaUnsynced = false, false, nil
+	return store, replicas
 }
 
 // syncSettled is the connection's barrier before connection.close-ok: one
 // for all its channels, since they share the store. Reader goroutine.
 func (c *conn) syncSettled(m amqp.Method) *amqpError {
 	store := false
-	var quorum []*Queue
+	var quorum []unsyncedQueue
 	for _, ch := range c.channels {
 		s, qs := ch.takeUnsynced()
 		store = store || s
-		for _, q := range qs {
-			if !slices.Contains(quorum, q) {
-				quorum = append(quorum, q)
+		for _, u := range qs {
+			i := slices.IndexFunc(quorum, func(o unsyncedQueue) bool { return o.q == u.q })
+			switch {
+			case i < 0:
+				quorum = append(quorum, u)
+			case u.gen < quorum[i].gen:
+				quorum[i].gen = u.gen // the older one's connection must still be up
 			}
 		}
 	}
@@ -115,15 +135,22 @@ func (c *conn) syncSettled(m amqp.Method) *amqpError {
 }
 
 // syncSettled waits for the store's barrier, if store, and for each
-// quorum queue's.
-func (s *Server) syncSettled(store bool, quorum []*Queue) error {
+// replicated queue's (a quorum queue's group's, a remote queue's home
+// node's).
+func (s *Server) syncSettled(store bool, replicas []unsyncedQueue) error {
 	if store {
 		if err := s.syncStore(); err != nil {
 			return err
 		}
 	}
-	for _, q := range quorum {
-		if err := q.quorum.Barrier(); err != nil && !errors.Is(err, queue.ErrQueueClosed) {
+	for _, u := range replicas {
+		if u.q.remote != nil {
+			if err := u.q.remote.barrier(u.gen); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := u.q.quorum.Barrier(); err != nil && !errors.Is(err, queue.ErrQueueClosed) {
 			return err
 		}
 	}

@@ -89,6 +89,9 @@ type applyOpts struct {
 	// cluster's log a replicated one, with its group and voters.
 	quorumGroup   uint64
 	quorumMembers []uint64
+	// home, when set, makes a classic queue declared from the cluster's
+	// log a replicated one, homed there (here, or a remoteQueue).
+	home *homeNode
 }
 
 // WithDefaultQueueType declares a queue as a client's queue.declare does
@@ -138,6 +141,11 @@ func fromCluster() ApplyOption { return func(o *applyOpts) { o.replicated = true
 // inQuorumGroup declares a replicated quorum queue, with its group.
 func inQuorumGroup(group uint64, members []uint64) ApplyOption {
 	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers = group, members }
+}
+
+// homedOn declares a replicated classic queue, with its home node.
+func homedOn(id uint64, name string) ApplyOption {
+	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name} }
 }
 
 // onlyQueue deletes q itself, for the broker's own reasons.

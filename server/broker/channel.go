@@ -58,10 +58,11 @@ type channel struct {
 	// without requeue of persistent messages on durable queues) since its
 	// last barrier, which the next method the server answers waits for
 	// (acksync.go). storeUnsynced: some were in the store;
-	// quorumUnsynced: these replicated quorum queues had some.
-	unsynced       bool
-	storeUnsynced  bool
-	quorumUnsynced []*Queue
+	// replicaUnsynced: these replicated quorum queues, or classic queues
+	// homed on other nodes, had some.
+	unsynced        bool
+	storeUnsynced   bool
+	replicaUnsynced []unsyncedQueue
 
 	// mu guards deliveries: tags, the unacked list and its ack timer.
 	mu      sync.Mutex

@@ -410,7 +410,7 @@ func (ch *channel) cancel(tag string) {
 	ch.view.unlist(cn)
 	ch.conn.removeConsumerQueue(cn.q)
 	if cn.q.removeConsumer(cn) {
-		_, _ = cn.q.vhost.deleteQueue(cn.q, nil)
+		cn.q.vhost.autoDelete(cn.q)
 	}
 }
 

@@ -199,11 +199,12 @@ func (p *publisher) queueNamed(v *VHost, name string) *Queue {
 	return q
 }
 
-// countReplicated counts the replicated quorum queues among qs.
+// countReplicated counts the replicated quorum queues, and the classic
+// queues homed on other nodes, among qs: their confirms come later.
 func countReplicated(qs []*Queue) int {
 	n := 0
 	for _, q := range qs {
-		if q.quorum != nil {
+		if q.quorum != nil || q.remote != nil {
 			n++
 		}
 	}

@@ -62,10 +62,15 @@ type Queue struct {
 	quorum  *queue.Quorum[qhandle]
 	group   uint64
 	members []uint64
+	// home is a replicated classic queue's home node (nil: the queue does
+	// not replicate); remote is cq when that is another node.
+	home   atomic.Pointer[homeNode]
+	remote *remoteQueue
 
 	// mu guards every field below. It is never held while calling cq.
 	mu                sync.Mutex
 	consumers         []*consumer
+	linkConsumers     int // other members' consumers (homeLink)
 	deleted           bool
 	hadConsumers      bool
 	exclusiveConsumer bool
@@ -171,6 +176,10 @@ func (q *Queue) push(m *Message, now int64, replicated func(error)) (wait <-chan
 	p := q.settings()
 	if p.ttl >= 0 || m.hasTTL {
 		cm.Expires = expiryFor(p.ttl, m, now)
+	}
+	if q.remote != nil {
+		// Safe once the home node has it.
+		return q.remote.pushAsync(m, replicated), false
 	}
 	if q.quorum != nil {
 		// Safe once the group has it: replicated hears when (a
@@ -285,6 +294,9 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 // empty. remaining is the ready count after the take; err is set when the
 // message could not be read back (the queue is then unavailable).
 func (q *Queue) get(noAck bool) (ce queue.Entry[qhandle], tag uint64, remaining int, ok bool, err error) {
+	if q.remote != nil {
+		return q.remote.get(noAck)
+	}
 	ce, tag, ok = q.cq.Get(noAck) // a use, for x-expires
 	if !ok {
 		if q.isUnavailable() {
@@ -370,6 +382,9 @@ func (q *Queue) equivalent(m *DefChange, vhost string) error {
 // errUnavailable refuses a queue whose log is damaged. RabbitMQ answers
 // 404 for a queue whose process is down; the text says why.
 func errUnavailable(m amqp.Method, q *Queue) error {
+	if q.remote != nil {
+		return q.errHomeDown(m)
+	}
 	q.mu.Lock()
 	why := q.unavailable
 	q.mu.Unlock()
@@ -379,6 +394,9 @@ func errUnavailable(m amqp.Method, q *Queue) error {
 
 // isUnavailable reports whether the queue is refused (a damaged log).
 func (q *Queue) isUnavailable() bool {
+	if q.remote != nil {
+		return !q.remote.link.reachable()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.unavailable != ""
@@ -393,6 +411,9 @@ func (q *Queue) purge() int {
 
 // counts returns the ready messages and the consumers.
 func (q *Queue) counts() (messages, consumers int) {
+	if q.remote != nil {
+		q.remote.fresh()
+	}
 	ready, _, consumers := q.cq.Backlog()
 	return int(ready), consumers
 }
@@ -400,15 +421,27 @@ func (q *Queue) counts() (messages, consumers int) {
 // addConsumer attaches c; it fails with 403 if exclusivity forbids it.
 // accepted, if set, runs once c is accepted and before any delivery to it.
 func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
+	if q.remote != nil {
+		// The home node judges exclusivity, and answers first.
+		if err := q.remote.register(m, c, c.priority, c.noAck, c.exclusive); err != nil {
+			return err
+		}
+	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
+		if q.remote != nil {
+			q.remote.unregister(c)
+		}
 		return errNoQueue(m, q.vhost.name, q.Name)
 	}
 	// RabbitMQ refuses an exclusive consumer on a single-active-consumer
 	// queue even when it has no consumers, with the same text.
-	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers) > 0 || q.own.singleActive)) {
+	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers)+q.linkConsumers > 0 || q.own.singleActive)) {
 		q.mu.Unlock()
+		if q.remote != nil {
+			q.remote.unregister(c)
+		}
 		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
 	}
 	if accepted != nil {
@@ -436,7 +469,8 @@ func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 			break
 		}
 	}
-	autoDelete = q.AutoDelete && q.hadConsumers && len(q.consumers) == 0 && !q.deleted
+	// A remote queue's home node decides its auto-deletion.
+	autoDelete = q.AutoDelete && q.hadConsumers && len(q.consumers)+q.linkConsumers == 0 && !q.deleted && q.remote == nil
 	q.mu.Unlock()
 	q.cq.Cancel(c.id)
 	q.flowCheck()
@@ -582,7 +616,7 @@ func (h *queueHost) Prepare(es []queue.Entry[qhandle]) []queue.Entry[qhandle] {
 func (h *queueHost) Expired() {
 	q := (*Queue)(h)
 	go func() {
-		if r := q.vhost.server.replicating(); r != nil && replicatedQuorum(q) {
+		if r := q.vhost.server.replicating(); r != nil && replicatedQueue(q) {
 			if q.vhost.queue(q.Name) != q {
 				return // deleted (and maybe declared again) meanwhile
 			}

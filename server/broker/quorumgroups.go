@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type QuorumGroups interface {
 	Campaign(ctx context.Context, id uint64) error
 	TransferTo(ctx context.Context, id, to uint64) error
 	SetVoter(ctx context.Context, group, node uint64, add bool) error
+	// NodeName is this node's name; DialLink opens a node link to
+	// member id (classic queues homed there).
+	NodeName() string
+	DialLink(ctx context.Context, id uint64) (net.Conn, error)
 }
 
 // GroupMachine is a quorum queue's group's state machine, as the
@@ -74,6 +79,14 @@ func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.incarnation = uint64(time.Now().UnixNano())
 	s.quorum.stop = make(chan struct{})
 	go s.watchMembers(g, s.quorum.stop)
+}
+
+// selfID is this node's id in its cluster (0: none).
+func (s *Server) selfID() uint64 {
+	if g := s.quorumGroups(); g != nil {
+		return g.Self()
+	}
+	return 0
 }
 
 func (s *Server) quorumGroups() QuorumGroups {
@@ -176,7 +189,8 @@ func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	}
 }
 
-// quorumChange is a replicated quorum queue declaration or deletion.
+// quorumChange is a replicated queue's declaration or deletion: a quorum
+// queue's, or (Home set) a classic queue's.
 type quorumChange struct {
 	VHost  string `json:"vhost"`
 	Delete bool   `json:"delete,omitempty"`
@@ -188,6 +202,11 @@ type quorumChange struct {
 	// predecessor's log. Members are its voters.
 	Group   uint64   `json:"group,omitempty"`
 	Members []uint64 `json:"members,omitempty"`
+	// Home and HomeName are a classic queue's home node, which holds
+	// its messages; AutoDelete is its declaration's (it is durable).
+	Home       uint64 `json:"home,omitempty"`
+	HomeName   string `json:"home_name,omitempty"`
+	AutoDelete bool   `json:"auto_delete,omitempty"`
 }
 
 // quorumGroupID derives a group id from the queue and the node and time
@@ -202,9 +221,6 @@ func quorumGroupID(vhost, name string, self uint64, at int64) uint64 {
 	return id
 }
 
-// replicatedQuorum reports whether q is a quorum queue of the cluster's.
-func replicatedQuorum(q *Queue) bool { return q.quorum != nil }
-
 // declareQuorumReplicated declares a new quorum queue through the
 // cluster: every member makes it, with its group.
 func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string) (*Queue, error) {
@@ -213,20 +229,27 @@ func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string
 	if g == nil {
 		return nil, protoErr(amqp.InternalError, m, "quorum queue '%s' in vhost '%s': the cluster is not ready", name, v.name)
 	}
-	c := quorumChange{VHost: v.name, Queue: name, Group: quorumGroupID(v.name, name, g.Self(), time.Now().UnixNano()),
-		Members: g.Voters()}
+	q, err := v.declareReplicated(r, ch, quorumChange{VHost: v.name, Queue: name,
+		Group: quorumGroupID(v.name, name, g.Self(), time.Now().UnixNano()), Members: g.Voters()})
+	if err == nil && q.quorum != nil {
+		v.server.placeLeader(g, q)
+	}
+	return q, err
+}
+
+// declareReplicated hands c, a queue's declaration with ch's arguments,
+// to the cluster and returns the queue once this node has applied it.
+func (v *VHost) declareReplicated(r Replicator, ch *DefChange, c quorumChange) (*Queue, error) {
+	m := ch.method()
 	if len(ch.Arguments) > 0 {
 		c.Arguments = amqp.AppendTable(nil, ch.Arguments)
 	}
 	if err := replicateChange(r, ReplicaQuorumQueues, m, c); err != nil {
 		return nil, err
 	}
-	q := v.queue(name)
+	q := v.queue(c.Queue)
 	if q == nil {
-		return nil, errNoQueue(m, v.name, name) // deleted meanwhile
-	}
-	if q.quorum != nil {
-		v.server.placeLeader(g, q)
+		return nil, errNoQueue(m, v.name, c.Queue) // deleted meanwhile
 	}
 	return q, nil
 }
@@ -423,13 +446,17 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
 		return err
 	}
-	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: true}
+	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: true, AutoDelete: c.AutoDelete}
 	if len(c.Arguments) > 0 {
 		t, _, err := amqp.ReadTable(c.Arguments)
 		if err != nil {
 			return fmt.Errorf("quorum queue change %d: arguments: %v", index, err)
 		}
 		ch.Arguments = t
+	}
+	if c.Home != 0 {
+		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName))
+		return err
 	}
 	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members))
 	return err
@@ -443,13 +470,16 @@ type quorumSnapshot struct {
 	Bindings []exchangeChange `json:"bindings,omitempty"`
 }
 
-// Snapshot is every replicated quorum queue and the bindings to them.
+// Snapshot is every replicated queue and the bindings to them.
 func (r quorumReplica) Snapshot() ([]byte, error) {
 	var snap quorumSnapshot
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
-			if replicatedQuorum(q) {
+			if replicatedQueue(q) {
 				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters()}
+				if h := q.homeOf(); h != nil {
+					c = quorumChange{VHost: v.name, Queue: q.Name, Home: h.id, HomeName: h.name, AutoDelete: q.AutoDelete}
+				}
 				if len(q.Args) > 0 {
 					c.Arguments = amqp.AppendTable(nil, q.Args)
 				}
@@ -484,7 +514,12 @@ func (r quorumReplica) Restore(data []byte) error {
 	}
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
-			if c, ok := want[[2]string{v.name, q.Name}]; replicatedQuorum(q) && (!ok || c.Group != q.group) {
+			c, ok := want[[2]string{v.name, q.Name}]
+			var home uint64
+			if h := q.homeOf(); h != nil {
+				home = h.id
+			}
+			if replicatedQueue(q) && (!ok || c.Group != q.group || c.Home != home) {
 				_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster())
 				keep(err)
 			}

@@ -254,10 +254,10 @@ func replicatedBinding(src, dst *Exchange) bool {
 }
 
 // replicatedQueueBinding reports whether a binding from src to q
-// replicates: q is a replicated quorum queue (on every member) and src
+// replicates: q is a replicated queue (on every member) and src
 // is on every member and not auto-delete.
 func replicatedQueueBinding(src *Exchange, q *Queue) bool {
-	return src != nil && q != nil && src.Name != "" && !src.AutoDelete && replicatedQuorum(q)
+	return src != nil && q != nil && src.Name != "" && !src.AutoDelete && replicatedQueue(q)
 }
 
 // replicates reports whether a change made with o goes through the

@@ -261,6 +261,7 @@ type Server struct {
 	replicator atomic.Pointer[Replicator]
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
+	links  nodeLinks // a cluster's classic queues' links (classiccluster.go)
 }
 
 // New builds a server from cfg; it does not listen yet.
@@ -452,6 +453,7 @@ func (s *Server) Close() error {
 	}
 	s.stopDelayed() // before the queues: a firing publishes into them
 	s.stopQuorum()
+	s.links.close() // waits for the served links' readers, which use the queues
 	// End every queue's driver; what it holds stays in the store.
 	s.eachQueue(nil, func(q *Queue) { q.stop() })
 	s.queues.Wait()

@@ -320,9 +320,21 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		}
 		return v.declareQuorumReplicated(r, ch, name)
 	}
+	if r := v.server.replicates(o); r != nil && replicatesClassic(ch) && !isQuorum(ch.Arguments) {
+		// The same, for a classic queue homed here.
+		if _, err := v.checkNewQueue(ch, o, m, name); err != nil {
+			return nil, err
+		}
+		return v.declareClassicReplicated(r, ch, name)
+	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
 	if q := v.queues[name]; q != nil {
+		if o.home != nil && q.homeOf() == nil && q.remote == nil && q.quorum == nil && o.home.id == v.server.selfID() {
+			// Recovered from this node's store before the cluster's
+			// log declared it again: it is the cluster's, homed here.
+			q.home.Store(o.home)
+		}
 		return q, q.redeclared(ch, o.conn, v.name)
 	}
 	var owner *conn
@@ -347,7 +359,20 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		v.mu.Unlock()
 		return q, nil
 	}
+	if o.home != nil && o.home.id != v.server.selfID() {
+		if policy.quorum {
+			return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': a replicated classic declaration of a quorum queue", name, v.name)
+		}
+		q := newRemoteQueue(v, name, ch.AutoDelete, ch.Arguments, policy, ap, o.home)
+		v.mu.Lock()
+		v.queues[name] = q
+		v.mu.Unlock()
+		return q, nil
+	}
 	q := newQueue(v, name, ch.Durable, ch.Exclusive, ch.AutoDelete, ch.Arguments, owner, policy, ap)
+	if o.home != nil {
+		q.home.Store(o.home)
+	}
 	if o.stored {
 		q.id = o.id
 	} else if err := v.server.persistQueue(m, v, q); err != nil {
@@ -517,7 +542,7 @@ func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
 		return 0, err
 	}
 	if r := v.server.replicates(o); r != nil {
-		if q := v.queue(ch.Queue); q != nil && replicatedQuorum(q) {
+		if q := v.queue(ch.Queue); q != nil && replicatedQueue(q) {
 			return v.removeQuorumReplicated(r, ch, q)
 		}
 	}

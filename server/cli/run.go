@@ -274,7 +274,7 @@ func openCluster(cfg config.Config, srv *broker.Server, ts *tlsconf.Server, logg
 	}
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: cfg.Cluster.Name, Self: self, Members: members, Join: cfg.Cluster.Join,
 		Listen: cfg.Cluster.Address, Dir: filepath.Join(cfg.Storage.Path, "cluster"), TLS: ts, Replicated: parts, Logger: logger,
-		OnOpen: func(s *cluster.Service) { srv.UseGroups(clusterGroups{s}) }})
+		OnOpen: func(s *cluster.Service) { srv.UseGroups(clusterGroups{s}) }, OnLink: srv.ServeLink})
 	if err != nil {
 		return nil, err
 	}

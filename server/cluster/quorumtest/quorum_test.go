@@ -30,7 +30,8 @@ type node struct {
 	peers         []cluster.Peer
 	dir           string
 	snapshotEvery uint64
-	join          bool // start as a node joining peers (not among them)
+	join          bool   // start as a node joining peers (not among them)
+	dataDir       string // the broker's store, kept across restarts ("": a new one each start)
 	srv           *broker.Server
 	url           string
 	cl            *cluster.Service
@@ -100,7 +101,7 @@ func (nd *node) start(t *testing.T, ln net.Listener) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	srv, url := servertest.StartServer(t, broker.Config{})
+	srv, url := servertest.StartServer(t, broker.Config{DataDir: nd.dataDir})
 	nd.srv, nd.url, nd.closeOnce = srv, url, sync.Once{}
 	parts := map[byte]cluster.Replicated{}
 	for kind, r := range srv.Replicas() {
@@ -113,7 +114,7 @@ func (nd *node) start(t *testing.T, ln net.Listener) {
 	// QQ_SYNC=1 fsyncs the Raft logs, as amqp-server does.
 	cl, err := cluster.Open(cluster.ServiceConfig{Cluster: "qq", Self: nd.self, Members: nd.peers, Join: nd.join, Listener: ln,
 		Dir: nd.dir, NoSync: os.Getenv("QQ_SYNC") == "", TickInterval: testTick(), Replicated: parts, SnapshotEvery: nd.snapshotEvery,
-		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) },
+		OnOpen: func(s *cluster.Service) { srv.UseGroups(groups{s}) }, OnLink: srv.ServeLink,
 		Logger: slog.New(slog.NewTextHandler(w, nil)).With("node", nd.name)})
 	if err != nil {
 		t.Fatal(err)

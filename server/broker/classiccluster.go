@@ -1,0 +1,241 @@
+package broker
+
+import (
+	"sync"
+
+	"github.com/amqp-go/amqp-go/server/queue"
+	"github.com/amqp-go/amqp-go/shared/amqp"
+)
+
+// A cluster's classic queues, as RabbitMQ 4.x has them: each durable,
+// non-exclusive classic queue declared in the cluster has a home node,
+// the one it was declared on, which alone holds its messages. Its
+// definition, and the bindings to it, replicate through the metadata
+// group (as quorumChange, with Home set), so every member lists it and
+// routes to it; on the other members it is a remoteQueue, which reaches
+// the home node over a node link. While the home node is down, the queue
+// is unavailable elsewhere: consumes and declares answer 404, publishes
+// to it are nacked.
+
+// homeNode is a replicated classic queue's home.
+type homeNode struct {
+	id   uint64
+	name string
+}
+
+// homeOf reports q's home node, nil for a queue that does not replicate
+// (a quorum queue, an exclusive queue, one declared outside a cluster).
+func (q *Queue) homeOf() *homeNode { return q.home.Load() }
+
+// HomeNode is the name of a replicated classic queue's home node, "" for
+// a queue of this node only (or a quorum queue).
+func (q *Queue) HomeNode() string {
+	if h := q.homeOf(); h != nil {
+		return h.name
+	}
+	return ""
+}
+
+// Remote reports whether q's messages are on another node (its home).
+func (q *Queue) Remote() bool { return q.remote != nil }
+
+// replicatedQueue reports whether q's definition replicates: a quorum
+// queue of the cluster's, or a classic queue with a home node.
+func replicatedQueue(q *Queue) bool { return q.quorum != nil || q.homeOf() != nil }
+
+// replicatesClassic reports whether a new classic queue's declaration
+// goes through the cluster: durable and not exclusive (RabbitMQ 4.x's
+// transient and exclusive queues are their node's).
+func replicatesClassic(ch *DefChange) bool { return ch.Durable && !ch.Exclusive }
+
+// declareClassicReplicated declares a new classic queue through the
+// cluster, homed on this node: every member makes it as it applies the
+// change (the queue itself here, a remoteQueue elsewhere).
+func (v *VHost) declareClassicReplicated(r Replicator, ch *DefChange, name string) (*Queue, error) {
+	m := ch.method()
+	g := v.server.quorumGroups()
+	if g == nil {
+		return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': the cluster is not ready", name, v.name)
+	}
+	return v.declareReplicated(r, ch, quorumChange{VHost: v.name, Queue: name, Home: g.Self(), HomeName: g.NodeName(), AutoDelete: ch.AutoDelete})
+}
+
+// newRemoteQueue makes a replicated classic queue whose home is another
+// node: in memory only (the cluster's log holds its definition).
+func newRemoteQueue(v *VHost, name string, autoDelete bool, args amqp.Table, own queuePolicy, ap *appliedPolicy, home *homeNode) *Queue {
+	q := &Queue{own: own, Name: name, Durable: true, AutoDelete: autoDelete, Args: args,
+		vhost: v, store: v.server.store, ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1)}
+	v.server.queues.Add(1)
+	q.eff.Store(ap)
+	q.home.Store(home)
+	q.remote = newRemoteQueueCore(q, v.server.links.client(v.server, home.id))
+	q.cq = q.remote
+	return q
+}
+
+// autoDelete deletes an auto-delete queue its last consumer left: a
+// replicated classic queue through the cluster (removeReplicatedLater).
+func (v *VHost) autoDelete(q *Queue) {
+	if r := v.server.replicating(); r != nil && q.homeOf() != nil {
+		v.removeReplicatedLater(r, q)
+		return
+	}
+	_, _ = v.deleteQueue(q, nil)
+}
+
+// removeReplicatedLater deletes q, a replicated classic queue this node is
+// home to, through the cluster, for the broker's own reasons (auto-delete):
+// on a goroutine, since the caller may be a connection's reader, and the
+// cluster may take its time.
+func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
+	go func() {
+		if v.queue(q.Name) != q {
+			return // deleted (and maybe declared again) meanwhile
+		}
+		if _, err := v.removeQuorumReplicated(r, &DefChange{Kind: QueueDelete, Queue: q.Name}, q); err != nil {
+			v.server.logger.Warn("cluster: the cluster did not take a queue's deletion", "vhost", v.name, "queue", q.Name, "err", err)
+		}
+	}()
+}
+
+// pushOne enqueues msg, routed here by another member, into q: the
+// admission, store and push a client's publish gets (Publish), for one
+// queue; done hears once, as Publish's does.
+func (v *VHost) pushOne(p *publisher, q *Queue, msg *Message, done func(error)) {
+	if q.full(msg) {
+		if st := q.settings(); st.rejectPublishDLX && st.hasDLX {
+			q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String())
+		}
+		done(errQueueFull)
+		return
+	}
+	stored := done
+	var late *lateAdmission
+	if q.limited() {
+		late = &lateAdmission{done: done}
+		late.pending.Store(2)
+		stored = late.stored
+	}
+	kept := append(p.queues[:0], q)
+	v.server.putMessage(p, msg, kept, stored)
+	p.queues = kept[:0]
+	_, refused := q.push(msg, queue.Now(), nil)
+	if late != nil {
+		late.pushed(refused)
+	}
+}
+
+// addLinkConsumer attaches a member's consumer, with the checks a local
+// one gets (addConsumer).
+func (q *Queue) addLinkConsumer(lc *linkConsumer, priority int64) error {
+	q.mu.Lock()
+	if q.deleted {
+		q.mu.Unlock()
+		return errNoQueue(nil, q.vhost.name, q.Name)
+	}
+	busy := len(q.consumers)+q.linkConsumers > 0
+	if q.exclusiveConsumer || (lc.exclusive && (busy || q.own.singleActive)) {
+		q.mu.Unlock()
+		return protoErr(amqp.AccessRefused, nil, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
+	}
+	q.linkConsumers++
+	q.hadConsumers = true
+	q.exclusiveConsumer = lc.exclusive
+	q.mu.Unlock()
+	lc.id = q.cq.Consume(lc, priority, lc.noAck)
+	return nil
+}
+
+// removeLinkConsumer detaches a member's consumer, auto-deleting the
+// queue when it was the last (unless this node is shutting down).
+func (q *Queue) removeLinkConsumer(lc *linkConsumer) {
+	q.mu.Lock()
+	q.linkConsumers--
+	if lc.exclusive {
+		q.exclusiveConsumer = false
+	}
+	autoDelete := q.AutoDelete && q.hadConsumers && len(q.consumers)+q.linkConsumers == 0 && !q.deleted
+	q.mu.Unlock()
+	q.cq.Cancel(lc.id)
+	q.flowCheck()
+	if autoDelete && !q.vhost.server.links.closing() {
+		q.vhost.autoDelete(q)
+	}
+}
+
+// nodeLinks are this node's links: to the home nodes of its remote
+// queues (one linkClient per node, kept once made), and those other
+// members opened to it (served while they last). mu is a leaf lock.
+type nodeLinks struct {
+	mu      sync.Mutex
+	clients map[uint64]*linkClient
+	served  map[*homeLink]struct{}
+	closed  bool
+	wg      sync.WaitGroup // served links' readers (ServeLink)
+}
+
+// client returns the link to home, made on first use.
+func (n *nodeLinks) client(s *Server, home uint64) *linkClient {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.clients[home]
+	if l == nil {
+		l = &linkClient{s: s, home: home, calls: map[uint64]linkCall{}, consumers: map[uint64]*remoteConsumer{}, closed: n.closed}
+		if n.clients == nil {
+			n.clients = map[uint64]*linkClient{}
+		}
+		n.clients[home] = l
+	}
+	return l
+}
+
+// serving records a served link; false once the server is closing.
+func (n *nodeLinks) serving(l *homeLink) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return false
+	}
+	if n.served == nil {
+		n.served = map[*homeLink]struct{}{}
+	}
+	n.served[l] = struct{}{}
+	n.wg.Add(1)
+	return true
+}
+
+func (n *nodeLinks) ended(l *homeLink) {
+	n.mu.Lock()
+	delete(n.served, l)
+	n.mu.Unlock()
+	n.wg.Done()
+}
+
+// closing reports whether the server is shutting its links down.
+func (n *nodeLinks) closing() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}
+
+// close ends every link (server shutdown).
+func (n *nodeLinks) close() {
+	n.mu.Lock()
+	n.closed = true
+	var cs []*linkClient
+	for _, l := range n.clients {
+		cs = append(cs, l)
+	}
+	var hs []*homeLink
+	for l := range n.served {
+		hs = append(hs, l)
+	}
+	n.mu.Unlock()
+	for _, l := range cs {
+		l.close()
+	}
+	for _, l := range hs {
+		l.conn.close()
+	}
+	n.wg.Wait()
+}
