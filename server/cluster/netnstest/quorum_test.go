@@ -528,6 +528,16 @@ func (qc *quorumClients) drain(t *testing.T, nodes []*clusterNode, queue string)
 	return checkHistory(t, qc.rec)
 }
 
+// limitBacklog paces the publishers of quorumClients for the rest of the
+// test: three publishers outrun two consumers, and a backlog of at most
+// 20k keeps the final drain, and the nodes' memory, bounded.
+func limitBacklog(t *testing.T) {
+	backlogConfirmed.Store(0)
+	backlogDelivered.Store(0)
+	paceBacklog.Store(20000)
+	t.Cleanup(func() { paceBacklog.Store(0) })
+}
+
 // leader is killed with kill -9 again and again (QUORUM_KILLS, default
 // 20, about three minutes) under load: three confirming publishers and two acking consumers,
 // each reconnecting to the next node when its own dies. After each kill
@@ -536,12 +546,7 @@ func (qc *quorumClients) drain(t *testing.T, nodes []*clusterNode, queue string)
 // again) before the next kill.
 func TestClusterQuorumLeaderKill9(t *testing.T) {
 	kills := knob("QUORUM_KILLS", 20)
-	// Three publishers outrun two consumers: a backlog of at most 20k
-	// keeps the final drain, and the nodes' memory, bounded.
-	backlogConfirmed.Store(0)
-	backlogDelivered.Store(0)
-	paceBacklog.Store(20000)
-	defer paceBacklog.Store(0)
+	limitBacklog(t)
 	rng := rand.New(rand.NewSource(testSeed(t)))
 	n := netnstest.New(t, 3)
 	nodes := startClusterNodes(t, n)
