@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/queue"
@@ -504,7 +505,7 @@ type linkClient struct {
 	next      uint64
 	calls     map[uint64]linkCall
 	consumers map[uint64]*remoteConsumer
-	gen       uint64        // counts the connections made
+	gen       uint64        // the connection's number, unique among the server's links (linkGens)
 	inflight  int64         // bytes of pushes not yet answered
 	congested chan struct{} // closed once inflight is below pushLow
 	closed    bool
@@ -576,11 +577,15 @@ func (l *linkClient) ensure() (*linkConn, error) {
 		return nil, errHomeDown
 	}
 	l.conn = c
-	l.gen++
+	l.gen = linkGens.Add(1)
 	l.mu.Unlock()
 	go l.readLoop(c)
 	return c, nil
 }
+
+// linkGens numbers node link connections, so that no two of a process's
+// share a generation (a remote queue's ack barrier compares them).
+var linkGens atomic.Uint64
 
 // generation is the current connection's number (0: none made yet).
 func (l *linkClient) generation() uint64 {
