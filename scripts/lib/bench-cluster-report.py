@@ -124,6 +124,13 @@ M = {
              ("perftest CPU µs per published msg", "lower", pt_cpu("publish", "sent")),
              ("perftest CPU µs per drained msg", "lower", pt_cpu("drain")),
              ("queue leader", "text", leader_of)],
+    "C4": [("received msg/s", "higher", field("run", "receive_rate")),
+           ("sent msg/s", "higher", field("run", "send_rate")),
+           ("confirm latency p50 µs", "lower", field("run", "confirm_latency_us", "p50")),
+           ("confirm latency p99 µs", "lower", field("run", "confirm_latency_us", "p99")),
+           ("nacked publishes", "lower", field("run", "nacked"))]
+          + cpu_rows("cpu_s", received("run"), "received msg")
+          + [("perftest CPU µs per received msg", "lower", pt_cpu("run"))],
     "S1": [("quorum queue received msg/s", "higher", field("quorum", "receive_rate")),
            ("classic durable queue received msg/s", "higher", field("classic", "receive_rate")),
            ("quorum / classic throughput", "higher", ratio_s1, "≥ 0.70 (ours)"),
@@ -142,6 +149,7 @@ DESC = {
     "C1": "1P/1C on one quorum queue; perftest on node 1, which declares the queue and so leads it",
     "C2": "20P/20C over 20 quorum queues; one perftest per node with 7/7/6 of the queues (a producer and a consumer each), each declaring its own, so the leaders spread (client-local)",
     "C3": f"a {back:,}-message backlog: one producer on node 1 publishes it into one quorum queue with confirms (-c 1000), no consumer; then {meta.get('drain_consumers', '?')} consumers on node 1 (prefetch 500) drain it until empty (drain rate: backlog / time from the consumers' start to 0 ready)",
+    "C4": "4P/4C on one classic durable queue declared on node 2, its home, used through node 1 only (perftest -p on node 1): every publish, delivery and ack crosses the nodes",
     "S1": "single node, no cluster: 4P/4C on one quorum queue, then (order flipping by round) on one classic durable queue, same flags",
 }
 
@@ -158,7 +166,7 @@ def fmt(v, name):
     return f"{v:,.0f}"
 
 
-rows, scen = [], [s for s in ("C1", "C2", "C3", "S1") if any(r["scenario"] == s for r in recs)]
+rows, scen = [], [s for s in ("C1", "C2", "C3", "C4", "S1") if any(r["scenario"] == s for r in recs)]
 for s in scen:
     for metric in M[s]:
         name, better, f = metric[:3]

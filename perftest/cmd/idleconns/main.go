@@ -68,9 +68,19 @@ func main() {
 	rate := flag.Float64("rate", 200, "churn mode: connections per second")
 	mark := flag.Int("mark", 10000, "churn mode: report when this many connections are done")
 	del := flag.Bool("delete", false, "delete mode: delete the queues named in -queue (comma-separated) and exit")
+	declare := flag.Bool("declare", false, "declare mode: declare the queues named in -queue (comma-separated) durable, on the -uri node, and exit")
 	flag.Parse()
+	if *declare {
+		os.Exit(eachQueue(*uri, "declare", strings.Split(*queue, ","), func(ch *amqp.Channel, q string) error {
+			_, err := ch.QueueDeclare(q, true, false, false, false, nil)
+			return err
+		}))
+	}
 	if *del {
-		os.Exit(deleteQueues(*uri, strings.Split(*queue, ",")))
+		os.Exit(eachQueue(*uri, "delete", strings.Split(*queue, ","), func(ch *amqp.Channel, q string) error {
+			_, err := ch.QueueDelete(q, false, false, false)
+			return err
+		}))
 	}
 	if *churn > 0 {
 		os.Exit(churnConns(*uri, *queue, *churn, *rate, *mark, *par))
@@ -149,12 +159,13 @@ func closeAll(conns []*amqp.Connection) {
 	wg.Wait()
 }
 
-// deleteQueues deletes each of queues (a missing one is fine: RabbitMQ and
-// ours answer delete-ok for it) and reports failures on stderr.
-func deleteQueues(uri string, queues []string) int {
+// eachQueue does what (declare, delete) to each of queues on one channel
+// (a new one after a failure), reporting failures on stderr. A missing
+// queue's delete is fine: RabbitMQ and ours answer delete-ok for it.
+func eachQueue(uri, what string, queues []string, do func(ch *amqp.Channel, q string) error) int {
 	conn, err := amqp.Dial(uri)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "idleconns: delete:", err)
+		fmt.Fprintf(os.Stderr, "idleconns: %s: %v\n", what, err)
 		return 1
 	}
 	defer conn.Close()
@@ -166,12 +177,12 @@ func deleteQueues(uri string, queues []string) int {
 		}
 		if ch == nil || ch.IsClosed() {
 			if ch, err = conn.Channel(); err != nil {
-				fmt.Fprintln(os.Stderr, "idleconns: delete:", err)
+				fmt.Fprintf(os.Stderr, "idleconns: %s: %v\n", what, err)
 				return 1
 			}
 		}
-		if _, err := ch.QueueDelete(q, false, false, false); err != nil {
-			fmt.Fprintf(os.Stderr, "idleconns: delete %s: %v\n", q, err)
+		if err := do(ch, q); err != nil {
+			fmt.Fprintf(os.Stderr, "idleconns: %s %s: %v\n", what, q, err)
 			status = 1
 		}
 	}
