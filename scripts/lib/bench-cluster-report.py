@@ -245,7 +245,7 @@ P.append("|---|---|---:|---:|---:|---|---:|---:|")
 P += rows
 P.append("")
 P.append("### Cluster scenarios\n")
-P.append("All: quorum queues (`-qa x-queue-type=quorum -ad false`), persistent (`-f persistent`), publisher confirms "
+P.append("All: quorum queues (`-qa x-queue-type=quorum -ad false`; C4: a classic durable queue), persistent (`-f persistent`), publisher confirms "
          "(`-c 100`: at most 100 unconfirmed per producer), prefetch 200, acks with multiple every 50, perftest's "
          "buffered client. Node 1 is our first namespace and RabbitMQ's node on the first port.\n")
 cmds = {}
