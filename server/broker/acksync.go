@@ -38,8 +38,8 @@ func (ch *channel) settledDurable(es []unackedEntry) {
 		if q := es[i].q; q.quorum != nil || q.remote != nil {
 			if !slices.ContainsFunc(ch.replicaUnsynced, func(u unsyncedQueue) bool { return u.q == q }) {
 				u := unsyncedQueue{q: q}
-				if q.remote != nil {
-					u.gen = q.remote.link.generation()
+				if rq := q.remoteNow(); rq != nil {
+					u.gen = rq.current().generation()
 				}
 				ch.replicaUnsynced = append(ch.replicaUnsynced, u)
 			}
@@ -144,8 +144,12 @@ func (s *Server) syncSettled(store bool, replicas []unsyncedQueue) error {
 		}
 	}
 	for _, u := range replicas {
-		if u.q.remote != nil {
-			if err := u.q.remote.barrier(u.gen); err != nil {
+		if u.gen != 0 || u.q.remote != nil {
+			rq := u.q.remote
+			if rq == nil {
+				rq = u.q.front.fwd // a quorum queue forwarded from outside its group
+			}
+			if err := rq.barrier(u.gen); err != nil {
 				return err
 			}
 			continue

@@ -89,6 +89,7 @@ type applyOpts struct {
 	// cluster's log a replicated one, with its group and voters.
 	quorumGroup   uint64
 	quorumMembers []uint64
+	quorumSize    int
 	// home, when set, makes a classic queue declared from the cluster's
 	// log a replicated one, homed there (here, or a remoteQueue).
 	home *homeNode
@@ -138,9 +139,10 @@ func fromStore(id uint64) ApplyOption {
 // fromCluster applies a change from the cluster's log.
 func fromCluster() ApplyOption { return func(o *applyOpts) { o.replicated = true } }
 
-// inQuorumGroup declares a replicated quorum queue, with its group.
-func inQuorumGroup(group uint64, members []uint64) ApplyOption {
-	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers = group, members }
+// inQuorumGroup declares a replicated quorum queue, with its group and
+// the group's target size.
+func inQuorumGroup(group uint64, members []uint64, size int) ApplyOption {
+	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers, o.quorumSize = group, members, size }
 }
 
 // homedOn declares a replicated classic queue, with its home node.

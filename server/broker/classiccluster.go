@@ -102,6 +102,16 @@ func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
 // admission, store and push a client's publish gets (Publish), for one
 // queue; done hears once, as Publish's does.
 func (v *VHost) pushOne(p *publisher, q *Queue, msg *Message, done func(error)) {
+	if q.quorum != nil {
+		// A quorum queue's group: safe once it has it (a full
+		// reject-publish queue refuses it there).
+		if q.full(msg) {
+			done(errQueueFull)
+			return
+		}
+		q.push(msg, queue.Now(), done)
+		return
+	}
 	if q.full(msg) {
 		if st := q.settings(); st.rejectPublishDLX && st.hasDLX {
 			q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String())

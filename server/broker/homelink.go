@@ -101,7 +101,8 @@ func (l *homeLink) homeQueue(r *linkReader) (*Queue, error) {
 		return nil, protoErr(amqp.NotFound, nil, "no vhost '%s'", vhost)
 	}
 	q := v.queue(name)
-	if q == nil || q.remote != nil || q.quorum != nil || q.Exclusive {
+	if q == nil || q.remote != nil || q.Exclusive || q.front != nil && q.front.forwarding() {
+		// A quorum queue is served by a member of its group only.
 		return nil, errNoQueue(nil, vhost, name)
 	}
 	return q, nil
@@ -267,10 +268,22 @@ func (l *homeLink) handle(op byte, body []byte) error {
 	case linkSync:
 		// Frames are carried out in order, and a settlement's store
 		// records are appended before Settle returns: the store's
-		// barrier covers every one before this.
+		// barrier covers every one before this (a quorum queue's
+		// group's barrier, its proposals from here).
 		id := r.u64()
-		if err := r.err(); err != nil {
-			return err
+		q, err := l.homeQueue(r)
+		if err != nil {
+			return l.replyErr(id, err)
+		}
+		if q.quorum != nil {
+			go func() {
+				err := q.quorum.Barrier()
+				if errors.Is(err, queue.ErrQueueClosed) {
+					err = nil
+				}
+				_ = l.replyErr(id, err)
+			}()
+			return nil
 		}
 		l.s.store.Sync(func(err error) { _ = l.replyErr(id, err) })
 	case linkTouch:

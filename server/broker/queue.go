@@ -66,6 +66,13 @@ type Queue struct {
 	// not replicate); remote is cq when that is another node.
 	home   atomic.Pointer[homeNode]
 	remote *remoteQueue
+	// front is cq for a replicated quorum queue (quorumfront.go): its
+	// group's here while isVoter, forwarded to a member otherwise;
+	// groupSize is the group's target size (0: every member of the
+	// cluster, as declared before sizes).
+	front     *quorumFront
+	isVoter   atomic.Bool
+	groupSize int
 
 	// mu guards every field below. It is never held while calling cq.
 	mu                sync.Mutex
@@ -177,9 +184,9 @@ func (q *Queue) push(m *Message, now int64, replicated func(error)) (wait <-chan
 	if p.ttl >= 0 || m.hasTTL {
 		cm.Expires = expiryFor(p.ttl, m, now)
 	}
-	if q.remote != nil {
-		// Safe once the home node has it.
-		return q.remote.pushAsync(m, replicated), false
+	if rq := q.remoteNow(); rq != nil {
+		// Safe once the home node (the group) has it.
+		return rq.pushAsync(m, replicated), false
 	}
 	if q.quorum != nil {
 		// Safe once the group has it: replicated hears when (a
@@ -294,8 +301,8 @@ func (q *Queue) releaseDelivered(ds []delivery) {
 // empty. remaining is the ready count after the take; err is set when the
 // message could not be read back (the queue is then unavailable).
 func (q *Queue) get(noAck bool) (ce queue.Entry[qhandle], tag uint64, remaining int, ok bool, err error) {
-	if q.remote != nil {
-		return q.remote.get(noAck)
+	if rq := q.remoteNow(); rq != nil {
+		return rq.get(noAck)
 	}
 	ce, tag, ok = q.cq.Get(noAck) // a use, for x-expires
 	if !ok {
@@ -395,7 +402,7 @@ func errUnavailable(m amqp.Method, q *Queue) error {
 // isUnavailable reports whether the queue is refused (a damaged log).
 func (q *Queue) isUnavailable() bool {
 	if q.remote != nil {
-		return !q.remote.link.reachable()
+		return !q.remote.current().reachable()
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -411,8 +418,8 @@ func (q *Queue) purge() int {
 
 // counts returns the ready messages and the consumers.
 func (q *Queue) counts() (messages, consumers int) {
-	if q.remote != nil {
-		q.remote.fresh()
+	if rq := q.remoteNow(); rq != nil {
+		rq.fresh()
 	}
 	ready, _, consumers := q.cq.Backlog()
 	return int(ready), consumers
@@ -421,17 +428,18 @@ func (q *Queue) counts() (messages, consumers int) {
 // addConsumer attaches c; it fails with 403 if exclusivity forbids it.
 // accepted, if set, runs once c is accepted and before any delivery to it.
 func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
-	if q.remote != nil {
+	rq := q.remoteNow()
+	if rq != nil {
 		// The home node judges exclusivity, and answers first.
-		if err := q.remote.register(m, c, c.priority, c.noAck, c.exclusive); err != nil {
+		if err := rq.register(m, c, c.priority, c.noAck, c.exclusive); err != nil {
 			return err
 		}
 	}
 	q.mu.Lock()
 	if q.deleted {
 		q.mu.Unlock()
-		if q.remote != nil {
-			q.remote.unregister(c)
+		if rq != nil {
+			rq.unregister(c)
 		}
 		return errNoQueue(m, q.vhost.name, q.Name)
 	}
@@ -439,8 +447,8 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	// queue even when it has no consumers, with the same text.
 	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers)+q.linkConsumers > 0 || q.own.singleActive)) {
 		q.mu.Unlock()
-		if q.remote != nil {
-			q.remote.unregister(c)
+		if rq != nil {
+			rq.unregister(c)
 		}
 		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
 	}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -159,11 +160,13 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
 	}
 }
 
-// followMembers makes q's group's voters the cluster's members, one
-// change at a time (raft takes one at a time; the next waits for the next
-// round): a node that joined the cluster joins the group, and gets the
-// queue from a snapshot; a node that left leaves it. The leader, which
-// calls it, never removes itself.
+// followMembers keeps q's group's voters among the cluster's members, up
+// to the group's size, one change at a time (raft takes one at a time;
+// the next waits for the next round): a node that left the cluster leaves
+// the group; while the group is short of its size, a member outside it
+// joins it, and gets the queue from a snapshot (until then it forwards
+// its clients' commands to the group). The leader, which calls it, never
+// removes itself.
 func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	if len(members) == 0 {
 		return
@@ -172,6 +175,9 @@ func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	for _, id := range members {
+		if q.groupSize > 0 && len(voters) >= q.groupSize {
+			break // full: a member outside the group forwards to it
+		}
 		if !slices.Contains(voters, id) {
 			if err := g.SetVoter(ctx, q.group, id, true); err == nil {
 				s.logger.Info("cluster: a quorum queue's group gains a member", "vhost", q.vhost.name, "queue", q.Name, "member", id)
@@ -202,6 +208,10 @@ type quorumChange struct {
 	// predecessor's log. Members are its voters.
 	Group   uint64   `json:"group,omitempty"`
 	Members []uint64 `json:"members,omitempty"`
+	// Size is the group's target size (x-quorum-initial-group-size, or
+	// defaultGroupSize); 0, in a declaration from before sizes: every
+	// member of the cluster.
+	Size int `json:"size,omitempty"`
 	// Home and HomeName are a classic queue's home node, which holds
 	// its messages; AutoDelete is its declaration's (it is durable).
 	Home       uint64 `json:"home,omitempty"`
@@ -229,12 +239,48 @@ func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string
 	if g == nil {
 		return nil, protoErr(amqp.InternalError, m, "quorum queue '%s' in vhost '%s': the cluster is not ready", name, v.name)
 	}
+	size := defaultGroupSize
+	if n, ok := asInt(ch.Arguments["x-quorum-initial-group-size"]); ok && n > 0 {
+		size = int(min(n, 1<<10))
+	}
 	q, err := v.declareReplicated(r, ch, quorumChange{VHost: v.name, Queue: name,
-		Group: quorumGroupID(v.name, name, g.Self(), time.Now().UnixNano()), Members: g.Voters()})
+		Group: quorumGroupID(v.name, name, g.Self(), time.Now().UnixNano()), Members: v.server.groupMembers(g, size), Size: size})
 	if err == nil && q.quorum != nil {
 		v.server.placeLeader(g, q)
 	}
 	return q, err
+}
+
+// defaultGroupSize is a quorum queue's group size without
+// x-quorum-initial-group-size: RabbitMQ's default, 3 (or every member of a
+// smaller cluster).
+const defaultGroupSize = 3
+
+// groupMembers picks a new quorum queue's group of size: this node (its
+// leader, client-local) and the members that lead the fewest quorum
+// queues, so groups and leaders spread; every member when the cluster
+// has no more than size.
+func (s *Server) groupMembers(g QuorumGroups, size int) []uint64 {
+	voters := g.Voters()
+	if len(voters) <= size {
+		return voters
+	}
+	counts := map[uint64]int{}
+	s.eachQueue(nil, func(q *Queue) {
+		if q.quorum != nil {
+			for _, id := range q.voters() {
+				counts[id]++
+			}
+		}
+	})
+	others := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == g.Self() })
+	slices.SortStableFunc(others, func(a, b uint64) int {
+		if counts[a] != counts[b] {
+			return counts[a] - counts[b]
+		}
+		return cmp.Compare(a, b)
+	})
+	return append([]uint64{g.Self()}, others[:size-1]...)
 }
 
 // declareReplicated hands c, a queue's declaration with ch's arguments,
@@ -282,17 +328,21 @@ func (q *Queue) dropGroup() {
 // newQuorumQueue makes a replicated quorum queue (in memory only: its
 // group's log holds it) and starts its group on this node. It runs on
 // the cluster's loop (an Apply or Restore of the metadata group).
-func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap *appliedPolicy, group uint64, members []uint64) (*Queue, error) {
+func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap *appliedPolicy, group uint64, members []uint64, size int) (*Queue, error) {
 	g := v.server.quorumGroups()
 	if g == nil {
 		return nil, errors.New("no cluster")
 	}
 	q := &Queue{own: own, Name: name, Durable: true, Args: args, vhost: v, store: v.server.store,
-		ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1), group: group, members: members}
+		ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1), group: group, members: members, groupSize: size}
 	q.eff.Store(ap)
 	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
 	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
-	q.cq = q.quorum
+	fwd := newRemoteQueueCore(q, nil)
+	fwd.targets, fwd.tagBit = q.voters, forwardBit
+	q.front = &quorumFront{q: q, local: q.quorum, fwd: fwd}
+	q.isVoter.Store(slices.Contains(members, g.Self()))
+	q.cq = q.front
 	// A member that joined the cluster after the declaration starts the
 	// group empty and waits for its leader to add it (watchMembers).
 	var peers []uint64
@@ -326,6 +376,9 @@ func (m quorumMachine) VotersChanged(voters []uint64) {
 	m.bq.mu.Lock()
 	m.bq.members = voters
 	m.bq.mu.Unlock()
+	if g := m.bq.vhost.server.quorumGroups(); g != nil {
+		m.bq.isVoter.Store(slices.Contains(voters, g.Self()))
+	}
 }
 
 // voters are a replicated quorum queue's group's voters, as last applied
@@ -458,7 +511,7 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName))
 		return err
 	}
-	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members))
+	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members, c.Size))
 	return err
 }
 
@@ -476,7 +529,7 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if replicatedQueue(q) {
-				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters()}
+				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters(), Size: q.groupSize}
 				if h := q.homeOf(); h != nil {
 					c = quorumChange{VHost: v.name, Queue: q.Name, Home: h.id, HomeName: h.name, AutoDelete: q.AutoDelete}
 				}

@@ -23,8 +23,15 @@ import (
 // a leaf (the link's mu is never taken under it, nor a consumer's
 // channel's locks).
 type remoteQueue struct {
-	q    *Queue
-	link *linkClient
+	q *Queue
+	// link is the home node's; for a quorum queue forwarded from a node
+	// outside its group, targets are the group's members, and link the
+	// one in use until it fails (current).
+	link    *linkClient
+	targets func() []uint64
+	// tagBit marks the delivery tags and consumer ids this queue gives
+	// (a quorum queue's front tells them from its local group's).
+	tagBit uint64
 
 	mu        sync.Mutex
 	consumers map[queue.ConsumerID]*remoteConsumer
@@ -40,7 +47,8 @@ var _ queue.Queue[qhandle] = (*remoteQueue)(nil)
 // remoteConsumer is a consumer of this node on a remote queue.
 type remoteConsumer struct {
 	rq    *remoteQueue
-	cid   uint64 // the link's id for it
+	link  *linkClient // the link it is subscribed on
+	cid   uint64      // the link's id for it
 	id    queue.ConsumerID
 	c     queue.Consumer[qhandle]
 	noAck bool
@@ -58,13 +66,49 @@ func newRemoteQueueCore(q *Queue, link *linkClient) *remoteQueue {
 		pending: map[queue.Consumer[qhandle]]*remoteConsumer{}}
 }
 
+// current is the link in use: the home node's, or, for a forwarded quorum
+// queue, the member's it last reached (another, reachable one once that
+// fails: its consumers are cancelled with it, and its settlements void).
+func (rq *remoteQueue) current() *linkClient {
+	if rq.targets == nil {
+		return rq.link
+	}
+	rq.mu.Lock()
+	l := rq.link
+	rq.mu.Unlock()
+	if l != nil && l.connected() {
+		return l
+	}
+	s := rq.q.vhost.server
+	for _, id := range rq.targets() {
+		if id == s.selfID() {
+			continue
+		}
+		c := s.links.client(s, id)
+		if c.reachable() {
+			l = c
+			break
+		}
+		if l == nil {
+			l = c // none reachable: requests fail on the first
+		}
+	}
+	rq.mu.Lock()
+	rq.link = l
+	rq.mu.Unlock()
+	if l == nil {
+		return s.links.client(s, 0) // no member: fails every request
+	}
+	return l
+}
+
 // pushAsync sends m to the home node; done, if set, hears once the home
 // node has it safe (or refused it, or could not be reached). It returns a
 // channel, closed once the link's backlog of pushes has drained, when
 // there is too much in flight.
 func (rq *remoteQueue) pushAsync(m *Message, done func(error)) <-chan struct{} {
 	size := int64(len(m.Body)) + 256
-	wait, err := rq.link.call(linkPush, size, func(b []byte) []byte {
+	wait, err := rq.current().call(linkPush, size, func(b []byte) []byte {
 		b = appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 		return quorumCodec{}.AppendHandle(b, qhandle{msg: m})
 	}, func(status byte, _ []byte, err error) {
@@ -103,8 +147,8 @@ func (rq *remoteQueue) Admits(uint32) bool { return true }
 // register subscribes c at the home node (exclusivity is judged there)
 // without credit yet: Consume then starts it.
 func (rq *remoteQueue) register(m amqp.Method, c queue.Consumer[qhandle], priority int64, noAck, exclusive bool) error {
-	rc := &remoteConsumer{rq: rq, c: c, noAck: noAck}
-	status, body, err := rq.link.callWait(linkConsume, 5*time.Second, func(cid uint64) { rc.cid = cid; rq.link.addConsumer(rc) },
+	rc := &remoteConsumer{rq: rq, link: rq.current(), c: c, noAck: noAck}
+	status, body, err := rc.link.callWait(linkConsume, 5*time.Second, func(cid uint64) { rc.cid = cid; rc.link.addConsumer(rc) },
 		func(b []byte) []byte {
 			b = appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 			b = appendU64(b, uint64(priority))
@@ -114,8 +158,11 @@ func (rq *remoteQueue) register(m amqp.Method, c queue.Consumer[qhandle], priori
 		err = linkFailure(m, body)
 	}
 	if err != nil {
-		rq.link.removeConsumer(rc.cid)
+		rc.link.removeConsumer(rc.cid)
 		if errors.Is(err, errHomeDown) || errors.Is(err, context.DeadlineExceeded) {
+			if rq.targets != nil {
+				return protoErr(amqp.NotFound, m, "queue '%s' in vhost '%s' is unavailable: no member of its group can be reached", rq.q.Name, rq.q.vhost.name)
+			}
 			return rq.q.errHomeDown(m)
 		}
 		return err
@@ -124,6 +171,13 @@ func (rq *remoteQueue) register(m amqp.Method, c queue.Consumer[qhandle], priori
 	rq.pending[c] = rc
 	rq.mu.Unlock()
 	return nil
+}
+
+// hasPending reports whether register subscribed c, not yet started.
+func (rq *remoteQueue) hasPending(c queue.Consumer[qhandle]) bool {
+	rq.mu.Lock()
+	defer rq.mu.Unlock()
+	return rq.pending[c] != nil
 }
 
 // Consume starts a consumer register subscribed: it lends the home node
@@ -155,7 +209,7 @@ func (rq *remoteQueue) unregister(c queue.Consumer[qhandle]) {
 	}
 	rq.mu.Unlock()
 	if rc != nil {
-		rq.link.send(linkCancel, func(b []byte) []byte { return appendU64(b, rc.cid) })
+		rc.link.send(linkCancel, func(b []byte) []byte { return appendU64(b, rc.cid) })
 	}
 }
 
@@ -175,7 +229,7 @@ func (rq *remoteQueue) topUp(rc *remoteConsumer) {
 	}
 	rq.mu.Unlock()
 	if got > 0 {
-		rq.link.send(linkCredit, func(b []byte) []byte { return appendU32(appendU64(b, rc.cid), uint32(got)) })
+		rc.link.send(linkCredit, func(b []byte) []byte { return appendU32(appendU64(b, rc.cid), uint32(got)) })
 	}
 }
 
@@ -208,9 +262,12 @@ func (rq *remoteQueue) delivered(rc *remoteConsumer, es []queue.Entry[qhandle], 
 	rq.mu.Unlock()
 	if gone {
 		if tag != 0 {
-			rq.settle(tagRange(tag, len(es)), queue.Requeue)
+			rq.settleOn(rc.link, tagRange(tag, len(es)), queue.Requeue)
 		}
 		return
+	}
+	if tag != 0 {
+		tag |= rq.tagBit
 	}
 	rc.c.Deliver(es, tag)
 	rq.topUp(rc)
@@ -244,7 +301,7 @@ func (rq *remoteQueue) Cancel(id queue.ConsumerID) bool {
 	}
 	// The link keeps rc until the home node confirms (linkCancelled):
 	// deliveries still on their way go back to the queue.
-	rq.link.send(linkCancel, func(b []byte) []byte { return appendU64(b, rc.cid) })
+	rc.link.send(linkCancel, func(b []byte) []byte { return appendU64(b, rc.cid) })
 	return left
 }
 
@@ -283,15 +340,20 @@ func (rq *remoteQueue) Settle(tags []uint64, outcome queue.Outcome) {
 }
 
 func (rq *remoteQueue) settle(tags []uint64, outcome queue.Outcome) {
+	rq.settleOn(rq.current(), tags, outcome)
+}
+
+// settleOn sends the outcomes on link l.
+func (rq *remoteQueue) settleOn(l *linkClient, tags []uint64, outcome queue.Outcome) {
 	if len(tags) == 0 {
 		return
 	}
-	rq.link.send(linkSettle, func(b []byte) []byte {
+	l.send(linkSettle, func(b []byte) []byte {
 		b = appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 		b = append(b, byte(outcome))
 		b = appendU32(b, uint32(len(tags)))
 		for _, t := range tags {
-			b = appendU64(b, t)
+			b = appendU64(b, t&^rq.tagBit)
 		}
 		return b
 	})
@@ -305,7 +367,7 @@ func (rq *remoteQueue) Get(noAck bool) (e queue.Entry[qhandle], tag uint64, ok b
 }
 
 func (rq *remoteQueue) get(noAck bool) (e queue.Entry[qhandle], tag uint64, remaining int, ok bool, err error) {
-	status, body, err := rq.link.callWait(linkGet, 5*time.Second, nil, func(b []byte) []byte {
+	status, body, err := rq.current().callWait(linkGet, 5*time.Second, nil, func(b []byte) []byte {
 		return append(appendQueueName(b, rq.q.vhost.name, rq.q.Name), boolByte(noAck))
 	})
 	if err != nil {
@@ -327,6 +389,9 @@ func (rq *remoteQueue) get(noAck bool) (e queue.Entry[qhandle], tag uint64, rema
 		return e, 0, 0, false, err
 	}
 	e.Handle, e.Deliveries, e.Size, e.Priority = h, deliveries, uint32(len(h.msg.Body)), h.msg.Priority
+	if tag != 0 {
+		tag |= rq.tagBit
+	}
 	return e, tag, remaining, true, nil
 }
 
@@ -335,14 +400,16 @@ func (rq *remoteQueue) get(noAck bool) (e queue.Entry[qhandle], tag uint64, rema
 // gone (its settlements may be lost with it) or the home node's store
 // failed.
 func (rq *remoteQueue) barrier(gen uint64) error {
-	l := rq.link
+	l := rq.current()
 	l.mu.Lock()
 	c, now := l.conn, l.gen
 	l.mu.Unlock()
 	if c == nil || now != gen {
 		return errHomeDown
 	}
-	status, body, err := l.callWait(linkSync, 10*time.Second, nil, func(b []byte) []byte { return b })
+	status, body, err := l.callWait(linkSync, 10*time.Second, nil, func(b []byte) []byte {
+		return appendQueueName(b, rq.q.vhost.name, rq.q.Name)
+	})
 	if err == nil && status != linkOK {
 		err = linkFailure(nil, body)
 	}
@@ -364,7 +431,7 @@ func (rq *remoteQueue) GiveBack(_ queue.Entry[qhandle], tag uint64) {
 
 // Purge drops the home node's ready messages; 0 when it cannot be reached.
 func (rq *remoteQueue) Purge() int {
-	status, body, err := rq.link.callWait(linkPurge, 5*time.Second, nil, func(b []byte) []byte {
+	status, body, err := rq.current().callWait(linkPurge, 5*time.Second, nil, func(b []byte) []byte {
 		return appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 	})
 	if err != nil || status != linkOK {
@@ -421,7 +488,7 @@ func (rq *remoteQueue) Info() queue.Info {
 
 func (rq *remoteQueue) fetchInfo() (queue.Info, error) {
 	var in queue.Info
-	status, body, err := rq.link.callWait(linkInfo, 2*time.Second, nil, func(b []byte) []byte {
+	status, body, err := rq.current().callWait(linkInfo, 2*time.Second, nil, func(b []byte) []byte {
 		return appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 	})
 	if err != nil {
@@ -455,7 +522,7 @@ func (rq *remoteQueue) Backlog() (ready, readyBytes int64, consumers int) {
 
 // Touch records a use at the home node (x-expires).
 func (rq *remoteQueue) Touch() {
-	rq.link.send(linkTouch, func(b []byte) []byte { return appendQueueName(b, rq.q.vhost.name, rq.q.Name) })
+	rq.current().send(linkTouch, func(b []byte) []byte { return appendQueueName(b, rq.q.vhost.name, rq.q.Name) })
 }
 
 // Wake lends credit its consumers' channels have again.
@@ -526,7 +593,14 @@ const (
 // at once meanwhile.
 const linkRetry = time.Second
 
-// homeReachable reports whether the link can be had now (dialling it if
+// connected reports whether the link has a connection now.
+func (l *linkClient) connected() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.conn != nil
+}
+
+// reachable reports whether the link can be had now (dialling it if
 // need be).
 func (l *linkClient) reachable() bool {
 	_, err := l.ensure()

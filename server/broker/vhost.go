@@ -350,7 +350,7 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		if !policy.quorum {
 			return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': a replicated declaration of a queue that is not a quorum queue", name, v.name)
 		}
-		q, err := newQuorumQueue(v, name, ch.Arguments, policy, ap, o.quorumGroup, o.quorumMembers)
+		q, err := newQuorumQueue(v, name, ch.Arguments, policy, ap, o.quorumGroup, o.quorumMembers, o.quorumSize)
 		if err != nil {
 			return nil, protoErr(amqp.InternalError, m, "quorum queue '%s' in vhost '%s': %v", name, v.name, err)
 		}

@@ -134,14 +134,27 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 		_, bch := dial(t, sub.url)
 		return bch.QueueBind("cq", "k", "cx", false, nil)
 	})
+	waitFor(t, 10*time.Second, "cx on "+home.name, func() error {
+		_, xch := dial(t, home.url)
+		return xch.ExchangeDeclarePassive("cx", "direct", true, false, false, false, nil)
+	})
 	_, hch := dial(t, home.url)
 	if err := hch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		dc, err := hch.PublishWithDeferredConfirm("cx", "k", false, false, amqp.Publishing{Body: fmt.Appendf(nil, "x%d", i)})
+	returns := hch.NotifyReturn(make(chan amqp.Return, 5))
+	for i := 0; i < 5; {
+		// Mandatory: until the home node has applied the binding, the
+		// message comes back, and is published again.
+		dc, err := hch.PublishWithDeferredConfirm("cx", "k", true, false, amqp.Publishing{Body: fmt.Appendf(nil, "x%d", i)})
 		if err != nil || !dc.Wait() {
 			t.Fatalf("publish to cx on %s: %v", home.name, err)
+		}
+		select {
+		case <-returns:
+			time.Sleep(20 * time.Millisecond)
+		default:
+			i++
 		}
 	}
 	waitFor(t, 5*time.Second, "routed through cx", func() error {

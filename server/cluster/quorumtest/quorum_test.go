@@ -6,11 +6,13 @@ package quorumtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -160,10 +162,8 @@ func declareEverywhere(t *testing.T, nodes []*node, nd *node, name string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	for _, other := range nodes {
-		_, ch := dial(t, other.url)
-		if _, err := ch.QueueDeclarePassive(name, true, false, false, false, quorumArgs); err != nil {
-			t.Fatalf("%s on %s: %v", name, other.name, err)
-		}
+		// Each member applies the declaration in its own time.
+		waitFor(t, 10*time.Second, name+" on "+other.name, func() error { _, _, err := passive(other.url, name); return err })
 	}
 }
 
@@ -535,10 +535,11 @@ func TestQuorumQueueTTLAndDeliveryLimit(t *testing.T) {
 	}
 }
 
-// A quorum queue's group follows the cluster's membership: a fourth node
-// that joins gets the queue's messages (it is added to the group, and
-// caught up) and serves publishers and consumers; a node removed from
-// the cluster is removed from the group.
+// A quorum queue's group follows the cluster's membership up to its size
+// (3): a fourth node that joins is not added to the full group, and
+// serves publishers and consumers by forwarding to it; once a member is
+// removed from the cluster (and so from the group), the fourth joins the
+// group, is caught up, and serves them as a member.
 func TestQuorumQueueFollowsMembership(t *testing.T) {
 	nodes := startCluster(t, 3)
 	declareEverywhere(t, nodes, nodes[0], "qq4")
@@ -555,31 +556,122 @@ func TestQuorumQueueFollowsMembership(t *testing.T) {
 	if err := nodes[1].cl.AddMember(ctx, fourth.self); err != nil {
 		t.Fatal(err)
 	}
-	waitMembers := func(nd *node, want int) {
+	waitMembers := func(nd *node, want int, with uint64) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			for _, q := range nd.srv.VHost("/").Queues() {
-				if _, members, ok := q.QuorumGroup(); ok && q.Name == "qq4" && len(members) == want {
+				if _, members, ok := q.QuorumGroup(); ok && q.Name == "qq4" && len(members) == want && (with == 0 || slices.Contains(members, with)) {
 					return
 				}
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: qq4's group never had %d members", nd.name, want)
+				t.Fatalf("%s: qq4's group never had %d members (with %x)", nd.name, want, with)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-	waitMembers(nodes[0], 4)
-	waitMembers(fourth, 4)
+	// The group is full (3, the default size): the new member forwards
+	// its clients' publishes and consumes to it.
+	waitMembers(fourth, 3, 0)
+	waitFor(t, 10*time.Second, "qq4 on amqp4", func() error { _, _, err := passive(fourth.url, "qq4"); return err })
 	acked = append(acked, publishConfirmed(t, fourth.url, "qq4", 100, 50)...)
 	_, ch := dial(t, fourth.url)
-	consumeInOrder(t, ch, "qq4", acked, "the new member")
+	consumeInOrder(t, ch, "qq4", acked, "the new member, outside the group")
+	ch.Close() // its consumer, with nothing unacked, goes
+	waitFor(t, 10*time.Second, "the forwarded consumer gone", func() error {
+		if _, c, err := passive(nodes[0].url, "qq4"); err != nil || c != 0 {
+			return fmt.Errorf("%d consumers, %v", c, err)
+		}
+		return nil
+	})
 	if err := nodes[0].cl.RemoveMember(ctx, "amqp3"); err != nil {
 		t.Fatal(err)
 	}
-	waitMembers(nodes[0], 3)
-	waitMembers(fourth, 3)
+	// One short: the member outside joins it.
+	waitMembers(nodes[0], 3, fourth.self.ID)
+	waitMembers(fourth, 3, fourth.self.ID)
+	acked = publishConfirmed(t, fourth.url, "qq4", 150, 50)
+	_, ch = dial(t, fourth.url)
+	consumeInOrder(t, ch, "qq4", acked, "the new member, in the group")
+}
+
+// x-quorum-initial-group-size 2 on three members: the group is the
+// declaring node and one other; the third, outside it, serves the queue
+// all the same by forwarding: confirmed publishes, a consumer, acks and
+// a requeue, basic.get and purge there, and nothing acked comes back.
+func TestQuorumQueueGroupSize(t *testing.T) {
+	nodes := startCluster(t, 3)
+	args := amqp.Table{"x-queue-type": "quorum", "x-quorum-initial-group-size": int32(2)}
+	waitFor(t, 15*time.Second, "declare", func() error {
+		_, ch := dial(t, nodes[0].url)
+		_, err := ch.QueueDeclare("qgs", true, false, false, false, args)
+		return err
+	})
+	var outside *node
+	waitFor(t, 10*time.Second, "the group on every member", func() error {
+		outside = nil
+		for _, nd := range nodes {
+			q := nd.srv.VHost("/").Queue("qgs")
+			if q == nil {
+				return fmt.Errorf("no qgs on %s", nd.name)
+			}
+			_, members, _ := q.QuorumGroup()
+			if len(members) != 2 || !slices.Contains(members, nodes[0].self.ID) {
+				return fmt.Errorf("%s: members %v", nd.name, members)
+			}
+			if !slices.Contains(members, nd.self.ID) {
+				outside = nd
+			}
+		}
+		if outside == nil {
+			return errors.New("no member outside the group")
+		}
+		return nil
+	})
+	acked := publishConfirmed(t, outside.url, "qgs", 0, 100)
+	if len(acked) != 100 {
+		t.Fatalf("%d of 100 confirmed through %s, outside the group", len(acked), outside.name)
+	}
+	_, ch := dial(t, outside.url)
+	if err := ch.Qos(10, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	consumeInOrder(t, ch, "qgs", acked[:60], outside.name)
+	ch.Close()
+	_, gch := dial(t, outside.url)
+	m, ok, err := gch.Get("qgs", false)
+	if err != nil || !ok || string(m.Body) != acked[60] {
+		t.Fatalf("get on %s: %q ok %v err %v, want %s", outside.name, m.Body, ok, err, acked[60])
+	}
+	if err := m.Nack(false, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the requeued message again", func() error {
+		m, ok, err = gch.Get("qgs", false)
+		if err == nil && !ok {
+			err = errors.New("empty")
+		}
+		return err
+	})
+	if string(m.Body) != acked[60] || !m.Redelivered || m.Headers["x-delivery-count"] == nil {
+		t.Fatalf("after the requeue: %q redelivered %v headers %v", m.Body, m.Redelivered, m.Headers)
+	}
+	if err := m.Ack(false); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := gch.QueuePurge("qgs", false); err != nil || n != 39 {
+		t.Fatalf("purge on %s: %d, %v; want 39", outside.name, n, err)
+	}
+	for _, nd := range nodes {
+		waitFor(t, 5*time.Second, "empty on "+nd.name, func() error {
+			n, _, err := passive(nd.url, "qgs")
+			if err == nil && n != 0 {
+				err = fmt.Errorf("%d messages", n)
+			}
+			return err
+		})
+	}
 }
 
 // Idle quorum queues' groups go quiet (no ticks, no heartbeats), and wake
