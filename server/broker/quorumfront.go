@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 
 	"github.com/amqp-go/amqp-go/server/queue"
@@ -81,6 +82,10 @@ func (f *quorumFront) Cancel(id queue.ConsumerID) bool {
 
 // Settle sends each tag to its side.
 func (f *quorumFront) Settle(tags []uint64, outcome queue.Outcome) {
+	if !slices.ContainsFunc(tags, func(t uint64) bool { return t&forwardBit != 0 }) {
+		f.local.Settle(tags, outcome) // the usual case: nothing to split, nothing allocated
+		return
+	}
 	var local, fwd []uint64
 	for _, t := range tags {
 		if t&forwardBit != 0 {
@@ -88,10 +93,6 @@ func (f *quorumFront) Settle(tags []uint64, outcome queue.Outcome) {
 		} else {
 			local = append(local, t)
 		}
-	}
-	if len(fwd) == 0 {
-		f.local.Settle(tags, outcome)
-		return
 	}
 	if len(local) > 0 {
 		f.local.Settle(local, outcome)
