@@ -109,6 +109,10 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 	for _, q := range qs {
 		switch {
 		case p.deaths != nil && p.cycles(q):
+		case q.remote != nil && !q.remote.current().reachable():
+			// Its home node is down: as RabbitMQ, the message is not
+			// routed there (a mandatory one comes back if no other queue
+			// took it), rather than nacked.
 		case q.full(msg):
 			refused = true
 			if st := q.settings(); st.rejectPublishDLX && st.hasDLX {

@@ -543,6 +543,9 @@ func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
 	}
 	if r := v.server.replicates(o); r != nil {
 		if q := v.queue(ch.Queue); q != nil && replicatedQueue(q) {
+			if q.remote != nil && q.isUnavailable() {
+				return 0, q.errHomeDown(ch.method()) // RabbitMQ's too: the home node must take part
+			}
 			return v.removeQuorumReplicated(r, ch, q)
 		}
 	}

@@ -238,6 +238,11 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 			return
 		}
 		confirms := ch.NotifyPublish(make(chan amqp091.Confirmation, 64))
+		// Mandatory: a message no queue took (a classic queue's home
+		// node down) comes back before its ack, which then confirms
+		// nothing.
+		returns := ch.NotifyReturn(make(chan amqp091.Return, 64))
+		returned := map[string]bool{}
 		for {
 			setState(publisher, fmt.Sprintf("publishing a window from seq %d", seq+1))
 			select {
@@ -249,17 +254,19 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 				return
 			}
 			var ops []history.PublishOp
+			var ids []string
 			var err error
 			for range 20 {
 				seq++
 				id := fmt.Sprintf("%s-%d", publisher, seq)
 				op := rec.Publish(publisher, queue, id, seq)
-				err = ch.Publish("", queue, false, false, amqp091.Publishing{DeliveryMode: amqp091.Persistent, Body: []byte(id)})
+				err = ch.Publish("", queue, true, false, amqp091.Publishing{DeliveryMode: amqp091.Persistent, MessageId: id, Body: []byte(id)})
 				if err != nil {
 					op.End(history.Unknown)
 					break
 				}
 				ops = append(ops, op)
+				ids = append(ids, id)
 			}
 			setState(publisher, fmt.Sprintf("waiting for the confirms up to seq %d", seq))
 			for i, op := range ops {
@@ -278,7 +285,18 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 					}
 					return
 				}
-				if cf.Ack {
+				for drained := false; !drained; {
+					select {
+					case r := <-returns:
+						returned[r.MessageId] = true
+					default:
+						drained = true
+					}
+				}
+				if cf.Ack && returned[ids[i]] {
+					delete(returned, ids[i])
+					op.End(history.Nacked) // acked, but it reached no queue
+				} else if cf.Ack {
 					op.End(history.Confirmed)
 					backlogConfirmed.Add(1)
 					if confirmed != nil {

@@ -199,8 +199,9 @@ func queueOn(t *testing.T, nd *node, queue string) interface {
 }
 
 // While its home node is down, a classic queue is unavailable elsewhere:
-// its consumers there are cancelled, a consume answers RabbitMQ's 404, a
-// confirmed publish to it is nacked. What a member's consumer had
+// its consumers there are cancelled; a consume, a declare, a get, a purge
+// and a delete answer RabbitMQ's 404; a publish is routed elsewhere only
+// (mandatory: returned). What a member's consumer had
 // unacked is not lost: back with the home node, it is delivered again,
 // flagged redelivered, and nothing acked comes back.
 func TestClassicQueueHomeDown(t *testing.T) {
@@ -282,19 +283,46 @@ func TestClassicQueueHomeDown(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != 404 || ae.Reason != want {
 		t.Fatalf("consume with the home node down: %v; want 404 %q", err, want)
 	}
+	// So do a passive declare, a get, a purge and a delete (RabbitMQ
+	// 3.10's answers, checked against a two-node RabbitMQ cluster).
+	for what, op := range map[string]func(ch *amqp.Channel) error{
+		"passive declare": func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclarePassive("hq", true, false, false, false, nil)
+			return err
+		},
+		"get":    func(ch *amqp.Channel) error { _, _, err := ch.Get("hq", false); return err },
+		"purge":  func(ch *amqp.Channel) error { _, err := ch.QueuePurge("hq", false); return err },
+		"delete": func(ch *amqp.Channel) error { _, err := ch.QueueDelete("hq", false, false, false); return err },
+	} {
+		_, ch := dial(t, nodes[0].url)
+		if err := op(ch); !errors.As(err, &ae) || ae.Code != 404 || ae.Reason != want {
+			t.Fatalf("%s with the home node down: %v; want 404 %q", what, err, want)
+		}
+	}
+	// A publish routed only there is unroutable, as in RabbitMQ: a
+	// mandatory one comes back (312), and the confirm is an ack.
 	_, pch := dial(t, nodes[0].url)
 	if err := pch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	dc, err := pch.PublishWithDeferredConfirm("", "hq", false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("lost")})
+	returns := pch.NotifyReturn(make(chan amqp.Return, 1))
+	dc, err := pch.PublishWithDeferredConfirm("", "hq", true, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("lost")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	ok, err := dc.WaitContext(ctx)
 	cancel()
-	if err != nil || ok {
-		t.Fatalf("publish with the home node down: acked %v, err %v; want a nack", ok, err)
+	if err != nil || !ok {
+		t.Fatalf("publish with the home node down: acked %v, err %v; want an ack", ok, err)
+	}
+	select {
+	case r := <-returns:
+		if r.ReplyCode != 312 || r.ReplyText != "NO_ROUTE" {
+			t.Fatalf("returned %d %s, want 312 NO_ROUTE", r.ReplyCode, r.ReplyText)
+		}
+	default:
+		t.Fatal("a mandatory publish to a queue whose home node is down did not come back")
 	}
 	conn.Close()
 
