@@ -39,6 +39,12 @@ func (q *Queue) HomeNode() string {
 // Remote reports whether q's messages are on another node (its home).
 func (q *Queue) Remote() bool { return q.remote != nil }
 
+// Down reports whether q is a remote classic queue whose home node cannot
+// be reached now (the management API's state "down", as RabbitMQ's for a
+// queue on a node that is down). It may dial the home node, at most once
+// per linkRetry.
+func (q *Queue) Down() bool { return q.remote != nil && !q.remote.current().reachable() }
+
 // replicatedQueue reports whether q's definition replicates: a quorum
 // queue of the cluster's, or a classic queue with a home node.
 func replicatedQueue(q *Queue) bool { return q.quorum != nil || q.homeOf() != nil }

@@ -215,12 +215,15 @@ func rate(r float64) details { return details{r} }
 func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 	c := st.Counters
 	msgs := st.Ready + st.Unacked
-	node := h.node
+	node, state := h.node, "running"
 	if home := q.HomeNode(); home != "" {
 		node = home // a cluster's classic queue is its home node's
 	}
+	if q.Down() {
+		state = "down"
+	}
 	it := item{
-		"name": q.Name, "vhost": st.VHost, "type": q.Type(), "node": node, "state": "running",
+		"name": q.Name, "vhost": st.VHost, "type": q.Type(), "node": node, "state": state,
 		"durable": q.Durable, "auto_delete": q.AutoDelete, "exclusive": q.Exclusive,
 		"arguments": tableJSON(q.Args), "policy": nil, "operator_policy": nil,
 		"effective_policy_definition": item{}, "exclusive_consumer_tag": nil,

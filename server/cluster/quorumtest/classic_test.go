@@ -2,12 +2,15 @@ package quorumtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/management"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -299,6 +302,9 @@ func TestClassicQueueHomeDown(t *testing.T) {
 			t.Fatalf("%s with the home node down: %v; want 404 %q", what, err, want)
 		}
 	}
+	if st := queueState(t, nodes[1], "hq"); st["state"] != "down" || st["node"] != home.name {
+		t.Fatalf("the management API on %s with the home node down: state %v, node %v; want down, %s", nodes[1].name, st["state"], st["node"], home.name)
+	}
 	// A publish routed only there is unroutable, as in RabbitMQ: a
 	// mandatory one comes back (312), and the confirm is an ack.
 	_, pch := dial(t, nodes[0].url)
@@ -353,4 +359,25 @@ func TestClassicQueueHomeDown(t *testing.T) {
 	if want := "m00002 m00003 m00004 m00005 m00006 m00007 m00008 m00009"; strings.Join(rest, " ") != want {
 		t.Fatalf("after the restart: %v, want %s", rest, want)
 	}
+	if st := queueState(t, nodes[1], "hq"); st["state"] != "running" {
+		t.Fatalf("the management API on %s with the home node back: state %v, want running", nodes[1].name, st["state"])
+	}
+}
+
+// queueState is GET /api/queues/%2F/queue from a management API over nd's
+// broker.
+func queueState(t *testing.T, nd *node, queue string) map[string]any {
+	t.Helper()
+	h := management.New(management.Options{Server: nd.srv, Node: nd.name})
+	defer h.Close()
+	req := httptest.NewRequest("GET", "/api/queues/%2F/"+queue, nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.SetBasicAuth("guest", "guest")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	var m map[string]any
+	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &m) != nil {
+		t.Fatalf("GET /api/queues/%%2F/%s on %s: %d %s", queue, nd.name, w.Code, w.Body)
+	}
+	return m
 }
