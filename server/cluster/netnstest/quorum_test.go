@@ -287,7 +287,11 @@ func publishLoop(publisher string, addrs []string, first int, queue string, rec 
 				}
 				for drained := false; !drained; {
 					select {
-					case r := <-returns:
+					case r, ok := <-returns:
+						if !ok { // the channel closed: nothing more comes back
+							drained = true
+							break
+						}
 						returned[r.MessageId] = true
 					default:
 						drained = true
