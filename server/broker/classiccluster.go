@@ -3,7 +3,6 @@ package broker
 import (
 	"sync"
 
-	"github.com/amqp-go/amqp-go/server/queue"
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
@@ -104,41 +103,10 @@ func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
 	}()
 }
 
-// pushOne enqueues msg, routed here by another member, into q: the
-// admission, store and push a client's publish gets (Publish), for one
-// queue; done hears once, as Publish's does.
+// pushOne enqueues msg, routed here by another member, into q, as a
+// client's publish routed to q alone is (enqueue); done hears once.
 func (v *VHost) pushOne(p *publisher, q *Queue, msg *Message, done func(error)) {
-	if q.quorum != nil {
-		// A quorum queue's group: safe once it has it (a full
-		// reject-publish queue refuses it there).
-		if q.full(msg) {
-			done(errQueueFull)
-			return
-		}
-		q.push(msg, queue.Now(), done)
-		return
-	}
-	if q.full(msg) {
-		if st := q.settings(); st.rejectPublishDLX && st.hasDLX {
-			q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String())
-		}
-		done(errQueueFull)
-		return
-	}
-	stored := done
-	var late *lateAdmission
-	if q.limited() {
-		late = &lateAdmission{done: done}
-		late.pending.Store(2)
-		stored = late.stored
-	}
-	kept := append(p.queues[:0], q)
-	v.server.putMessage(p, msg, kept, stored)
-	p.queues = kept[:0]
-	_, refused := q.push(msg, queue.Now(), nil)
-	if late != nil {
-		late.pushed(refused)
-	}
+	v.enqueue(p, append(p.queues[:0], q), msg, false, nil, done)
 }
 
 // addLinkConsumer attaches a member's consumer, with the checks a local

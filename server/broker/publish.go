@@ -101,6 +101,15 @@ func (v *VHost) Publish(p *publisher, x *Exchange, msg *Message, returned func(*
 	if delayed {
 		done = p.scheduleDelayed(msg, done)
 	}
+	return v.enqueue(p, qs, msg, delayed, returned, done)
+}
+
+// enqueue is Publish once msg is routed to qs (p.queues' storage, which it
+// clears): admission, the store, the pushes and the publisher's outcome.
+// delayed: a delayed exchange holds msg too, so it is not unroutable. A
+// message another member routed to one of this node's queues comes in
+// here (pushOne).
+func (v *VHost) enqueue(p *publisher, qs []*Queue, msg *Message, delayed bool, returned func(*Message), done func(error)) PublishOutcome {
 	// Admission: a full reject-publish queue refuses the message (and a
 	// dead-letter's cycle never sees it); the other queues still get it.
 	refused, limited := false, false
