@@ -107,22 +107,9 @@ func (rq *remoteQueue) current() *linkClient {
 // channel, closed once the link's backlog of pushes has drained, when
 // there is too much in flight.
 func (rq *remoteQueue) pushAsync(m *Message, done func(error)) <-chan struct{} {
-	size := int64(len(m.Body)) + 256
-	wait, err := rq.current().call(linkPush, size, func(b []byte) []byte {
+	wait, err := rq.current().call(linkPush, linkCall{size: int64(len(m.Body)) + 256, done: done}, func(b []byte, _ uint64) []byte {
 		b = appendQueueName(b, rq.q.vhost.name, rq.q.Name)
 		return quorumCodec{}.AppendHandle(b, qhandle{msg: m})
-	}, func(status byte, _ []byte, err error) {
-		if done == nil {
-			return
-		}
-		switch {
-		case err != nil:
-			done(err)
-		case status == linkRejected:
-			done(errQueueFull)
-		default:
-			done(nil)
-		}
 	})
 	if err != nil && done != nil {
 		done(err)
@@ -401,9 +388,8 @@ func (rq *remoteQueue) get(noAck bool) (e queue.Entry[qhandle], tag uint64, rema
 // failed.
 func (rq *remoteQueue) barrier(gen uint64) error {
 	l := rq.current()
-	l.mu.Lock()
-	c, now := l.conn, l.gen
-	l.mu.Unlock()
+	c := l.conn.Load()
+	now := l.generation()
 	if c == nil || now != gen {
 		return errHomeDown
 	}
@@ -559,15 +545,16 @@ func (q *Queue) errHomeDown(m amqp.Method) error {
 //
 // Locking: mu guards everything below it; dialMu serialises dials and is
 // taken before mu. Neither is held while calling a callback or a
-// consumer.
+// consumer. conn is read without a lock (a publish's fast path) and
+// changed only under mu, where a call's registration checks it.
 type linkClient struct {
 	s    *Server
 	home uint64
+	conn atomic.Pointer[linkConn]
 
 	dialMu sync.Mutex
 
 	mu        sync.Mutex
-	conn      *linkConn
 	failedAt  time.Time
 	next      uint64
 	calls     map[uint64]linkCall
@@ -578,9 +565,29 @@ type linkClient struct {
 	closed    bool
 }
 
+// linkCall is a request waiting for its reply: a push's (size counted
+// against the backlog, done told its outcome, if set) or another's (cb).
 type linkCall struct {
 	size int64
+	done func(error)
 	cb   func(status byte, body []byte, err error)
+}
+
+// answer hands a reply (or err, the link's failure) to the call.
+func (c linkCall) answer(status byte, body []byte, err error) {
+	switch {
+	case c.cb != nil:
+		c.cb(status, body, err)
+	case c.done == nil:
+	case err != nil:
+		c.done(err)
+	case status == linkRejected:
+		c.done(errQueueFull)
+	case status == linkFailed:
+		c.done(linkFailure(nil, body))
+	default:
+		c.done(nil)
+	}
 }
 
 // The push backlog a link lets publishers have before they pause.
@@ -594,11 +601,7 @@ const (
 const linkRetry = time.Second
 
 // connected reports whether the link has a connection now.
-func (l *linkClient) connected() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.conn != nil
-}
+func (l *linkClient) connected() bool { return l.conn.Load() != nil }
 
 // reachable reports whether the link can be had now (dialling it if
 // need be).
@@ -609,24 +612,18 @@ func (l *linkClient) reachable() bool {
 
 // ensure returns the link's connection, dialling it if there is none.
 func (l *linkClient) ensure() (*linkConn, error) {
-	l.mu.Lock()
-	c, closed := l.conn, l.closed
-	l.mu.Unlock()
-	if c != nil {
+	if c := l.conn.Load(); c != nil {
 		return c, nil
-	}
-	if closed {
-		return nil, errHomeDown
 	}
 	l.dialMu.Lock()
 	defer l.dialMu.Unlock()
 	l.mu.Lock()
-	c, failedAt := l.conn, l.failedAt
+	c, failedAt, closed := l.conn.Load(), l.failedAt, l.closed
 	l.mu.Unlock()
 	if c != nil {
 		return c, nil
 	}
-	if time.Since(failedAt) < linkRetry {
+	if closed || time.Since(failedAt) < linkRetry {
 		return nil, errHomeDown
 	}
 	g := l.s.quorumGroups()
@@ -650,7 +647,7 @@ func (l *linkClient) ensure() (*linkConn, error) {
 		c.close()
 		return nil, errHomeDown
 	}
-	l.conn = c
+	l.conn.Store(c)
 	l.gen = linkGens.Add(1)
 	l.mu.Unlock()
 	go l.readLoop(c)
@@ -668,31 +665,26 @@ func (l *linkClient) generation() uint64 {
 	return l.gen
 }
 
-// call sends a request and calls cb with its reply (or errHomeDown, once,
-// when the link fails first); size counts against the push backlog. The
+// call sends a request, whose reply (or errHomeDown, once, when the link
+// fails first) goes to lc; lc.size counts against the push backlog. The
 // returned channel, when not nil, is closed once the backlog has drained
-// (pushes only). err is set, and cb not called, when the request could
-// not be sent.
-func (l *linkClient) call(op byte, size int64, body func(b []byte) []byte, cb func(status byte, body []byte, err error)) (<-chan struct{}, error) {
-	return l.callID(op, size, func(b []byte, _ uint64) []byte { return body(b) }, cb)
-}
-
-// callID is call with body given the request's id (appended already).
-func (l *linkClient) callID(op byte, size int64, body func(b []byte, id uint64) []byte, cb func(status byte, body []byte, err error)) (<-chan struct{}, error) {
+// (pushes only). err is set, and lc not answered, when the request could
+// not be sent. body is given the request's id (appended already).
+func (l *linkClient) call(op byte, lc linkCall, body func(b []byte, id uint64) []byte) (<-chan struct{}, error) {
 	c, err := l.ensure()
 	if err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
-	if l.conn != c {
+	if l.conn.Load() != c {
 		l.mu.Unlock()
 		return nil, errHomeDown
 	}
 	l.next++
 	id := l.next
-	l.calls[id] = linkCall{size: size, cb: cb}
+	l.calls[id] = lc
 	var wait <-chan struct{}
-	if size > 0 {
+	if size := lc.size; size > 0 {
 		l.inflight += size
 		if l.inflight > pushHigh {
 			if l.congested == nil {
@@ -720,13 +712,14 @@ func (l *linkClient) callWait(op byte, timeout time.Duration, with func(id uint6
 	}
 	ch := make(chan reply, 1)
 	var rid uint64
-	_, err := l.callID(op, 0, func(b []byte, id uint64) []byte {
-		rid = id
-		if with != nil {
-			with(id)
-		}
-		return body(b)
-	}, func(status byte, body []byte, err error) { ch <- reply{status, body, err} })
+	_, err := l.call(op, linkCall{cb: func(status byte, body []byte, err error) { ch <- reply{status, body, err} }},
+		func(b []byte, id uint64) []byte {
+			rid = id
+			if with != nil {
+				with(id)
+			}
+			return body(b)
+		})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -747,10 +740,7 @@ func (l *linkClient) callWait(op byte, timeout time.Duration, with func(id uint6
 // (a frame for a connection that failed has nobody to reach: the home
 // node undid its side).
 func (l *linkClient) send(op byte, body func(b []byte) []byte) {
-	l.mu.Lock()
-	c := l.conn
-	l.mu.Unlock()
-	if c != nil && !c.frame(op, body) {
+	if c := l.conn.Load(); c != nil && !c.frame(op, body) {
 		l.fail(c)
 	}
 }
@@ -788,7 +778,7 @@ func (l *linkClient) readLoop(c *linkConn) {
 			}
 			l.mu.Unlock()
 			if ok {
-				call.cb(status, r.rest(), nil)
+				call.answer(status, r.rest(), nil)
 			}
 		case linkDeliver:
 			cid, tag, n := r.u64(), r.u64(), int(r.u16())
@@ -843,11 +833,10 @@ func (l *linkClient) releaseLocked() {
 func (l *linkClient) fail(c *linkConn) {
 	c.close()
 	l.mu.Lock()
-	if l.conn != c {
+	if !l.conn.CompareAndSwap(c, nil) {
 		l.mu.Unlock()
 		return
 	}
-	l.conn = nil
 	l.failedAt = time.Now()
 	calls := l.calls
 	l.calls = map[uint64]linkCall{}
@@ -857,7 +846,7 @@ func (l *linkClient) fail(c *linkConn) {
 	l.releaseLocked()
 	l.mu.Unlock()
 	for _, call := range calls {
-		call.cb(0, nil, errHomeDown)
+		call.answer(0, nil, errHomeDown)
 	}
 	for _, rc := range cs {
 		if !rc.rq.isGone(rc) {
@@ -870,9 +859,8 @@ func (l *linkClient) fail(c *linkConn) {
 func (l *linkClient) close() {
 	l.mu.Lock()
 	l.closed = true
-	c := l.conn
 	l.mu.Unlock()
-	if c != nil {
+	if c := l.conn.Load(); c != nil {
 		l.fail(c)
 	}
 }
