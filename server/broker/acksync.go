@@ -37,9 +37,9 @@ func (ch *channel) settledDurable(es []unackedEntry) {
 	for i := range es {
 		if q := es[i].q; q.quorum != nil || q.remote != nil {
 			if !slices.ContainsFunc(ch.replicaUnsynced, func(u unsyncedQueue) bool { return u.q == q }) {
-				u := unsyncedQueue{q: q}
-				if rq := q.remoteNow(); rq != nil {
-					u.gen = rq.current().generation()
+				u := unsyncedQueue{q: q, rq: q.remoteNow()}
+				if u.rq != nil {
+					u.gen = u.rq.current().generation()
 				}
 				ch.replicaUnsynced = append(ch.replicaUnsynced, u)
 			}
@@ -96,10 +96,13 @@ func (ch *channel) syncSettled(m amqp.Method) error {
 	return nil
 }
 
-// unsyncedQueue is a replicated queue settled on since the last barrier,
-// with the node link's generation then (a remote queue's).
+// unsyncedQueue is a replicated queue settled on since the last barrier:
+// through rq (a remote queue, or a quorum queue forwarded from outside
+// its group) on the node link's connection gen, or else through q's own
+// group.
 type unsyncedQueue struct {
 	q   *Queue
+	rq  *remoteQueue
 	gen uint64
 }
 
@@ -144,12 +147,8 @@ func (s *Server) syncSettled(store bool, replicas []unsyncedQueue) error {
 		}
 	}
 	for _, u := range replicas {
-		if u.gen != 0 || u.q.remote != nil {
-			rq := u.q.remote
-			if rq == nil {
-				rq = u.q.front.fwd // a quorum queue forwarded from outside its group
-			}
-			if err := rq.barrier(u.gen); err != nil {
+		if u.rq != nil {
+			if err := u.rq.barrier(u.gen); err != nil {
 				return err
 			}
 			continue

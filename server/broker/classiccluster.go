@@ -117,10 +117,9 @@ func (q *Queue) addLinkConsumer(lc *linkConsumer, priority int64) error {
 		q.mu.Unlock()
 		return errNoQueue(nil, q.vhost.name, q.Name)
 	}
-	busy := len(q.consumers)+q.linkConsumers > 0
-	if q.exclusiveConsumer || (lc.exclusive && (busy || q.own.singleActive)) {
+	if err := q.refuseExclusiveLocked(nil, lc.exclusive); err != nil {
 		q.mu.Unlock()
-		return protoErr(amqp.AccessRefused, nil, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
+		return err
 	}
 	q.linkConsumers++
 	q.hadConsumers = true
@@ -138,7 +137,7 @@ func (q *Queue) removeLinkConsumer(lc *linkConsumer) {
 	if lc.exclusive {
 		q.exclusiveConsumer = false
 	}
-	autoDelete := q.AutoDelete && q.hadConsumers && len(q.consumers)+q.linkConsumers == 0 && !q.deleted
+	autoDelete := q.autoDeleteDueLocked()
 	q.mu.Unlock()
 	q.cq.Cancel(lc.id)
 	q.flowCheck()

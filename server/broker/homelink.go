@@ -377,33 +377,31 @@ func (lc *linkConsumer) Unacquire(n int64) {
 func (lc *linkConsumer) Deliver(es []queue.Entry[qhandle], tag uint64) {
 	l := lc.l
 	l.mu.Lock()
-	if lc.cancelled || l.closed {
-		l.mu.Unlock()
+	sent := !lc.cancelled && !l.closed
+	if sent {
 		if tag != 0 {
-			lc.q.cq.Settle(tagRange(tag, len(es)), queue.Requeue)
-		} else {
-			lc.q.releaseEntries(len(es), func(i int) store.Ref { return es[i].Handle.ref })
+			l.trackLocked(lc.q, tag, len(es))
 		}
-		return
+		l.conn.frame(linkDeliver, func(b []byte) []byte {
+			b = appendU64(b, lc.cid)
+			b = appendU64(b, tag)
+			b = appendU16(b, uint16(len(es)))
+			for i := range es {
+				b = appendU16(b, es[i].Deliveries)
+				at := len(b)
+				b = append(b, 0, 0, 0, 0)
+				b = quorumCodec{}.AppendHandle(b, es[i].Handle)
+				binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
+			}
+			return b
+		})
 	}
-	if tag != 0 {
-		l.trackLocked(lc.q, tag, len(es))
-	}
-	l.conn.frame(linkDeliver, func(b []byte) []byte {
-		b = appendU64(b, lc.cid)
-		b = appendU64(b, tag)
-		b = appendU16(b, uint16(len(es)))
-		for i := range es {
-			b = appendU16(b, es[i].Deliveries)
-			at := len(b)
-			b = append(b, 0, 0, 0, 0)
-			b = quorumCodec{}.AppendHandle(b, es[i].Handle)
-			binary.BigEndian.PutUint32(b[at:], uint32(len(b)-at-4))
-		}
-		return b
-	})
 	l.mu.Unlock()
-	if tag == 0 {
+	switch {
+	case tag == 0:
+		// Without acks the queue let them go at delivery, sent or not.
 		lc.q.releaseEntries(len(es), func(i int) store.Ref { return es[i].Handle.ref })
+	case !sent:
+		lc.q.cq.Settle(tagRange(tag, len(es)), queue.Requeue)
 	}
 }

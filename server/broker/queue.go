@@ -443,14 +443,12 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 		}
 		return errNoQueue(m, q.vhost.name, q.Name)
 	}
-	// RabbitMQ refuses an exclusive consumer on a single-active-consumer
-	// queue even when it has no consumers, with the same text.
-	if q.exclusiveConsumer || (c.exclusive && (len(q.consumers)+q.linkConsumers > 0 || q.own.singleActive)) {
+	if err := q.refuseExclusiveLocked(m, c.exclusive); err != nil {
 		q.mu.Unlock()
 		if rq != nil {
 			rq.unregister(c)
 		}
-		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
+		return err
 	}
 	if accepted != nil {
 		accepted()
@@ -462,6 +460,24 @@ func (q *Queue) addConsumer(c *consumer, m amqp.Method, accepted func()) error {
 	c.id = q.cq.Consume(c, c.priority, c.noAck)
 	c.cid.Store(uint64(c.id))
 	return nil
+}
+
+// refuseExclusiveLocked is RabbitMQ's 403 for a new consumer that
+// exclusivity forbids (exclusive: it asks to be the only one), counting
+// other members' consumers (linkConsumers) too; RabbitMQ refuses an
+// exclusive consumer on a single-active-consumer queue even when it has
+// no consumers, with the same text. Caller holds q.mu.
+func (q *Queue) refuseExclusiveLocked(m amqp.Method, exclusive bool) error {
+	if q.exclusiveConsumer || (exclusive && (len(q.consumers)+q.linkConsumers > 0 || q.own.singleActive)) {
+		return protoErr(amqp.AccessRefused, m, "queue '%s' in vhost '%s' in exclusive use", q.Name, q.vhost.name)
+	}
+	return nil
+}
+
+// autoDeleteDueLocked reports whether an auto-delete queue has lost its
+// last consumer, here or a member's. Caller holds q.mu.
+func (q *Queue) autoDeleteDueLocked() bool {
+	return q.AutoDelete && q.hadConsumers && len(q.consumers)+q.linkConsumers == 0 && !q.deleted
 }
 
 // removeConsumer detaches c and reports whether the queue should now be
@@ -478,7 +494,7 @@ func (q *Queue) removeConsumer(c *consumer) (autoDelete bool) {
 		}
 	}
 	// A remote queue's home node decides its auto-deletion.
-	autoDelete = q.AutoDelete && q.hadConsumers && len(q.consumers)+q.linkConsumers == 0 && !q.deleted && q.remote == nil
+	autoDelete = q.autoDeleteDueLocked() && q.remote == nil
 	q.mu.Unlock()
 	q.cq.Cancel(c.id)
 	q.flowCheck()

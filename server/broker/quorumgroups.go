@@ -257,9 +257,9 @@ func (v *VHost) declareQuorumReplicated(r Replicator, ch *DefChange, name string
 const defaultGroupSize = 3
 
 // groupMembers picks a new quorum queue's group of size: this node (its
-// leader, client-local) and the members that lead the fewest quorum
-// queues, so groups and leaders spread; every member when the cluster
-// has no more than size.
+// leader, client-local) and the members in the fewest quorum queues'
+// groups, so that groups spread; every member when the cluster has no
+// more than size.
 func (s *Server) groupMembers(g QuorumGroups, size int) []uint64 {
 	voters := g.Voters()
 	if len(voters) <= size {
@@ -275,10 +275,7 @@ func (s *Server) groupMembers(g QuorumGroups, size int) []uint64 {
 	})
 	others := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == g.Self() })
 	slices.SortStableFunc(others, func(a, b uint64) int {
-		if counts[a] != counts[b] {
-			return counts[a] - counts[b]
-		}
-		return cmp.Compare(a, b)
+		return cmp.Or(cmp.Compare(counts[a], counts[b]), cmp.Compare(a, b))
 	})
 	return append([]uint64{g.Self()}, others[:size-1]...)
 }

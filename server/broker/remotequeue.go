@@ -19,7 +19,7 @@ import (
 // as safe as its store makes them; consumers get credit windows that the
 // home node delivers into.
 //
-// Locking: mu guards consumers, pending, closed and the info cache; it is
+// Locking: mu guards consumers, pending and the info cache; it is
 // a leaf (the link's mu is never taken under it, nor a consumer's
 // channel's locks).
 type remoteQueue struct {
@@ -37,7 +37,6 @@ type remoteQueue struct {
 	consumers map[queue.ConsumerID]*remoteConsumer
 	pending   map[queue.Consumer[qhandle]]*remoteConsumer // registered at home, not yet Consume'd here
 	nextID    queue.ConsumerID
-	closed    bool
 	info      queue.Info
 	infoAt    time.Time
 }
@@ -437,7 +436,6 @@ func (rq *remoteQueue) Delete() int {
 // Close ends this node's consumers of the queue at the home node.
 func (rq *remoteQueue) Close() {
 	rq.mu.Lock()
-	rq.closed = true
 	var ids []queue.ConsumerID
 	for id := range rq.consumers {
 		ids = append(ids, id)
