@@ -94,15 +94,17 @@ def ratio_s1(r):
     return q["receive_rate"] / c["receive_rate"] if ok(q) and ok(c) and c.get("receive_rate") else None
 
 
+# One perftest run's rows ("run"): C1's and C4's.
+RUN = ([("received msg/s", "higher", field("run", "receive_rate")),
+        ("sent msg/s", "higher", field("run", "send_rate")),
+        ("confirm latency p50 µs", "lower", field("run", "confirm_latency_us", "p50")),
+        ("confirm latency p99 µs", "lower", field("run", "confirm_latency_us", "p99")),
+        ("nacked publishes", "lower", field("run", "nacked"))]
+       + cpu_rows("cpu_s", received("run"), "received msg")
+       + [("perftest CPU µs per received msg", "lower", pt_cpu("run"))])
+
 M = {
-    "C1": [("received msg/s", "higher", field("run", "receive_rate")),
-           ("sent msg/s", "higher", field("run", "send_rate")),
-           ("confirm latency p50 µs", "lower", field("run", "confirm_latency_us", "p50")),
-           ("confirm latency p99 µs", "lower", field("run", "confirm_latency_us", "p99")),
-           ("nacked publishes", "lower", field("run", "nacked"))]
-          + cpu_rows("cpu_s", received("run"), "received msg")
-          + [("perftest CPU µs per received msg", "lower", pt_cpu("run")),
-             ("queue leader", "text", leader_of)],
+    "C1": RUN + [("queue leader", "text", leader_of)],
     "C2": [("received msg/s (3 perftests)", "higher", c2_sum("receive_rate")),
            ("sent msg/s", "higher", c2_sum("send_rate")),
            ("confirm latency p50 µs (highest of 3)", "lower", c2_max_confirm("p50")),
@@ -124,13 +126,7 @@ M = {
              ("perftest CPU µs per published msg", "lower", pt_cpu("publish", "sent")),
              ("perftest CPU µs per drained msg", "lower", pt_cpu("drain")),
              ("queue leader", "text", leader_of)],
-    "C4": [("received msg/s", "higher", field("run", "receive_rate")),
-           ("sent msg/s", "higher", field("run", "send_rate")),
-           ("confirm latency p50 µs", "lower", field("run", "confirm_latency_us", "p50")),
-           ("confirm latency p99 µs", "lower", field("run", "confirm_latency_us", "p99")),
-           ("nacked publishes", "lower", field("run", "nacked"))]
-          + cpu_rows("cpu_s", received("run"), "received msg")
-          + [("perftest CPU µs per received msg", "lower", pt_cpu("run"))],
+    "C4": RUN,
     "S1": [("quorum queue received msg/s", "higher", field("quorum", "receive_rate")),
            ("classic durable queue received msg/s", "higher", field("classic", "receive_rate")),
            ("quorum / classic throughput", "higher", ratio_s1, "≥ 0.70 (ours)"),
