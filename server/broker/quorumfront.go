@@ -3,6 +3,7 @@ package broker
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/amqp-go/amqp-go/server/queue"
 )
@@ -27,6 +28,9 @@ type quorumFront struct {
 
 	mu     sync.Mutex // a leaf: guards fwdIDs
 	fwdIDs map[queue.ConsumerID]struct{}
+	// forwarded mirrors len(fwdIDs), so that a wake-up of a group's
+	// queue with no forwarded consumer (the usual case) costs no lock.
+	forwarded atomic.Int32
 }
 
 // forwardBit marks the forwarder's delivery tags and consumer ids.
@@ -63,6 +67,7 @@ func (f *quorumFront) Consume(c queue.Consumer[qhandle], priority int64, noAck b
 			f.fwdIDs = map[queue.ConsumerID]struct{}{}
 		}
 		f.fwdIDs[id] = struct{}{}
+		f.forwarded.Store(int32(len(f.fwdIDs)))
 		f.mu.Unlock()
 		return id
 	}
@@ -73,6 +78,7 @@ func (f *quorumFront) Cancel(id queue.ConsumerID) bool {
 	f.mu.Lock()
 	_, fwd := f.fwdIDs[id]
 	delete(f.fwdIDs, id)
+	f.forwarded.Store(int32(len(f.fwdIDs)))
 	f.mu.Unlock()
 	if fwd {
 		return f.fwd.Cancel(id &^ forwardBit)
@@ -164,7 +170,9 @@ func (f *quorumFront) Touch() {
 }
 
 func (f *quorumFront) Wake() {
-	f.fwd.Wake()
+	if f.forwarded.Load() > 0 {
+		f.fwd.Wake()
+	}
 	f.local.Wake()
 }
 
