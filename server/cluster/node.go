@@ -11,10 +11,12 @@
 //
 //  1. waits for a tick, an inbound message, a proposal or a request, then
 //     takes whatever else is already queued (up to a bound);
-//  2. collects the Ready of every group that has one;
+//  2. collects the Ready of every group that has one, and sends a
+//     leader's appends and heartbeats at once when its Ready keeps the
+//     term and vote on disk (see round);
 //  3. persists: every group's snapshot, entries and hard state go into one
 //     raftlog.Batch, written with one write and one fdatasync;
-//  4. sends: all the rounds' messages, grouped by destination node, one
+//  4. sends: all the rounds' other messages, grouped by destination node, one
 //     Transport.Send per node;
 //  5. applies: each group's received snapshot, then its committed entries
 //     (conf changes to the RawNode, the rest to its StateMachine), then
@@ -22,7 +24,9 @@
 //     last snapshot is snapshotted and its log compacted.
 //
 // Persist before send is what Raft requires of a follower (its votes and
-// acks must survive a crash); apply after persist keeps a state machine
+// acks must survive a crash); a leader may replicate what it has not yet
+// synced, since raft counts its own copy only once persisted; apply after
+// persist keeps a state machine
 // from running ahead of what survives a restart.
 //
 // # Around the loop
@@ -59,7 +63,8 @@ type GroupMessage struct {
 }
 
 // Transport carries messages between nodes. Send is called by the driver
-// loop only, after the messages' state is durable; it must not block on
+// loop only, after the messages' state is durable (a leader's appends and
+// heartbeats: while it is being persisted, see round); it must not block on
 // the network (queue, or drop: Raft retransmits). It owns msgs.
 type Transport interface {
 	Send(to uint64, msgs []GroupMessage)
@@ -155,6 +160,11 @@ type group struct {
 	// once that is applied, rather than after an election timeout.
 	campaign  bool
 	quietAcks map[uint64]bool // followers that answered the marked heartbeat
+	// term and vote are the HardState's last persisted here (hsKnown:
+	// since this start): a leader's round that keeps them sends its
+	// appends before it persists (see round).
+	term, vote uint64
+	hsKnown    bool
 }
 
 // ErrStopped is returned by calls on a stopped Node.
@@ -565,11 +575,22 @@ func (n *Node) step(msgs []GroupMessage) {
 type ready struct {
 	g  *group
 	rd raft.Ready
+	// early: its appends and heartbeats went out before the persist.
+	early bool
 }
 
 // round persists, sends and applies the Ready of every group that has
 // one, and reports whether a group has more (committed entries beyond one
 // Ready's size limit, say).
+//
+// A leader's appends and heartbeats go out before the round's fsync
+// rather than after it (the Raft thesis, 10.2.1; etcd's server does the
+// same), so that the leader's fsync and its followers' overlap: raft
+// counts the leader's own copy of an entry only once Advance reports it
+// persisted, so nothing commits on the leader's unsynced disk. This holds
+// only while the round keeps the term and vote already on disk; any
+// other message (a follower's acknowledgement, a vote) waits for the
+// fsync.
 func (n *Node) round() (more bool, err error) {
 	var rds []ready
 	for _, g := range n.groups {
@@ -578,12 +599,26 @@ func (n *Node) round() (more bool, err error) {
 		}
 		g.stepped = false
 		if g.rn.HasReady() {
-			rds = append(rds, ready{g, g.rn.Ready()})
+			rds = append(rds, ready{g: g, rd: g.rn.Ready()})
 		}
 	}
 	if len(rds) == 0 {
 		return false, nil
 	}
+	// Send a leader's appends.
+	out := map[uint64][]GroupMessage{}
+	for i := range rds {
+		r := &rds[i]
+		if r.early = sendsEarly(r); !r.early {
+			continue
+		}
+		for _, m := range r.rd.Messages {
+			if t := m.GetType(); t == pb.MsgApp || t == pb.MsgHeartbeat {
+				out[m.GetTo()] = append(out[m.GetTo()], GroupMessage{Group: r.g.id, Message: m})
+			}
+		}
+	}
+	n.send(out)
 	// Persist.
 	n.batch.Reset()
 	for _, r := range rds {
@@ -599,21 +634,19 @@ func (n *Node) round() (more bool, err error) {
 		return false, err
 	}
 	n.batch.Reset()
-	// Send.
-	out := map[uint64][]GroupMessage{}
+	// Send the rest.
 	for _, r := range rds {
+		if hs := r.rd.HardState; hs != nil && !raft.IsEmptyHardState(hs) {
+			r.g.term, r.g.vote, r.g.hsKnown = hs.GetTerm(), hs.GetVote(), true
+		}
 		for _, m := range r.rd.Messages {
+			if t := m.GetType(); r.early && (t == pb.MsgApp || t == pb.MsgHeartbeat) {
+				continue
+			}
 			out[m.GetTo()] = append(out[m.GetTo()], GroupMessage{Group: r.g.id, Message: m})
 		}
 	}
-	tos := make([]uint64, 0, len(out))
-	for to := range out {
-		tos = append(tos, to)
-	}
-	slices.Sort(tos)
-	for _, to := range tos {
-		n.cfg.Transport.Send(to, out[to])
-	}
+	n.send(out)
 	// Apply.
 	for _, r := range rds {
 		n.noteLeader(r.g, r.rd.SoftState)
@@ -629,6 +662,38 @@ func (n *Node) round() (more bool, err error) {
 		}
 	}
 	return more, nil
+}
+
+// sendsEarly reports whether r's appends and heartbeats may be sent
+// before r is persisted: it has no snapshot, and its HardState, if any,
+// keeps the term and vote this node persisted last. (Only a leader sends
+// appends and heartbeats.)
+func sendsEarly(r *ready) bool {
+	if !raft.IsEmptySnap(r.rd.Snapshot) {
+		return false
+	}
+	hs := r.rd.HardState
+	if hs == nil || raft.IsEmptyHardState(hs) {
+		return true
+	}
+	return r.g.hsKnown && hs.GetTerm() == r.g.term && hs.GetVote() == r.g.vote
+}
+
+// send hands out's messages to the transport, a node at a time in id
+// order, and empties out.
+func (n *Node) send(out map[uint64][]GroupMessage) {
+	if len(out) == 0 {
+		return
+	}
+	tos := make([]uint64, 0, len(out))
+	for to := range out {
+		tos = append(tos, to)
+	}
+	slices.Sort(tos)
+	for _, to := range tos {
+		n.cfg.Transport.Send(to, out[to])
+	}
+	clear(out)
 }
 
 func (n *Node) apply(g *group, rd *raft.Ready) error {
