@@ -170,7 +170,21 @@ func (n *Net) NetemIn(i int, args ...string) {
 	n.must(append([]string{"netem-in", strconv.Itoa(i)}, args...)...)
 }
 
-// NetemClear removes node i's netem in both directions.
+// Shape makes what node i sends go through a token bucket (tc tbf args,
+// such as "rate", "4mbit", "burst", "16kb", "latency", "400ms"): a slow
+// link, real to the kernel, where netem is missing.
+func (n *Net) Shape(i int, args ...string) {
+	n.t.Helper()
+	n.must(append([]string{"shape", strconv.Itoa(i)}, args...)...)
+}
+
+// ShapeIn is Shape for what node i receives.
+func (n *Net) ShapeIn(i int, args ...string) {
+	n.t.Helper()
+	n.must(append([]string{"shape-in", strconv.Itoa(i)}, args...)...)
+}
+
+// NetemClear removes node i's netem (or Shape) in both directions.
 func (n *Net) NetemClear(i int) { n.t.Helper(); n.must("netem-clear", strconv.Itoa(i)) }
 
 // Command returns a command that runs name in node i's namespace (through

@@ -1043,49 +1043,16 @@ func (cc *confirmCounter) confirmRate(from, to time.Time) float64 {
 func TestClusterQuorumNetemDelay(t *testing.T) {
 	n := netnstest.New(t, 3)
 	n.RequireNetem()
-	nodes := startClusterNodes(t, n)
 	const queue = "qq-netem"
-	qi := quorumQueue(t, n, nodes, queue)
-	leader := byName(nodes, qi.Leader)
-
-	rec, problems := history.NewRecorder(), &clientProblems{}
-	confirms, stopPublisher := startPublisher(t, n, "p", leader, queue, rec, problems)
-	stopConsumer, consumerDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(consumerDone)
-		consumeLoop("c", amqpAddrs(n, nodes), 0, queue, rec, stopConsumer)
-	}()
+	nodes, leader, _ := slowCluster(t, n, queue)
 	const span = 4 * time.Second
-	from := time.Now()
-	for time.Since(from) < span { // load, measured below
-		time.Sleep(100 * time.Millisecond)
-	}
-	base := confirms.confirmRate(from, time.Now())
-
-	n.Netem(leader.i, "delay", "50ms")
-	slowFrom := time.Now()
-	for time.Since(slowFrom) < span {
-		time.Sleep(100 * time.Millisecond)
-	}
-	slow := confirms.confirmRate(slowFrom, time.Now())
-	gap := confirms.maxGap(slowFrom, time.Now())
-	n.NetemClear(leader.i)
-	t.Logf("confirms per second on the leader %s: %.0f without netem, %.0f with delay 50ms on its link (the longest gap %v)",
-		leader.name, base, slow, gap.Round(time.Millisecond))
-	if slow == 0 || gap > 2*time.Second {
-		t.Errorf("with delay 50ms on the leader's link: %.0f confirms/s, the longest gap %v", slow, gap)
-	}
-	if slow > base/2 {
-		t.Errorf("delay 50ms on the leader's link did not slow the confirms: %.0f/s, %.0f/s without", slow, base)
-	}
-
-	stopPublisher()
-	waitDelivered(t, rec, 60*time.Second, nodes, queue)
-	close(stopConsumer)
-	<-consumerDone
-	problems.report(t)
-	checkHistory(t, rec)
-	waitQueueAgreed(t, nodes, queue, true, 20*time.Second, "after the delay")
+	slowLoad(t, n, nodes, queue, leader, func(confirms *confirmCounter) {
+		base := loadFor(confirms, "no netem", span)
+		n.Netem(leader.i, "delay", "50ms")
+		slow := loadFor(confirms, "delay 50ms on the leader "+leader.name+"'s link", span)
+		n.NetemClear(leader.i)
+		checkSlowed(t, base, slow, true)
+	})
 }
 
 // TestClusterQuorumRollingRestart restarts the three nodes one after the
