@@ -1,7 +1,9 @@
 package queue
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/gob"
 	"errors"
 	"reflect"
 	"slices"
@@ -509,5 +511,62 @@ func TestQuorumExpiredUnderDeadLeader(t *testing.T) {
 	g.members[1].LeaderChanged(2, true) // the leader died before the deletion went through
 	if !g.hosts[1].expired.Load() {
 		t.Fatal("the new leader did not have the expired queue deleted")
+	}
+}
+
+// A snapshot is written in the split encoding (snapshotMagic) and
+// restores the same state; the older all-gob encoding still restores;
+// a cut or garbled snapshot is an error, never a panic.
+func TestQuorumSnapshotEncodings(t *testing.T) {
+	g := newTestGroup(t, 3, Policy{MaxLength: -1, MaxLengthBytes: -1, MaxPriority: 2})
+	c := &testConsumer{prefetch: 2, got: make(chan delivered, 16)}
+	g.members[1].Consume(c, 0, false)
+	for i := 1; i <= 6; i++ {
+		if err := quorumPush(t, g.members[0], i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "two delivered", func() bool { return g.members[2].Info().Unacked == 2 })
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	m := g.members[2]
+	want := m.core.State()
+	restore := func(what string, snap []byte) *Quorum[int] {
+		t.Helper()
+		fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, &testHost{}, Owner{Node: 3, Incarnation: 1}, nil)
+		if err := fresh.Restore(snap); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got := fresh.core.State(); !reflect.DeepEqual(want, got) {
+			t.Fatalf("%s: restored state differs:\n%+v\n%+v", what, want, got)
+		}
+		return fresh
+	}
+	snap, err := m.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(snap, []byte(snapshotMagic)) {
+		t.Fatalf("snapshot does not start with the split encoding's magic: %q", snap[:8])
+	}
+	restore("split encoding", snap)
+
+	// The encoding before the split: all of quorumSnapshot in one gob,
+	// the handles in the state.
+	m.mu.Lock()
+	legacy := m.snapshotParts()
+	m.mu.Unlock()
+	legacy.State = mapState(want, func(h int) []byte { return intCodec{}.AppendHandle(nil, h) })
+	var b bytes.Buffer
+	if err := gob.NewEncoder(&b).Encode(&legacy); err != nil {
+		t.Fatal(err)
+	}
+	restore("all-gob encoding", b.Bytes())
+
+	fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, &testHost{}, Owner{Node: 3, Incarnation: 1}, nil)
+	for _, bad := range [][]byte{snap[:len(snap)-1], snap[:len(snapshotMagic)+1], []byte(snapshotMagic + "\x7f\xff\xff\xff\xff\xff\xff\xff")} {
+		if err := fresh.Restore(bad); err == nil {
+			t.Errorf("a bad snapshot of %d bytes restored", len(bad))
+		}
 	}
 }
