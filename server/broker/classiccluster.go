@@ -103,6 +103,29 @@ func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
 	}()
 }
 
+// MemberRemoved deletes every classic queue homed on member id, which
+// the cluster has just removed (forget-node, or its own leave), with the
+// bindings to it, and, on that node itself, its messages: as RabbitMQ's
+// forget_all_durable, on forget_cluster_node or a node's reset, deletes
+// the durable classic queues located on the node that goes. Every member
+// does it as it applies the removal, at the same point of the log, so
+// none of them lists the queues afterwards, and no snapshot names them.
+// A member that is merely down keeps its queues.
+func (r quorumReplica) MemberRemoved(_, id uint64) {
+	for _, v := range r.s.VHosts() {
+		for _, q := range v.Queues() {
+			if h := q.homeOf(); h == nil || h.id != id || q.quorum != nil {
+				continue
+			}
+			if _, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster()); err != nil {
+				r.s.logger.Warn("cluster: a classic queue of a removed member was not deleted", "vhost", v.name, "queue", q.Name, "home", q.HomeNode(), "err", err)
+				continue
+			}
+			r.s.logger.Info("cluster: a classic queue of a removed member is deleted", "vhost", v.name, "queue", q.Name, "home", q.HomeNode())
+		}
+	}
+}
+
 // pushOne enqueues msg, routed here by another member, into q, as a
 // client's publish routed to q alone is (enqueue); done hears once.
 func (v *VHost) pushOne(p *publisher, q *Queue, msg *Message, done func(error)) {

@@ -213,10 +213,7 @@ func TestClassicQueueHomeDown(t *testing.T) {
 	home.dataDir = t.TempDir()
 	// Restart the home node on a store of its own, so that its
 	// messages outlive the restart below.
-	home.leave()
-	if err := home.srv.Close(); err != nil {
-		t.Fatal(err)
-	}
+	home.stop(t)
 	home.start(t, nil)
 	waitFor(t, 15*time.Second, "declare on the home node", func() error {
 		_, ch := dial(t, home.url)
@@ -267,10 +264,7 @@ func TestClassicQueueHomeDown(t *testing.T) {
 		return err
 	})
 
-	home.leave()
-	if err := home.srv.Close(); err != nil {
-		t.Fatal(err)
-	}
+	home.stop(t)
 	select {
 	case tag := <-cancelled:
 		if tag != "c1" {
@@ -368,16 +362,142 @@ func TestClassicQueueHomeDown(t *testing.T) {
 // broker.
 func queueState(t *testing.T, nd *node, queue string) map[string]any {
 	t.Helper()
+	code, body := apiGet(nd, "/api/queues/%2F/"+queue)
+	var m map[string]any
+	if code != 200 || json.Unmarshal(body, &m) != nil {
+		t.Fatalf("GET /api/queues/%%2F/%s on %s: %d %s", queue, nd.name, code, body)
+	}
+	return m
+}
+
+// apiGet is GET path from a management API over nd's broker, as guest.
+func apiGet(nd *node, path string) (int, []byte) {
 	h := management.New(management.Options{Server: nd.srv, Node: nd.name})
 	defer h.Close()
-	req := httptest.NewRequest("GET", "/api/queues/%2F/"+queue, nil)
+	req := httptest.NewRequest("GET", path, nil)
 	req.RemoteAddr = "127.0.0.1:40000"
 	req.SetBasicAuth("guest", "guest")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
-	var m map[string]any
-	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &m) != nil {
-		t.Fatalf("GET /api/queues/%%2F/%s on %s: %d %s", queue, nd.name, w.Code, w.Body)
+	return w.Code, w.Body.Bytes()
+}
+
+// stop stops nd, its cluster service and its broker.
+func (nd *node) stop(t *testing.T) {
+	t.Helper()
+	nd.leave()
+	if err := nd.srv.Close(); err != nil {
+		t.Fatal(err)
 	}
-	return m
+}
+
+// declareBound declares the durable classic queue on nd, bound to the
+// durable direct exchange cfx by its own name, and waits until every
+// member of nodes has both.
+func declareBound(t *testing.T, nodes []*node, nd *node, queue string) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "declare "+queue+" on "+nd.name, func() error {
+		_, ch := dial(t, nd.url)
+		if err := ch.ExchangeDeclare("cfx", "direct", true, false, false, false, nil); err != nil {
+			return err
+		}
+		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+			return err
+		}
+		return ch.QueueBind(queue, queue, "cfx", false, nil)
+	})
+	for _, other := range nodes {
+		waitFor(t, 10*time.Second, queue+" bound on "+other.name, func() error {
+			if _, _, err := passive(other.url, queue); err != nil {
+				return err
+			}
+			if !boundTo(other, "cfx", queue) {
+				return errors.New("not bound")
+			}
+			return nil
+		})
+	}
+}
+
+// boundTo reports whether queue is bound to exchange on nd.
+func boundTo(nd *node, exchange, queue string) bool {
+	for _, b := range nd.srv.VHost("/").Bindings() {
+		if b.Source == exchange && !b.ToExchange && b.Destination == queue {
+			return true
+		}
+	}
+	return false
+}
+
+// queueGone waits until queue is gone from nd: a passive declare answers
+// RabbitMQ's 404, the management API too, and no binding names it.
+func queueGone(t *testing.T, nd *node, queue string) {
+	t.Helper()
+	want := fmt.Sprintf("NOT_FOUND - no queue '%s' in vhost '/'", queue)
+	waitFor(t, 10*time.Second, queue+" gone from "+nd.name, func() error {
+		_, _, err := passive(nd.url, queue)
+		var ae *amqp.Error
+		if !errors.As(err, &ae) || ae.Code != 404 || ae.Reason != want {
+			return fmt.Errorf("passive declare: %v; want 404 %q", err, want)
+		}
+		if code, body := apiGet(nd, "/api/queues/%2F/"+queue); code != 404 {
+			return fmt.Errorf("GET /api/queues/%%2F/%s: %d %s, want 404", queue, code, body)
+		}
+		if boundTo(nd, "cfx", queue) {
+			return errors.New("still bound to cfx")
+		}
+		return nil
+	})
+}
+
+// A member removed from the cluster for good takes the classic queues
+// homed on it along, as RabbitMQ's forget_cluster_node does: forgotten
+// while it is down, its queue and the queue's bindings are gone from the
+// others, while a queue homed on another member stays with its messages
+// and bindings. Down, not yet forgotten, it keeps them (listed, down).
+// A member that leaves takes its own along too, on every member and on
+// itself (RabbitMQ's reset).
+func TestClassicQueueHomeForgotten(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareBound(t, nodes, nodes[2], "fq")
+	declareBound(t, nodes, nodes[0], "kq")
+	declareBound(t, nodes, nodes[1], "lq")
+	if acked := publishConfirmed(t, nodes[1].url, "kq", 0, 3); len(acked) != 3 {
+		t.Fatalf("%d of 3 confirmed", len(acked))
+	}
+	nodes[2].stop(t)
+	// Down, it is only unavailable.
+	waitFor(t, 10*time.Second, "fq down", func() error {
+		if st := queueState(t, nodes[0], "fq"); st["state"] != "down" {
+			return fmt.Errorf("state %v", st["state"])
+		}
+		return nil
+	})
+	if !boundTo(nodes[1], "cfx", "fq") {
+		t.Fatal("fq lost its binding while its home node was down only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := nodes[0].cl.RemoveMember(ctx, nodes[2].name); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes[:2] {
+		queueGone(t, nd, "fq")
+		if n, _, err := passive(nd.url, "kq"); err != nil || n != 3 {
+			t.Fatalf("kq on %s: %d messages, %v; want 3", nd.name, n, err)
+		}
+		if !boundTo(nd, "cfx", "kq") || !boundTo(nd, "cfx", "lq") {
+			t.Fatalf("%s lost the bindings of queues homed on the remaining members", nd.name)
+		}
+	}
+
+	// nodes[1] leaves: its queue goes, on nodes[0] and on itself.
+	if err := nodes[1].cl.RemoveMember(ctx, nodes[1].name); err != nil {
+		t.Fatal(err)
+	}
+	queueGone(t, nodes[0], "lq")
+	queueGone(t, nodes[1], "lq")
+	if n, _, err := passive(nodes[0].url, "kq"); err != nil || n != 3 {
+		t.Fatalf("kq on %s: %d messages, %v; want 3", nodes[0].name, n, err)
+	}
 }
