@@ -145,9 +145,10 @@ func inQuorumGroup(group uint64, members []uint64, size int) ApplyOption {
 	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers, o.quorumSize = group, members, size }
 }
 
-// homedOn declares a replicated classic queue, with its home node.
-func homedOn(id uint64, name string) ApplyOption {
-	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name} }
+// homedOn declares a replicated classic queue, with its home node, as
+// the metadata log's entry index does (or a snapshot of the log at index).
+func homedOn(id uint64, name string, index uint64) ApplyOption {
+	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name, index: index} }
 }
 
 // onlyQueue deletes q itself, for the broker's own reasons.

@@ -16,10 +16,15 @@ import (
 // is unavailable elsewhere: consumes and declares answer 404, publishes
 // to it are nacked.
 
-// homeNode is a replicated classic queue's home.
+// homeNode is a replicated classic queue's home. index is the metadata
+// log's index of the declaration the queue was made from (stored with
+// the queue's definition on its home node, see putQueue, so that a
+// snapshot taken after it that does not name the queue deletes it:
+// quorumReplica.Restore).
 type homeNode struct {
-	id   uint64
-	name string
+	id    uint64
+	name  string
+	index uint64
 }
 
 // homeOf reports q's home node, nil for a queue that does not replicate
@@ -111,7 +116,8 @@ func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
 // does it as it applies the removal, at the same point of the log, so
 // none of them lists the queues afterwards, and no snapshot names them.
 // A member that is merely down keeps its queues.
-func (r quorumReplica) MemberRemoved(_, id uint64) {
+func (r quorumReplica) MemberRemoved(index, id uint64) {
+	r.s.appliedQueuesAt(index)
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if h := q.homeOf(); h == nil || h.id != id || q.quorum != nil {
@@ -124,6 +130,26 @@ func (r quorumReplica) MemberRemoved(_, id uint64) {
 			r.s.logger.Info("cluster: a classic queue of a removed member is deleted", "vhost", v.name, "queue", q.Name, "home", q.HomeNode())
 		}
 	}
+}
+
+// appliedQueuesAt records index, the metadata log's entry of a
+// replicated queue change this node applies: its snapshots' Index.
+func (s *Server) appliedQueuesAt(index uint64) {
+	if index != 0 {
+		s.queuesIndex.Store(index)
+	}
+}
+
+// keptAfter reports whether q, a replicated queue that a metadata
+// snapshot of index does not name (or names otherwise), stays all the
+// same: a classic queue declared after the snapshot, as this node's own
+// older snapshot is, restored at its start, when its store has the queue
+// back already and the log after the snapshot declares it again.
+// Otherwise the snapshot's is the later state: the queue was deleted
+// meanwhile (while its home node was down, for one homed here).
+func keptAfter(q *Queue, index uint64) bool {
+	h := q.homeOf()
+	return h != nil && h.index > index
 }
 
 // pushOne enqueues msg, routed here by another member, into q, as a

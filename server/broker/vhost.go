@@ -331,9 +331,13 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	defer v.defsMu.Unlock()
 	if q := v.queues[name]; q != nil {
 		if o.home != nil && q.homeOf() == nil && q.remote == nil && q.quorum == nil && o.home.id == v.server.selfID() {
-			// Recovered from this node's store before the cluster's
-			// log declared it again: it is the cluster's, homed here.
+			// Recovered from this node's store, which did not mark it,
+			// before the cluster's log declared it again: it is the
+			// cluster's, homed here.
 			q.home.Store(o.home)
+			if err := v.server.persistHome(v, q); err != nil {
+				v.server.logger.Warn("cluster: a classic queue's home was not stored", "vhost", v.name, "queue", name, "err", err)
+			}
 		}
 		return q, q.redeclared(ch, o.conn, v.name)
 	}

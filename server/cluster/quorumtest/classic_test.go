@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/server/management"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -500,4 +502,121 @@ func TestClassicQueueHomeForgotten(t *testing.T) {
 	if n, _, err := passive(nodes[0].url, "kq"); err != nil || n != 3 {
 		t.Fatalf("kq on %s: %d messages, %v; want 3", nodes[0].name, n, err)
 	}
+}
+
+// A classic queue whose deletion the cluster committed while its home
+// node was down is gone from the home node too once it is back, and
+// stays gone: whether the home node catches up from the others' log
+// (which has the deletion) or, that log compacted past what it has, from
+// a snapshot (which does not name the queue). A durable queue of the
+// home node's own, declared outside the cluster, stays, and so does, with
+// its messages, one of the cluster's homed there that its own snapshot,
+// older, does not name.
+func TestClassicQueueDeletedWhileHomeDown(t *testing.T) {
+	t.Run("log", func(t *testing.T) { testDeletedWhileHomeDown(t, 0) })
+	t.Run("snapshot", func(t *testing.T) { testDeletedWhileHomeDown(t, 64) })
+}
+
+func testDeletedWhileHomeDown(t *testing.T, snapshotEvery uint64) {
+	nodes := startCluster(t, 3, snapshotEvery)
+	home := nodes[2]
+	home.dataDir = t.TempDir()
+	home.stop(t)
+	// A queue of the home node's own: declared on its store alone,
+	// outside the cluster.
+	srv, url := servertest.StartServer(t, broker.Config{DataDir: home.dataDir})
+	_, lch := dial(t, url)
+	if _, err := lch.QueueDeclare("own", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	home.start(t, nil)
+	fill := func(from int) {
+		// Enough entries for every member to snapshot its log (twice:
+		// the others compact theirs past what a stopped member has).
+		_, xch := dial(t, nodes[0].url)
+		for i := from; i < from+int(2*snapshotEvery); i++ {
+			if err := xch.ExchangeDeclare(fmt.Sprintf("fill%d", i), "direct", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill(0)
+	caughtUp(t, nodes[0], home)
+	// Declared after the home node's snapshot, which does not name them,
+	// and restored from it at its restart, before its log declares them.
+	declareBound(t, nodes, home, "dq")
+	declareBound(t, nodes, home, "kq")
+	for _, q := range []string{"dq", "kq"} {
+		if acked := publishConfirmed(t, nodes[0].url, q, 0, 5); len(acked) != 5 {
+			t.Fatalf("%d of 5 confirmed to %s", len(acked), q)
+		}
+	}
+	home.stop(t)
+	home.start(t, nil)
+	caughtUp(t, nodes[0], home)
+	for _, q := range []string{"dq", "kq"} {
+		waitMessages(t, nodes[0], q, 5)
+	}
+	home.stop(t)
+	// A client's deletion needs the home node (404 while it is down, as
+	// RabbitMQ's): this is the entry of one that a member proposed just
+	// before the home node went down, committed by the others.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := nodes[0].cl.Replicate(ctx, broker.ReplicaQuorumQueues, []byte(`{"vhost":"/","queue":"dq","delete":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes[:2] {
+		queueGone(t, nd, "dq")
+	}
+	fill(1000)
+	home.start(t, nil)
+	for range 2 { // and gone from its store: not back after another restart
+		caughtUp(t, nodes[0], home)
+		for _, nd := range nodes {
+			queueGone(t, nd, "dq")
+		}
+		if _, _, err := passive(home.url, "own"); err != nil {
+			t.Fatalf("the home node's own queue: %v", err)
+		}
+		waitMessages(t, nodes[1], "kq", 5)
+		if !boundTo(nodes[1], "cfx", "kq") {
+			t.Fatal("kq lost its binding")
+		}
+		home.stop(t)
+		home.start(t, nil)
+	}
+}
+
+// caughtUp waits until nd has applied the metadata log as far as from
+// has now.
+func caughtUp(t *testing.T, from, nd *node) {
+	t.Helper()
+	st, err := from.cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, nd.name+" caught up", func() error {
+		s, err := nd.cl.Status(context.Background())
+		if err == nil && s.Metadata.Applied < st.Metadata.Applied {
+			err = fmt.Errorf("applied %d, want %d", s.Metadata.Applied, st.Metadata.Applied)
+		}
+		return err
+	})
+}
+
+// waitMessages waits until a passive declare of queue on nd counts want
+// messages.
+func waitMessages(t *testing.T, nd *node, queue string, want int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, queue+" on "+nd.name, func() error {
+		n, _, err := passive(nd.url, queue)
+		if err == nil && n != want {
+			err = fmt.Errorf("%d messages, want %d", n, want)
+		}
+		return err
+	})
 }
