@@ -120,7 +120,7 @@ func (r quorumReplica) MemberRemoved(index, id uint64) {
 	r.s.appliedQueuesAt(index)
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
-			if h := q.homeOf(); h == nil || h.id != id || q.quorum != nil {
+			if h := q.homeOf(); h == nil || h.id != id || q.quorum != nil || keptAfter(q, index) {
 				continue
 			}
 			if _, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster()); err != nil {
@@ -141,15 +141,27 @@ func (s *Server) appliedQueuesAt(index uint64) {
 }
 
 // keptAfter reports whether q, a replicated queue that a metadata
-// snapshot of index does not name (or names otherwise), stays all the
-// same: a classic queue declared after the snapshot, as this node's own
-// older snapshot is, restored at its start, when its store has the queue
-// back already and the log after the snapshot declares it again.
-// Otherwise the snapshot's is the later state: the queue was deleted
-// meanwhile (while its home node was down, for one homed here).
+// snapshot of index does not name (or names otherwise), or that the
+// entry at index deletes (by name, or as a removed member's), stays all
+// the same: a classic queue declared after index. That is a queue homed
+// here that its store has back at the node's start, before the metadata
+// group restores the node's own snapshot and applies the log after it
+// again (entries it had applied before its restart, a deletion of the
+// queue's predecessor of the same name among them), up to the
+// declaration. Otherwise the snapshot's or the entry's is the later
+// state: the queue was deleted meanwhile (while its home node was down,
+// for one homed here).
 func keptAfter(q *Queue, index uint64) bool {
 	h := q.homeOf()
 	return h != nil && h.index > index
+}
+
+// keptAfter is keptAfter for v's queue name, if there is one: the
+// changes of the log up to index about that name (a declaration, a
+// deletion, a binding) are its predecessor's, and pass it by.
+func (v *VHost) keptAfter(name string, index uint64) bool {
+	q := v.queue(name)
+	return q != nil && keptAfter(q, index)
 }
 
 // pushOne enqueues msg, routed here by another member, into q, as a

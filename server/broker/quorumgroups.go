@@ -493,6 +493,9 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 	if v == nil {
 		return fmt.Errorf("no vhost '%s'", c.VHost)
 	}
+	if v.keptAfter(c.Queue, index) {
+		return nil // about its predecessor: see keptAfter
+	}
 	if c.Delete {
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
 		return err
@@ -590,7 +593,11 @@ func (r quorumReplica) Restore(data []byte) error {
 		binds[b.VHost] = append(binds[b.VHost], b)
 	}
 	for _, v := range r.s.VHosts() {
-		keep(restoreBindings(v, binds[v.name], replicatedQueueBindings))
+		// A queue kept after the snapshot keeps its own bindings too.
+		kept := func(c exchangeChange) bool { return v.keptAfter(c.Queue, snap.Index) }
+		keep(restoreBindings(v, slices.DeleteFunc(binds[v.name], kept), func(v *VHost) []exchangeChange {
+			return slices.DeleteFunc(replicatedQueueBindings(v), kept)
+		}))
 	}
 	return first
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,6 +187,19 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 	}
 }
 
+// startWithHome starts three members, the third, the home node of the
+// test's classic queues, restarted on a store of its own, so that its
+// messages outlive its restarts.
+func startWithHome(t *testing.T) (nodes []*node, home *node) {
+	t.Helper()
+	nodes = startCluster(t, 3)
+	home = nodes[2]
+	home.dataDir = t.TempDir()
+	home.stop(t)
+	home.start(t, nil)
+	return nodes, home
+}
+
 // queueOn returns the broker's view of queue on nd.
 func queueOn(t *testing.T, nd *node, queue string) interface {
 	Remote() bool
@@ -210,13 +224,7 @@ func queueOn(t *testing.T, nd *node, queue string) interface {
 // unacked is not lost: back with the home node, it is delivered again,
 // flagged redelivered, and nothing acked comes back.
 func TestClassicQueueHomeDown(t *testing.T) {
-	nodes := startCluster(t, 3)
-	home := nodes[2]
-	home.dataDir = t.TempDir()
-	// Restart the home node on a store of its own, so that its
-	// messages outlive the restart below.
-	home.stop(t)
-	home.start(t, nil)
+	nodes, home := startWithHome(t)
 	waitFor(t, 15*time.Second, "declare on the home node", func() error {
 		_, ch := dial(t, home.url)
 		_, err := ch.QueueDeclare("hq", true, false, false, false, nil)
@@ -422,14 +430,7 @@ func declareBound(t *testing.T, nodes []*node, nd *node, queue string) {
 }
 
 // boundTo reports whether queue is bound to exchange on nd.
-func boundTo(nd *node, exchange, queue string) bool {
-	for _, b := range nd.srv.VHost("/").Bindings() {
-		if b.Source == exchange && !b.ToExchange && b.Destination == queue {
-			return true
-		}
-	}
-	return false
-}
+func boundTo(nd *node, exchange, queue string) bool { return len(bindingKeys(nd, exchange, queue)) > 0 }
 
 // queueGone waits until queue is gone from nd: a passive declare answers
 // RabbitMQ's 404, the management API too, and no binding names it.
@@ -619,4 +620,49 @@ func waitMessages(t *testing.T, nd *node, queue string, want int) {
 		}
 		return err
 	})
+}
+
+// A classic queue deleted and declared again keeps the second one's
+// messages and bindings, and none of the first one's, across its home
+// node's restart, which applies the metadata log after its last snapshot
+// again, the deletion among it, to the queue its store has back.
+func TestClassicQueueDeclaredAgainRestart(t *testing.T) {
+	nodes, home := startWithHome(t)
+	declareBound(t, nodes, home, "rq")
+	publishConfirmed(t, nodes[0].url, "rq", 0, 2)
+	_, ch := dial(t, home.url)
+	if err := ch.QueueBind("rq", "first", "cfx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete("rq", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		queueGone(t, nd, "rq")
+	}
+	declareBound(t, nodes, home, "rq")
+	if acked := publishConfirmed(t, nodes[0].url, "rq", 0, 5); len(acked) != 5 {
+		t.Fatalf("%d of 5 confirmed", len(acked))
+	}
+	home.stop(t)
+	home.start(t, nil)
+	caughtUp(t, nodes[0], home)
+	waitMessages(t, nodes[0], "rq", 5)
+	waitMessages(t, home, "rq", 5)
+	for _, nd := range nodes {
+		if keys := bindingKeys(nd, "cfx", "rq"); !slices.Equal(keys, []string{"rq"}) {
+			t.Fatalf("rq's bindings to cfx on %s: %v, want [rq]", nd.name, keys)
+		}
+	}
+}
+
+// bindingKeys are the routing keys of queue's bindings to exchange on nd.
+func bindingKeys(nd *node, exchange, queue string) []string {
+	var keys []string
+	for _, b := range nd.srv.VHost("/").Bindings() {
+		if b.Source == exchange && !b.ToExchange && b.Destination == queue {
+			keys = append(keys, b.RoutingKey)
+		}
+	}
+	return keys
 }
