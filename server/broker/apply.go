@@ -344,7 +344,9 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 }
 
 // bindingQueue resolves a binding's destination queue. The caller holds
-// v.defsMu.
+// v.defsMu. A binding from the cluster's log is made whether or not a
+// remote queue's home node can be reached now (the node asked judged
+// that): every member must make it.
 func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, error) {
 	if name == "" {
 		return nil, protoErr(amqp.NotFound, m, "no previously declared queue")
@@ -353,7 +355,7 @@ func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, 
 	if q == nil {
 		return nil, errNoQueue(m, v.name, name)
 	}
-	if q.isUnavailable() {
+	if !o.replicated && q.isUnavailable() {
 		return nil, errUnavailable(m, q)
 	}
 	return q, q.checkOwner(o.conn, m)
