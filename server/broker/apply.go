@@ -145,9 +145,10 @@ func inQuorumGroup(group uint64, members []uint64, size int) ApplyOption {
 	return func(o *applyOpts) { o.quorumGroup, o.quorumMembers, o.quorumSize = group, members, size }
 }
 
-// homedOn declares a replicated classic queue, with its home node.
-func homedOn(id uint64, name string) ApplyOption {
-	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name} }
+// homedOn declares a replicated classic queue, with its home node, as
+// the metadata log's entry index does (or a snapshot of the log at index).
+func homedOn(id uint64, name string, index uint64) ApplyOption {
+	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name, index: index} }
 }
 
 // onlyQueue deletes q itself, for the broker's own reasons.
@@ -343,7 +344,9 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 }
 
 // bindingQueue resolves a binding's destination queue. The caller holds
-// v.defsMu.
+// v.defsMu. A binding from the cluster's log is made whether or not a
+// remote queue's home node can be reached now (the node asked judged
+// that): every member must make it.
 func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, error) {
 	if name == "" {
 		return nil, protoErr(amqp.NotFound, m, "no previously declared queue")
@@ -352,7 +355,7 @@ func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, 
 	if q == nil {
 		return nil, errNoQueue(m, v.name, name)
 	}
-	if q.isUnavailable() {
+	if !o.replicated && q.isUnavailable() {
 		return nil, errUnavailable(m, q)
 	}
 	return q, q.checkOwner(o.conn, m)

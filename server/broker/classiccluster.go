@@ -16,10 +16,15 @@ import (
 // is unavailable elsewhere: consumes and declares answer 404, publishes
 // to it are nacked.
 
-// homeNode is a replicated classic queue's home.
+// homeNode is a replicated classic queue's home. index is the metadata
+// log's index of the declaration the queue was made from (stored with
+// the queue's definition on its home node, see putQueue, so that a
+// snapshot taken after it that does not name the queue deletes it:
+// quorumReplica.Restore).
 type homeNode struct {
-	id   uint64
-	name string
+	id    uint64
+	name  string
+	index uint64
 }
 
 // homeOf reports q's home node, nil for a queue that does not replicate
@@ -101,6 +106,62 @@ func (v *VHost) removeReplicatedLater(r Replicator, q *Queue) {
 			v.server.logger.Warn("cluster: the cluster did not take a queue's deletion", "vhost", v.name, "queue", q.Name, "err", err)
 		}
 	}()
+}
+
+// MemberRemoved deletes every classic queue homed on member id, which
+// the cluster has just removed (forget-node, or its own leave), with the
+// bindings to it, and, on that node itself, its messages: as RabbitMQ's
+// forget_all_durable, on forget_cluster_node or a node's reset, deletes
+// the durable classic queues located on the node that goes. Every member
+// does it as it applies the removal, at the same point of the log, so
+// none of them lists the queues afterwards, and no snapshot names them.
+// A member that is merely down keeps its queues.
+func (r quorumReplica) MemberRemoved(index, id uint64) {
+	r.s.appliedQueuesAt(index)
+	for _, v := range r.s.VHosts() {
+		for _, q := range v.Queues() {
+			if h := q.homeOf(); h == nil || h.id != id || q.quorum != nil || keptAfter(q, index) {
+				continue
+			}
+			if _, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster()); err != nil {
+				r.s.logger.Warn("cluster: a classic queue of a removed member was not deleted", "vhost", v.name, "queue", q.Name, "home", q.HomeNode(), "err", err)
+				continue
+			}
+			r.s.logger.Info("cluster: a classic queue of a removed member is deleted", "vhost", v.name, "queue", q.Name, "home", q.HomeNode())
+		}
+	}
+}
+
+// appliedQueuesAt records index, the metadata log's entry of a
+// replicated queue change this node applies: its snapshots' Index.
+func (s *Server) appliedQueuesAt(index uint64) {
+	if index != 0 {
+		s.queuesIndex.Store(index)
+	}
+}
+
+// keptAfter reports whether q, a replicated queue that a metadata
+// snapshot of index does not name (or names otherwise), or that the
+// entry at index deletes (by name, or as a removed member's), stays all
+// the same: a classic queue declared after index. That is a queue homed
+// here that its store has back at the node's start, before the metadata
+// group restores the node's own snapshot and applies the log after it
+// again (entries it had applied before its restart, a deletion of the
+// queue's predecessor of the same name among them), up to the
+// declaration. Otherwise the snapshot's or the entry's is the later
+// state: the queue was deleted meanwhile (while its home node was down,
+// for one homed here).
+func keptAfter(q *Queue, index uint64) bool {
+	h := q.homeOf()
+	return h != nil && h.index > index
+}
+
+// keptAfter is keptAfter for v's queue name, if there is one: the
+// changes of the log up to index about that name (a declaration, a
+// deletion, a binding) are its predecessor's, and pass it by.
+func (v *VHost) keptAfter(name string, index uint64) bool {
+	q := v.queue(name)
+	return q != nil && keptAfter(q, index)
 }
 
 // pushOne enqueues msg, routed here by another member, into q, as a

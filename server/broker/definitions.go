@@ -123,10 +123,16 @@ func (d *definitions) putExchange(vhost string, x *Exchange) error {
 	return d.put(key("x", vhost, x.Name), t)
 }
 
+// putQueue stores q's definition; a replicated classic queue's, on its
+// home node, with its home and the metadata log index of its declaration
+// (recoverDef reads them back), which mark it as the cluster's rather than
+// this node's own.
 func (d *definitions) putQueue(vhost string, q *Queue) error {
-	return d.put(key("q", vhost, q.Name), amqp.Table{
-		"id": int64(q.id), "auto_delete": q.AutoDelete, "arguments": tableOrEmpty(q.Args),
-	})
+	t := amqp.Table{"id": int64(q.id), "auto_delete": q.AutoDelete, "arguments": tableOrEmpty(q.Args)}
+	if h := q.homeOf(); h != nil {
+		t["home"], t["home_name"], t["home_index"] = int64(h.id), h.name, int64(h.index)
+	}
+	return d.put(key("q", vhost, q.Name), t)
 }
 
 func bindingKey_(vhost, source string, b *binding) []byte {

@@ -488,9 +488,13 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 	if err := json.Unmarshal(payload, &c); err != nil {
 		return fmt.Errorf("quorum queue change %d: undecodable: %v", index, err)
 	}
+	r.s.appliedQueuesAt(index)
 	v := r.s.vhost(c.VHost)
 	if v == nil {
 		return fmt.Errorf("no vhost '%s'", c.VHost)
+	}
+	if v.keptAfter(c.Queue, index) {
+		return nil // about its predecessor: see keptAfter
 	}
 	if c.Delete {
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
@@ -505,7 +509,7 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		ch.Arguments = t
 	}
 	if c.Home != 0 {
-		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName))
+		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName, index))
 		return err
 	}
 	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members, c.Size))
@@ -514,15 +518,18 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 
 // quorumSnapshot is the quorum queues' part of a cluster snapshot: the
 // queues, as declarations, and the bindings to them (restored after the
-// queues, which the exchanges' part, restored before, does not have yet).
+// queues, which the exchanges' part, restored before, does not have yet);
+// Index is the log index of the last queue change it has (0: a snapshot
+// from before it was kept).
 type quorumSnapshot struct {
 	Queues   []quorumChange   `json:"queues"`
 	Bindings []exchangeChange `json:"bindings,omitempty"`
+	Index    uint64           `json:"index,omitempty"`
 }
 
 // Snapshot is every replicated queue and the bindings to them.
 func (r quorumReplica) Snapshot() ([]byte, error) {
-	var snap quorumSnapshot
+	snap := quorumSnapshot{Index: r.s.queuesIndex.Load()}
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if replicatedQueue(q) {
@@ -542,8 +549,9 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 }
 
 // Restore makes the replicated quorum queues and the bindings to them
-// those of the snapshot: other queues are deleted, missing ones declared
-// with their groups; then the bindings are made so.
+// those of the snapshot: other queues are deleted (but a classic queue
+// homed here that was declared after the snapshot: keptAfter), missing
+// ones declared with their groups; then the bindings are made so.
 func (r quorumReplica) Restore(data []byte) error {
 	if data == nil {
 		return nil
@@ -552,6 +560,7 @@ func (r quorumReplica) Restore(data []byte) error {
 	if err := json.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("quorum queue snapshot: undecodable: %v", err)
 	}
+	r.s.queuesIndex.Store(snap.Index)
 	want := map[[2]string]quorumChange{}
 	for _, c := range snap.Queues {
 		want[[2]string{c.VHost, c.Queue}] = c
@@ -569,7 +578,7 @@ func (r quorumReplica) Restore(data []byte) error {
 			if h := q.homeOf(); h != nil {
 				home = h.id
 			}
-			if replicatedQueue(q) && (!ok || c.Group != q.group || c.Home != home) {
+			if replicatedQueue(q) && (!ok || c.Group != q.group || c.Home != home) && !keptAfter(q, snap.Index) {
 				_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster())
 				keep(err)
 			}
@@ -577,14 +586,18 @@ func (r quorumReplica) Restore(data []byte) error {
 	}
 	for _, c := range snap.Queues {
 		b, _ := json.Marshal(c)
-		keep(r.Apply(0, b))
+		keep(r.Apply(snap.Index, b))
 	}
 	binds := map[string][]exchangeChange{}
 	for _, b := range snap.Bindings {
 		binds[b.VHost] = append(binds[b.VHost], b)
 	}
 	for _, v := range r.s.VHosts() {
-		keep(restoreBindings(v, binds[v.name], replicatedQueueBindings))
+		// A queue kept after the snapshot keeps its own bindings too.
+		kept := func(c exchangeChange) bool { return v.keptAfter(c.Queue, snap.Index) }
+		keep(restoreBindings(v, slices.DeleteFunc(binds[v.name], kept), func(v *VHost) []exchangeChange {
+			return slices.DeleteFunc(replicatedQueueBindings(v), kept)
+		}))
 	}
 	return first
 }

@@ -212,6 +212,13 @@ func (s *Server) recoverDef(v *VHost, d storedDef, byID map[uint64]*Queue) error
 		if err != nil {
 			return fmt.Errorf("definitions: queue %q: %v", ch.Queue, err)
 		}
+		if home, _ := d.t["home"].(int64); home != 0 {
+			// The cluster's, homed here: the metadata group's snapshots
+			// and log say whether it still is.
+			name, _ := d.t["home_name"].(string)
+			index, _ := d.t["home_index"].(int64)
+			r.Queue.home.Store(&homeNode{id: uint64(home), name: name, index: uint64(index)})
+		}
 		byID[r.Queue.id] = r.Queue
 	case 'b':
 		ch = DefChange{Kind: Bind, Exchange: d.parts[1], ToExchange: d.parts[2] == "x", Destination: d.parts[3],
@@ -297,6 +304,16 @@ func (s *Server) persistQueue(m amqp.Method, v *VHost, q *Queue) error {
 		q.id = id
 		return s.defs.putQueue(v.name, q)
 	}))
+}
+
+// persistHome stores q's definition again with its home: a queue
+// recovered from a store that did not mark it, which the cluster's log
+// declares again.
+func (s *Server) persistHome(v *VHost, q *Queue) error {
+	if s.defs == nil || q.id == 0 {
+		return nil
+	}
+	return s.writeDefs(func() error { return s.defs.putQueue(v.name, q) })
 }
 
 // forgetQueue deletes q's definition and the stored ones among bs, its

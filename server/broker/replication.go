@@ -313,6 +313,9 @@ func (r exchangeReplica) Apply(index uint64, payload []byte) error {
 	if v == nil {
 		return protoErr(amqp.NotFound, ch.method(), "no vhost '%s'", c.VHost)
 	}
+	if c.Queue != "" && v.keptAfter(c.Queue, index) {
+		return nil // a binding of its predecessor's: see keptAfter
+	}
 	_, err = v.Apply(ch, fromCluster())
 	return err
 }

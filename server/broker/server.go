@@ -262,6 +262,9 @@ type Server struct {
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
 	links  nodeLinks // a cluster's classic queues' links (classiccluster.go)
+	// queuesIndex is the metadata log's index of the last replicated
+	// queue change applied here (classiccluster.go).
+	queuesIndex atomic.Uint64
 }
 
 // New builds a server from cfg; it does not listen yet.

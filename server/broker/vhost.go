@@ -309,7 +309,7 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		return nil, err
 	}
 	if q := v.queue(name); q != nil {
-		return q, q.redeclared(ch, o.conn, v.name)
+		return q, q.redeclared(ch, o, v.name)
 	}
 	if r := v.server.replicates(o); r != nil && isQuorum(ch.Arguments) {
 		// Checked here, where the client's permissions are known, and
@@ -331,11 +331,15 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	defer v.defsMu.Unlock()
 	if q := v.queues[name]; q != nil {
 		if o.home != nil && q.homeOf() == nil && q.remote == nil && q.quorum == nil && o.home.id == v.server.selfID() {
-			// Recovered from this node's store before the cluster's
-			// log declared it again: it is the cluster's, homed here.
+			// Recovered from this node's store, which did not mark it,
+			// before the cluster's log declared it again: it is the
+			// cluster's, homed here.
 			q.home.Store(o.home)
+			if err := v.server.persistHome(v, q); err != nil {
+				v.server.logger.Warn("cluster: a classic queue's home was not stored", "vhost", v.name, "queue", name, "err", err)
+			}
 		}
-		return q, q.redeclared(ch, o.conn, v.name)
+		return q, q.redeclared(ch, o, v.name)
 	}
 	var owner *conn
 	if ch.Exclusive {
@@ -421,13 +425,16 @@ func (v *VHost) checkNewQueue(ch *DefChange, o *applyOpts, m amqp.Method, name s
 	return policy, nil
 }
 
-// redeclared checks a declare of existing q by c and counts it as a use.
-func (q *Queue) redeclared(ch *DefChange, c *conn, vhost string) error {
+// redeclared checks a declare of existing q (by o.conn) and counts it as
+// a use. One from the cluster's log (a declaration applied twice, a
+// snapshot's) does not ask whether a remote queue's home node is up: the
+// node asked judged that, and every member must reach the same verdict.
+func (q *Queue) redeclared(ch *DefChange, o *applyOpts, vhost string) error {
 	m := ch.method()
-	if q.isUnavailable() {
+	if !o.replicated && q.isUnavailable() {
 		return errUnavailable(m, q)
 	}
-	if err := q.checkOwner(c, m); err != nil {
+	if err := q.checkOwner(o.conn, m); err != nil {
 		return err
 	}
 	q.touch()

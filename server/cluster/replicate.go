@@ -32,6 +32,15 @@ type Replicated interface {
 	Restore(data []byte) error
 }
 
+// MemberRemover is a Replicated part that hears of every member removed
+// from the cluster (RemoveMember: forget-node, leave), as this node
+// applies the conf change that removes it, in the log's order with the
+// part's own changes, on the loop, as Apply is: every member makes the
+// same of it at the same point of the log.
+type MemberRemover interface {
+	MemberRemoved(index, id uint64)
+}
+
 // A replicated change's entry: replicaMagic, the part's kind, the
 // proposing node's id and its request id (8 bytes each, big-endian), and
 // the payload. Entries without the magic are counted and skipped.

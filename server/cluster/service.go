@@ -399,7 +399,7 @@ func (m *metadataLog) Apply(index uint64, data []byte) {
 }
 
 // ApplyConfChange records the members added and removed, and tells the
-// transport.
+// transport and the parts that hear of removals (MemberRemover).
 func (m *metadataLog) ApplyConfChange(index uint64, cc *pb.ConfChangeV2, _ *pb.ConfState) {
 	for _, c := range cc.GetChanges() {
 		id := c.GetNodeId()
@@ -422,6 +422,11 @@ func (m *metadataLog) ApplyConfChange(index uint64, cc *pb.ConfChangeV2, _ *pb.C
 			m.notifyLocked()
 			m.mu.Unlock()
 			m.peers.RemovePeer(id)
+			for _, kind := range slices.Sorted(maps.Keys(m.parts)) {
+				if r, ok := m.parts[kind].(MemberRemover); ok {
+					r.MemberRemoved(index, id)
+				}
+			}
 		}
 	}
 }

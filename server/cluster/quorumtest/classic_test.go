@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/broker"
 	"github.com/amqp-go/amqp-go/server/management"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -184,6 +187,19 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 	}
 }
 
+// startWithHome starts three members, the third, the home node of the
+// test's classic queues, restarted on a store of its own, so that its
+// messages outlive its restarts.
+func startWithHome(t *testing.T) (nodes []*node, home *node) {
+	t.Helper()
+	nodes = startCluster(t, 3)
+	home = nodes[2]
+	home.dataDir = t.TempDir()
+	home.stop(t)
+	home.start(t, nil)
+	return nodes, home
+}
+
 // queueOn returns the broker's view of queue on nd.
 func queueOn(t *testing.T, nd *node, queue string) interface {
 	Remote() bool
@@ -208,16 +224,7 @@ func queueOn(t *testing.T, nd *node, queue string) interface {
 // unacked is not lost: back with the home node, it is delivered again,
 // flagged redelivered, and nothing acked comes back.
 func TestClassicQueueHomeDown(t *testing.T) {
-	nodes := startCluster(t, 3)
-	home := nodes[2]
-	home.dataDir = t.TempDir()
-	// Restart the home node on a store of its own, so that its
-	// messages outlive the restart below.
-	home.leave()
-	if err := home.srv.Close(); err != nil {
-		t.Fatal(err)
-	}
-	home.start(t, nil)
+	nodes, home := startWithHome(t)
 	waitFor(t, 15*time.Second, "declare on the home node", func() error {
 		_, ch := dial(t, home.url)
 		_, err := ch.QueueDeclare("hq", true, false, false, false, nil)
@@ -267,10 +274,7 @@ func TestClassicQueueHomeDown(t *testing.T) {
 		return err
 	})
 
-	home.leave()
-	if err := home.srv.Close(); err != nil {
-		t.Fatal(err)
-	}
+	home.stop(t)
 	select {
 	case tag := <-cancelled:
 		if tag != "c1" {
@@ -368,16 +372,326 @@ func TestClassicQueueHomeDown(t *testing.T) {
 // broker.
 func queueState(t *testing.T, nd *node, queue string) map[string]any {
 	t.Helper()
+	code, body := apiGet(nd, "/api/queues/%2F/"+queue)
+	var m map[string]any
+	if code != 200 || json.Unmarshal(body, &m) != nil {
+		t.Fatalf("GET /api/queues/%%2F/%s on %s: %d %s", queue, nd.name, code, body)
+	}
+	return m
+}
+
+// apiGet is GET path from a management API over nd's broker, as guest.
+func apiGet(nd *node, path string) (int, []byte) {
 	h := management.New(management.Options{Server: nd.srv, Node: nd.name})
 	defer h.Close()
-	req := httptest.NewRequest("GET", "/api/queues/%2F/"+queue, nil)
+	req := httptest.NewRequest("GET", path, nil)
 	req.RemoteAddr = "127.0.0.1:40000"
 	req.SetBasicAuth("guest", "guest")
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
-	var m map[string]any
-	if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &m) != nil {
-		t.Fatalf("GET /api/queues/%%2F/%s on %s: %d %s", queue, nd.name, w.Code, w.Body)
+	return w.Code, w.Body.Bytes()
+}
+
+// stop stops nd, its cluster service and its broker.
+func (nd *node) stop(t *testing.T) {
+	t.Helper()
+	nd.leave()
+	if err := nd.srv.Close(); err != nil {
+		t.Fatal(err)
 	}
-	return m
+}
+
+// declareBound declares the durable classic queue on nd, bound to the
+// durable direct exchange cfx by its own name, and waits until every
+// member of nodes has both.
+func declareBound(t *testing.T, nodes []*node, nd *node, queue string) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "declare "+queue+" on "+nd.name, func() error {
+		_, ch := dial(t, nd.url)
+		if err := ch.ExchangeDeclare("cfx", "direct", true, false, false, false, nil); err != nil {
+			return err
+		}
+		if _, err := ch.QueueDeclare(queue, true, false, false, false, nil); err != nil {
+			return err
+		}
+		return ch.QueueBind(queue, queue, "cfx", false, nil)
+	})
+	for _, other := range nodes {
+		waitFor(t, 10*time.Second, queue+" bound on "+other.name, func() error {
+			if _, _, err := passive(other.url, queue); err != nil {
+				return err
+			}
+			if !boundTo(other, "cfx", queue) {
+				return errors.New("not bound")
+			}
+			return nil
+		})
+	}
+}
+
+// boundTo reports whether queue is bound to exchange on nd.
+func boundTo(nd *node, exchange, queue string) bool { return len(bindingKeys(nd, exchange, queue)) > 0 }
+
+// queueGone waits until queue is gone from nd: a passive declare answers
+// RabbitMQ's 404, the management API too, and no binding names it.
+func queueGone(t *testing.T, nd *node, queue string) {
+	t.Helper()
+	want := fmt.Sprintf("NOT_FOUND - no queue '%s' in vhost '/'", queue)
+	waitFor(t, 10*time.Second, queue+" gone from "+nd.name, func() error {
+		_, _, err := passive(nd.url, queue)
+		var ae *amqp.Error
+		if !errors.As(err, &ae) || ae.Code != 404 || ae.Reason != want {
+			return fmt.Errorf("passive declare: %v; want 404 %q", err, want)
+		}
+		if code, body := apiGet(nd, "/api/queues/%2F/"+queue); code != 404 {
+			return fmt.Errorf("GET /api/queues/%%2F/%s: %d %s, want 404", queue, code, body)
+		}
+		if boundTo(nd, "cfx", queue) {
+			return errors.New("still bound to cfx")
+		}
+		return nil
+	})
+}
+
+// A member removed from the cluster for good takes the classic queues
+// homed on it along, as RabbitMQ's forget_cluster_node does: forgotten
+// while it is down, its queue and the queue's bindings are gone from the
+// others, while a queue homed on another member stays with its messages
+// and bindings. Down, not yet forgotten, it keeps them (listed, down).
+// A member that leaves takes its own along too, on every member and on
+// itself (RabbitMQ's reset).
+func TestClassicQueueHomeForgotten(t *testing.T) {
+	nodes := startCluster(t, 3)
+	declareBound(t, nodes, nodes[2], "fq")
+	declareBound(t, nodes, nodes[0], "kq")
+	declareBound(t, nodes, nodes[1], "lq")
+	if acked := publishConfirmed(t, nodes[1].url, "kq", 0, 3); len(acked) != 3 {
+		t.Fatalf("%d of 3 confirmed", len(acked))
+	}
+	nodes[2].stop(t)
+	// Down, it is only unavailable.
+	waitFor(t, 10*time.Second, "fq down", func() error {
+		if st := queueState(t, nodes[0], "fq"); st["state"] != "down" {
+			return fmt.Errorf("state %v", st["state"])
+		}
+		return nil
+	})
+	if !boundTo(nodes[1], "cfx", "fq") {
+		t.Fatal("fq lost its binding while its home node was down only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := nodes[0].cl.RemoveMember(ctx, nodes[2].name); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes[:2] {
+		queueGone(t, nd, "fq")
+		if n, _, err := passive(nd.url, "kq"); err != nil || n != 3 {
+			t.Fatalf("kq on %s: %d messages, %v; want 3", nd.name, n, err)
+		}
+		if !boundTo(nd, "cfx", "kq") || !boundTo(nd, "cfx", "lq") {
+			t.Fatalf("%s lost the bindings of queues homed on the remaining members", nd.name)
+		}
+	}
+
+	// nodes[1] leaves: its queue goes, on nodes[0] and on itself.
+	if err := nodes[1].cl.RemoveMember(ctx, nodes[1].name); err != nil {
+		t.Fatal(err)
+	}
+	queueGone(t, nodes[0], "lq")
+	queueGone(t, nodes[1], "lq")
+	if n, _, err := passive(nodes[0].url, "kq"); err != nil || n != 3 {
+		t.Fatalf("kq on %s: %d messages, %v; want 3", nodes[0].name, n, err)
+	}
+}
+
+// A classic queue whose deletion the cluster committed while its home
+// node was down is gone from the home node too once it is back, and
+// stays gone: whether the home node catches up from the others' log
+// (which has the deletion) or, that log compacted past what it has, from
+// a snapshot (which does not name the queue). A durable queue of the
+// home node's own, declared outside the cluster, stays, and so does, with
+// its messages, one of the cluster's homed there that its own snapshot,
+// older, does not name.
+func TestClassicQueueDeletedWhileHomeDown(t *testing.T) {
+	t.Run("log", func(t *testing.T) { testDeletedWhileHomeDown(t, 0) })
+	t.Run("snapshot", func(t *testing.T) { testDeletedWhileHomeDown(t, 64) })
+}
+
+func testDeletedWhileHomeDown(t *testing.T, snapshotEvery uint64) {
+	nodes := startCluster(t, 3, snapshotEvery)
+	home := nodes[2]
+	home.dataDir = t.TempDir()
+	home.stop(t)
+	// A queue of the home node's own: declared on its store alone,
+	// outside the cluster.
+	srv, url := servertest.StartServer(t, broker.Config{DataDir: home.dataDir})
+	_, lch := dial(t, url)
+	if _, err := lch.QueueDeclare("own", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	home.start(t, nil)
+	fill := func(from int) {
+		// Enough entries for every member to snapshot its log (twice:
+		// the others compact theirs past what a stopped member has).
+		_, xch := dial(t, nodes[0].url)
+		for i := from; i < from+int(2*snapshotEvery); i++ {
+			if err := xch.ExchangeDeclare(fmt.Sprintf("fill%d", i), "direct", true, false, false, false, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fill(0)
+	caughtUp(t, nodes[0], home)
+	// Declared after the home node's snapshot, which does not name them,
+	// and restored from it at its restart, before its log declares them.
+	declareBound(t, nodes, home, "dq")
+	declareBound(t, nodes, home, "kq")
+	for _, q := range []string{"dq", "kq"} {
+		if acked := publishConfirmed(t, nodes[0].url, q, 0, 5); len(acked) != 5 {
+			t.Fatalf("%d of 5 confirmed to %s", len(acked), q)
+		}
+	}
+	home.stop(t)
+	home.start(t, nil)
+	caughtUp(t, nodes[0], home)
+	for _, q := range []string{"dq", "kq"} {
+		waitMessages(t, nodes[0], q, 5)
+	}
+	home.stop(t)
+	// A client's deletion needs the home node (404 while it is down, as
+	// RabbitMQ's): this is the entry of one that a member proposed just
+	// before the home node went down, committed by the others.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := nodes[0].cl.Replicate(ctx, broker.ReplicaQuorumQueues, []byte(`{"vhost":"/","queue":"dq","delete":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes[:2] {
+		queueGone(t, nd, "dq")
+	}
+	fill(1000)
+	home.start(t, nil)
+	for range 2 { // and gone from its store: not back after another restart
+		caughtUp(t, nodes[0], home)
+		for _, nd := range nodes {
+			queueGone(t, nd, "dq")
+		}
+		if _, _, err := passive(home.url, "own"); err != nil {
+			t.Fatalf("the home node's own queue: %v", err)
+		}
+		waitMessages(t, nodes[1], "kq", 5)
+		if !boundTo(nodes[1], "cfx", "kq") {
+			t.Fatal("kq lost its binding")
+		}
+		home.stop(t)
+		home.start(t, nil)
+	}
+}
+
+// caughtUp waits until nd has applied the metadata log as far as from
+// has now.
+func caughtUp(t *testing.T, from, nd *node) {
+	t.Helper()
+	st, err := from.cl.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 15*time.Second, nd.name+" caught up", func() error {
+		s, err := nd.cl.Status(context.Background())
+		if err == nil && s.Metadata.Applied < st.Metadata.Applied {
+			err = fmt.Errorf("applied %d, want %d", s.Metadata.Applied, st.Metadata.Applied)
+		}
+		return err
+	})
+}
+
+// waitMessages waits until a passive declare of queue on nd counts want
+// messages.
+func waitMessages(t *testing.T, nd *node, queue string, want int) {
+	t.Helper()
+	waitFor(t, 10*time.Second, queue+" on "+nd.name, func() error {
+		n, _, err := passive(nd.url, queue)
+		if err == nil && n != want {
+			err = fmt.Errorf("%d messages, want %d", n, want)
+		}
+		return err
+	})
+}
+
+// A classic queue deleted and declared again keeps the second one's
+// messages and bindings, and none of the first one's, across its home
+// node's restart, which applies the metadata log after its last snapshot
+// again, the deletion among it, to the queue its store has back; and so
+// when the home node was removed from the cluster and added again before
+// it declared the queue (its removal among the entries applied again).
+// On the way, a member whose link to the home node is in its retry
+// window after the home node's restart makes the bindings from the log
+// all the same.
+func TestClassicQueueDeclaredAgainRestart(t *testing.T) {
+	nodes, home := startWithHome(t)
+	declareBound(t, nodes, home, "rq")
+	publishConfirmed(t, nodes[0].url, "rq", 0, 2)
+	_, ch := dial(t, home.url)
+	if err := ch.QueueBind("rq", "first", "cfx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDelete("rq", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, nd := range nodes {
+		queueGone(t, nd, "rq")
+	}
+	// Declared again, with 5 messages and its binding, across a restart.
+	again := func() {
+		t.Helper()
+		declareBound(t, nodes, home, "rq")
+		if acked := publishConfirmed(t, nodes[0].url, "rq", 0, 5); len(acked) != 5 {
+			t.Fatalf("%d of 5 confirmed", len(acked))
+		}
+		home.stop(t)
+		home.start(t, nil)
+		caughtUp(t, nodes[0], home)
+		waitMessages(t, nodes[0], "rq", 5)
+		waitMessages(t, home, "rq", 5)
+		for _, nd := range nodes {
+			if keys := bindingKeys(nd, "cfx", "rq"); !slices.Equal(keys, []string{"rq"}) {
+				t.Fatalf("rq's bindings to cfx on %s: %v, want [rq]", nd.name, keys)
+			}
+		}
+	}
+	again()
+
+	// The home node leaves (and deletes rq), joins again as a new node,
+	// and declares rq again: its log, from the others' first entry, has
+	// its removal, which its restart applies again.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := home.cl.RemoveMember(ctx, home.name); err != nil {
+		t.Fatal(err)
+	}
+	queueGone(t, nodes[0], "rq")
+	home.stop(t)
+	home.dir, home.join, home.peers = t.TempDir(), true, nodes[0].peers[:2]
+	home.start(t, nil)
+	if err := nodes[0].cl.AddMember(ctx, home.self); err != nil {
+		t.Fatal(err)
+	}
+	caughtUp(t, nodes[0], home)
+	queueGone(t, home, "rq")
+	again()
+}
+
+// bindingKeys are the routing keys of queue's bindings to exchange on nd.
+func bindingKeys(nd *node, exchange, queue string) []string {
+	var keys []string
+	for _, b := range nd.srv.VHost("/").Bindings() {
+		if b.Source == exchange && !b.ToExchange && b.Destination == queue {
+			keys = append(keys, b.RoutingKey)
+		}
+	}
+	return keys
 }
