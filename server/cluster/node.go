@@ -123,10 +123,14 @@ type Node struct {
 	done     chan struct{}
 
 	reportMu  sync.Mutex
-	reports   []report      // (reportMu) transport feedback for the loop
-	proposals []proposal    // (reportMu) ProposeAsync's, for the loop
-	spare     []proposal    // (run) the last round's proposals, emptied
-	wake      chan struct{} // capacity 1: reports are waiting
+	reports   []report   // (reportMu) transport feedback for the loop
+	proposals []proposal // (reportMu) ProposeAsync's, for the loop
+	spare     []proposal // (run) the last round's proposals, emptied
+	// (run) takeProposals' scratch: each group's proposals, and the
+	// groups in the order they first proposed.
+	propGroups map[uint64][]int
+	propOrder  []uint64
+	wake       chan struct{} // capacity 1: reports are waiting
 
 	groups map[uint64]*group // (run)
 	batch  raftlog.Batch     // (run)

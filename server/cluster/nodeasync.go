@@ -112,21 +112,35 @@ func (n *Node) takeProposals() {
 	ps := n.proposals
 	n.proposals = n.spare[:0]
 	n.reportMu.Unlock()
-	for i, p := range ps {
-		g := n.groups[p.group]
-		var err error
-		if g == nil {
-			err = ErrNoGroup
-		} else {
-			g.stepped = true
-			g.wake()
-			err = g.rn.Propose(p.data)
+	// A group's proposals of this round go to raft as one MsgProp, in
+	// their order: one append and one MsgApp per follower for all of
+	// them, where a Propose each made raft send a MsgApp (and get a
+	// MsgAppResp) per proposal.
+	byGroup, order := n.propGroups, n.propOrder[:0]
+	if byGroup == nil || len(byGroup) > 4*len(n.groups)+64 {
+		byGroup = map[uint64][]int{} // (again: deleted groups' scratch)
+		n.propGroups = byGroup
+	}
+	for i := range ps {
+		id := ps[i].group
+		if len(byGroup[id]) == 0 {
+			order = append(order, id)
 		}
-		if err != nil && p.dropped != nil {
-			p.dropped()
+		byGroup[id] = append(byGroup[id], i)
+	}
+	for _, id := range order {
+		idx := byGroup[id]
+		for len(idx) > 0 {
+			batch := idx[:min(len(idx), maxProposalBatch)]
+			idx = idx[len(batch):]
+			n.proposeBatch(ps, batch)
 		}
+		byGroup[id] = byGroup[id][:0]
+	}
+	for i := range ps {
 		ps[i] = proposal{}
 	}
+	n.propOrder = order[:0]
 	// The drained slice becomes the next spare (n.proposals is the old
 	// spare now, so the two never share an array); a burst's is let go.
 	n.spare = nil
@@ -134,6 +148,37 @@ func (n *Node) takeProposals() {
 		n.spare = ps[:0]
 	}
 }
+
+// proposeBatch proposes ps[i] for each i of batch, all of one group, as
+// one MsgProp; if raft refuses it, each one's dropped is called.
+func (n *Node) proposeBatch(ps []proposal, batch []int) {
+	g := n.groups[ps[batch[0]].group]
+	var err error
+	if g == nil {
+		err = ErrNoGroup
+	} else {
+		g.stepped = true
+		g.wake()
+		ents := make([]pb.Entry, len(batch))
+		m := &pb.Message{Type: pb.MsgProp.Enum(), From: new(n.cfg.ID), Entries: make([]*pb.Entry, len(batch))}
+		for k, i := range batch {
+			ents[k].Data = ps[i].data
+			m.Entries[k] = &ents[k]
+		}
+		err = g.rn.Step(m)
+	}
+	if err != nil {
+		for _, i := range batch {
+			if ps[i].dropped != nil {
+				ps[i].dropped()
+			}
+		}
+	}
+}
+
+// maxProposalBatch bounds the proposals of one group that go to raft as
+// one message (raft drops a whole message it cannot take).
+const maxProposalBatch = 1024
 
 // AddGroupOnLoop is AddGroup for a state machine's Apply, which runs on
 // the loop and so cannot wait for it (a metadata entry that declares a
