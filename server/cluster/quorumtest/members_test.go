@@ -217,3 +217,91 @@ func TestQuorumQueueMembers(t *testing.T) {
 		}
 	}
 }
+
+// report is grow's or shrink's ?report=true answer, by queue.
+func report(t *testing.T, nd *node, method, path string, body any) map[string]string {
+	t.Helper()
+	code, out := api(t, nd, "guest", method, path+"?report=true", body)
+	var rows []struct {
+		Name   string `json:"name"`
+		Size   int    `json:"size"`
+		Result string `json:"result"`
+	}
+	if code != 200 || json.Unmarshal([]byte(out), &rows) != nil {
+		t.Fatalf("%s %s: %d %s", method, path, code, out)
+	}
+	got := map[string]string{}
+	for _, r := range rows {
+		got[r.Name] = fmt.Sprintf("%d %s", r.Size, r.Result)
+	}
+	return got
+}
+
+// Grow and shrink over several queues, as rabbitmq-queues grow and
+// shrink: grow's even strategy adds a node only to groups of an even
+// size, its patterns choose the queues; shrink removes a node from every
+// group it is in but the one it is the last member of; the groups stay
+// as shaped, and a queue whose leader was shrunk away goes on.
+func TestQuorumQueueGrowShrink(t *testing.T) {
+	nodes := startCluster(t, 3)
+	sizes := map[string]int{"g1": 2, "g2": 2, "g3": 1}
+	for _, name := range []string{"g1", "g2", "g3"} {
+		declareSized(t, nodes, nodes[0], name, sizes[name])
+	}
+	groups := map[string][]string{}
+	for name := range sizes {
+		groups[name] = groupOf(t, nodes[0], nodes, name)
+	}
+	var x *node // outside g1's group
+	for _, nd := range nodes {
+		if !slices.Contains(groups["g1"], nd.name) {
+			x = nd
+		}
+	}
+	want := map[string]string{}
+	for name, g := range groups {
+		if !slices.Contains(g, x.name) && len(g)%2 == 0 {
+			want[name] = fmt.Sprintf("%d ok", len(g)+1)
+			groups[name] = append(slices.Clone(g), x.name)
+		}
+	}
+	got := report(t, nodes[1], "POST", "/api/queues/quorum/replicas/on/"+x.name+"/grow",
+		map[string]string{"vhost_pattern": "^/$", "queue_pattern": "^g", "strategy": "even"})
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("grow %s even: %v, want %v", x.name, got, want)
+	}
+	for name, g := range groups {
+		waitGroup(t, nodes, nodes, name, g, 0)
+	}
+
+	// Every node into g1 and g2 (RabbitMQ's 204 without the report).
+	for _, nd := range nodes {
+		if code, body := api(t, nodes[2], "guest", "POST", "/api/queues/quorum/replicas/on/"+nd.name+"/grow",
+			map[string]string{"vhost_pattern": ".*", "queue_pattern": "^g[12]$", "strategy": "all"}); code != 204 {
+			t.Fatalf("grow %s all: %d %s", nd.name, code, body)
+		}
+	}
+	all := []string{"amqp1", "amqp2", "amqp3"}
+	waitGroup(t, nodes, nodes, "g1", all, 0)
+	waitGroup(t, nodes, nodes, "g2", all, 0)
+
+	// nodes[0] leads all three, and is g3's only member.
+	got = report(t, nodes[2], "DELETE", "/api/queues/quorum/replicas/on/"+nodes[0].name+"/shrink", nil)
+	want = map[string]string{"g1": "2 ok", "g2": "2 ok", "g3": "1 error: the last member of queue 'g3' in vhost '/' cannot be removed"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("shrink %s: %v, want %v", nodes[0].name, got, want)
+	}
+	rest := without(all, nodes[0].name)
+	waitGroup(t, nodes, nodes, "g1", rest, 0)
+	waitGroup(t, nodes, nodes, "g2", rest, 2*time.Second)
+	waitGroup(t, nodes, nodes, "g3", []string{nodes[0].name}, 0)
+	if code, body := api(t, nodes[1], "guest", "DELETE", "/api/queues/quorum/replicas/on/"+nodes[0].name+"/shrink", nil); code != 202 {
+		t.Fatalf("shrink %s again: %d %s", nodes[0].name, code, body)
+	}
+	acked := publishConfirmed(t, nodes[0].url, "g1", 0, 20)
+	if len(acked) != 20 {
+		t.Fatalf("%d of 20 confirmed", len(acked))
+	}
+	_, ch := dial(t, nodes[1].url)
+	consumeInOrder(t, ch, "g1", acked, nodes[1].name)
+}
