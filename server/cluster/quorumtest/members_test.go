@@ -305,3 +305,48 @@ func TestQuorumQueueGrowShrink(t *testing.T) {
 	_, ch := dial(t, nodes[1].url)
 	consumeInOrder(t, ch, "g1", acked, nodes[1].name)
 }
+
+// A shape sticks across restarts, from the metadata log and from its
+// snapshots: the member deleted from a group, restarted, serves the queue
+// by forwarding and is not added back; a member of the group restarted
+// comes back to the same group.
+func TestQuorumQueueShapeRestarts(t *testing.T) {
+	nodes := startCluster(t, 3, 16)
+	declareSized(t, nodes, nodes[0], "qs", 3)
+	out := nodes[2]
+	if code, body := api(t, nodes[1], "guest", "DELETE", "/api/queues/quorum/%2F/qs/replicas/delete", map[string]string{"node": out.name}); code != 202 {
+		t.Fatalf("delete %s: %d %s", out.name, code, body)
+	}
+	in := []string{nodes[0].name, nodes[1].name}
+	waitGroup(t, nodes[:2], nodes, "qs", in, 0)
+	// Enough metadata entries after the shape for every member to
+	// snapshot the metadata past it.
+	_, ch := dial(t, nodes[0].url)
+	for i := range 40 {
+		if err := ch.ExchangeDeclare(fmt.Sprintf("x%d", i), "fanout", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acked := publishConfirmed(t, nodes[0].url, "qs", 0, 30)
+	for _, nd := range []*node{out, nodes[1]} {
+		nd.leave()
+		if err := nd.srv.Close(); err != nil {
+			t.Fatal(err)
+		}
+		nd.start(t, nil)
+		waitFor(t, 15*time.Second, "qs on the restarted "+nd.name, func() error {
+			n, _, err := passive(nd.url, "qs")
+			if err == nil && n != len(acked) {
+				err = fmt.Errorf("%d messages, want %d", n, len(acked))
+			}
+			return err
+		})
+		waitGroup(t, nodes[:2], nodes, "qs", in, 2*time.Second)
+	}
+	acked = append(acked, publishConfirmed(t, out.url, "qs", 30, 20)...)
+	if len(acked) != 50 {
+		t.Fatalf("%d of 50 confirmed", len(acked))
+	}
+	_, ch = dial(t, out.url)
+	consumeInOrder(t, ch, "qs", acked, "the restarted member outside the group")
+}
