@@ -181,6 +181,19 @@ func running(g QuorumGroups, node uint64) error {
 	return nil
 }
 
+// knownMembers are q's group's members as this node best knows them: a
+// voter's raft voters; a node outside the group (raft tells it nothing,
+// and one shaped out may have missed its own removal) has the last shape,
+// if any, or the declaration's members.
+func (q *Queue) knownMembers() []uint64 {
+	if !q.isVoter.Load() {
+		if _, target := q.shape(); target != nil {
+			return target
+		}
+	}
+	return q.voters()
+}
+
 // shapeGroups is the cluster, for a shape change.
 func (s *Server) shapeGroups() (QuorumGroups, Replicator, error) {
 	g, r := s.quorumGroups(), s.replicating()
@@ -196,8 +209,9 @@ func (s *Server) shapeGroups() (QuorumGroups, Replicator, error) {
 // outside the group does not see its conf changes). It returns the
 // group's new size.
 func (s *Server) reshape(ctx context.Context, g QuorumGroups, r Replicator, q *Queue, node uint64, add bool) (int, error) {
-	voters := q.voters()
-	target := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == node })
+	voters := q.knownMembers()
+	cluster := g.Voters()
+	target := slices.DeleteFunc(slices.Clone(voters), func(id uint64) bool { return id == node || !slices.Contains(cluster, id) })
 	if add {
 		target = append(target, node)
 	}
@@ -242,7 +256,7 @@ func (s *Server) AddQuorumMember(ctx context.Context, vhost, name string, node u
 	if err != nil {
 		return err
 	}
-	if slices.Contains(q.voters(), node) {
+	if slices.Contains(q.knownMembers(), node) {
 		return nil // RabbitMQ's too: idempotent
 	}
 	if err := running(g, node); err != nil {
@@ -274,7 +288,7 @@ func (s *Server) DeleteQuorumMember(ctx context.Context, vhost, name string, nod
 
 // deleteMember removes node from q's group; it returns the group's size.
 func (s *Server) deleteMember(ctx context.Context, g QuorumGroups, r Replicator, q *Queue, node uint64) (int, error) {
-	voters := q.voters()
+	voters := q.knownMembers()
 	if !slices.Contains(voters, node) {
 		return len(voters), nil
 	}
@@ -343,7 +357,7 @@ func (s *Server) GrowQuorumQueues(ctx context.Context, node uint64, vhostPattern
 	}
 	var out []MemberChange
 	for _, q := range s.replicatedQuorumQueues() {
-		voters := q.voters()
+		voters := q.knownMembers()
 		if slices.Contains(voters, node) || strategy == "even" && len(voters)%2 != 0 ||
 			!vre.MatchString(q.vhost.name) || !qre.MatchString(q.Name) {
 			continue
@@ -369,7 +383,7 @@ func (s *Server) ShrinkQuorumQueues(ctx context.Context, node uint64) ([]MemberC
 	}
 	var out []MemberChange
 	for _, q := range s.replicatedQuorumQueues() {
-		if !slices.Contains(q.voters(), node) {
+		if !slices.Contains(q.knownMembers(), node) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, shapeTimeout)
