@@ -386,7 +386,7 @@ func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap 
 	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
 	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
 	fwd := newRemoteQueueCore(q, nil)
-	fwd.targets, fwd.tagBit = q.voters, forwardBit
+	fwd.targets, fwd.tagBit = q.knownMembers, forwardBit
 	q.front = &quorumFront{q: q, local: q.quorum, fwd: fwd}
 	q.isVoter.Store(slices.Contains(members, g.Self()))
 	q.cq = q.front
@@ -655,13 +655,14 @@ func (r quorumReplica) Restore(data []byte) error {
 }
 
 // QuorumGroup reports a replicated quorum queue's group as this node
-// knows it: the leader's node id (0: none known) and the voters; ok is
-// false for any other queue.
+// knows it: the leader's node id (0: none known) and the voters (outside
+// the group, its last shape: knownMembers); ok is false for any other
+// queue.
 func (q *Queue) QuorumGroup() (leader uint64, members []uint64, ok bool) {
 	if q.quorum == nil {
 		return 0, nil, false
 	}
-	return q.quorum.LeaderID(), q.voters(), true
+	return q.quorum.LeaderID(), q.knownMembers(), true
 }
 
 // placeLeader places a new quorum queue's leader, as RabbitMQ's queue
