@@ -405,3 +405,32 @@ func (lc *linkConsumer) Deliver(es []queue.Entry[qhandle], tag uint64) {
 		lc.q.cq.Settle(tagRange(tag, len(es)), queue.Requeue)
 	}
 }
+
+// endLinkConsumers ends the members' consumers of q on every link this node
+// serves (q's group was shaped without this node, which no longer serves
+// it): each member's channel hears of it as a consumer the home node
+// ended (basic.cancel). What they had unacked stays the link's.
+func (s *Server) endLinkConsumers(q *Queue) {
+	s.links.mu.Lock()
+	served := make([]*homeLink, 0, len(s.links.served))
+	for l := range s.links.served {
+		served = append(served, l)
+	}
+	s.links.mu.Unlock()
+	for _, l := range served {
+		var ended []*linkConsumer
+		l.mu.Lock()
+		for cid, lc := range l.consumers {
+			if lc.q == q {
+				delete(l.consumers, cid)
+				lc.cancelled = true
+				l.conn.frame(linkCancelled, func(b []byte) []byte { return appendU64(b, cid) })
+				ended = append(ended, lc)
+			}
+		}
+		l.mu.Unlock()
+		for _, lc := range ended {
+			q.removeLinkConsumer(lc)
+		}
+	}
+}

@@ -67,12 +67,9 @@ type Queue struct {
 	home   atomic.Pointer[homeNode]
 	remote *remoteQueue
 	// front is cq for a replicated quorum queue (quorumfront.go): its
-	// group's here while isVoter, forwarded to a member otherwise;
-	// groupSize is the group's target size (0: every member of the
-	// cluster, as declared before sizes).
-	front     *quorumFront
-	isVoter   atomic.Bool
-	groupSize int
+	// group's here while isVoter, forwarded to a member otherwise.
+	front   *quorumFront
+	isVoter atomic.Bool
 
 	// mu guards every field below. It is never held while calling cq.
 	mu                sync.Mutex
@@ -83,6 +80,13 @@ type Queue struct {
 	exclusiveConsumer bool
 	// unavailable, if set, is why the queue is refused (a corrupt log).
 	unavailable string
+	// groupSize is a replicated quorum queue's group's target size (0:
+	// every member of the cluster, as declared before sizes), and
+	// target the members it was shaped to by hand (nil: none named;
+	// quorummembers.go). Both are the metadata group's: set as it
+	// applies a declaration or a shape change.
+	groupSize int
+	target    []uint64
 	// flowClear, while non-nil, is closed once the ready backlog drops
 	// below flowLow: publishers that found the queue congested wait on it.
 	flowClear chan struct{}

@@ -63,6 +63,9 @@ type quorumState struct {
 	groups      QuorumGroups // nil: not in a cluster
 	incarnation uint64       // this start's, unique per start
 	stop        chan struct{}
+	// kick asks watchMembers for a round now (a group shaped by hand,
+	// quorummembers.go): buffered, one pending at most.
+	kick chan struct{}
 }
 
 // UseGroups makes s's quorum queues replicated through g, from the first
@@ -79,7 +82,8 @@ func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.groups = g
 	s.quorum.incarnation = uint64(time.Now().UnixNano())
 	s.quorum.stop = make(chan struct{})
-	go s.watchMembers(g, s.quorum.stop)
+	s.quorum.kick = make(chan struct{}, 1)
+	go s.watchMembers(g, s.quorum.stop, s.quorum.kick)
 }
 
 // selfID is this node's id in its cluster (0: none).
@@ -111,11 +115,12 @@ func (s *Server) stopQuorum() {
 // consumers gone and their unacked deliveries requeued.
 const memberGoneAfter = 3 * time.Second
 
-// watchMembers runs once a second: for each quorum queue this node leads,
-// the members with consumers there that it has not reached for
+// watchMembers runs once a second, and when kicked: for each quorum queue
+// this node leads, its group follows the members (followMembers) and the
+// members with consumers there that it has not reached for
 // memberGoneAfter are proposed down; for each queue, this node's former
 // incarnations (before a restart) are proposed down too.
-func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
+func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}, kick <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	unreachedSince := map[uint64]time.Time{}
@@ -125,6 +130,7 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-t.C:
+		case <-kick:
 		}
 		now := time.Now()
 		for id := range unreachedSince {
@@ -162,34 +168,72 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}) {
 
 // followMembers keeps q's group's voters among the cluster's members, up
 // to the group's size, one change at a time (raft takes one at a time;
-// the next waits for the next round): a node that left the cluster leaves
-// the group; while the group is short of its size, a member outside it
-// joins it, and gets the queue from a snapshot (until then it forwards
-// its clients' commands to the group). The leader, which calls it, never
-// removes itself.
+// the next waits for the next round): a member the group was shaped to
+// by hand joins it (quorummembers.go); a group over its size loses a
+// voter it was not shaped to (after its consumers there are proposed
+// down, and, for this node, once another leads); while the group is
+// short of its size, a member outside it joins it, and gets the queue
+// from a snapshot (until then it forwards its clients' commands to the
+// group); a node that left the cluster leaves the group. The leader,
+// which calls it, never removes itself.
 func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	if len(members) == 0 {
 		return
 	}
 	voters := q.voters()
+	size, target := q.shape()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	change := func(id uint64, add bool) {
+		if err := g.SetVoter(ctx, q.group, id, add); err == nil {
+			what := "cluster: a quorum queue's group loses a member"
+			if add {
+				what = "cluster: a quorum queue's group gains a member"
+			}
+			s.logger.Info(what, "vhost", q.vhost.name, "queue", q.Name, "member", id)
+		}
+	}
+	for _, id := range target {
+		if !slices.Contains(voters, id) && slices.Contains(members, id) {
+			change(id, true)
+			return
+		}
+	}
+	if target != nil && len(voters) > size {
+		for _, id := range voters {
+			if slices.Contains(target, id) {
+				continue
+			}
+			switch {
+			case id == g.Self():
+				// Another leads, then removes this node.
+				if to := s.fewestLeaders(slices.DeleteFunc(slices.Clone(voters), func(v uint64) bool {
+					return !slices.Contains(target, v) || !g.Reachable(v)
+				}), nil); to != 0 {
+					_ = g.TransferTo(ctx, q.group, to)
+				}
+			case slices.ContainsFunc(q.quorum.Owners(), func(o queue.Owner) bool { return o.Node == id }):
+				// Its consumers go (their unacked deliveries requeued)
+				// before it does, which would leave them in the state.
+				q.quorum.Down(id, ^uint64(0))
+			default:
+				change(id, false)
+			}
+			return
+		}
+	}
 	for _, id := range members {
-		if q.groupSize > 0 && len(voters) >= q.groupSize {
+		if size > 0 && len(voters) >= size {
 			break // full: a member outside the group forwards to it
 		}
 		if !slices.Contains(voters, id) {
-			if err := g.SetVoter(ctx, q.group, id, true); err == nil {
-				s.logger.Info("cluster: a quorum queue's group gains a member", "vhost", q.vhost.name, "queue", q.Name, "member", id)
-			}
+			change(id, true)
 			return
 		}
 	}
 	for _, id := range voters {
 		if id != g.Self() && !slices.Contains(members, id) {
-			if err := g.SetVoter(ctx, q.group, id, false); err == nil {
-				s.logger.Info("cluster: a quorum queue's group loses a member", "vhost", q.vhost.name, "queue", q.Name, "member", id)
-			}
+			change(id, false)
 			return
 		}
 	}
@@ -212,6 +256,12 @@ type quorumChange struct {
 	// defaultGroupSize); 0, in a declaration from before sizes: every
 	// member of the cluster.
 	Size int `json:"size,omitempty"`
+	// Shape marks a change of an existing queue's group (Group), made by
+	// hand: Target are the members it is to have, and Size becomes their
+	// number (quorummembers.go). In a snapshot, Target is the queue's
+	// last shape (nil: never shaped).
+	Shape  bool     `json:"shape,omitempty"`
+	Target []uint64 `json:"target,omitempty"`
 	// Home and HomeName are a classic queue's home node, which holds
 	// its messages; AutoDelete is its declaration's (it is durable).
 	Home       uint64 `json:"home,omitempty"`
@@ -336,7 +386,7 @@ func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap 
 	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
 	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
 	fwd := newRemoteQueueCore(q, nil)
-	fwd.targets, fwd.tagBit = q.voters, forwardBit
+	fwd.targets, fwd.tagBit = q.knownMembers, forwardBit
 	q.front = &quorumFront{q: q, local: q.quorum, fwd: fwd}
 	q.isVoter.Store(slices.Contains(members, g.Self()))
 	q.cq = q.front
@@ -369,13 +419,15 @@ type quorumMachine struct {
 }
 
 // VotersChanged records the group's voters (cluster.VotersObserver).
+// This node serves the queue from its group while it is a voter, unless
+// the group was shaped without it (it is then on its way out).
 func (m quorumMachine) VotersChanged(voters []uint64) {
+	g := m.bq.vhost.server.quorumGroups()
 	m.bq.mu.Lock()
 	m.bq.members = voters
+	voter := g != nil && slices.Contains(voters, g.Self()) && (m.bq.target == nil || slices.Contains(m.bq.target, g.Self()))
 	m.bq.mu.Unlock()
-	if g := m.bq.vhost.server.quorumGroups(); g != nil {
-		m.bq.isVoter.Store(slices.Contains(voters, g.Self()))
-	}
+	m.bq.isVoter.Store(voter)
 }
 
 // voters are a replicated quorum queue's group's voters, as last applied
@@ -395,6 +447,11 @@ func (m quorumMachine) SnapshotLater() func() ([]byte, error) { return m.q.Snaps
 func (m quorumMachine) Restore(data []byte) error             { return m.q.Restore(data) }
 func (m quorumMachine) LeaderChanged(lead uint64, self bool) {
 	m.q.LeaderChanged(lead, self)
+	if _, target := m.bq.shape(); self && target != nil {
+		// A group shaped by hand may be short of its shape (the last
+		// leader handed over to remove itself): now, not in a second.
+		m.bq.vhost.server.kickMembers()
+	}
 }
 
 // quorumCodec encodes a quorum queue's messages for its log: what the
@@ -496,6 +553,9 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 	if v.keptAfter(c.Queue, index) {
 		return nil // about its predecessor: see keptAfter
 	}
+	if c.Shape {
+		return r.s.applyShape(v, c)
+	}
 	if c.Delete {
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
 		return err
@@ -512,7 +572,11 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName, index))
 		return err
 	}
-	_, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members, c.Size))
+	res, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members, c.Size))
+	if err == nil && c.Target != nil && res.Queue != nil && res.Queue.group == c.Group {
+		// A snapshot's: the queue's last shape.
+		r.s.setShape(res.Queue, c.Size, c.Target)
+	}
 	return err
 }
 
@@ -533,7 +597,8 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 	for _, v := range r.s.VHosts() {
 		for _, q := range v.Queues() {
 			if replicatedQueue(q) {
-				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters(), Size: q.groupSize}
+				size, target := q.shape()
+				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters(), Size: size, Target: target}
 				if h := q.homeOf(); h != nil {
 					c = quorumChange{VHost: v.name, Queue: q.Name, Home: h.id, HomeName: h.name, AutoDelete: q.AutoDelete}
 				}
@@ -603,13 +668,14 @@ func (r quorumReplica) Restore(data []byte) error {
 }
 
 // QuorumGroup reports a replicated quorum queue's group as this node
-// knows it: the leader's node id (0: none known) and the voters; ok is
-// false for any other queue.
+// knows it: the leader's node id (0: none known) and the voters (outside
+// the group, its last shape: knownMembers); ok is false for any other
+// queue.
 func (q *Queue) QuorumGroup() (leader uint64, members []uint64, ok bool) {
 	if q.quorum == nil {
 		return 0, nil, false
 	}
-	return q.quorum.LeaderID(), q.voters(), true
+	return q.quorum.LeaderID(), q.knownMembers(), true
 }
 
 // placeLeader places a new quorum queue's leader, as RabbitMQ's queue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -75,11 +76,12 @@ func (rq *remoteQueue) current() *linkClient {
 	rq.mu.Lock()
 	l := rq.link
 	rq.mu.Unlock()
-	if l != nil && l.connected() {
-		return l
+	targets := rq.targets()
+	if l != nil && l.connected() && slices.Contains(targets, l.home) {
+		return l // still a member: a group shaped by hand may have lost it
 	}
 	s := rq.q.vhost.server
-	for _, id := range rq.targets() {
+	for _, id := range targets {
 		if id == s.selfID() {
 			continue
 		}

@@ -605,7 +605,7 @@ func ctlCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "insecure", Aliases: []string{"k", "ssl-insecure"},
 				Usage: "do not verify the API's certificate (as rabbitmqadmin -k and curl -k): anyone on the path can read the password"},
 		},
-		Subcommands: []*ucli.Command{
+		Subcommands: append([]*ucli.Command{
 			{
 				Name: "list", Usage: "list " + strings.Join(listNames, "|") + " with rabbitmqctl's columns",
 				UsageText:   "amqp-server ctl list KIND [--vhost V] [--format table|json] [--columns c1,c2]",
@@ -869,6 +869,6 @@ func ctlCommand() *ucli.Command {
 			},
 			ctlClusterCommand(),
 			ctlRebalanceCommand(),
-		},
+		}, ctlMemberCommands(vhostFlag)...),
 	}
 }

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -30,6 +31,23 @@ import (
 // quiesceContext marks the heartbeat that quiets a follower.
 const quiesceContext = "amqp-go:quiesce"
 
+// Removed members. A voter removed from a queue's group (shaped by hand,
+// the node staying in the cluster) is often never told: the leader drops
+// it from its progress as it applies the removal, before a heartbeat
+// carries the commit, so it keeps its log without the commit, or without
+// the removal at all, and stands for elections in vain (the members, in
+// their leader's lease, ignore it), for good. As etcd's members answer a
+// removed member, a voter that hears a vote or pre-vote from a node its
+// applied configuration does not have answers with a heartbeat marked
+// removedContext, which the removed node does not step: it goes quiet
+// (no ticks, no campaigns) until a message of the group other than a
+// heartbeat wakes it (its leader's, should it be added again). Applied
+// means committed, so the removal is sure; a node being added whose
+// addition this voter has not applied yet goes quiet as well, which is
+// harmless: the leader's entries wake it. The metadata group's removed
+// members are refused by the transport instead.
+const removedContext = "amqp-go:removed"
+
 // quiesceAfter is how many idle ticks a leader waits before it quiets
 // its group.
 const quiesceAfter = 3
@@ -45,6 +63,9 @@ func (g *group) wake() {
 // answer to it is dropped (raft would take its context for a read
 // index's); anything but a heartbeat wakes the group.
 func (n *Node) heard(g *group, m *pb.Message) bool {
+	if g.id != MetadataGroup && n.removedPeer(g, m) {
+		return false
+	}
 	marked := string(m.GetContext()) == quiesceContext
 	switch m.GetType() {
 	case pb.MessageType_MsgHeartbeat:
@@ -63,6 +84,29 @@ func (n *Node) heard(g *group, m *pb.Message) bool {
 		g.wake()
 	}
 	return true
+}
+
+// removedPeer answers, and reports, a removed member's campaign for g
+// (removedContext), and quiets g when it is this node's notice.
+func (n *Node) removedPeer(g *group, m *pb.Message) bool {
+	switch m.GetType() {
+	case pb.MessageType_MsgHeartbeat:
+		if string(m.GetContext()) != removedContext {
+			return false
+		}
+		g.quiet, g.idle = true, 0
+		return true
+	case pb.MessageType_MsgPreVote, pb.MessageType_MsgVote:
+		voters := g.conf.GetVoters()
+		if !slices.Contains(voters, n.cfg.ID) || slices.Contains(voters, m.GetFrom()) {
+			return false
+		}
+		hb := &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), To: proto.Uint64(m.GetFrom()), From: proto.Uint64(n.cfg.ID),
+			Term: proto.Uint64(m.GetTerm()), Context: []byte(removedContext)}
+		n.cfg.Transport.Send(m.GetFrom(), []GroupMessage{{Group: g.id, Message: hb}})
+		return true
+	}
+	return false
 }
 
 // wakesQuiet reports whether quiet group g must tick again (its leader is

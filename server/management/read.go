@@ -324,6 +324,9 @@ func (h *Handler) serve(rq *request, res resource) error {
 
 // queues serves /api/queues[/{vhost}[/{name}[/contents]]].
 func (h *Handler) queues(rq *request) error {
+	if ok, err := h.quorumReplicas(rq); ok {
+		return err
+	}
 	if s := rq.seg; len(s) == 4 && s[3] == "bindings" {
 		return h.objectBindings(rq, func(b broker.Binding) bool { return !b.ToExchange && b.Destination == s[2] },
 			func(v *broker.VHost) bool { return v.Queue(s[2]) != nil })
