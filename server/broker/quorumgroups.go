@@ -69,7 +69,8 @@ type quorumState struct {
 // entry its metadata group applies (cluster.ServiceConfig.OnOpen): a
 // quorum queue declared in the cluster is then a Raft group on every
 // member. It starts the watch on members that leave (see watchMembers),
-// which ends with s.
+// which ends with s, and the one on the members' resource alarms (see
+// watchAlarms).
 func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.mu.Lock()
 	defer s.quorum.mu.Unlock()
@@ -80,6 +81,7 @@ func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.incarnation = uint64(time.Now().UnixNano())
 	s.quorum.stop = make(chan struct{})
 	go s.watchMembers(g, s.quorum.stop)
+	go s.watchAlarms(g, s.quorum.stop)
 }
 
 // selfID is this node's id in its cluster (0: none).
