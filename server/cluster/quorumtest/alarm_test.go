@@ -74,14 +74,14 @@ func confirmed(t *testing.T, dc *amqp.DeferredConfirmation, timeout time.Duratio
 	}
 }
 
-// A resource alarm is the whole cluster's, as in RabbitMQ: the monitor of
-// one member raising its disk alarm (SetAlarm, as monitor.Monitor calls
-// it) blocks the publishers on the two others with RabbitMQ's reason, and
-// their publishes wait; cleared, they are unblocked and confirmed. The
-// management API shows each member's own alarm. A member that goes down
-// in alarm stops blocking the others within a few seconds, as RabbitMQ
-// clears a dead node's alarms; restarted without an alarm, it blocks no
-// one.
+// A resource alarm is the whole cluster's, as in RabbitMQ: one member
+// raising its disk alarm (SetAlarm, as monitor.Monitor calls it) blocks
+// the publishers on the two others with RabbitMQ's reason, and their
+// publishes wait; cleared, they are unblocked and confirmed. The
+// management API shows each member's own alarm. A member whose monitor
+// raises a memory alarm (a limit below its use) and that then goes down
+// stops blocking the others within a few seconds, as RabbitMQ clears a
+// dead node's alarms; restarted without an alarm, it blocks no one.
 func TestClusterAlarm(t *testing.T) {
 	nodes := startCluster(t, 3)
 	alarmed := nodes[1]
@@ -131,8 +131,10 @@ func TestClusterAlarm(t *testing.T) {
 		t.Fatalf("/api/nodes on %s after the clear: %v", nodes[2].name, a)
 	}
 
-	// In alarm again (memory this time), then down: the others unblock.
-	alarmed.srv.SetAlarm(monitor.MemoryReason, true)
+	// In alarm again, raised this time by its own monitor with a memory
+	// limit below what the process uses (as server.memorylimitbytes set
+	// too low would), then down: the others unblock.
+	mon := monitor.Start(monitor.Options{MemoryLimit: 1, Interval: 50 * time.Millisecond, SetAlarm: alarmed.srv.SetAlarm})
 	waiting = waiting[:0]
 	for _, p := range pubs {
 		p.expect(t, true, "low on memory", 10*time.Second)
@@ -142,6 +144,7 @@ func TestClusterAlarm(t *testing.T) {
 	if err := alarmed.srv.Close(); err != nil {
 		t.Fatal(err)
 	}
+	mon.Stop()
 	for i, p := range pubs {
 		took := p.expect(t, false, "", 5*time.Second)
 		t.Logf("%s unblocked %v after %s went down in alarm", p.nd.name, took, alarmed.name)
