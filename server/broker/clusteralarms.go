@@ -224,6 +224,11 @@ func (s *Server) watchAlarms(g QuorumGroups, stop <-chan struct{}) {
 		select {
 		case <-stop:
 			return
+		case <-g.Done():
+			// This node serves on alone (its Raft log failed): the
+			// others' alarms, which it can no longer learn, are not its.
+			s.setRemoteAlarm(0, nil)
+			return
 		case <-t.C:
 		case <-s.alarms.kick:
 		case err := <-stating:
@@ -292,15 +297,22 @@ func (s *Server) combineAlarms(g QuorumGroups, self uint64, reached map[uint64]t
 		}
 	}
 	s.alarms.mu.Unlock()
+	s.setRemoteAlarm(res, from)
+}
+
+// setRemoteAlarm makes res, raised by the members from, the others'
+// alarm here, telling the connections and the log if it changed.
+func (s *Server) setRemoteAlarm(res alarmResources, from []string) {
+	joined := strings.Join(from, ", ")
 	s.mu.Lock()
-	if s.remoteAlarm == res && s.remoteFrom == strings.Join(from, ", ") {
+	if s.remoteAlarm == res && s.remoteFrom == joined {
 		s.mu.Unlock()
 		return
 	}
-	s.remoteAlarm, s.remoteFrom = res, strings.Join(from, ", ")
+	s.remoteAlarm, s.remoteFrom = res, joined
 	s.applyAlarmLocked()
 	if res != 0 {
-		s.logger.Warn("cluster: resource alarm on another member: blocking publishers", "members", strings.Join(from, ", "))
+		s.logger.Warn("cluster: resource alarm on another member: blocking publishers", "members", joined)
 	} else {
 		s.logger.Info("cluster: no other member this node reaches has a resource alarm")
 	}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"testing"
+	"time"
 
 	"github.com/amqp-go/amqp-go/server/monitor"
 )
@@ -53,5 +54,66 @@ func TestAlarmReplica(t *testing.T) {
 	a.SetAlarm("", false)
 	if reason, _ := a.alarmState(); reason != monitor.DiskReason {
 		t.Errorf("reason with disk elsewhere only: %q", reason)
+	}
+}
+
+// alarmGroups is a cluster as combineAlarms and watchAlarms see it.
+type alarmGroups struct {
+	QuorumGroups // the rest is not called
+	voters       []uint64
+	reachable    map[uint64]bool
+	done         chan struct{}
+}
+
+func (g *alarmGroups) Self() uint64             { return 1 }
+func (g *alarmGroups) Voters() []uint64         { return g.voters }
+func (g *alarmGroups) Reachable(id uint64) bool { return id == 1 || g.reachable[id] }
+func (g *alarmGroups) NodeName() string         { return "n1" }
+func (g *alarmGroups) Done() <-chan struct{}    { return g.done }
+
+// TestCombineAlarms: another member's alarm blocks here once that member
+// has been reached for alarmGrace, and no longer once it is not reached
+// or not a member; when the cluster is done, none does.
+func TestCombineAlarms(t *testing.T) {
+	s, _ := startDurable(t, Config{})
+	r := s.Replicas()[ReplicaAlarms]
+	must(t, r.Apply(1, []byte(`{"node":2,"name":"n2","resources":2}`)))
+	must(t, r.Apply(2, []byte(`{"node":3,"name":"n3","resources":1}`)))
+	must(t, r.Apply(3, []byte(`{"node":1,"name":"n1","resources":1}`))) // its own, stale: not counted
+	g := &alarmGroups{voters: []uint64{1, 2, 3}, reachable: map[uint64]bool{2: true}, done: make(chan struct{})}
+	reached := map[uint64]time.Time{}
+	t0 := time.Now()
+	check := func(now time.Duration, want string) {
+		t.Helper()
+		s.combineAlarms(g, 1, reached, t0.Add(now))
+		if got, _ := s.alarmState(); got != want {
+			t.Fatalf("at %v: blocked %q, want %q", now, got, want)
+		}
+	}
+	check(0, "")                          // n2 just reached
+	check(alarmGrace, monitor.DiskReason) // reached long enough
+	g.reachable[3] = true
+	check(alarmGrace+time.Millisecond, monitor.DiskReason)
+	check(2*alarmGrace+time.Millisecond, "low on disk & memory")
+	g.reachable[2] = false // down or cut off
+	check(3*alarmGrace, monitor.MemoryReason)
+	g.voters = []uint64{1, 2} // n3 removed
+	check(4*alarmGrace, "")
+	g.reachable[2] = true // back: counted a grace later
+	check(5*alarmGrace, "")
+	check(6*alarmGrace, monitor.DiskReason)
+
+	stop := make(chan struct{})
+	defer close(stop)
+	ended := make(chan struct{})
+	go func() { s.watchAlarms(g, stop); close(ended) }()
+	close(g.done) // the Raft log failed: serving alone
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("watchAlarms did not end with the cluster")
+	}
+	if got, on := s.alarmState(); on {
+		t.Fatalf("blocked %q once the cluster is done", got)
 	}
 }

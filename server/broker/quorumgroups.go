@@ -37,6 +37,9 @@ type QuorumGroups interface {
 	// member id (classic queues homed there).
 	NodeName() string
 	DialLink(ctx context.Context, id uint64) (net.Conn, error)
+	// Done is closed when this node's part of the cluster has stopped
+	// (its Raft log failed, or it was closed).
+	Done() <-chan struct{}
 }
 
 // GroupMachine is a quorum queue's group's state machine, as the
