@@ -37,6 +37,9 @@ type QuorumGroups interface {
 	// member id (classic queues homed there).
 	NodeName() string
 	DialLink(ctx context.Context, id uint64) (net.Conn, error)
+	// Done is closed when this node's part of the cluster has stopped
+	// (its Raft log failed, or it was closed).
+	Done() <-chan struct{}
 }
 
 // GroupMachine is a quorum queue's group's state machine, as the
@@ -72,7 +75,8 @@ type quorumState struct {
 // entry its metadata group applies (cluster.ServiceConfig.OnOpen): a
 // quorum queue declared in the cluster is then a Raft group on every
 // member. It starts the watch on members that leave (see watchMembers),
-// which ends with s.
+// which ends with s, and the one on the members' resource alarms (see
+// watchAlarms).
 func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.mu.Lock()
 	defer s.quorum.mu.Unlock()
@@ -84,6 +88,7 @@ func (s *Server) UseGroups(g QuorumGroups) {
 	s.quorum.stop = make(chan struct{})
 	s.quorum.kick = make(chan struct{}, 1)
 	go s.watchMembers(g, s.quorum.stop, s.quorum.kick)
+	go s.watchAlarms(g, s.quorum.stop)
 }
 
 // selfID is this node's id in its cluster (0: none).

@@ -64,7 +64,8 @@ const replicateTimeout = 10 * time.Second
 // Replicas are the parts of s's state a cluster's metadata group carries,
 // by kind; pass them to the cluster before it starts applying its log.
 func (s *Server) Replicas() map[byte]Replica {
-	return map[byte]Replica{ReplicaSecurity: securityReplica{s}, ReplicaExchanges: exchangeReplica{s}, ReplicaQuorumQueues: quorumReplica{s}}
+	return map[byte]Replica{ReplicaSecurity: securityReplica{s}, ReplicaExchanges: exchangeReplica{s}, ReplicaQuorumQueues: quorumReplica{s},
+		ReplicaAlarms: alarmReplica{s}}
 }
 
 // Replicate makes every later definitions change of s go through r:

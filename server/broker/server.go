@@ -233,9 +233,14 @@ type Server struct {
 	mu          sync.Mutex
 	conns       map[*conn]struct{}
 	vhosts      map[string]*VHost
-	alarmReason string // the combined alarm: resourceAlarm and storeFailed
+	alarmReason string // the combined alarm: resourceAlarm, remoteAlarm and storeFailed
 	// resourceAlarm is the resource monitor's reason ("" when clear).
 	resourceAlarm string
+	// remoteAlarm is the resources of the alarms of the other members
+	// this node reaches, and remoteFrom names those members
+	// (watchAlarms).
+	remoteAlarm alarmResources
+	remoteFrom  string
 	// storeFailed is set once the message log fails.
 	storeFailed bool
 	// freedBytes counts the body bytes of every message a queue let go of
@@ -265,6 +270,7 @@ type Server struct {
 	// queuesIndex is the metadata log's index of the last replicated
 	// queue change applied here (classiccluster.go).
 	queuesIndex atomic.Uint64
+	alarms      clusterAlarms
 }
 
 // New builds a server from cfg; it does not listen yet.
@@ -272,6 +278,7 @@ func New(cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, store: cfg.Store, sec: cfg.Security, logger: cfg.Logger,
 		conns: map[*conn]struct{}{}, vhosts: map[string]*VHost{}}
+	s.alarms.kick = make(chan struct{}, 1)
 	s.sec.SetUsersDeletedHook(s.closeUserConnections)
 	for _, name := range cfg.VHosts {
 		s.vhosts[name] = newVHost(s, name)
@@ -520,7 +527,8 @@ func serverProperties() amqp.Table {
 
 // SetAlarm raises (on) or clears the resource monitor's alarm, whose
 // reason names what is low ("low on memory", "low on disk" or both):
-// publishing connections that understand connection.blocked are told so.
+// publishing connections that understand connection.blocked are told so,
+// on every member of a cluster (watchAlarms states it to the others).
 // A message-store failure (storeFailure) stays raised whatever this says.
 func (s *Server) SetAlarm(reason string, on bool) {
 	if !on {
@@ -529,6 +537,7 @@ func (s *Server) SetAlarm(reason string, on bool) {
 	s.mu.Lock()
 	s.resourceAlarm = reason
 	s.applyAlarmLocked()
+	s.alarms.wake()
 }
 
 // storeFailure raises the "message store failure" alarm until restart.
@@ -545,8 +554,10 @@ const storeFailureReason = "message store failure"
 // unlocks s.mu and tells every connection if the alarm rose or cleared.
 func (s *Server) applyAlarmLocked() {
 	reasons := make([]string, 0, 2)
-	if s.resourceAlarm != "" {
-		reasons = append(reasons, s.resourceAlarm)
+	if res := parseAlarm(s.resourceAlarm) | s.remoteAlarm; res != 0 {
+		reasons = append(reasons, res.text())
+	} else if s.resourceAlarm != "" {
+		reasons = append(reasons, s.resourceAlarm) // none the monitor raises
 	}
 	if s.storeFailed {
 		reasons = append(reasons, storeFailureReason)

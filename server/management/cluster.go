@@ -11,8 +11,10 @@ import (
 )
 
 // nodeItems are the nodes /api/nodes lists: this one first, with every
-// field, then the other members with name, type and running (RabbitMQ
-// reports a member it cannot reach with running false and little else).
+// field, then the other members with name, type and running, and for
+// those it reaches their own alarms, mem_alarm and disk_free_alarm, as
+// they stated them to the cluster (RabbitMQ reports a member it cannot
+// reach with running false and little else).
 func (h *Handler) nodeItems(rq *request) ([]item, error) {
 	if h.members == nil {
 		return []item{h.nodeItem()}, nil
@@ -23,8 +25,13 @@ func (h *Handler) nodeItems(rq *request) ([]item, error) {
 	}
 	items := []item{h.nodeItem()}
 	for _, m := range st.Members {
-		if !m.Self {
-			items = append(items, item{"name": m.Name, "type": "disc", "running": m.Reachable})
+		switch {
+		case m.Self:
+		case m.Reachable:
+			a := h.srv.MemberAlarms(m.ID)
+			items = append(items, item{"name": m.Name, "type": "disc", "running": true, "mem_alarm": a.Memory, "disk_free_alarm": a.Disk})
+		default:
+			items = append(items, item{"name": m.Name, "type": "disc", "running": false})
 		}
 	}
 	return items, nil

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/amqp-go/amqp-go/server/monitor"
+	"github.com/amqp-go/amqp-go/server/broker"
 )
 
 // Health checks, as RabbitMQ 3.10.8 answers them (checked with curl):
@@ -33,13 +33,16 @@ func (h *Handler) health(rq *request) error {
 	}
 	switch {
 	case len(s) == 3 && (s[2] == "alarms" || s[2] == "local-alarms"):
-		// One node: the cluster's alarms are this node's.
-		if reason := h.srv.Stats().Alarm; reason != "" {
-			var alarms []item
-			for _, r := range strings.Split(reason, " & ") {
-				alarms = append(alarms, item{"node": h.node, "resource": alarmResource(r)})
+		alarms, err := h.alarmItems(rq, s[2] == "alarms")
+		if err != nil {
+			return err
+		}
+		if len(alarms) > 0 {
+			reason := "There are alarms in effect in the cluster"
+			if s[2] == "local-alarms" {
+				reason = "There are alarms in effect on the node"
 			}
-			failed(rq.w, item{"reason": "resource alarm(s) in effect in the cluster", "alarms": alarms})
+			failed(rq.w, item{"reason": reason, "alarms": alarms})
 			return nil
 		}
 		writeJSON(rq.w, item{"status": "ok"})
@@ -77,15 +80,41 @@ func (h *Handler) health(rq *request) error {
 	return nil
 }
 
-// alarmResource is RabbitMQ's name of an alarm's resource.
-func alarmResource(reason string) string {
-	switch reason {
-	case monitor.MemoryReason:
-		return "memory"
-	case monitor.DiskReason:
-		return "disk"
+// alarmItems are the alarms in effect, as RabbitMQ lists them: this
+// node's, and with cluster those of the other members it reaches (the
+// ones that block its publishers too; RabbitMQ forgets a node's alarms
+// when the node goes down).
+func (h *Handler) alarmItems(rq *request, cluster bool) ([]item, error) {
+	alarms := nodeAlarmItems(h.node, h.srv.LocalAlarms())
+	if !cluster || h.members == nil {
+		return alarms, nil
 	}
-	return reason
+	st, err := h.members(rq.r.Context())
+	if err != nil {
+		return nil, &apiError{http.StatusServiceUnavailable, "cluster_unavailable", err.Error()}
+	}
+	for _, m := range st.Members {
+		if !m.Self && m.Reachable {
+			alarms = append(alarms, nodeAlarmItems(m.Name, h.srv.MemberAlarms(m.ID))...)
+		}
+	}
+	return alarms, nil
+}
+
+// nodeAlarmItems are a node's alarms with RabbitMQ's names of their
+// resources ("memory", "disk space"; a message store failure is ours).
+func nodeAlarmItems(node string, a broker.NodeAlarms) []item {
+	var out []item
+	if a.Memory {
+		out = append(out, item{"node": node, "resource": "memory"})
+	}
+	if a.Disk {
+		out = append(out, item{"node": node, "resource": "disk space"})
+	}
+	if a.StoreFailed {
+		out = append(out, item{"node": node, "resource": "message store failure"})
+	}
+	return out
 }
 
 // listenerAddrs are the AMQP listeners and this HTTP one.

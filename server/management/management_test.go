@@ -704,10 +704,19 @@ func TestHealthChecks(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %s", c.path, r.status, r.body, c.status, c.body)
 		}
 	}
-	a.srv.SetAlarm("low on memory", true)
+	// RabbitMQ 3.10.8's texts, with its names of the resources.
+	a.srv.SetAlarm("low on memory & low on disk", true)
 	r := a.guest("GET", "/health/checks/alarms", "")
-	if exp := `{"alarms":[{"node":"amqp-go@test","resource":"memory"}],"reason":"resource alarm(s) in effect in the cluster","status":"failed"}`; r.status != 503 || string(r.body) != exp {
+	if exp := `{"alarms":[{"node":"amqp-go@test","resource":"memory"},{"node":"amqp-go@test","resource":"disk space"}],"reason":"There are alarms in effect in the cluster","status":"failed"}`; r.status != 503 || string(r.body) != exp {
 		t.Errorf("alarm: %d %s", r.status, r.body)
+	}
+	r = a.guest("GET", "/health/checks/local-alarms", "")
+	if exp := `{"alarms":[{"node":"amqp-go@test","resource":"memory"},{"node":"amqp-go@test","resource":"disk space"}],"reason":"There are alarms in effect on the node","status":"failed"}`; r.status != 503 || string(r.body) != exp {
+		t.Errorf("local alarm: %d %s", r.status, r.body)
+	}
+	r = a.guest("GET", "/nodes", "")
+	if n := r.list(t)[0].(map[string]any); n["mem_alarm"] != true || n["disk_free_alarm"] != true {
+		t.Errorf("/api/nodes with both alarms: mem_alarm %v, disk_free_alarm %v", n["mem_alarm"], n["disk_free_alarm"])
 	}
 	a.srv.SetAlarm("", false)
 	want(t, "alarm cleared", a.guest("GET", "/health/checks/alarms", ""), 200)

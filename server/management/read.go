@@ -746,13 +746,14 @@ func (h *Handler) nodeItem() item {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := h.srv.Stats()
+	alarms := h.srv.LocalAlarms()
 	return item{
 		"name": h.node, "type": "disc", "running": true, "os_pid": strconv.Itoa(os.Getpid()),
 		"uptime": time.Since(h.started).Milliseconds(), "processors": runtime.NumCPU(),
 		"rates_mode": "basic", "run_queue": 0, "net_ticktime": 60,
-		"mem_used": ms.Sys, "mem_used_details": rate(0), "mem_limit": 0, "mem_alarm": false,
+		"mem_used": ms.Sys, "mem_used_details": rate(0), "mem_limit": 0, "mem_alarm": alarms.Memory,
 		"mem_calculation_strategy": "rss",
-		"disk_free":                0, "disk_free_details": rate(0), "disk_free_limit": 0, "disk_free_alarm": st.Alarm != "",
+		"disk_free":                0, "disk_free_details": rate(0), "disk_free_limit": 0, "disk_free_alarm": alarms.Disk,
 		"fd_used": 0, "fd_used_details": rate(0), "fd_total": 0,
 		"sockets_used": st.Connections, "sockets_used_details": rate(0), "sockets_total": 0,
 		"proc_used": runtime.NumGoroutine(), "proc_used_details": rate(0), "proc_total": 0,

@@ -382,7 +382,7 @@ func queueState(t *testing.T, nd *node, queue string) map[string]any {
 
 // apiGet is GET path from a management API over nd's broker, as guest.
 func apiGet(nd *node, path string) (int, []byte) {
-	h := management.New(management.Options{Server: nd.srv, Node: nd.name})
+	h := management.New(management.Options{Server: nd.srv, Node: nd.name, Cluster: nd.cl.Status})
 	defer h.Close()
 	req := httptest.NewRequest("GET", path, nil)
 	req.RemoteAddr = "127.0.0.1:40000"
