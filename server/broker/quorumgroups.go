@@ -391,7 +391,7 @@ func newQuorumQueue(v *VHost, name string, args amqp.Table, own queuePolicy, ap 
 	self := queue.Owner{Node: g.Self(), Incarnation: v.server.quorum.incarnation}
 	q.quorum = queue.NewQuorum[qhandle](ap.core(), quorumLog{g, group}, quorumCodec{}, (*queueHost)(q), self, nil)
 	fwd := newRemoteQueueCore(q, nil)
-	fwd.targets, fwd.tagBit = q.knownMembers, forwardBit
+	fwd.targets, fwd.isTarget, fwd.tagBit = q.knownMembers, q.isKnownMember, forwardBit
 	q.front = &quorumFront{q: q, local: q.quorum, fwd: fwd}
 	q.isVoter.Store(slices.Contains(members, g.Self()))
 	q.cq = q.front

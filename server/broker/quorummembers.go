@@ -186,12 +186,25 @@ func running(g QuorumGroups, node uint64) error {
 // and one shaped out may have missed its own removal) has the last shape,
 // if any, or the declaration's members.
 func (q *Queue) knownMembers() []uint64 {
-	if !q.isVoter.Load() {
-		if _, target := q.shape(); target != nil {
-			return target
-		}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.knownMembersLocked())
+}
+
+// isKnownMember reports whether id is among knownMembers, without a
+// copy: a forwarded publish asks it of its link each time.
+func (q *Queue) isKnownMember(id uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Contains(q.knownMembersLocked(), id)
+}
+
+// knownMembersLocked is knownMembers, not copied. Caller holds q.mu.
+func (q *Queue) knownMembersLocked() []uint64 {
+	if !q.isVoter.Load() && q.target != nil {
+		return q.target
 	}
-	return q.voters()
+	return q.members
 }
 
 // shapeGroups is the cluster, for a shape change.

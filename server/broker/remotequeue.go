@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +29,9 @@ type remoteQueue struct {
 	// one in use until it fails (current).
 	link    *linkClient
 	targets func() []uint64
+	// isTarget reports whether a node is among targets, without a copy
+	// (every forwarded command asks).
+	isTarget func(uint64) bool
 	// tagBit marks the delivery tags and consumer ids this queue gives
 	// (a quorum queue's front tells them from its local group's).
 	tagBit uint64
@@ -76,12 +78,11 @@ func (rq *remoteQueue) current() *linkClient {
 	rq.mu.Lock()
 	l := rq.link
 	rq.mu.Unlock()
-	targets := rq.targets()
-	if l != nil && l.connected() && slices.Contains(targets, l.home) {
+	if l != nil && l.connected() && rq.isTarget(l.home) {
 		return l // still a member: a group shaped by hand may have lost it
 	}
 	s := rq.q.vhost.server
-	for _, id := range targets {
+	for _, id := range rq.targets() {
 		if id == s.selfID() {
 			continue
 		}
