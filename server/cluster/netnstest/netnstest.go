@@ -159,29 +159,24 @@ func (n *Net) Heal(i int) { n.t.Helper(); n.must("heal", strconv.Itoa(i)) }
 
 // Netem applies tc netem args (such as "delay", "50ms") to what node i
 // sends.
-func (n *Net) Netem(i int, args ...string) {
-	n.t.Helper()
-	n.must(append([]string{"netem", strconv.Itoa(i)}, args...)...)
-}
+func (n *Net) Netem(i int, args ...string) { n.t.Helper(); n.qdisc("netem", i, args) }
 
 // NetemIn applies tc netem args to what node i receives.
-func (n *Net) NetemIn(i int, args ...string) {
-	n.t.Helper()
-	n.must(append([]string{"netem-in", strconv.Itoa(i)}, args...)...)
-}
+func (n *Net) NetemIn(i int, args ...string) { n.t.Helper(); n.qdisc("netem-in", i, args) }
 
 // Shape makes what node i sends go through a token bucket (tc tbf args,
 // such as "rate", "4mbit", "burst", "16kb", "latency", "400ms"): a slow
 // link, real to the kernel, where netem is missing.
-func (n *Net) Shape(i int, args ...string) {
-	n.t.Helper()
-	n.must(append([]string{"shape", strconv.Itoa(i)}, args...)...)
-}
+func (n *Net) Shape(i int, args ...string) { n.t.Helper(); n.qdisc("shape", i, args) }
 
 // ShapeIn is Shape for what node i receives.
-func (n *Net) ShapeIn(i int, args ...string) {
+func (n *Net) ShapeIn(i int, args ...string) { n.t.Helper(); n.qdisc("shape-in", i, args) }
+
+// qdisc runs the harness's qdisc command cmd (netem, netem-in, shape,
+// shape-in) for node i with args.
+func (n *Net) qdisc(cmd string, i int, args []string) {
 	n.t.Helper()
-	n.must(append([]string{"shape-in", strconv.Itoa(i)}, args...)...)
+	n.must(append([]string{cmd, strconv.Itoa(i)}, args...)...)
 }
 
 // NetemClear removes node i's netem (or Shape) in both directions.
