@@ -13,7 +13,9 @@
 //     takes whatever else is already queued (up to a bound);
 //  2. collects the Ready of every group that has one, and sends a
 //     leader's appends and heartbeats at once when its Ready keeps the
-//     term and vote on disk (see round);
+//     term and vote on disk (see round), and applies the committed
+//     entries already on disk (appliesEarly), so that a leader's confirms
+//     do not wait for the fsync of the next batch;
 //  3. persists: every group's snapshot, entries and hard state go into one
 //     raftlog.Batch, written with one write and one fdatasync;
 //  4. sends: all the rounds' other messages, grouped by destination node, one
@@ -25,9 +27,9 @@
 //
 // Persist before send is what Raft requires of a follower (its votes and
 // acks must survive a crash); a leader may replicate what it has not yet
-// synced, since raft counts its own copy only once persisted; apply after
-// persist keeps a state machine
-// from running ahead of what survives a restart.
+// synced, since raft counts its own copy only once persisted; applying
+// only what is on disk keeps a state machine from running ahead of what
+// survives a restart.
 //
 // # Around the loop
 //
@@ -581,6 +583,9 @@ type ready struct {
 	rd raft.Ready
 	// early: its appends and heartbeats went out before the persist.
 	early bool
+	// applied: how many of its CommittedEntries were applied before the
+	// persist (appliesEarly).
+	applied int
 }
 
 // round persists, sends and applies the Ready of every group that has
@@ -623,6 +628,16 @@ func (n *Node) round() (more bool, err error) {
 		}
 	}
 	n.send(out)
+	// Apply what this node has already persisted.
+	for i := range rds {
+		r := &rds[i]
+		r.applied = n.appliesEarly(r)
+		if r.applied > 0 {
+			if _, err := n.applyEntries(r.g, r.rd.CommittedEntries[:r.applied]); err != nil {
+				return false, err
+			}
+		}
+	}
 	// Persist.
 	n.batch.Reset()
 	for _, r := range rds {
@@ -654,7 +669,7 @@ func (n *Node) round() (more bool, err error) {
 	// Apply.
 	for _, r := range rds {
 		n.noteLeader(r.g, r.rd.SoftState)
-		if err := n.apply(r.g, &r.rd); err != nil {
+		if err := n.apply(r.g, &r.rd, r.applied); err != nil {
 			return false, err
 		}
 		r.g.rn.Advance(r.rd)
@@ -683,6 +698,35 @@ func sendsEarly(r *ready) bool {
 	return r.g.hsKnown && hs.GetTerm() == r.g.term && hs.GetVote() == r.g.vote
 }
 
+// appliesEarly reports how many of r's committed entries may be applied
+// before r is persisted: those, from the first, that are plain entries
+// already in this node's stable log (below r's own new entries, which
+// raft may hand over committed in the same Ready; a follower learns the
+// commit index with the entries). A leader learns that an entry commits
+// only once its own copy is persisted, so its confirms then go out without
+// waiting for the round's fsync of the next batch. Nothing is applied
+// early in a Ready with a snapshot or a leader change, whose order
+// against the entries matters.
+func (n *Node) appliesEarly(r *ready) int {
+	ents := r.rd.CommittedEntries
+	if len(ents) == 0 || !raft.IsEmptySnap(r.rd.Snapshot) ||
+		r.rd.SoftState != nil && r.rd.SoftState.Lead != r.g.lead {
+		return 0
+	}
+	stable, err := n.cfg.Log.Group(r.g.id).LastIndex()
+	if err != nil {
+		return 0
+	}
+	if len(r.rd.Entries) > 0 {
+		stable = min(stable, r.rd.Entries[0].GetIndex()-1)
+	}
+	k := 0
+	for k < len(ents) && ents[k].GetIndex() <= stable && ents[k].GetType() == pb.EntryNormal {
+		k++
+	}
+	return k
+}
+
 // send hands out's messages to the transport, a node at a time in id
 // order, and empties out.
 func (n *Node) send(out map[uint64][]GroupMessage) {
@@ -700,7 +744,10 @@ func (n *Node) send(out map[uint64][]GroupMessage) {
 	clear(out)
 }
 
-func (n *Node) apply(g *group, rd *raft.Ready) error {
+// apply applies rd to g after it is persisted: its snapshot, then its
+// committed entries from the skip'th (those before went early), then a
+// snapshot of g if one is due.
+func (n *Node) apply(g *group, rd *raft.Ready, skip int) error {
 	if !raft.IsEmptySnap(rd.Snapshot) {
 		md := rd.Snapshot.GetMetadata()
 		if err := g.sm.Restore(rd.Snapshot.GetData()); err != nil {
@@ -710,28 +757,9 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 		g.applied, g.snapshot = md.GetIndex(), md.GetIndex()
 		noteVoters(g)
 	}
-	confChanged := false
-	for _, e := range rd.CommittedEntries {
-		confChanged = confChanged || e.GetType() != pb.EntryNormal
-		switch e.GetType() {
-		case pb.EntryNormal:
-			if len(e.GetData()) > 0 { // empty: a new leader's first entry
-				g.sm.Apply(e.GetIndex(), e.GetData())
-			}
-		case pb.EntryConfChange:
-			var cc pb.ConfChange
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
-			}
-			n.applyConfChange(g, e.GetIndex(), cc.AsV2())
-		case pb.EntryConfChangeV2:
-			var cc pb.ConfChangeV2
-			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
-				return fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
-			}
-			n.applyConfChange(g, e.GetIndex(), &cc)
-		}
-		g.applied = e.GetIndex()
+	confChanged, err := n.applyEntries(g, rd.CommittedEntries[skip:])
+	if err != nil {
+		return err
 	}
 	// After a conf change, a group with a snapshot takes a new one: raft
 	// sends a lagging follower the stored snapshot, and a node just added
@@ -747,6 +775,35 @@ func (n *Node) apply(g *group, rd *raft.Ready) error {
 		return n.snapshot(g)
 	}
 	return nil
+}
+
+// applyEntries applies committed entries to g in order: conf changes to
+// its RawNode, the rest to its state machine. It reports whether one was
+// a conf change.
+func (n *Node) applyEntries(g *group, ents []*pb.Entry) (confChanged bool, err error) {
+	for _, e := range ents {
+		confChanged = confChanged || e.GetType() != pb.EntryNormal
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if len(e.GetData()) > 0 { // empty: a new leader's first entry
+				g.sm.Apply(e.GetIndex(), e.GetData())
+			}
+		case pb.EntryConfChange:
+			var cc pb.ConfChange
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return confChanged, fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
+			}
+			n.applyConfChange(g, e.GetIndex(), cc.AsV2())
+		case pb.EntryConfChangeV2:
+			var cc pb.ConfChangeV2
+			if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+				return confChanged, fmt.Errorf("cluster: group %d: conf change %d: %w", g.id, e.GetIndex(), err)
+			}
+			n.applyConfChange(g, e.GetIndex(), &cc)
+		}
+		g.applied = e.GetIndex()
+	}
+	return confChanged, nil
 }
 
 func (n *Node) applyConfChange(g *group, index uint64, cc *pb.ConfChangeV2) {
