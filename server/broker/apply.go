@@ -90,6 +90,8 @@ type applyOpts struct {
 	quorumGroup   uint64
 	quorumMembers []uint64
 	quorumSize    int
+	// owner, when set, owns the exclusive queue declared (ownedBy).
+	owner *conn
 	// home, when set, makes a classic queue declared from the cluster's
 	// log a replicated one, homed there (here, or a remoteQueue).
 	home *homeNode
@@ -147,9 +149,16 @@ func inQuorumGroup(group uint64, members []uint64, size int) ApplyOption {
 
 // homedOn declares a replicated classic queue, with its home node, as
 // the metadata log's entry index does (or a snapshot of the log at index).
-func homedOn(id uint64, name string, index uint64) ApplyOption {
-	return func(o *applyOpts) { o.home = &homeNode{id: id, name: name, index: index} }
+func homedOn(c quorumChange, index uint64) ApplyOption {
+	return func(o *applyOpts) {
+		o.home = &homeNode{id: c.Home, name: c.HomeName, index: index, token: c.Token, incarnation: c.Incarnation}
+	}
 }
+
+// ownedBy makes c the owner of the exclusive queue a change from the
+// cluster's log declares on its home node (the connection that proposed
+// it there).
+func ownedBy(c *conn) ApplyOption { return func(o *applyOpts) { o.owner = c } }
 
 // onlyQueue deletes q itself, for the broker's own reasons.
 func onlyQueue(q *Queue) ApplyOption { return func(o *applyOpts) { o.queue = q } }
@@ -280,6 +289,11 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 			if err := o.checkTopic(m, src, ch.RoutingKey); err != nil {
 				return nil, err
 			}
+			if q := v.queue(ch.Destination); !ch.ToExchange && q != nil {
+				if err := q.checkOwner(o.conn, m); err != nil {
+					return nil, err
+				}
+			}
 			return nil, v.server.replicateExchange(r, v, ch)
 		}
 	}
@@ -345,8 +359,8 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 
 // bindingQueue resolves a binding's destination queue. The caller holds
 // v.defsMu. A binding from the cluster's log is made whether or not a
-// remote queue's home node can be reached now (the node asked judged
-// that): every member must make it.
+// remote queue's home node can be reached now, and whoever owns an
+// exclusive one (the node asked judged that): every member must make it.
 func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, error) {
 	if name == "" {
 		return nil, protoErr(amqp.NotFound, m, "no previously declared queue")
@@ -355,7 +369,10 @@ func (v *VHost) bindingQueue(m amqp.Method, name string, o *applyOpts) (*Queue, 
 	if q == nil {
 		return nil, errNoQueue(m, v.name, name)
 	}
-	if !o.replicated && q.isUnavailable() {
+	if o.replicated {
+		return q, nil // the node asked judged its owner too
+	}
+	if q.isUnavailable() {
 		return nil, errUnavailable(m, q)
 	}
 	return q, q.checkOwner(o.conn, m)

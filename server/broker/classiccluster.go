@@ -6,15 +6,16 @@ import (
 	"github.com/amqp-go/amqp-go/shared/amqp"
 )
 
-// A cluster's classic queues, as RabbitMQ 4.x has them: each durable,
-// non-exclusive classic queue declared in the cluster has a home node,
-// the one it was declared on, which alone holds its messages. Its
-// definition, and the bindings to it, replicate through the metadata
-// group (as quorumChange, with Home set), so every member lists it and
-// routes to it; on the other members it is a remoteQueue, which reaches
-// the home node over a node link. While the home node is down, the queue
-// is unavailable elsewhere: consumes and declares answer 404, publishes
-// to it are nacked.
+// A cluster's classic queues, as RabbitMQ has them: each classic queue
+// declared in the cluster has a home node, the one it was declared on,
+// which alone holds its messages. Its definition, and the bindings to
+// it, replicate through the metadata group (as quorumChange, with Home
+// set), so every member lists it and routes to it; on the other members
+// it is a remoteQueue, which reaches the home node over a node link.
+// While the home node is down, the queue is unavailable elsewhere:
+// consumes and declares answer 404, publishes to it are nacked.
+// Transient and exclusive ones go with their home node's start or their
+// owner (transientqueues.go).
 
 // homeNode is a replicated classic queue's home. index is the metadata
 // log's index of the declaration the queue was made from (stored with
@@ -25,10 +26,13 @@ type homeNode struct {
 	id    uint64
 	name  string
 	index uint64
+	// token and incarnation are the declaration's (quorumChange).
+	token       string
+	incarnation uint64
 }
 
 // homeOf reports q's home node, nil for a queue that does not replicate
-// (a quorum queue, an exclusive queue, one declared outside a cluster).
+// (a quorum queue, one declared outside a cluster).
 func (q *Queue) homeOf() *homeNode { return q.home.Load() }
 
 // HomeNode is the name of a replicated classic queue's home node, "" for
@@ -53,27 +57,41 @@ func (q *Queue) Down() bool { return q.remote != nil && !q.remote.current().reac
 // queue of the cluster's, or a classic queue with a home node.
 func replicatedQueue(q *Queue) bool { return q.quorum != nil || q.homeOf() != nil }
 
-// replicatesClassic reports whether a new classic queue's declaration
-// goes through the cluster: durable and not exclusive (RabbitMQ 4.x's
-// transient and exclusive queues are their node's).
-func replicatesClassic(ch *DefChange) bool { return ch.Durable && !ch.Exclusive }
-
 // declareClassicReplicated declares a new classic queue through the
 // cluster, homed on this node: every member makes it as it applies the
-// change (the queue itself here, a remoteQueue elsewhere).
-func (v *VHost) declareClassicReplicated(r Replicator, ch *DefChange, name string) (*Queue, error) {
+// change (the queue itself here, a remoteQueue elsewhere); an exclusive
+// one is o.conn's. A queue of the name that another declaration made
+// first (on another member, meanwhile) is judged as a redeclare of it.
+func (v *VHost) declareClassicReplicated(r Replicator, ch *DefChange, o *applyOpts, name string) (*Queue, error) {
 	m := ch.method()
 	g := v.server.quorumGroups()
 	if g == nil {
 		return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': the cluster is not ready", name, v.name)
 	}
-	return v.declareReplicated(r, ch, quorumChange{VHost: v.name, Queue: name, Home: g.Self(), HomeName: g.NodeName(), AutoDelete: ch.AutoDelete})
+	c := quorumChange{VHost: v.name, Queue: name, Home: g.Self(), HomeName: g.NodeName(), AutoDelete: ch.AutoDelete,
+		Transient: !ch.Durable, Exclusive: ch.Exclusive, Token: newToken()}
+	if c.Transient || c.Exclusive {
+		c.Incarnation = v.server.quorum.incarnation
+	}
+	if c.Exclusive {
+		v.server.transients.propose(c.Token, o.conn)
+		defer v.server.transients.done(c.Token)
+	}
+	q, err := v.declareReplicated(r, ch, c)
+	if err != nil {
+		return nil, err
+	}
+	if h := q.homeOf(); h == nil || h.token != c.Token {
+		return q, q.redeclared(ch, o, v.name)
+	}
+	return q, nil
 }
 
 // newRemoteQueue makes a replicated classic queue whose home is another
-// node: in memory only (the cluster's log holds its definition).
-func newRemoteQueue(v *VHost, name string, autoDelete bool, args amqp.Table, own queuePolicy, ap *appliedPolicy, home *homeNode) *Queue {
-	q := &Queue{own: own, Name: name, Durable: true, AutoDelete: autoDelete, Args: args,
+// node, as ch declares it: in memory only (the cluster's log holds its
+// definition).
+func newRemoteQueue(v *VHost, name string, ch *DefChange, own queuePolicy, ap *appliedPolicy, home *homeNode) *Queue {
+	q := &Queue{own: own, Name: name, Durable: ch.Durable, Exclusive: ch.Exclusive, AutoDelete: ch.AutoDelete, Args: ch.Arguments,
 		vhost: v, store: v.server.store, ringSize: v.server.cfg.RingBufferSize, stripe: nextStripe.Add(1)}
 	v.server.queues.Add(1)
 	q.eff.Store(ap)

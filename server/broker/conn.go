@@ -751,6 +751,12 @@ func (c *conn) teardown() {
 	c.exclusive = nil
 	c.exclusiveMu.Unlock()
 	for _, q := range qs {
+		if q.homeOf() != nil && q.vhost.server.replicating() != nil {
+			// The cluster's: deleted through it, retried until it is.
+			q.ownerGone.Store(true)
+			q.vhost.server.dropTransient(q, "its owner's connection closed")
+			continue
+		}
 		_, _ = q.vhost.deleteQueue(q, nil)
 	}
 }

@@ -101,8 +101,10 @@ func (l *homeLink) homeQueue(r *linkReader) (*Queue, error) {
 		return nil, protoErr(amqp.NotFound, nil, "no vhost '%s'", vhost)
 	}
 	q := v.queue(name)
-	if q == nil || q.remote != nil || q.Exclusive || q.front != nil && q.front.forwarding() {
-		// A quorum queue is served by a member of its group only.
+	if q == nil || q.remote != nil || q.Exclusive && q.homeOf() == nil || q.front != nil && q.front.forwarding() {
+		// A quorum queue is served by a member of its group only; an
+		// exclusive queue, by its home if it is the cluster's (the
+		// members refuse other connections: checkOwner).
 		return nil, errNoQueue(nil, vhost, name)
 	}
 	return q, nil

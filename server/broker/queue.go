@@ -25,7 +25,10 @@ type Queue struct {
 
 	vhost *VHost
 	owner *conn // the declaring connection of an exclusive queue
-	store store.Store
+	// ownerGone: owner has closed, and q, the cluster's, waits for its
+	// deletion through the cluster (transientqueues.go).
+	ownerGone atomic.Bool
+	store     store.Store
 	// id names a durable queue in the definitions and the log (0: not
 	// persisted).
 	id uint64

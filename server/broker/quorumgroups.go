@@ -30,6 +30,9 @@ type QuorumGroups interface {
 	Self() uint64
 	Voters() []uint64
 	Reachable(id uint64) bool
+	// MetadataLeader is the metadata group's leader as this node knows
+	// it (0: none).
+	MetadataLeader() uint64
 	Campaign(ctx context.Context, id uint64) error
 	TransferTo(ctx context.Context, id, to uint64) error
 	SetVoter(ctx context.Context, group, node uint64, add bool) error
@@ -124,7 +127,9 @@ const memberGoneAfter = 3 * time.Second
 // this node leads, its group follows the members (followMembers) and the
 // members with consumers there that it has not reached for
 // memberGoneAfter are proposed down; for each queue, this node's former
-// incarnations (before a restart) are proposed down too.
+// incarnations (before a restart) are proposed down too. The cluster's
+// transient and exclusive classic queues get their round too
+// (watchTransients).
 func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}, kick <-chan struct{}) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
@@ -144,6 +149,14 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}, kick <-chan 
 			}
 		}
 		members := g.Voters()
+		s.watchTransients(g, self.Incarnation, func(id uint64) time.Duration {
+			since, ok := unreachedSince[id]
+			if !ok {
+				unreachedSince[id] = now
+				return 0
+			}
+			return now.Sub(since)
+		})
 		s.eachQueue(nil, func(q *Queue) {
 			if q.quorum == nil {
 				return
@@ -268,10 +281,23 @@ type quorumChange struct {
 	Shape  bool     `json:"shape,omitempty"`
 	Target []uint64 `json:"target,omitempty"`
 	// Home and HomeName are a classic queue's home node, which holds
-	// its messages; AutoDelete is its declaration's (it is durable).
-	Home       uint64 `json:"home,omitempty"`
-	HomeName   string `json:"home_name,omitempty"`
-	AutoDelete bool   `json:"auto_delete,omitempty"`
+	// its messages; AutoDelete, Transient (not durable) and Exclusive
+	// are its declaration's. Token names the declaration (an exclusive
+	// queue's owner, on the home node, is the connection that proposed
+	// it); Incarnation is the home node's start it was declared in: a
+	// transient or exclusive queue does not outlive it.
+	Home        uint64 `json:"home,omitempty"`
+	HomeName    string `json:"home_name,omitempty"`
+	AutoDelete  bool   `json:"auto_delete,omitempty"`
+	Transient   bool   `json:"transient,omitempty"`
+	Exclusive   bool   `json:"exclusive,omitempty"`
+	Token       string `json:"token,omitempty"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+	// Of, on a deletion, is the Token of the declaration it deletes
+	// ("": whichever queue has the name), so that a deletion the broker
+	// proposes for its own reasons (transientqueues.go) never takes a
+	// queue declared again meanwhile.
+	Of string `json:"of,omitempty"`
 }
 
 // quorumGroupID derives a group id from the queue and the node and time
@@ -562,10 +588,15 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		return r.s.applyShape(v, c)
 	}
 	if c.Delete {
+		if c.Of != "" {
+			if q := v.queue(c.Queue); q == nil || q.homeOf() == nil || q.homeOf().token != c.Of {
+				return nil // a later declaration's, or gone already
+			}
+		}
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
 		return err
 	}
-	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: true, AutoDelete: c.AutoDelete}
+	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: !c.Transient, Exclusive: c.Exclusive, AutoDelete: c.AutoDelete}
 	if len(c.Arguments) > 0 {
 		t, _, err := amqp.ReadTable(c.Arguments)
 		if err != nil {
@@ -574,7 +605,11 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		ch.Arguments = t
 	}
 	if c.Home != 0 {
-		_, err := v.Apply(ch, fromCluster(), homedOn(c.Home, c.HomeName, index))
+		opts := []ApplyOption{fromCluster(), homedOn(c, index)}
+		if owner := r.s.transients.owner(c); owner != nil {
+			opts = append(opts, ownedBy(owner))
+		}
+		_, err := v.Apply(ch, opts...)
 		return err
 	}
 	res, err := v.Apply(ch, fromCluster(), inQuorumGroup(c.Group, c.Members, c.Size))
@@ -605,7 +640,8 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 				size, target := q.shape()
 				c := quorumChange{VHost: v.name, Queue: q.Name, Group: q.group, Members: q.voters(), Size: size, Target: target}
 				if h := q.homeOf(); h != nil {
-					c = quorumChange{VHost: v.name, Queue: q.Name, Home: h.id, HomeName: h.name, AutoDelete: q.AutoDelete}
+					c = quorumChange{VHost: v.name, Queue: q.Name, Home: h.id, HomeName: h.name, AutoDelete: q.AutoDelete,
+						Transient: !q.Durable, Exclusive: q.Exclusive, Token: h.token, Incarnation: h.incarnation}
 				}
 				if len(q.Args) > 0 {
 					c.Arguments = amqp.AppendTable(nil, q.Args)

@@ -266,7 +266,10 @@ type Server struct {
 	replicator atomic.Pointer[Replicator]
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
-	links  nodeLinks // a cluster's classic queues' links (classiccluster.go)
+	// transients are the cluster's transient and exclusive classic
+	// queues' proposals (transientqueues.go).
+	transients transientQueues
+	links      nodeLinks // a cluster's classic queues' links (classiccluster.go)
 	// queuesIndex is the metadata log's index of the last replicated
 	// queue change applied here (classiccluster.go).
 	queuesIndex atomic.Uint64

@@ -302,7 +302,7 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	}
 	if name == "" {
 		name = "amq.gen-" + randomName()
-	} else if reservedName(name) && !o.stored {
+	} else if reservedName(name) && !o.stored && !o.replicated {
 		return nil, protoErr(amqp.AccessRefused, m, "queue name '%s' contains reserved prefix 'amq.*'", name)
 	}
 	if err := o.check(m, security.Configure, resQueue, name); err != nil {
@@ -320,12 +320,12 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		}
 		return v.declareQuorumReplicated(r, ch, name)
 	}
-	if r := v.server.replicates(o); r != nil && replicatesClassic(ch) && !isQuorum(ch.Arguments) {
+	if r := v.server.replicates(o); r != nil && !isQuorum(ch.Arguments) {
 		// The same, for a classic queue homed here.
 		if _, err := v.checkNewQueue(ch, o, m, name); err != nil {
 			return nil, err
 		}
-		return v.declareClassicReplicated(r, ch, name)
+		return v.declareClassicReplicated(r, ch, o, name)
 	}
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
@@ -344,6 +344,9 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 	var owner *conn
 	if ch.Exclusive {
 		owner = o.conn
+		if o.owner != nil {
+			owner = o.owner
+		}
 	}
 	policy, err := v.checkNewQueue(ch, o, m, name)
 	if err != nil {
@@ -367,7 +370,7 @@ func (v *VHost) declareQueue(ch *DefChange, o *applyOpts) (*Queue, error) {
 		if policy.quorum {
 			return nil, protoErr(amqp.InternalError, m, "queue '%s' in vhost '%s': a replicated classic declaration of a quorum queue", name, v.name)
 		}
-		q := newRemoteQueue(v, name, ch.AutoDelete, ch.Arguments, policy, ap, o.home)
+		q := newRemoteQueue(v, name, ch, policy, ap, o.home)
 		v.mu.Lock()
 		v.queues[name] = q
 		v.mu.Unlock()
@@ -433,6 +436,12 @@ func (q *Queue) redeclared(ch *DefChange, o *applyOpts, vhost string) error {
 	m := ch.method()
 	if !o.replicated && q.isUnavailable() {
 		return errUnavailable(m, q)
+	}
+	if o.replicated {
+		// The log's (a declaration proposed again, or a snapshot's): the
+		// node that proposed it judged its owner.
+		q.touch()
+		return q.equivalent(ch, vhost)
 	}
 	if err := q.checkOwner(o.conn, m); err != nil {
 		return err
@@ -550,6 +559,9 @@ func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
 	}
 	if r := v.server.replicates(o); r != nil {
 		if q := v.queue(ch.Queue); q != nil && replicatedQueue(q) {
+			if err := q.checkOwner(o.conn, ch.method()); err != nil {
+				return 0, err
+			}
 			if q.remote != nil && q.isUnavailable() {
 				return 0, q.errHomeDown(ch.method()) // RabbitMQ's too: the home node must take part
 			}
@@ -584,7 +596,7 @@ func (v *VHost) removeQueueDef(ch *DefChange, o *applyOpts) (*Queue, []*Exchange
 	if q == nil || o.queue != nil && q != o.queue {
 		return nil, nil, nil
 	}
-	if o.queue == nil {
+	if o.queue == nil && !o.replicated {
 		if err := q.checkOwner(o.conn, m); err != nil {
 			return nil, nil, err
 		}

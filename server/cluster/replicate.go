@@ -163,6 +163,14 @@ func (s *Service) awaitApplied(ctx context.Context, done <-chan error, lead uint
 	}
 }
 
+// MetadataLeader is the metadata group's leader as this node sees it (0:
+// none, or the loop did not answer within a second).
+func (s *Service) MetadataLeader() uint64 {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return s.lead(ctx)
+}
+
 // lead is the metadata group's leader as this node sees it (0: none).
 func (s *Service) lead(ctx context.Context) uint64 {
 	st, err := s.node.Status(ctx, MetadataGroup)
