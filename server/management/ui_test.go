@@ -132,6 +132,39 @@ func uiPoll[T any](t *testing.T, e *uiEnv, what, expr string) T {
 	return v
 }
 
+// within reports whether the JavaScript expression turns truthy within d.
+func (e *uiEnv) within(d time.Duration, expr string) bool {
+	ctx, cancel := context.WithTimeout(e.ctx, d+time.Second)
+	defer cancel()
+	safe := fmt.Sprintf("(() => { try { return !!(%s); } catch (e) { return false; } })()", expr)
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](safe, chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(50*time.Millisecond)))
+	return err == nil
+}
+
+// confirm clicks a confirm button (ui/lib.js confirmButton) once to arm it
+// and once more to act. A click lands where the button was when chromedp
+// measured it; a refresh that moves the layout in between makes it miss,
+// so each click is checked (armed, then not) and made again if it missed,
+// as a person would. The caller checks the action's effect.
+func (e *uiEnv) confirm(t *testing.T, what, sel string) {
+	t.Helper()
+	armed := fmt.Sprintf(`document.querySelector(%q).classList.contains('armed')`, sel)
+	acted := fmt.Sprintf(`(b => !b || !b.classList.contains('armed'))(document.querySelector(%q))`, sel)
+	for range 4 {
+		if !uiJS[bool](t, e, fmt.Sprintf(`(b => !!b && b.classList.contains('armed'))(document.querySelector(%q))`, sel)) {
+			e.step(t, what, chromedp.Click(chromedp.CSS(sel)))
+			if !e.within(2*time.Second, armed) {
+				continue
+			}
+		}
+		e.step(t, "confirm "+what, chromedp.Click(chromedp.CSS(sel)))
+		if e.within(2*time.Second, acted) {
+			return
+		}
+	}
+	t.Fatalf("%s: %s never armed and acted after 4 tries", what, sel)
+}
+
 // uiJS evaluates an expression now.
 func uiJS[T any](t *testing.T, e *uiEnv, expr string) T {
 	t.Helper()
@@ -569,15 +602,16 @@ func TestUIBrowser(t *testing.T) {
 		}
 		// Purge: two clicks (the button asks first).
 		e.step(t, "purge", chromedp.Click(chromedp.CSS("#purge")))
-		uiPoll[bool](t, e, "armed", `document.querySelector('#purge').classList.contains('armed')`)
-		if _, v := e.call(t, "GET", "/queues/%2F/orders", ""); uiNum(v, "messages") != 8 {
-			t.Fatalf("one click purged: %v", v)
+		if e.within(3*time.Second, `document.querySelector('#purge').classList.contains('armed')`) {
+			if _, v := e.call(t, "GET", "/queues/%2F/orders", ""); uiNum(v, "messages") != 8 {
+				t.Fatalf("one click purged: %v", v)
+			}
 		}
-		e.step(t, "confirm purge", chromedp.Click(chromedp.CSS("#purge")))
+		e.confirm(t, "purge", "#purge")
 		e.waitAPI(t, "purged", "/queues/%2F/orders", func(_ int, v any) bool { return uiNum(v, "messages") == 0 })
 		uiPoll[bool](t, e, "shows 0", `document.querySelector('#q-total .v').textContent === '0'`)
 		// Delete.
-		e.step(t, "delete", chromedp.Click(chromedp.CSS("#delete-queue")), chromedp.Click(chromedp.CSS("#delete-queue")))
+		e.confirm(t, "delete", "#delete-queue")
 		e.waitAPI(t, "deleted", "/queues/%2F/orders", func(code int, _ any) bool { return code == 404 })
 		uiPoll[bool](t, e, "back to the list", `location.hash === '#/queues' && !!document.querySelector('#main .page[data-page=queues]')`)
 	})
@@ -625,7 +659,7 @@ func TestUIBrowser(t *testing.T) {
 		e.shot(t, "connection")
 		e.open(t, "#/connections", "connections")
 		uiPoll[bool](t, e, "three listed again", `document.querySelector('#connections-count').textContent === '3 of 3 items'`)
-		e.step(t, "close", chromedp.Click(chromedp.CSS(row+" button.close-connection")), chromedp.Click(chromedp.CSS(row+" button.close-connection")))
+		e.confirm(t, "close", row+" button.close-connection")
 		select {
 		case err := <-closed:
 			if err == nil || err.Code != 320 || err.Reason != "CONNECTION_FORCED - Closed via management UI" {
@@ -666,7 +700,7 @@ func TestUIBrowser(t *testing.T) {
 		if l, _ := got.([]any); len(l) != 1 || l[0].(map[string]any)["payload"] != "via-ui-x" || l[0].(map[string]any)["exchange"] != "ui-x" {
 			t.Errorf("bulk-02 holds %v", got)
 		}
-		e.step(t, "delete", chromedp.Click(chromedp.CSS("#delete-exchange")), chromedp.Click(chromedp.CSS("#delete-exchange")))
+		e.confirm(t, "delete", "#delete-exchange")
 		e.waitAPI(t, "deleted", "/exchanges/%2F/ui-x", func(code int, _ any) bool { return code == 404 })
 		uiPoll[bool](t, e, "back to the list", `location.hash === '#/exchanges'`)
 	})
