@@ -24,6 +24,7 @@ type channel struct {
 	closing     bool // channel.close sent, waiting for close-ok
 	publish     *amqp.BasicPublish
 	publishArgs amqp.BasicPublish // decode target for basic.publish
+	ackArgs     amqp.BasicAck     // decode target for basic.ack
 	replyKey    string            // direct reply-to name of this channel, if consuming it
 	replyTag    string            // its consumer tag
 	publishX    *Exchange
@@ -54,6 +55,10 @@ type channel struct {
 	// ack outside a transaction allocates nothing (owned by the reader,
 	// which handles the channel's methods).
 	ackScratch []unackedEntry
+	// acked holds what basic.ack took since the reader last settled
+	// (conn.settleAcks): a read batch's acks settle together, one queue
+	// lock and one driver wake-up a batch instead of an ack. Reader only.
+	acked []unackedEntry
 	// unsynced: the channel released stored messages (ack, reject, nack
 	// without requeue of persistent messages on durable queues) since its
 	// last barrier, which the next method the server answers waits for

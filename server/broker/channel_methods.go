@@ -50,6 +50,14 @@ func (ch *channel) handleFrame(f amqp.Frame) error {
 			}
 			return ch.handleMethod(&ch.publishArgs)
 		}
+		if len(f.Payload) >= 4 && binary.BigEndian.Uint32(f.Payload) == basicAckID {
+			// Most clients ack each message: decode into the channel's
+			// own struct, not a new one a message.
+			if err := ch.ackArgs.DecodeArgs(f.Payload[4:]); err != nil {
+				return decodeFailure(err)
+			}
+			return ch.handleMethod(&ch.ackArgs)
+		}
 		m, err := amqp.DecodeMethod(f.Payload)
 		if err != nil {
 			return decodeFailure(err)
@@ -460,6 +468,9 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 
 // ackOrNack handles basic.ack, basic.nack and basic.reject.
 func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requeue bool) error {
+	if !negative && !ch.tx {
+		return ch.ack(m, tag, multiple)
+	}
 	var scratch []unackedEntry
 	if !ch.tx { // a transaction keeps what it took until it ends
 		scratch = ch.ackScratch[:0]
@@ -486,6 +497,40 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 		ch.ackScratch = es[:0]
 	}
 	return nil
+}
+
+// ack takes what basic.ack settles, outside a transaction, into
+// ch.acked: the reader settles a read batch's acks together
+// (conn.settleAcks), before any other frame and before a read that may
+// block, so nothing the client does after an ack can miss it.
+func (ch *channel) ack(m amqp.Method, tag uint64, multiple bool) error {
+	n := len(ch.acked)
+	ch.mu.Lock()
+	es, ok := ch.unacked.take(tag, multiple, ch.acked)
+	ch.mu.Unlock()
+	if !ok {
+		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
+	}
+	ch.acked = es
+	taken := es[n:]
+	ch.conn.srv.stats.acknowledged.Add(uint64(len(taken)))
+	ch.view.ack.Add(uint64(len(taken)))
+	ch.dests.acked(taken)
+	if n == 0 && len(es) > 0 {
+		ch.conn.ackedChans = append(ch.conn.ackedChans, ch)
+	}
+	return nil
+}
+
+// settleAcked settles ch.acked (conn.settleAcks). Reader goroutine only.
+func (ch *channel) settleAcked() {
+	es := ch.acked
+	ch.settle(es, false, false)
+	clear(es) // no queue or message pinned until the next ack
+	if cap(es) > 4096 {
+		es = nil // a burst's buffer is not kept
+	}
+	ch.acked = es[:0]
 }
 
 // recover requeues every unacked message on the channel (basic.recover
@@ -559,6 +604,14 @@ func (ch *channel) contentDone() error {
 // basicPublishID is basic.publish's class and method ids as the first four
 // payload bytes of its method frame.
 const basicPublishID = uint32(amqp.ClassBasic)<<16 | 40
+
+// basicAckID is basic.ack's, the same way.
+const basicAckID = uint32(amqp.ClassBasic)<<16 | 80
+
+// isBasicAck reports whether f is a basic.ack method frame.
+func isBasicAck(f amqp.Frame) bool {
+	return f.Type == amqp.FrameMethod && len(f.Payload) >= 4 && binary.BigEndian.Uint32(f.Payload) == basicAckID
+}
 
 // route publishes msg from x through the vhost: a mandatory message that no
 // queue took comes back as basic.return (before its confirm), and a

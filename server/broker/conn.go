@@ -55,6 +55,9 @@ type conn struct {
 	closing    bool // connection.close sent, waiting for close-ok
 	gotCloseOk bool // the client answered our connection.close
 	needKick   bool // output appended during this read batch
+	// ackedChans are the channels with acks not settled yet (channel.acked).
+	// Reader goroutine only.
+	ackedChans []*channel
 	publishing bool // the client has published: resource alarms stop reading it
 	// flowWait, if set, is a congested queue's channel: the reader pauses
 	// on it before reading more (publisher flow control).
@@ -468,11 +471,14 @@ func (c *conn) serve() {
 func (c *conn) readLoop() error {
 	var lastDeadline time.Time
 	var frames uint
+	// Acks read before the end count, whatever ended it.
+	defer c.settleAcks()
 	for {
 		if c.publishing && !c.closing {
 			// A resource alarm stops reading publishers, as RabbitMQ does;
 			// connections that only consume keep draining.
 			if cleared := c.srv.alarmWait(); cleared != nil {
+				c.settleAcks()
 				if c.needKick {
 					// Replies to what was already read must not wait
 					// for the alarm to clear.
@@ -524,7 +530,14 @@ func (c *conn) readLoop() error {
 		if f.Type == amqp.FrameHeader {
 			c.publishing = true // only basic.publish carries content from clients
 		}
+		if len(c.ackedChans) > 0 && !isBasicAck(f) {
+			// Whatever else comes sees the acks before it done.
+			c.settleAcks()
+		}
 		done, err := c.handleFrame(f)
+		if len(c.ackedChans) > 0 && c.fr.Buffered() == 0 {
+			c.settleAcks() // before a read that may block
+		}
 		if c.needKick && c.fr.Buffered() == 0 {
 			c.needKick = false
 			c.kick()
@@ -536,11 +549,22 @@ func (c *conn) readLoop() error {
 	}
 }
 
+// settleAcks settles the acks read since the last call (channel.acked).
+// Reader goroutine only.
+func (c *conn) settleAcks() {
+	for _, ch := range c.ackedChans {
+		ch.settleAcked()
+	}
+	clear(c.ackedChans)
+	c.ackedChans = c.ackedChans[:0]
+}
+
 // pauseForFlow stops reading from a publisher while a queue it published
 // to is congested, for at most flowPause at a time.
 func (c *conn) pauseForFlow() {
 	wait := c.flowWait
 	c.flowWait = nil
+	c.settleAcks()
 	if c.needKick {
 		c.needKick = false
 		c.kick()
