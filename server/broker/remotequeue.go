@@ -534,10 +534,17 @@ func linkFailure(m amqp.Method, body []byte) error {
 	return e
 }
 
-// errHomeDown is RabbitMQ's 404 for a queue whose home node is down.
+// errHomeDown is RabbitMQ's 404 for a durable queue whose home node is
+// down. A transient queue gets the same text without "durable" while the
+// cluster has yet to delete it (transientGoneAfter): RabbitMQ deletes
+// those at once, so it has no text of its own for them.
 func (q *Queue) errHomeDown(m amqp.Method) error {
-	return protoErr(amqp.NotFound, m, "home node '%s' of durable queue '%s' in vhost '%s' is down or inaccessible",
-		q.HomeNode(), q.Name, q.vhost.name)
+	kind := "durable queue"
+	if !q.Durable {
+		kind = "queue"
+	}
+	return protoErr(amqp.NotFound, m, "home node '%s' of %s '%s' in vhost '%s' is down or inaccessible",
+		q.HomeNode(), kind, q.Name, q.vhost.name)
 }
 
 // linkClient is this node's link to one home node, dialled when first

@@ -191,6 +191,15 @@ func TestTransientQueueGoesWithHome(t *testing.T) {
 	waitMessages(t, nodes[1], "tq", 1)
 
 	home.stop(t)
+	// Until the cluster deletes it, a consume says its home is down (not
+	// that it is durable); after, that there is no such queue.
+	_, ch := dial(t, nodes[1].url)
+	_, err := ch.Consume("tq", "", false, false, false, false, nil)
+	var ae *amqp.Error
+	down := fmt.Sprintf("NOT_FOUND - home node '%s' of queue 'tq' in vhost '/' is down or inaccessible", home.name)
+	if !errors.As(err, &ae) || ae.Code != 404 || ae.Reason != down && ae.Reason != "NOT_FOUND - no queue 'tq' in vhost '/'" {
+		t.Fatalf("consume tq with its home down: %v; want 404 %q or no queue", err, down)
+	}
 	for _, nd := range nodes[:2] {
 		waitFor(t, 20*time.Second, "tq gone from "+nd.name, func() error {
 			if nd.srv.VHost("/").Queue("tq") != nil {
