@@ -694,6 +694,26 @@ func TestDiskAlarm(t *testing.T) {
 	}
 }
 
+// server.gcpercent sets the garbage collector's GOGC, as the Go collector
+// on /metrics reports it; the GOGC variable, when set, wins.
+func TestGCPercent(t *testing.T) {
+	for _, c := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{"AMQP_SERVER_GCPERCENT=400"}, "400"},
+		{[]string{"AMQP_SERVER_GCPERCENT=400", "GOGC=250"}, "250"},
+	} {
+		tport := freePort(t)
+		p := start(t, []string{"run", "--enable-telemetry", "--telemetry-port", strconv.Itoa(tport)}, c.env...)
+		m := metrics(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", tport))
+		if got := m["go_gc_gogc_percent"]; got != c.want {
+			t.Errorf("%v: go_gc_gogc_percent %q, want %s", c.env, got, c.want)
+		}
+		p.stop(syscall.SIGTERM)
+	}
+}
+
 // network.heartbeat, channelmax and framemax reach connection.tune;
 // maxconnections refuses the connection past the limit.
 func TestNetworkKeys(t *testing.T) {

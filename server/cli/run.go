@@ -102,6 +102,9 @@ func run(cx *ucli.Context) (err error) {
 		return fmt.Errorf("network.address %s: %w", cfg.ListenAddress(), err)
 	}
 
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.Server.GCPercent)
+	}
 	memLimit := monitor.MemoryLimit(cfg.Server.MemoryLimitPercent, cfg.Server.MemoryLimitBytes)
 	if memLimit > 0 && os.Getenv("GOMEMLIMIT") == "" {
 		// Let the garbage collector work harder near the alarm threshold

@@ -84,6 +84,7 @@ type Server struct {
 	Daemonize             bool     `key:"daemonize" doc:"detach into the background with its own session (needs pidfile)"`
 	MemoryLimitPercent    int      `key:"memorylimitpercent" min:"0" max:"100" doc:"memory alarm when the process's resident memory passes this percentage of the machine's or the cgroup's memory (0: off)"`
 	MemoryLimitBytes      int64    `key:"memorylimitbytes" min:"0" doc:"absolute memory alarm threshold in bytes; overrides memorylimitpercent when not 0"`
+	GCPercent             int      `key:"gcpercent" min:"10" max:"10000" doc:"the Go garbage collector's GOGC: heap growth in percent over the live heap before a collection (the GOGC variable, when set, wins); higher trades memory for fewer collections and a lower tail latency, still bounded by the memory alarm's threshold"`
 	DiskFreeLimit         int64    `key:"diskfreelimit" min:"0" doc:"disk alarm when free space under storage.path falls below this many bytes (0: off)"`
 	ResourceCheckInterval Duration `key:"resourcecheckinterval" min:"10ms" max:"1m" doc:"how often memory and disk are measured"`
 	ShutdownTimeout       Duration `key:"shutdowntimeout" min:"1s" max:"1h" doc:"longest a graceful shutdown may take before the process exits 1"`
@@ -209,7 +210,7 @@ func Defaults() Config {
 			SegmentSize: 64 << 20, OffsetCheckpointInterval: Duration(time.Second),
 		},
 		Server: Server{
-			LogLevel: "info", LogFormat: "text", MemoryLimitPercent: 40, DiskFreeLimit: 50 << 20,
+			LogLevel: "info", LogFormat: "text", MemoryLimitPercent: 40, GCPercent: 100, DiskFreeLimit: 50 << 20,
 			ResourceCheckInterval: Duration(time.Second), ShutdownTimeout: Duration(30 * time.Second),
 		},
 		Engine: Engine{
