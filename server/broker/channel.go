@@ -51,12 +51,12 @@ type channel struct {
 	pub           *publisher
 	stripe        uint32 // its stripe of the exchanges' publish counters
 	settleScratch []uint64
-	// ackScratch holds the entries one ack takes, reused by the next: an
-	// ack outside a transaction allocates nothing (owned by the reader,
-	// which handles the channel's methods).
+	// ackScratch holds the entries one nack or reject takes, reused by
+	// the next: outside a transaction they allocate nothing (owned by the
+	// reader, which handles the channel's methods).
 	ackScratch []unackedEntry
 	// acked holds what basic.ack took since the reader last settled
-	// (conn.settleAcks): a read batch's acks settle together, one queue
+	// (conn.endBatch): a read batch's acks settle together, one queue
 	// lock and one driver wake-up a batch instead of an ack. Reader only.
 	acked []unackedEntry
 	// unsynced: the channel released stored messages (ack, reject, nack

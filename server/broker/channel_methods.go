@@ -466,15 +466,21 @@ func (ch *channel) get(m *amqp.BasicGet) error {
 	return nil
 }
 
-// ackOrNack handles basic.ack, basic.nack and basic.reject.
+// ackOrNack handles basic.ack, basic.nack and basic.reject. Outside a
+// transaction a basic.ack's entries wait in ch.acked for the read batch's
+// other acks (conn.endBatch settles them before any other frame and
+// before a read that may block, so nothing the client does after an ack
+// can miss it); a nack's or reject's are settled at once.
 func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requeue bool) error {
-	if !negative && !ch.tx {
-		return ch.ack(m, tag, multiple)
-	}
 	var scratch []unackedEntry
-	if !ch.tx { // a transaction keeps what it took until it ends
+	switch {
+	case ch.tx: // a transaction keeps what it took until it ends
+	case negative:
 		scratch = ch.ackScratch[:0]
+	default:
+		scratch = ch.acked
 	}
+	n := len(scratch)
 	ch.mu.Lock()
 	es, ok := ch.unacked.take(tag, multiple, scratch)
 	ch.mu.Unlock()
@@ -482,42 +488,26 @@ func (ch *channel) ackOrNack(m amqp.Method, tag uint64, multiple, negative, requ
 		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
 	}
 	if !negative {
-		ch.conn.srv.stats.acknowledged.Add(uint64(len(es)))
-		ch.view.ack.Add(uint64(len(es)))
-		ch.dests.acked(es)
+		taken := es[n:]
+		ch.conn.srv.stats.acknowledged.Add(uint64(len(taken)))
+		ch.view.ack.Add(uint64(len(taken)))
+		ch.dests.acked(taken)
 	}
-	if ch.tx {
+	switch {
+	case ch.tx:
 		ch.txAcks = append(ch.txAcks, txAck{entries: es, requeue: negative && requeue, drop: negative && !requeue})
 		ch.view.txAcks.Add(int32(len(es)))
-		return nil
-	}
-	ch.settle(es, negative && requeue, negative && !requeue)
-	clear(es) // no queue or message pinned until the next ack
-	if cap(es) <= 4096 {
-		ch.ackScratch = es[:0]
-	}
-	return nil
-}
-
-// ack takes what basic.ack settles, outside a transaction, into
-// ch.acked: the reader settles a read batch's acks together
-// (conn.settleAcks), before any other frame and before a read that may
-// block, so nothing the client does after an ack can miss it.
-func (ch *channel) ack(m amqp.Method, tag uint64, multiple bool) error {
-	n := len(ch.acked)
-	ch.mu.Lock()
-	es, ok := ch.unacked.take(tag, multiple, ch.acked)
-	ch.mu.Unlock()
-	if !ok {
-		return protoErr(amqp.PreconditionFailed, m, "unknown delivery tag %d", tag)
-	}
-	ch.acked = es
-	taken := es[n:]
-	ch.conn.srv.stats.acknowledged.Add(uint64(len(taken)))
-	ch.view.ack.Add(uint64(len(taken)))
-	ch.dests.acked(taken)
-	if n == 0 && len(es) > 0 {
-		ch.conn.ackedChans = append(ch.conn.ackedChans, ch)
+	case !negative:
+		if n == 0 && len(es) > 0 {
+			ch.conn.ackedChans = append(ch.conn.ackedChans, ch)
+		}
+		ch.acked = es
+	default:
+		ch.settle(es, requeue, !requeue)
+		clear(es) // no queue or message pinned until the next nack
+		if cap(es) <= 4096 {
+			ch.ackScratch = es[:0]
+		}
 	}
 	return nil
 }

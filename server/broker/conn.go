@@ -478,13 +478,9 @@ func (c *conn) readLoop() error {
 			// A resource alarm stops reading publishers, as RabbitMQ does;
 			// connections that only consume keep draining.
 			if cleared := c.srv.alarmWait(); cleared != nil {
-				c.settleAcks()
-				if c.needKick {
-					// Replies to what was already read must not wait
-					// for the alarm to clear.
-					c.needKick = false
-					c.kick()
-				}
+				// Replies to what was already read must not wait for
+				// the alarm to clear.
+				c.endBatch()
 				if c.waitAlarm(cleared) {
 					return errPeerGone
 				}
@@ -535,17 +531,23 @@ func (c *conn) readLoop() error {
 			c.settleAcks()
 		}
 		done, err := c.handleFrame(f)
-		if len(c.ackedChans) > 0 && c.fr.Buffered() == 0 {
-			c.settleAcks() // before a read that may block
-		}
-		if c.needKick && c.fr.Buffered() == 0 {
-			c.needKick = false
-			c.kick()
+		if c.fr.Buffered() == 0 {
+			c.endBatch() // the next read may block
 		}
 		if err != nil || done {
 			c.flushNow()
 			return err
 		}
+	}
+}
+
+// endBatch ends a read batch, before the reader may block: its acks
+// settle and the writer wakes for what it appended. Reader goroutine only.
+func (c *conn) endBatch() {
+	c.settleAcks()
+	if c.needKick {
+		c.needKick = false
+		c.kick()
 	}
 }
 
@@ -564,11 +566,7 @@ func (c *conn) settleAcks() {
 func (c *conn) pauseForFlow() {
 	wait := c.flowWait
 	c.flowWait = nil
-	c.settleAcks()
-	if c.needKick {
-		c.needKick = false
-		c.kick()
-	}
+	c.endBatch()
 	if c.flowTimer == nil {
 		c.flowTimer = time.NewTimer(flowPause)
 	} else {
