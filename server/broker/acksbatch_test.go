@@ -26,56 +26,20 @@ func rawConsume(t *testing.T, url, q string, prefetch uint16, n int) (*rawConn, 
 		t.Fatal("no basic.qos-ok")
 	}
 	r.send(1, &wire.BasicConsume{Queue: q, ConsumerTag: "raw"})
+	if _, m := r.readMethod(); m == nil {
+		t.Fatal("no basic.consume-ok")
+	}
 	return r, readDeliveries(t, r, n)
 }
 
-// readDeliveries reads n basic.deliver methods (skipping their content
-// frames) and returns their tags.
+// readDeliveries reads n deliveries (readDelivery) and returns their tags.
 func readDeliveries(t *testing.T, r *rawConn, n int) []uint64 {
 	t.Helper()
-	var tags []uint64
-	deadline := time.Now().Add(10 * time.Second)
-	for len(tags) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d deliveries within 10 s", len(tags), n)
-		}
-		f, err := r.readFrame(time.Until(deadline))
-		if err != nil {
-			t.Fatalf("after %d deliveries: %v", len(tags), err)
-		}
-		if f.Type != wire.FrameMethod {
-			continue
-		}
-		m, err := wire.DecodeMethod(f.Payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d, ok := m.(*wire.BasicDeliver); ok {
-			tags = append(tags, d.DeliveryTag)
-			skipContent(t, r)
-		}
+	tags := make([]uint64, n)
+	for i := range tags {
+		tags[i], _ = readDelivery(t, r.RawConn, 131072) // the frame_max both servers offer
 	}
 	return tags
-}
-
-// skipContent reads a delivery's header and body frames.
-func skipContent(t *testing.T, r *rawConn) {
-	t.Helper()
-	f, err := r.readFrame(5 * time.Second)
-	if err != nil || f.Type != wire.FrameHeader {
-		t.Fatalf("want a content header: %v (frame type %d)", err, f.Type)
-	}
-	h, err := wire.ParseContentHeader(f.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for got := uint64(0); got < h.BodySize; {
-		f, err := r.readFrame(5 * time.Second)
-		if err != nil || f.Type != wire.FrameBody {
-			t.Fatalf("want a body frame: %v (frame type %d)", err, f.Type)
-		}
-		got += uint64(len(f.Payload))
-	}
 }
 
 // appendAcks appends one basic.ack frame a tag.

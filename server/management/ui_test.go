@@ -118,11 +118,7 @@ func (e *uiEnv) step(t *testing.T, what string, actions ...chromedp.Action[chrom
 // returns its value.
 func uiPoll[T any](t *testing.T, e *uiEnv, what, expr string) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(e.ctx, 15*time.Second)
-	defer cancel()
-	// An expression that throws (an element not rendered yet) is falsy.
-	safe := fmt.Sprintf("(() => { try { return (%s); } catch (e) { return false; } })()", expr)
-	v, err := chromedp.Run(ctx, chromedp.Poll[T](safe, chromedp.WithPollingTimeout(14*time.Second), chromedp.WithPollingInterval(50*time.Millisecond)))
+	v, err := uiPollFor[T](e, 14*time.Second, expr)
 	if err != nil {
 		msg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`(document.querySelector('#toast:not([hidden])')||{}).textContent||''`))
 		dbg, _ := chromedp.Run(e.ctx, chromedp.Evaluate[string](`[...document.querySelectorAll('svg[data-chart]')].map(s => s.dataset.chart + ' ' + s.dataset.points + ' ' + [...s.querySelectorAll('polyline')].map(p => p.dataset.series + '=' + p.dataset.last).join(',')).join('; ')`))
@@ -132,12 +128,19 @@ func uiPoll[T any](t *testing.T, e *uiEnv, what, expr string) T {
 	return v
 }
 
-// within reports whether the JavaScript expression turns truthy within d.
-func (e *uiEnv) within(d time.Duration, expr string) bool {
+// uiPollFor polls the JavaScript expression every 50 ms for at most d
+// until it is truthy; an expression that throws (an element not rendered
+// yet) is falsy.
+func uiPollFor[T any](e *uiEnv, d time.Duration, expr string) (T, error) {
 	ctx, cancel := context.WithTimeout(e.ctx, d+time.Second)
 	defer cancel()
-	safe := fmt.Sprintf("(() => { try { return !!(%s); } catch (e) { return false; } })()", expr)
-	_, err := chromedp.Run(ctx, chromedp.Poll[bool](safe, chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(50*time.Millisecond)))
+	safe := fmt.Sprintf("(() => { try { return (%s); } catch (e) { return false; } })()", expr)
+	return chromedp.Run(ctx, chromedp.Poll[T](safe, chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(50*time.Millisecond)))
+}
+
+// within reports whether the JavaScript expression turns truthy within d.
+func (e *uiEnv) within(d time.Duration, expr string) bool {
+	_, err := uiPollFor[bool](e, d, "!!("+expr+")")
 	return err == nil
 }
 
@@ -148,17 +151,16 @@ func (e *uiEnv) within(d time.Duration, expr string) bool {
 // as a person would. The caller checks the action's effect.
 func (e *uiEnv) confirm(t *testing.T, what, sel string) {
 	t.Helper()
-	armed := fmt.Sprintf(`document.querySelector(%q).classList.contains('armed')`, sel)
-	acted := fmt.Sprintf(`(b => !b || !b.classList.contains('armed'))(document.querySelector(%q))`, sel)
+	armed := fmt.Sprintf(`(b => !!b && b.classList.contains('armed'))(document.querySelector(%q))`, sel)
 	for range 4 {
-		if !uiJS[bool](t, e, fmt.Sprintf(`(b => !!b && b.classList.contains('armed'))(document.querySelector(%q))`, sel)) {
+		if !uiJS[bool](t, e, armed) {
 			e.step(t, what, chromedp.Click(chromedp.CSS(sel)))
 			if !e.within(2*time.Second, armed) {
 				continue
 			}
 		}
 		e.step(t, "confirm "+what, chromedp.Click(chromedp.CSS(sel)))
-		if e.within(2*time.Second, acted) {
+		if e.within(2*time.Second, "!"+armed) { // acted, or gone with what it acted on
 			return
 		}
 	}
