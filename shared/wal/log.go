@@ -193,6 +193,7 @@ type Log struct {
 	qsegs        map[uint64]map[uint64]int64 // (mu) queue -> segment -> live refs
 	corrupt      map[uint64]bool             // (mu) segments never reclaimed
 	freeChunks   []*chunk                    // (mu)
+	group        []*chunk                    // (run) the batches of one commit round, reused
 	barriers     []barrier                   // (mu) Barrier callbacks, ascending seq
 
 	kick    chan struct{} // wakes run; capacity 1
@@ -567,73 +568,96 @@ func (l *Log) run() {
 			time.Sleep(l.opts.BatchDelay)
 			l.mu.Lock()
 		}
-		c := l.pending[0]
-		l.pending[0] = nil
-		l.pending = l.pending[1:]
+		// Every pending batch of the same segment joins this round: while
+		// the last fsync ran, appends filled them, and one fsync for all
+		// costs less than one each (the disk's flush has a fixed cost).
+		// SyncAlways keeps its fsync per record.
+		n := 1
+		for n < len(l.pending) && l.opts.Sync != SyncAlways && !l.pending[n].newSeg && l.pending[n].seg == l.pending[0].seg {
+			n++
+		}
+		group := append(l.group[:0], l.pending[:n]...)
+		clear(l.pending[:n])
+		l.pending = l.pending[n:]
 		failed := l.failed
 		l.mu.Unlock()
 		if failed != nil {
-			l.fail(c, failed)
-			continue
+			l.fail(group, failed)
+		} else {
+			l.commit(group)
 		}
-		l.commit(c)
+		clear(group)
+		l.group = group[:0]
 	}
 }
 
-func (l *Log) commit(c *chunk) {
+// commit writes the batches of group, which share one segment and are in
+// sequence order, fsyncs once and fires their callbacks in order.
+func (l *Log) commit(group []*chunk) {
 	var err error
-	if c.newSeg {
-		err = l.createSegment(c.seg, nil, false)
+	first, last := group[0], group[len(group)-1]
+	if first.newSeg {
+		err = l.createSegment(first.seg, nil, false)
 		if err == nil {
 			l.mu.Lock()
-			l.segs = append(l.segs, c.seg)
-			l.segSize[c.seg] = 0
+			l.segs = append(l.segs, first.seg)
+			l.segSize[first.seg] = 0
 			l.mu.Unlock()
 		}
 	}
-	if err == nil {
-		err = c.write(l.wf)
+	size := 0
+	for _, c := range group {
+		if err == nil {
+			err = c.write(l.wf)
+		}
+		size += c.size
 	}
 	if err == nil {
 		l.mu.Lock()
-		l.writtenSeg, l.writtenOff = c.seg, c.off+int64(c.size)
-		l.segSize[c.seg] += int64(c.size)
-		l.pendingBytes -= c.size
+		l.writtenSeg, l.writtenOff = last.seg, last.off+int64(last.size)
+		l.segSize[first.seg] += int64(size)
+		l.pendingBytes -= size
 		l.cond.Broadcast()
 		l.mu.Unlock()
 		if l.opts.Sync != SyncNever {
 			err = l.syncFile()
-			if err == nil && c.newSeg {
+			if err == nil && first.newSeg {
 				err = l.fs.SyncDir(l.opts.Dir)
 			}
 		}
 	}
 	l.batches.Add(1)
 	if err != nil {
-		l.fail(c, err)
+		l.fail(group, err)
 		return
 	}
-	l.records.Add(uint64(c.msgs))
-	l.others.Add(uint64(c.others))
-	l.bytes.Add(uint64(c.size))
-	for _, cb := range c.cbs {
-		if cb != nil {
-			cb(nil)
+	for _, c := range group {
+		l.records.Add(uint64(c.msgs))
+		l.others.Add(uint64(c.others))
+		l.bytes.Add(uint64(c.size))
+		for _, cb := range c.cbs {
+			if cb != nil {
+				cb(nil)
+			}
 		}
 	}
 	l.mu.Lock()
-	l.committedSeq = c.seq
-	for _, r := range c.rel {
-		if l.segLive[r.seg] -= r.n; l.segLive[r.seg] <= 0 {
-			delete(l.segLive, r.seg)
+	l.committedSeq = last.seq
+	for _, c := range group {
+		for _, r := range c.rel {
+			if l.segLive[r.seg] -= r.n; l.segLive[r.seg] <= 0 {
+				delete(l.segLive, r.seg)
+			}
 		}
 	}
 	n := 0
-	for n < len(l.barriers) && l.barriers[n].seq <= c.seq {
+	for n < len(l.barriers) && l.barriers[n].seq <= last.seq {
 		n++
 	}
 	del := l.reclaimable()
-	l.recycle(c)
+	for _, c := range group {
+		l.recycle(c)
+	}
 	due := l.barriers[:n:n]
 	l.barriers = l.barriers[n:]
 	if len(l.barriers) == 0 {
@@ -685,9 +709,9 @@ func (l *Log) recycle(c *chunk) {
 	l.freeChunks = append(l.freeChunks, c)
 }
 
-// fail puts the log into its failed state and fails c and every pending
-// batch. Called by run.
-func (l *Log) fail(c *chunk, err error) {
+// fail puts the log into its failed state and fails group and every
+// pending batch. Called by run.
+func (l *Log) fail(group []*chunk, err error) {
 	l.mu.Lock()
 	first := l.failed == nil
 	if first {
@@ -704,7 +728,7 @@ func (l *Log) fail(c *chunk, err error) {
 	if first && l.opts.OnFailure != nil {
 		l.opts.OnFailure(err)
 	}
-	for _, ch := range append([]*chunk{c}, rest...) {
+	for _, ch := range append(group[:len(group):len(group)], rest...) {
 		for _, cb := range ch.cbs {
 			if cb != nil {
 				cb(err)
