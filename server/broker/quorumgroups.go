@@ -596,13 +596,9 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: c.Queue}, fromCluster())
 		return err
 	}
-	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: !c.Transient, Exclusive: c.Exclusive, AutoDelete: c.AutoDelete}
-	if len(c.Arguments) > 0 {
-		t, _, err := amqp.ReadTable(c.Arguments)
-		if err != nil {
-			return fmt.Errorf("quorum queue change %d: arguments: %v", index, err)
-		}
-		ch.Arguments = t
+	ch, err := c.declaration()
+	if err != nil {
+		return fmt.Errorf("quorum queue change %d: %v", index, err)
 	}
 	if c.Home != 0 {
 		opts := []ApplyOption{fromCluster(), homedOn(c, index)}
@@ -618,6 +614,19 @@ func (r quorumReplica) Apply(index uint64, payload []byte) error {
 		r.s.setShape(res.Queue, c.Size, c.Target)
 	}
 	return err
+}
+
+// declaration is the queue declaration c makes (c declares a queue).
+func (c *quorumChange) declaration() (DefChange, error) {
+	ch := DefChange{Kind: QueueDeclare, Queue: c.Queue, Durable: !c.Transient, Exclusive: c.Exclusive, AutoDelete: c.AutoDelete}
+	if len(c.Arguments) > 0 {
+		t, _, err := amqp.ReadTable(c.Arguments)
+		if err != nil {
+			return ch, fmt.Errorf("arguments: %v", err)
+		}
+		ch.Arguments = t
+	}
+	return ch, nil
 }
 
 // quorumSnapshot is the quorum queues' part of a cluster snapshot: the
@@ -656,8 +665,11 @@ func (r quorumReplica) Snapshot() ([]byte, error) {
 
 // Restore makes the replicated quorum queues and the bindings to them
 // those of the snapshot: other queues are deleted (but a classic queue
-// homed here that was declared after the snapshot: keptAfter), missing
-// ones declared with their groups; then the bindings are made so.
+// homed here that was declared after the snapshot: keptAfter), and so is
+// one that the snapshot declares otherwise (another group, home,
+// arguments or flags: the cluster deleted it and declared it again
+// meanwhile); missing ones are declared with their groups; then the
+// bindings are made so.
 func (r quorumReplica) Restore(data []byte) error {
 	if data == nil {
 		return nil
@@ -684,7 +696,7 @@ func (r quorumReplica) Restore(data []byte) error {
 			if h := q.homeOf(); h != nil {
 				home = h.id
 			}
-			if replicatedQueue(q) && (!ok || c.Group != q.group || c.Home != home) && !keptAfter(q, snap.Index) {
+			if replicatedQueue(q) && (!ok || c.Group != q.group || c.Home != home || !declares(&c, q, v.name)) && !keptAfter(q, snap.Index) {
 				_, err := v.Apply(DefChange{Kind: QueueDelete, Queue: q.Name}, fromCluster())
 				keep(err)
 			}
@@ -706,6 +718,12 @@ func (r quorumReplica) Restore(data []byte) error {
 		}))
 	}
 	return first
+}
+
+// declares reports whether c declares q as it is.
+func declares(c *quorumChange, q *Queue, vhost string) bool {
+	ch, err := c.declaration()
+	return err == nil && q.equivalent(&ch, vhost) == nil
 }
 
 // QuorumGroup reports a replicated quorum queue's group as this node

@@ -695,3 +695,50 @@ func bindingKeys(nd *node, exchange, queue string) []string {
 	}
 	return keys
 }
+
+// A classic queue deleted and declared again with other arguments and
+// flags while a member was down, and its entries compacted into a
+// snapshot: the member, restored from it, has the new declaration (its
+// record of the old one is not equivalent, so it is replaced rather than
+// declared over, which a declaration's equivalence check refuses), and
+// the queue's messages and binding.
+func TestClassicQueueRedeclaredWhileMemberDown(t *testing.T) {
+	nodes := startCluster(t, 3, 64)
+	home, away := nodes[0], nodes[2]
+	declareBound(t, nodes, home, "aq")
+	away.stop(t)
+	_, ch := dial(t, home.url)
+	if _, err := ch.QueueDelete("aq", false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	args := amqp.Table{"x-max-length": int32(7), "x-message-ttl": int32(600000)}
+	if _, err := ch.QueueDeclare("aq", true, true, false, false, args); err != nil { // now auto-delete too
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind("aq", "aq", "cfx", false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if acked := publishConfirmed(t, nodes[1].url, "aq", 0, 3); len(acked) != 3 {
+		t.Fatalf("%d of 3 confirmed", len(acked))
+	}
+	_, xch := dial(t, home.url)
+	for i := range 2 * 64 { // past two snapshots: the others compact past what the away one has
+		if err := xch.ExchangeDeclare(fmt.Sprintf("fill%d", i), "direct", true, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	away.start(t, nil)
+	caughtUp(t, home, away)
+	waitFor(t, 10*time.Second, "aq as declared again on "+away.name, func() error {
+		st := queueState(t, away, "aq")
+		got, _ := json.Marshal(st["arguments"])
+		if string(got) != `{"x-max-length":7,"x-message-ttl":600000}` || st["auto_delete"] != true {
+			return fmt.Errorf("arguments %s, auto_delete %v", got, st["auto_delete"])
+		}
+		return nil
+	})
+	waitMessages(t, away, "aq", 3)
+	if !boundTo(away, "cfx", "aq") {
+		t.Fatal("aq lost its binding on " + away.name)
+	}
+}
