@@ -27,12 +27,19 @@ import (
 //	hello: magic "AMQPRAFT", version byte, from id (8 bytes), to id (8 bytes),
 //	       cluster name length (1 byte), cluster name
 //	frame: length (4 bytes, big endian), then that many bytes of
-//	       messages, each: group (uvarint), length (uvarint), a marshalled
-//	       raftpb.Message
+//	       messages, each: group (uvarint), length (uvarint), the message
+//	       (version 1: a marshalled raftpb.Message; version 2: the
+//	       compact encoding of wire.go)
 //
-// Each side sends its hello and checks the other's. A frame of length 0
-// is a keepalive: it lets a reader tell a silent peer from a cut link.
-// All integers are big endian.
+// Each side sends its hello and checks the other's. The dialler offers
+// the highest version it speaks; the acceptor, if it speaks that one,
+// answers with it, and both use it. A node of version 1 refuses a hello
+// of version 2, so a dialler whose hello was refused offers version 1
+// the next time (and 2 again after a connection or another failure):
+// nodes of both versions work together during a rolling upgrade. A link
+// (below) offers version 1, which it does not depend on. A frame of
+// length 0 is a keepalive: it lets a reader tell a silent peer from a
+// cut link. Fixed-size integers are big endian.
 //
 // A hello with the magic "AMQPLINK" instead opens a link: a connection
 // of the broker's own (queues reached through their home node), which
@@ -42,7 +49,7 @@ import (
 const (
 	helloMagic   = "AMQPRAFT"
 	linkMagic    = "AMQPLINK"
-	helloVersion = 1
+	helloVersion = 2 // the highest wire version this node speaks
 	helloFixed   = len(helloMagic) + 1 + 8 + 8 + 1
 )
 
@@ -104,6 +111,10 @@ type TCPTransport struct {
 	peers   map[uint64]*peer // (peersMu) changed by AddPeer and RemovePeer
 	started bool             // (peersMu) Start has run: new peers get a goroutine
 
+	// maxVersion is the highest wire version this node speaks:
+	// helloVersion, lower only in tests of mixed versions.
+	maxVersion byte
+
 	closed    chan struct{}
 	ctx       context.Context // cancelled by Close, for dials and handshakes
 	cancel    context.CancelFunc
@@ -121,8 +132,18 @@ type peer struct {
 	cancel    context.CancelFunc
 	dials     bool // this node has the lower id
 	queue     chan []GroupMessage
-	incoming  chan net.Conn // (acceptor side) handshaken connections from accept
+	incoming  chan peerConn // (acceptor side) handshaken connections from accept
 	connected atomic.Bool
+	// offer is the version the next dial offers (runPeer's: see the wire
+	// protocol); 0 until the first dial, which offers helloVersion.
+	offer byte
+}
+
+// peerConn is a handshaken connection to a peer and the wire version
+// agreed on it.
+type peerConn struct {
+	net.Conn
+	version byte
 }
 
 // NewTCPTransport listens on cfg.Listen.
@@ -145,7 +166,7 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	t := &TCPTransport{cfg: cfg, log: cfg.Logger.With("node", hexID(cfg.ID)), peers: map[uint64]*peer{}, closed: make(chan struct{})}
+	t := &TCPTransport{cfg: cfg, log: cfg.Logger.With("node", hexID(cfg.ID)), peers: map[uint64]*peer{}, maxVersion: helloVersion, closed: make(chan struct{})}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for id, addr := range cfg.Peers {
 		if id == cfg.ID {
@@ -172,7 +193,7 @@ func NewTCPTransport(cfg TCPConfig) (*TCPTransport, error) {
 
 func (t *TCPTransport) newPeer(id uint64, addr string) *peer {
 	p := &peer{id: id, addr: addr, dials: t.cfg.ID < id,
-		queue: make(chan []GroupMessage, t.cfg.QueueBatches), incoming: make(chan net.Conn)}
+		queue: make(chan []GroupMessage, t.cfg.QueueBatches), incoming: make(chan peerConn)}
 	p.ctx, p.cancel = context.WithCancel(t.ctx)
 	return p
 }
@@ -359,7 +380,7 @@ func (t *TCPTransport) accept() {
 				return
 			}
 			select {
-			case p.incoming <- c:
+			case p.incoming <- peerConn{c, p.version}:
 			case <-p.ctx.Done():
 				c.Close()
 			}
@@ -389,14 +410,20 @@ func (t *TCPTransport) acceptHello(c net.Conn) (net.Conn, *acceptedPeer, error) 
 // peer's goroutine's, or a link's (link set: for OnLink).
 type acceptedPeer struct {
 	*peer
-	link bool
+	link    bool
+	version byte // the wire version agreed
 }
 
 // checkHello is acceptHello's exchange of hellos.
 func (t *TCPTransport) checkHello(c net.Conn) (*acceptedPeer, error) {
-	magic, from, to, name, err := readHello(c)
+	magic, version, from, to, name, err := readHello(c)
 	if err != nil {
 		return nil, err
+	}
+	if version > t.maxVersion {
+		// What a node of an older version does (in tests of mixed
+		// versions; readHello refuses it here).
+		return nil, fmt.Errorf("protocol version %d, this node speaks 1 to %d", version, t.maxVersion)
 	}
 	link := magic == linkMagic
 	if link && t.cfg.OnLink == nil {
@@ -418,11 +445,11 @@ func (t *TCPTransport) checkHello(c net.Conn) (*acceptedPeer, error) {
 	if from > t.cfg.ID && !link {
 		return nil, fmt.Errorf("node id %d dialled, but the lower id (%d) dials", from, t.cfg.ID)
 	}
-	if err := writeHello(c, magic, t.cfg.ID, from, t.cfg.Cluster); err != nil {
+	if err := writeHello(c, magic, version, t.cfg.ID, from, t.cfg.Cluster); err != nil {
 		return nil, err
 	}
 	_ = c.SetDeadline(time.Time{})
-	return &acceptedPeer{peer: p, link: link}, nil
+	return &acceptedPeer{peer: p, link: link, version: version}, nil
 }
 
 // DialLink opens a link to member to (see linkMagic): the caller owns
@@ -437,18 +464,39 @@ func (t *TCPTransport) DialLink(ctx context.Context, to uint64) (net.Conn, error
 	defer cancel()
 	stop := context.AfterFunc(p.ctx, cancel)
 	defer stop()
-	return t.dialMagic(ctx, p, linkMagic)
+	c, err := t.dialMagic(ctx, p, linkMagic, 1)
+	return c.Conn, err
 }
 
-// dial connects to p and exchanges hellos.
-func (t *TCPTransport) dial(p *peer) (net.Conn, error) { return t.dialMagic(p.ctx, p, helloMagic) }
+// dial connects to p and exchanges hellos, offering p.offer; a hello
+// the peer refused (it closed the connection) makes the next dial offer
+// the other version (see the wire protocol). After a connection, the
+// next dial offers the highest again: the peer may have been upgraded.
+func (t *TCPTransport) dial(p *peer) (peerConn, error) {
+	if p.offer == 0 {
+		p.offer = t.maxVersion
+	}
+	c, err := t.dialMagic(p.ctx, p, helloMagic, p.offer)
+	switch {
+	case err == nil:
+		p.offer = t.maxVersion
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		if p.offer > 1 {
+			p.offer = 1
+		} else {
+			p.offer = t.maxVersion
+		}
+	}
+	return c, err
+}
 
-// dialMagic connects to p and exchanges hellos with magic.
-func (t *TCPTransport) dialMagic(ctx context.Context, p *peer, magic string) (net.Conn, error) {
+// dialMagic connects to p and exchanges hellos with magic, offering
+// wire version offer.
+func (t *TCPTransport) dialMagic(ctx context.Context, p *peer, magic string, offer byte) (peerConn, error) {
 	d := net.Dialer{Timeout: 2 * time.Second}
 	c, err := d.DialContext(ctx, "tcp", p.addr)
 	if err != nil {
-		return nil, err
+		return peerConn{}, err
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -457,28 +505,32 @@ func (t *TCPTransport) dialMagic(ctx context.Context, p *peer, magic string) (ne
 		tc := tls.Client(c, t.dialer)
 		if err := tc.Handshake(); err != nil {
 			c.Close()
-			return nil, fmt.Errorf("TLS handshake: %w", err)
+			return peerConn{}, fmt.Errorf("TLS handshake: %w", err)
 		}
 		c = tc
 	}
-	if err := writeHello(c, magic, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
+	if err := writeHello(c, magic, offer, t.cfg.ID, p.id, t.cfg.Cluster); err != nil {
 		c.Close()
-		return nil, err
+		return peerConn{}, err
 	}
-	got, from, to, name, err := readHello(c)
+	got, version, from, to, name, err := readHello(c)
 	if err != nil {
 		c.Close()
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("the peer closed the handshake (a wrong cluster name or node id? see its log): %w", err)
+			return peerConn{}, fmt.Errorf("the peer closed the handshake (a wrong cluster name or node id, or a node of an older version? see its log): %w", err)
 		}
-		return nil, err
+		return peerConn{}, err
 	}
 	if got != magic || name != t.cfg.Cluster || from != p.id || to != t.cfg.ID {
 		c.Close()
-		return nil, fmt.Errorf("the peer answered as node %d of cluster %q (to %d), want node %d of %q", from, name, to, p.id, t.cfg.Cluster)
+		return peerConn{}, fmt.Errorf("the peer answered as node %d of cluster %q (to %d), want node %d of %q", from, name, to, p.id, t.cfg.Cluster)
+	}
+	if version > offer {
+		c.Close()
+		return peerConn{}, fmt.Errorf("the peer answered with wire version %d to an offer of %d", version, offer)
 	}
 	_ = c.SetDeadline(time.Time{})
-	return c, nil
+	return peerConn{c, version}, nil
 }
 
 // runPeer is peer p's goroutine: it gets a connection (dials, with
@@ -488,11 +540,11 @@ func (t *TCPTransport) runPeer(p *peer) {
 	defer t.wg.Done()
 	const minBackoff, maxBackoff = 50 * time.Millisecond, time.Second
 	backoff := minBackoff
-	var next net.Conn // an accepted connection that superseded the last one
+	var next peerConn // an accepted connection that superseded the last one
 	for {
 		c := next
-		next = nil
-		if c == nil && p.dials {
+		next = peerConn{}
+		if c.Conn == nil && p.dials {
 			var err error
 			if c, err = t.dial(p); err != nil {
 				t.log.Debug("cluster: dial peer failed", "peer", hexID(p.id), "addr", p.addr, "err", err)
@@ -503,7 +555,7 @@ func (t *TCPTransport) runPeer(p *peer) {
 				continue
 			}
 		}
-		if c == nil {
+		if c.Conn == nil {
 			select {
 			case c = <-p.incoming:
 			case <-p.ctx.Done():
@@ -511,17 +563,17 @@ func (t *TCPTransport) runPeer(p *peer) {
 			}
 		}
 		backoff = minBackoff
-		t.log.Info("cluster: connected to peer", "peer", hexID(p.id), "remote", c.RemoteAddr().String())
+		t.log.Info("cluster: connected to peer", "peer", hexID(p.id), "remote", c.RemoteAddr().String(), "wire_version", c.version)
 		next = t.serve(p, c)
 		if p.ctx.Err() != nil {
-			if next != nil {
+			if next.Conn != nil {
 				next.Close()
 			}
 			return
 		}
 		t.log.Info("cluster: lost peer", "peer", hexID(p.id))
 		t.recv.ReportUnreachable(p.id)
-		if next == nil && p.dials && !sleep(p.ctx, backoff) {
+		if next.Conn == nil && p.dials && !sleep(p.ctx, backoff) {
 			return
 		}
 	}
@@ -542,12 +594,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // serve runs connection c to p until it fails, the transport closes, or
 // a newer connection from p arrives (which it returns). It writes; a
 // goroutine of its own reads.
-func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
+func (t *TCPTransport) serve(p *peer, c peerConn) (next peerConn) {
 	// Close must not wait for a write stuck on a peer that reads nothing.
 	stop := context.AfterFunc(p.ctx, func() { c.Close() })
 	defer stop()
 	readErr := make(chan error, 1)
-	go func() { readErr <- t.read(p, c) }()
+	go func() { readErr <- t.read(p, c.Conn, wireDecoder{self: t.cfg.ID, peer: p.id, version: c.version}) }()
+	enc := wireEncoder{self: t.cfg.ID, peer: p.id, version: c.version}
 	defer func() {
 		p.connected.Store(false)
 		c.Close()
@@ -569,23 +622,23 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 			if err != nil && p.ctx.Err() == nil {
 				t.log.Info("cluster: peer connection read failed", "peer", hexID(p.id), "err", err)
 			}
-			return nil
+			return peerConn{}
 		case next = <-p.incoming:
 			return next
 		case <-p.ctx.Done():
-			return nil
+			return peerConn{}
 		}
 		// One flush per batch: everything queued by now goes with it.
 		_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		sent := [][]GroupMessage{msgs}
 		var err error
-		frame, err = t.writeFrames(w, frame, p, msgs)
+		frame, err = t.writeFrames(w, frame, p, enc, msgs)
 	more:
 		for err == nil && len(sent) < maxDrain {
 			select {
 			case msgs = <-p.queue:
 				sent = append(sent, msgs)
-				frame, err = t.writeFrames(w, frame, p, msgs)
+				frame, err = t.writeFrames(w, frame, p, enc, msgs)
 			default:
 				break more
 			}
@@ -598,7 +651,7 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 		}
 		if err != nil {
 			t.log.Info("cluster: peer connection write failed", "peer", hexID(p.id), "err", err)
-			return nil
+			return peerConn{}
 		}
 	}
 }
@@ -608,7 +661,7 @@ func (t *TCPTransport) serve(p *peer, c net.Conn) (next net.Conn) {
 // for any frame is left out, with a log line (reportSnapshots fails it):
 // Raft's MaxSizePerMsg keeps entries far below the limit, a snapshot may
 // not be.
-func (t *TCPTransport) writeFrames(w io.Writer, buf []byte, p *peer, msgs []GroupMessage) ([]byte, error) {
+func (t *TCPTransport) writeFrames(w io.Writer, buf []byte, p *peer, enc wireEncoder, msgs []GroupMessage) ([]byte, error) {
 	buf = append(buf[:0], 0, 0, 0, 0)
 	write := func() error {
 		binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
@@ -617,7 +670,7 @@ func (t *TCPTransport) writeFrames(w io.Writer, buf []byte, p *peer, msgs []Grou
 		return err
 	}
 	for _, m := range msgs {
-		size := proto.Size(m.Message)
+		size := enc.size(m.Message)
 		if !t.fits(size) {
 			t.log.Error("cluster: a message too large for a frame was dropped", "peer", hexID(p.id), "group", m.Group,
 				"type", m.Message.GetType().String(), "bytes", size, "limit", t.cfg.MaxFrameBytes)
@@ -629,7 +682,7 @@ func (t *TCPTransport) writeFrames(w io.Writer, buf []byte, p *peer, msgs []Grou
 			}
 		}
 		var err error
-		if buf, err = appendMessage(buf, m, size); err != nil {
+		if buf, err = appendMessage(buf, enc, m, size); err != nil {
 			return buf, err
 		}
 	}
@@ -658,7 +711,7 @@ func (t *TCPTransport) drain(p *peer) {
 }
 
 // read reads frames from c and steps the node with them until c fails.
-func (t *TCPTransport) read(p *peer, c net.Conn) error {
+func (t *TCPTransport) read(p *peer, c net.Conn, dec wireDecoder) error {
 	r := bufio.NewReaderSize(c, 64<<10)
 	var hdr [4]byte
 	var buf []byte
@@ -682,7 +735,7 @@ func (t *TCPTransport) read(p *peer, c net.Conn) error {
 		if _, err := io.ReadFull(r, buf); err != nil {
 			return err
 		}
-		msgs, err := decodeFrame(buf)
+		msgs, err := decodeFrame(buf, dec)
 		if err != nil {
 			t.log.Warn("cluster: peer sent a bad frame; disconnecting", "peer", hexID(p.id), "err", err)
 			return err
@@ -691,15 +744,15 @@ func (t *TCPTransport) read(p *peer, c net.Conn) error {
 	}
 }
 
-// appendMessage appends m, of size bytes marshalled, to a frame.
-func appendMessage(b []byte, m GroupMessage, size int) ([]byte, error) {
+// appendMessage appends m, of size bytes encoded, to a frame.
+func appendMessage(b []byte, enc wireEncoder, m GroupMessage, size int) ([]byte, error) {
 	b = binary.AppendUvarint(b, m.Group)
 	b = binary.AppendUvarint(b, uint64(size))
-	return (proto.MarshalOptions{}).MarshalAppend(b, m.Message)
+	return enc.append(b, m.Message)
 }
 
 // decodeFrame decodes a frame's body.
-func decodeFrame(b []byte) ([]GroupMessage, error) {
+func decodeFrame(b []byte, dec wireDecoder) ([]GroupMessage, error) {
 	var out []GroupMessage
 	for len(b) > 0 {
 		group, n := binary.Uvarint(b)
@@ -712,8 +765,8 @@ func decodeFrame(b []byte) ([]GroupMessage, error) {
 			return nil, errors.New("bad message length")
 		}
 		b = b[n:]
-		m := &pb.Message{}
-		if err := proto.Unmarshal(b[:size], m); err != nil {
+		m, err := dec.decode(b[:size])
+		if err != nil {
 			return nil, fmt.Errorf("message: %w", err)
 		}
 		b = b[size:]
@@ -722,10 +775,10 @@ func decodeFrame(b []byte) ([]GroupMessage, error) {
 	return out, nil
 }
 
-func writeHello(w io.Writer, magic string, from, to uint64, cluster string) error {
+func writeHello(w io.Writer, magic string, version byte, from, to uint64, cluster string) error {
 	b := make([]byte, 0, helloFixed+len(cluster))
 	b = append(b, magic...)
-	b = append(b, helloVersion)
+	b = append(b, version)
 	b = binary.BigEndian.AppendUint64(b, from)
 	b = binary.BigEndian.AppendUint64(b, to)
 	b = append(b, byte(len(cluster)))
@@ -734,27 +787,29 @@ func writeHello(w io.Writer, magic string, from, to uint64, cluster string) erro
 	return err
 }
 
-func readHello(r io.Reader) (magic string, from, to uint64, cluster string, err error) {
+// readHello reads a hello of any version this node speaks (1 to
+// helloVersion).
+func readHello(r io.Reader) (magic string, version byte, from, to uint64, cluster string, err error) {
 	var b [helloFixed]byte
 	if _, err = io.ReadFull(r, b[:]); err != nil {
-		return "", 0, 0, "", err
+		return "", 0, 0, 0, "", err
 	}
 	switch magic = string(b[:len(helloMagic)]); magic {
 	case helloMagic, linkMagic:
 	default:
-		return "", 0, 0, "", errors.New("not a cluster peer (bad magic)")
+		return "", 0, 0, 0, "", errors.New("not a cluster peer (bad magic)")
 	}
 	rest := b[len(helloMagic):]
-	if rest[0] != helloVersion {
-		return "", 0, 0, "", fmt.Errorf("protocol version %d, this node speaks %d", rest[0], helloVersion)
+	if version = rest[0]; version < 1 || version > helloVersion {
+		return "", 0, 0, 0, "", fmt.Errorf("protocol version %d, this node speaks 1 to %d", version, helloVersion)
 	}
 	from = binary.BigEndian.Uint64(rest[1:9])
 	to = binary.BigEndian.Uint64(rest[9:17])
 	name := make([]byte, rest[17])
 	if _, err = io.ReadFull(r, name); err != nil {
-		return "", 0, 0, "", err
+		return "", 0, 0, 0, "", err
 	}
-	return magic, from, to, string(name), nil
+	return magic, version, from, to, string(name), nil
 }
 
 // hexID formats a node id as raft's log lines do.

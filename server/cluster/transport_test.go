@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"regexp"
 	"runtime"
 	"sync"
 	"testing"
@@ -39,6 +40,9 @@ type tcpCluster struct {
 	peers map[uint64]string
 	// tls, when set, gives each node its TLS configuration.
 	tls func(id uint64) *tlsconf.Server
+	// versions, when set, has the highest wire version of some nodes
+	// (as a node of an older version: see the wire protocol).
+	versions map[uint64]byte
 }
 
 // newTCPCluster runs n nodes with group 1 over TCP on 127.0.0.1.
@@ -86,6 +90,9 @@ func (c *tcpCluster) start(id uint64, ln net.Listener) {
 		Keepalive: 50 * time.Millisecond, TLS: ts, Logger: slog.New(slog.NewTextHandler(tn.logs, nil))})
 	if err != nil {
 		c.t.Fatal(err)
+	}
+	if v := c.versions[id]; v != 0 {
+		tr.maxVersion = v
 	}
 	n, err := Start(Config{ID: id, Log: l, Transport: tr, TickInterval: 10 * time.Millisecond, ElectionTicks: 30})
 	if err != nil {
@@ -163,6 +170,66 @@ func TestTCPThreeNodes(t *testing.T) {
 	}
 }
 
+// TestTCPMixedVersions: nodes of wire version 1 and 2 work together, as
+// in a rolling upgrade. Node 1 (version 1) dials nodes 2 and 3 and
+// offers 1; node 2 (version 2) dials node 3 (version 1), is refused, and
+// offers 1 next. Only nodes 2 and 3 restarted as version 2 use the
+// compact encoding with each other.
+func TestTCPMixedVersions(t *testing.T) {
+	c := &tcpCluster{t: t, name: "test", nodes: map[uint64]*tcpNode{}, peers: map[uint64]string{}, versions: map[uint64]byte{1: 1, 3: 1}}
+	for id := uint64(1); id <= 3; id++ {
+		c.nodes[id] = &tcpNode{id: id, dir: t.TempDir(), addr: "127.0.0.1:0"}
+	}
+	lns := map[uint64]net.Listener{}
+	for id, tn := range c.nodes {
+		ln, err := net.Listen("tcp", tn.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lns[id], tn.addr, c.peers[id] = ln, ln.Addr().String(), ln.Addr().String()
+	}
+	for id := range c.nodes {
+		c.start(id, lns[id])
+	}
+	t.Cleanup(func() {
+		for id := range c.nodes {
+			c.stop(id)
+		}
+	})
+	tc := c.asTestCluster()
+	var want []string
+	propose := func(round string) {
+		// Proposals to a node that knows no leader, or whose connection
+		// to it is not up yet, are dropped.
+		c.waitConnected()
+		tc.leader(1)
+		for i := range 30 {
+			v := fmt.Sprintf("%s %d", round, i)
+			tc.propose(uint64(i%3)+1, 1, v)
+			want = append(want, v)
+		}
+		tc.converge(1, want)
+	}
+	propose("mixed")
+	waitLog(t, c.nodes[2].logs, "peer=3 remote="+c.peers[3])
+	for id, tn := range c.nodes {
+		if tn.logs.Contains("wire_version=2") {
+			t.Errorf("node %d used version 2 with a node of version 1:\n%s", id, tn.logs)
+		}
+	}
+
+	// Node 3 upgraded: 2 and 3 now speak version 2, 1 still 1.
+	c.stop(3)
+	delete(c.versions, 3)
+	c.start(3, nil)
+	tc = c.asTestCluster()
+	propose("upgraded")
+	waitLog(t, c.nodes[3].logs, "wire_version=2")
+	if !regexp.MustCompile(`peer=1 remote=\S+ wire_version=1`).MatchString(c.nodes[3].logs.String()) || c.nodes[1].logs.Contains("wire_version=2") {
+		t.Errorf("node 1 is of version 1:\n%s\n%s", c.nodes[1].logs, c.nodes[3].logs)
+	}
+}
+
 // waitConnected waits until every running node is connected to every
 // other.
 func (c *tcpCluster) waitConnected() {
@@ -195,7 +262,7 @@ func dialRaw(t *testing.T, addr string, from, to uint64, cluster string) net.Con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	if err := writeHello(conn, helloMagic, from, to, cluster); err != nil {
+	if err := writeHello(conn, helloMagic, helloVersion, from, to, cluster); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -289,7 +356,7 @@ func TestTCPHugeFrame(t *testing.T) {
 	defer tr.Close()
 
 	conn := dialRaw(t, ln.Addr().String(), 1, 2, "test")
-	if _, _, _, _, err := readHello(conn); err != nil {
+	if _, _, _, _, _, err := readHello(conn); err != nil {
 		t.Fatal(err)
 	}
 	// A good frame first: it is delivered.
@@ -337,7 +404,7 @@ func TestTCPSendNeverBlocks(t *testing.T) {
 		if err != nil {
 			return
 		}
-		if _, _, _, _, err := readHello(c); err == nil && writeHello(c, helloMagic, 2, 1, "test") == nil {
+		if _, _, _, _, _, err := readHello(c); err == nil && writeHello(c, helloMagic, helloVersion, 2, 1, "test") == nil {
 			accepted <- c // and never read again
 			return
 		}
@@ -425,27 +492,33 @@ func (r *countingReceiver) steps() int {
 }
 
 // encodeFrames is what a transport with the frame limit max writes for
-// msgs.
+// msgs, to node 2 in wire version helloVersion.
 func encodeFrames(t *testing.T, limit int, msgs []GroupMessage) []byte {
 	t.Helper()
-	tr := &TCPTransport{cfg: TCPConfig{MaxFrameBytes: limit}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return encodeFramesIn(t, helloVersion, limit, msgs)
+}
+
+// encodeFramesIn is encodeFrames in wire version v, from node 1.
+func encodeFramesIn(t *testing.T, v byte, limit int, msgs []GroupMessage) []byte {
+	t.Helper()
+	tr := &TCPTransport{cfg: TCPConfig{ID: 1, MaxFrameBytes: limit}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	var b bytes.Buffer
-	if _, err := tr.writeFrames(&b, nil, &peer{id: 2}, msgs); err != nil {
+	if _, err := tr.writeFrames(&b, nil, &peer{id: 2}, wireEncoder{self: 1, peer: 2, version: v}, msgs); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()
 }
 
-// decodeFrames splits b into frames, checks each against limit and
-// decodes them.
-func decodeFrames(t *testing.T, limit int, b []byte) (frames int, out []GroupMessage) {
+// decodeFramesIn splits b into frames, checks each against limit and
+// decodes them as node 2, from node 1, in wire version v.
+func decodeFramesIn(t *testing.T, v byte, limit int, b []byte) (frames int, out []GroupMessage) {
 	t.Helper()
 	for len(b) > 0 {
 		n := int(binary.BigEndian.Uint32(b))
 		if n > limit || 4+n > len(b) {
 			t.Fatalf("frame of %d bytes, limit %d, %d left", n, limit, len(b)-4)
 		}
-		msgs, err := decodeFrame(b[4 : 4+n])
+		msgs, err := decodeFrame(b[4:4+n], wireDecoder{self: 2, peer: 1, version: v})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,16 +532,22 @@ func decodeFrames(t *testing.T, limit int, b []byte) (frames int, out []GroupMes
 // TestFrames: frames decode to what was encoded; a batch over the frame
 // limit is split over several frames, and a message over it is left out.
 func TestFrames(t *testing.T) {
+	for v := byte(1); v <= helloVersion; v++ {
+		t.Run(fmt.Sprintf("version %d", v), func(t *testing.T) { testFrames(t, v) })
+	}
+}
+
+func testFrames(t *testing.T, v byte) {
 	in := []GroupMessage{{Group: 1, Message: heartbeat(1, 2)}, {Group: 1 << 40, Message: heartbeat(3, 4)}}
-	frame := encodeFrames(t, 1<<20, in)
-	frames, out := decodeFrames(t, 1<<20, frame)
+	frame := encodeFramesIn(t, v, 1<<20, in)
+	frames, out := decodeFramesIn(t, v, 1<<20, frame)
 	if frames != 1 || len(out) != 2 || out[1].Group != 1<<40 || out[1].Message.GetFrom() != 3 || out[0].Message.GetTo() != 2 {
 		t.Fatalf("%d frames: %v", frames, out)
 	}
-	if _, err := decodeFrame(frame[4 : len(frame)-1]); err == nil {
+	if _, err := decodeFrame(frame[4:len(frame)-1], wireDecoder{self: 2, peer: 1, version: v}); err == nil {
 		t.Fatal("a truncated frame decoded")
 	}
-	if frames, out := decodeFrames(t, 1<<20, encodeFrames(t, 1<<20, nil)); frames != 1 || len(out) != 0 {
+	if frames, out := decodeFramesIn(t, v, 1<<20, encodeFramesIn(t, v, 1<<20, nil)); frames != 1 || len(out) != 0 {
 		t.Fatalf("keepalive: %d frames, %v", frames, out)
 	}
 
@@ -482,7 +561,7 @@ func TestFrames(t *testing.T) {
 	huge := heartbeat(1, 2)
 	huge.Entries = []*pb.Entry{{Data: make([]byte, limit)}}
 	big = append(big[:10], append([]GroupMessage{{Group: 99, Message: huge}}, big[10:]...)...)
-	frames, out = decodeFrames(t, limit, encodeFrames(t, limit, big))
+	frames, out = decodeFramesIn(t, v, limit, encodeFramesIn(t, v, limit, big))
 	if frames < 4 || len(out) != 20 {
 		t.Fatalf("%d frames, %d messages; want several frames and the 20 that fit", frames, len(out))
 	}

@@ -64,7 +64,7 @@ func TestTCPOverTLS(t *testing.T) {
 			// has checked its certificate: the refusal shows on the
 			// first read.
 			if err := conn.Handshake(); err == nil {
-				if err := writeHello(conn, helloMagic, 1, 3, "test"); err == nil {
+				if err := writeHello(conn, helloMagic, helloVersion, 1, 3, "test"); err == nil {
 					if _, err := conn.Read(make([]byte, 1)); err == nil {
 						t.Fatal("the node answered a peer it cannot have verified")
 					}
