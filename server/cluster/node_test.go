@@ -291,6 +291,10 @@ func TestThreeNodesTwoGroups(t *testing.T) {
 	// Through every node: followers forward to the leader.
 	write(0, 30, func(i int, _ uint64) uint64 { return uint64(i%3) + 1 })
 
+	had := map[uint64]uint64{} // node 3's last index of each group
+	for _, g := range c.groups {
+		had[g], _ = c.nodes[3].log.Group(g).LastIndex()
+	}
 	c.stop(3)
 	// Through the leader: one forwarded to a stopped leader would be lost
 	// (a client would retry, and this test would count a duplicate).
@@ -299,6 +303,21 @@ func TestThreeNodesTwoGroups(t *testing.T) {
 		lead[g] = c.leaderBut(g, 3)
 	}
 	write(30, 100, func(_ int, g uint64) uint64 { return lead[g] })
+	// The leaders snapshot off their loops: wait until they compacted
+	// past what node 3 has, so that it needs a snapshot.
+	deadline := time.Now().Add(10 * time.Second)
+	for _, g := range c.groups {
+		for {
+			first, _ := c.nodes[lead[g]].log.Group(g).FirstIndex()
+			if first > had[g]+1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("group %d: the leader's log starts at %d after 10s, node 3 has up to %d", g, first, had[g])
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 
 	c.start(3)
 	restored := map[uint64]int{}
