@@ -3,6 +3,7 @@ package raftlog
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
@@ -288,5 +289,30 @@ func TestStorageApplySnapshot(t *testing.T) {
 				t.Fatalf("ConfState %v, want %v", gotCS, cs)
 			}
 		})
+	}
+}
+
+// TestEntrySize: entrySize is proto.Size, for every field set or not,
+// zero, large or negative.
+func TestEntrySize(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	vals := []uint64{0, 1, 127, 128, 1 << 35, math.MaxUint64}
+	for range 5000 {
+		e := &pb.Entry{}
+		if r.IntN(2) == 0 {
+			e.Term = proto.Uint64(vals[r.IntN(len(vals))])
+		}
+		if r.IntN(2) == 0 {
+			e.Index = proto.Uint64(vals[r.IntN(len(vals))])
+		}
+		if r.IntN(2) == 0 {
+			e.Type = pb.EntryType([]int32{0, 1, 2, -1}[r.IntN(4)]).Enum()
+		}
+		if r.IntN(2) == 0 {
+			e.Data = make([]byte, []int{0, 1, 127, 128, 20000}[r.IntN(5)])
+		}
+		if got, want := entrySize(e), uint64(proto.Size(e)); got != want {
+			t.Fatalf("%v: entrySize %d, proto.Size %d", e, got, want)
+		}
 	}
 }
