@@ -280,6 +280,13 @@ type quorumChange struct {
 	// last shape (nil: never shaped).
 	Shape  bool     `json:"shape,omitempty"`
 	Target []uint64 `json:"target,omitempty"`
+	// Node, on a shape change, is the member it adds (Add) or removes:
+	// applied to the queue's shape as it is then, so that changes made
+	// at once by different nodes all take effect; Target, what the
+	// proposer computed, is the shape of a queue never shaped before
+	// (and of a change from before Node was kept).
+	Node uint64 `json:"node,omitempty"`
+	Add  bool   `json:"add,omitempty"`
 	// Home and HomeName are a classic queue's home node, which holds
 	// its messages; AutoDelete, Transient (not durable) and Exclusive
 	// are its declaration's. Token names the declaration (an exclusive

@@ -131,7 +131,24 @@ func (s *Server) applyShape(v *VHost, c quorumChange) error {
 	if q == nil || q.quorum == nil || q.group != c.Group {
 		return refuse(ErrQueueNotFound, "queue '%s' in vhost '%s' not found", c.Queue, v.name)
 	}
-	s.setShape(q, len(c.Target), c.Target)
+	target := c.Target
+	if _, cur := q.shape(); cur != nil && c.Node != 0 {
+		// Another change may have been applied since the proposer
+		// computed Target: apply this one to the shape as it is now.
+		target = slices.DeleteFunc(cur, func(id uint64) bool { return id == c.Node })
+		if c.Add {
+			target = append(target, c.Node)
+		}
+		slices.Sort(target)
+		if len(target) == 0 {
+			// Two removals at once, each of the other's last but one
+			// member: the later one is not made (the group keeps a
+			// member), and its caller times out waiting for it.
+			s.logger.Warn("cluster: a quorum queue's member was not removed: it is the group's last one", "vhost", v.name, "queue", q.Name, "member", c.Node)
+			return nil
+		}
+	}
+	s.setShape(q, len(target), target)
 	if q.quorum.Leader() {
 		s.kickMembers()
 	}
@@ -229,7 +246,7 @@ func (s *Server) reshape(ctx context.Context, g QuorumGroups, r Replicator, q *Q
 		target = append(target, node)
 	}
 	slices.Sort(target)
-	b, err := json.Marshal(quorumChange{VHost: q.vhost.name, Queue: q.Name, Group: q.group, Shape: true, Target: target, Size: len(target)})
+	b, err := json.Marshal(quorumChange{VHost: q.vhost.name, Queue: q.Name, Group: q.group, Shape: true, Target: target, Size: len(target), Node: node, Add: add})
 	if err != nil {
 		return len(voters), err
 	}

@@ -2,6 +2,7 @@ package quorumtest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http/httptest"
@@ -349,4 +350,44 @@ func TestQuorumQueueShapeRestarts(t *testing.T) {
 	}
 	_, ch = dial(t, out.url)
 	consumeInOrder(t, ch, "qs", acked, "the restarted member outside the group")
+}
+
+// Shape changes asked of two nodes at once, each computed from the same
+// members, both take effect: two members added at once, then both
+// deleted at once (before, the one applied last won, and the other's
+// caller timed out waiting for its change).
+func TestQuorumQueueConcurrentShapes(t *testing.T) {
+	nodes := startCluster(t, 4)
+	declareSized(t, nodes, nodes[0], "qs", 2)
+	group := groupOf(t, nodes[0], nodes, "qs")
+	var inside, outside []*node
+	for _, nd := range nodes {
+		if slices.Contains(group, nd.name) {
+			inside = append(inside, nd)
+		} else {
+			outside = append(outside, nd)
+		}
+	}
+	at := func(what string, f func(nd, member *node) error) {
+		t.Helper()
+		errs := make(chan error, 2)
+		for i, o := range outside {
+			asker := inside[i] // members, which wait until they see the change made
+			go func() { errs <- f(asker, o) }()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	at("add", func(nd, member *node) error {
+		return nd.srv.AddQuorumMember(context.Background(), "/", "qs", member.self.ID)
+	})
+	all := append(slices.Clone(group), outside[0].name, outside[1].name)
+	waitGroup(t, nodes, nodes, "qs", all, 2*time.Second)
+	at("delete", func(nd, member *node) error {
+		return nd.srv.DeleteQuorumMember(context.Background(), "/", "qs", member.self.ID)
+	})
+	waitGroup(t, nodes, nodes, "qs", group, 2*time.Second)
 }
