@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync"
 	"time"
 
 	"github.com/amqp-go/amqp-go/server/store"
@@ -9,20 +10,34 @@ import (
 
 // deadLetter republishes e's message to the queue's dead-letter exchange
 // with RabbitMQ's x-death bookkeeping, through the publish path clients use.
-func (q *Queue) deadLetter(e *qentry, reason string) {
+// confirmed, if set (at least once: queue.DeadLetterHost), is called once:
+// true once every queue it reached has it as a publisher's confirm says,
+// or when it has nowhere to go any more; false when it routed nowhere,
+// was refused or was not stored (the queue sends it again later).
+func (q *Queue) deadLetter(e *qentry, reason string, confirmed func(ok bool)) {
+	answer := func(ok bool) {
+		if confirmed != nil {
+			confirmed(ok)
+		}
+	}
 	v := q.vhost
 	p := q.settings()
 	if !p.hasDLX {
-		return // a policy took the dead-letter exchange away meanwhile
+		answer(true) // a policy took the dead-letter exchange away meanwhile
+		return
 	}
 	x := v.exchange(p.dlx)
 	if x == nil {
-		return // RabbitMQ drops too when the exchange is missing
+		// RabbitMQ drops too when the exchange is missing; at least once,
+		// it keeps the message until the exchange is back.
+		answer(false)
+		return
 	}
 	if e.msg == nil {
 		m, err := q.loadMessage(e.ref)
 		if err != nil {
 			q.vhost.server.logger.Error("dead-lettering: cannot read message back", "queue", q.Name, "err", err)
+			answer(true)
 			return
 		}
 		e.msg = m
@@ -30,6 +45,7 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 	m := e.msg
 	props, err := m.decodeProperties()
 	if err != nil {
+		answer(true)
 		return
 	}
 	headers := amqp.Table{}
@@ -74,8 +90,32 @@ func (q *Queue) deadLetter(e *qentry, reason string) {
 		Body: m.Body, Persistent: m.Persistent, Meta: store.Meta{Priority: m.Priority}}}
 	// A message expiring or overflowing round a cycle back into a queue it
 	// died in would loop for ever; RabbitMQ drops it there unless a client
-	// rejected it on the way (publisher.cycles). Dead-letters are at most
-	// once, as in RabbitMQ's classic queues: one that a full reject-publish
-	// queue refuses, or that routes nowhere, is lost.
-	v.Publish(&publisher{deaths: headers["x-death"].([]any)}, x, dm, nil, nil)
+	// rejected it on the way (publisher.cycles). Without confirmed,
+	// dead-letters are at most once, as in RabbitMQ's classic queues: one
+	// that a full reject-publish queue refuses, or that routes nowhere, is
+	// lost.
+	pub := &publisher{deaths: headers["x-death"].([]any)}
+	if confirmed == nil {
+		v.Publish(pub, x, dm, nil, nil)
+		return
+	}
+	// The outcome and the store's answer, in either order (the store may
+	// answer before Publish returns).
+	var mu sync.Mutex
+	stored, routed, answered := false, false, 0
+	settle := func() {
+		if answered++; answered == 2 {
+			confirmed(stored && routed)
+		}
+	}
+	out := v.Publish(pub, x, dm, nil, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		stored = err == nil
+		settle()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	routed = !out.Unroutable
+	settle()
 }

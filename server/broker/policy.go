@@ -73,6 +73,7 @@ var policyKeys = map[string]policyKey{
 	"overflow":                {oneOf("drop-head", "reject-publish", "reject-publish-dlx"), false, "overflow value"},
 	"queue-mode":              {oneOf("default", "lazy"), false, "queue-mode value"},
 	"consumer-timeout":        {nonNegativeInt, false, "consumer timeout"},
+	"dead-letter-strategy":    {oneOf("at-most-once", "at-least-once"), false, "dead letter strategy"},
 	// Accepted, as RabbitMQ does, and not acted on: mirroring, streams
 	// and federation are not implemented, and of quorum queues' keys
 	// only delivery-limit applies (queuePolicyFor).
@@ -80,7 +81,7 @@ var policyKeys = map[string]policyKey{
 	"ha-promote-on-failure": {}, "queue-master-locator": {}, "queue-version": {},
 	"max-in-memory-length": {nil, true, ""}, "max-in-memory-bytes": {nil, true, ""}, "delivery-limit": {nil, true, ""},
 	"federation-upstream-set": {}, "federation-upstream": {}, "max-age": {}, "stream-max-segment-size-bytes": {},
-	"queue-leader-locator": {}, "initial-cluster-size": {}, "dead-letter-strategy": {},
+	"queue-leader-locator": {}, "initial-cluster-size": {},
 }
 
 // CheckPolicy validates p as RabbitMQ's set_policy does (an operator
@@ -312,6 +313,9 @@ func (vp *vhostPolicies) queuePolicyFor(name string, args amqp.Table, own queueP
 	}
 	if s, ok := def["overflow"].(string); ok && !hasArg(args, "x-overflow") {
 		p.rejectPublish, p.rejectPublishDLX = s != "drop-head", s == "reject-publish-dlx"
+	}
+	if s, ok := def["dead-letter-strategy"].(string); ok && !hasArg(args, "x-dead-letter-strategy") {
+		p.atLeastOnce = s == "at-least-once"
 	}
 	return ap
 }

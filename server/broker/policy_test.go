@@ -385,6 +385,7 @@ func TestPolicyRefusals(t *testing.T) {
 		{false, "q", `{"max-length-bytes":1.5}`, "", `1.5 is not a valid maximum length in bytes`},
 		{false, "q", `{"overflow":"x"}`, "", `<<"x">> is not a valid overflow value`},
 		{false, "q", `{"dead-letter-exchange":5}`, "", `5 is not a valid dead letter exchange name`},
+		{false, "q", `{"dead-letter-strategy":"twice"}`, "", `<<"twice">> is not a valid dead letter strategy`},
 		{false, "q", `{"single-active-consumer":true}`, "", `[{<<"single-active-consumer">>,true}] are not recognised policy settings`},
 		{false, "q", `{"message-ttl":5}`, "classic_queues", `apply-to 'classic_queues' unrecognised; should be 'queues', 'exchanges' or 'all'`},
 		{true, "q", `{"dead-letter-exchange":"x"}`, "", `[{<<"dead-letter-exchange">>,<<"x">>}] are not recognised policy settings`},

@@ -181,7 +181,7 @@ func (v *VHost) enqueue(p *publisher, qs []*Queue, msg *Message, delayed bool, r
 	// A reject-publish-dlx queue dead-letters what it refused (x-death
 	// reason maxlen), before the publisher hears its nack.
 	for _, q := range refusedDLX {
-		q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String())
+		q.deadLetter(&qentry{msg: msg}, queue.ReasonMaxLen.String(), nil)
 	}
 	if refused && done != nil {
 		done(errQueueFull)

@@ -155,6 +155,10 @@ func (p queuePolicy) core() queue.Policy {
 	}
 	cp.SingleActive = p.singleActive
 	cp.LimitDeliveries, cp.DeliveryLimit = p.quorum && p.deliveryLimit >= 0, p.deliveryLimit
+	// At least once only with reject-publish, as RabbitMQ: with drop-head
+	// the queue dead-letters at most once (a message held for its
+	// confirm must not be dropped to make room).
+	cp.AtLeastOnce = p.quorum && p.atLeastOnce && p.hasDLX && p.rejectPublish && !p.rejectPublishDLX
 	return cp
 }
 
@@ -590,9 +594,18 @@ func (h *queueHost) DeadLetter(es []queue.Entry[qhandle], reason queue.Reason) {
 	q := (*Queue)(h)
 	for i := range es {
 		qe := fromEntry(&es[i], 0)
-		q.deadLetter(&qe, reason.String())
+		q.deadLetter(&qe, reason.String(), nil)
 	}
 	h.Release(es)
+}
+
+// DeadLetterConfirmed republishes a message dead-lettered at least once,
+// with a confirm (queue.DeadLetterHost); the queue releases it once
+// confirmed.
+func (h *queueHost) DeadLetterConfirmed(e queue.Entry[qhandle], reason queue.Reason, done func(ok bool)) {
+	q := (*Queue)(h)
+	qe := fromEntry(&e, 0)
+	q.deadLetter(&qe, reason.String(), done)
 }
 
 // errLoadFailed reports a message the log could not give back.

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ type testHost struct {
 	expired  atomic.Bool
 	// unreadable handles fail Prepare (a damaged log).
 	unreadable map[int]bool
+	dlx        []dlxSend
 }
 
 func (h *testHost) Release(es []Entry[int]) {
@@ -48,6 +50,34 @@ func (h *testHost) Prepare(es []Entry[int]) []Entry[int] {
 }
 
 func (h *testHost) Expired() { h.expired.Store(true) }
+
+// dlxSend is one DeadLetterConfirmed call, answered by the test.
+type dlxSend struct {
+	handle int
+	reason Reason
+	done   func(bool)
+}
+
+// DeadLetterConfirmed records the send; the test answers it.
+func (h *testHost) DeadLetterConfirmed(e Entry[int], r Reason, done func(bool)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dlx = append(h.dlx, dlxSend{e.Handle, r, done})
+}
+
+// dlxSends returns the DeadLetterConfirmed calls so far.
+func (h *testHost) dlxSends() []dlxSend {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.dlx)
+}
+
+// releasedOf reports whether handle was released.
+func (h *testHost) releasedOf(handle int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Contains(h.released, handle)
+}
 
 // testConsumer has a prefetch window and acks from its own goroutine.
 type testConsumer struct {

@@ -53,6 +53,11 @@ type Policy struct {
 	// or dead-lettered instead (ReasonDeliveryLimit).
 	LimitDeliveries bool
 	DeliveryLimit   int64
+	// AtLeastOnce is a quorum queue's x-dead-letter-strategy
+	// at-least-once (with a dead-letter exchange and reject-publish): a
+	// dead-lettered message stays with the queue, counted in its limits
+	// (Core.Hold), until its targets have it (Quorum).
+	AtLeastOnce bool
 }
 
 // ConsumerID names a consumer to the core; the driver chooses them.
@@ -210,23 +215,28 @@ type consumerState struct {
 
 // Core is one queue's state. Make it with New.
 type Core[H any] struct {
-	policy      Policy
-	levels      []level[H] // by priority, index 0 lowest
-	ready       int64
-	bytes       int64 // ready bodies
-	expiries    minHeap[expiryItem]
-	unacked     unackedTable[H]
-	consumers   []*consumerState // by priority, highest first, then order
-	credit      int64            // the consumers' credit, summed
-	rr          int
-	order       uint64
-	active      ConsumerID // single active consumer, 0: none
-	lastUsed    int64
-	hadUsers    bool
-	deleteAsked bool
-	stats       Stats
-	out         []Effect[H]
-	arena       []Entry[H] // entries of out's effects (see mark)
+	policy Policy
+	levels []level[H] // by priority, index 0 lowest
+	ready  int64
+	bytes  int64 // ready bodies
+	// held and heldBytes are messages the queue keeps outside the core
+	// (dead-lettered at least once, not yet confirmed): they count in
+	// the limits as ready ones do, as RabbitMQ's quorum queues count
+	// theirs.
+	held, heldBytes int64
+	expiries        minHeap[expiryItem]
+	unacked         unackedTable[H]
+	consumers       []*consumerState // by priority, highest first, then order
+	credit          int64            // the consumers' credit, summed
+	rr              int
+	order           uint64
+	active          ConsumerID // single active consumer, 0: none
+	lastUsed        int64
+	hadUsers        bool
+	deleteAsked     bool
+	stats           Stats
+	out             []Effect[H]
+	arena           []Entry[H] // entries of out's effects (see mark)
 }
 
 // Stats are the queue's running counters, RabbitMQ's message_stats: they
@@ -423,8 +433,15 @@ func (c *Core[H]) Admits(size uint32) bool {
 // full reports whether a message of size bytes would go over a limit.
 func (c *Core[H]) full(size int64) bool {
 	p := c.policy
-	return (p.MaxLength >= 0 && c.ready+1 > p.MaxLength) ||
-		(p.MaxLengthBytes >= 0 && c.bytes+size > p.MaxLengthBytes)
+	return (p.MaxLength >= 0 && c.ready+c.held+1 > p.MaxLength) ||
+		(p.MaxLengthBytes >= 0 && c.bytes+c.heldBytes+size > p.MaxLengthBytes)
+}
+
+// Hold counts n messages of bytes body bytes (negative: let go) that the
+// queue keeps outside the core in its limits.
+func (c *Core[H]) Hold(n, bytes int64) {
+	c.held += n
+	c.heldBytes += bytes
 }
 
 // enforceLimits drops ready messages from the head (what a consumer would

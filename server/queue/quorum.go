@@ -111,7 +111,43 @@ type Quorum[H any] struct {
 	sweep     *time.Timer // sweepWaits, while commands are in flight
 	sweepAt   int64       // when sweep fires (0: not armed)
 	tickAt    int64       // when timer fires (0: not armed)
+	// dlx are the messages dead-lettered at least once
+	// (Policy.AtLeastOnce) that their targets have not confirmed yet, by
+	// id (dlxNext gives the next): replicated, in the log's order. The
+	// leader republishes them (dlxSent: when, by id) until each is
+	// confirmed, then proposes it settled (opDLXSettle), which releases
+	// it on every member; dlxTimer retries what got no confirm in
+	// dlxRetry. A new leader republishes them all.
+	dlx      []dlxHeld[H]
+	dlxNext  uint64
+	dlxSent  map[uint64]int64
+	dlxTimer *time.Timer
+	dlxRetry time.Duration
 }
+
+// dlxHeld is a message dead-lettered at least once, awaiting its
+// targets' confirm.
+type dlxHeld[H any] struct {
+	id     uint64
+	entry  Entry[H]
+	reason Reason
+}
+
+// DeadLetterHost is a Host that dead-letters at least once.
+type DeadLetterHost[H any] interface {
+	// DeadLetterConfirmed republishes e to the queue's dead-letter
+	// exchange with reason, as DeadLetter does, without releasing it,
+	// and calls done once: true once every queue it reached has it as
+	// safely as a publisher's confirm says (or it has nowhere to go any
+	// more: the queue lost its dead-letter exchange, or the message
+	// cannot be read back), false if it routed nowhere, was refused or
+	// was not stored (the queue republishes it later).
+	DeadLetterConfirmed(e Entry[H], reason Reason, done func(ok bool))
+}
+
+// DLXRetry is how long the leader of a quorum queue waits for a
+// dead-letter's confirm (at least once) before it republishes it.
+const DLXRetry = 5 * time.Second
 
 // quorumConsumer is one of this member's consumers: credit is what it
 // has been given in the core (proposed) and not yet used.
@@ -151,6 +187,7 @@ const (
 	opPolicy
 	opDown
 	opTouch
+	opDLXSettle
 )
 
 const cmdHeader = 1 + 16 + 8 + 8
@@ -164,7 +201,8 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 	q := &Quorum[H]{log: log, codec: codec, host: host, clock: clock, self: self, core: New[H](policy, 0),
 		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
 		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]inflightCmd{},
-		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout}
+		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout,
+		dlxSent: map[uint64]int64{}, dlxRetry: DLXRetry}
 	q.meter.Start(clock())
 	return q
 }
@@ -184,11 +222,15 @@ func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
 	}
 	q.resend()
 	expired := false
+	clear(q.dlxSent) // a new leader republishes them all; another does not
+	var dlx []dlxHeld[H]
 	if self {
 		q.armTick()
 		expired = q.core.deleteAsked
+		dlx = q.sendingDLX()
 	}
 	q.mu.Unlock()
+	q.sendDLX(dlx)
 	if expired {
 		// The queue expired under the last leader, whose deletion may
 		// have died with it: ask again (a queue deleted already is not
@@ -591,6 +633,16 @@ func (q *Quorum[H]) Delete() int {
 	}
 	n, effects := q.core.Delete()
 	d := detachEffects(q.core, effects)
+	if len(q.dlx) > 0 {
+		// Dead-lettered at least once and never confirmed: they go with
+		// the queue, as RabbitMQ's do.
+		es := make([]Entry[H], len(q.dlx))
+		for i, h := range q.dlx {
+			es[i] = h.entry
+		}
+		d.effects = append(d.effects, Effect[H]{Kind: Release, Entries: es})
+		q.dlx = nil
+	}
 	waits := q.closeLocked()
 	q.mu.Unlock()
 	q.carryOut(d)
@@ -622,6 +674,9 @@ func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
 	}
 	if q.sweep != nil {
 		q.sweep.Stop()
+	}
+	if q.dlxTimer != nil {
+		q.dlxTimer.Stop()
 	}
 	ws := make([]*quorumWait[H], 0, len(q.waits))
 	for _, w := range q.waits {
@@ -859,12 +914,15 @@ func mix(x uint64) uint64 {
 	return x ^ x>>31
 }
 
+// appendPolicy encodes p: 5 flag bytes, 4 limits of 8 bytes, then
+// AtLeastOnce's byte (a policy from before it ends without one).
 func appendPolicy(b []byte, p Policy) []byte {
 	b = append(b, p.MaxPriority, byte(p.Overflow), boolByte(p.DeadLetter), boolByte(p.SingleActive), boolByte(p.LimitDeliveries))
 	b = binary.BigEndian.AppendUint64(b, uint64(p.MaxLength))
 	b = binary.BigEndian.AppendUint64(b, uint64(p.MaxLengthBytes))
 	b = binary.BigEndian.AppendUint64(b, uint64(p.Expires))
-	return binary.BigEndian.AppendUint64(b, uint64(p.DeliveryLimit))
+	b = binary.BigEndian.AppendUint64(b, uint64(p.DeliveryLimit))
+	return append(b, boolByte(p.AtLeastOnce))
 }
 
 func decodePolicy(b []byte) (Policy, bool) {
@@ -877,6 +935,7 @@ func decodePolicy(b []byte) (Policy, bool) {
 	p.MaxLengthBytes = int64(binary.BigEndian.Uint64(b[8:]))
 	p.Expires = int64(binary.BigEndian.Uint64(b[16:]))
 	p.DeliveryLimit = int64(binary.BigEndian.Uint64(b[24:]))
+	p.AtLeastOnce = len(b) > 32 && b[32] == 1
 	return p, true
 }
 
@@ -892,6 +951,16 @@ type quorumSnapshot struct {
 	// HandleSizes are the sizes of the handles before the gob in the
 	// split encoding (snapshotMagic), whose State holds none.
 	HandleSizes []uint32
+	// DLX are the messages dead-lettered at least once and not yet
+	// confirmed (their handles in the gob), DLXNext the next id.
+	DLX     []quorumDLX
+	DLXNext uint64
+}
+
+type quorumDLX struct {
+	ID     uint64
+	Entry  StateEntry[[]byte]
+	Reason Reason
 }
 
 type quorumPushed struct {
@@ -932,8 +1001,15 @@ func (q *Quorum[H]) SnapshotLater() func() ([]byte, error) {
 	q.mu.Lock()
 	st := q.core.State()
 	s := q.snapshotParts()
+	dlx := slices.Clone(q.dlx)
 	q.mu.Unlock()
-	return func() ([]byte, error) { return q.encodeSnapshot(st, s) }
+	return func() ([]byte, error) {
+		for _, d := range dlx {
+			se := mapEntry(stateEntry(d.entry), func(h H) []byte { return q.codec.AppendHandle(nil, h) })
+			s.DLX = append(s.DLX, quorumDLX{ID: d.id, Entry: se, Reason: d.reason})
+		}
+		return q.encodeSnapshot(st, s)
+	}
 }
 
 // snapshotMagic starts a snapshot in the split encoding: the magic, the
@@ -1058,6 +1134,7 @@ func (q *Quorum[H]) snapshotParts() quorumSnapshot {
 	for id, n := range q.granted {
 		s.Granted = append(s.Granted, quorumGranted{id, n})
 	}
+	s.DLXNext = q.dlxNext
 	return s
 }
 
@@ -1069,9 +1146,30 @@ func (q *Quorum[H]) Restore(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("quorum queue snapshot: %w", err)
 	}
+	dlx := make([]dlxHeld[H], 0, len(s.DLX))
+	for _, d := range s.DLX {
+		var err error
+		se := mapEntry(d.Entry, func(b []byte) H {
+			var h H
+			h, err = q.codec.DecodeHandle(b)
+			return h
+		})
+		if err != nil {
+			return fmt.Errorf("quorum queue snapshot: a dead-letter: %w", err)
+		}
+		dlx = append(dlx, dlxHeld[H]{id: d.ID, entry: se.entry(), reason: d.Reason})
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.core = FromState(st)
+	q.dlx, q.dlxNext = dlx, s.DLXNext
+	for _, d := range dlx {
+		q.core.Hold(1, int64(d.entry.Size))
+	}
+	clear(q.dlxSent)
+	if q.leader.Load() && len(dlx) > 0 {
+		go q.sendDLX(q.sendingDLX())
+	}
 	clear(q.owners)
 	for _, o := range s.Owners {
 		q.owners[o.ID] = o.Owner
@@ -1116,10 +1214,7 @@ func (q *Quorum[H]) Restore(data []byte) error {
 
 // mapState is s with its handles mapped by f.
 func mapState[A, B any](s State[A], f func(A) B) State[B] {
-	entry := func(e StateEntry[A]) StateEntry[B] {
-		return StateEntry[B]{Handle: f(e.Handle), Expires: e.Expires, Timestamp: e.Timestamp, Size: e.Size,
-			Deliveries: e.Deliveries, Priority: e.Priority, Mark: e.Mark, Seq: e.Seq}
-	}
+	entry := func(e StateEntry[A]) StateEntry[B] { return mapEntry(e, f) }
 	entries := func(es []StateEntry[A]) []StateEntry[B] {
 		out := make([]StateEntry[B], len(es))
 		for i, e := range es {
@@ -1138,6 +1233,12 @@ func mapState[A, B any](s State[A], f func(A) B) State[B] {
 		out.Unacked = append(out.Unacked, StateDelivery[B]{Tag: d.Tag, At: d.At, Entry: entry(d.Entry)})
 	}
 	return out
+}
+
+// mapEntry is e with its handle mapped by f.
+func mapEntry[A, B any](e StateEntry[A], f func(A) B) StateEntry[B] {
+	return StateEntry[B]{Handle: f(e.Handle), Expires: e.Expires, Timestamp: e.Timestamp, Size: e.Size,
+		Deliveries: e.Deliveries, Priority: e.Priority, Mark: e.Mark, Seq: e.Seq}
 }
 
 // quorumBarrier is a Barrier waiting for this member's commands up to seq.

@@ -15,6 +15,7 @@ type quorumEffects[H any] struct {
 	effects []Effect[H]
 	local   []Consumer[H] // by effects index; nil: not this member's
 	leader  bool
+	dlx     []dlxHeld[H] // dead-letters to send at least once (the leader's)
 }
 
 func (d *quorumEffects[H]) add(c *Core[H], effects []Effect[H]) {
@@ -175,7 +176,10 @@ func (q *Quorum[H]) Apply(cmd []byte) {
 			break
 		}
 		q.down(d, binary.BigEndian.Uint64(body), binary.BigEndian.Uint64(body[8:]), now)
+	case opDLXSettle:
+		q.settleDLX(d, body)
 	}
+	q.holdDeadLetters(d)
 	q.sortOut(d, now)
 	q.armTick()
 	var w *quorumWait[H]
@@ -315,6 +319,7 @@ func (q *Quorum[H]) carryOut(d *quorumEffects[H]) {
 			}
 		}
 	}
+	q.sendDLX(d.dlx)
 }
 
 func sortOwners(s []Owner) {

@@ -260,21 +260,7 @@ func TestQuorumSnapshotRestore(t *testing.T) {
 	waitFor(t, "three delivered", func() bool { return g.members[2].Info().Unacked == 3 })
 	// The snapshot and the swap happen between two applied commands, as
 	// a Raft member's snapshot is taken at one applied index.
-	g.applyMu.Lock()
-	snap, err := g.members[2].Snapshot()
-	if err != nil {
-		g.applyMu.Unlock()
-		t.Fatal(err)
-	}
-	fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, &testHost{}, Owner{Node: 3, Incarnation: 1}, nil)
-	if err := fresh.Restore(snap); err != nil {
-		g.applyMu.Unlock()
-		t.Fatal(err)
-	}
-	g.mu.Lock()
-	g.members[2] = fresh
-	g.mu.Unlock()
-	g.applyMu.Unlock()
+	fresh := g.restoreMember(t, 2, &testHost{})
 	g.members[1].Settle([]uint64{first.tag}, Ack)
 	waitFor(t, "the ack applied on the restored member", func() bool {
 		in := fresh.Info()
@@ -283,6 +269,27 @@ func TestQuorumSnapshotRestore(t *testing.T) {
 	if a, b := g.members[0].core.State(), fresh.core.State(); !reflect.DeepEqual(a, b) {
 		t.Fatalf("restored member differs:\n%+v\n%+v", a, b)
 	}
+}
+
+// restoreMember replaces member i with a replica restored from i's
+// snapshot, with host, between two applied commands (as a Raft member's
+// snapshot is taken at one applied index), and returns it.
+func (g *testGroup) restoreMember(t *testing.T, i int, host *testHost) *Quorum[int] {
+	t.Helper()
+	g.applyMu.Lock()
+	defer g.applyMu.Unlock()
+	snap, err := g.members[i].Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := NewQuorum[int](Policy{}, testGroupLog{g}, intCodec{}, host, Owner{Node: uint64(i + 1), Incarnation: 1}, nil)
+	if err := fresh.Restore(snap); err != nil {
+		t.Fatal(err)
+	}
+	g.mu.Lock()
+	g.members[i] = fresh
+	g.mu.Unlock()
+	return fresh
 }
 
 // Commands a dead leader took with it are sent again when a new leader is
