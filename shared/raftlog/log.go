@@ -255,6 +255,7 @@ func (l *Log) Commit(b *Batch) error {
 		write = l.w.Write
 	}
 	seg, err := write(l.buf)
+	l.trimBuf()
 	if err != nil {
 		return err
 	}
@@ -270,7 +271,7 @@ func (l *Log) Commit(b *Batch) error {
 		case opHardState:
 			s.hs = proto.Clone(o.hs).(*pb.HardState)
 		case opSnapshot:
-			s.applySnapshot(pb.EnsureSnapshot(proto.Clone(o.snap).(*pb.Snapshot)), true)
+			s.applySnapshot(pb.EnsureSnapshot(shareData(o.snap)), true)
 			snapped = true
 		}
 		s.mu.Unlock()
@@ -320,7 +321,32 @@ func (l *Log) CreateSnapshot(group, i uint64, cs *pb.ConfState, data []byte) (*p
 	s.mu.Lock()
 	s.applySnapshot(snap, false)
 	s.mu.Unlock()
-	return proto.Clone(snap).(*pb.Snapshot), nil
+	return shareData(snap), nil
+}
+
+// shareData copies snap but for its data, which it shares: a quorum
+// queue's snapshot holds every body it keeps, and nothing writes to a
+// snapshot's data once made, so a deep copy only cost its size again.
+func shareData(snap *pb.Snapshot) *pb.Snapshot {
+	if snap == nil {
+		return nil
+	}
+	out := &pb.Snapshot{Data: snap.Data}
+	if snap.Metadata != nil {
+		out.Metadata = proto.Clone(snap.Metadata).(*pb.SnapshotMetadata)
+	}
+	return out
+}
+
+// keptBufMax bounds the record buffer kept between writes: one that a
+// large snapshot grew is let go rather than held for ever.
+const keptBufMax = 8 << 20
+
+// trimBuf lets go of a record buffer grown past keptBufMax.
+func (l *Log) trimBuf() {
+	if cap(l.buf) > keptBufMax {
+		l.buf = nil
+	}
 }
 
 // Compact durably drops group's entries up to and including i (which the
@@ -359,6 +385,7 @@ func (l *Log) write(records []byte) error {
 		}
 	}
 	_, err := l.w.Write(records)
+	l.trimBuf()
 	return err
 }
 

@@ -133,11 +133,12 @@ func (s *Storage) FirstIndex() (uint64, error) {
 	return s.ents[0].GetIndex() + 1, nil
 }
 
-// Snapshot implements raft.Storage: a copy of the latest snapshot.
+// Snapshot implements raft.Storage: the latest snapshot, a copy sharing
+// its data (see shareData).
 func (s *Storage) Snapshot() (*pb.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return proto.Clone(s.snap).(*pb.Snapshot), nil
+	return shareData(s.snap), nil
 }
 
 // applyEntries stores ents (consecutive), dropping what is compacted and
