@@ -76,7 +76,7 @@ var policyKeys = map[string]policyKey{
 	"dead-letter-strategy":    {oneOf("at-most-once", "at-least-once"), false, "dead letter strategy"},
 	// Accepted, as RabbitMQ does, and not acted on: mirroring, streams
 	// and federation are not implemented, and of quorum queues' keys
-	// only delivery-limit applies (queuePolicyFor).
+	// only delivery-limit and dead-letter-strategy apply (queuePolicyFor).
 	"ha-mode": {}, "ha-params": {}, "ha-sync-mode": {}, "ha-sync-batch-size": {}, "ha-promote-on-shutdown": {},
 	"ha-promote-on-failure": {}, "queue-master-locator": {}, "queue-version": {},
 	"max-in-memory-length": {nil, true, ""}, "max-in-memory-bytes": {nil, true, ""}, "delivery-limit": {nil, true, ""},
