@@ -367,3 +367,92 @@ func TestQuorumGlobalQos(t *testing.T) {
 		t.Fatal("the connection is still open after 5s")
 	}
 }
+
+// publishConfirm publishes body to queue on ch (in confirm mode) and
+// reports whether it was acked.
+func publishConfirm(t *testing.T, ch *amqp.Channel, queue, body string) bool {
+	t.Helper()
+	dc, err := ch.PublishWithDeferredConfirm("", queue, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte(body)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dc.Wait()
+}
+
+// TestQuorumDeadLetterAtLeastOnce: on a single node too, a quorum
+// queue's dead-letter at least once (x-dead-letter-strategy
+// at-least-once, reject-publish) that its target refuses (full) is held,
+// in the source's limit, and arrives once the target has room; at most
+// once, the same dead-letter is lost.
+func TestQuorumDeadLetterAtLeastOnce(t *testing.T) {
+	inProcessOnly(t, "RabbitMQ republishes an unconfirmed dead-letter after dead_letter_worker_publisher_confirm_timeout, minutes by default")
+	u := brokerURL(t)
+	ch := openChan(t, openConn(t, u))
+	dlx, target, most, least := uname(t, "dlx"), uname(t, "target"), uname(t, "most"), uname(t, "least")
+	cleanupQueues(t, u, target, most, least)
+	if err := ch.ExchangeDeclare(dlx, "fanout", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ch.QueueDeclare(target, true, false, false, false, amqp.Table{"x-max-length": int32(1), "x-overflow": "reject-publish"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(target, "", dlx, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	if !publishConfirm(t, ch, target, "filler") {
+		t.Fatal("filler nacked")
+	}
+	for q, strategy := range map[string]string{most: "at-most-once", least: "at-least-once"} {
+		if _, err := ch.QueueDeclare(q, true, false, false, false, quorum(amqp.Table{"x-dead-letter-exchange": dlx,
+			"x-dead-letter-strategy": strategy, "x-overflow": "reject-publish", "x-max-length": int32(1)})); err != nil {
+			t.Fatal(err)
+		}
+		if !publishConfirm(t, ch, q, "m-"+strategy) {
+			t.Fatalf("m-%s nacked", strategy)
+		}
+		if err := getPolling(t, ch, q).Nack(false, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The held one fills its queue; the other queue has room.
+	deadline := time.Now().Add(5 * time.Second)
+	for publishConfirm(t, ch, least, "over") {
+		if time.Now().After(deadline) {
+			t.Fatal("the at-least-once queue takes publishes: its dead-letter is not held")
+		}
+		if _, ok, err := ch.Get(least, true); err != nil || !ok {
+			t.Fatalf("get back the admitted one: %v %v", ok, err)
+		}
+	}
+	if !publishConfirm(t, ch, most, "room") {
+		t.Fatal("the at-most-once queue is full: its dead-letter was kept")
+	}
+	if d, ok, err := ch.Get(target, true); err != nil || !ok || string(d.Body) != "filler" {
+		t.Fatalf("the filler: %q %v %v", d.Body, ok, err)
+	}
+	d, ok := getWithin(t, ch, target, 15*time.Second)
+	if !ok {
+		t.Fatal("the held dead-letter did not arrive in 15 s")
+	}
+	deaths, _ := d.Headers["x-death"].([]any)
+	var death amqp.Table
+	if len(deaths) > 0 {
+		death, _ = deaths[0].(amqp.Table)
+	}
+	if string(d.Body) != "m-at-least-once" || death["reason"] != "rejected" || death["queue"] != least {
+		t.Fatalf("the target got %q with x-death %v", d.Body, d.Headers["x-death"])
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for !publishConfirm(t, ch, least, "after") {
+		if time.Now().After(deadline) {
+			t.Fatal("the at-least-once queue still full after its dead-letter was confirmed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d, ok, err := ch.Get(target, true); err != nil || ok {
+		t.Fatalf("the target got a second message %q (%v)", d.Body, err)
+	}
+}

@@ -66,6 +66,11 @@ type Classic[H any] struct {
 	consumers map[ConsumerID]Consumer[H]
 	nextID    ConsumerID
 	closed    bool
+	// dead are the messages dead-lettered at least once
+	// (Policy.AtLeastOnce: a single-node quorum queue) awaiting their
+	// targets' confirm; the store keeps them until then, so a restart
+	// finds them in the queue again.
+	dead heldDeadLetters[H]
 
 	// The driver's scratch for a dispatch round (dispatchOnce only).
 	grants  []grant[H]
@@ -87,7 +92,7 @@ func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic
 		clock = Now
 	}
 	q := &Classic[H]{host: host, clock: clock, core: New[H](policy, clock()),
-		consumers: map[ConsumerID]Consumer[H]{}, wake: make(chan struct{}, 1),
+		consumers: map[ConsumerID]Consumer[H]{}, dead: newHeldDeadLetters[H](), wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	q.meter.Start(clock())
 	go q.drive()
@@ -144,7 +149,9 @@ func (q *Classic[H]) runEffects(effects []Effect[H]) {
 		case Release:
 			q.host.Release(e.Entries)
 		case DeadLetter:
-			q.host.DeadLetter(e.Entries, e.Reason)
+			if !q.holdDeadLetters(e.Entries, e.Reason) {
+				q.host.DeadLetter(e.Entries, e.Reason)
+			}
 		case DeleteQueue:
 			expired = true
 		}
@@ -336,10 +343,15 @@ func (q *Classic[H]) Delete() int {
 	n, effects := q.core.Delete()
 	todo := q.detach(effects)
 	clear(q.consumers)
+	q.dead.stop()
+	dead := q.dead.drain() // never confirmed: they go with the queue
 	q.mu.Unlock()
 	close(q.stop)
 	<-q.done
 	q.carryOut(todo)
+	if len(dead) > 0 {
+		q.host.Release(dead)
+	}
 	return n
 }
 
@@ -352,6 +364,7 @@ func (q *Classic[H]) Close() {
 		return
 	}
 	q.closed = true
+	q.dead.stop()
 	q.mu.Unlock()
 	close(q.stop)
 	<-q.done
@@ -537,4 +550,68 @@ func (q *Classic[H]) dispatchOnce() bool {
 		q.arena = nil // a burst's scratch is not kept
 	}
 	return delivered
+}
+
+// holdDeadLetters holds es, dead-lettered for reason, when the queue
+// dead-letters at least once (and its host can), and republishes them
+// with a confirm; false: the caller dead-letters them at most once. Caller
+// holds no lock.
+func (q *Classic[H]) holdDeadLetters(es []Entry[H], reason Reason) bool {
+	if _, ok := q.host.(DeadLetterHost[H]); !ok {
+		return false
+	}
+	q.mu.Lock()
+	if !q.core.policy.AtLeastOnce || q.closed {
+		q.mu.Unlock()
+		return false
+	}
+	for _, e := range es {
+		q.dead.add(e, reason) // a copy: es is the effects' buffer
+		q.core.Hold(1, int64(e.Size))
+	}
+	hs := q.dead.due(q.clock(), false)
+	q.dead.arm(q.retryDLX)
+	q.mu.Unlock()
+	sendDeadLetters(q.host, hs, q.confirmedDLX)
+	return true
+}
+
+// confirmedDLX is a dead-letter's confirm: confirmed, it is released;
+// refused, it waits for the retry.
+func (q *Classic[H]) confirmedDLX(id uint64, ok bool) {
+	if !ok {
+		return
+	}
+	q.mu.Lock()
+	e, held := q.dead.remove(id)
+	if held {
+		q.core.Hold(-1, -int64(e.Size))
+	}
+	closed := q.closed
+	q.mu.Unlock()
+	if held && !closed {
+		q.host.Release([]Entry[H]{e})
+		q.signal() // room again under a limit
+	}
+}
+
+// retryDLX republishes the dead-letters that got no confirm in retry.
+func (q *Classic[H]) retryDLX() {
+	q.mu.Lock()
+	if q.closed || len(q.dead.list) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	again := q.dead.due(q.clock(), false)
+	q.dead.arm(q.retryDLX)
+	q.mu.Unlock()
+	sendDeadLetters(q.host, again, q.confirmedDLX)
+}
+
+// DeadLettersHeld is how many messages the queue holds dead-lettered at
+// least once, awaiting their targets' confirm, and their bodies' bytes.
+func (q *Classic[H]) DeadLettersHeld() (n, bytes int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.core.held, q.core.heldBytes
 }

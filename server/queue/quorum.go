@@ -111,43 +111,12 @@ type Quorum[H any] struct {
 	sweep     *time.Timer // sweepWaits, while commands are in flight
 	sweepAt   int64       // when sweep fires (0: not armed)
 	tickAt    int64       // when timer fires (0: not armed)
-	// dlx are the messages dead-lettered at least once
-	// (Policy.AtLeastOnce) that their targets have not confirmed yet, by
-	// id (dlxNext gives the next): replicated, in the log's order. The
-	// leader republishes them (dlxSent: when, by id) until each is
-	// confirmed, then proposes it settled (opDLXSettle), which releases
-	// it on every member; dlxTimer retries what got no confirm in
-	// dlxRetry. A new leader republishes them all.
-	dlx      []dlxHeld[H]
-	dlxNext  uint64
-	dlxSent  map[uint64]int64
-	dlxTimer *time.Timer
-	dlxRetry time.Duration
+	// dead are the messages dead-lettered at least once
+	// (Policy.AtLeastOnce) that their targets have not confirmed yet:
+	// replicated, in the log's order, but for when the leader sent each
+	// (quorum_dlx.go).
+	dead heldDeadLetters[H]
 }
-
-// dlxHeld is a message dead-lettered at least once, awaiting its
-// targets' confirm.
-type dlxHeld[H any] struct {
-	id     uint64
-	entry  Entry[H]
-	reason Reason
-}
-
-// DeadLetterHost is a Host that dead-letters at least once.
-type DeadLetterHost[H any] interface {
-	// DeadLetterConfirmed republishes e to the queue's dead-letter
-	// exchange with reason, as DeadLetter does, without releasing it,
-	// and calls done once: true once every queue it reached has it as
-	// safely as a publisher's confirm says (or it has nowhere to go any
-	// more: the queue lost its dead-letter exchange, or the message
-	// cannot be read back), false if it routed nowhere, was refused or
-	// was not stored (the queue republishes it later).
-	DeadLetterConfirmed(e Entry[H], reason Reason, done func(ok bool))
-}
-
-// DLXRetry is how long the leader of a quorum queue waits for a
-// dead-letter's confirm (at least once) before it republishes it.
-const DLXRetry = 5 * time.Second
 
 // quorumConsumer is one of this member's consumers: credit is what it
 // has been given in the core (proposed) and not yet used.
@@ -202,7 +171,7 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
 		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]inflightCmd{},
 		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout,
-		dlxSent: map[uint64]int64{}, dlxRetry: DLXRetry}
+		dead: newHeldDeadLetters[H]()}
 	q.meter.Start(clock())
 	return q
 }
@@ -222,7 +191,7 @@ func (q *Quorum[H]) LeaderChanged(lead uint64, self bool) {
 	}
 	q.resend()
 	expired := false
-	clear(q.dlxSent) // a new leader republishes them all; another does not
+	clear(q.dead.sent) // a new leader republishes them all; another does not
 	var dlx []dlxHeld[H]
 	if self {
 		q.armTick()
@@ -633,15 +602,10 @@ func (q *Quorum[H]) Delete() int {
 	}
 	n, effects := q.core.Delete()
 	d := detachEffects(q.core, effects)
-	if len(q.dlx) > 0 {
+	if len(q.dead.list) > 0 {
 		// Dead-lettered at least once and never confirmed: they go with
 		// the queue, as RabbitMQ's do.
-		es := make([]Entry[H], len(q.dlx))
-		for i, h := range q.dlx {
-			es[i] = h.entry
-		}
-		d.effects = append(d.effects, Effect[H]{Kind: Release, Entries: es})
-		q.dlx = nil
+		d.effects = append(d.effects, Effect[H]{Kind: Release, Entries: q.dead.drain()})
 	}
 	waits := q.closeLocked()
 	q.mu.Unlock()
@@ -675,9 +639,7 @@ func (q *Quorum[H]) closeLocked() []*quorumWait[H] {
 	if q.sweep != nil {
 		q.sweep.Stop()
 	}
-	if q.dlxTimer != nil {
-		q.dlxTimer.Stop()
-	}
+	q.dead.stop()
 	ws := make([]*quorumWait[H], 0, len(q.waits))
 	for _, w := range q.waits {
 		ws = append(ws, w)
@@ -1001,13 +963,10 @@ func (q *Quorum[H]) SnapshotLater() func() ([]byte, error) {
 	q.mu.Lock()
 	st := q.core.State()
 	s := q.snapshotParts()
-	dlx := slices.Clone(q.dlx)
+	dlx := slices.Clone(q.dead.list)
 	q.mu.Unlock()
 	return func() ([]byte, error) {
-		for _, d := range dlx {
-			se := mapEntry(stateEntry(d.entry), func(h H) []byte { return q.codec.AppendHandle(nil, h) })
-			s.DLX = append(s.DLX, quorumDLX{ID: d.id, Entry: se, Reason: d.reason})
-		}
+		s.DLX = q.snapshotDLX(dlx)
 		return q.encodeSnapshot(st, s)
 	}
 }
@@ -1134,7 +1093,7 @@ func (q *Quorum[H]) snapshotParts() quorumSnapshot {
 	for id, n := range q.granted {
 		s.Granted = append(s.Granted, quorumGranted{id, n})
 	}
-	s.DLXNext = q.dlxNext
+	s.DLXNext = q.dead.next
 	return s
 }
 
@@ -1146,27 +1105,18 @@ func (q *Quorum[H]) Restore(data []byte) error {
 	if err != nil {
 		return fmt.Errorf("quorum queue snapshot: %w", err)
 	}
-	dlx := make([]dlxHeld[H], 0, len(s.DLX))
-	for _, d := range s.DLX {
-		var err error
-		se := mapEntry(d.Entry, func(b []byte) H {
-			var h H
-			h, err = q.codec.DecodeHandle(b)
-			return h
-		})
-		if err != nil {
-			return fmt.Errorf("quorum queue snapshot: a dead-letter: %w", err)
-		}
-		dlx = append(dlx, dlxHeld[H]{id: d.ID, entry: se.entry(), reason: d.Reason})
+	dlx, err := q.restoreDLX(s.DLX)
+	if err != nil {
+		return fmt.Errorf("quorum queue snapshot: a dead-letter: %w", err)
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.core = FromState(st)
-	q.dlx, q.dlxNext = dlx, s.DLXNext
+	q.dead.list, q.dead.next = dlx, s.DLXNext
 	for _, d := range dlx {
 		q.core.Hold(1, int64(d.entry.Size))
 	}
-	clear(q.dlxSent)
+	clear(q.dead.sent)
 	if q.leader.Load() && len(dlx) > 0 {
 		go q.sendDLX(q.sendingDLX())
 	}

@@ -16,7 +16,7 @@ func TestQuorumDeadLetterAtLeastOnce(t *testing.T) {
 	g := newTestGroup(t, 3, p)
 	for _, m := range g.members {
 		m.mu.Lock()
-		m.dlxRetry = 50 * time.Millisecond
+		m.dead.retry = 50 * time.Millisecond
 		m.mu.Unlock()
 	}
 	c := &testConsumer{prefetch: 10, got: make(chan delivered, 16)}
@@ -139,5 +139,67 @@ func TestQuorumDeadLetterAtMostOnce(t *testing.T) {
 	})
 	if n, _ := g.members[0].DeadLettersHeld(); n != 0 || len(g.hosts[0].dlxSends()) != 0 {
 		t.Fatalf("at most once held %d and sent %v", n, g.hosts[0].dlxSends())
+	}
+}
+
+// The classic core, which single-node quorum queues run on, holds its
+// dead-letters at least once the same way, in memory: held in the limit,
+// a refusal republished after the retry, released once confirmed, and
+// released with the queue when it is deleted unconfirmed.
+func TestClassicDeadLetterAtLeastOnce(t *testing.T) {
+	h := &testHost{}
+	q := NewClassic[int](Policy{MaxLength: 2, MaxLengthBytes: -1, Overflow: RejectPublish, DeadLetter: true, AtLeastOnce: true}, h, nil)
+	q.mu.Lock()
+	q.dead.retry = 50 * time.Millisecond
+	q.mu.Unlock()
+	reject := func(handle int) {
+		t.Helper()
+		if _, _, err := q.Push(Message[int]{Handle: handle, Size: 10}); err != nil {
+			t.Fatal(err)
+		}
+		e, tag, ok := q.Get(false)
+		if !ok || e.Handle != handle {
+			t.Fatalf("get: %v %v", e.Handle, ok)
+		}
+		q.Settle([]uint64{tag}, Reject)
+	}
+	reject(1)
+	if n, b := q.DeadLettersHeld(); n != 1 || b != 10 {
+		t.Fatalf("held %d (%d bytes), want 1", n, b)
+	}
+	sends := func(handle int) (n int, last dlxSend) {
+		for _, s := range h.dlxSends() {
+			if s.handle == handle {
+				n, last = n+1, s
+			}
+		}
+		return n, last
+	}
+	if n, s := sends(1); n != 1 || s.reason != ReasonRejected || h.releasedOf(1) {
+		t.Fatalf("1: %d sends, reason %v, released %v", n, s.reason, h.releasedOf(1))
+	}
+	if _, _, err := q.Push(Message[int]{Handle: 2, Size: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := q.Push(Message[int]{Handle: 3, Size: 10}); !errors.Is(err, ErrRejected) {
+		t.Fatalf("a push over the limit with one held: %v, want ErrRejected", err)
+	}
+	_, s := sends(1)
+	s.done(false)
+	waitFor(t, "1 sent again", func() bool { n, _ := sends(1); return n >= 2 })
+	_, s = sends(1)
+	s.done(true)
+	if n, _ := q.DeadLettersHeld(); n != 0 || !h.releasedOf(1) {
+		t.Fatalf("after the confirm: %d held, released %v", n, h.releasedOf(1))
+	}
+	if _, _, err := q.Push(Message[int]{Handle: 3, Size: 10}); err != nil {
+		t.Fatalf("a push with room again: %v", err)
+	}
+	// Deleted with one held: released with the queue.
+	e, tag, _ := q.Get(false)
+	q.Settle([]uint64{tag}, Reject)
+	q.Delete()
+	if !h.releasedOf(e.Handle) {
+		t.Fatalf("%d, held at the deletion, was not released", e.Handle)
 	}
 }
