@@ -193,11 +193,16 @@ func (n *Node) AddGroupOnLoop(id uint64, peers []uint64, sm StateMachine) error 
 }
 
 // RemoveGroupOnLoop stops running group id here (its queue was deleted),
-// from a state machine's Apply. What the log holds of it stays until the
-// segments are reclaimed; a group id is never reused (see the broker's
-// quorum group ids).
+// from a state machine's Apply, and drops it from the log (raftlog's
+// Drop): before, a deleted queue's entries and snapshot stayed in memory
+// for good, every segment roll wrote its snapshot into a checkpoint
+// again, and its segments were never reclaimed. A group id is never
+// reused (see the broker's quorum group ids).
 func (n *Node) RemoveGroupOnLoop(id uint64) {
 	delete(n.groups, id)
+	if err := n.cfg.Log.Drop(id); err != nil {
+		n.failed = err // the log failed: the loop ends (run checks)
+	}
 }
 
 // noteLeader tells g's state machine of a leader change.

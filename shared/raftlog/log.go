@@ -376,6 +376,32 @@ func (l *Log) Compact(group, i uint64) error {
 	return l.reclaim()
 }
 
+// Drop forgets group id (its quorum queue was deleted) and makes that
+// durable: its entries, hard state and snapshot are no longer kept in
+// memory or written into checkpoints, and the segments that held only
+// what it and compacted groups had are removed. The id must not be used
+// again (the broker never reuses one), and the Storage the log gave for
+// it must not be used after. Dropping a group the log does not hold
+// does nothing.
+func (l *Log) Drop(id uint64) error {
+	if l.groups[id] == nil {
+		return nil
+	}
+	if err := l.write(appendDrop(l.buf[:0], id)); err != nil {
+		return err
+	}
+	l.forget(id)
+	return l.reclaim()
+}
+
+// forget removes group id from the log's memory.
+func (l *Log) forget(id uint64) {
+	delete(l.groups, id)
+	for _, m := range l.segMax {
+		delete(m, id)
+	}
+}
+
 // write writes records to the log, rolling first if it is time.
 func (l *Log) write(records []byte) error {
 	l.buf = records
@@ -441,6 +467,9 @@ func (l *Log) reclaim() error {
 func (l *Log) freed(seg uint64) bool {
 	for g, maxIdx := range l.segMax[seg] {
 		s := l.groups[g]
+		if s == nil {
+			continue // dropped
+		}
 		s.mu.Lock()
 		offset := s.ents[0].GetIndex()
 		s.mu.Unlock()
@@ -457,6 +486,13 @@ func (l *Log) replay(r *wal.LogRecord) error {
 	group := d.Uvarint()
 	if d.Failed() {
 		return l.malformed(r)
+	}
+	if r.Type == wal.RecordRaftDrop {
+		if len(d.Rest()) != 0 {
+			return l.malformed(r)
+		}
+		l.forget(group)
+		return nil
 	}
 	s := l.Group(group)
 	s.mu.Lock()
@@ -585,6 +621,12 @@ func appendSnapshot(buf []byte, group uint64, snap *pb.Snapshot, replaces bool) 
 		// Snapshot has no required fields: marshalling cannot fail.
 		panic(err)
 	}
+	return wal.EndRecord(buf, start)
+}
+
+func appendDrop(buf []byte, group uint64) []byte {
+	buf, start := wal.StartRecord(buf, wal.RecordRaftDrop)
+	buf = binary.AppendUvarint(buf, group)
 	return wal.EndRecord(buf, start)
 }
 

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/amqp-go/amqp-go/shared/wal"
@@ -211,16 +212,7 @@ func TestCompactionRemovesSegments(t *testing.T) {
 	fsys := wal.NewMemFS()
 	l := openMem(t, fsys, 2<<10)
 	next := map[uint64]uint64{1: 1, 2: 1}
-	fill := func(groups ...uint64) {
-		for range 200 {
-			var b Batch
-			for _, g := range groups {
-				b.Append(g, []*pb.Entry{{Index: new(next[g]), Term: new(uint64(1)), Data: make([]byte, 100)}})
-				next[g]++
-			}
-			mustOK(t, l.Commit(&b))
-		}
-	}
+	fill := func(groups ...uint64) { fillGroups(t, l, next, 200, groups...) }
 	fill(1, 2)
 	grown := len(l.Segments())
 	if grown < 10 {
@@ -403,5 +395,79 @@ func TestLargeSnapshotNotCopied(t *testing.T) {
 	got.Metadata.Index = new(uint64(99))
 	if again, _ := l.Group(1).Snapshot(); again.GetMetadata().GetIndex() != 1 {
 		t.Errorf("changing a returned snapshot's metadata changed the stored one: %v", again.GetMetadata())
+	}
+}
+
+// TestDropGroup: a dropped group (its quorum queue deleted) is gone from
+// memory, from later checkpoints and, after a restart, from the log; the
+// segments that only it still needed are removed; the other group is
+// untouched, and dropping again or an unknown group does nothing.
+func TestDropGroup(t *testing.T) {
+	fsys := wal.NewMemFS()
+	l := openMem(t, fsys, 2<<10)
+	next := map[uint64]uint64{1: 1, 2: 1}
+	fill := func(groups ...uint64) { fillGroups(t, l, next, 100, groups...) }
+	fill(1, 2)
+	_, err := l.CreateSnapshot(1, next[1]-1, &pb.ConfState{Voters: []uint64{1}}, make([]byte, 1000))
+	mustOK(t, err)
+	mustOK(t, l.Compact(2, next[2]-1))
+	grown := len(l.Segments())
+	// Group 1 alone holds the old segments back.
+	fill(2)
+	mustOK(t, l.Compact(2, next[2]-1))
+	if n := len(l.Segments()); n < grown {
+		t.Fatalf("%d segments, had %d: group 1's were removed before its drop", n, grown)
+	}
+	mustOK(t, l.Drop(1))
+	if slices.Contains(l.Groups(), 1) {
+		t.Fatal("group 1 still in the log's groups")
+	}
+	if n := len(l.Segments()); n > 2 {
+		t.Fatalf("%d segments after the drop, want the active one (and at most one more)", n)
+	}
+	mustOK(t, l.Drop(1))
+	mustOK(t, l.Drop(99))
+	fill(2) // rolls: the checkpoints have no group 1
+	s2 := all(t, l.Group(2))
+	mustOK(t, l.Close())
+	l = openMem(t, fsys, 2<<10)
+	defer l.Close()
+	if slices.Contains(l.Groups(), 1) {
+		t.Fatalf("group 1 back after a restart: groups %v", l.Groups())
+	}
+	if !sameEntries(all(t, l.Group(2)), s2) {
+		t.Fatalf("group 2 after restart: %v, want %v", all(t, l.Group(2)), s2)
+	}
+}
+
+// TestDropGroupReplayed: a drop written after the group's records, all in
+// the segments that stay, is replayed: the group is not back.
+func TestDropGroupReplayed(t *testing.T) {
+	fsys := wal.NewMemFS()
+	l := openMem(t, fsys, 64<<20)
+	var b Batch
+	b.Append(1, []*pb.Entry{{Index: new(uint64(1)), Term: new(uint64(1)), Data: []byte("x")}})
+	b.Append(2, []*pb.Entry{{Index: new(uint64(1)), Term: new(uint64(1)), Data: []byte("y")}})
+	mustOK(t, l.Commit(&b))
+	mustOK(t, l.Drop(1))
+	mustOK(t, l.Close())
+	l = openMem(t, fsys, 64<<20)
+	defer l.Close()
+	if got := l.Groups(); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("groups after replay %v, want [2]", got)
+	}
+}
+
+// fillGroups commits rounds batches of one 100-byte entry for each of
+// groups, at next's indexes (which it advances).
+func fillGroups(t *testing.T, l *Log, next map[uint64]uint64, rounds int, groups ...uint64) {
+	t.Helper()
+	for range rounds {
+		var b Batch
+		for _, g := range groups {
+			b.Append(g, []*pb.Entry{{Index: new(next[g]), Term: new(uint64(1)), Data: make([]byte, 100)}})
+			next[g]++
+		}
+		mustOK(t, l.Commit(&b))
 	}
 }

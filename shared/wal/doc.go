@@ -29,7 +29,7 @@
 //	4  CRC32C (Castagnoli) over type, version and payload (uint32)
 //	8  type (uint8): 1 message, 2 ack, 3 drop-queue; in a Raft log (see
 //	   below) 4 raft-entries, 5 raft-hard-state, 6 raft-snapshot,
-//	   7 raft-compact
+//	   7 raft-compact, 8 raft-drop
 //	9  version (uint8): 1; message records also 2 (with metadata)
 //	10 payload
 //
@@ -82,6 +82,9 @@
 //	raft-compact:    uvarint group, uvarint index, uvarint term: the
 //	                 group's entries up to index are gone; index and term
 //	                 are what the next entry must follow
+//	raft-drop:       uvarint group: the group is gone (its quorum queue
+//	                 was deleted), with everything the log held of it;
+//	                 its id is never used again
 //
 // A write is synchronous: one write and one fdatasync for all the records
 // of a Ready round of every group. A torn tail of the last segment is cut

@@ -21,6 +21,7 @@ const (
 	RecordRaftHardState RecordType = 5
 	RecordRaftSnapshot  RecordType = 6
 	RecordRaftCompact   RecordType = 7
+	RecordRaftDrop      RecordType = 8
 )
 
 // String returns the record type's name ("message", "ack", ...).
@@ -40,6 +41,8 @@ func (t RecordType) String() string {
 		return "raft-snapshot"
 	case RecordRaftCompact:
 		return "raft-compact"
+	case RecordRaftDrop:
+		return "raft-drop"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -142,7 +145,7 @@ func decodeMeta(block []byte) (Meta, error) {
 // record types only: a message log and a Raft log never read each other's
 // records as valid.
 func knownRaftVersion(t RecordType, v uint8) bool {
-	return t >= RecordRaftEntries && t <= RecordRaftCompact && v == recordVersion
+	return t >= RecordRaftEntries && t <= RecordRaftDrop && v == recordVersion
 }
 
 // messageVersion is the record version AppendMessageRecord writes for m:
