@@ -149,7 +149,11 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	returns := hch.NotifyReturn(make(chan amqp.Return, 5))
+	deadline := time.Now().Add(20 * time.Second)
 	for i := 0; i < 5; {
+		if time.Now().After(deadline) {
+			t.Fatalf("a mandatory publish to cx on %s still comes back after 20 s: the home node has not applied the binding made on %s", home.name, sub.name)
+		}
 		// Mandatory: until the home node has applied the binding, the
 		// message comes back, and is published again.
 		dc, err := hch.PublishWithDeferredConfirm("cx", "k", true, false, amqp.Publishing{Body: fmt.Appendf(nil, "x%d", i)})
