@@ -60,7 +60,15 @@ const (
 
 // compactable reports whether m has the compact encoding.
 func compactable(m *pb.Message) bool {
-	return m.Snapshot == nil && len(m.Responses) == 0 && m.Type != nil && *m.Type >= 0 && *m.Type < wireProto && len(m.ProtoReflect().GetUnknown()) == 0
+	if m.Snapshot != nil || len(m.Responses) > 0 || m.Type == nil || *m.Type < 0 || *m.Type >= wireProto || len(m.ProtoReflect().GetUnknown()) > 0 {
+		return false
+	}
+	for _, e := range m.Entries {
+		if len(e.ProtoReflect().GetUnknown()) > 0 {
+			return false // a field of a newer raft: protobuf keeps it
+		}
+	}
+	return true
 }
 
 // wireEncoder encodes messages for one connection: from this node (self)
