@@ -92,7 +92,7 @@ func NewClassic[H any](policy Policy, host Host[H], clock func() int64) *Classic
 		clock = Now
 	}
 	q := &Classic[H]{host: host, clock: clock, core: New[H](policy, clock()),
-		consumers: map[ConsumerID]Consumer[H]{}, dead: newHeldDeadLetters[H](), wake: make(chan struct{}, 1),
+		consumers: map[ConsumerID]Consumer[H]{}, wake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	q.meter.Start(clock())
 	go q.drive()

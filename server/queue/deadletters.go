@@ -41,17 +41,14 @@ type dlxHeld[H any] struct {
 
 // heldDeadLetters are a queue's dead-letters held at least once, by id
 // (next gives the next), with when each was last sent. The queue's lock
-// guards it.
+// guards it. The zero value is ready (sent is made on first use, so an
+// idle queue pays nothing; retry 0 is DLXRetry).
 type heldDeadLetters[H any] struct {
 	list  []dlxHeld[H]
 	next  uint64
 	sent  map[uint64]int64
 	timer *time.Timer
 	retry time.Duration
-}
-
-func newHeldDeadLetters[H any]() heldDeadLetters[H] {
-	return heldDeadLetters[H]{sent: map[uint64]int64{}, retry: DLXRetry}
 }
 
 // add holds e, dead-lettered for reason, under the next id.
@@ -88,21 +85,37 @@ func (d *heldDeadLetters[H]) remove(id uint64) (Entry[H], bool) {
 func (d *heldDeadLetters[H]) due(now int64, all bool) []dlxHeld[H] {
 	var out []dlxHeld[H]
 	for _, h := range d.list {
-		if at, ok := d.sent[h.id]; all || !ok || now-at >= int64(d.retry) {
-			d.sent[h.id] = now
+		if at, ok := d.sent[h.id]; all || !ok || now-at >= int64(d.every()) {
+			d.markSent(h.id, now)
 			out = append(out, h)
 		}
 	}
 	return out
 }
 
-// arm (re)arms the retry timer to call f in retry.
+// markSent records that dead-letter id was sent at now.
+func (d *heldDeadLetters[H]) markSent(id uint64, now int64) {
+	if d.sent == nil {
+		d.sent = map[uint64]int64{}
+	}
+	d.sent[id] = now
+}
+
+// every is the retry period.
+func (d *heldDeadLetters[H]) every() time.Duration {
+	if d.retry == 0 {
+		return DLXRetry
+	}
+	return d.retry
+}
+
+// arm (re)arms the retry timer to call f in every().
 func (d *heldDeadLetters[H]) arm(f func()) {
 	if d.timer == nil {
-		d.timer = time.AfterFunc(d.retry, f)
+		d.timer = time.AfterFunc(d.every(), f)
 		return
 	}
-	d.timer.Reset(d.retry)
+	d.timer.Reset(d.every())
 }
 
 // stop stops the retry timer.

@@ -170,8 +170,7 @@ func NewQuorum[H any](policy Policy, log Log, codec Codec[H], host Host[H], self
 	q := &Quorum[H]{log: log, codec: codec, host: host, clock: clock, self: self, core: New[H](policy, 0),
 		owners: map[ConsumerID]Owner{}, held: map[Owner]map[uint64]struct{}{},
 		local: map[ConsumerID]*quorumConsumer[H]{}, waits: map[uint64]*quorumWait[H]{}, inflight: map[uint64]inflightCmd{},
-		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout,
-		dead: newHeldDeadLetters[H]()}
+		pushed: map[Owner]*pushWindow{}, granted: map[ConsumerID]int64{}, timeout: QuorumTimeout}
 	q.meter.Start(clock())
 	return q
 }

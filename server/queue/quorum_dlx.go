@@ -32,7 +32,7 @@ func (q *Quorum[H]) holdDeadLetters(d *quorumEffects[H]) {
 			h := q.dead.add(en, e.Reason)
 			q.core.Hold(1, int64(en.Size))
 			if d.leader {
-				q.dead.sent[h.id] = now
+				q.dead.markSent(h.id, now)
 				d.dlx = append(d.dlx, h)
 			}
 		}
