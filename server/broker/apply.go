@@ -280,13 +280,11 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 	if err := o.check(m, security.Read, resExchange, ch.Exchange); err != nil {
 		return nil, err
 	}
-	if r := v.server.replicates(o); r != nil {
-		src := v.exchange(ch.Exchange)
-		if ch.ToExchange && replicatedBinding(src, v.exchange(ch.Destination)) ||
-			!ch.ToExchange && replicatedQueueBinding(src, v.queue(ch.Destination)) {
+	for {
+		if r := v.server.replicates(o); r != nil && v.bindingReplicates(ch) {
 			// Checked here, made by every member as it applies it
 			// (without v.defsMu, which that apply takes).
-			if err := o.checkTopic(m, src, ch.RoutingKey); err != nil {
+			if err := o.checkTopic(m, v.exchange(ch.Exchange), ch.RoutingKey); err != nil {
 				return nil, err
 			}
 			if q := v.queue(ch.Destination); !ch.ToExchange && q != nil {
@@ -296,9 +294,33 @@ func (v *VHost) changeBinding(ch *DefChange, o *applyOpts) (*Exchange, error) {
 			}
 			return nil, v.server.replicateExchange(r, v, ch)
 		}
+		emptied, err := v.changeBindingHere(ch, o, m)
+		if err != errReplicatesNow {
+			return emptied, err
+		}
 	}
+}
+
+// bindingReplicates reports whether ch, a binding made or removed, goes
+// through the cluster: its source and destination are on every member.
+func (v *VHost) bindingReplicates(ch *DefChange) bool {
+	src := v.exchange(ch.Exchange)
+	if ch.ToExchange {
+		return replicatedBinding(src, v.exchange(ch.Destination))
+	}
+	return replicatedQueueBinding(src, v.queue(ch.Destination))
+}
+
+// changeBindingHere makes or removes ch's binding on this node alone,
+// under v.defsMu; errReplicatesNow when the cluster's log has meanwhile
+// made its ends ones that every member has.
+func (v *VHost) changeBindingHere(ch *DefChange, o *applyOpts, m amqp.Method) (*Exchange, error) {
+	v.server.beforeLocalChange()
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
+	if v.server.replicates(o) != nil && v.bindingReplicates(ch) {
+		return nil, errReplicatesNow
+	}
 	if err := o.checkTopic(m, v.exchanges[ch.Exchange], ch.RoutingKey); err != nil {
 		return nil, err
 	}

@@ -105,6 +105,12 @@ func (s *Server) OfferDefinitions(ctx context.Context) error {
 	return nil
 }
 
+// errReplicatesNow is a definitions change's local path finding, under
+// v.defsMu, that the cluster's log has meanwhile made what it changes
+// one that every member has: the change must go through the cluster
+// after all, or this node alone would have it.
+var errReplicatesNow = errors.New("the change replicates now")
+
 func (s *Server) replicating() Replicator {
 	if r := s.replicator.Load(); r != nil {
 		return *r

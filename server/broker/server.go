@@ -264,6 +264,10 @@ type Server struct {
 	// replicator, once set, carries definitions changes to the cluster
 	// (Replicate).
 	replicator atomic.Pointer[Replicator]
+	// localChangeHook, set by tests only (SetBeforeLocalChange), runs as
+	// a definitions change that the cluster does not carry is about to
+	// be made here.
+	localChangeHook atomic.Pointer[func()]
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
 	// transients are the cluster's transient and exclusive classic

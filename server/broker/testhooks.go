@@ -19,6 +19,26 @@ import (
 // listeners Listen opens; call it before Serve, in place of Listen.
 func (s *Server) UseListener(l net.Listener) { s.ln = l }
 
+// SetBeforeLocalChange makes f run each time a binding that the cluster
+// does not carry is about to be made or removed on this node alone,
+// before the vhost's definitions lock is taken: a test widens there the
+// window in which the cluster's log may make its ends replicated ones.
+// nil removes it.
+func (s *Server) SetBeforeLocalChange(f func()) {
+	if f == nil {
+		s.localChangeHook.Store(nil)
+		return
+	}
+	s.localChangeHook.Store(&f)
+}
+
+// beforeLocalChange runs the tests' hook (SetBeforeLocalChange), if any.
+func (s *Server) beforeLocalChange() {
+	if f := s.localChangeHook.Load(); f != nil {
+		(*f)()
+	}
+}
+
 // WaitConnections waits until the server has let go of every connection
 // it accepted (the goroutines Close waits for); no connection may be
 // accepted meanwhile.

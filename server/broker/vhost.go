@@ -225,17 +225,20 @@ func (v *VHost) removeExchange(ch *DefChange, o *applyOpts) error {
 	if err := o.check(m, security.Configure, resExchange, ch.Exchange); err != nil {
 		return err
 	}
-	if r := v.server.replicates(o); r != nil {
-		if x := v.exchange(ch.Exchange); x != nil && replicatedExchange(x) {
-			// if-unused is judged here: bindings to queues are each
-			// node's own, so members would judge it differently.
-			if ch.IfUnused && x.bindingCount() > 0 {
-				return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", ch.Exchange, v.name)
+	emptied, err := []*Exchange(nil), errReplicatesNow
+	for err == errReplicatesNow {
+		if r := v.server.replicates(o); r != nil {
+			if x := v.exchange(ch.Exchange); x != nil && replicatedExchange(x) {
+				// if-unused is judged here: bindings to queues are each
+				// node's own, so members would judge it differently.
+				if ch.IfUnused && x.bindingCount() > 0 {
+					return protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", ch.Exchange, v.name)
+				}
+				return v.server.replicateExchange(r, v, &DefChange{Kind: ExchangeDelete, Exchange: ch.Exchange})
 			}
-			return v.server.replicateExchange(r, v, &DefChange{Kind: ExchangeDelete, Exchange: ch.Exchange})
 		}
+		emptied, err = v.removeExchangeDef(ch, o, m)
 	}
-	emptied, err := v.removeExchangeDef(ch, o, m)
 	for _, src := range emptied {
 		v.autoDeleteExchange(src)
 	}
@@ -253,6 +256,9 @@ func (v *VHost) removeExchangeDef(ch *DefChange, o *applyOpts, m amqp.Method) ([
 	}
 	if o.exchange != nil && x != o.exchange {
 		return nil, nil // gone already; this is another of its name
+	}
+	if v.server.replicates(o) != nil && replicatedExchange(x) {
+		return nil, errReplicatesNow // the cluster's log declared it meanwhile
 	}
 	if ch.IfUnused && x.bindingCount() > 0 {
 		return nil, protoErr(amqp.PreconditionFailed, m, "exchange '%s' in vhost '%s' in use", ch.Exchange, v.name)
@@ -557,18 +563,21 @@ func (v *VHost) removeQueue(ch *DefChange, o *applyOpts) (int, error) {
 	if err := o.check(ch.method(), security.Configure, resQueue, ch.Queue); err != nil {
 		return 0, err
 	}
-	if r := v.server.replicates(o); r != nil {
-		if q := v.queue(ch.Queue); q != nil && replicatedQueue(q) {
-			if err := q.checkOwner(o.conn, ch.method()); err != nil {
-				return 0, err
+	q, emptied, err := (*Queue)(nil), []*Exchange(nil), errReplicatesNow
+	for err == errReplicatesNow {
+		if r := v.server.replicates(o); r != nil {
+			if rq := v.queue(ch.Queue); rq != nil && replicatedQueue(rq) {
+				if err := rq.checkOwner(o.conn, ch.method()); err != nil {
+					return 0, err
+				}
+				if rq.remote != nil && rq.isUnavailable() {
+					return 0, rq.errHomeDown(ch.method()) // RabbitMQ's too: the home node must take part
+				}
+				return v.removeQuorumReplicated(r, ch, rq)
 			}
-			if q.remote != nil && q.isUnavailable() {
-				return 0, q.errHomeDown(ch.method()) // RabbitMQ's too: the home node must take part
-			}
-			return v.removeQuorumReplicated(r, ch, q)
 		}
+		q, emptied, err = v.removeQueueDef(ch, o)
 	}
-	q, emptied, err := v.removeQueueDef(ch, o)
 	if q == nil || err != nil {
 		return 0, err
 	}
@@ -595,6 +604,9 @@ func (v *VHost) removeQueueDef(ch *DefChange, o *applyOpts) (*Queue, []*Exchange
 	q := v.queues[ch.Queue]
 	if q == nil || o.queue != nil && q != o.queue {
 		return nil, nil, nil
+	}
+	if v.server.replicates(o) != nil && replicatedQueue(q) {
+		return nil, nil, errReplicatesNow // the cluster's log declared it meanwhile
 	}
 	if o.queue == nil && !o.replicated {
 		if err := q.checkOwner(o.conn, m); err != nil {

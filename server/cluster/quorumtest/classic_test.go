@@ -191,6 +191,85 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 	}
 }
 
+// A binding made on a member just as the cluster's log declares its
+// exchange there is made through the cluster all the same: the member
+// first finds no such exchange (a binding of this node only, then), and
+// by the time it takes the vhost's lock the exchange is there. The
+// member is held between the two until the exchange, declared on
+// another member meanwhile, has reached it. The queue's home node then
+// routes through the binding.
+func TestBindingAsItsExchangeArrives(t *testing.T) {
+	nodes := startCluster(t, 3)
+	home, pub, sub := nodes[0], nodes[1], nodes[2]
+	waitFor(t, 15*time.Second, "declare on the home node", func() error {
+		_, ch := dial(t, home.url)
+		_, err := ch.QueueDeclare("cq", true, false, false, false, nil)
+		return err
+	})
+	waitFor(t, 10*time.Second, "cq on "+sub.name, func() error { _, _, err := passive(sub.url, "cq"); return err })
+	held := make(chan struct{}, 1)
+	sub.srv.SetBeforeLocalChange(func() {
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for sub.srv.VHost("/").Exchange("cx") == nil && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+	})
+	t.Cleanup(func() { sub.srv.SetBeforeLocalChange(nil) })
+	bound := make(chan error, 1)
+	go func() {
+		c, err := amqp.Dial(sub.url)
+		if err != nil {
+			bound <- err
+			return
+		}
+		defer c.Close()
+		ch, err := c.Channel()
+		if err == nil {
+			err = ch.QueueBind("cq", "k", "cx", false, nil)
+		}
+		bound <- err
+	}()
+	select {
+	case <-held:
+	case err := <-bound:
+		t.Fatalf("the bind on %s did not take the local path: %v", sub.name, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the bind on %s never reached the local path", sub.name)
+	}
+	_, xch := dial(t, pub.url)
+	if err := xch.ExchangeDeclare("cx", "direct", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-bound; err != nil {
+		t.Fatalf("bind on %s: %v", sub.name, err)
+	}
+	waitFor(t, 10*time.Second, "cx on "+home.name, func() error {
+		_, xch := dial(t, home.url)
+		return xch.ExchangeDeclarePassive("cx", "direct", true, false, false, false, nil)
+	})
+	_, hch := dial(t, home.url)
+	if err := hch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	returns := hch.NotifyReturn(make(chan amqp.Return, 1))
+	waitFor(t, 10*time.Second, "a mandatory publish to cx on "+home.name+" routed by the binding made on "+sub.name, func() error {
+		dc, err := hch.PublishWithDeferredConfirm("cx", "k", true, false, amqp.Publishing{Body: []byte("x")})
+		if err != nil || !dc.Wait() {
+			t.Fatalf("publish to cx on %s: %v", home.name, err)
+		}
+		select {
+		case <-returns:
+			return errors.New("returned unroutable")
+		default:
+			return nil
+		}
+	})
+}
+
 // startWithHome starts three members, the third, the home node of the
 // test's classic queues, restarted on a store of its own, so that its
 // messages outlive its restarts.
