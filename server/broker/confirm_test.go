@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amqp-go/amqp-go/server/broker"
+	"github.com/amqp-go/amqp-go/server/servertest"
 	wire "github.com/amqp-go/amqp-go/shared/amqp"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -113,4 +115,42 @@ func TestConfirmModeConflicts(t *testing.T) {
 		}
 		wantErr(t, ch.Tx(), 406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode")
 	})
+}
+
+// A confirmed message is in its queues: a basic.get on another connection,
+// made as the confirm arrives, finds it, however long the publish takes
+// between the store, which may answer at once, and the queues. The server
+// is held there for 50 ms on each publish.
+func TestConfirmAfterQueuesHaveIt(t *testing.T) {
+	inProcessOnly(t, "holds the server between a publish's store put and its pushes")
+	srv, u := servertest.StartServer(t, broker.Config{})
+	srv.SetBeforePush(func() { time.Sleep(50 * time.Millisecond) })
+	_, pch := dial(t, u)
+	_, gch := dial(t, u)
+	if err := pch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	durable, transient := uname(t, "durable"), uname(t, "transient")
+	for _, q := range []string{durable, transient} {
+		if _, err := pch.QueueDeclare(q, q == durable, false, false, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range []struct {
+		queue string
+		mode  uint8
+	}{{durable, amqp.Persistent}, {durable, amqp.Transient}, {transient, amqp.Persistent}, {transient, amqp.Transient}} {
+		b := fmt.Sprintf("m%d", i)
+		dc, err := pch.PublishWithDeferredConfirm("", c.queue, false, false, amqp.Publishing{DeliveryMode: c.mode, Body: []byte(b)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !dc.Wait() {
+			t.Fatalf("%s nacked", b)
+		}
+		m, ok, err := gch.Get(c.queue, true)
+		if err != nil || !ok || string(m.Body) != b {
+			t.Fatalf("get from %s after the confirm of %s (delivery mode %d): %q, ok %v, err %v", c.queue, b, c.mode, m.Body, ok, err)
+		}
+	}
 }

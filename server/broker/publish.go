@@ -154,15 +154,19 @@ func (v *VHost) enqueue(p *publisher, qs []*Queue, msg *Message, delayed bool, r
 	switch {
 	case refused:
 		stored = nil // the publisher hears a nack whatever the store says
-	case limited && done != nil:
-		// A queue that filled since its check refuses at push: the
-		// publisher hears of it once the store has answered too.
+	case done != nil && len(kept) > 0:
+		// The publisher hears once the store has answered and every
+		// queue has the message, so that a client acting on the confirm
+		// (a basic.get on another connection) finds it there; a queue
+		// that filled since its check refuses at push, and the publisher
+		// hears a nack.
 		late = &lateAdmission{done: done}
 		late.pending.Store(2)
 		stored = late.stored
 	}
 	// Put first: it gives msg the log reference each queue entry keeps.
 	v.server.putMessage(p, msg, kept, stored)
+	v.server.beforePush()
 	refusedLate := false
 	now := p.now
 	if now == 0 && len(kept) > 0 {
@@ -256,9 +260,11 @@ func quorumOutcome(err error) error {
 }
 
 // lateAdmission holds back a publish's confirm until both the store and the
-// pushes into reject-publish queues have answered: a queue that filled
-// between the admission check and the push refuses the message there, and
-// its publisher must hear a nack rather than the store's ack.
+// pushes into the queues have answered: the store may answer first (at
+// once for a transient message, or from another goroutine's fsync), and
+// a reject-publish queue that filled between the admission check and the
+// push refuses the message there, whose publisher must hear a nack rather
+// than the store's ack.
 type lateAdmission struct {
 	done    func(error)
 	pending atomic.Int32

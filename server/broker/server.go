@@ -268,6 +268,9 @@ type Server struct {
 	// a definitions change that the cluster does not carry is about to
 	// be made here.
 	localChangeHook atomic.Pointer[func()]
+	// pushHook, set by tests only (SetBeforePush), runs between a
+	// publish's store put and its pushes into the queues.
+	pushHook atomic.Pointer[func()]
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
 	// transients are the cluster's transient and exclusive classic

@@ -32,9 +32,27 @@ func (s *Server) SetBeforeLocalChange(f func()) {
 	s.localChangeHook.Store(&f)
 }
 
+// SetBeforePush makes f run in every publish between the message's store
+// put and its pushes into the queues: a test widens there the window in
+// which the store may answer first. nil removes it.
+func (s *Server) SetBeforePush(f func()) {
+	if f == nil {
+		s.pushHook.Store(nil)
+		return
+	}
+	s.pushHook.Store(&f)
+}
+
 // beforeLocalChange runs the tests' hook (SetBeforeLocalChange), if any.
 func (s *Server) beforeLocalChange() {
 	if f := s.localChangeHook.Load(); f != nil {
+		(*f)()
+	}
+}
+
+// beforePush runs the tests' hook (SetBeforePush), if any.
+func (s *Server) beforePush() {
+	if f := s.pushHook.Load(); f != nil {
 		(*f)()
 	}
 }
