@@ -182,7 +182,9 @@ func TestQuorumQueueMembers(t *testing.T) {
 	if _, err := ch.QueueDeclare("cq", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "cq on "+nodes[2].name, func() error { _, _, err := passive(nodes[2].url, "cq"); return err })
+	for _, nd := range nodes {
+		waitFor(t, 10*time.Second, "cq on "+nd.name, func() error { _, _, err := passive(nd.url, "cq"); return err })
+	}
 	if code, body := api(t, nodes[0], "guest", "PUT", "/api/users/bob", map[string]string{"password": "bob", "tags": "management"}); code/100 != 2 {
 		t.Fatalf("PUT user bob: %d %s", code, body)
 	}
