@@ -61,14 +61,7 @@ func passive(url, queue string) (messages, consumers int, err error) {
 func TestClassicQueueAcrossMembers(t *testing.T) {
 	nodes := startCluster(t, 3)
 	home, pub, sub := nodes[0], nodes[1], nodes[2]
-	waitFor(t, 15*time.Second, "declare on the home node", func() error {
-		_, ch := dial(t, home.url)
-		_, err := ch.QueueDeclare("cq", true, false, false, false, nil)
-		return err
-	})
-	for _, nd := range nodes {
-		waitFor(t, 10*time.Second, "cq on "+nd.name, func() error { _, _, err := passive(nd.url, "cq"); return err })
-	}
+	declareDurableOn(t, home, "cq", nodes...)
 	if h := queueOn(t, sub, "cq"); !h.Remote() || h.HomeNode() != home.name {
 		t.Fatalf("cq on %s: remote %v, home %q; want remote, homed on %s", sub.name, h.Remote(), h.HomeNode(), home.name)
 	}
@@ -140,33 +133,7 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 		_, bch := dial(t, sub.url)
 		return bch.QueueBind("cq", "k", "cx", false, nil)
 	})
-	waitFor(t, 10*time.Second, "cx on "+home.name, func() error {
-		_, xch := dial(t, home.url)
-		return xch.ExchangeDeclarePassive("cx", "direct", true, false, false, false, nil)
-	})
-	_, hch := dial(t, home.url)
-	if err := hch.Confirm(false); err != nil {
-		t.Fatal(err)
-	}
-	returns := hch.NotifyReturn(make(chan amqp.Return, 5))
-	deadline := time.Now().Add(20 * time.Second)
-	for i := 0; i < 5; {
-		if time.Now().After(deadline) {
-			t.Fatalf("a mandatory publish to cx on %s still comes back after 20 s: the home node has not applied the binding made on %s", home.name, sub.name)
-		}
-		// Mandatory: until the home node has applied the binding, the
-		// message comes back, and is published again.
-		dc, err := hch.PublishWithDeferredConfirm("cx", "k", true, false, amqp.Publishing{Body: fmt.Appendf(nil, "x%d", i)})
-		if err != nil || !dc.Wait() {
-			t.Fatalf("publish to cx on %s: %v", home.name, err)
-		}
-		select {
-		case <-returns:
-			time.Sleep(20 * time.Millisecond)
-		default:
-			i++
-		}
-	}
+	publishRouted(t, home, "cx", "k", 5, sub.name)
 	waitFor(t, 5*time.Second, "routed through cx", func() error {
 		n, _, err := passive(pub.url, "cq")
 		if err == nil && n != 5 {
@@ -201,12 +168,7 @@ func TestClassicQueueAcrossMembers(t *testing.T) {
 func TestBindingAsItsExchangeArrives(t *testing.T) {
 	nodes := startCluster(t, 3)
 	home, pub, sub := nodes[0], nodes[1], nodes[2]
-	waitFor(t, 15*time.Second, "declare on the home node", func() error {
-		_, ch := dial(t, home.url)
-		_, err := ch.QueueDeclare("cq", true, false, false, false, nil)
-		return err
-	})
-	waitFor(t, 10*time.Second, "cq on "+sub.name, func() error { _, _, err := passive(sub.url, "cq"); return err })
+	declareDurableOn(t, home, "cq", sub)
 	held := make(chan struct{}, 1)
 	sub.srv.SetBeforeLocalChange(func() {
 		select {
@@ -247,27 +209,54 @@ func TestBindingAsItsExchangeArrives(t *testing.T) {
 	if err := <-bound; err != nil {
 		t.Fatalf("bind on %s: %v", sub.name, err)
 	}
-	waitFor(t, 10*time.Second, "cx on "+home.name, func() error {
-		_, xch := dial(t, home.url)
-		return xch.ExchangeDeclarePassive("cx", "direct", true, false, false, false, nil)
+	publishRouted(t, home, "cx", "k", 1, sub.name)
+}
+
+// declareDurableOn declares the durable classic queue name on home, until
+// the cluster takes it, and waits until each of listing lists it.
+func declareDurableOn(t *testing.T, home *node, name string, listing ...*node) {
+	t.Helper()
+	waitFor(t, 15*time.Second, "declare on the home node", func() error {
+		_, ch := dial(t, home.url)
+		_, err := ch.QueueDeclare(name, true, false, false, false, nil)
+		return err
 	})
-	_, hch := dial(t, home.url)
-	if err := hch.Confirm(false); err != nil {
+	for _, nd := range listing {
+		waitFor(t, 10*time.Second, name+" on "+nd.name, func() error { _, _, err := passive(nd.url, name); return err })
+	}
+}
+
+// publishRouted publishes n messages to exchange x on nd, with key and
+// confirms, once nd has x and then each until it is routed: mandatory,
+// a message comes back while nd has not applied the binding made on the
+// member boundOn, and is published again, for up to 20 s.
+func publishRouted(t *testing.T, nd *node, x, key string, n int, boundOn string) {
+	t.Helper()
+	waitFor(t, 10*time.Second, x+" on "+nd.name, func() error {
+		_, xch := dial(t, nd.url)
+		return xch.ExchangeDeclarePassive(x, "direct", true, false, false, false, nil)
+	})
+	_, ch := dial(t, nd.url)
+	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}
-	returns := hch.NotifyReturn(make(chan amqp.Return, 1))
-	waitFor(t, 10*time.Second, "a mandatory publish to cx on "+home.name+" routed by the binding made on "+sub.name, func() error {
-		dc, err := hch.PublishWithDeferredConfirm("cx", "k", true, false, amqp.Publishing{Body: []byte("x")})
+	returns := ch.NotifyReturn(make(chan amqp.Return, n))
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 0; i < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("a mandatory publish to %s on %s still comes back after 20 s: it has not applied the binding made on %s", x, nd.name, boundOn)
+		}
+		dc, err := ch.PublishWithDeferredConfirm(x, key, true, false, amqp.Publishing{Body: fmt.Appendf(nil, "x%d", i)})
 		if err != nil || !dc.Wait() {
-			t.Fatalf("publish to cx on %s: %v", home.name, err)
+			t.Fatalf("publish to %s on %s: %v", x, nd.name, err)
 		}
 		select {
 		case <-returns:
-			return errors.New("returned unroutable")
+			time.Sleep(20 * time.Millisecond)
 		default:
-			return nil
+			i++
 		}
-	})
+	}
 }
 
 // startWithHome starts three members, the third, the home node of the
@@ -308,12 +297,7 @@ func queueOn(t *testing.T, nd *node, queue string) interface {
 // flagged redelivered, and nothing acked comes back.
 func TestClassicQueueHomeDown(t *testing.T) {
 	nodes, home := startWithHome(t)
-	waitFor(t, 15*time.Second, "declare on the home node", func() error {
-		_, ch := dial(t, home.url)
-		_, err := ch.QueueDeclare("hq", true, false, false, false, nil)
-		return err
-	})
-	waitFor(t, 10*time.Second, "hq on "+nodes[1].name, func() error { _, _, err := passive(nodes[1].url, "hq"); return err })
+	declareDurableOn(t, home, "hq", nodes[1])
 	acked := publishConfirmed(t, nodes[0].url, "hq", 0, 10)
 	if len(acked) != 10 {
 		t.Fatalf("%d of 10 confirmed", len(acked))
