@@ -65,6 +65,9 @@ type Queue struct {
 	quorum  *queue.Quorum[qhandle]
 	group   uint64
 	members []uint64
+	// learners are the group's members on their way in, not yet voters
+	// (the cluster's AddMember), as last applied here.
+	learners []uint64
 	// home is a replicated classic queue's home node (nil: the queue does
 	// not replicate); remote is cq when that is another node.
 	home   atomic.Pointer[homeNode]

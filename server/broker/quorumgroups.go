@@ -192,8 +192,10 @@ func (s *Server) watchMembers(g QuorumGroups, stop <-chan struct{}, kick <-chan 
 // down, and, for this node, once another leads); while the group is
 // short of its size, a member outside it joins it, and gets the queue
 // from a snapshot (until then it forwards its clients' commands to the
-// group); a node that left the cluster leaves the group. The leader,
-// which calls it, never removes itself.
+// group); a node that left the cluster leaves the group. A member joins
+// as a learner, which votes once it has caught up (the cluster's
+// AddMember, a step a round); a learner no longer wanted goes. The
+// leader, which calls it, never removes itself.
 func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	if len(members) == 0 {
 		return
@@ -202,13 +204,31 @@ func (s *Server) followMembers(g QuorumGroups, q *Queue, members []uint64) {
 	size, target := q.shape()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	learners := q.groupLearners()
 	change := func(id uint64, add bool) {
 		if err := g.SetVoter(ctx, q.group, id, add); err == nil {
 			what := "cluster: a quorum queue's group loses a member"
-			if add {
-				what = "cluster: a quorum queue's group gains a member"
+			switch {
+			case add && slices.Contains(learners, id):
+				what = "cluster: a quorum queue's member has caught up and votes"
+			case add:
+				what = "cluster: a quorum queue's group gains a member, which catches up before it votes"
 			}
 			s.logger.Info(what, "vhost", q.vhost.name, "queue", q.Name, "member", id)
+		}
+	}
+	for _, id := range learners {
+		// A learner is a member on its way in; one no longer wanted
+		// (shaped out, the group full, or gone from the cluster) goes.
+		wanted := slices.Contains(members, id)
+		if target != nil {
+			wanted = wanted && slices.Contains(target, id)
+		} else {
+			wanted = wanted && (size == 0 || len(voters) < size)
+		}
+		if !wanted {
+			change(id, false)
+			return
 		}
 	}
 	for _, id := range target {
@@ -456,13 +476,15 @@ type quorumMachine struct {
 	bq *Queue
 }
 
-// VotersChanged records the group's voters (cluster.VotersObserver).
-// This node serves the queue from its group while it is a voter, unless
-// the group was shaped without it (it is then on its way out).
-func (m quorumMachine) VotersChanged(voters []uint64) {
+// VotersChanged records the group's voters and learners
+// (cluster.VotersObserver). This node serves the queue from its group
+// while it is a voter, unless the group was shaped without it (it is
+// then on its way out); a learner forwards, as a node outside the group
+// does, until it is promoted.
+func (m quorumMachine) VotersChanged(voters, learners []uint64) {
 	g := m.bq.vhost.server.quorumGroups()
 	m.bq.mu.Lock()
-	m.bq.members = voters
+	m.bq.members, m.bq.learners = voters, learners
 	voter := g != nil && slices.Contains(voters, g.Self()) && (m.bq.target == nil || slices.Contains(m.bq.target, g.Self()))
 	m.bq.mu.Unlock()
 	m.bq.isVoter.Store(voter)
@@ -474,6 +496,14 @@ func (q *Queue) voters() []uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return slices.Clone(q.members)
+}
+
+// groupLearners are a replicated quorum queue's group's learners, as
+// last applied here.
+func (q *Queue) groupLearners() []uint64 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return slices.Clone(q.learners)
 }
 
 func (m quorumMachine) Apply(_ uint64, data []byte) { m.q.Apply(data) }

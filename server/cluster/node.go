@@ -171,6 +171,9 @@ type group struct {
 	// appends before it persists (see round).
 	term, vote uint64
 	hsKnown    bool
+	// caughtUpAt, on a leader, is the index each learner's log must
+	// reach before AddMember promotes it (see there).
+	caughtUpAt map[uint64]uint64
 }
 
 // ErrStopped is returned by calls on a stopped Node.
@@ -371,32 +374,35 @@ var ErrLastMember = errors.New("cluster: cannot remove the last member")
 // Propose. It returns ErrChangePending when this node's log holds a conf
 // change it has not applied yet (on a leader, one raft would ignore).
 func (n *Node) ProposeConfChange(ctx context.Context, id uint64, cc *pb.ConfChangeV2) error {
-	return n.withGroup(ctx, id, func(g *group) error {
-		st := n.cfg.Log.Group(id)
-		last, err := st.LastIndex()
+	return n.withGroup(ctx, id, func(g *group) error { return n.proposeConfChange(g, cc) })
+}
+
+// proposeConfChange is ProposeConfChange on the loop.
+func (n *Node) proposeConfChange(g *group, cc *pb.ConfChangeV2) error {
+	st := n.cfg.Log.Group(g.id)
+	last, err := st.LastIndex()
+	if err != nil {
+		return err
+	}
+	if last > g.applied {
+		ents, err := st.Entries(g.applied+1, last+1, math.MaxUint64)
 		if err != nil {
 			return err
 		}
-		if last > g.applied {
-			ents, err := st.Entries(g.applied+1, last+1, math.MaxUint64)
-			if err != nil {
-				return err
-			}
-			for _, e := range ents {
-				if e.GetType() != pb.EntryNormal {
-					return ErrChangePending
-				}
+		for _, e := range ents {
+			if e.GetType() != pb.EntryNormal {
+				return ErrChangePending
 			}
 		}
-		for _, c := range cc.GetChanges() {
-			if c.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && slices.Equal(g.conf.GetVoters(), []uint64{c.GetNodeId()}) {
-				return ErrLastMember // raft would panic applying it
-			}
+	}
+	for _, c := range cc.GetChanges() {
+		if c.GetType() == pb.ConfChangeType_ConfChangeRemoveNode && slices.Equal(g.conf.GetVoters(), []uint64{c.GetNodeId()}) {
+			return ErrLastMember // raft would panic applying it
 		}
-		g.stepped = true
-		g.wake()
-		return g.rn.ProposeConfChange(cc)
-	})
+	}
+	g.stepped = true
+	g.wake()
+	return g.rn.ProposeConfChange(cc)
 }
 
 // ConfState returns group id's membership as last applied on this node.

@@ -25,17 +25,18 @@ type SnapshotPacer interface {
 	SnapshotAfter() uint64
 }
 
-// VotersObserver is a StateMachine that follows its group's voters: it
-// is told them, on the loop, when the group starts here, after every
-// conf change and after a snapshot is restored.
+// VotersObserver is a StateMachine that follows its group's voters and
+// learners (members on their way in, see AddMember): it is told them, on
+// the loop, when the group starts here, after every conf change and
+// after a snapshot is restored.
 type VotersObserver interface {
-	VotersChanged(voters []uint64)
+	VotersChanged(voters, learners []uint64)
 }
 
 // noteVoters tells g's state machine its voters, if it asks.
 func noteVoters(g *group) {
 	if o, ok := g.sm.(VotersObserver); ok {
-		o.VotersChanged(slices.Clone(g.conf.GetVoters()))
+		o.VotersChanged(slices.Clone(g.conf.GetVoters()), slices.Clone(g.conf.GetLearners()))
 	}
 }
 
@@ -329,15 +330,78 @@ func (s *Service) TransferTo(ctx context.Context, id, to uint64) error {
 	return s.node.TransferTo(ctx, id, to)
 }
 
-// SetVoter proposes adding node as a voter of group (add), or removing it:
-// a quorum queue's group follows the cluster's membership. It returns once
-// proposed (ErrChangePending while an earlier change of the group is not
-// applied here, ErrLastMember for the last voter).
+// ErrCatchingUp is returned by AddMember for a learner whose log has not
+// yet caught up with the group's: nothing is proposed, and a later call
+// promotes it.
+var ErrCatchingUp = errors.New("cluster: the member is still catching up")
+
+// ErrNotLeader is returned by AddMember for a learner on a node that
+// does not lead its group, which alone knows its progress.
+var ErrNotLeader = errors.New("cluster: not the group's leader")
+
+// SetVoter proposes adding node as a voter of group (add), or removing it
+// (a voter or a learner): a quorum queue's group follows the cluster's
+// membership. It returns once proposed (ErrChangePending while an earlier
+// change of the group is not applied here, ErrLastMember for the last
+// voter). An add is AddMember's steps.
 func (s *Service) SetVoter(ctx context.Context, group, node uint64, add bool) error {
-	t := pb.ConfChangeType_ConfChangeAddNode
-	if !add {
-		t = pb.ConfChangeType_ConfChangeRemoveNode
+	if add {
+		return s.node.AddMember(ctx, group, node)
 	}
-	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: t.Enum(), NodeId: proto.Uint64(node)}}}
+	cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeType_ConfChangeRemoveNode.Enum(), NodeId: proto.Uint64(node)}}}
 	return s.node.ProposeConfChange(ctx, group, cc)
+}
+
+// AddMember takes node one step into group, as RabbitMQ 4.x adds a
+// quorum queue's member (promotable, then voter): a node outside the
+// group joins it as a learner, which the leader brings up to date
+// (entries, or a snapshot) without counting it in any majority; a later
+// call, once the learner's log has reached the group's commit index of
+// the time it joined, promotes it to voter, and before that returns
+// ErrCatchingUp. So a member that must catch up on a long log never
+// makes the group wait for it. Only the leader knows the learners'
+// progress: elsewhere a learner is not promoted (ErrNotLeader). A voter
+// is left as it is.
+func (n *Node) AddMember(ctx context.Context, id, node uint64) error {
+	return n.withGroup(ctx, id, func(g *group) error {
+		if slices.Contains(g.conf.GetVoters(), node) {
+			return nil
+		}
+		t := pb.ConfChangeType_ConfChangeAddLearnerNode
+		if slices.Contains(g.conf.GetLearners(), node) {
+			st := g.rn.Status()
+			if st.RaftState != raft.StateLeader {
+				return ErrNotLeader
+			}
+			want, ok := g.caughtUpAt[node]
+			if !ok {
+				// It joined under another leader: this one's commit
+				// index will do.
+				want = st.GetCommit()
+				g.setCaughtUpAt(node, want)
+			}
+			if st.Progress[node].Match < want {
+				return ErrCatchingUp
+			}
+			t = pb.ConfChangeType_ConfChangeAddNode
+		}
+		cc := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: t.Enum(), NodeId: proto.Uint64(node)}}}
+		if err := n.proposeConfChange(g, cc); err != nil {
+			return err
+		}
+		if t == pb.ConfChangeType_ConfChangeAddNode {
+			delete(g.caughtUpAt, node)
+		} else {
+			g.setCaughtUpAt(node, g.rn.Status().GetCommit())
+		}
+		return nil
+	})
+}
+
+// setCaughtUpAt records the index learner's log must reach (AddMember).
+func (g *group) setCaughtUpAt(learner, index uint64) {
+	if g.caughtUpAt == nil {
+		g.caughtUpAt = map[uint64]uint64{}
+	}
+	g.caughtUpAt[learner] = index
 }
