@@ -388,8 +388,8 @@ func Check(h History) Report {
 	}
 	for _, p := range unique {
 		if p.Outcome == Confirmed && seen[key{p.Queue, p.ID}] == 0 {
-			r.Lost.add("%s (publisher %s seq %d) on %s confirmed %v after its publish, never delivered",
-				p.ID, p.Publisher, p.Seq, p.Queue, p.End.Sub(p.Start))
+			r.Lost.add("%s (publisher %s seq %d) on %s published at %s, confirmed %v after, never delivered",
+				p.ID, p.Publisher, p.Seq, p.Queue, p.Start.UTC().Format("15:04:05.000000"), p.End.Sub(p.Start))
 		}
 	}
 	checkOrder(ds, published, seen, &r)
