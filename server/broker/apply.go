@@ -315,7 +315,7 @@ func (v *VHost) bindingReplicates(ch *DefChange) bool {
 // under v.defsMu; errReplicatesNow when the cluster's log has meanwhile
 // made its ends ones that every member has.
 func (v *VHost) changeBindingHere(ch *DefChange, o *applyOpts, m amqp.Method) (*Exchange, error) {
-	v.server.beforeLocalChange()
+	v.server.localChangeHook.run()
 	v.defsMu.Lock()
 	defer v.defsMu.Unlock()
 	if v.server.replicates(o) != nil && v.bindingReplicates(ch) {

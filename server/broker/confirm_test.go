@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -151,6 +152,55 @@ func TestConfirmAfterQueuesHaveIt(t *testing.T) {
 		m, ok, err := gch.Get(c.queue, true)
 		if err != nil || !ok || string(m.Body) != b {
 			t.Fatalf("get from %s after the confirm of %s (delivery mode %d): %q, ok %v, err %v", c.queue, b, c.mode, m.Body, ok, err)
+		}
+	}
+}
+
+// A mandatory publish that reaches no queue comes back (basic.return)
+// before its basic.ack, as RabbitMQ sends them: a client that counts an
+// ack not preceded by a return as routed must never be wrong. In
+// process, every writer round is held for 2 ms between taking the
+// output and adding the confirms, while the reader goes on returning and
+// confirming the publishes that follow.
+func TestReturnBeforeItsAck(t *testing.T) {
+	u := os.Getenv("BROKER_TEST_URL")
+	if u == "" {
+		var srv *broker.Server
+		srv, u = servertest.StartServer(t, broker.Config{})
+		srv.SetBeforeConfirms(func() { time.Sleep(2 * time.Millisecond) })
+	}
+	_, ch := dial(t, u)
+	if err := ch.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n))
+	returns := ch.NotifyReturn(make(chan amqp.Return, n))
+	go func() {
+		for i := range n {
+			if err := ch.Publish("amq.direct", uname(t, "nowhere"), true, false, amqp.Publishing{Body: fmt.Appendf(nil, "m%d", i)}); err != nil {
+				return
+			}
+		}
+	}()
+	returned := 0
+	for range n {
+		var cf amqp.Confirmation
+		select {
+		case cf = <-confirms:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d confirms of %d after 10 s", returned, n)
+		}
+		for drained := false; !drained; {
+			select {
+			case <-returns:
+				returned++
+			default:
+				drained = true
+			}
+		}
+		if !cf.Ack || uint64(returned) < cf.DeliveryTag {
+			t.Fatalf("confirm of publish %d (ack %v) came with %d returns before it: a return after its ack", cf.DeliveryTag, cf.Ack, returned)
 		}
 	}
 }

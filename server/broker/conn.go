@@ -333,15 +333,19 @@ func (c *conn) takeOutput(w *writerState) bool {
 	w.confirms = append(w.confirms[:0], c.confirmChans...)
 	clear(c.confirmChans)
 	c.confirmChans = c.confirmChans[:0]
+	c.srv.confirmsHook.run()
+	// The confirms are read with outMu still held: a message resolved
+	// after the swap may have had its basic.return appended to the next
+	// buffer, and its ack must not go out before it.
+	for _, ch := range w.confirms {
+		w.buf = ch.appendConfirms(w.buf)
+	}
 	c.outMu.Unlock()
+	clear(w.confirms)
 	w.queued = int64(len(w.buf))
 	for _, r := range w.refs {
 		w.queued += int64(len(r.b))
 	}
-	for _, ch := range w.confirms {
-		w.buf = ch.appendConfirms(w.buf)
-	}
-	clear(w.confirms)
 	if len(w.buf) > 0 {
 		w.wrote = true
 	}

@@ -167,7 +167,7 @@ func (v *VHost) enqueue(p *publisher, qs []*Queue, msg *Message, delayed bool, r
 	}
 	// Put first: it gives msg the log reference each queue entry keeps.
 	v.server.putMessage(p, msg, kept, stored)
-	v.server.beforePush()
+	v.server.pushHook.run()
 	refusedLate := false
 	now := p.now
 	if now == 0 && len(kept) > 0 {

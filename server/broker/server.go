@@ -267,10 +267,13 @@ type Server struct {
 	// localChangeHook, set by tests only (SetBeforeLocalChange), runs as
 	// a definitions change that the cluster does not carry is about to
 	// be made here.
-	localChangeHook atomic.Pointer[func()]
+	localChangeHook testHook
 	// pushHook, set by tests only (SetBeforePush), runs between a
 	// publish's store put and its pushes into the queues.
-	pushHook atomic.Pointer[func()]
+	pushHook testHook
+	// confirmsHook, set by tests only (SetBeforeConfirms), runs in a
+	// connection's writer between its output swap and its confirms.
+	confirmsHook testHook
 	// quorum is the cluster's side of quorum queues (quorumgroups.go).
 	quorum quorumState
 	// transients are the cluster's transient and exclusive classic

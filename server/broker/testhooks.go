@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"sync/atomic"
 )
 
 // This file holds the few hooks that tests outside the package need to
@@ -24,35 +25,33 @@ func (s *Server) UseListener(l net.Listener) { s.ln = l }
 // before the vhost's definitions lock is taken: a test widens there the
 // window in which the cluster's log may make its ends replicated ones.
 // nil removes it.
-func (s *Server) SetBeforeLocalChange(f func()) {
-	if f == nil {
-		s.localChangeHook.Store(nil)
-		return
-	}
-	s.localChangeHook.Store(&f)
-}
+func (s *Server) SetBeforeLocalChange(f func()) { s.localChangeHook.set(f) }
 
 // SetBeforePush makes f run in every publish between the message's store
 // put and its pushes into the queues: a test widens there the window in
 // which the store may answer first. nil removes it.
-func (s *Server) SetBeforePush(f func()) {
+func (s *Server) SetBeforePush(f func()) { s.pushHook.set(f) }
+
+// SetBeforeConfirms makes f run in every connection's writer round between
+// taking the output buffer and adding the channels' confirms to it (with
+// the output lock held): a test widens there the window in which a
+// reader appends frames for the next round. nil removes it.
+func (s *Server) SetBeforeConfirms(f func()) { s.confirmsHook.set(f) }
+
+// testHook is a func a test sets (SetBefore...), run where the server
+// calls it; unset, it costs an atomic load.
+type testHook struct{ f atomic.Pointer[func()] }
+
+func (h *testHook) set(f func()) {
 	if f == nil {
-		s.pushHook.Store(nil)
+		h.f.Store(nil)
 		return
 	}
-	s.pushHook.Store(&f)
+	h.f.Store(&f)
 }
 
-// beforeLocalChange runs the tests' hook (SetBeforeLocalChange), if any.
-func (s *Server) beforeLocalChange() {
-	if f := s.localChangeHook.Load(); f != nil {
-		(*f)()
-	}
-}
-
-// beforePush runs the tests' hook (SetBeforePush), if any.
-func (s *Server) beforePush() {
-	if f := s.pushHook.Load(); f != nil {
+func (h *testHook) run() {
+	if f := h.f.Load(); f != nil {
 		(*f)()
 	}
 }
