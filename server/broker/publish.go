@@ -154,13 +154,12 @@ func (v *VHost) enqueue(p *publisher, qs []*Queue, msg *Message, delayed bool, r
 	switch {
 	case refused:
 		stored = nil // the publisher hears a nack whatever the store says
-	case done != nil && len(kept) > 0 && replicated == nil:
+	case done != nil && len(kept) > 0:
 		// The publisher hears once the store has answered and every
 		// queue has the message, so that a client acting on the confirm
 		// (a basic.get on another connection) finds it there; a queue
 		// that filled since its check refuses at push, and the publisher
-		// hears a nack. (A replicated or remote queue answers through
-		// replicated once it has the message.)
+		// hears a nack.
 		late = &lateAdmission{done: done}
 		late.pending.Store(2)
 		stored = late.stored
