@@ -20,7 +20,11 @@ type QueueStats struct {
 	// ReadyBytes and UnackedBytes are the bodies' sizes, as RabbitMQ's
 	// message_bytes_ready and message_bytes_unacknowledged.
 	ReadyBytes, UnackedBytes int64
-	Consumers                int
+	// DeadLetters and DeadLetterBytes are the dead-letters the queue
+	// holds until their targets confirm them (at-least-once), as
+	// RabbitMQ's messages_dlx and message_bytes_dlx.
+	DeadLetters, DeadLetterBytes int64
+	Consumers                    int
 	// HeadTimestamp is the head message's timestamp property (AMQP
 	// seconds), RabbitMQ's head_message_timestamp; HasHeadTimestamp is
 	// false when the queue is empty, its head has no such property, or the
@@ -52,6 +56,7 @@ func (q *Queue) stats(ns int64) QueueStats {
 	in := q.cq.Info()
 	st := QueueStats{VHost: q.vhost.name, Name: q.Name, Ready: int(in.Ready), Unacked: int(in.Unacked),
 		ReadyBytes: in.ReadyBytes, UnackedBytes: in.UnackedBytes, Consumers: in.Consumers,
+		DeadLetters: in.Held, DeadLetterBytes: in.HeldBytes,
 		Counters: in.Stats, Rates: in.Rates}
 	if in.HeadTimestamp != 0 {
 		st.HeadAge = time.Duration(max(ns-in.HeadTimestamp, 0))

@@ -262,6 +262,11 @@ func (h *Handler) queueItem(q *broker.Queue, st broker.QueueStats) item {
 	if st.HasHeadTimestamp {
 		it["head_message_timestamp"] = st.HeadTimestamp
 	}
+	if q.Type() == "quorum" {
+		// RabbitMQ's quorum queues add these: the dead-letters held until
+		// their targets confirm them (at-least-once; 0 otherwise).
+		it["messages_dlx"], it["message_bytes_dlx"] = st.DeadLetters, st.DeadLetterBytes
+	}
 	if lead, members, ok := q.QuorumGroup(); ok {
 		h.quorumMembers(it, lead, members)
 	} else if q.Type() == "quorum" {

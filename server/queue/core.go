@@ -890,7 +890,10 @@ func (c *Core[H]) Backlog() (ready, readyBytes int64, consumers int) {
 type Info struct {
 	Ready, Unacked           int64
 	ReadyBytes, UnackedBytes int64
-	Consumers                int
+	// Held and HeldBytes are the dead-letters held at least once, not
+	// yet confirmed by their targets (Hold), and their bodies' bytes.
+	Held, HeldBytes int64
+	Consumers       int
 	// HeadTimestamp is when the head message entered the queue (0: empty).
 	HeadTimestamp int64
 	// OldestUnacked is when the longest-unacked delivery went out (0: none).
@@ -906,7 +909,7 @@ type Info struct {
 // Info reports counts, ages and counters.
 func (c *Core[H]) Info() Info {
 	in := Info{Ready: c.ready, Unacked: int64(c.unacked.live), ReadyBytes: c.bytes, UnackedBytes: c.unacked.bytes,
-		Consumers: len(c.consumers), Active: c.active, Stats: c.stats, OldestUnacked: c.unacked.oldest()}
+		Held: c.held, HeldBytes: c.heldBytes, Consumers: len(c.consumers), Active: c.active, Stats: c.stats, OldestUnacked: c.unacked.oldest()}
 	if l := c.peekHead(); l != nil {
 		in.HeadTimestamp = l.frontEntry().Timestamp
 	}
