@@ -2,7 +2,6 @@ package management_test
 
 import (
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -53,18 +52,11 @@ func TestQuorumHeldDeadLetters(t *testing.T) {
 	if _, ok, err := ch.Get("target", true); err != nil || !ok {
 		t.Fatalf("get the filler: %v %v", ok, err)
 	}
-	// The queue republishes it within DLXRetry; once confirmed it is gone.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		m := a.guest("GET", "/queues/%2F/q", "").obj(t)
-		if m["messages_dlx"] == 0.0 && m["message_bytes_dlx"] == 0.0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dead-letter still held after 15 s: %v %v", m["messages_dlx"], m["message_bytes_dlx"])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	// The queue republishes it within DLXRetry (5 s, inside pollQueue's
+	// deadline); once confirmed it is gone.
+	pollQueue(t, a, "/queues/%2F/q", func(m map[string]any) bool {
+		return m["messages_dlx"] == 0.0 && m["message_bytes_dlx"] == 0.0
+	})
 	if d, ok, err := ch.Get("target", true); err != nil || !ok || string(d.Body) != "abcde" {
 		t.Fatalf("the target: %q %v %v", d.Body, ok, err)
 	}

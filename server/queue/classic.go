@@ -607,11 +607,3 @@ func (q *Classic[H]) retryDLX() {
 	q.mu.Unlock()
 	sendDeadLetters(q.host, again, q.confirmedDLX)
 }
-
-// DeadLettersHeld is how many messages the queue holds dead-lettered at
-// least once, awaiting their targets' confirm, and their bodies' bytes.
-func (q *Classic[H]) DeadLettersHeld() (n, bytes int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.core.held, q.core.heldBytes
-}

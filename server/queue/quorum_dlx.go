@@ -109,14 +109,6 @@ func (q *Quorum[H]) retryDLX() {
 	q.sendDLX(again)
 }
 
-// DeadLettersHeld is how many messages the queue holds dead-lettered at
-// least once, awaiting their targets' confirm, and their bodies' bytes.
-func (q *Quorum[H]) DeadLettersHeld() (n, bytes int64) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.core.held, q.core.heldBytes
-}
-
 // snapshotDLX is q.dead as a snapshot carries it, handles encoded.
 func (q *Quorum[H]) snapshotDLX(hs []dlxHeld[H]) []quorumDLX {
 	var out []quorumDLX
